@@ -1,0 +1,59 @@
+# Helpers to run a local PostgreSQL cluster from the installed server binaries.
+# initdb and postgres refuse to run as root, so as root they run as the `postgres` user.
+
+pg_bin_dir() {
+    if command -v initdb >/dev/null 2>&1; then
+        dirname "$(command -v initdb)"
+        return
+    fi
+    local found
+    found="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    if [[ -z "$found" ]]; then
+        echo "no PostgreSQL server binaries found (initdb not on PATH nor in /usr/lib/postgresql/*/bin)" >&2
+        return 1
+    fi
+    echo "$found"
+}
+
+PG_BIN="$(pg_bin_dir)"
+
+# Runs a server binary, as `postgres` when we are root.
+pg_as_owner() {
+    if [[ "$(id -u)" == 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+pg_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# pg_init DATA_DIR: a new cluster with trust authentication on loopback only.
+pg_init() {
+    local data="$1"
+    mkdir -p "$data"
+    if [[ "$(id -u)" == 0 ]]; then
+        chown postgres "$(dirname "$data")" "$data"
+    fi
+    chmod 700 "$data"
+    pg_as_owner "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
+}
+
+# pg_start DATA_DIR PORT SOCKET_DIR LOG_FILE [EXTRA_SERVER_OPTIONS]: starts and waits until ready.
+pg_start() {
+    local data="$1" port="$2" socket_dir="$3" log="$4" extra="${5:-}"
+    if [[ "$(id -u)" == 0 ]]; then
+        chown postgres "$socket_dir"
+        touch "$log" && chown postgres "$log"
+    fi
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+        -o "-p $port -k $socket_dir -c listen_addresses=127.0.0.1 -c max_connections=300 $extra" \
+        start >/dev/null
+}
+
+# pg_stop DATA_DIR: fast shutdown (disconnects clients).
+pg_stop() {
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$1" -m fast -w stop >/dev/null 2>&1
+}

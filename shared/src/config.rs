@@ -1,0 +1,308 @@
+//! Typed configuration, read once per execution environment and validated at init.
+//!
+//! Each function asks only for the parts it uses ([`Needs`]), so a function that never touches
+//! the database needs no database settings, and one that signs nothing needs no private key.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+
+use crate::tokens::SigningAlgorithm;
+
+/// What a function needs from its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    /// Connects to Postgres.
+    pub database: bool,
+    /// Signs or verifies access tokens.
+    pub keys: bool,
+}
+
+/// A variable that is missing or malformed, named so the operator knows what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("the environment variable {name} is malformed: {problem}")]
+    Malformed { name: &'static str, problem: String },
+}
+
+/// The whole configuration of one function.
+#[derive(Debug)]
+pub struct Config {
+    /// Names the function in logs and in Postgres (`application_name`).
+    pub function_name: String,
+    pub database: Option<DatabaseConfig>,
+    pub keys: Option<KeyConfig>,
+    /// How long a refresh token lives; renewed on every rotation.
+    pub refresh_token_ttl: Duration,
+}
+
+/// How to reach Postgres and how to size the pool.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub connect: PgConnectOptions,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+}
+
+/// The signing key and what the tokens it signs say.
+#[derive(Debug)]
+pub struct KeyConfig {
+    pub algorithm: SigningAlgorithm,
+    pub key_id: String,
+    pub private_key: SecretString,
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(needs: Needs) -> Result<Self, ConfigError> {
+        Self::from_lookup(needs, |name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup`, so tests can pass a map.
+    pub fn from_lookup(
+        needs: Needs,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let function_name = vars
+            .optional("AWS_LAMBDA_FUNCTION_NAME")
+            .unwrap_or_else(|| "auth-local".to_owned());
+        let database = needs
+            .database
+            .then(|| database_config(&vars, &function_name))
+            .transpose()?;
+        let keys = needs.keys.then(|| key_config(&vars)).transpose()?;
+        Ok(Self {
+            function_name,
+            database,
+            keys,
+            refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+        })
+    }
+}
+
+fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfig, ConfigError> {
+    let connect = match vars.optional("DATABASE_URL") {
+        Some(url) => PgConnectOptions::from_str(&url).map_err(|error| ConfigError::Malformed {
+            name: "DATABASE_URL",
+            problem: error.to_string(),
+        })?,
+        // Built from parts: a password never has to be escaped into a URL.
+        None => {
+            let ssl_mode = vars
+                .optional("DB_SSLMODE")
+                .unwrap_or_else(|| "prefer".to_owned());
+            PgConnectOptions::new_without_pgpass()
+                .host(&vars.required("DB_HOST")?)
+                .port(vars.parsed("DB_PORT", 5432)?)
+                .username(&vars.required("DB_USER")?)
+                .password(&vars.required("DB_PASSWORD")?)
+                .database(&vars.required("DB_NAME")?)
+                .ssl_mode(PgSslMode::from_str(&ssl_mode).map_err(|error| {
+                    ConfigError::Malformed {
+                        name: "DB_SSLMODE",
+                        problem: error.to_string(),
+                    }
+                })?)
+        }
+    };
+    let max_connections: u32 = vars.parsed("DB_MAX_CONNECTIONS", 1)?;
+    if max_connections == 0 {
+        return Err(ConfigError::Malformed {
+            name: "DB_MAX_CONNECTIONS",
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok(DatabaseConfig {
+        connect: connect.application_name(function_name),
+        max_connections,
+        acquire_timeout: Duration::from_millis(vars.parsed("DB_ACQUIRE_TIMEOUT_MS", 3_000)?),
+        idle_timeout: vars.seconds("DB_IDLE_TIMEOUT_SECONDS", 60)?,
+        max_lifetime: vars.seconds("DB_MAX_LIFETIME_SECONDS", 300)?,
+    })
+}
+
+fn key_config(vars: &Vars<'_>) -> Result<KeyConfig, ConfigError> {
+    let algorithm_name = vars
+        .optional("JWT_ALGORITHM")
+        .unwrap_or_else(|| "RS256".to_owned());
+    let algorithm =
+        SigningAlgorithm::parse(&algorithm_name).ok_or_else(|| ConfigError::Malformed {
+            name: "JWT_ALGORITHM",
+            problem: format!("{algorithm_name:?} is not one of RS256, ES256, EdDSA"),
+        })?;
+    Ok(KeyConfig {
+        algorithm,
+        key_id: vars.required("JWT_KEY_ID")?,
+        private_key: SecretString::from(vars.required("JWT_PRIVATE_KEY")?),
+        issuer: vars.required("JWT_ISSUER")?,
+        audience: vars.required("JWT_AUDIENCE")?,
+        access_token_ttl: vars.seconds("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
+    })
+}
+
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    /// A set, non-blank variable.
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|error: T::Err| ConfigError::Malformed {
+                    name,
+                    problem: format!("{raw:?}: {error}"),
+                }),
+        }
+    }
+
+    fn seconds(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parsed(name, default).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const ALL: Needs = Needs {
+        database: true,
+        keys: true,
+    };
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn complete() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("DATABASE_URL", "postgres://app@localhost:5432/auth"),
+            ("JWT_KEY_ID", "k1"),
+            ("JWT_PRIVATE_KEY", "pem"),
+            ("JWT_ISSUER", "https://auth.example.com"),
+            ("JWT_AUDIENCE", "example-api"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "auth-login"),
+        ]
+    }
+
+    #[test]
+    fn defaults_are_lambda_sized() {
+        let config = Config::from_lookup(ALL, lookup(&complete())).unwrap();
+        let db = config.database.unwrap();
+        assert_eq!(db.max_connections, 1);
+        assert_eq!(db.acquire_timeout, Duration::from_secs(3));
+        assert_eq!(db.connect.get_application_name(), Some("auth-login"));
+        let keys = config.keys.unwrap();
+        assert_eq!(keys.algorithm, SigningAlgorithm::Rs256);
+        assert_eq!(keys.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(
+            config.refresh_token_ttl,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let mut vars = complete();
+        vars.retain(|(name, _)| *name != "JWT_ISSUER");
+        let error = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the environment variable JWT_ISSUER is not set"
+        );
+    }
+
+    #[test]
+    fn a_malformed_variable_is_named() {
+        let mut vars = complete();
+        vars.push(("DB_MAX_CONNECTIONS", "many"));
+        let error = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
+        assert!(error.to_string().contains("DB_MAX_CONNECTIONS"), "{error}");
+    }
+
+    #[test]
+    fn a_function_without_a_database_needs_no_database_settings() {
+        let vars = lookup(&[
+            ("JWT_KEY_ID", "k"),
+            ("JWT_PRIVATE_KEY", "p"),
+            ("JWT_ISSUER", "i"),
+            ("JWT_AUDIENCE", "a"),
+        ]);
+        let config = Config::from_lookup(
+            Needs {
+                database: false,
+                keys: true,
+            },
+            vars,
+        )
+        .unwrap();
+        assert!(config.database.is_none());
+    }
+
+    #[test]
+    fn database_parts_are_used_when_there_is_no_url() {
+        let vars = lookup(&[
+            ("DB_HOST", "db.internal"),
+            ("DB_USER", "app"),
+            ("DB_PASSWORD", "p@ss/word"),
+            ("DB_NAME", "auth"),
+        ]);
+        let config = Config::from_lookup(
+            Needs {
+                database: true,
+                keys: false,
+            },
+            vars,
+        )
+        .unwrap();
+        let connect = config.database.unwrap().connect;
+        assert_eq!(
+            (
+                connect.get_host(),
+                connect.get_port(),
+                connect.get_username()
+            ),
+            ("db.internal", 5432, "app")
+        );
+        let missing = lookup(&[("DB_HOST", "db.internal")]);
+        let error = Config::from_lookup(
+            Needs {
+                database: true,
+                keys: false,
+            },
+            missing,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the environment variable DB_USER is not set"
+        );
+    }
+}

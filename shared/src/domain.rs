@@ -1,0 +1,196 @@
+//! Domain types, parsed once at the edge of a handler; everything inside takes these.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// A user's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct UserId(pub Uuid);
+
+/// A session's id: one per signup or login, shared by every refresh token of its family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct SessionId(pub Uuid);
+
+impl UserId {
+    /// A new, time-ordered id (UUIDv7 keeps the primary-key index append-mostly).
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl SessionId {
+    /// A new, time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+/// The longest email address SMTP can carry (RFC 5321's path limit less the brackets).
+const MAX_EMAIL_CHARS: usize = 254;
+
+/// A normalised email address: trimmed, lower-cased, one `@` between non-empty parts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+impl Email {
+    /// Normalises and checks `raw`; a 422 `invalid_email` names what is wrong.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let email = raw.trim().to_lowercase();
+        let invalid = |why: &str| ApiError::validation("invalid_email", why.to_owned());
+        if email.is_empty() {
+            return Err(invalid("the email is empty"));
+        }
+        if email.chars().count() > MAX_EMAIL_CHARS {
+            return Err(invalid("the email is longer than 254 characters"));
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "the email contains whitespace or control characters",
+            ));
+        }
+        let mut parts = email.split('@');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(local), Some(domain), None) if !local.is_empty() && !domain.is_empty() => {
+                Ok(Self(email))
+            }
+            _ => Err(invalid(
+                "the email must have exactly one @ between a name and a domain",
+            )),
+        }
+    }
+
+    /// The normalised address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_CHARS: usize = 256;
+
+/// A candidate password for a new account: 8 to 256 characters, no composition rules
+/// (NIST SP 800-63B), and not the email itself. Held as a secret so it cannot be logged.
+pub struct Password(SecretString);
+
+impl Password {
+    /// Checks a new password against the policy; a 422 `invalid_password` names the rule.
+    pub fn parse(raw: String, email: &Email) -> Result<Self, ApiError> {
+        let raw = SecretString::from(raw);
+        let chars = raw.expose_secret().chars().count();
+        let invalid = |why: String| ApiError::validation("invalid_password", why);
+        if chars < MIN_PASSWORD_CHARS {
+            return Err(invalid(format!(
+                "the password must be at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        if chars > MAX_PASSWORD_CHARS {
+            return Err(invalid(format!(
+                "the password must be at most {MAX_PASSWORD_CHARS} characters"
+            )));
+        }
+        if raw.expose_secret().trim().to_lowercase() == email.as_str() {
+            return Err(invalid(
+                "the password must not be the email address".to_owned(),
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    /// A password presented at login. It is not held to the policy (the policy may have changed
+    /// since the account was made), only bounded so a huge body cannot buy a long hash.
+    pub fn presented(raw: String) -> Result<Self, ApiError> {
+        if raw.chars().count() > MAX_PASSWORD_CHARS {
+            return Err(ApiError::InvalidCredentials);
+        }
+        Ok(Self(SecretString::from(raw)))
+    }
+
+    /// The password itself, for the hasher only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password([REDACTED])")
+    }
+}
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn email(raw: &str) -> Email {
+        Email::parse(raw).expect("valid email")
+    }
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        assert_eq!(email("  Alice@Example.COM ").as_str(), "alice@example.com");
+    }
+
+    #[test]
+    fn emails_need_exactly_one_at_between_non_empty_parts() {
+        for raw in [
+            "",
+            "   ",
+            "alice",
+            "@example.com",
+            "alice@",
+            "a@b@c",
+            "al ice@example.com",
+        ] {
+            let error = Email::parse(raw).expect_err(raw);
+            assert_eq!(error.code(), "invalid_email", "{raw}");
+        }
+    }
+
+    #[test]
+    fn emails_longer_than_254_characters_are_rejected() {
+        let at_limit = format!("{}@example.com", "a".repeat(254 - 12));
+        assert!(Email::parse(&at_limit).is_ok());
+        let over = format!("{}@example.com", "a".repeat(255 - 12));
+        assert!(Email::parse(&over).is_err());
+    }
+
+    #[test]
+    fn passwords_are_counted_in_characters_between_8_and_256() {
+        let owner = email("a@example.com");
+        assert!(
+            Password::parse("ééééééé".into(), &owner).is_err(),
+            "7 characters, 14 bytes"
+        );
+        assert!(Password::parse("éééééééé".into(), &owner).is_ok());
+        assert!(Password::parse("x".repeat(256), &owner).is_ok());
+        let error = Password::parse("x".repeat(257), &owner).unwrap_err();
+        assert_eq!(error.code(), "invalid_password");
+    }
+
+    #[test]
+    fn a_password_equal_to_the_email_is_rejected_in_any_case() {
+        let owner = email("alice@example.com");
+        assert!(Password::parse("Alice@Example.com".into(), &owner).is_err());
+    }
+
+    #[test]
+    fn passwords_never_show_in_debug_output() {
+        let password = Password::parse("correct horse battery".into(), &email("a@b.c")).unwrap();
+        assert!(!format!("{password:?}").contains("horse"));
+    }
+}

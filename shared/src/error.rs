@@ -1,0 +1,147 @@
+//! The API's one error type and the one place it becomes a status code and a JSON body.
+
+use crate::http::HttpResponse;
+
+/// Everything a handler can answer with other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON.
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// The JSON is well formed but a field is missing or has the wrong type.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A field is present but breaks its rule; `code` names the rule.
+    #[error("{message}")]
+    Validation { code: &'static str, message: String },
+    /// Unknown email or wrong password: one answer for both.
+    #[error("the email or password is incorrect")]
+    InvalidCredentials,
+    /// No bearer token was presented.
+    #[error("an access token is required")]
+    MissingToken,
+    /// A bearer token that is malformed, expired, wrongly signed or whose session is revoked.
+    #[error("the access token is invalid or has expired")]
+    InvalidToken,
+    /// A refresh token that is unknown, expired, already used or revoked.
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidRefreshToken,
+    /// The email belongs to an existing account.
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    /// The body is larger than the API accepts.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The body is not `application/json`.
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    /// A dependency (the database, a secret) cannot be reached; the client may retry.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// A bug or an unexpected failure; the client sees a generic message.
+    #[error("an unexpected error occurred")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 422 for a field that breaks its rule.
+    pub fn validation(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Validation {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::MalformedJson(_) | Self::InvalidRequest(_) => 400,
+            Self::InvalidCredentials
+            | Self::MissingToken
+            | Self::InvalidToken
+            | Self::InvalidRefreshToken => 401,
+            Self::EmailTaken => 409,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::Validation { .. } => 422,
+            Self::Unexpected(_) => 500,
+            Self::Unavailable(_) => 503,
+        }
+    }
+
+    /// The stable, snake_case code clients can match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::Validation { code, .. } => code,
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::EmailTaken => "email_taken",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Unexpected(_) => "internal_error",
+        }
+    }
+
+    /// The error as the client sees it. Server-side failures are logged here, with their whole
+    /// cause chain, and never leak into the body.
+    pub fn into_response(self) -> HttpResponse {
+        match &self {
+            Self::Unexpected(cause) => tracing::error!(error = ?cause, "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
+            _ => {}
+        }
+        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut response = HttpResponse::json(self.status(), &body);
+        match self {
+            Self::MissingToken => {
+                response = response.with_header("www-authenticate", "Bearer".to_owned());
+            }
+            Self::InvalidToken => {
+                response = response.with_header(
+                    "www-authenticate",
+                    r#"Bearer error="invalid_token""#.to_owned(),
+                );
+            }
+            Self::Unavailable(_) => {
+                response = response.with_header("retry-after", "1".to_owned());
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    /// Connection-level failures are answered 503 (retry), everything else is a bug (500).
+    fn from(error: sqlx::Error) -> Self {
+        if is_connectivity(&error) {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Unexpected(error.into())
+        }
+    }
+}
+
+/// Whether a database error means "cannot reach or use the server" rather than "bad query".
+pub fn is_connectivity(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // 08: connection exception, 57P: operator intervention (shutdown, terminated backend),
+        // 53: insufficient resources (too many connections), 28: invalid authorization.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            ["08", "57P", "53", "28"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    }
+}

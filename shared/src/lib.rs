@@ -1,0 +1,17 @@
+//! Everything the auth functions share: configuration, the lazily created Postgres pool, the
+//! domain types, password hashing, tokens, the transactional auth logic and the Lambda wiring.
+//!
+//! Each binary under `functions/` hands one module of [`handlers`] to [`runtime::run`].
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod passwords;
+pub mod runtime;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,118 @@
+//! The Lambda wiring every function shares: logging, the graceful-shutdown hook, and a handler
+//! that never fails (errors and panics become JSON answers, never a 502).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt as _;
+use lambda_runtime::{LambdaEvent, service_fn};
+use tracing_subscriber::EnvFilter;
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::http::{HttpRequest, HttpResponse};
+
+/// Installs the `tracing` subscriber: JSON lines in Lambda (unless `AWS_LAMBDA_LOG_FORMAT` is
+/// `Text`), level from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info` with SQL statement
+/// logging at errors only. Every line inside an invocation carries its `requestId`, from the
+/// runtime's span.
+pub fn init_tracing() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| {
+            std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                .ok()
+                .map(|level| level.to_lowercase())
+        })
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,sqlx=error"));
+    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT")
+        .is_ok_and(|format| format.eq_ignore_ascii_case("text"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time();
+    // Lambda timestamps every line itself; a second clock in the line is noise.
+    if text {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .flatten_event(true)
+            .init();
+    }
+}
+
+/// Builds the function's state from its environment, registers the graceful-shutdown hook (an
+/// internal extension, so Lambda sends SIGTERM before it ends the sandbox; the hook closes the
+/// pool), and serves `handler` until the sandbox goes away.
+pub async fn run<F, Fut>(
+    needs: crate::config::Needs,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(&'static App, HttpRequest) -> Fut,
+    Fut: Future<Output = HttpResponse> + Send,
+{
+    let app: &'static App = match App::from_env(needs) {
+        Ok(app) => Box::leak(Box::new(app)),
+        Err(error) => {
+            // Returned to the runtime, which reports it to /init/error: the sandbox never serves.
+            tracing::error!(error = ?error, "initialisation failed");
+            return Err(error.into());
+        }
+    };
+    lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
+        app.shutdown().await;
+        tracing::info!("shutdown: the pool is closed");
+    })
+    .await;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<HttpRequest>| {
+        let response = guarded(handler(app, event.payload));
+        async move { Ok::<_, Infallible>(response.await) }
+    }))
+    .await
+}
+
+/// Runs a handler's future, turning a panic into a logged 500 JSON answer so the sandbox keeps
+/// serving (the release profile keeps `panic = "unwind"` for this).
+pub async fn guarded(handler: impl Future<Output = HttpResponse>) -> HttpResponse {
+    match AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(response) => response,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".to_owned());
+            ApiError::Unexpected(anyhow::anyhow!("the handler panicked: {message}")).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_with_a_500_json_body() {
+        let response = guarded(async { panic!("boom") }).await;
+        assert_eq!(response.status_code, 500);
+        let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+        assert_eq!(body["error"], "internal_error");
+        assert!(
+            !response.body.contains("boom"),
+            "the panic message must not leak: {}",
+            response.body
+        );
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_returns_is_passed_through() {
+        let response = guarded(async { HttpResponse::empty(204) }).await;
+        assert_eq!(response.status_code, 204);
+    }
+}

@@ -1,0 +1,242 @@
+//! The SQL, one small function per statement. Each write path is a single statement (data-
+//! modifying CTEs), atomic by itself and one round trip.
+
+use std::time::Duration;
+
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+
+use crate::domain::{Email, SessionId, User, UserId};
+use crate::tokens::TokenHash;
+
+/// A user row with its password hash, for login.
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+/// The owner of a refresh token that was just rotated.
+pub struct Rotated {
+    pub user: User,
+    pub session: SessionId,
+}
+
+/// A new session's id and its first refresh token.
+pub struct NewSession<'a> {
+    pub id: SessionId,
+    pub token: &'a TokenHash,
+    pub ttl: Duration,
+}
+
+/// Inserts a user, a session and its first refresh token in one statement. A duplicate email
+/// violates `users_email_key`.
+pub async fn create_user_with_session(
+    db: impl PgExecutor<'_>,
+    id: UserId,
+    email: &Email,
+    password_hash: &str,
+    session: NewSession<'_>,
+) -> Result<User, sqlx::Error> {
+    sqlx::query_as!(
+        User,
+        r#"
+        with new_user as (
+            insert into users (id, email, password_hash)
+            values ($1, $2, $3)
+            returning id, email, created_at
+        ), new_session as (
+            insert into sessions (id, user_id)
+            select $4, id from new_user
+            returning id
+        ), first_token as (
+            insert into refresh_tokens (token_hash, session_id, expires_at)
+            select $5, id, now() + make_interval(secs => $6) from new_session
+        )
+        select id as "id!: UserId", email as "email!", created_at as "created_at!"
+        from new_user
+        "#,
+        id as UserId,
+        email.as_str(),
+        password_hash,
+        session.id as SessionId,
+        &session.token.0[..],
+        session.ttl.as_secs_f64(),
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The user with this email and their password hash.
+pub async fn find_credentials(
+    db: impl PgExecutor<'_>,
+    email: &Email,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"
+        select id as "id: UserId", email, created_at, password_hash
+        from users
+        where email = $1
+        "#,
+        email.as_str(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| Credentials {
+        user: User {
+            id: row.id,
+            email: row.email,
+            created_at: row.created_at,
+        },
+        password_hash: row.password_hash,
+    }))
+}
+
+/// After a successful login: clears the email's failure count and creates a session with its
+/// first refresh token, in one statement.
+pub async fn start_session(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    email: &Email,
+    session: NewSession<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        with cleared as (
+            delete from login_attempts where email = $2
+        ), new_session as (
+            insert into sessions (id, user_id)
+            values ($3, $1)
+            returning id
+        )
+        insert into refresh_tokens (token_hash, session_id, expires_at)
+        select $4, id, now() + make_interval(secs => $5) from new_session
+        "#,
+        user as UserId,
+        email.as_str(),
+        session.id as SessionId,
+        &session.token.0[..],
+        session.ttl.as_secs_f64(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Counts a failed login for an email, whether or not an account has it.
+pub async fn record_failed_login(
+    db: impl PgExecutor<'_>,
+    email: &Email,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        insert into login_attempts (email, failed_count)
+        values ($1, 1)
+        on conflict on constraint login_attempts_pkey
+        do update set failed_count = login_attempts.failed_count + 1, last_failed_at = now()
+        "#,
+        email.as_str(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Revokes a live refresh token of a live session and inserts its successor, in one statement.
+///
+/// Race-safe without a transaction: of many concurrent calls with one token, the first takes the
+/// row lock and revokes it; the others wait, re-check `revoked_at is null` against the committed
+/// row, match nothing and return `None`.
+pub async fn rotate_refresh_token(
+    db: impl PgExecutor<'_>,
+    presented: &TokenHash,
+    successor: &TokenHash,
+    ttl: Duration,
+) -> Result<Option<Rotated>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"
+        with rotated as (
+            update refresh_tokens as t
+            set revoked_at = now()
+            from sessions as s
+            where t.token_hash = $1
+              and t.revoked_at is null
+              and t.expires_at > now()
+              and s.id = t.session_id
+              and s.revoked_at is null
+            returning t.session_id, s.user_id
+        ), successor as (
+            insert into refresh_tokens (token_hash, session_id, parent_hash, expires_at)
+            select $2, session_id, $1, now() + make_interval(secs => $3) from rotated
+        )
+        select u.id as "id!: UserId", u.email as "email!", u.created_at as "created_at!",
+               r.session_id as "session_id!: SessionId"
+        from rotated as r
+        join users as u on u.id = r.user_id
+        "#,
+        &presented.0[..],
+        &successor.0[..],
+        ttl.as_secs_f64(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|row| Rotated {
+        user: User {
+            id: row.id,
+            email: row.email,
+            created_at: row.created_at,
+        },
+        session: row.session_id,
+    }))
+}
+
+/// Revokes the session a refresh token belongs to, and every token of that session, in one
+/// statement. An unknown token changes nothing.
+pub async fn revoke_session_of_token(
+    db: impl PgExecutor<'_>,
+    token: &TokenHash,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"
+        with target as (
+            select session_id from refresh_tokens where token_hash = $1
+        ), revoked_session as (
+            update sessions set revoked_at = now()
+            where id in (select session_id from target) and revoked_at is null
+        )
+        update refresh_tokens set revoked_at = now()
+        where session_id in (select session_id from target) and revoked_at is null
+        "#,
+        &token.0[..],
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The user of a live session, if the session is live and theirs.
+pub async fn find_session_user(
+    db: impl PgExecutor<'_>,
+    user: UserId,
+    session: SessionId,
+) -> Result<Option<User>, sqlx::Error> {
+    sqlx::query_as!(
+        User,
+        r#"
+        select u.id as "id: UserId", u.email, u.created_at
+        from sessions as s
+        join users as u on u.id = s.user_id
+        where s.id = $1 and s.user_id = $2 and s.revoked_at is null
+        "#,
+        session as SessionId,
+        user as UserId,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// One round trip that proves the database answers; returns the server's clock.
+pub async fn ping(db: impl PgExecutor<'_>) -> Result<OffsetDateTime, sqlx::Error> {
+    sqlx::query_scalar!(r#"select now() as "now!""#)
+        .fetch_one(db)
+        .await
+}

@@ -1,0 +1,430 @@
+//! Access tokens (asymmetrically signed JWTs) and refresh tokens (random, stored as hashes).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{SessionId, UserId};
+use crate::error::ApiError;
+
+/// Clock skew tolerated on `exp` (RFC 8725 asks for little; 30 s at most).
+const LEEWAY_SECONDS: u64 = 30;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// The user's id.
+    pub sub: Uuid,
+    /// The session's id, so a revoked session's tokens can be refused.
+    pub sid: Uuid,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// The signing algorithms on offer. RS256 is the default because API Gateway's built-in JWT
+/// authorizer verifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+impl SigningAlgorithm {
+    /// Parses `RS256`, `ES256` or `EdDSA` (case-insensitive).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_uppercase().as_str() {
+            "RS256" => Some(Self::Rs256),
+            "ES256" => Some(Self::Es256),
+            "EDDSA" => Some(Self::EdDsa),
+            _ => None,
+        }
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::Rs256 => Algorithm::RS256,
+            Self::Es256 => Algorithm::ES256,
+            Self::EdDsa => Algorithm::EdDSA,
+        }
+    }
+}
+
+/// One signing key: its id, its algorithm, the private half and the public half.
+pub struct SigningKey {
+    kid: String,
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: Jwk,
+}
+
+impl SigningKey {
+    /// Loads a PKCS#8 (or, for RSA, PKCS#1) PEM private key.
+    pub fn from_pem(
+        kid: &str,
+        algorithm: SigningAlgorithm,
+        pem: &SecretString,
+    ) -> anyhow::Result<Self> {
+        let pem = pem.expose_secret().as_bytes();
+        let encoding = match algorithm {
+            SigningAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
+            SigningAlgorithm::Es256 => EncodingKey::from_ec_pem(pem),
+            SigningAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem),
+        }
+        .with_context(|| format!("the private key {kid} is not a valid {algorithm:?} PEM key"))?;
+        let mut jwk = Jwk::from_encoding_key(&encoding, algorithm.jwt())
+            .with_context(|| format!("deriving the public key of {kid}"))?;
+        jwk.common.key_id = Some(kid.to_owned());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        let decoding = DecodingKey::from_jwk(&jwk).context("building the verification key")?;
+        Ok(Self {
+            kid: kid.to_owned(),
+            algorithm: algorithm.jwt(),
+            encoding,
+            decoding,
+            jwk,
+        })
+    }
+
+    /// The key id (`kid`) that tokens signed with it carry.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// A signed access token and its lifetime in seconds.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token: String,
+    pub expires_in: u64,
+}
+
+/// The keys that sign and verify access tokens, with the issuer, audience and lifetime they
+/// carry. The first key signs; every key verifies (so a rotated-out key keeps its tokens valid
+/// until they expire).
+pub struct TokenIssuer {
+    keys: Vec<(SigningKey, Validation)>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+impl TokenIssuer {
+    /// An issuer signing with `current` and also accepting `previous`.
+    pub fn new(
+        current: SigningKey,
+        previous: Vec<SigningKey>,
+        issuer: String,
+        audience: String,
+        ttl: Duration,
+    ) -> Self {
+        let keys = std::iter::once(current)
+            .chain(previous)
+            .map(|key| {
+                let mut validation = Validation::new(key.algorithm);
+                validation.set_issuer(&[&issuer]);
+                validation.set_audience(&[&audience]);
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                validation.leeway = LEEWAY_SECONDS;
+                (key, validation)
+            })
+            .collect();
+        Self {
+            keys,
+            issuer,
+            audience,
+            ttl,
+        }
+    }
+
+    /// Signs an access token for `user` in `session`.
+    pub fn issue(&self, user: UserId, session: SessionId) -> anyhow::Result<AccessToken> {
+        let (key, _) = &self.keys[0];
+        let iat = unix_now();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user.0,
+            sid: session.0,
+            iat,
+            exp: iat + self.ttl.as_secs(),
+        };
+        let mut header = Header::new(key.algorithm);
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .context("signing an access token")?;
+        Ok(AccessToken {
+            token,
+            expires_in: self.ttl.as_secs(),
+        })
+    }
+
+    /// Verifies a token's signature (with the key its `kid` names, under that key's algorithm
+    /// only), `exp`, `iss` and `aud`. Every failure is the same 401.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::InvalidToken)?;
+        let kid = header.kid.ok_or(ApiError::InvalidToken)?;
+        let (key, validation) = self
+            .keys
+            .iter()
+            .find(|(key, _)| key.kid == kid)
+            .ok_or(ApiError::InvalidToken)?;
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, validation)
+            .map(|data| data.claims)
+            .map_err(|_| ApiError::InvalidToken)
+    }
+
+    /// The public keys, as served at `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet {
+            keys: self.keys.iter().map(|(key, _)| key.jwk.clone()).collect(),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Creates a new private key as PKCS#8 PEM, for local development and tests.
+pub fn generate_private_key_pem(algorithm: SigningAlgorithm) -> anyhow::Result<SecretString> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+    let unspecified = |_| anyhow::anyhow!("key generation failed");
+    let der = match algorithm {
+        SigningAlgorithm::Rs256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(unspecified)?;
+            pair.as_der().map_err(unspecified)?.as_ref().to_vec()
+        }
+        SigningAlgorithm::Es256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(unspecified)?
+            .to_pkcs8v1()
+            .map_err(unspecified)?
+            .as_ref()
+            .to_vec(),
+        SigningAlgorithm::EdDsa => Ed25519KeyPair::generate()
+            .map_err(unspecified)?
+            .to_pkcs8v1()
+            .map_err(unspecified)?
+            .as_ref()
+            .to_vec(),
+    };
+    let body = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok(SecretString::from(pem))
+}
+
+/// Length of a refresh token's random part in bytes (256 bits).
+const REFRESH_TOKEN_BYTES: usize = 32;
+
+/// An opaque refresh token: 256 random bits, base64url. Only its [`TokenHash`] is stored.
+pub struct RefreshToken(SecretString);
+
+/// The SHA-256 of a refresh token: what the database stores and looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl RefreshToken {
+    /// A new random token.
+    pub fn generate() -> anyhow::Result<Self> {
+        let mut bytes = [0u8; REFRESH_TOKEN_BYTES];
+        aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system RNG failed"))?;
+        Ok(Self(SecretString::from(URL_SAFE_NO_PAD.encode(bytes))))
+    }
+
+    /// A presented token, if it has the shape of one of ours; anything else is 401 without a
+    /// database lookup.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        match URL_SAFE_NO_PAD.decode(raw) {
+            Ok(bytes) if bytes.len() == REFRESH_TOKEN_BYTES => {
+                Ok(Self(SecretString::from(raw.to_owned())))
+            }
+            _ => Err(ApiError::InvalidRefreshToken),
+        }
+    }
+
+    /// The token's hash.
+    pub fn hash(&self) -> TokenHash {
+        let digest = digest::digest(&digest::SHA256, self.0.expose_secret().as_bytes());
+        TokenHash(digest.as_ref().try_into().expect("SHA-256 is 32 bytes"))
+    }
+
+    /// The token itself, for the response body only.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshToken([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer_with(algorithm: SigningAlgorithm, kid: &str) -> TokenIssuer {
+        let pem = generate_private_key_pem(algorithm).unwrap();
+        let key = SigningKey::from_pem(kid, algorithm, &pem).unwrap();
+        TokenIssuer::new(
+            key,
+            vec![],
+            "https://issuer.test".into(),
+            "api".into(),
+            Duration::from_secs(900),
+        )
+    }
+
+    #[test]
+    fn every_algorithm_signs_tokens_it_verifies() {
+        for algorithm in [
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::Es256,
+            SigningAlgorithm::EdDsa,
+        ] {
+            let issuer = issuer_with(algorithm, "k1");
+            let (user, session) = (UserId::generate(), SessionId::generate());
+            let token = issuer.issue(user, session).unwrap();
+            let claims = issuer.verify(&token.token).unwrap();
+            assert_eq!(
+                (claims.sub, claims.sid),
+                (user.0, session.0),
+                "{algorithm:?}"
+            );
+            assert_eq!(claims.exp - claims.iat, 900);
+            assert_eq!(
+                jsonwebtoken::decode_header(&token.token)
+                    .unwrap()
+                    .kid
+                    .as_deref(),
+                Some("k1")
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_from_another_key_with_the_same_kid_is_rejected() {
+        let ours = issuer_with(SigningAlgorithm::Es256, "k1");
+        let theirs = issuer_with(SigningAlgorithm::Es256, "k1");
+        let forged = theirs
+            .issue(UserId::generate(), SessionId::generate())
+            .unwrap();
+        assert!(matches!(
+            ours.verify(&forged.token),
+            Err(ApiError::InvalidToken)
+        ));
+    }
+
+    #[test]
+    fn an_unknown_kid_is_rejected() {
+        let ours = issuer_with(SigningAlgorithm::Es256, "k1");
+        let other = issuer_with(SigningAlgorithm::Es256, "k2");
+        let token = other
+            .issue(UserId::generate(), SessionId::generate())
+            .unwrap();
+        assert!(ours.verify(&token.token).is_err());
+    }
+
+    #[test]
+    fn wrong_issuer_or_audience_or_expired_tokens_are_rejected() {
+        let pem = generate_private_key_pem(SigningAlgorithm::Es256).unwrap();
+        let key = |kid| SigningKey::from_pem(kid, SigningAlgorithm::Es256, &pem).unwrap();
+        let ours = TokenIssuer::new(
+            key("k"),
+            vec![],
+            "iss".into(),
+            "aud".into(),
+            Duration::from_secs(60),
+        );
+        let sign = |claims: &Claims| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("k".into());
+            jsonwebtoken::encode(&header, claims, &key("k").encoding).unwrap()
+        };
+        let now = unix_now();
+        let good = Claims {
+            iss: "iss".into(),
+            aud: "aud".into(),
+            sub: Uuid::nil(),
+            sid: Uuid::nil(),
+            iat: now,
+            exp: now + 60,
+        };
+        assert!(ours.verify(&sign(&good)).is_ok());
+        assert!(
+            ours.verify(&sign(&Claims {
+                iss: "other".into(),
+                ..good.clone()
+            }))
+            .is_err()
+        );
+        assert!(
+            ours.verify(&sign(&Claims {
+                aud: "other".into(),
+                ..good.clone()
+            }))
+            .is_err()
+        );
+        let expired = Claims {
+            iat: now - 200,
+            exp: now - LEEWAY_SECONDS - 5,
+            ..good
+        };
+        assert!(ours.verify(&sign(&expired)).is_err());
+    }
+
+    #[test]
+    fn the_jwks_holds_public_parameters_only() {
+        let issuer = issuer_with(SigningAlgorithm::Rs256, "k1");
+        let jwks = serde_json::to_value(issuer.jwks()).unwrap();
+        let key = &jwks["keys"][0];
+        assert_eq!(
+            (
+                key["kty"].as_str(),
+                key["kid"].as_str(),
+                key["alg"].as_str()
+            ),
+            (Some("RSA"), Some("k1"), Some("RS256"))
+        );
+        assert!(key["n"].is_string() && key["e"].is_string());
+        assert!(key.get("d").is_none() && key.get("p").is_none(), "{key}");
+    }
+
+    #[test]
+    fn refresh_tokens_are_256_random_bits_and_only_well_formed_ones_parse() {
+        let token = RefreshToken::generate().unwrap();
+        assert_eq!(token.expose().len(), 43);
+        assert_ne!(token.expose(), RefreshToken::generate().unwrap().expose());
+        let parsed = RefreshToken::parse(token.expose()).unwrap();
+        assert_eq!(parsed.hash(), token.hash());
+        for bad in [
+            "",
+            "short",
+            &"A".repeat(44),
+            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
+        ] {
+            assert!(RefreshToken::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
