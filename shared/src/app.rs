@@ -3,12 +3,15 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use tokio::sync::OnceCell;
 
-use crate::config::{Config, Needs};
-use crate::db::Database;
+use crate::config::{Config, KeyConfig, KeySource, Needs};
+use crate::db::{Database, SharedSecrets};
 use crate::error::ApiError;
-use crate::tokens::{SigningKey, TokenIssuer};
+use crate::secrets::{Secrets, SigningKeysSecret};
+use crate::tokens::{SigningAlgorithm, SigningKey, TokenIssuer};
 
 /// How long the shutdown hook may spend closing the pool: Lambda sends SIGKILL 500 ms after
 /// SIGTERM when only internal extensions are registered.
@@ -20,37 +23,44 @@ pub struct App {
     /// How long a refresh token lives.
     pub refresh_token_ttl: Duration,
     db: Option<Database>,
-    tokens: Option<TokenIssuer>,
+    keys: Option<KeyConfig>,
+    tokens: OnceCell<TokenIssuer>,
+    secrets: SharedSecrets,
 }
 
 impl App {
-    /// Reads and validates the environment for what the function `needs`. Connects to nothing.
+    /// Reads and validates the environment for what the function `needs`. Connects to nothing
+    /// and fetches nothing: see [`App::warm_up`].
     pub fn from_env(needs: Needs) -> anyhow::Result<Self> {
         let config = Config::from_env(needs).context("invalid configuration")?;
         Self::from_config(config)
     }
 
-    /// Builds the state from a parsed configuration.
+    /// Builds the state from a parsed configuration. Keys given in the environment are loaded
+    /// (and so validated) here; keys in Secrets Manager on first use.
     pub fn from_config(config: Config) -> anyhow::Result<Self> {
-        let tokens = config
-            .keys
-            .map(|keys| -> anyhow::Result<TokenIssuer> {
-                let key = SigningKey::from_pem(&keys.key_id, keys.algorithm, &keys.private_key)
-                    .context("JWT_PRIVATE_KEY")?;
-                Ok(TokenIssuer::new(
-                    key,
-                    Vec::new(),
-                    keys.issuer,
-                    keys.audience,
-                    keys.access_token_ttl,
-                ))
-            })
-            .transpose()?;
+        let secrets = SharedSecrets::default();
+        let tokens = OnceCell::new();
+        if let Some(keys) = &config.keys
+            && let KeySource::Env { algorithm, key_id, private_key } = &keys.source
+        {
+            let key = SigningKey::from_pem(key_id, *algorithm, private_key).context("JWT_PRIVATE_KEY")?;
+            let issuer = TokenIssuer::new(
+                key,
+                Vec::new(),
+                keys.issuer.clone(),
+                keys.audience.clone(),
+                keys.access_token_ttl,
+            );
+            tokens.set(issuer).ok();
+        }
         Ok(Self {
             function_name: config.function_name,
             refresh_token_ttl: config.refresh_token_ttl,
-            db: config.database.map(Database::lazy),
+            db: config.database.map(|db| Database::lazy(db, secrets.clone())),
+            keys: config.keys,
             tokens,
+            secrets,
         })
     }
 
@@ -60,18 +70,43 @@ impl App {
             function_name: "auth-test".to_owned(),
             refresh_token_ttl,
             db: Some(Database::from_pool(pool)),
-            tokens: Some(tokens),
+            keys: None,
+            tokens: OnceCell::new_with(Some(tokens)),
+            secrets: SharedSecrets::default(),
+        }
+    }
+
+    /// Fetches, concurrently, the secrets this function needs, so the first request does not
+    /// wait for them. Connects to nothing. A failure is logged, not fatal: the next request tries
+    /// again and, if it fails too, answers 503 (a failed init would be a 502 at API Gateway).
+    pub async fn warm_up(&self) {
+        let database = async {
+            match &self.db {
+                Some(db) => db.warm_up().await,
+                None => Ok(()),
+            }
+        };
+        let keys = async { self.tokens().await.map(|_| ()) };
+        let (database, keys) = tokio::join!(database, keys);
+        for error in [database.err(), keys.err()].into_iter().flatten() {
+            tracing::error!(error = ?error, "warm-up failed; requests will retry");
         }
     }
 
     /// The pool, created on first use.
     pub async fn db(&self) -> Result<&PgPool, ApiError> {
-        match &self.db {
-            Some(db) => db.pool().await,
-            None => Err(ApiError::Unexpected(anyhow::anyhow!(
-                "this function has no database configured"
-            ))),
-        }
+        self.database()?.pool().await
+    }
+
+    /// A connection, reconnecting once with fresh credentials if the password was rotated.
+    pub async fn connection(&self) -> Result<PoolConnection<Postgres>, ApiError> {
+        self.database()?.connection().await
+    }
+
+    fn database(&self) -> Result<&Database, ApiError> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("this function has no database configured")))
     }
 
     /// Whether the pool has been created yet.
@@ -79,23 +114,43 @@ impl App {
         self.db.as_ref().is_some_and(Database::is_initialised)
     }
 
-    /// The access-token keys.
-    pub fn tokens(&self) -> Result<&TokenIssuer, ApiError> {
-        self.tokens.as_ref().ok_or_else(|| {
-            ApiError::Unexpected(anyhow::anyhow!(
-                "this function has no signing keys configured"
-            ))
-        })
+    /// The access-token keys, fetched from Secrets Manager on first use when they live there.
+    pub async fn tokens(&self) -> Result<&TokenIssuer, ApiError> {
+        self.tokens
+            .get_or_try_init(|| async {
+                let keys = self.keys.as_ref().ok_or_else(|| {
+                    ApiError::Unexpected(anyhow::anyhow!("this function has no signing keys configured"))
+                })?;
+                let KeySource::Secret { arn } = &keys.source else {
+                    unreachable!("keys from the environment are loaded at construction");
+                };
+                let secrets = self.secrets.get_or_init(Secrets::from_env).await;
+                let secret: SigningKeysSecret =
+                    secrets.json(arn).await.map_err(|error| ApiError::Unavailable(error.into()))?;
+                key_set(arn, secret, keys).map_err(ApiError::Unexpected)
+            })
+            .await
     }
 
     /// Closes the pool (if it was created) within the shutdown budget.
     pub async fn shutdown(&self) {
         if let Some(db) = &self.db
-            && tokio::time::timeout(SHUTDOWN_BUDGET, db.close())
-                .await
-                .is_err()
+            && tokio::time::timeout(SHUTDOWN_BUDGET, db.close()).await.is_err()
         {
             tracing::warn!("the pool did not close within {SHUTDOWN_BUDGET:?}");
         }
     }
+}
+
+fn key_set(arn: &str, secret: SigningKeysSecret, keys: &KeyConfig) -> anyhow::Result<TokenIssuer> {
+    let load = |entry: &crate::secrets::KeyEntry| -> anyhow::Result<SigningKey> {
+        let name = entry.algorithm.as_deref().unwrap_or("RS256");
+        let algorithm = SigningAlgorithm::parse(name)
+            .with_context(|| format!("secret {arn}: key {} has unknown algorithm {name:?}", entry.kid))?;
+        SigningKey::from_pem(&entry.kid, algorithm, &entry.private_key)
+            .with_context(|| format!("secret {arn}"))
+    };
+    let current = load(&secret.current)?;
+    let previous = secret.previous.iter().map(load).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(TokenIssuer::new(current, previous, keys.issuer.clone(), keys.audience.clone(), keys.access_token_ttl))
 }

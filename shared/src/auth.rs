@@ -22,19 +22,14 @@ pub struct Issued {
 /// Creates the account, its first session and refresh token, atomically. 409 if the email is
 /// taken, decided by the unique constraint (no check-then-insert race).
 pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issued, ApiError> {
-    let tokens = app.tokens()?;
-    let db = app.db().await?;
-    let password_hash = passwords::hash(password)
-        .await
-        .map_err(ApiError::Unexpected)?;
+    let tokens = app.tokens().await?;
+    let password_hash = passwords::hash(password).await.map_err(ApiError::Unexpected)?;
+    // Acquired after hashing: the connection is not held idle through 30 ms of argon2.
+    let mut db = app.connection().await?;
     let (user_id, session) = (UserId::generate(), SessionId::generate());
     let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
-    let new_session = NewSession {
-        id: session,
-        token: &refresh.hash(),
-        ttl: app.refresh_token_ttl,
-    };
-    let user = store::create_user_with_session(db, user_id, &email, &password_hash, new_session)
+    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: app.refresh_token_ttl };
+    let user = store::create_user_with_session(&mut *db, user_id, &email, &password_hash, new_session)
         .await
         .map_err(|error| match &error {
             sqlx::Error::Database(db_error) if db_error.constraint() == Some(EMAIL_CONSTRAINT) => {
@@ -42,72 +37,44 @@ pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issue
             }
             _ => error.into(),
         })?;
-    let access = tokens
-        .issue(user.id, session)
-        .map_err(ApiError::Unexpected)?;
-    Ok(Issued {
-        user,
-        access,
-        refresh,
-    })
+    let access = tokens.issue(user.id, session).map_err(ApiError::Unexpected)?;
+    Ok(Issued { user, access, refresh })
 }
 
 /// Verifies the password (against a dummy hash for an unknown email, so both failures cost and
 /// look the same), then clears the failure count and opens a session, atomically.
 pub async fn login(app: &App, email: Email, password: Password) -> Result<Issued, ApiError> {
-    let tokens = app.tokens()?;
-    let db = app.db().await?;
-    let found = store::find_credentials(db, &email).await?;
+    let tokens = app.tokens().await?;
+    let mut db = app.connection().await?;
+    let found = store::find_credentials(&mut *db, &email).await?;
     let (user, stored_hash) = match found {
         Some(credentials) => (Some(credentials.user), Some(credentials.password_hash)),
         None => (None, None),
     };
-    let verified = passwords::verify(password, stored_hash)
-        .await
-        .map_err(ApiError::Unexpected)?;
+    let verified = passwords::verify(password, stored_hash).await.map_err(ApiError::Unexpected)?;
     let Some(user) = user.filter(|_| verified) else {
-        store::record_failed_login(db, &email).await?;
+        store::record_failed_login(&mut *db, &email).await?;
         return Err(ApiError::InvalidCredentials);
     };
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
-    let new_session = NewSession {
-        id: session,
-        token: &refresh.hash(),
-        ttl: app.refresh_token_ttl,
-    };
-    store::start_session(db, user.id, &email, new_session).await?;
-    let access = tokens
-        .issue(user.id, session)
-        .map_err(ApiError::Unexpected)?;
-    Ok(Issued {
-        user,
-        access,
-        refresh,
-    })
+    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: app.refresh_token_ttl };
+    store::start_session(&mut *db, user.id, &email, new_session).await?;
+    let access = tokens.issue(user.id, session).map_err(ApiError::Unexpected)?;
+    Ok(Issued { user, access, refresh })
 }
 
 /// Exchanges a live refresh token for a new one and a new access token, in one statement.
 pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiError> {
-    let tokens = app.tokens()?;
-    let db = app.db().await?;
+    let tokens = app.tokens().await?;
+    let mut db = app.connection().await?;
     let successor = RefreshToken::generate().map_err(ApiError::Unexpected)?;
-    let rotated = store::rotate_refresh_token(
-        db,
-        &presented.hash(),
-        &successor.hash(),
-        app.refresh_token_ttl,
-    )
-    .await?
-    .ok_or(ApiError::InvalidRefreshToken)?;
-    let access = tokens
-        .issue(rotated.user.id, rotated.session)
-        .map_err(ApiError::Unexpected)?;
-    Ok(Issued {
-        user: rotated.user,
-        access,
-        refresh: successor,
-    })
+    let rotated =
+        store::rotate_refresh_token(&mut *db, &presented.hash(), &successor.hash(), app.refresh_token_ttl)
+            .await?
+            .ok_or(ApiError::InvalidRefreshToken)?;
+    let access = tokens.issue(rotated.user.id, rotated.session).map_err(ApiError::Unexpected)?;
+    Ok(Issued { user: rotated.user, access, refresh: successor })
 }
 
 /// Ends the session a refresh token belongs to. Unknown and already revoked tokens are fine.
@@ -115,16 +82,16 @@ pub async fn logout(app: &App, presented: &str) -> Result<(), ApiError> {
     let Ok(token) = RefreshToken::parse(presented) else {
         return Ok(());
     };
-    let db = app.db().await?;
-    store::revoke_session_of_token(db, &token.hash()).await?;
+    let mut db = app.connection().await?;
+    store::revoke_session_of_token(&mut *db, &token.hash()).await?;
     Ok(())
 }
 
 /// The user behind an access token, provided its session is still live.
 pub async fn current_user(app: &App, access_token: &str) -> Result<User, ApiError> {
-    let claims = app.tokens()?.verify(access_token)?;
-    let db = app.db().await?;
-    store::find_session_user(db, UserId(claims.sub), SessionId(claims.sid))
+    let claims = app.tokens().await?.verify(access_token)?;
+    let mut db = app.connection().await?;
+    store::find_session_user(&mut *db, UserId(claims.sub), SessionId(claims.sid))
         .await?
         .ok_or(ApiError::InvalidToken)
 }

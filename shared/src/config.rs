@@ -40,22 +40,42 @@ pub struct Config {
     pub refresh_token_ttl: Duration,
 }
 
+/// Where the database credentials come from.
+#[derive(Debug, Clone)]
+pub enum DatabaseSource {
+    /// Ready connection options: from `DATABASE_URL`, or from `DB_HOST`, `DB_USER`, ... parts.
+    Direct(Box<PgConnectOptions>),
+    /// An RDS-format secret in Secrets Manager (`DB_SECRET_ARN`). `host` (from `DB_HOST`)
+    /// overrides the secret's host, for an RDS Proxy endpoint; `database` (from `DB_NAME`)
+    /// overrides or supplies its `dbname`.
+    Secret { arn: String, host: Option<String>, database: Option<String>, ssl_mode: PgSslMode },
+}
+
 /// How to reach Postgres and how to size the pool.
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
-    pub connect: PgConnectOptions,
+    pub source: DatabaseSource,
+    /// Names this function's connections in `pg_stat_activity`.
+    pub application_name: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
 }
 
-/// The signing key and what the tokens it signs say.
+/// Where the signing keys come from.
+#[derive(Debug)]
+pub enum KeySource {
+    /// One key from `JWT_PRIVATE_KEY`, `JWT_KEY_ID` and `JWT_ALGORITHM`.
+    Env { algorithm: SigningAlgorithm, key_id: String, private_key: SecretString },
+    /// A key set (current and previous keys) in Secrets Manager (`JWT_KEYS_SECRET_ARN`).
+    Secret { arn: String },
+}
+
+/// The signing keys and what the tokens they sign say.
 #[derive(Debug)]
 pub struct KeyConfig {
-    pub algorithm: SigningAlgorithm,
-    pub key_id: String,
-    pub private_key: SecretString,
+    pub source: KeySource,
     pub issuer: String,
     pub audience: String,
     pub access_token_ttl: Duration,
@@ -68,18 +88,11 @@ impl Config {
     }
 
     /// Reads variables through `lookup`, so tests can pass a map.
-    pub fn from_lookup(
-        needs: Needs,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn from_lookup(needs: Needs, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
-        let function_name = vars
-            .optional("AWS_LAMBDA_FUNCTION_NAME")
-            .unwrap_or_else(|| "auth-local".to_owned());
-        let database = needs
-            .database
-            .then(|| database_config(&vars, &function_name))
-            .transpose()?;
+        let function_name =
+            vars.optional("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "auth-local".to_owned());
+        let database = needs.database.then(|| database_config(&vars, &function_name)).transpose()?;
         let keys = needs.keys.then(|| key_config(&vars)).transpose()?;
         Ok(Self {
             function_name,
@@ -91,30 +104,33 @@ impl Config {
 }
 
 fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfig, ConfigError> {
-    let connect = match vars.optional("DATABASE_URL") {
-        Some(url) => PgConnectOptions::from_str(&url).map_err(|error| ConfigError::Malformed {
-            name: "DATABASE_URL",
-            problem: error.to_string(),
-        })?,
-        // Built from parts: a password never has to be escaped into a URL.
-        None => {
-            let ssl_mode = vars
-                .optional("DB_SSLMODE")
-                .unwrap_or_else(|| "prefer".to_owned());
-            PgConnectOptions::new_without_pgpass()
-                .host(&vars.required("DB_HOST")?)
-                .port(vars.parsed("DB_PORT", 5432)?)
-                .username(&vars.required("DB_USER")?)
-                .password(&vars.required("DB_PASSWORD")?)
-                .database(&vars.required("DB_NAME")?)
-                .ssl_mode(PgSslMode::from_str(&ssl_mode).map_err(|error| {
-                    ConfigError::Malformed {
-                        name: "DB_SSLMODE",
-                        problem: error.to_string(),
-                    }
-                })?)
-        }
-    };
+    let ssl_mode = vars.optional("DB_SSLMODE").unwrap_or_else(|| "prefer".to_owned());
+    let ssl_mode = PgSslMode::from_str(&ssl_mode)
+        .map_err(|error| ConfigError::Malformed { name: "DB_SSLMODE", problem: error.to_string() })?;
+    let source =
+        if let Some(url) = vars.optional("DATABASE_URL") {
+            DatabaseSource::Direct(Box::new(PgConnectOptions::from_str(&url).map_err(|error| {
+                ConfigError::Malformed { name: "DATABASE_URL", problem: error.to_string() }
+            })?))
+        } else if let Some(arn) = vars.optional("DB_SECRET_ARN") {
+            DatabaseSource::Secret {
+                arn,
+                host: vars.optional("DB_HOST"),
+                database: vars.optional("DB_NAME"),
+                ssl_mode,
+            }
+        } else {
+            // Built from parts: a password never has to be escaped into a URL.
+            DatabaseSource::Direct(Box::new(
+                PgConnectOptions::new_without_pgpass()
+                    .host(&vars.required("DB_HOST")?)
+                    .port(vars.parsed("DB_PORT", 5432)?)
+                    .username(&vars.required("DB_USER")?)
+                    .password(&vars.required("DB_PASSWORD")?)
+                    .database(&vars.required("DB_NAME")?)
+                    .ssl_mode(ssl_mode),
+            ))
+        };
     let max_connections: u32 = vars.parsed("DB_MAX_CONNECTIONS", 1)?;
     if max_connections == 0 {
         return Err(ConfigError::Malformed {
@@ -123,7 +139,8 @@ fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfi
         });
     }
     Ok(DatabaseConfig {
-        connect: connect.application_name(function_name),
+        source,
+        application_name: function_name.to_owned(),
         max_connections,
         acquire_timeout: Duration::from_millis(vars.parsed("DB_ACQUIRE_TIMEOUT_MS", 3_000)?),
         idle_timeout: vars.seconds("DB_IDLE_TIMEOUT_SECONDS", 60)?,
@@ -132,18 +149,24 @@ fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfi
 }
 
 fn key_config(vars: &Vars<'_>) -> Result<KeyConfig, ConfigError> {
-    let algorithm_name = vars
-        .optional("JWT_ALGORITHM")
-        .unwrap_or_else(|| "RS256".to_owned());
-    let algorithm =
-        SigningAlgorithm::parse(&algorithm_name).ok_or_else(|| ConfigError::Malformed {
-            name: "JWT_ALGORITHM",
-            problem: format!("{algorithm_name:?} is not one of RS256, ES256, EdDSA"),
-        })?;
+    let source = match vars.optional("JWT_KEYS_SECRET_ARN") {
+        Some(arn) => KeySource::Secret { arn },
+        None => {
+            let algorithm_name = vars.optional("JWT_ALGORITHM").unwrap_or_else(|| "RS256".to_owned());
+            let algorithm =
+                SigningAlgorithm::parse(&algorithm_name).ok_or_else(|| ConfigError::Malformed {
+                    name: "JWT_ALGORITHM",
+                    problem: format!("{algorithm_name:?} is not one of RS256, ES256, EdDSA"),
+                })?;
+            KeySource::Env {
+                algorithm,
+                key_id: vars.required("JWT_KEY_ID")?,
+                private_key: SecretString::from(vars.required("JWT_PRIVATE_KEY")?),
+            }
+        }
+    };
     Ok(KeyConfig {
-        algorithm,
-        key_id: vars.required("JWT_KEY_ID")?,
-        private_key: SecretString::from(vars.required("JWT_PRIVATE_KEY")?),
+        source,
         issuer: vars.required("JWT_ISSUER")?,
         audience: vars.required("JWT_AUDIENCE")?,
         access_token_ttl: vars.seconds("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
@@ -168,13 +191,10 @@ impl Vars<'_> {
     {
         match self.optional(name) {
             None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|error: T::Err| ConfigError::Malformed {
-                    name,
-                    problem: format!("{raw:?}: {error}"),
-                }),
+            Some(raw) => raw.trim().parse().map_err(|error: T::Err| ConfigError::Malformed {
+                name,
+                problem: format!("{raw:?}: {error}"),
+            }),
         }
     }
 
@@ -188,16 +208,11 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const ALL: Needs = Needs {
-        database: true,
-        keys: true,
-    };
+    const ALL: Needs = Needs { database: true, keys: true };
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
@@ -218,14 +233,11 @@ mod tests {
         let db = config.database.unwrap();
         assert_eq!(db.max_connections, 1);
         assert_eq!(db.acquire_timeout, Duration::from_secs(3));
-        assert_eq!(db.connect.get_application_name(), Some("auth-login"));
+        assert_eq!(db.application_name, "auth-login");
         let keys = config.keys.unwrap();
-        assert_eq!(keys.algorithm, SigningAlgorithm::Rs256);
+        assert!(matches!(keys.source, KeySource::Env { algorithm: SigningAlgorithm::Rs256, .. }));
         assert_eq!(keys.access_token_ttl, Duration::from_secs(900));
-        assert_eq!(
-            config.refresh_token_ttl,
-            Duration::from_secs(30 * 24 * 3600)
-        );
+        assert_eq!(config.refresh_token_ttl, Duration::from_secs(30 * 24 * 3600));
     }
 
     #[test]
@@ -233,10 +245,7 @@ mod tests {
         let mut vars = complete();
         vars.retain(|(name, _)| *name != "JWT_ISSUER");
         let error = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "the environment variable JWT_ISSUER is not set"
-        );
+        assert_eq!(error.to_string(), "the environment variable JWT_ISSUER is not set");
     }
 
     #[test]
@@ -255,14 +264,7 @@ mod tests {
             ("JWT_ISSUER", "i"),
             ("JWT_AUDIENCE", "a"),
         ]);
-        let config = Config::from_lookup(
-            Needs {
-                database: false,
-                keys: true,
-            },
-            vars,
-        )
-        .unwrap();
+        let config = Config::from_lookup(Needs { database: false, keys: true }, vars).unwrap();
         assert!(config.database.is_none());
     }
 
@@ -274,35 +276,33 @@ mod tests {
             ("DB_PASSWORD", "p@ss/word"),
             ("DB_NAME", "auth"),
         ]);
-        let config = Config::from_lookup(
-            Needs {
-                database: true,
-                keys: false,
-            },
-            vars,
-        )
-        .unwrap();
-        let connect = config.database.unwrap().connect;
+        let config = Config::from_lookup(Needs { database: true, keys: false }, vars).unwrap();
+        let DatabaseSource::Direct(connect) = config.database.unwrap().source else {
+            panic!("parts make direct options");
+        };
         assert_eq!(
-            (
-                connect.get_host(),
-                connect.get_port(),
-                connect.get_username()
-            ),
+            (connect.get_host(), connect.get_port(), connect.get_username()),
             ("db.internal", 5432, "app")
         );
         let missing = lookup(&[("DB_HOST", "db.internal")]);
-        let error = Config::from_lookup(
-            Needs {
-                database: true,
-                keys: false,
-            },
-            missing,
-        )
-        .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "the environment variable DB_USER is not set"
-        );
+        let error = Config::from_lookup(Needs { database: true, keys: false }, missing).unwrap_err();
+        assert_eq!(error.to_string(), "the environment variable DB_USER is not set");
+    }
+
+    #[test]
+    fn secret_arns_select_secrets_manager_and_db_host_overrides_the_secret_host() {
+        let vars = lookup(&[
+            ("DB_SECRET_ARN", "arn:db"),
+            ("DB_HOST", "proxy.internal"),
+            ("JWT_KEYS_SECRET_ARN", "arn:keys"),
+            ("JWT_ISSUER", "i"),
+            ("JWT_AUDIENCE", "a"),
+        ]);
+        let config = Config::from_lookup(ALL, vars).unwrap();
+        let DatabaseSource::Secret { arn, host, .. } = config.database.unwrap().source else {
+            panic!("a secret ARN selects Secrets Manager");
+        };
+        assert_eq!((arn.as_str(), host.as_deref()), ("arn:db", Some("proxy.internal")));
+        assert!(matches!(config.keys.unwrap().source, KeySource::Secret { arn } if arn == "arn:keys"));
     }
 }

@@ -50,18 +50,12 @@ impl Email {
             return Err(invalid("the email is longer than 254 characters"));
         }
         if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid(
-                "the email contains whitespace or control characters",
-            ));
+            return Err(invalid("the email contains whitespace or control characters"));
         }
         let mut parts = email.split('@');
         match (parts.next(), parts.next(), parts.next()) {
-            (Some(local), Some(domain), None) if !local.is_empty() && !domain.is_empty() => {
-                Ok(Self(email))
-            }
-            _ => Err(invalid(
-                "the email must have exactly one @ between a name and a domain",
-            )),
+            (Some(local), Some(domain), None) if !local.is_empty() && !domain.is_empty() => Ok(Self(email)),
+            _ => Err(invalid("the email must have exactly one @ between a name and a domain")),
         }
     }
 
@@ -85,19 +79,13 @@ impl Password {
         let chars = raw.expose_secret().chars().count();
         let invalid = |why: String| ApiError::validation("invalid_password", why);
         if chars < MIN_PASSWORD_CHARS {
-            return Err(invalid(format!(
-                "the password must be at least {MIN_PASSWORD_CHARS} characters"
-            )));
+            return Err(invalid(format!("the password must be at least {MIN_PASSWORD_CHARS} characters")));
         }
         if chars > MAX_PASSWORD_CHARS {
-            return Err(invalid(format!(
-                "the password must be at most {MAX_PASSWORD_CHARS} characters"
-            )));
+            return Err(invalid(format!("the password must be at most {MAX_PASSWORD_CHARS} characters")));
         }
         if raw.expose_secret().trim().to_lowercase() == email.as_str() {
-            return Err(invalid(
-                "the password must not be the email address".to_owned(),
-            ));
+            return Err(invalid("the password must not be the email address".to_owned()));
         }
         Ok(Self(raw))
     }
@@ -147,15 +135,7 @@ mod tests {
 
     #[test]
     fn emails_need_exactly_one_at_between_non_empty_parts() {
-        for raw in [
-            "",
-            "   ",
-            "alice",
-            "@example.com",
-            "alice@",
-            "a@b@c",
-            "al ice@example.com",
-        ] {
+        for raw in ["", "   ", "alice", "@example.com", "alice@", "a@b@c", "al ice@example.com"] {
             let error = Email::parse(raw).expect_err(raw);
             assert_eq!(error.code(), "invalid_email", "{raw}");
         }
@@ -172,10 +152,7 @@ mod tests {
     #[test]
     fn passwords_are_counted_in_characters_between_8_and_256() {
         let owner = email("a@example.com");
-        assert!(
-            Password::parse("ééééééé".into(), &owner).is_err(),
-            "7 characters, 14 bytes"
-        );
+        assert!(Password::parse("ééééééé".into(), &owner).is_err(), "7 characters, 14 bytes");
         assert!(Password::parse("éééééééé".into(), &owner).is_ok());
         assert!(Password::parse("x".repeat(256), &owner).is_ok());
         let error = Password::parse("x".repeat(257), &owner).unwrap_err();

@@ -46,10 +46,7 @@ pub enum ApiError {
 impl ApiError {
     /// A 422 for a field that breaks its rule.
     pub fn validation(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Validation {
-            code,
-            message: message.into(),
-        }
+        Self::Validation { code, message: message.into() }
     }
 
     /// The HTTP status this error is answered with.
@@ -102,10 +99,8 @@ impl ApiError {
                 response = response.with_header("www-authenticate", "Bearer".to_owned());
             }
             Self::InvalidToken => {
-                response = response.with_header(
-                    "www-authenticate",
-                    r#"Bearer error="invalid_token""#.to_owned(),
-                );
+                response =
+                    response.with_header("www-authenticate", r#"Bearer error="invalid_token""#.to_owned());
             }
             Self::Unavailable(_) => {
                 response = response.with_header("retry-after", "1".to_owned());
@@ -119,11 +114,7 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     /// Connection-level failures are answered 503 (retry), everything else is a bug (500).
     fn from(error: sqlx::Error) -> Self {
-        if is_connectivity(&error) {
-            Self::Unavailable(error.into())
-        } else {
-            Self::Unexpected(error.into())
-        }
+        if is_connectivity(&error) { Self::Unavailable(error.into()) } else { Self::Unexpected(error.into()) }
     }
 }
 
@@ -137,11 +128,9 @@ pub fn is_connectivity(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         // 08: connection exception, 57P: operator intervention (shutdown, terminated backend),
         // 53: insufficient resources (too many connections), 28: invalid authorization.
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            ["08", "57P", "53", "28"]
-                .iter()
-                .any(|class| code.starts_with(class))
-        }),
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| ["08", "57P", "53", "28"].iter().any(|class| code.starts_with(class))),
         _ => false,
     }
 }

@@ -64,20 +64,14 @@ pub struct HttpContext {
 impl HttpRequest {
     /// A header's value, matched case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
     /// The bearer token of the `Authorization` header, if there is one.
     pub fn bearer_token(&self) -> Option<&str> {
         let value = self.header("authorization")?.trim();
         let (scheme, token) = value.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim())
-            .filter(|t| !t.is_empty())
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
     }
 
     /// The body parsed as JSON into `T`, after checking its media type and size and decoding
@@ -91,9 +85,7 @@ impl HttpRequest {
         let bytes = if self.is_base64_encoded {
             // Refuse before decoding: base64 grows a body by a third.
             if raw.len() > MAX_BODY_BYTES.div_ceil(3) * 4 {
-                return Err(ApiError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                });
+                return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
             }
             std::borrow::Cow::Owned(STANDARD.decode(raw).map_err(|_| {
                 ApiError::InvalidRequest("the body is flagged base64 but does not decode".into())
@@ -102,9 +94,7 @@ impl HttpRequest {
             std::borrow::Cow::Borrowed(raw.as_bytes())
         };
         if bytes.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge {
-                limit: MAX_BODY_BYTES,
-            });
+            return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::InvalidRequest("the request body is empty".into()));
@@ -118,14 +108,8 @@ impl HttpRequest {
 
 /// `application/json`, with or without parameters such as `charset`, or a `+json` type.
 fn is_json_media_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// An HTTP API payload 2.0 response.
@@ -150,13 +134,7 @@ impl HttpResponse {
             ("content-type".to_owned(), "application/json".to_owned()),
             ("cache-control".to_owned(), "no-store".to_owned()),
         ]);
-        Self {
-            status_code: status,
-            headers,
-            body,
-            is_base64_encoded: false,
-            cookies: Vec::new(),
-        }
+        Self { status_code: status, headers, body, is_base64_encoded: false, cookies: Vec::new() }
     }
 
     /// A response with no body.
@@ -179,9 +157,7 @@ impl HttpResponse {
 
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 }
 
@@ -223,41 +199,25 @@ mod tests {
 
     #[test]
     fn json_media_types_with_parameters_are_accepted() {
-        for content_type in [
-            "application/json",
-            "Application/JSON; charset=utf-8",
-            "application/merge+json",
-        ] {
-            let parsed: Result<Probe, _> =
-                request(Some(content_type), r#"{"name":"a"}"#, false).json();
+        for content_type in ["application/json", "Application/JSON; charset=utf-8", "application/merge+json"]
+        {
+            let parsed: Result<Probe, _> = request(Some(content_type), r#"{"name":"a"}"#, false).json();
             assert!(parsed.is_ok(), "{content_type} should be accepted");
         }
     }
 
     #[test]
     fn a_body_that_is_not_json_typed_is_unsupported() {
-        assert_eq!(
-            code(request(Some("text/plain"), "{}", false).json()),
-            "unsupported_media_type"
-        );
-        assert_eq!(
-            code(request(None, "{}", false).json()),
-            "unsupported_media_type"
-        );
+        assert_eq!(code(request(Some("text/plain"), "{}", false).json()), "unsupported_media_type");
+        assert_eq!(code(request(None, "{}", false).json()), "unsupported_media_type");
     }
 
     #[test]
     fn syntax_errors_and_shape_errors_get_different_codes() {
         let json = Some("application/json");
-        assert_eq!(
-            code(request(json, "{\"name\":", false).json()),
-            "malformed_json"
-        );
+        assert_eq!(code(request(json, "{\"name\":", false).json()), "malformed_json");
         assert_eq!(code(request(json, "{}", false).json()), "invalid_request");
-        assert_eq!(
-            code(request(json, r#"{"name":5}"#, false).json()),
-            "invalid_request"
-        );
+        assert_eq!(code(request(json, r#"{"name":5}"#, false).json()), "invalid_request");
         assert_eq!(code(request(json, "  ", false).json()), "invalid_request");
     }
 
@@ -274,20 +234,15 @@ mod tests {
         let json = Some("application/json");
         let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(MAX_BODY_BYTES));
         assert_eq!(code(request(json, &big, false).json()), "payload_too_large");
-        assert_eq!(
-            code(request(json, &STANDARD.encode(&big), true).json()),
-            "payload_too_large"
-        );
+        assert_eq!(code(request(json, &STANDARD.encode(&big), true).json()), "payload_too_large");
     }
 
     #[test]
     fn bearer_tokens_are_read_case_insensitively() {
         let mut req = HttpRequest::default();
-        req.headers
-            .insert("Authorization".into(), "bearer abc.def".into());
+        req.headers.insert("Authorization".into(), "bearer abc.def".into());
         assert_eq!(req.bearer_token(), Some("abc.def"));
-        req.headers
-            .insert("Authorization".into(), "Basic abc".into());
+        req.headers.insert("Authorization".into(), "Basic abc".into());
         assert_eq!(req.bearer_token(), None);
     }
 }

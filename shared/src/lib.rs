@@ -13,5 +13,6 @@ pub mod handlers;
 pub mod http;
 pub mod passwords;
 pub mod runtime;
+pub mod secrets;
 pub mod store;
 pub mod tokens;

@@ -13,7 +13,8 @@ const PARALLELISM: u32 = 1;
 /// A well-formed hash with the current parameters and random salt and output, which no known
 /// password matches. Logging in as an unknown email verifies against it, so that answer costs
 /// exactly what a wrong password costs.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$gZiV/M1gPc22ElAH/Jh1Hw$CWOrkoo7oJBQ/iyh7uJ0LO2aLEfrHwTWllSAxT0zRno";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$gZiV/M1gPc22ElAH/Jh1Hw$CWOrkoo7oJBQ/iyh7uJ0LO2aLEfrHwTWllSAxT0zRno";
 
 fn hasher() -> Argon2<'static> {
     let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
@@ -62,20 +63,9 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_own_password_and_no_other() {
         let stored = hash(password("correct horse battery")).await.unwrap();
-        assert!(
-            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{stored}"
-        );
-        assert!(
-            verify(password("correct horse battery"), Some(stored.clone()))
-                .await
-                .unwrap()
-        );
-        assert!(
-            !verify(password("correct horse battery!"), Some(stored))
-                .await
-                .unwrap()
-        );
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+        assert!(verify(password("correct horse battery"), Some(stored.clone())).await.unwrap());
+        assert!(!verify(password("correct horse battery!"), Some(stored)).await.unwrap());
     }
 
     #[tokio::test]
@@ -87,11 +77,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
-        assert!(
-            !verify(password("correct horse battery"), None)
-                .await
-                .unwrap()
-        );
+        assert!(!verify(password("correct horse battery"), None).await.unwrap());
     }
 
     #[test]

@@ -7,11 +7,12 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
 use lambda_runtime::{LambdaEvent, service_fn};
+use serde::de::DeserializeOwned;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::HttpResponse;
 
 /// Installs the `tracing` subscriber: JSON lines in Lambda (unless `AWS_LAMBDA_LOG_FORMAT` is
 /// `Text`), level from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info` with SQL statement
@@ -20,41 +21,26 @@ use crate::http::{HttpRequest, HttpResponse};
 pub fn init_tracing() {
     let filter = std::env::var("RUST_LOG")
         .ok()
-        .or_else(|| {
-            std::env::var("AWS_LAMBDA_LOG_LEVEL")
-                .ok()
-                .map(|level| level.to_lowercase())
-        })
+        .or_else(|| std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().map(|level| level.to_lowercase()))
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new("info,sqlx=error"));
-    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT")
-        .is_ok_and(|format| format.eq_ignore_ascii_case("text"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .without_time();
+    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("text"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time();
     // Lambda timestamps every line itself; a second clock in the line is noise.
     if text {
         builder.init();
     } else {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
-            .init();
+        builder.json().with_current_span(true).with_span_list(false).flatten_event(true).init();
     }
 }
 
 /// Builds the function's state from its environment, registers the graceful-shutdown hook (an
 /// internal extension, so Lambda sends SIGTERM before it ends the sandbox; the hook closes the
 /// pool), and serves `handler` until the sandbox goes away.
-pub async fn run<F, Fut>(
-    needs: crate::config::Needs,
-    handler: F,
-) -> Result<(), lambda_runtime::Error>
+pub async fn run<E, F, Fut>(needs: crate::config::Needs, handler: F) -> Result<(), lambda_runtime::Error>
 where
-    F: Fn(&'static App, HttpRequest) -> Fut,
+    E: DeserializeOwned,
+    F: Fn(&'static App, E) -> Fut,
     Fut: Future<Output = HttpResponse> + Send,
 {
     let app: &'static App = match App::from_env(needs) {
@@ -65,12 +51,13 @@ where
             return Err(error.into());
         }
     };
+    app.warm_up().await;
     lambda_runtime::spawn_graceful_shutdown_handler(move || async move {
         app.shutdown().await;
         tracing::info!("shutdown: the pool is closed");
     })
     .await;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<HttpRequest>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
         let response = guarded(handler(app, event.payload));
         async move { Ok::<_, Infallible>(response.await) }
     }))
@@ -103,11 +90,7 @@ mod tests {
         assert_eq!(response.status_code, 500);
         let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
         assert_eq!(body["error"], "internal_error");
-        assert!(
-            !response.body.contains("boom"),
-            "the panic message must not leak: {}",
-            response.body
-        );
+        assert!(!response.body.contains("boom"), "the panic message must not leak: {}", response.body);
     }
 
     #[tokio::test]

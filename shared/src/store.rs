@@ -82,11 +82,7 @@ pub async fn find_credentials(
     .fetch_optional(db)
     .await?;
     Ok(row.map(|row| Credentials {
-        user: User {
-            id: row.id,
-            email: row.email,
-            created_at: row.created_at,
-        },
+        user: User { id: row.id, email: row.email, created_at: row.created_at },
         password_hash: row.password_hash,
     }))
 }
@@ -123,10 +119,7 @@ pub async fn start_session(
 }
 
 /// Counts a failed login for an email, whether or not an account has it.
-pub async fn record_failed_login(
-    db: impl PgExecutor<'_>,
-    email: &Email,
-) -> Result<(), sqlx::Error> {
+pub async fn record_failed_login(db: impl PgExecutor<'_>, email: &Email) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
         insert into login_attempts (email, failed_count)
@@ -180,21 +173,14 @@ pub async fn rotate_refresh_token(
     .fetch_optional(db)
     .await?;
     Ok(row.map(|row| Rotated {
-        user: User {
-            id: row.id,
-            email: row.email,
-            created_at: row.created_at,
-        },
+        user: User { id: row.id, email: row.email, created_at: row.created_at },
         session: row.session_id,
     }))
 }
 
 /// Revokes the session a refresh token belongs to, and every token of that session, in one
 /// statement. An unknown token changes nothing.
-pub async fn revoke_session_of_token(
-    db: impl PgExecutor<'_>,
-    token: &TokenHash,
-) -> Result<(), sqlx::Error> {
+pub async fn revoke_session_of_token(db: impl PgExecutor<'_>, token: &TokenHash) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
         with target as (
@@ -236,7 +222,62 @@ pub async fn find_session_user(
 
 /// One round trip that proves the database answers; returns the server's clock.
 pub async fn ping(db: impl PgExecutor<'_>) -> Result<OffsetDateTime, sqlx::Error> {
-    sqlx::query_scalar!(r#"select now() as "now!""#)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(r#"select now() as "now!""#).fetch_one(db).await
+}
+
+/// Deletes up to `batch` refresh tokens that expired or were revoked more than `retention`
+/// ago, and returns how many. `skip locked` keeps each batch short and lets two purges run at
+/// once without waiting on each other or on live traffic.
+pub async fn purge_refresh_tokens(
+    db: impl PgExecutor<'_>,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query!(
+        r#"
+        with doomed as (
+            select token_hash from refresh_tokens
+            where expires_at < now() - make_interval(secs => $1)
+               or revoked_at < now() - make_interval(secs => $1)
+            limit $2
+            for update skip locked
+        )
+        delete from refresh_tokens as t
+        using doomed
+        where t.token_hash = doomed.token_hash
+        "#,
+        retention.as_secs_f64(),
+        batch,
+    )
+    .execute(db)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Deletes up to `batch` sessions revoked more than `retention` ago that hold no tokens any
+/// more, and returns how many.
+pub async fn purge_sessions(
+    db: impl PgExecutor<'_>,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query!(
+        r#"
+        with doomed as (
+            select s.id from sessions as s
+            where s.revoked_at < now() - make_interval(secs => $1)
+              and not exists (select 1 from refresh_tokens as t where t.session_id = s.id)
+            limit $2
+            for update skip locked
+        )
+        delete from sessions as s
+        using doomed
+        where s.id = doomed.id
+        "#,
+        retention.as_secs_f64(),
+        batch,
+    )
+    .execute(db)
+    .await?;
+    Ok(deleted.rows_affected())
 }

@@ -71,11 +71,7 @@ pub struct SigningKey {
 
 impl SigningKey {
     /// Loads a PKCS#8 (or, for RSA, PKCS#1) PEM private key.
-    pub fn from_pem(
-        kid: &str,
-        algorithm: SigningAlgorithm,
-        pem: &SecretString,
-    ) -> anyhow::Result<Self> {
+    pub fn from_pem(kid: &str, algorithm: SigningAlgorithm, pem: &SecretString) -> anyhow::Result<Self> {
         let pem = pem.expose_secret().as_bytes();
         let encoding = match algorithm {
             SigningAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
@@ -88,13 +84,7 @@ impl SigningKey {
         jwk.common.key_id = Some(kid.to_owned());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         let decoding = DecodingKey::from_jwk(&jwk).context("building the verification key")?;
-        Ok(Self {
-            kid: kid.to_owned(),
-            algorithm: algorithm.jwt(),
-            encoding,
-            decoding,
-            jwk,
-        })
+        Ok(Self { kid: kid.to_owned(), algorithm: algorithm.jwt(), encoding, decoding, jwk })
     }
 
     /// The key id (`kid`) that tokens signed with it carry.
@@ -140,12 +130,7 @@ impl TokenIssuer {
                 (key, validation)
             })
             .collect();
-        Self {
-            keys,
-            issuer,
-            audience,
-            ttl,
-        }
+        Self { keys, issuer, audience, ttl }
     }
 
     /// Signs an access token for `user` in `session`.
@@ -162,12 +147,9 @@ impl TokenIssuer {
         };
         let mut header = Header::new(key.algorithm);
         header.kid = Some(key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .context("signing an access token")?;
-        Ok(AccessToken {
-            token,
-            expires_in: self.ttl.as_secs(),
-        })
+        let token =
+            jsonwebtoken::encode(&header, &claims, &key.encoding).context("signing an access token")?;
+        Ok(AccessToken { token, expires_in: self.ttl.as_secs() })
     }
 
     /// Verifies a token's signature (with the key its `kid` names, under that key's algorithm
@@ -175,11 +157,8 @@ impl TokenIssuer {
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::InvalidToken)?;
         let kid = header.kid.ok_or(ApiError::InvalidToken)?;
-        let (key, validation) = self
-            .keys
-            .iter()
-            .find(|(key, _)| key.kid == kid)
-            .ok_or(ApiError::InvalidToken)?;
+        let (key, validation) =
+            self.keys.iter().find(|(key, _)| key.kid == kid).ok_or(ApiError::InvalidToken)?;
         jsonwebtoken::decode::<Claims>(token, &key.decoding, validation)
             .map(|data| data.claims)
             .map_err(|_| ApiError::InvalidToken)
@@ -187,16 +166,12 @@ impl TokenIssuer {
 
     /// The public keys, as served at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> JwkSet {
-        JwkSet {
-            keys: self.keys.iter().map(|(key, _)| key.jwk.clone()).collect(),
-        }
+        JwkSet { keys: self.keys.iter().map(|(key, _)| key.jwk.clone()).collect() }
     }
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
 }
 
 /// Creates a new private key as PKCS#8 PEM, for local development and tests.
@@ -206,8 +181,8 @@ pub fn generate_private_key_pem(algorithm: SigningAlgorithm) -> anyhow::Result<S
     let unspecified = |_| anyhow::anyhow!("key generation failed");
     let der = match algorithm {
         SigningAlgorithm::Rs256 => {
-            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                .map_err(unspecified)?;
+            let pair =
+                aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(unspecified)?;
             pair.as_der().map_err(unspecified)?.as_ref().to_vec()
         }
         SigningAlgorithm::Es256 => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
@@ -255,9 +230,7 @@ impl RefreshToken {
     /// database lookup.
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
         match URL_SAFE_NO_PAD.decode(raw) {
-            Ok(bytes) if bytes.len() == REFRESH_TOKEN_BYTES => {
-                Ok(Self(SecretString::from(raw.to_owned())))
-            }
+            Ok(bytes) if bytes.len() == REFRESH_TOKEN_BYTES => Ok(Self(SecretString::from(raw.to_owned()))),
             _ => Err(ApiError::InvalidRefreshToken),
         }
     }
@@ -287,39 +260,19 @@ mod tests {
     fn issuer_with(algorithm: SigningAlgorithm, kid: &str) -> TokenIssuer {
         let pem = generate_private_key_pem(algorithm).unwrap();
         let key = SigningKey::from_pem(kid, algorithm, &pem).unwrap();
-        TokenIssuer::new(
-            key,
-            vec![],
-            "https://issuer.test".into(),
-            "api".into(),
-            Duration::from_secs(900),
-        )
+        TokenIssuer::new(key, vec![], "https://issuer.test".into(), "api".into(), Duration::from_secs(900))
     }
 
     #[test]
     fn every_algorithm_signs_tokens_it_verifies() {
-        for algorithm in [
-            SigningAlgorithm::Rs256,
-            SigningAlgorithm::Es256,
-            SigningAlgorithm::EdDsa,
-        ] {
+        for algorithm in [SigningAlgorithm::Rs256, SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
             let issuer = issuer_with(algorithm, "k1");
             let (user, session) = (UserId::generate(), SessionId::generate());
             let token = issuer.issue(user, session).unwrap();
             let claims = issuer.verify(&token.token).unwrap();
-            assert_eq!(
-                (claims.sub, claims.sid),
-                (user.0, session.0),
-                "{algorithm:?}"
-            );
+            assert_eq!((claims.sub, claims.sid), (user.0, session.0), "{algorithm:?}");
             assert_eq!(claims.exp - claims.iat, 900);
-            assert_eq!(
-                jsonwebtoken::decode_header(&token.token)
-                    .unwrap()
-                    .kid
-                    .as_deref(),
-                Some("k1")
-            );
+            assert_eq!(jsonwebtoken::decode_header(&token.token).unwrap().kid.as_deref(), Some("k1"));
         }
     }
 
@@ -327,22 +280,15 @@ mod tests {
     fn a_token_from_another_key_with_the_same_kid_is_rejected() {
         let ours = issuer_with(SigningAlgorithm::Es256, "k1");
         let theirs = issuer_with(SigningAlgorithm::Es256, "k1");
-        let forged = theirs
-            .issue(UserId::generate(), SessionId::generate())
-            .unwrap();
-        assert!(matches!(
-            ours.verify(&forged.token),
-            Err(ApiError::InvalidToken)
-        ));
+        let forged = theirs.issue(UserId::generate(), SessionId::generate()).unwrap();
+        assert!(matches!(ours.verify(&forged.token), Err(ApiError::InvalidToken)));
     }
 
     #[test]
     fn an_unknown_kid_is_rejected() {
         let ours = issuer_with(SigningAlgorithm::Es256, "k1");
         let other = issuer_with(SigningAlgorithm::Es256, "k2");
-        let token = other
-            .issue(UserId::generate(), SessionId::generate())
-            .unwrap();
+        let token = other.issue(UserId::generate(), SessionId::generate()).unwrap();
         assert!(ours.verify(&token.token).is_err());
     }
 
@@ -350,13 +296,7 @@ mod tests {
     fn wrong_issuer_or_audience_or_expired_tokens_are_rejected() {
         let pem = generate_private_key_pem(SigningAlgorithm::Es256).unwrap();
         let key = |kid| SigningKey::from_pem(kid, SigningAlgorithm::Es256, &pem).unwrap();
-        let ours = TokenIssuer::new(
-            key("k"),
-            vec![],
-            "iss".into(),
-            "aud".into(),
-            Duration::from_secs(60),
-        );
+        let ours = TokenIssuer::new(key("k"), vec![], "iss".into(), "aud".into(), Duration::from_secs(60));
         let sign = |claims: &Claims| {
             let mut header = Header::new(Algorithm::ES256);
             header.kid = Some("k".into());
@@ -372,25 +312,9 @@ mod tests {
             exp: now + 60,
         };
         assert!(ours.verify(&sign(&good)).is_ok());
-        assert!(
-            ours.verify(&sign(&Claims {
-                iss: "other".into(),
-                ..good.clone()
-            }))
-            .is_err()
-        );
-        assert!(
-            ours.verify(&sign(&Claims {
-                aud: "other".into(),
-                ..good.clone()
-            }))
-            .is_err()
-        );
-        let expired = Claims {
-            iat: now - 200,
-            exp: now - LEEWAY_SECONDS - 5,
-            ..good
-        };
+        assert!(ours.verify(&sign(&Claims { iss: "other".into(), ..good.clone() })).is_err());
+        assert!(ours.verify(&sign(&Claims { aud: "other".into(), ..good.clone() })).is_err());
+        let expired = Claims { iat: now - 200, exp: now - LEEWAY_SECONDS - 5, ..good };
         assert!(ours.verify(&sign(&expired)).is_err());
     }
 
@@ -400,11 +324,7 @@ mod tests {
         let jwks = serde_json::to_value(issuer.jwks()).unwrap();
         let key = &jwks["keys"][0];
         assert_eq!(
-            (
-                key["kty"].as_str(),
-                key["kid"].as_str(),
-                key["alg"].as_str()
-            ),
+            (key["kty"].as_str(), key["kid"].as_str(), key["alg"].as_str()),
             (Some("RSA"), Some("k1"), Some("RS256"))
         );
         assert!(key["n"].is_string() && key["e"].is_string());
@@ -418,12 +338,7 @@ mod tests {
         assert_ne!(token.expose(), RefreshToken::generate().unwrap().expose());
         let parsed = RefreshToken::parse(token.expose()).unwrap();
         assert_eq!(parsed.hash(), token.hash());
-        for bad in [
-            "",
-            "short",
-            &"A".repeat(44),
-            "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!",
-        ] {
+        for bad in ["", "short", &"A".repeat(44), "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"] {
             assert!(RefreshToken::parse(bad).is_err(), "{bad}");
         }
     }

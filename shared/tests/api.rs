@@ -22,17 +22,9 @@ async fn signup_answers_201_with_tokens_and_the_user(pool: PgPool) {
     assert!(body["user"]["id"].is_string() && body["user"]["created_at"].is_string());
     assert_eq!(response.refresh_token().len(), 43);
     assert_eq!(response.header("cache-control"), Some("no-store"));
-    let claims = app
-        .app
-        .tokens()
-        .unwrap()
-        .verify(&response.access_token())
-        .unwrap();
+    let claims = app.app.tokens().await.unwrap().verify(&response.access_token()).unwrap();
     assert_eq!(claims.sub.to_string(), body["user"]["id"].as_str().unwrap());
-    assert_eq!(
-        (claims.iss.as_str(), claims.aud.as_str()),
-        (common::ISSUER, common::AUDIENCE)
-    );
+    assert_eq!((claims.iss.as_str(), claims.aud.as_str()), (common::ISSUER, common::AUDIENCE));
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -41,16 +33,12 @@ async fn signup_stores_an_argon2id_hash_and_only_a_hash_of_the_refresh_token(poo
 
     let response = app.signed_up("alice@example.com").await;
 
-    let stored: String = sqlx::query_scalar("select password_hash from users")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let stored: String =
+        sqlx::query_scalar("select password_hash from users").fetch_one(&app.pool).await.unwrap();
     assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     assert!(!stored.contains(PASSWORD));
-    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("select token_hash from refresh_tokens")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let hashes: Vec<Vec<u8>> =
+        sqlx::query_scalar("select token_hash from refresh_tokens").fetch_all(&app.pool).await.unwrap();
     assert_eq!(hashes.len(), 1);
     assert_ne!(hashes[0], response.refresh_token().as_bytes());
     assert_eq!(hashes[0].len(), 32);
@@ -61,14 +49,9 @@ async fn a_duplicate_email_is_409_whatever_its_case(pool: PgPool) {
     let app = TestApp::new(pool);
     app.signed_up("alice@example.com").await;
 
-    let response = app
-        .post_signup("ALICE@example.com", "another password")
-        .await;
+    let response = app.post_signup("ALICE@example.com", "another password").await;
 
-    assert_eq!(
-        (response.status, response.error_code()),
-        (409, "email_taken")
-    );
+    assert_eq!((response.status, response.error_code()), (409, "email_taken"));
     assert_eq!(app.count("select count(*) from users").await, 1);
 }
 
@@ -83,11 +66,7 @@ async fn fields_that_break_their_rules_are_422_and_write_nothing(pool: PgPool) {
     ];
     for (email, password, code) in cases {
         let response = app.post_signup(email, password).await;
-        assert_eq!(
-            (response.status, response.error_code()),
-            (422, code),
-            "{email} / {password}"
-        );
+        assert_eq!((response.status, response.error_code()), (422, code), "{email} / {password}");
     }
     assert_eq!(app.count("select count(*) from users").await, 0);
 }
@@ -95,35 +74,14 @@ async fn fields_that_break_their_rules_are_422_and_write_nothing(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn malformed_json_and_missing_or_mistyped_fields_are_400_on_every_body(pool: PgPool) {
     let app = TestApp::new(pool);
-    for endpoint in [
-        Endpoint::Signup,
-        Endpoint::Login,
-        Endpoint::Refresh,
-        Endpoint::Logout,
-    ] {
+    for endpoint in [Endpoint::Signup, Endpoint::Login, Endpoint::Refresh, Endpoint::Logout] {
         let malformed = app.send(endpoint, json_request("{\"email\": ")).await;
-        assert_eq!(
-            (malformed.status, malformed.error_code()),
-            (400, "malformed_json"),
-            "{endpoint:?}"
-        );
+        assert_eq!((malformed.status, malformed.error_code()), (400, "malformed_json"), "{endpoint:?}");
         let missing = app.post_json(endpoint, &json!({})).await;
-        assert_eq!(
-            (missing.status, missing.error_code()),
-            (400, "invalid_request"),
-            "{endpoint:?}"
-        );
-        let mistyped = app
-            .post_json(
-                endpoint,
-                &json!({"email": 1, "password": [], "refresh_token": 7}),
-            )
-            .await;
-        assert_eq!(
-            (mistyped.status, mistyped.error_code()),
-            (400, "invalid_request"),
-            "{endpoint:?}"
-        );
+        assert_eq!((missing.status, missing.error_code()), (400, "invalid_request"), "{endpoint:?}");
+        let mistyped =
+            app.post_json(endpoint, &json!({"email": 1, "password": [], "refresh_token": 7})).await;
+        assert_eq!((mistyped.status, mistyped.error_code()), (400, "invalid_request"), "{endpoint:?}");
         let empty = app.send(endpoint, json_request("")).await;
         assert_eq!(empty.status, 400, "{endpoint:?}");
     }
@@ -133,15 +91,11 @@ async fn malformed_json_and_missing_or_mistyped_fields_are_400_on_every_body(poo
 #[sqlx::test(migrations = "../migrations")]
 async fn a_body_over_16_kib_is_413(pool: PgPool) {
     let app = TestApp::new(pool);
-    let body =
-        json!({ "email": "alice@example.com", "password": "x".repeat(MAX_BODY_BYTES) }).to_string();
+    let body = json!({ "email": "alice@example.com", "password": "x".repeat(MAX_BODY_BYTES) }).to_string();
 
     let response = app.send(Endpoint::Signup, json_request(&body)).await;
 
-    assert_eq!(
-        (response.status, response.error_code()),
-        (413, "payload_too_large")
-    );
+    assert_eq!((response.status, response.error_code()), (413, "payload_too_large"));
     assert_eq!(app.count("select count(*) from users").await, 0);
 }
 
@@ -150,24 +104,11 @@ async fn a_body_that_is_not_json_is_415(pool: PgPool) {
     let app = TestApp::new(pool);
     let body = json!({ "email": "alice@example.com", "password": PASSWORD }).to_string();
 
-    let as_text = app
-        .send(
-            Endpoint::Signup,
-            request_with(Some("text/plain"), &body, false),
-        )
-        .await;
-    let untyped = app
-        .send(Endpoint::Login, request_with(None, &body, false))
-        .await;
+    let as_text = app.send(Endpoint::Signup, request_with(Some("text/plain"), &body, false)).await;
+    let untyped = app.send(Endpoint::Login, request_with(None, &body, false)).await;
 
-    assert_eq!(
-        (as_text.status, as_text.error_code()),
-        (415, "unsupported_media_type")
-    );
-    assert_eq!(
-        (untyped.status, untyped.error_code()),
-        (415, "unsupported_media_type")
-    );
+    assert_eq!((as_text.status, as_text.error_code()), (415, "unsupported_media_type"));
+    assert_eq!((untyped.status, untyped.error_code()), (415, "unsupported_media_type"));
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -176,12 +117,7 @@ async fn base64_encoded_bodies_are_decoded(pool: PgPool) {
     let body = json!({ "email": "alice@example.com", "password": PASSWORD }).to_string();
     let encoded = base64::engine::general_purpose::STANDARD.encode(body);
 
-    let response = app
-        .send(
-            Endpoint::Signup,
-            request_with(Some("application/json"), &encoded, true),
-        )
-        .await;
+    let response = app.send(Endpoint::Signup, request_with(Some("application/json"), &encoded, true)).await;
 
     assert_eq!(response.status, 201, "{:?}", response.body);
 }
@@ -198,10 +134,7 @@ async fn login_answers_200_with_a_new_session(pool: PgPool) {
     assert_ne!(response.refresh_token(), signup.refresh_token());
     assert_eq!(app.count("select count(*) from sessions").await, 2);
     let me = app.get_me(&response.access_token()).await;
-    assert_eq!(
-        (me.status, &me.body["email"]),
-        (200, &json!("alice@example.com"))
-    );
+    assert_eq!((me.status, &me.body["email"]), (200, &json!("alice@example.com")));
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -209,24 +142,15 @@ async fn an_unknown_email_and_a_wrong_password_get_one_identical_401(pool: PgPoo
     let app = TestApp::new(pool);
     app.signed_up("alice@example.com").await;
 
-    let wrong_password = app
-        .post_login("alice@example.com", "not the password")
-        .await;
+    let wrong_password = app.post_login("alice@example.com", "not the password").await;
     let unknown_email = app.post_login("bob@example.com", PASSWORD).await;
     let malformed_email = app.post_login("bob", PASSWORD).await;
 
-    assert_eq!(
-        (wrong_password.status, wrong_password.error_code()),
-        (401, "invalid_credentials")
-    );
+    assert_eq!((wrong_password.status, wrong_password.error_code()), (401, "invalid_credentials"));
     assert_eq!(wrong_password.body, unknown_email.body);
     assert_eq!(wrong_password.headers, unknown_email.headers);
     assert_eq!(wrong_password.body, malformed_email.body);
-    assert_eq!(
-        app.count("select count(*) from sessions").await,
-        1,
-        "only signup's session"
-    );
+    assert_eq!(app.count("select count(*) from sessions").await, 1, "only signup's session");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -236,18 +160,12 @@ async fn failed_logins_are_counted_per_email_and_a_success_clears_them(pool: PgP
     app.post_login("alice@example.com", "wrong one").await;
     app.post_login("alice@example.com", "wrong two").await;
     app.post_login("nobody@example.com", "wrong").await;
-    let counted = "select coalesce(sum(failed_count), 0)::int8 from login_attempts where email = 'alice@example.com'";
+    let counted =
+        "select coalesce(sum(failed_count), 0)::int8 from login_attempts where email = 'alice@example.com'";
     assert_eq!(app.count(counted).await, 2);
-    assert_eq!(
-        app.count("select count(*) from login_attempts where email = 'nobody@example.com'")
-            .await,
-        1
-    );
+    assert_eq!(app.count("select count(*) from login_attempts where email = 'nobody@example.com'").await, 1);
 
-    assert_eq!(
-        app.post_login("alice@example.com", PASSWORD).await.status,
-        200
-    );
+    assert_eq!(app.post_login("alice@example.com", PASSWORD).await.status, 200);
 
     assert_eq!(app.count(counted).await, 0);
 }
@@ -264,26 +182,11 @@ async fn refresh_rotates_the_token_and_the_old_one_stops_working(pool: PgPool) {
     assert_eq!(rotated.status, 200);
     assert_eq!(rotated.body["user"], signup.body["user"]);
     assert_ne!(rotated.refresh_token(), signup.refresh_token());
-    assert_eq!(
-        (replayed.status, replayed.error_code()),
-        (401, "invalid_refresh_token")
-    );
+    assert_eq!((replayed.status, replayed.error_code()), (401, "invalid_refresh_token"));
     assert_eq!(next.status, 200);
-    assert_eq!(
-        app.count("select count(*) from refresh_tokens where revoked_at is null")
-            .await,
-        1
-    );
-    let claims = app
-        .app
-        .tokens()
-        .unwrap()
-        .verify(&next.access_token())
-        .unwrap();
-    assert_eq!(
-        claims.sub.to_string(),
-        signup.body["user"]["id"].as_str().unwrap()
-    );
+    assert_eq!(app.count("select count(*) from refresh_tokens where revoked_at is null").await, 1);
+    let claims = app.app.tokens().await.unwrap().verify(&next.access_token()).unwrap();
+    assert_eq!(claims.sub.to_string(), signup.body["user"]["id"].as_str().unwrap());
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -296,16 +199,11 @@ async fn unknown_malformed_and_expired_refresh_tokens_are_401(pool: PgPool) {
         .unwrap();
 
     let expired = app.post_refresh(&signup.refresh_token()).await;
-    let unknown = app
-        .post_refresh("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
-        .await;
+    let unknown = app.post_refresh("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
     let malformed = app.post_refresh("not a token").await;
 
     for response in [expired, unknown, malformed] {
-        assert_eq!(
-            (response.status, response.error_code()),
-            (401, "invalid_refresh_token")
-        );
+        assert_eq!((response.status, response.error_code()), (401, "invalid_refresh_token"));
     }
 }
 
@@ -317,22 +215,12 @@ async fn logout_revokes_the_session_for_refresh_and_for_me(pool: PgPool) {
 
     let logout = app.post_logout(&signup.refresh_token()).await;
 
-    assert_eq!(
-        (logout.status, &logout.body),
-        (204, &serde_json::Value::Null)
-    );
+    assert_eq!((logout.status, &logout.body), (204, &serde_json::Value::Null));
     let refresh = app.post_refresh(&signup.refresh_token()).await;
-    assert_eq!(
-        (refresh.status, refresh.error_code()),
-        (401, "invalid_refresh_token")
-    );
+    assert_eq!((refresh.status, refresh.error_code()), (401, "invalid_refresh_token"));
     let me = app.get_me(&signup.access_token()).await;
     assert_eq!((me.status, me.error_code()), (401, "invalid_token"));
-    assert_eq!(
-        app.get_me(&other_session.access_token()).await.status,
-        200,
-        "other sessions live on"
-    );
+    assert_eq!(app.get_me(&other_session.access_token()).await.status, 200, "other sessions live on");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -341,11 +229,7 @@ async fn logout_is_204_for_unknown_malformed_and_already_revoked_tokens(pool: Pg
     let signup = app.signed_up("alice@example.com").await;
     assert_eq!(app.post_logout(&signup.refresh_token()).await.status, 204);
 
-    for token in [
-        signup.refresh_token().as_str(),
-        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-        "junk",
-    ] {
+    for token in [signup.refresh_token().as_str(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "junk"] {
         assert_eq!(app.post_logout(token).await.status, 204, "{token}");
     }
 }
@@ -372,26 +256,15 @@ async fn me_without_a_valid_bearer_token_is_401_with_www_authenticate(pool: PgPo
     let garbage = app.get_me("not.a.jwt").await;
     let forged = app.get_me(&tampered).await;
     let mut basic = bearer_request("x");
-    basic
-        .headers
-        .insert("authorization".into(), "Basic YWxpY2U6cHc=".into());
+    basic.headers.insert("authorization".into(), "Basic YWxpY2U6cHc=".into());
     let wrong_scheme = app.send(Endpoint::Me, basic).await;
 
-    assert_eq!(
-        (missing.status, missing.error_code()),
-        (401, "missing_token")
-    );
+    assert_eq!((missing.status, missing.error_code()), (401, "missing_token"));
     assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
     assert_eq!(wrong_scheme.status, 401);
     for response in [garbage, forged] {
-        assert_eq!(
-            (response.status, response.error_code()),
-            (401, "invalid_token")
-        );
-        assert_eq!(
-            response.header("www-authenticate"),
-            Some(r#"Bearer error="invalid_token""#)
-        );
+        assert_eq!((response.status, response.error_code()), (401, "invalid_token"));
+        assert_eq!(response.header("www-authenticate"), Some(r#"Bearer error="invalid_token""#));
     }
 }
 
@@ -418,23 +291,14 @@ async fn jwks_serves_the_public_key_that_verifies_issued_tokens(pool: PgPool) {
     let response = app.send(Endpoint::Jwks, HttpRequest::default()).await;
 
     assert_eq!(response.status, 200);
-    assert_eq!(
-        response.header("cache-control"),
-        Some("public, max-age=300")
-    );
+    assert_eq!(response.header("cache-control"), Some("public, max-age=300"));
     let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_value(response.body.clone()).unwrap();
-    let kid = jsonwebtoken::decode_header(signup.access_token())
-        .unwrap()
-        .kid
-        .unwrap();
+    let kid = jsonwebtoken::decode_header(signup.access_token()).unwrap().kid.unwrap();
     let jwk = jwks.find(&kid).expect("the token's kid is published");
     let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_audience(&[common::AUDIENCE]);
     jsonwebtoken::decode::<serde_json::Value>(signup.access_token(), &key, &validation)
         .expect("verifies with the JWKS");
-    assert!(
-        response.body["keys"][0].get("d").is_none(),
-        "no private parameters"
-    );
+    assert!(response.body["keys"][0].get("d").is_none(), "no private parameters");
 }

@@ -10,15 +10,12 @@ use serde_json::json;
 use shared::app::App;
 use shared::config::{Config, Needs};
 use shared::handlers;
+use shared::handlers::health::HealthEvent;
 use shared::http::HttpRequest;
 
 /// A loopback port nothing listens on: bind, read the port, close.
 fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn app_with_unreachable_database(needs: Needs) -> App {
@@ -31,8 +28,7 @@ fn app_with_unreachable_database(needs: Needs) -> App {
         ("JWT_ISSUER", common::ISSUER),
         ("JWT_AUDIENCE", common::AUDIENCE),
     ];
-    let pem =
-        shared::tokens::generate_private_key_pem(shared::tokens::SigningAlgorithm::EdDsa).unwrap();
+    let pem = shared::tokens::generate_private_key_pem(shared::tokens::SigningAlgorithm::EdDsa).unwrap();
     let config = Config::from_lookup(needs, |name| {
         if name == "JWT_PRIVATE_KEY" {
             return Some(secrecy::ExposeSecret::expose_secret(&pem).to_owned());
@@ -40,9 +36,7 @@ fn app_with_unreachable_database(needs: Needs) -> App {
         if name == "JWT_ALGORITHM" {
             return Some("EdDSA".to_owned());
         }
-        vars.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.to_string())
+        vars.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_string())
     })
     .unwrap();
     App::from_config(config).unwrap()
@@ -50,10 +44,7 @@ fn app_with_unreachable_database(needs: Needs) -> App {
 
 #[tokio::test]
 async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
-    let app = app_with_unreachable_database(Needs {
-        database: true,
-        keys: true,
-    });
+    let app = app_with_unreachable_database(Needs { database: true, keys: true });
 
     let response = handlers::jwks::handle(&app, HttpRequest::default()).await;
 
@@ -63,13 +54,10 @@ async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_503_json_on_health_and_auth_endpoints() {
-    let app = app_with_unreachable_database(Needs {
-        database: true,
-        keys: true,
-    });
+    let app = app_with_unreachable_database(Needs { database: true, keys: true });
     let started = Instant::now();
 
-    let health = handlers::health::handle(&app, HttpRequest::default()).await;
+    let health = handlers::health::handle(&app, HealthEvent::Http(Box::default())).await;
     let body = json!({ "email": "alice@example.com", "password": PASSWORD }).to_string();
     let signup = handlers::signup::handle(&app, json_request(&body)).await;
     let login = handlers::login::handle(&app, json_request(&body)).await;
@@ -77,17 +65,11 @@ async fn an_unreachable_database_is_503_json_on_health_and_auth_endpoints() {
     assert!(app.database_initialised());
     assert_eq!(health.status_code, 503);
     let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
-    assert_eq!(
-        (&health["status"], &health["database"]),
-        (&json!("unhealthy"), &json!("disconnected"))
-    );
+    assert_eq!((&health["status"], &health["database"]), (&json!("unhealthy"), &json!("disconnected")));
     for response in [signup, login] {
         assert_eq!(response.status_code, 503, "{}", response.body);
         let error: serde_json::Value = serde_json::from_str(&response.body).unwrap();
         assert_eq!(error["error"], "service_unavailable");
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "bounded by the acquire and ping timeouts"
-    );
+    assert!(started.elapsed() < Duration::from_secs(6), "bounded by the acquire and ping timeouts");
 }

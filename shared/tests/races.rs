@@ -19,16 +19,8 @@ async fn twenty_concurrent_signups_with_one_email_create_exactly_one_user(pool: 
     .await;
 
     let statuses: Vec<u16> = responses.into_iter().map(|r| r.unwrap().status).collect();
-    assert_eq!(
-        statuses.iter().filter(|&&s| s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|&&s| s == 409).count(),
-        CONCURRENCY - 1,
-        "{statuses:?}"
-    );
+    assert_eq!(statuses.iter().filter(|&&s| s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 409).count(), CONCURRENCY - 1, "{statuses:?}");
     assert_eq!(app.count("select count(*) from users").await, 1);
     assert_eq!(app.count("select count(*) from sessions").await, 1);
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 1);
@@ -47,31 +39,11 @@ async fn twenty_concurrent_refreshes_of_one_token_leave_exactly_one_active_succe
 
     let responses: Vec<_> = responses.into_iter().map(Result::unwrap).collect();
     let winners: Vec<_> = responses.iter().filter(|r| r.status == 200).collect();
-    assert_eq!(
-        winners.len(),
-        1,
-        "{:?}",
-        responses.iter().map(|r| r.status).collect::<Vec<_>>()
-    );
-    assert!(
-        responses.iter().all(|r| r.status == 200 || r.status == 401),
-        "no 5xx"
-    );
-    assert_eq!(
-        app.count("select count(*) from refresh_tokens where revoked_at is null")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count("select count(*) from refresh_tokens").await,
-        2,
-        "the original and one successor"
-    );
-    assert_eq!(
-        app.post_refresh(&winners[0].refresh_token()).await.status,
-        200,
-        "the successor works"
-    );
+    assert_eq!(winners.len(), 1, "{:?}", responses.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(responses.iter().all(|r| r.status == 200 || r.status == 401), "no 5xx");
+    assert_eq!(app.count("select count(*) from refresh_tokens where revoked_at is null").await, 1);
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 2, "the original and one successor");
+    assert_eq!(app.post_refresh(&winners[0].refresh_token()).await.status, 200, "the successor works");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -88,9 +60,5 @@ async fn a_refresh_racing_a_logout_never_leaves_a_usable_token(pool: PgPool) {
     } else {
         assert_eq!(refreshed.status, 401);
     }
-    assert_eq!(
-        app.count("select count(*) from sessions where revoked_at is null")
-            .await,
-        0
-    );
+    assert_eq!(app.count("select count(*) from sessions where revoked_at is null").await, 0);
 }

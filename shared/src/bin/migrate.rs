@@ -1,29 +1,16 @@
-//! Applies the embedded migrations to the database the environment names (`DATABASE_URL`, or
-//! `DB_HOST`/`DB_PORT`/`DB_USER`/`DB_PASSWORD`/`DB_NAME`): `make migrate`.
+//! Applies the embedded migrations to the database the environment names, with the same
+//! settings as the functions (`DATABASE_URL`; `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`,
+//! `DB_NAME`; or `DB_SECRET_ARN`): `make migrate`.
 
 use anyhow::Context as _;
-use shared::config::{Config, Needs};
-use sqlx::ConnectOptions as _;
+use shared::app::App;
+use shared::config::Needs;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env(Needs {
-        database: true,
-        keys: false,
-    })?;
-    let database = config.database.context("no database configured")?;
-    let mut connection = database
-        .connect
-        .connect()
-        .await
-        .context("connecting to the database")?;
-    shared::db::MIGRATOR
-        .run(&mut connection)
-        .await
-        .context("applying the migrations")?;
-    println!(
-        "migrations applied: {}",
-        shared::db::MIGRATOR.iter().count()
-    );
+    let app = App::from_env(Needs { database: true, keys: false })?;
+    let mut connection = app.connection().await.context("connecting to the database")?;
+    shared::db::MIGRATOR.run(&mut *connection).await.context("applying the migrations")?;
+    println!("migrations applied: {}", shared::db::MIGRATOR.iter().count());
     Ok(())
 }

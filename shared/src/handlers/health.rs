@@ -1,23 +1,63 @@
-//! `GET /health`: whether the database answers within two seconds.
+//! The health function: `GET /health` through API Gateway, and a scheduled check through
+//! EventBridge that also purges old refresh tokens. Every check writes one CloudWatch Embedded
+//! Metric Format line, which the template's alarm watches.
 
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::app::App;
 use crate::config::Needs;
+use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::store;
 
 /// Health pings the database; it needs no keys.
-pub const NEEDS: Needs = Needs {
-    database: true,
-    keys: false,
-};
+pub const NEEDS: Needs = Needs { database: true, keys: false };
 
 /// How long the database has to answer before the service is reported unhealthy.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Tokens expired or revoked longer ago than this are purged (reuse of a rotated token stays
+/// detectable for this long).
+pub const PURGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Rows per purge statement, and statements per scheduled run: no long locks, bounded work.
+const PURGE_BATCH: i64 = 1_000;
+const PURGE_MAX_BATCHES: usize = 20;
+
+/// What the health function is invoked with.
+#[derive(Debug)]
+pub enum HealthEvent {
+    /// An API Gateway HTTP API request.
+    Http(Box<HttpRequest>),
+    /// An EventBridge (CloudWatch Events) schedule.
+    Scheduled,
+    /// Anything else, summarised for the log line that rejects it.
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for HealthEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if value["source"] == "aws.events" && value["detail-type"] == "Scheduled Event" {
+            return Ok(Self::Scheduled);
+        }
+        if value.get("requestContext").is_some() {
+            return serde_json::from_value(value)
+                .map(|request| Self::Http(Box::new(request)))
+                .map_err(serde::de::Error::custom);
+        }
+        let keys: Vec<&str> =
+            value.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        Ok(Self::Other(format!(
+            "source={} detail-type={} keys={keys:?}",
+            value["source"], value["detail-type"]
+        )))
+    }
+}
 
 #[derive(Serialize)]
 struct Health {
@@ -27,37 +67,40 @@ struct Health {
     timestamp: OffsetDateTime,
 }
 
-/// 200 `healthy`/`connected`, or 503 `unhealthy`/`disconnected`.
-pub async fn handle(app: &App, _request: HttpRequest) -> HttpResponse {
-    let healthy = check(app).await;
-    let (status, body) = if healthy {
-        (
-            200,
-            Health {
-                status: "healthy",
-                database: "connected",
-                timestamp: OffsetDateTime::now_utc(),
-            },
-        )
-    } else {
-        (
-            503,
-            Health {
-                status: "unhealthy",
-                database: "disconnected",
-                timestamp: OffsetDateTime::now_utc(),
-            },
-        )
+/// API Gateway: 200 `healthy`/`connected`, or 503 `unhealthy`/`disconnected`. Schedule: the same
+/// check, then the purge. Any other event is refused with a log line saying what it was.
+pub async fn handle(app: &App, event: HealthEvent) -> HttpResponse {
+    let scheduled = match event {
+        HealthEvent::Http(_) => false,
+        HealthEvent::Scheduled => true,
+        HealthEvent::Other(summary) => {
+            tracing::error!(event = %summary, "health: refused an event that is neither an API Gateway request nor an EventBridge schedule");
+            return ApiError::InvalidRequest(
+                "the health function accepts API Gateway requests and EventBridge schedules".into(),
+            )
+            .into_response();
+        }
     };
-    HttpResponse::json(status, &body)
+    let started = Instant::now();
+    let healthy = check(app).await;
+    println!("{}", metrics_line(&app.function_name, healthy, started.elapsed()));
+    if scheduled && healthy {
+        purge(app).await;
+    }
+    let timestamp = OffsetDateTime::now_utc();
+    if healthy {
+        HttpResponse::json(200, &Health { status: "healthy", database: "connected", timestamp })
+    } else {
+        HttpResponse::json(503, &Health { status: "unhealthy", database: "disconnected", timestamp })
+    }
 }
 
 /// One round trip to the database, bounded by [`PING_TIMEOUT`] including the wait for a
 /// connection.
 pub async fn check(app: &App) -> bool {
     let ping = async {
-        let db = app.db().await.map_err(|error| anyhow::anyhow!(error))?;
-        store::ping(db).await.map_err(anyhow::Error::from)
+        let mut db = app.connection().await.map_err(|error| anyhow::anyhow!(error))?;
+        store::ping(&mut *db).await.map_err(anyhow::Error::from)
     };
     match tokio::time::timeout(PING_TIMEOUT, ping).await {
         Ok(Ok(_)) => true,
@@ -69,5 +112,97 @@ pub async fn check(app: &App) -> bool {
             tracing::warn!("health check: the database did not answer within {PING_TIMEOUT:?}");
             false
         }
+    }
+}
+
+/// Deletes old refresh tokens, then old sessions, in bounded batches; returns the rows deleted.
+pub async fn purge(app: &App) -> u64 {
+    let result = async {
+        let mut db = app.connection().await?;
+        let mut deleted = 0;
+        for _ in 0..PURGE_MAX_BATCHES {
+            let tokens = store::purge_refresh_tokens(&mut *db, PURGE_RETENTION, PURGE_BATCH).await?;
+            let sessions = store::purge_sessions(&mut *db, PURGE_RETENTION, PURGE_BATCH).await?;
+            deleted += tokens + sessions;
+            if tokens < PURGE_BATCH as u64 && sessions < PURGE_BATCH as u64 {
+                break;
+            }
+        }
+        Ok::<_, ApiError>(deleted)
+    };
+    match result.await {
+        Ok(deleted) => {
+            tracing::info!(deleted, "purged expired and long-revoked refresh tokens and sessions");
+            deleted
+        }
+        Err(error) => {
+            tracing::warn!(error = ?error, "the purge failed; the next schedule retries");
+            0
+        }
+    }
+}
+
+/// The namespace of the health metrics (`METRICS_NAMESPACE`, default `AuthApi`).
+fn namespace() -> String {
+    std::env::var("METRICS_NAMESPACE")
+        .ok()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| "AuthApi".to_owned())
+}
+
+/// One CloudWatch Embedded Metric Format line: `DatabaseHealthy` (0/1) and `DatabaseLatency`
+/// (ms), with the function name as the dimension.
+pub fn metrics_line(function_name: &str, healthy: bool, latency: Duration) -> String {
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "_aws": {
+            "Timestamp": timestamp,
+            "CloudWatchMetrics": [{
+                "Namespace": namespace(),
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [
+                    { "Name": "DatabaseHealthy", "Unit": "None" },
+                    { "Name": "DatabaseLatency", "Unit": "Milliseconds" }
+                ]
+            }]
+        },
+        "FunctionName": function_name,
+        "DatabaseHealthy": u8::from(healthy),
+        "DatabaseLatency": latency.as_secs_f64() * 1000.0,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_an_http_request_and_anything_else_are_told_apart() {
+        let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+        assert!(matches!(serde_json::from_value(scheduled).unwrap(), HealthEvent::Scheduled));
+        let http =
+            json!({"version": "2.0", "rawPath": "/health", "requestContext": {"http": {"method": "GET"}}});
+        assert!(matches!(serde_json::from_value(http).unwrap(), HealthEvent::Http(_)));
+        let s3 = json!({"Records": [{"eventSource": "aws:s3"}]});
+        let HealthEvent::Other(summary) = serde_json::from_value(s3).unwrap() else { panic!("not other") };
+        assert!(summary.contains("Records"), "{summary}");
+    }
+
+    #[test]
+    fn the_metrics_line_is_embedded_metric_format() {
+        let line: Value =
+            serde_json::from_str(&metrics_line("auth-health", true, Duration::from_millis(3))).unwrap();
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
+        let names: Vec<&str> =
+            directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["DatabaseHealthy", "DatabaseLatency"]);
+        assert_eq!(
+            (line["FunctionName"].as_str(), line["DatabaseHealthy"].as_u64()),
+            (Some("auth-health"), Some(1))
+        );
+        assert_eq!(line["DatabaseLatency"].as_f64(), Some(3.0));
+        assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
     }
 }

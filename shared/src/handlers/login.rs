@@ -9,10 +9,7 @@ use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Login reads and writes the database and signs tokens.
-pub const NEEDS: Needs = Needs {
-    database: true,
-    keys: true,
-};
+pub const NEEDS: Needs = Needs { database: true, keys: true };
 
 /// 200 with the token response; 401 `invalid_credentials` for an unknown email or a wrong
 /// password alike.

@@ -8,10 +8,7 @@ use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Logout writes to the database; it signs and verifies nothing.
-pub const NEEDS: Needs = Needs {
-    database: true,
-    keys: false,
-};
+pub const NEEDS: Needs = Needs { database: true, keys: false };
 
 /// 204, also for an unknown or already revoked token (logging out twice is not an error).
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {

@@ -7,10 +7,7 @@ use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse, respond};
 
 /// Me verifies tokens and reads the database (to refuse revoked sessions).
-pub const NEEDS: Needs = Needs {
-    database: true,
-    keys: true,
-};
+pub const NEEDS: Needs = Needs { database: true, keys: true };
 
 /// 200 `{"id","email","created_at"}`; 401 with `WWW-Authenticate: Bearer` otherwise.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {

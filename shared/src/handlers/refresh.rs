@@ -9,10 +9,7 @@ use crate::http::{HttpRequest, HttpResponse};
 use crate::tokens::RefreshToken;
 
 /// Refresh writes to the database and signs tokens.
-pub const NEEDS: Needs = Needs {
-    database: true,
-    keys: true,
-};
+pub const NEEDS: Needs = Needs { database: true, keys: true };
 
 /// 200 with the token response and a new refresh token; the presented one stops working.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {

@@ -9,10 +9,7 @@ use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Signup writes to the database and signs tokens.
-pub const NEEDS: Needs = Needs {
-    database: true,
-    keys: true,
-};
+pub const NEEDS: Needs = Needs { database: true, keys: true };
 
 /// 201 with the token response.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {

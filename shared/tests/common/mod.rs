@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::app::App;
 use shared::handlers;
+use shared::handlers::health::HealthEvent;
 use shared::http::{HttpRequest, HttpResponse};
 use shared::tokens::{SigningAlgorithm, SigningKey, TokenIssuer, generate_private_key_pem};
 use sqlx::PgPool;
@@ -23,15 +24,8 @@ static KEY_PEM: LazyLock<SecretString> =
     LazyLock::new(|| generate_private_key_pem(SigningAlgorithm::Rs256).expect("key generation"));
 
 pub fn token_issuer() -> TokenIssuer {
-    let key =
-        SigningKey::from_pem("test-key", SigningAlgorithm::Rs256, &KEY_PEM).expect("test key");
-    TokenIssuer::new(
-        key,
-        Vec::new(),
-        ISSUER.into(),
-        AUDIENCE.into(),
-        Duration::from_secs(900),
-    )
+    let key = SigningKey::from_pem("test-key", SigningAlgorithm::Rs256, &KEY_PEM).expect("test key");
+    TokenIssuer::new(key, Vec::new(), ISSUER.into(), AUDIENCE.into(), Duration::from_secs(900))
 }
 
 /// A response as a client sees it.
@@ -49,11 +43,7 @@ impl Response {
         } else {
             serde_json::from_str(&response.body).expect("every body is JSON")
         };
-        Self {
-            status: response.status_code,
-            headers: response.headers,
-            body,
-        }
+        Self { status: response.status_code, headers: response.headers, body }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -62,28 +52,16 @@ impl Response {
 
     /// The error code of an error body, checking the error shape on the way.
     pub fn error_code(&self) -> &str {
-        assert!(
-            self.body["message"].is_string(),
-            "error bodies carry a message: {}",
-            self.body
-        );
-        self.body["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("not an error body: {}", self.body))
+        assert!(self.body["message"].is_string(), "error bodies carry a message: {}", self.body);
+        self.body["error"].as_str().unwrap_or_else(|| panic!("not an error body: {}", self.body))
     }
 
     pub fn refresh_token(&self) -> String {
-        self.body["refresh_token"]
-            .as_str()
-            .expect("a refresh token")
-            .to_owned()
+        self.body["refresh_token"].as_str().expect("a refresh token").to_owned()
     }
 
     pub fn access_token(&self) -> String {
-        self.body["access_token"]
-            .as_str()
-            .expect("an access token")
-            .to_owned()
+        self.body["access_token"].as_str().expect("an access token").to_owned()
     }
 }
 
@@ -108,15 +86,8 @@ pub struct TestApp {
 
 impl TestApp {
     pub fn new(pool: PgPool) -> Self {
-        let app = App::with_pool(
-            pool.clone(),
-            token_issuer(),
-            Duration::from_secs(30 * 24 * 3600),
-        );
-        Self {
-            app: Arc::new(app),
-            pool,
-        }
+        let app = App::with_pool(pool.clone(), token_issuer(), Duration::from_secs(30 * 24 * 3600));
+        Self { app: Arc::new(app), pool }
     }
 
     pub async fn send(&self, endpoint: Endpoint, request: HttpRequest) -> Response {
@@ -127,7 +98,7 @@ impl TestApp {
             Endpoint::Refresh => handlers::refresh::handle(app, request).await,
             Endpoint::Logout => handlers::logout::handle(app, request).await,
             Endpoint::Me => handlers::me::handle(app, request).await,
-            Endpoint::Health => handlers::health::handle(app, request).await,
+            Endpoint::Health => handlers::health::handle(app, HealthEvent::Http(Box::new(request))).await,
             Endpoint::Jwks => handlers::jwks::handle(app, request).await,
         };
         Response::from(response)
@@ -138,32 +109,19 @@ impl TestApp {
     }
 
     pub async fn post_signup(&self, email: &str, password: &str) -> Response {
-        self.post_json(
-            Endpoint::Signup,
-            &json!({ "email": email, "password": password }),
-        )
-        .await
+        self.post_json(Endpoint::Signup, &json!({ "email": email, "password": password })).await
     }
 
     pub async fn post_login(&self, email: &str, password: &str) -> Response {
-        self.post_json(
-            Endpoint::Login,
-            &json!({ "email": email, "password": password }),
-        )
-        .await
+        self.post_json(Endpoint::Login, &json!({ "email": email, "password": password })).await
     }
 
     pub async fn post_refresh(&self, refresh_token: &str) -> Response {
-        self.post_json(
-            Endpoint::Refresh,
-            &json!({ "refresh_token": refresh_token }),
-        )
-        .await
+        self.post_json(Endpoint::Refresh, &json!({ "refresh_token": refresh_token })).await
     }
 
     pub async fn post_logout(&self, refresh_token: &str) -> Response {
-        self.post_json(Endpoint::Logout, &json!({ "refresh_token": refresh_token }))
-            .await
+        self.post_json(Endpoint::Logout, &json!({ "refresh_token": refresh_token })).await
     }
 
     pub async fn get_me(&self, access_token: &str) -> Response {
@@ -178,10 +136,7 @@ impl TestApp {
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(&self.pool)
-            .await
-            .expect("count query")
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
     }
 }
 
@@ -205,12 +160,7 @@ pub fn request_with(content_type: Option<&str>, body: &str, base64: bool) -> Htt
 }
 
 pub fn bearer_request(token: &str) -> HttpRequest {
-    let mut request = HttpRequest {
-        version: "2.0".into(),
-        ..HttpRequest::default()
-    };
-    request
-        .headers
-        .insert("authorization".into(), format!("Bearer {token}"));
+    let mut request = HttpRequest { version: "2.0".into(), ..HttpRequest::default() };
+    request.headers.insert("authorization".into(), format!("Bearer {token}"));
     request
 }

@@ -1,0 +1,133 @@
+//! Secrets from AWS Secrets Manager, through the real SDK: the database credentials (in the
+//! format RDS writes) and the signing keys.
+//!
+//! The client is built once per execution environment and only by functions that name a secret.
+//! Caching is the caller's: each secret is held in a `OnceCell` for the life of the sandbox and
+//! fetched again only when it is known to be stale (Postgres rejected the password).
+
+use std::fmt;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// A secret that could not be fetched or read; its message names the secret.
+#[derive(Debug, thiserror::Error)]
+#[error("secret {arn}: {problem}")]
+pub struct SecretError {
+    pub arn: String,
+    pub problem: String,
+}
+
+/// A Secrets Manager client.
+#[derive(Clone)]
+pub struct Secrets {
+    client: Client,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secrets")
+    }
+}
+
+impl Secrets {
+    /// A client configured from the environment as Lambda sets it up (region, credentials, and
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` for a local endpoint).
+    pub async fn from_env() -> Self {
+        let config = aws_config::load_from_env().await;
+        Self { client: Client::new(&config) }
+    }
+
+    /// Fetches the current version of a JSON secret and parses it into `T`.
+    pub async fn json<T: DeserializeOwned>(&self, arn: &str) -> Result<T, SecretError> {
+        let error = |problem: String| SecretError { arn: arn.to_owned(), problem };
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .map_err(|sdk_error| error(DisplayErrorContext(sdk_error).to_string()))?;
+        let text =
+            output.secret_string().ok_or_else(|| error("the secret has no string value".to_owned()))?;
+        // serde_json's message names the field and position, never the value.
+        serde_json::from_str(text)
+            .map_err(|parse_error| error(format!("not the expected JSON: {parse_error}")))
+    }
+}
+
+/// Database credentials as RDS (and RDS Proxy) store them. `Debug` redacts the password.
+#[derive(Debug, Deserialize)]
+pub struct DatabaseSecret {
+    pub username: String,
+    pub password: SecretString,
+    pub host: String,
+    #[serde(default, deserialize_with = "port_number_or_string")]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub dbname: Option<String>,
+}
+
+/// The signing keys: the current one signs, previous ones still verify until their tokens
+/// expire. Rotating is writing a new `current` and moving the old one into `previous`.
+#[derive(Deserialize)]
+pub struct SigningKeysSecret {
+    pub current: KeyEntry,
+    #[serde(default)]
+    pub previous: Vec<KeyEntry>,
+}
+
+/// One key of [`SigningKeysSecret`].
+#[derive(Deserialize)]
+pub struct KeyEntry {
+    pub kid: String,
+    /// `RS256` (default), `ES256` or `EdDSA`.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// PKCS#8 PEM (PKCS#1 accepted for RSA).
+    pub private_key: SecretString,
+}
+
+/// RDS writes the port as a number; hand-made secrets often hold a string.
+fn port_number_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u16>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Number(u16),
+        Text(String),
+    }
+    match Option::<Port>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Port::Number(port)) => Ok(Some(port)),
+        Some(Port::Text(text)) => text.trim().parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn the_rds_secret_format_parses_with_a_numeric_or_textual_port() {
+        let rds = r#"{"engine":"postgres","username":"app","password":"p\"w","host":"db","port":5432,"dbname":"auth"}"#;
+        let secret: DatabaseSecret = serde_json::from_str(rds).unwrap();
+        assert_eq!(
+            (secret.username.as_str(), secret.port, secret.password.expose_secret()),
+            ("app", Some(5432), "p\"w")
+        );
+        let text: DatabaseSecret =
+            serde_json::from_str(r#"{"username":"a","password":"b","host":"h","port":"6432"}"#).unwrap();
+        assert_eq!((text.port, text.dbname), (Some(6432), None));
+    }
+
+    #[test]
+    fn a_malformed_secret_is_reported_without_its_value() {
+        let error =
+            serde_json::from_str::<DatabaseSecret>(r#"{"username":"app","password":"hunter2"}"#).unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+}
