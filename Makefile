@@ -5,7 +5,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build
+.PHONY: help test lint fmt migrate prepare build venv check-template package deploy
+
+VENV := .venv
+VENV_STAMP := $(VENV)/.installed
 
 help: ## List the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -13,9 +16,26 @@ help: ## List the commands
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
-test: ## Run every test against a throwaway Postgres (or $DATABASE_URL)
+test: $(VENV_STAMP) ## Run every test: throwaway Postgres (or $DATABASE_URL), local Secrets Manager
 	$(CARGO) build --workspace --all-targets
-	scripts/with-postgres $(CARGO) test --workspace --all-targets
+	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --all-targets
+	scripts/check-template
+
+check-template: $(VENV_STAMP) ## sam validate --lint, cfn-lint and the SAM-translator check of template.yaml
+	scripts/check-template
+
+package: $(VENV_STAMP) ## Build one arm64 bootstrap zip per function (cargo-lambda + zig from .venv)
+	scripts/package
+
+deploy: ## sam build && sam deploy --guided (needs AWS credentials; not run here)
+	$(VENV)/bin/sam build && $(VENV)/bin/sam deploy --guided
+
+venv: $(VENV_STAMP) ## Install the pinned Python tools (moto, cfn-lint, aws-sam-cli) into .venv
+
+$(VENV_STAMP): requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
@@ -25,7 +45,7 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 migrate: ## Apply the migrations to $DATABASE_URL (or DB_HOST/DB_USER/...)
-	$(CARGO) run --quiet -p shared --bin migrate
+	$(CARGO) run --quiet -p shared --bin db-migrate
 
 prepare: ## Refresh .sqlx/ (the offline query data) from a throwaway Postgres
 	scripts/with-postgres scripts/sqlx-prepare

@@ -7,6 +7,7 @@ pub mod jwks;
 pub mod login;
 pub mod logout;
 pub mod me;
+pub mod migrate;
 pub mod refresh;
 pub mod signup;
 

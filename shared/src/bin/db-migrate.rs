@@ -1,6 +1,6 @@
 //! Applies the embedded migrations to the database the environment names, with the same
 //! settings as the functions (`DATABASE_URL`; `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`,
-//! `DB_NAME`; or `DB_SECRET_ARN`): `make migrate`.
+//! `DB_NAME`; or `DB_SECRET_ARN`): `make migrate`. In AWS the `migrate` function does the same.
 
 use anyhow::Context as _;
 use shared::app::App;

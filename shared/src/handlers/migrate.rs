@@ -1,0 +1,32 @@
+//! The migrate function: applies the embedded migrations when invoked (once after a deploy),
+//! never at a cold start. Same settings as the other functions (`DB_SECRET_ARN`, ...).
+
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::config::Needs;
+use crate::db::MIGRATOR;
+use crate::error::ApiError;
+use crate::http::HttpResponse;
+
+/// Migrating needs the database only.
+pub const NEEDS: Needs = Needs { database: true, keys: false };
+
+/// Applies every pending migration; answers 200 `{"migrations": N}` with the number known.
+/// Takes any event: `aws lambda invoke` sends `{}`.
+pub async fn handle(app: &App, _event: Value) -> HttpResponse {
+    let result = async {
+        // A first connection through `connection()` picks up rotated credentials; the migrator
+        // then takes it from the pool (running it on a borrowed connection is not `Send`).
+        drop(app.connection().await?);
+        MIGRATOR.run(app.db().await?).await.map_err(|error| ApiError::Unexpected(error.into()))?;
+        Ok::<_, ApiError>(MIGRATOR.iter().count())
+    };
+    match result.await {
+        Ok(count) => {
+            tracing::info!(migrations = count, "migrations applied");
+            HttpResponse::json(200, &json!({ "migrations": count }))
+        }
+        Err(error) => error.into_response(),
+    }
+}
