@@ -22,6 +22,8 @@ pub struct App {
     pub function_name: String,
     /// How long a refresh token lives.
     pub refresh_token_ttl: Duration,
+    /// How long a just-rotated token still returns its successor instead of counting as reuse.
+    pub refresh_reuse_grace: Duration,
     db: Option<Database>,
     keys: Option<KeyConfig>,
     tokens: OnceCell<TokenIssuer>,
@@ -52,11 +54,12 @@ impl App {
                 keys.audience.clone(),
                 keys.access_token_ttl,
             );
-            tokens.set(issuer).ok();
+            tokens.set(with_successor_secret(issuer, keys.successor_secret.as_ref())).ok();
         }
         Ok(Self {
             function_name: config.function_name,
             refresh_token_ttl: config.refresh_token_ttl,
+            refresh_reuse_grace: config.refresh_reuse_grace,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             keys: config.keys,
             tokens,
@@ -65,10 +68,16 @@ impl App {
     }
 
     /// State around an existing pool and token issuer (tests and tools).
-    pub fn with_pool(pool: PgPool, tokens: TokenIssuer, refresh_token_ttl: Duration) -> Self {
+    pub fn with_pool(
+        pool: PgPool,
+        tokens: TokenIssuer,
+        refresh_token_ttl: Duration,
+        refresh_reuse_grace: Duration,
+    ) -> Self {
         Self {
             function_name: "auth-test".to_owned(),
             refresh_token_ttl,
+            refresh_reuse_grace,
             db: Some(Database::from_pool(pool)),
             keys: None,
             tokens: OnceCell::new_with(Some(tokens)),
@@ -152,5 +161,19 @@ fn key_set(arn: &str, secret: SigningKeysSecret, keys: &KeyConfig) -> anyhow::Re
     };
     let current = load(&secret.current)?;
     let previous = secret.previous.iter().map(load).collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(TokenIssuer::new(current, previous, keys.issuer.clone(), keys.audience.clone(), keys.access_token_ttl))
+    let issuer = TokenIssuer::new(
+        current,
+        previous,
+        keys.issuer.clone(),
+        keys.audience.clone(),
+        keys.access_token_ttl,
+    );
+    Ok(with_successor_secret(issuer, secret.refresh_token_key.as_ref().or(keys.successor_secret.as_ref())))
+}
+
+fn with_successor_secret(issuer: TokenIssuer, secret: Option<&secrecy::SecretString>) -> TokenIssuer {
+    match secret {
+        Some(secret) => issuer.with_successor_secret(secret),
+        None => issuer,
+    }
 }

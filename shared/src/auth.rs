@@ -4,8 +4,8 @@
 use crate::app::App;
 use crate::domain::{Email, Password, SessionId, User, UserId};
 use crate::error::ApiError;
-use crate::passwords;
-use crate::store::{self, NewSession};
+use crate::passwords::{self, Verified};
+use crate::store::{self, NewSession, Replay};
 use crate::tokens::{AccessToken, RefreshToken};
 
 /// The unique constraint a duplicate email violates.
@@ -41,38 +41,60 @@ pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issue
     Ok(Issued { user, access, refresh })
 }
 
-/// Verifies the password (against a dummy hash for an unknown email, so both failures cost and
-/// look the same), then clears the failure count and opens a session, atomically.
+/// Refuses a throttled email before any argon2 work; otherwise verifies the password (against
+/// a dummy hash for an unknown email, so both failures cost and look the same), then clears the
+/// failure count, upgrades an outdated hash and opens a session, atomically.
 pub async fn login(app: &App, email: Email, password: Password) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await?;
     let mut db = app.connection().await?;
-    let found = store::find_credentials(&mut *db, &email).await?;
-    let (user, stored_hash) = match found {
-        Some(credentials) => (Some(credentials.user), Some(credentials.password_hash)),
-        None => (None, None),
-    };
+    let state = store::login_state(&mut *db, &email).await?;
+    if state.retry_after_seconds > 0 {
+        return Err(ApiError::TooManyAttempts { retry_after: state.retry_after_seconds });
+    }
+    let (user, stored_hash) = state.account.unzip();
     let verified = passwords::verify(password, stored_hash).await.map_err(ApiError::Unexpected)?;
-    let Some(user) = user.filter(|_| verified) else {
+    let (Some(user), Verified::Yes { rehashed }) = (user, verified) else {
         store::record_failed_login(&mut *db, &email).await?;
         return Err(ApiError::InvalidCredentials);
     };
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: app.refresh_token_ttl };
-    store::start_session(&mut *db, user.id, &email, new_session).await?;
+    store::start_session(&mut *db, user.id, &email, rehashed.as_deref(), new_session).await?;
     let access = tokens.issue(user.id, session).map_err(ApiError::Unexpected)?;
     Ok(Issued { user, access, refresh })
 }
 
-/// Exchanges a live refresh token for a new one and a new access token, in one statement.
+/// Exchanges a live refresh token for its successor and a new access token: one statement when
+/// the token is live. Otherwise a second statement decides: within the grace window after its
+/// rotation, the same successor is handed out again (two tabs, a lost response); any other
+/// replay of a rotated token is reuse, and revokes the whole session.
 pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await?;
     let mut db = app.connection().await?;
-    let successor = RefreshToken::generate().map_err(ApiError::Unexpected)?;
+    let successor = tokens.successor_of(&presented);
+    let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
     let rotated =
-        store::rotate_refresh_token(&mut *db, &presented.hash(), &successor.hash(), app.refresh_token_ttl)
+        match store::rotate_refresh_token(&mut *db, &presented_hash, &successor_hash, app.refresh_token_ttl)
             .await?
-            .ok_or(ApiError::InvalidRefreshToken)?;
+        {
+            Some(rotated) => rotated,
+            None => match store::replay_refresh_token(
+                &mut *db,
+                &presented_hash,
+                &successor_hash,
+                app.refresh_reuse_grace,
+            )
+            .await?
+            {
+                Replay::Grace(rotated) => rotated,
+                Replay::Reused => {
+                    tracing::warn!("a rotated refresh token was presented again; its session is revoked");
+                    return Err(ApiError::RefreshTokenReused);
+                }
+                Replay::Invalid => return Err(ApiError::InvalidRefreshToken),
+            },
+        };
     let access = tokens.issue(rotated.user.id, rotated.session).map_err(ApiError::Unexpected)?;
     Ok(Issued { user: rotated.user, access, refresh: successor })
 }

@@ -38,6 +38,9 @@ pub struct Config {
     pub keys: Option<KeyConfig>,
     /// How long a refresh token lives; renewed on every rotation.
     pub refresh_token_ttl: Duration,
+    /// How long after a rotation the parent token still returns the session's active token
+    /// (two tabs refreshing at once, a lost response) instead of counting as reuse.
+    pub refresh_reuse_grace: Duration,
 }
 
 /// Where the database credentials come from.
@@ -76,6 +79,9 @@ pub enum KeySource {
 #[derive(Debug)]
 pub struct KeyConfig {
     pub source: KeySource,
+    /// Keys refresh-token successors (`REFRESH_TOKEN_HMAC_KEY`, at least 32 bytes); derived from
+    /// the signing key when unset.
+    pub successor_secret: Option<SecretString>,
     pub issuer: String,
     pub audience: String,
     pub access_token_ttl: Duration,
@@ -99,6 +105,7 @@ impl Config {
             database,
             keys,
             refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
+            refresh_reuse_grace: vars.seconds("REFRESH_REUSE_GRACE_SECONDS", 10)?,
         })
     }
 }
@@ -165,8 +172,16 @@ fn key_config(vars: &Vars<'_>) -> Result<KeyConfig, ConfigError> {
             }
         }
     };
+    let successor_secret = vars.optional("REFRESH_TOKEN_HMAC_KEY");
+    if successor_secret.as_ref().is_some_and(|secret| secret.len() < 32) {
+        return Err(ConfigError::Malformed {
+            name: "REFRESH_TOKEN_HMAC_KEY",
+            problem: "shorter than 32 bytes".into(),
+        });
+    }
     Ok(KeyConfig {
         source,
+        successor_secret: successor_secret.map(SecretString::from),
         issuer: vars.required("JWT_ISSUER")?,
         audience: vars.required("JWT_AUDIENCE")?,
         access_token_ttl: vars.seconds("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
@@ -238,6 +253,7 @@ mod tests {
         assert!(matches!(keys.source, KeySource::Env { algorithm: SigningAlgorithm::Rs256, .. }));
         assert_eq!(keys.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.refresh_token_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(config.refresh_reuse_grace, Duration::from_secs(10));
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub enum ApiError {
     /// A refresh token that is unknown, expired, already used or revoked.
     #[error("the refresh token is invalid, expired or revoked")]
     InvalidRefreshToken,
+    /// A refresh token that was already rotated was presented again: its session is revoked.
+    #[error("the refresh token was already used; the session has been revoked")]
+    RefreshTokenReused,
+    /// Too many failed logins for this email; try again after `retry_after` seconds.
+    #[error("too many failed attempts; try again in {retry_after} seconds")]
+    TooManyAttempts { retry_after: u64 },
     /// The email belongs to an existing account.
     #[error("an account with this email already exists")]
     EmailTaken,
@@ -56,10 +62,12 @@ impl ApiError {
             Self::InvalidCredentials
             | Self::MissingToken
             | Self::InvalidToken
-            | Self::InvalidRefreshToken => 401,
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused => 401,
             Self::EmailTaken => 409,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType => 415,
+            Self::TooManyAttempts { .. } => 429,
             Self::Validation { .. } => 422,
             Self::Unexpected(_) => 500,
             Self::Unavailable(_) => 503,
@@ -76,6 +84,8 @@ impl ApiError {
             Self::MissingToken => "missing_token",
             Self::InvalidToken => "invalid_token",
             Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::EmailTaken => "email_taken",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -104,6 +114,9 @@ impl ApiError {
             }
             Self::Unavailable(_) => {
                 response = response.with_header("retry-after", "1".to_owned());
+            }
+            Self::TooManyAttempts { retry_after } => {
+                response = response.with_header("retry-after", retry_after.to_string());
             }
             _ => {}
         }

@@ -71,17 +71,20 @@ pub struct DatabaseSecret {
     pub dbname: Option<String>,
 }
 
-/// The signing keys: the current one signs, previous ones still verify until their tokens
+/// The signing keys (`Debug` redacts them): the current one signs, previous ones still verify until their tokens
 /// expire. Rotating is writing a new `current` and moving the old one into `previous`.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct SigningKeysSecret {
     pub current: KeyEntry,
     #[serde(default)]
     pub previous: Vec<KeyEntry>,
+    /// Keys refresh-token successors; derived from the current key when absent.
+    #[serde(default)]
+    pub refresh_token_key: Option<SecretString>,
 }
 
 /// One key of [`SigningKeysSecret`].
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct KeyEntry {
     pub kid: String,
     /// `RS256` (default), `ES256` or `EdDSA`.

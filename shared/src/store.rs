@@ -9,10 +9,11 @@ use time::OffsetDateTime;
 use crate::domain::{Email, SessionId, User, UserId};
 use crate::tokens::TokenHash;
 
-/// A user row with its password hash, for login.
-pub struct Credentials {
-    pub user: User,
-    pub password_hash: String,
+/// What login needs to know about an email: its user and password hash (if an account has
+/// it), and how long it must still wait after repeated failures (whether or not it has one).
+pub struct LoginState {
+    pub account: Option<(User, String)>,
+    pub retry_after_seconds: u64,
 }
 
 /// The owner of a refresh token that was just rotated.
@@ -66,39 +67,49 @@ pub async fn create_user_with_session(
     .await
 }
 
-/// The user with this email and their password hash.
-pub async fn find_credentials(
-    db: impl PgExecutor<'_>,
-    email: &Email,
-) -> Result<Option<Credentials>, sqlx::Error> {
+/// The login state of an email, in one round trip. After 5 consecutive failures the email
+/// waits 1 s, doubling with each further failure up to 15 minutes, counted from the last one.
+pub async fn login_state(db: impl PgExecutor<'_>, email: &Email) -> Result<LoginState, sqlx::Error> {
     let row = sqlx::query!(
         r#"
-        select id as "id: UserId", email, created_at, password_hash
-        from users
-        where email = $1
+        select u.id as "id?: UserId", u.email as "email?", u.created_at as "created_at?",
+               u.password_hash as "password_hash?",
+               coalesce(ceil(extract(epoch from
+                   a.last_failed_at
+                   + make_interval(secs => least(900, power(2, a.failed_count - 5)))
+                   - now()
+               ))::int8, 0) as "retry_after!"
+        from (select $1::text as email) as e
+        left join users as u on u.email = e.email
+        left join login_attempts as a on a.email = e.email and a.failed_count >= 5
         "#,
         email.as_str(),
     )
-    .fetch_optional(db)
+    .fetch_one(db)
     .await?;
-    Ok(row.map(|row| Credentials {
-        user: User { id: row.id, email: row.email, created_at: row.created_at },
-        password_hash: row.password_hash,
-    }))
+    let account = match (row.id, row.email, row.created_at, row.password_hash) {
+        (Some(id), Some(email), Some(created_at), Some(hash)) => Some((User { id, email, created_at }, hash)),
+        _ => None,
+    };
+    Ok(LoginState { account, retry_after_seconds: row.retry_after.max(0) as u64 })
 }
 
-/// After a successful login: clears the email's failure count and creates a session with its
-/// first refresh token, in one statement.
+/// After a successful login: clears the email's failure count, replaces the password hash when
+/// `rehashed` (its parameters were out of date), and creates a session with its first refresh
+/// token, in one statement.
 pub async fn start_session(
     db: impl PgExecutor<'_>,
     user: UserId,
     email: &Email,
+    rehashed: Option<&str>,
     session: NewSession<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         r#"
         with cleared as (
             delete from login_attempts where email = $2
+        ), rehashed as (
+            update users set password_hash = $6 where id = $1 and $6::text is not null
         ), new_session as (
             insert into sessions (id, user_id)
             values ($3, $1)
@@ -112,6 +123,7 @@ pub async fn start_session(
         session.id as SessionId,
         &session.token.0[..],
         session.ttl.as_secs_f64(),
+        rehashed,
     )
     .execute(db)
     .await?;
@@ -176,6 +188,78 @@ pub async fn rotate_refresh_token(
         user: User { id: row.id, email: row.email, created_at: row.created_at },
         session: row.session_id,
     }))
+}
+
+/// What presenting a token that could not be rotated means.
+pub enum Replay {
+    /// The token was rotated within the grace window and its successor is still the session's
+    /// active token: hand that successor out again.
+    Grace(Rotated),
+    /// The token was rotated before (past the window, or an older ancestor): its session and
+    /// every token of it are revoked (by this call or an earlier one).
+    Reused,
+    /// Unknown, expired, or revoked without having been rotated (logout).
+    Invalid,
+}
+
+/// Decides, in one statement, what a token that [`rotate_refresh_token`] did not match means,
+/// and revokes its session when it is reuse. Runs after the rotation attempt, so it sees the
+/// rotation that a concurrent request committed.
+pub async fn replay_refresh_token(
+    db: impl PgExecutor<'_>,
+    presented: &TokenHash,
+    successor: &TokenHash,
+    grace: Duration,
+) -> Result<Replay, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"
+        with presented as (
+            select t.session_id, t.revoked_at, s.user_id, s.revoked_at as session_revoked_at
+            from refresh_tokens as t
+            join sessions as s on s.id = t.session_id
+            where t.token_hash = $1
+        ), grace as (
+            select p.session_id, u.id, u.email, u.created_at
+            from presented as p
+            join users as u on u.id = p.user_id
+            where p.revoked_at > now() - make_interval(secs => $3)
+              and p.session_revoked_at is null
+              and exists (
+                  select 1 from refresh_tokens as c
+                  where c.token_hash = $2 and c.parent_hash = $1
+                    and c.revoked_at is null and c.expires_at > now()
+              )
+        ), reused as (
+            select p.session_id from presented as p
+            where p.revoked_at is not null
+              and exists (select 1 from refresh_tokens as c where c.parent_hash = $1)
+              and not exists (select 1 from grace)
+        ), revoked_session as (
+            update sessions set revoked_at = now()
+            where id in (select session_id from reused) and revoked_at is null
+        ), revoked_tokens as (
+            update refresh_tokens set revoked_at = now()
+            where session_id in (select session_id from reused) and revoked_at is null
+        )
+        select exists (select 1 from reused) as "reused!",
+               g.id as "id?: UserId", g.email as "email?", g.created_at as "created_at?",
+               g.session_id as "session_id?: SessionId"
+        from (values (1)) as one (x)
+        left join grace as g on true
+        "#,
+        &presented.0[..],
+        &successor.0[..],
+        grace.as_secs_f64(),
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(match (row.id, row.email, row.created_at, row.session_id) {
+        (Some(id), Some(email), Some(created_at), Some(session)) => {
+            Replay::Grace(Rotated { user: User { id, email, created_at }, session })
+        }
+        _ if row.reused => Replay::Reused,
+        _ => Replay::Invalid,
+    })
 }
 
 /// Revokes the session a refresh token belongs to, and every token of that session, in one

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use aws_lc_rs::digest;
+use aws_lc_rs::{digest, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
@@ -67,6 +67,9 @@ pub struct SigningKey {
     encoding: EncodingKey,
     decoding: DecodingKey,
     jwk: Jwk,
+    /// Derived from the private key; keys refresh-token successors when no dedicated
+    /// `REFRESH_TOKEN_HMAC_KEY` is configured.
+    successor_seed: [u8; 32],
 }
 
 impl SigningKey {
@@ -84,7 +87,11 @@ impl SigningKey {
         jwk.common.key_id = Some(kid.to_owned());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         let decoding = DecodingKey::from_jwk(&jwk).context("building the verification key")?;
-        Ok(Self { kid: kid.to_owned(), algorithm: algorithm.jwt(), encoding, decoding, jwk })
+        let mut seed = digest::Context::new(&digest::SHA256);
+        seed.update(b"auth refresh-token successor v1\0");
+        seed.update(pem);
+        let successor_seed = seed.finish().as_ref().try_into().expect("SHA-256 is 32 bytes");
+        Ok(Self { kid: kid.to_owned(), algorithm: algorithm.jwt(), encoding, decoding, jwk, successor_seed })
     }
 
     /// The key id (`kid`) that tokens signed with it carry.
@@ -108,6 +115,7 @@ pub struct TokenIssuer {
     issuer: String,
     audience: String,
     ttl: Duration,
+    successor_key: hmac::Key,
 }
 
 impl TokenIssuer {
@@ -129,8 +137,24 @@ impl TokenIssuer {
                 validation.leeway = LEEWAY_SECONDS;
                 (key, validation)
             })
-            .collect();
-        Self { keys, issuer, audience, ttl }
+            .collect::<Vec<_>>();
+        let successor_key = hmac::Key::new(hmac::HMAC_SHA256, &keys[0].0.successor_seed);
+        Self { keys, issuer, audience, ttl, successor_key }
+    }
+
+    /// Keys refresh-token successors with a dedicated secret instead of one derived from the
+    /// signing key (so rotating the signing key does not change successors mid-grace-window).
+    pub fn with_successor_secret(mut self, secret: &SecretString) -> Self {
+        self.successor_key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes());
+        self
+    }
+
+    /// The refresh token that replaces `parent`: HMAC-SHA256 of the parent under a server key.
+    /// Deterministic, so within the grace window the same successor can be handed out again
+    /// while only its hash is stored.
+    pub fn successor_of(&self, parent: &RefreshToken) -> RefreshToken {
+        let tag = hmac::sign(&self.successor_key, parent.expose().as_bytes());
+        RefreshToken(SecretString::from(URL_SAFE_NO_PAD.encode(tag.as_ref())))
     }
 
     /// Signs an access token for `user` in `session`.
@@ -329,6 +353,25 @@ mod tests {
         );
         assert!(key["n"].is_string() && key["e"].is_string());
         assert!(key.get("d").is_none() && key.get("p").is_none(), "{key}");
+    }
+
+    #[test]
+    fn successors_are_deterministic_per_parent_and_key() {
+        let issuer = issuer_with(SigningAlgorithm::Es256, "k1");
+        let parent = RefreshToken::generate().unwrap();
+        let successor = issuer.successor_of(&parent);
+        assert_eq!(successor.expose(), issuer.successor_of(&parent).expose());
+        assert!(RefreshToken::parse(successor.expose()).is_ok(), "a successor has a token's shape");
+        assert_ne!(successor.expose(), issuer.successor_of(&successor).expose());
+        let other = issuer_with(SigningAlgorithm::Es256, "k1");
+        assert_ne!(
+            successor.expose(),
+            other.successor_of(&parent).expose(),
+            "another key, another successor"
+        );
+        let dedicated = issuer_with(SigningAlgorithm::Es256, "k1")
+            .with_successor_secret(&SecretString::from("s".repeat(32)));
+        assert_ne!(successor.expose(), dedicated.successor_of(&parent).expose());
     }
 
     #[test]

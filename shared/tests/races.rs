@@ -26,24 +26,49 @@ async fn twenty_concurrent_signups_with_one_email_create_exactly_one_user(pool: 
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 1);
 }
 
-#[sqlx::test(migrations = "../migrations")]
-async fn twenty_concurrent_refreshes_of_one_token_leave_exactly_one_active_successor(pool: PgPool) {
-    let app = TestApp::new(pool);
-    let token = app.signed_up("race@example.com").await.refresh_token();
-
+async fn refresh_concurrently(app: &TestApp, token: &str) -> Vec<common::Response> {
     let responses = join_all((0..CONCURRENCY).map(|_| {
-        let (app, token) = (app.clone(), token.clone());
+        let (app, token) = (app.clone(), token.to_owned());
         tokio::spawn(async move { app.post_refresh(&token).await })
     }))
     .await;
+    responses.into_iter().map(Result::unwrap).collect()
+}
 
-    let responses: Vec<_> = responses.into_iter().map(Result::unwrap).collect();
-    let winners: Vec<_> = responses.iter().filter(|r| r.status == 200).collect();
-    assert_eq!(winners.len(), 1, "{:?}", responses.iter().map(|r| r.status).collect::<Vec<_>>());
-    assert!(responses.iter().all(|r| r.status == 200 || r.status == 401), "no 5xx");
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_concurrent_refreshes_all_get_the_same_successor_and_leave_one_active_token(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let token = app.signed_up("race@example.com").await.refresh_token();
+
+    let responses = refresh_concurrently(&app, &token).await;
+
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let successor = responses[0].refresh_token();
+    assert!(responses.iter().all(|r| r.refresh_token() == successor), "one identical successor");
     assert_eq!(app.count("select count(*) from refresh_tokens where revoked_at is null").await, 1);
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 2, "the original and one successor");
-    assert_eq!(app.post_refresh(&winners[0].refresh_token()).await.status, 200, "the successor works");
+    assert_eq!(app.post_refresh(&successor).await.status, 200, "the successor works");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn with_no_grace_window_exactly_one_of_twenty_concurrent_refreshes_succeeds(pool: PgPool) {
+    let app = TestApp::with_reuse_grace(pool, std::time::Duration::ZERO);
+    let token = app.signed_up("race@example.com").await.refresh_token();
+
+    let responses = refresh_concurrently(&app, &token).await;
+
+    let winners: Vec<_> = responses.iter().filter(|r| r.status == 200).collect();
+    assert_eq!(winners.len(), 1, "{:?}", responses.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(
+        responses
+            .iter()
+            .filter(|r| r.status != 200)
+            .all(|r| r.status == 401 && r.error_code() == "refresh_token_reused"),
+        "the others are reuse"
+    );
+    assert_eq!(app.post_refresh(&winners[0].refresh_token()).await.status, 401, "reuse revoked the session");
+    assert_eq!(app.count("select count(*) from refresh_tokens where revoked_at is null").await, 0);
 }
 
 #[sqlx::test(migrations = "../migrations")]

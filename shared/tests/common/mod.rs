@@ -85,8 +85,13 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The handlers with the default settings (a 10 s refresh-reuse grace window).
     pub fn new(pool: PgPool) -> Self {
-        let app = App::with_pool(pool.clone(), token_issuer(), Duration::from_secs(30 * 24 * 3600));
+        Self::with_reuse_grace(pool, Duration::from_secs(10))
+    }
+
+    pub fn with_reuse_grace(pool: PgPool, grace: Duration) -> Self {
+        let app = App::with_pool(pool.clone(), token_issuer(), Duration::from_secs(30 * 24 * 3600), grace);
         Self { app: Arc::new(app), pool }
     }
 
