@@ -99,13 +99,52 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
     Ok(Issued { user: rotated.user, access, refresh: successor })
 }
 
-/// Ends the session a refresh token belongs to. Unknown and already revoked tokens are fine.
-pub async fn logout(app: &App, presented: &str) -> Result<(), ApiError> {
-    let Ok(token) = RefreshToken::parse(presented) else {
-        return Ok(());
+/// Which sessions a logout ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutScope {
+    /// The session of the presented token (the default).
+    Local,
+    /// Every session of the user.
+    Global,
+    /// Every session of the user but the presented token's.
+    Others,
+}
+
+impl LogoutScope {
+    /// `local` (or absent), `global` or `others`; anything else is a 422 `invalid_scope`.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        match raw {
+            None | Some("local") => Ok(Self::Local),
+            Some("global") => Ok(Self::Global),
+            Some("others") => Ok(Self::Others),
+            Some(other) => Err(ApiError::validation(
+                "invalid_scope",
+                format!("scope {other:?} is not one of local, global, others"),
+            )),
+        }
+    }
+}
+
+/// Ends sessions. `Local` accepts any token and ignores unknown or revoked ones (logging out
+/// twice is not an error). `Global` and `Others` reach other sessions, so they need a live token
+/// (401 otherwise): a stale stolen token cannot log its owner out everywhere.
+pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<(), ApiError> {
+    let token = RefreshToken::parse(presented);
+    let mut db = match (&token, scope) {
+        (Err(_), LogoutScope::Local) => return Ok(()),
+        (Err(_), _) => return Err(ApiError::InvalidRefreshToken),
+        (Ok(_), _) => app.connection().await?,
     };
-    let mut db = app.connection().await?;
-    store::revoke_session_of_token(&mut *db, &token.hash()).await?;
+    let hash = token.expect("checked above").hash();
+    match scope {
+        LogoutScope::Local => store::revoke_session_of_token(&mut *db, &hash).await?,
+        LogoutScope::Global | LogoutScope::Others => {
+            let live = store::revoke_sessions_of_owner(&mut *db, &hash, scope == LogoutScope::Global).await?;
+            if !live {
+                return Err(ApiError::InvalidRefreshToken);
+            }
+        }
+    }
     Ok(())
 }
 

@@ -283,6 +283,41 @@ pub async fn revoke_session_of_token(db: impl PgExecutor<'_>, token: &TokenHash)
     Ok(())
 }
 
+/// Revokes every live session of the user who owns `token` (or every one but the token's own
+/// when `include_own` is false), with their tokens, in one statement. Only a live token may do
+/// this; returns whether it was one.
+pub async fn revoke_sessions_of_owner(
+    db: impl PgExecutor<'_>,
+    token: &TokenHash,
+    include_own: bool,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"
+        with owner as (
+            select t.session_id, s.user_id
+            from refresh_tokens as t
+            join sessions as s on s.id = t.session_id
+            where t.token_hash = $1 and t.revoked_at is null and t.expires_at > now()
+              and s.revoked_at is null
+        ), doomed as (
+            update sessions as s set revoked_at = now()
+            from owner
+            where s.user_id = owner.user_id and s.revoked_at is null
+              and ($2 or s.id <> owner.session_id)
+            returning s.id
+        ), revoked_tokens as (
+            update refresh_tokens set revoked_at = now()
+            where session_id in (select id from doomed) and revoked_at is null
+        )
+        select exists (select 1 from owner) as "live!"
+        "#,
+        &token.0[..],
+        include_own,
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// The user of a live session, if the session is live and theirs.
 pub async fn find_session_user(
     db: impl PgExecutor<'_>,

@@ -49,7 +49,7 @@ async fn a_duplicate_email_is_409_whatever_its_case(pool: PgPool) {
     let app = TestApp::new(pool);
     app.signed_up("alice@example.com").await;
 
-    let response = app.post_signup("ALICE@example.com", "another password").await;
+    let response = app.post_signup("ALICE@example.com", "another strong passphrase").await;
 
     assert_eq!((response.status, response.error_code()), (409, "email_taken"));
     assert_eq!(app.count("select count(*) from users").await, 1);
@@ -61,8 +61,10 @@ async fn fields_that_break_their_rules_are_422_and_write_nothing(pool: PgPool) {
     let cases = [
         ("not-an-email", PASSWORD, "invalid_email"),
         ("a@b@example.com", PASSWORD, "invalid_email"),
-        ("alice@example.com", "short", "invalid_password"),
-        ("alice@example.com", "alice@example.com", "invalid_password"),
+        ("alice@example.com", "short", "weak_password"),
+        ("alice@example.com", "alice@example.com", "weak_password"),
+        ("alice@example.com", "alice", "weak_password"),
+        ("alice@example.com", "Password123", "weak_password"),
     ];
     for (email, password, code) in cases {
         let response = app.post_signup(email, password).await;
@@ -300,4 +302,89 @@ async fn jwks_serves_the_public_key_that_verifies_issued_tokens(pool: PgPool) {
     jsonwebtoken::decode::<serde_json::Value>(signup.access_token(), &key, &validation)
         .expect("verifies with the JWKS");
     assert!(response.body["keys"][0].get("d").is_none(), "no private parameters");
+}
+
+/// Three sessions of alice (signup and two logins) and one of bob.
+async fn sessions_of_alice_and_bob(app: &TestApp) -> (Vec<common::Response>, common::Response) {
+    let alice = vec![
+        app.signed_up("alice@example.com").await,
+        app.post_login("alice@example.com", PASSWORD).await,
+        app.post_login("alice@example.com", PASSWORD).await,
+    ];
+    (alice, app.signed_up("bob@example.com").await)
+}
+
+async fn live(app: &TestApp, session: &common::Response) -> bool {
+    app.get_me(&session.access_token()).await.status == 200
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn logout_with_the_global_scope_ends_every_session_of_the_user(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (alice, bob) = sessions_of_alice_and_bob(&app).await;
+
+    let response = app
+        .post_json(Endpoint::Logout, &json!({"refresh_token": alice[1].refresh_token(), "scope": "global"}))
+        .await;
+
+    assert_eq!(response.status, 204);
+    for session in &alice {
+        assert!(!live(&app, session).await);
+    }
+    assert!(live(&app, &bob).await, "other users are untouched");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn logout_with_the_others_scope_keeps_only_the_current_session(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (alice, bob) = sessions_of_alice_and_bob(&app).await;
+
+    let response = app
+        .post_json(Endpoint::Logout, &json!({"refresh_token": alice[1].refresh_token(), "scope": "others"}))
+        .await;
+
+    assert_eq!(response.status, 204);
+    assert_eq!(
+        [live(&app, &alice[0]).await, live(&app, &alice[1]).await, live(&app, &alice[2]).await],
+        [false, true, false]
+    );
+    assert_eq!(app.post_refresh(&alice[1].refresh_token()).await.status, 200);
+    assert!(live(&app, &bob).await);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn logout_with_the_local_scope_is_the_default(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (alice, _) = sessions_of_alice_and_bob(&app).await;
+
+    let explicit = app
+        .post_json(Endpoint::Logout, &json!({"refresh_token": alice[0].refresh_token(), "scope": "local"}))
+        .await;
+
+    assert_eq!(explicit.status, 204);
+    assert_eq!(
+        [live(&app, &alice[0]).await, live(&app, &alice[1]).await, live(&app, &alice[2]).await],
+        [false, true, true]
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn wide_logout_scopes_need_a_live_token_and_a_known_scope(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (alice, _) = sessions_of_alice_and_bob(&app).await;
+    let stale = alice[0].refresh_token();
+    assert_eq!(app.post_refresh(&stale).await.status, 200, "rotated: no longer live");
+
+    let with_stale =
+        app.post_json(Endpoint::Logout, &json!({"refresh_token": stale, "scope": "global"})).await;
+    let unknown_scope = app
+        .post_json(
+            Endpoint::Logout,
+            &json!({"refresh_token": alice[1].refresh_token(), "scope": "everywhere"}),
+        )
+        .await;
+
+    assert_eq!((with_stale.status, with_stale.error_code()), (401, "invalid_refresh_token"));
+    assert_eq!((unknown_scope.status, unknown_scope.error_code()), (422, "invalid_scope"));
+    assert!(live(&app, &alice[1]).await && live(&app, &alice[2]).await);
 }

@@ -1,8 +1,9 @@
 //! `POST /auth/logout`: end the session a refresh token belongs to.
 
-use super::RefreshTokenBody;
+use serde::Deserialize;
+
 use crate::app::App;
-use crate::auth;
+use crate::auth::{self, LogoutScope};
 use crate::config::Needs;
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
@@ -10,11 +11,21 @@ use crate::http::{HttpRequest, HttpResponse};
 /// Logout writes to the database; it signs and verifies nothing.
 pub const NEEDS: Needs = Needs { database: true, keys: false };
 
-/// 204, also for an unknown or already revoked token (logging out twice is not an error).
+/// `{"refresh_token", "scope"?}`: `local` (default), `global` or `others`.
+#[derive(Deserialize)]
+struct LogoutBody {
+    refresh_token: String,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// 204. With the local scope also for an unknown or already revoked token (logging out twice is
+/// not an error); `global` and `others` need a live token (401 otherwise).
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
     let result = async {
-        let body: RefreshTokenBody = request.json()?;
-        auth::logout(app, &body.refresh_token).await
+        let body: LogoutBody = request.json()?;
+        let scope = LogoutScope::parse(body.scope.as_deref())?;
+        auth::logout(app, &body.refresh_token, scope).await
     };
     match result.await {
         Ok(()) => HttpResponse::empty(204),
