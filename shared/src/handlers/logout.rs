@@ -19,8 +19,8 @@ struct LogoutBody {
     scope: Option<String>,
 }
 
-/// 204. With the local scope also for an unknown or already revoked token (logging out twice is
-/// not an error); `global` and `others` need a live token (401 otherwise).
+/// Answers 204; with the local scope also for an unknown or already revoked token (logging out
+/// twice is not an error), while `global` and `others` need a live token (401 otherwise).
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
     let result = async {
         let body: LogoutBody = request.json()?;
