@@ -188,6 +188,28 @@ impl TokenIssuer {
             .map_err(|_| ApiError::InvalidToken)
     }
 
+    /// The OpenID Connect discovery document for this issuer, as served at
+    /// `/.well-known/openid-configuration`: where the keys are and how tokens are signed, which
+    /// is what API Gateway's JWT authorizer and other verifiers read.
+    pub fn openid_configuration(&self) -> serde_json::Value {
+        let base = self.issuer.trim_end_matches('/');
+        let mut algorithms: Vec<String> = Vec::new();
+        for (key, _) in &self.keys {
+            let name = format!("{:?}", key.algorithm);
+            if !algorithms.contains(&name) {
+                algorithms.push(name);
+            }
+        }
+        serde_json::json!({
+            "issuer": self.issuer,
+            "jwks_uri": format!("{base}/.well-known/jwks.json"),
+            "id_token_signing_alg_values_supported": algorithms,
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["token"],
+            "claims_supported": ["iss", "aud", "sub", "sid", "iat", "exp"],
+        })
+    }
+
     /// The public keys, as served at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> JwkSet {
         JwkSet { keys: self.keys.iter().map(|(key, _)| key.jwk.clone()).collect() }
@@ -340,6 +362,87 @@ mod tests {
         assert!(ours.verify(&sign(&Claims { aud: "other".into(), ..good.clone() })).is_err());
         let expired = Claims { iat: now - 200, exp: now - LEEWAY_SECONDS - 5, ..good };
         assert!(ours.verify(&sign(&expired)).is_err());
+    }
+
+    fn claims_for(issuer: &TokenIssuer) -> Claims {
+        let now = unix_now();
+        Claims {
+            iss: issuer.issuer.clone(),
+            aud: issuer.audience.clone(),
+            sub: Uuid::now_v7(),
+            sid: Uuid::now_v7(),
+            iat: now,
+            exp: now + 60,
+        }
+    }
+
+    fn b64(json: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(json.to_string())
+    }
+
+    #[test]
+    fn an_unsigned_alg_none_token_is_rejected() {
+        let issuer = issuer_with(SigningAlgorithm::Rs256, "k1");
+        let claims = serde_json::to_value(claims_for(&issuer)).unwrap();
+        for alg in ["none", "None", "NONE"] {
+            let token = format!(
+                "{}.{}.",
+                b64(&serde_json::json!({"alg": alg, "kid": "k1", "typ": "JWT"})),
+                b64(&claims)
+            );
+            assert!(matches!(issuer.verify(&token), Err(ApiError::InvalidToken)), "{alg}");
+        }
+    }
+
+    #[test]
+    fn an_hs256_token_keyed_with_the_public_key_is_rejected() {
+        let issuer = issuer_with(SigningAlgorithm::Rs256, "k1");
+        let jwk = serde_json::to_value(&issuer.keys[0].0.jwk).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        // Whatever form of the public key a confused verifier would use as the HMAC secret.
+        for secret in [jwk["n"].as_str().unwrap().to_owned(), jwk.to_string()] {
+            let forged = jsonwebtoken::encode(
+                &header,
+                &claims_for(&issuer),
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap();
+            assert!(matches!(issuer.verify(&forged), Err(ApiError::InvalidToken)));
+        }
+    }
+
+    #[test]
+    fn a_token_signed_with_the_right_key_under_another_algorithm_name_is_rejected() {
+        let issuer = issuer_with(SigningAlgorithm::Es256, "k1");
+        let token = issuer.issue(UserId::generate(), SessionId::generate()).unwrap().token;
+        let (_, rest) = token.split_once('.').unwrap();
+        let relabelled = format!("{}.{rest}", b64(&serde_json::json!({"alg": "ES384", "kid": "k1"})));
+        assert!(issuer.verify(&relabelled).is_err());
+    }
+
+    #[test]
+    fn expiry_allows_at_most_thirty_seconds_of_clock_skew() {
+        let issuer = issuer_with(SigningAlgorithm::Es256, "k1");
+        let sign = |claims: &Claims| {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some("k1".into());
+            jsonwebtoken::encode(&header, claims, &issuer.keys[0].0.encoding).unwrap()
+        };
+        let now = unix_now();
+        let skewed = Claims { iat: now - 100, exp: now - 10, ..claims_for(&issuer) };
+        let expired = Claims { iat: now - 100, exp: now - 31, ..claims_for(&issuer) };
+        assert!(issuer.verify(&sign(&skewed)).is_ok(), "10 s past exp is within the leeway");
+        assert!(issuer.verify(&sign(&expired)).is_err(), "31 s past exp is not");
+    }
+
+    #[test]
+    fn the_openid_configuration_points_at_the_jwks() {
+        let issuer = issuer_with(SigningAlgorithm::Rs256, "k1");
+        let config = issuer.openid_configuration();
+        assert_eq!(config["issuer"], "https://issuer.test");
+        assert_eq!(config["jwks_uri"], "https://issuer.test/.well-known/jwks.json");
+        assert_eq!(config["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
     }
 
     #[test]

@@ -388,3 +388,17 @@ async fn wide_logout_scopes_need_a_live_token_and_a_known_scope(pool: PgPool) {
     assert_eq!((unknown_scope.status, unknown_scope.error_code()), (422, "invalid_scope"));
     assert!(live(&app, &alice[1]).await && live(&app, &alice[2]).await);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_openid_configuration_is_served_by_the_jwks_function(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let request =
+        HttpRequest { raw_path: "/.well-known/openid-configuration".into(), ..HttpRequest::default() };
+
+    let response = app.send(Endpoint::Jwks, request).await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body["issuer"], common::ISSUER);
+    assert_eq!(response.body["jwks_uri"], format!("{}/.well-known/jwks.json", common::ISSUER));
+    assert_eq!(response.body["id_token_signing_alg_values_supported"], json!(["RS256"]));
+}

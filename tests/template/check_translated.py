@@ -34,7 +34,12 @@ FUNCTIONS = {
     "MeFunction": ("me", {("GET", "/auth/me")}, {DB_SECRET, KEYS_SECRET}, True),
     "LogoutFunction": ("logout", {("POST", "/auth/logout")}, {DB_SECRET}, True),
     "HealthFunction": ("health", {("GET", "/health")}, {DB_SECRET}, True),
-    "JwksFunction": ("jwks", {("GET", "/.well-known/jwks.json")}, {KEYS_SECRET}, False),
+    "JwksFunction": (
+        "jwks",
+        {("GET", "/.well-known/jwks.json"), ("GET", "/.well-known/openid-configuration")},
+        {KEYS_SECRET},
+        False,
+    ),
     "MigrateFunction": ("migrate", set(), {DB_SECRET}, True),
 }
 

@@ -1,18 +1,27 @@
-//! `GET /.well-known/jwks.json`: the public keys that verify access tokens.
+//! `GET /.well-known/jwks.json`, the public keys that verify access tokens, and
+//! `GET /.well-known/openid-configuration`, the discovery document that points at them.
 
 use crate::app::App;
 use crate::config::Needs;
-use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// The JWKS needs the keys and nothing else: it never connects to the database.
 pub const NEEDS: Needs = Needs { database: false, keys: true };
 
-/// 200 `{"keys":[...]}`, public parameters only, cacheable for five minutes.
-pub async fn handle(app: &App, _request: HttpRequest) -> HttpResponse {
-    match app.tokens().await {
-        Ok(tokens) => HttpResponse::json(200, &tokens.jwks())
-            .with_header("cache-control", "public, max-age=300".to_owned()),
-        Err(error) => ApiError::into_response(error),
-    }
+/// The discovery document's path; every other path this function is routed is the JWKS.
+pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
+
+/// 200 with the key set (`{"keys":[...]}`, public parameters only) or the discovery document,
+/// cacheable for five minutes.
+pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
+    let tokens = match app.tokens().await {
+        Ok(tokens) => tokens,
+        Err(error) => return error.into_response(),
+    };
+    let response = if request.raw_path == OPENID_CONFIGURATION_PATH {
+        HttpResponse::json(200, &tokens.openid_configuration())
+    } else {
+        HttpResponse::json(200, &tokens.jwks())
+    };
+    response.with_header("cache-control", "public, max-age=300".to_owned())
 }
