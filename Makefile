@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build venv check-template package deploy
+.PHONY: help test lint fmt migrate prepare build venv check-template package deploy run invoke fuzz
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
@@ -16,10 +16,15 @@ help: ## List the commands
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
-test: $(VENV_STAMP) ## Run every test: throwaway Postgres (or $DATABASE_URL), local Secrets Manager
+test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesis (throwaway Postgres, local Secrets Manager)
 	$(CARGO) build --workspace --all-targets
 	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --all-targets
 	scripts/check-template
+	scripts/with-postgres scripts/fuzz-api
+
+fuzz: $(VENV_STAMP) ## schemathesis against the local API, checked against openapi.yaml
+	$(CARGO) build --workspace --bins
+	scripts/with-postgres scripts/fuzz-api
 
 check-template: $(VENV_STAMP) ## sam validate --lint, cfn-lint and the SAM-translator check of template.yaml
 	scripts/check-template
@@ -49,3 +54,9 @@ migrate: ## Apply the migrations to $DATABASE_URL (or DB_HOST/DB_USER/...)
 
 prepare: ## Refresh .sqlx/ (the offline query data) from a throwaway Postgres
 	scripts/with-postgres scripts/sqlx-prepare
+
+run: ## Serve the API locally as Lambda would (PORT=3000; Postgres kept in .local/)
+	CARGO="$(CARGO)" scripts/dev-run
+
+invoke: ## Invoke one function once: make invoke FN=health EVENT=events/health.json
+	CARGO="$(CARGO)" scripts/dev-run invoke "$(FN)" "$(EVENT)"

@@ -95,7 +95,12 @@ impl App {
                 None => Ok(()),
             }
         };
-        let keys = async { self.tokens().await.map(|_| ()) };
+        let keys = async {
+            match &self.keys {
+                Some(_) => self.tokens().await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
         let (database, keys) = tokio::join!(database, keys);
         for error in [database.err(), keys.err()].into_iter().flatten() {
             tracing::error!(error = ?error, "warm-up failed; requests will retry");

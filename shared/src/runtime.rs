@@ -25,7 +25,9 @@ pub fn init_tracing() {
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new("info,sqlx=error"));
     let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("text"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time();
+    // No colour codes: they would end up in CloudWatch as escape sequences.
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time().with_ansi(false);
     // Lambda timestamps every line itself; a second clock in the line is noise.
     if text {
         builder.init();

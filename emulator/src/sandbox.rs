@@ -1,0 +1,845 @@
+//! One execution environment: the function's process (and any external extensions), the Runtime
+//! and Extensions APIs it talks to on its own loopback port, freezing between invocations, and
+//! the shutdown phase.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+
+use crate::process::{self, Signal};
+use crate::report::{Log, ShutdownOutcome, ShutdownReason, ShutdownReport};
+use crate::template::ACCOUNT_ID;
+
+/// Lambda's limit on the init phase.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the runtime has between SIGTERM and SIGKILL when only internal extensions are
+/// registered.
+pub const INTERNAL_EXTENSION_DEADLINE: Duration = Duration::from_millis(500);
+/// The same when at least one external extension is registered.
+pub const EXTERNAL_EXTENSION_DEADLINE: Duration = Duration::from_millis(2000);
+
+const RUNTIME_PREFIX: &str = "/2018-06-01/runtime";
+const EXTENSION_PREFIX: &str = "/2020-01-01/extension";
+
+/// What a sandbox runs: a function from the template, with its final environment.
+#[derive(Debug, Clone)]
+pub struct FunctionRuntime {
+    /// The logical id in the template.
+    pub logical_id: String,
+    /// `AWS_LAMBDA_FUNCTION_NAME`, also the Postgres `application_name` of the functions.
+    pub name: String,
+    pub executable: PathBuf,
+    /// `LAMBDA_TASK_ROOT` and the working directory.
+    pub task_root: PathBuf,
+    pub handler: String,
+    pub timeout: Duration,
+    pub memory_size_mb: u32,
+    pub region: String,
+    /// The template's variables with overrides applied.
+    pub environment: BTreeMap<String, String>,
+    /// External extensions started beside the runtime (like executables in `/opt/extensions`).
+    pub extensions: Vec<PathBuf>,
+}
+
+impl FunctionRuntime {
+    /// `arn:aws:lambda:REGION:ACCOUNT:function:NAME`.
+    pub fn arn(&self) -> String {
+        format!("arn:aws:lambda:{}:{ACCOUNT_ID}:function:{}", self.region, self.name)
+    }
+
+    /// The environment Lambda gives a process of this function.
+    fn process_environment(&self, runtime_api: &str) -> BTreeMap<String, String> {
+        let log_stream = format!("{}/[$LATEST]{}", log_stream_date(), Uuid::new_v4().simple());
+        let mut env = BTreeMap::from([
+            ("AWS_LAMBDA_RUNTIME_API".to_owned(), runtime_api.to_owned()),
+            ("AWS_LAMBDA_FUNCTION_NAME".to_owned(), self.name.clone()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_owned(), self.memory_size_mb.to_string()),
+            ("AWS_LAMBDA_FUNCTION_VERSION".to_owned(), "$LATEST".to_owned()),
+            ("AWS_LAMBDA_LOG_GROUP_NAME".to_owned(), format!("/aws/lambda/{}", self.name)),
+            ("AWS_LAMBDA_LOG_STREAM_NAME".to_owned(), log_stream),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE".to_owned(), "on-demand".to_owned()),
+            ("AWS_REGION".to_owned(), self.region.clone()),
+            ("AWS_DEFAULT_REGION".to_owned(), self.region.clone()),
+            ("_HANDLER".to_owned(), self.handler.clone()),
+            ("LAMBDA_TASK_ROOT".to_owned(), self.task_root.display().to_string()),
+            ("LAMBDA_RUNTIME_DIR".to_owned(), self.task_root.display().to_string()),
+            ("TZ".to_owned(), ":UTC".to_owned()),
+            ("LANG".to_owned(), "en_US.UTF-8".to_owned()),
+            ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ]);
+        env.extend(self.environment.clone());
+        env
+    }
+}
+
+/// What the runtime answered for an invocation.
+#[derive(Debug)]
+pub enum RuntimeAnswer {
+    Response(Bytes),
+    Error { error_type: String, body: Bytes },
+}
+
+/// Why a sandbox did not reach the point where it waits for an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// The runtime process exited (with this status).
+    Exited(String),
+    /// The runtime reported an init error.
+    InitError(String),
+    TimedOut,
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited(status) => write!(f, "the runtime exited ({status})"),
+            Self::InitError(error) => write!(f, "the runtime reported an init error: {error}"),
+            Self::TimedOut => f.write_str("timed out"),
+        }
+    }
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub id: u64,
+    pub function: Arc<FunctionRuntime>,
+    /// The runtime process.
+    pub pid: u32,
+    /// The external extension processes.
+    pub extension_pids: Vec<u32>,
+    pub spawned_at: Instant,
+    /// Invocations served so far.
+    pub invocations: AtomicU64,
+    shared: Arc<Shared>,
+    runtime_exit: watch::Receiver<Option<ExitStatus>>,
+    extension_exits: Vec<watch::Receiver<Option<ExitStatus>>>,
+    server: JoinHandle<()>,
+    log: Log,
+}
+
+struct Shared {
+    function: Arc<FunctionRuntime>,
+    state: Mutex<State>,
+    changed: Notify,
+    log: Log,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("sandbox state lock")
+    }
+}
+
+#[derive(Default)]
+struct State {
+    first_next_at: Option<Instant>,
+    init_error: Option<String>,
+    /// The runtime's pending `GET /next`.
+    next: Option<oneshot::Sender<Delivery>>,
+    current: Option<Current>,
+    extensions: Vec<Extension>,
+    /// Extensions may register only during init, before the runtime's first `/next`.
+    registration_closed: bool,
+    frozen: bool,
+    shutting_down: bool,
+}
+
+impl State {
+    /// The runtime waits for an event and every extension waits in `/event/next`.
+    fn ready(&self) -> bool {
+        self.next.as_ref().is_some_and(|next| !next.is_closed())
+            && self.current.is_none()
+            && self
+                .extensions
+                .iter()
+                .all(|e| e.queue.is_empty() && e.waiting.as_ref().is_some_and(|w| !w.is_closed()))
+    }
+}
+
+struct Current {
+    request_id: String,
+    reply: oneshot::Sender<RuntimeAnswer>,
+}
+
+struct Extension {
+    id: String,
+    name: String,
+    external: bool,
+    invoke: bool,
+    shutdown: bool,
+    waiting: Option<oneshot::Sender<Value>>,
+    queue: VecDeque<Value>,
+}
+
+impl Extension {
+    fn push(&mut self, event: Value) {
+        match self.waiting.take() {
+            Some(waiting) => {
+                if let Err(event) = waiting.send(event) {
+                    self.queue.push_back(event);
+                }
+            }
+            None => self.queue.push_back(event),
+        }
+    }
+}
+
+struct Delivery {
+    request_id: String,
+    deadline_ms: u128,
+    trace_id: String,
+    payload: Bytes,
+}
+
+impl Sandbox {
+    /// Starts the Runtime API on a free loopback port, the external extensions (waiting for them
+    /// to register, as Lambda does), then the runtime process. Returns as soon as the runtime is
+    /// spawned; [`Sandbox::wait_until_ready`] waits for the init phase to end.
+    pub async fn start(function: Arc<FunctionRuntime>, id: u64, log: Log) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding the Runtime API")?;
+        let runtime_api = listener.local_addr()?.to_string();
+        let shared = Arc::new(Shared {
+            function: function.clone(),
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            log,
+        });
+        let server = tokio::spawn(serve(listener, shared.clone()));
+        let env = function.process_environment(&runtime_api);
+        let spawned_at = Instant::now();
+        let mut extension_pids = Vec::new();
+        let mut extension_exits = Vec::new();
+        for path in &function.extensions {
+            let name = file_name(path);
+            let label = format!("{} {name}", function.logical_id);
+            let (pid, exit) = spawn_process(path, &env, &function.task_root, &label, log)
+                .with_context(|| format!("starting the extension {}", path.display()))?;
+            extension_pids.push(pid);
+            extension_exits.push(exit);
+        }
+        if !function.extensions.is_empty() {
+            let expected = function.extensions.len();
+            let registered = wait_for(&shared, None, spawned_at + INIT_TIMEOUT, |state| {
+                state.extensions.iter().filter(|e| e.external).count() >= expected
+            });
+            if let Err(why) = registered.await {
+                server.abort();
+                kill_all(&extension_pids);
+                anyhow::bail!("the external extensions did not register: {why}");
+            }
+        }
+        let runtime =
+            spawn_process(&function.executable, &env, &function.task_root, &function.logical_id, log)
+                .with_context(|| format!("starting {}", function.executable.display()));
+        let (pid, runtime_exit) = match runtime {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                server.abort();
+                kill_all(&extension_pids);
+                return Err(error);
+            }
+        };
+        Ok(Self {
+            id,
+            function,
+            pid,
+            extension_pids,
+            spawned_at,
+            invocations: AtomicU64::new(0),
+            shared,
+            runtime_exit,
+            extension_exits,
+            server,
+            log,
+        })
+    }
+
+    /// Every process of the sandbox.
+    fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.pid).chain(self.extension_pids.iter().copied())
+    }
+
+    /// Spawn to the runtime's first `/next`, once it happened.
+    pub fn init_duration(&self) -> Option<Duration> {
+        self.shared.lock().first_next_at.map(|at| at.duration_since(self.spawned_at))
+    }
+
+    /// Whether the sandbox is frozen between invocations.
+    pub fn is_frozen(&self) -> bool {
+        self.shared.lock().frozen
+    }
+
+    /// Whether the runtime process has exited.
+    pub fn has_exited(&self) -> bool {
+        self.runtime_exit.borrow().is_some()
+    }
+
+    /// Waits until the runtime waits in `/next` and every extension in `/event/next`: the end of
+    /// the init phase, or of an invocation.
+    pub async fn wait_until_ready(&self, deadline: Instant) -> Result<(), NotReady> {
+        wait_for(&self.shared, Some(&self.runtime_exit), deadline, State::ready).await
+    }
+
+    /// Resolves when the runtime process exits, with its exit status.
+    pub async fn wait_until_exit(&self) -> String {
+        let mut exit = self.runtime_exit.clone();
+        match exit.wait_for(Option::is_some).await {
+            Ok(status) => status.map(|s| s.to_string()).unwrap_or_default(),
+            Err(_) => "the process is no longer observed".to_owned(),
+        }
+    }
+
+    /// Thaws the sandbox and hands an event to the runtime's pending `/next` (and INVOKE to the
+    /// extensions that subscribed). The receiver yields the runtime's answer.
+    pub fn deliver(
+        &self,
+        request_id: &str,
+        payload: Bytes,
+        deadline: SystemTime,
+    ) -> anyhow::Result<oneshot::Receiver<RuntimeAnswer>> {
+        let deadline_ms = deadline.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        let trace_id = trace_id();
+        let (reply, answer) = oneshot::channel();
+        let next = {
+            let mut state = self.shared.lock();
+            if state.frozen {
+                self.signal_all(Signal::Continue);
+                state.frozen = false;
+            }
+            let next = state.next.take().context("the runtime is not waiting for an event")?;
+            state.current = Some(Current { request_id: request_id.to_owned(), reply });
+            let invoke = json!({
+                "eventType": "INVOKE",
+                "deadlineMs": deadline_ms,
+                "requestId": request_id,
+                "invokedFunctionArn": self.function.arn(),
+                "tracing": { "type": "X-Amzn-Trace-Id", "value": trace_id },
+            });
+            for extension in state.extensions.iter_mut().filter(|e| e.invoke) {
+                extension.push(invoke.clone());
+            }
+            next
+        };
+        self.invocations.fetch_add(1, Ordering::Relaxed);
+        next.send(Delivery { request_id: request_id.to_owned(), deadline_ms, trace_id, payload })
+            .map_err(|_| anyhow::anyhow!("the runtime stopped waiting for the event"))?;
+        Ok(answer)
+    }
+
+    /// Freezes the sandbox (SIGSTOP to each process) if it is idle, as Lambda does between
+    /// invocations. Returns whether it froze.
+    pub fn freeze(&self) -> bool {
+        let mut state = self.shared.lock();
+        if state.frozen || state.shutting_down || !state.ready() || self.has_exited() {
+            return false;
+        }
+        self.signal_all(Signal::Stop);
+        state.frozen = true;
+        true
+    }
+
+    /// Peak memory of the sandbox's processes, in MB.
+    pub fn max_memory_used_mb(&self) -> Option<u64> {
+        self.pids().filter_map(process::peak_rss_mb).reduce(|a, b| a + b)
+    }
+
+    fn signal_all(&self, signal: Signal) {
+        if !self.has_exited() {
+            process::send(self.pid, signal);
+        }
+        for (pid, exit) in self.extension_pids.iter().zip(&self.extension_exits) {
+            if exit.borrow().is_none() {
+                process::send(*pid, signal);
+            }
+        }
+    }
+
+    /// The shutdown phase: thaw; SIGTERM to the runtime and SHUTDOWN to subscribed extensions
+    /// when any extension is registered (else SIGKILL at once); SIGKILL whatever still runs at
+    /// the deadline.
+    pub async fn shutdown(&self, reason: ShutdownReason) -> ShutdownReport {
+        let started = Instant::now();
+        let (graceful, deadline, extensions) = {
+            let mut state = self.shared.lock();
+            state.shutting_down = true;
+            state.frozen = false;
+            let external = state.extensions.iter().any(|e| e.external);
+            let deadline = if external {
+                EXTERNAL_EXTENSION_DEADLINE
+            } else if state.extensions.is_empty() {
+                Duration::ZERO
+            } else {
+                INTERNAL_EXTENSION_DEADLINE
+            };
+            let deadline_ms =
+                (SystemTime::now() + deadline).duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+            let event = json!({ "eventType": "SHUTDOWN", "shutdownReason": reason.as_str(), "deadlineMs": deadline_ms });
+            for extension in state.extensions.iter_mut().filter(|e| e.shutdown) {
+                extension.push(event.clone());
+            }
+            (
+                !state.extensions.is_empty(),
+                deadline,
+                state.extensions.iter().map(|e| e.name.clone()).collect(),
+            )
+        };
+        let already_exited = self.has_exited();
+        self.signal_all(Signal::Continue);
+        let outcome = if already_exited {
+            ShutdownOutcome::AlreadyExited
+        } else {
+            if graceful {
+                process::send(self.pid, Signal::Terminate);
+            } else {
+                self.signal_all(Signal::Kill);
+            }
+            if graceful && self.wait_for_exits(started + deadline).await {
+                ShutdownOutcome::ExitedByItself { after: started.elapsed() }
+            } else {
+                self.signal_all(Signal::Kill);
+                self.wait_for_exits(started + deadline + Duration::from_secs(5)).await;
+                ShutdownOutcome::Killed { after: started.elapsed() }
+            }
+        };
+        self.server.abort();
+        let exit_code = self.runtime_exit.borrow().and_then(|status| status.code());
+        let report = ShutdownReport {
+            function: self.function.logical_id.clone(),
+            sandbox_id: self.id,
+            pid: self.pid,
+            reason,
+            graceful,
+            deadline,
+            outcome,
+            exit_code,
+            extensions,
+        };
+        self.log.line(&self.function.logical_id, report.summary());
+        report
+    }
+
+    /// Waits until every process of the sandbox has exited; false at the deadline.
+    async fn wait_for_exits(&self, deadline: Instant) -> bool {
+        let all = async {
+            for exit in std::iter::once(&self.runtime_exit).chain(&self.extension_exits) {
+                let mut exit = exit.clone();
+                // An error means the waiter is gone, which happens only after it saw the exit.
+                let _ = exit.wait_for(Option::is_some).await;
+            }
+        };
+        tokio::time::timeout_at(deadline.into(), all).await.is_ok()
+    }
+}
+
+/// Waits until `condition` holds for the sandbox's state; fails early if the runtime (when
+/// given) exits or reports an init error.
+async fn wait_for(
+    shared: &Shared,
+    runtime_exit: Option<&watch::Receiver<Option<ExitStatus>>>,
+    deadline: Instant,
+    condition: impl Fn(&State) -> bool,
+) -> Result<(), NotReady> {
+    let mut exit = runtime_exit.cloned();
+    loop {
+        let notified = shared.changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let state = shared.lock();
+            if let Some(error) = &state.init_error {
+                return Err(NotReady::InitError(error.clone()));
+            }
+            if condition(&state) {
+                return Ok(());
+            }
+        }
+        if let Some(status) = exit.as_mut().and_then(|exit| *exit.borrow_and_update()) {
+            return Err(NotReady::Exited(status.to_string()));
+        }
+        let exited = async {
+            match exit.as_mut() {
+                // An error means the waiter is gone without reporting: treat it as an exit.
+                Some(exit) => drop(exit.changed().await),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = &mut notified => {}
+            () = exited => {
+                if exit.as_ref().is_some_and(|exit| exit.borrow().is_none()) {
+                    return Err(NotReady::Exited("unknown".to_owned()));
+                }
+            }
+            () = tokio::time::sleep_until(deadline.into()) => return Err(NotReady::TimedOut),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Spawns a process of the sandbox with Lambda's environment, forwarding its output line by
+/// line. The receiver reports its exit.
+fn spawn_process(
+    path: &std::path::Path,
+    env: &BTreeMap<String, String>,
+    cwd: &std::path::Path,
+    label: &str,
+    log: Log,
+) -> anyhow::Result<(u32, watch::Receiver<Option<ExitStatus>>)> {
+    let mut command = tokio::process::Command::new(path);
+    command
+        .env_clear()
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own process group: Ctrl-C in the terminal reaches the emulator only, which then
+        // runs the shutdown phase as Lambda would.
+        .process_group(0);
+    // SAFETY: the closure runs between fork and exec and only calls prctl, which is
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(process::die_with_parent);
+    }
+    let mut child = command.spawn()?;
+    let pid = child.id().context("the child has no pid")?;
+    if let Some(stdout) = child.stdout.take() {
+        forward(stdout, label.to_owned(), log);
+    }
+    if let Some(stderr) = child.stderr.take() {
+        forward(stderr, label.to_owned(), log);
+    }
+    let (exit_tx, exit_rx) = watch::channel(None);
+    tokio::spawn(async move {
+        if let Ok(status) = child.wait().await {
+            let _ = exit_tx.send(Some(status));
+        }
+    });
+    Ok((pid, exit_rx))
+}
+
+fn forward(stream: impl AsyncRead + Unpin + Send + 'static, label: String, log: Log) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.line(&label, line);
+        }
+    });
+}
+
+fn kill_all(pids: &[u32]) {
+    for pid in pids {
+        process::send(*pid, Signal::Kill);
+    }
+}
+
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn log_stream_date() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!("{}/{:02}/{:02}", now.year(), u8::from(now.month()), now.day())
+}
+
+/// An X-Ray trace header: `Root=1-{epoch hex}-{24 hex};Parent={16 hex};Sampled=1`.
+fn trace_id() -> String {
+    let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let random = Uuid::new_v4().simple().to_string();
+    let parent = Uuid::new_v4().simple().to_string();
+    format!("Root=1-{epoch:08x}-{};Parent={};Sampled=1", &random[..24], &parent[..16])
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    // Connection tasks live in the set so that aborting the server ends its long polls too.
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |request| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, Infallible>(route(&shared, request).await) }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn route(shared: &Shared, request: Request<Incoming>) -> HttpResponse {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    if method == Method::GET && path == format!("{RUNTIME_PREFIX}/invocation/next") {
+        return next_invocation(shared).await;
+    }
+    if method == Method::POST && path == format!("{RUNTIME_PREFIX}/init/error") {
+        let body = body_text(request).await;
+        shared.log.line(&shared.function.logical_id, format!("INIT_ERROR {body}"));
+        shared.lock().init_error = Some(body);
+        shared.changed.notify_waiters();
+        return accepted();
+    }
+    if method == Method::POST
+        && let Some(rest) = path.strip_prefix(&format!("{RUNTIME_PREFIX}/invocation/"))
+    {
+        if let Some(id) = rest.strip_suffix("/response") {
+            let id = id.to_owned();
+            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            return answer(shared, &id, RuntimeAnswer::Response(body));
+        }
+        if let Some(id) = rest.strip_suffix("/error") {
+            let id = id.to_owned();
+            let error_type = request
+                .headers()
+                .get("lambda-runtime-function-error-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("Unhandled")
+                .to_owned();
+            let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            return answer(shared, &id, RuntimeAnswer::Error { error_type, body });
+        }
+    }
+    if method == Method::POST && path == format!("{EXTENSION_PREFIX}/register") {
+        return register_extension(shared, request).await;
+    }
+    if method == Method::GET && path == format!("{EXTENSION_PREFIX}/event/next") {
+        let id = request
+            .headers()
+            .get("lambda-extension-identifier")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        return next_extension_event(shared, id.as_deref().unwrap_or_default()).await;
+    }
+    if method == Method::POST
+        && (path.ends_with("/extension/init/error") || path.ends_with("/extension/exit/error"))
+    {
+        let body = body_text(request).await;
+        shared.log.line(&shared.function.logical_id, format!("EXTENSION_ERROR {path} {body}"));
+        return accepted();
+    }
+    lambda_error(
+        StatusCode::NOT_FOUND,
+        "InvalidRequest",
+        &format!("{method} {path} is not part of the emulated APIs"),
+    )
+}
+
+async fn next_invocation(shared: &Shared) -> HttpResponse {
+    let (sender, receiver) = oneshot::channel();
+    {
+        let mut state = shared.lock();
+        state.first_next_at.get_or_insert_with(Instant::now);
+        state.registration_closed = true;
+        state.next = Some(sender);
+    }
+    shared.changed.notify_waiters();
+    let Ok(delivery) = receiver.await else {
+        return lambda_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceException",
+            "the sandbox is shutting down",
+        );
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("lambda-runtime-aws-request-id", &delivery.request_id)
+        .header("lambda-runtime-deadline-ms", delivery.deadline_ms.to_string())
+        .header("lambda-runtime-invoked-function-arn", shared.function.arn())
+        .header("lambda-runtime-trace-id", &delivery.trace_id)
+        .body(Full::new(delivery.payload))
+        .expect("a valid response")
+}
+
+fn answer(shared: &Shared, request_id: &str, runtime_answer: RuntimeAnswer) -> HttpResponse {
+    let current = {
+        let mut state = shared.lock();
+        match &state.current {
+            Some(current) if current.request_id == request_id => state.current.take(),
+            _ => None,
+        }
+    };
+    let Some(current) = current else {
+        return lambda_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            &format!("{request_id} is not the current invocation"),
+        );
+    };
+    let _ = current.reply.send(runtime_answer);
+    shared.changed.notify_waiters();
+    accepted()
+}
+
+async fn register_extension(shared: &Shared, request: Request<Incoming>) -> HttpResponse {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let Some(name) = header("lambda-extension-name") else {
+        return lambda_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "the Lambda-Extension-Name header is missing",
+        );
+    };
+    let wants_account_id = header("lambda-extension-accept-feature").is_some_and(|f| f.contains("accountId"));
+    let body: Value = request
+        .into_body()
+        .collect()
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b.to_bytes()).ok())
+        .unwrap_or(Value::Null);
+    let Some(events) = body.get("events").and_then(Value::as_array) else {
+        return lambda_error(StatusCode::BAD_REQUEST, "InvalidRequest", "the body needs an \"events\" array");
+    };
+    let events: Vec<&str> = events.iter().filter_map(Value::as_str).collect();
+    if let Some(unknown) = events.iter().find(|e| !matches!(**e, "INVOKE" | "SHUTDOWN")) {
+        return lambda_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidEventType",
+            &format!("{unknown} is not INVOKE or SHUTDOWN"),
+        );
+    }
+    let external = shared.function.extensions.iter().any(|path| file_name(path) == name);
+    let id = Uuid::new_v4().to_string();
+    {
+        let mut state = shared.lock();
+        if state.registration_closed {
+            return lambda_error(
+                StatusCode::FORBIDDEN,
+                "Extension.InvalidState",
+                "extensions must register before the runtime's first /invocation/next",
+            );
+        }
+        if state.extensions.iter().any(|e| e.name == name) {
+            return lambda_error(
+                StatusCode::CONFLICT,
+                "Extension.AlreadyRegistered",
+                &format!("{name} is already registered"),
+            );
+        }
+        state.extensions.push(Extension {
+            id: id.clone(),
+            name: name.clone(),
+            external,
+            invoke: events.contains(&"INVOKE"),
+            shutdown: events.contains(&"SHUTDOWN"),
+            waiting: None,
+            queue: VecDeque::new(),
+        });
+    }
+    shared.changed.notify_waiters();
+    let kind = if external { "external" } else { "internal" };
+    shared.log.line(
+        &shared.function.logical_id,
+        format!("EXTENSION Name: {name} State: Registered Kind: {kind} Events: {events:?}"),
+    );
+    let mut body = json!({
+        "functionName": shared.function.name,
+        "functionVersion": "$LATEST",
+        "handler": shared.function.handler,
+    });
+    if wants_account_id {
+        body["accountId"] = json!(ACCOUNT_ID);
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("lambda-extension-identifier", id)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}
+
+async fn next_extension_event(shared: &Shared, id: &str) -> HttpResponse {
+    let receiver = {
+        let mut state = shared.lock();
+        let Some(extension) = state.extensions.iter_mut().find(|e| e.id == id) else {
+            return lambda_error(
+                StatusCode::FORBIDDEN,
+                "Extension.UnknownExtensionIdentifier",
+                "unknown extension identifier",
+            );
+        };
+        match extension.queue.pop_front() {
+            Some(event) => Ok(event),
+            None => {
+                let (sender, receiver) = oneshot::channel();
+                extension.waiting = Some(sender);
+                Err(receiver)
+            }
+        }
+    };
+    shared.changed.notify_waiters();
+    let event = match receiver {
+        Ok(event) => event,
+        Err(receiver) => match receiver.await {
+            Ok(event) => event,
+            Err(_) => {
+                return lambda_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ServiceException",
+                    "the sandbox is gone",
+                );
+            }
+        },
+    };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("lambda-extension-event-identifier", Uuid::new_v4().to_string())
+        .body(Full::new(Bytes::from(event.to_string())))
+        .expect("a valid response")
+}
+
+async fn body_text(request: Request<Incoming>) -> String {
+    let bytes = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn accepted() -> HttpResponse {
+    Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(br#"{"status":"OK"}"#)))
+        .expect("a valid response")
+}
+
+fn lambda_error(status: StatusCode, error_type: &str, message: &str) -> HttpResponse {
+    let body = json!({ "errorMessage": message, "errorType": error_type });
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("a valid response")
+}

@@ -1,0 +1,116 @@
+//! The API's whole contract over real HTTP, through the emulated HTTP API and the real function
+//! binaries.
+
+mod common;
+
+use common::{AUDIENCE, TestApi, email};
+use http::Method;
+use local_lambda::InvocationStatus;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_up_logs_in_refreshes_reads_me_and_logs_out() {
+    let api = TestApi::start().await;
+    let email = email();
+
+    let signup = api.post_signup(&email).await;
+    assert_eq!(signup.status, 201, "{}", signup.text);
+    assert_eq!(signup.body["user"]["email"], email.as_str());
+    assert_eq!(signup.header("content-type"), Some("application/json"));
+    assert!(signup.header("apigw-requestid").is_some(), "the gateway names each request");
+
+    let login = api.post_login(&email).await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    assert_eq!(login.body["token_type"], "Bearer");
+
+    let refresh = api.post_refresh(&login.refresh_token()).await;
+    assert_eq!(refresh.status, 200, "{}", refresh.text);
+    assert_ne!(refresh.refresh_token(), login.refresh_token(), "refresh rotates the token");
+
+    let me = api.get_me(&refresh.access_token()).await;
+    assert_eq!(me.status, 200, "{}", me.text);
+    assert_eq!(me.body["email"], email.as_str());
+
+    let logout = api.post_logout(&refresh.refresh_token()).await;
+    assert_eq!(logout.status, 204, "{}", logout.text);
+    assert!(logout.text.is_empty());
+    let after_logout = api.post_refresh(&refresh.refresh_token()).await;
+    assert_eq!(after_logout.status, 401, "a logged-out session cannot refresh: {}", after_logout.text);
+
+    let health = api.get("/health").await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    assert_eq!(health.body["status"], "healthy");
+
+    let jwks = api.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.status, 200, "{}", jwks.text);
+    assert_eq!(jwks.body["keys"][0]["kid"], "e2e-key");
+
+    let claims = jwt_claims(&login.access_token());
+    assert_eq!(claims["aud"], AUDIENCE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_match_no_route_get_api_gateways_not_found() {
+    let api = TestApi::start().await;
+
+    let unknown = api.get("/auth/nowhere").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.text, r#"{"message":"Not Found"}"#);
+
+    // HTTP APIs route on method and path together, so a known path with another method matches
+    // no route: 404, not 405.
+    let wrong_method = api.request(Method::GET, "/auth/signup", &[], None).await;
+    assert_eq!(wrong_method.status, 404);
+    assert_eq!(wrong_method.text, r#"{"message":"Not Found"}"#);
+
+    assert!(api.emulator.invocations().is_empty(), "no function runs for an unmatched route");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_request_is_a_cold_start_and_the_next_reuses_the_warm_sandbox() {
+    let api = TestApi::start().await;
+
+    assert_eq!(api.get("/health").await.status, 200);
+    assert_eq!(api.get("/health").await.status, 200);
+
+    let invocations = api.invocations(2).await;
+    assert_eq!(invocations.len(), 2, "{invocations:?}");
+    let (cold, warm) = (&invocations[0], &invocations[1]);
+    assert!(cold.is_cold_start() && !warm.is_cold_start(), "{invocations:?}");
+    assert_eq!(cold.sandbox_id, warm.sandbox_id);
+    assert!(invocations.iter().all(|i| i.status == InvocationStatus::Success));
+    assert!(cold.max_memory_used_mb.is_some_and(|mb| mb > 0));
+    assert!(cold.billed_duration_ms >= cold.init_duration.unwrap().as_millis() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_start_more_sandboxes_but_never_more_than_the_limit() {
+    let api = TestApi::start_with(|config| config.max_sandboxes_per_function = 2).await;
+
+    let requests = (0..6).map(|_| {
+        let email = email();
+        let api = &api;
+        async move { api.post_signup(&email).await }
+    });
+    let responses = futures_util::future::join_all(requests).await;
+
+    assert!(
+        responses.iter().all(|r| r.status == 201),
+        "{:?}",
+        responses.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    let sandboxes = api.emulator.sandboxes("SignupFunction").unwrap();
+    assert!((1..=2).contains(&sandboxes.len()), "{sandboxes:?}");
+    let invocations = api.invocations(6).await;
+    assert_eq!(invocations.len(), 6);
+    let mut used: Vec<u64> = invocations.iter().map(|i| i.sandbox_id).collect();
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() <= 2, "at most two sandboxes served: {used:?}");
+}
+
+fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url claims");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
