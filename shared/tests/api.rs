@@ -402,3 +402,43 @@ async fn the_openid_configuration_is_served_by_the_jwks_function(pool: PgPool) {
     assert_eq!(response.body["jwks_uri"], format!("{}/.well-known/jwks.json", common::ISSUER));
     assert_eq!(response.body["id_token_signing_alg_values_supported"], json!(["RS256"]));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn hostile_bodies_get_a_4xx_error_body_and_write_nothing(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let base64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    let megabyte_password =
+        json!({"email": "alice@example.com", "password": "x".repeat(1 << 20)}).to_string();
+    let cases: Vec<(&str, HttpRequest, u16)> = vec![
+        (
+            "invalid UTF-8",
+            request_with(
+                Some("application/json"),
+                &base64(b"{\"email\":\"\xff\xfe\",\"password\":\"x\"}"),
+                true,
+            ),
+            400,
+        ),
+        ("deep nesting", json_request(&deep), 400),
+        (
+            "duplicate keys",
+            json_request(r#"{"email":"a@example.com","email":"b@example.com","password":"pw"}"#),
+            400,
+        ),
+        ("a 1 MB password", json_request(&megabyte_password), 413),
+        ("a JSON array", json_request("[]"), 400),
+        ("a bare string", json_request("\"alice\""), 400),
+        ("null", json_request("null"), 400),
+    ];
+
+    for (name, request, status) in cases {
+        for endpoint in [Endpoint::Signup, Endpoint::Login] {
+            let response = app.send(endpoint, request.clone()).await;
+            assert_eq!(response.status, status, "{name} on {endpoint:?}: {}", response.body);
+            assert!(!response.error_code().is_empty());
+        }
+    }
+    assert_eq!(app.count("select count(*) from users").await, 0);
+    assert_eq!(app.count("select count(*) from login_attempts").await, 0);
+}
