@@ -1,4 +1,7 @@
 //! The `health` Lambda function: wiring only; the logic lives in `shared::handlers::health`.
+// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
+// than rustc's default query limit allows when it lays the future out in a release build.
+#![recursion_limit = "256"]
 
 use shared::handlers::health;
 
