@@ -30,7 +30,9 @@ pg_free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# pg_init DATA_DIR: a new cluster with trust authentication on loopback only.
+# pg_init DATA_DIR: a new cluster on loopback only. The superuser `postgres` is trusted (the
+# harness and the tests administer with it); every other role must give its password, so a
+# test of credentials (a rotated password, a secret's user) is checked by the server for real.
 pg_init() {
     local data="$1"
     mkdir -p "$data"
@@ -39,6 +41,15 @@ pg_init() {
     fi
     chmod 700 "$data"
     pg_as_owner "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
+    pg_as_owner tee "$data/pg_hba.conf" >/dev/null <<'HBA'
+# TYPE  DATABASE  USER      ADDRESS       METHOD
+local   all       postgres                trust
+host    all       postgres  127.0.0.1/32  trust
+host    all       postgres  ::1/128       trust
+local   all       all                     scram-sha-256
+host    all       all       127.0.0.1/32  scram-sha-256
+host    all       all       ::1/128       scram-sha-256
+HBA
 }
 
 # pg_start DATA_DIR PORT SOCKET_DIR LOG_FILE [EXTRA_SERVER_OPTIONS]: starts and waits until ready.

@@ -165,7 +165,7 @@ impl Emulator {
                 config.idle_timeout,
                 next_id.clone(),
                 records.clone(),
-                config.log,
+                config.log.clone(),
             ));
         }
         let listener = TcpListener::bind((config.host, config.port))
@@ -183,6 +183,11 @@ impl Emulator {
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(serve(listener, inner.clone(), stopped));
         Ok(Self { inner, address, stop, server })
+    }
+
+    /// Where the emulator and the functions write their lines (see [`Log::captured`]).
+    pub fn log(&self) -> &Log {
+        &self.inner.log
     }
 
     /// `http://HOST:PORT`.
@@ -232,6 +237,12 @@ impl Emulator {
     /// Every invocation so far, in the order they ended.
     pub fn invocations(&self) -> Vec<InvocationReport> {
         self.inner.records.invocations.lock().expect("records lock").clone()
+    }
+
+    /// The invocations that ended after the first `skip` (cheap to poll in a long run).
+    pub fn invocations_since(&self, skip: usize) -> Vec<InvocationReport> {
+        let invocations = self.inner.records.invocations.lock().expect("records lock");
+        invocations.get(skip..).map(<[_]>::to_vec).unwrap_or_default()
     }
 
     /// Every shutdown phase so far, in the order they ended.

@@ -161,7 +161,7 @@ impl FunctionPool {
             self.logical_id(),
             format!("INIT_START Runtime Version: {} (local-lambda) Sandbox: {id}", "provided.al2023"),
         );
-        let sandbox = match Sandbox::start(self.function.clone(), id, self.log).await {
+        let sandbox = match Sandbox::start(self.function.clone(), id, self.log.clone()).await {
             Ok(sandbox) => Arc::new(sandbox),
             Err(error) => {
                 let message = format!("{error:#}");

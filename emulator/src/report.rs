@@ -1,26 +1,50 @@
 //! What the emulator observed, as Lambda-style log lines and as values tests can assert on.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where the emulator writes its lines and the functions' output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum Log {
     /// Standard output (`serve`).
     #[default]
     Stdout,
     /// Standard error, keeping stdout for the response (`invoke`).
     Stderr,
+    /// Standard output, and kept in memory for a test to read back.
+    Captured(Arc<Mutex<Vec<String>>>),
+    /// Nowhere (benchmarks, which read the reports through the API instead). The functions'
+    /// output is still read, as Lambda reads it.
+    Discard,
 }
 
 impl Log {
+    /// Standard output plus an in-memory copy, read with [`Log::captured`].
+    pub fn captured() -> Self {
+        Self::Captured(Arc::default())
+    }
+
     /// Writes one line, prefixed with its source (a function's name, or `api`).
-    pub fn line(self, source: &str, message: impl fmt::Display) {
+    pub fn line(&self, source: &str, message: impl fmt::Display) {
         // println!, not a write to io::stdout(): the test harness captures only the former.
         match self {
             Self::Stdout => println!("[{source}] {message}"),
             Self::Stderr => eprintln!("[{source}] {message}"),
+            Self::Captured(lines) => {
+                let line = format!("[{source}] {message}");
+                println!("{line}");
+                lines.lock().expect("captured log lock").push(line);
+            }
+            Self::Discard => {}
+        }
+    }
+
+    /// The lines written so far, when captured.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Self::Captured(lines) => lines.lock().expect("captured log lock").clone(),
+            Self::Stdout | Self::Stderr | Self::Discard => Vec::new(),
         }
     }
 }

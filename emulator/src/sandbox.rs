@@ -221,7 +221,7 @@ impl Sandbox {
             function: function.clone(),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
-            log,
+            log: log.clone(),
         });
         let server = tokio::spawn(serve(listener, shared.clone()));
         let env = function.process_environment(&runtime_api);
@@ -231,7 +231,7 @@ impl Sandbox {
         for path in &function.extensions {
             let name = file_name(path);
             let label = format!("{} {name}", function.logical_id);
-            let (pid, exit) = spawn_process(path, &env, &function.task_root, &label, log)
+            let (pid, exit) = spawn_process(path, &env, &function.task_root, &label, &log)
                 .with_context(|| format!("starting the extension {}", path.display()))?;
             extension_pids.push(pid);
             extension_exits.push(exit);
@@ -248,7 +248,7 @@ impl Sandbox {
             }
         }
         let runtime =
-            spawn_process(&function.executable, &env, &function.task_root, &function.logical_id, log)
+            spawn_process(&function.executable, &env, &function.task_root, &function.logical_id, &log)
                 .with_context(|| format!("starting {}", function.executable.display()));
         let (pid, runtime_exit) = match runtime {
             Ok(spawned) => spawned,
@@ -507,7 +507,7 @@ fn spawn_process(
     env: &BTreeMap<String, String>,
     cwd: &std::path::Path,
     label: &str,
-    log: Log,
+    log: &Log,
 ) -> anyhow::Result<(u32, watch::Receiver<Option<ExitStatus>>)> {
     let mut command = tokio::process::Command::new(path);
     command
@@ -529,10 +529,10 @@ fn spawn_process(
     let mut child = command.spawn()?;
     let pid = child.id().context("the child has no pid")?;
     if let Some(stdout) = child.stdout.take() {
-        forward(stdout, label.to_owned(), log);
+        forward(stdout, label.to_owned(), log.clone());
     }
     if let Some(stderr) = child.stderr.take() {
-        forward(stderr, label.to_owned(), log);
+        forward(stderr, label.to_owned(), log.clone());
     }
     let (exit_tx, exit_rx) = watch::channel(None);
     tokio::spawn(async move {

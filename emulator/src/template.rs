@@ -330,6 +330,11 @@ impl EnvOverrides {
         self.sections.entry("Parameters".to_owned()).or_default().insert(name.to_owned(), Some(value.into()));
     }
 
+    /// Removes one variable from every function (as `null` in `Parameters` would).
+    pub fn remove_for_all(&mut self, name: &str) {
+        self.sections.entry("Parameters".to_owned()).or_default().insert(name.to_owned(), None);
+    }
+
     /// Applies the overrides to a function's environment: `Parameters` first, then the
     /// function's own section.
     pub fn apply(&self, function: &mut FunctionSpec) {

@@ -77,7 +77,10 @@ async fn stopping_the_emulator_shuts_every_sandbox_down_gracefully() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_sandbox_whose_connection_was_terminated_serves_the_next_request() {
-    let api = TestApi::start().await;
+    // A kept connection is pinged before use once it has been idle this long: 0 stands for a
+    // freeze longer than the threshold, without waiting for one.
+    let api =
+        TestApi::start_with(|config| config.env_overrides.set_for_all("DB_PING_AFTER_IDLE_MS", "0")).await;
     let email = email();
     assert_eq!(api.post_signup(&email).await.status, 201);
     assert_eq!(api.post_login(&email).await.status, 200);
@@ -107,6 +110,36 @@ async fn a_frozen_sandbox_whose_connection_was_terminated_serves_the_next_reques
         is_stopped(sandbox.pid).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_terminated_between_busy_requests_costs_one_503_then_heals() {
+    // A busy sandbox uses its kept connection without a ping (a threshold no request reaches
+    // here), so the request that finds it terminated fails, retryable; the next reconnects.
+    let api =
+        TestApi::start_with(|config| config.env_overrides.set_for_all("DB_PING_AFTER_IDLE_MS", "600000"))
+            .await;
+    assert_eq!(api.get("/health").await.status, 200);
+    let application_name = api.function_name("HealthFunction");
+    assert_eq!(api.db.terminate(&application_name).await, 1);
+    eventually("the backend to go", Duration::from_secs(2), || async {
+        api.db.backends(&application_name).await.is_empty().then_some(())
+    })
+    .await;
+
+    let failed = api.get("/health").await;
+    let healed = api.get("/health").await;
+
+    assert_eq!(
+        (failed.status, &failed.body["status"]),
+        (503, &serde_json::json!("unhealthy")),
+        "{}",
+        failed.text
+    );
+    assert_eq!(healed.status, 200, "{}", healed.text);
+    assert_eq!(api.db.backends(&application_name).await.len(), 1, "one new connection");
+    let sandboxes = api.emulator.sandboxes("HealthFunction").unwrap();
+    assert_eq!(sandboxes.len(), 1, "the same sandbox served all three: {sandboxes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,12 +3,11 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use crate::config::{Config, KeyConfig, KeySource, Needs};
-use crate::db::{Database, SharedSecrets};
+use crate::db::{Database, DbConnection, SharedSecrets};
 use crate::error::ApiError;
 use crate::secrets::{Secrets, SigningKeysSecret};
 use crate::tokens::{SigningAlgorithm, SigningKey, TokenIssuer};
@@ -113,7 +112,7 @@ impl App {
     }
 
     /// A connection, reconnecting once with fresh credentials if the password was rotated.
-    pub async fn connection(&self) -> Result<PoolConnection<Postgres>, ApiError> {
+    pub async fn connection(&self) -> Result<DbConnection, ApiError> {
         self.database()?.connection().await
     }
 

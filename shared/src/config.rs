@@ -64,6 +64,9 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
+    /// A kept connection idle for longer than this is pinged before use (it may have died
+    /// while the sandbox was frozen); a busier one is used as it is.
+    pub ping_after_idle: Duration,
 }
 
 /// Where the signing keys come from.
@@ -152,6 +155,7 @@ fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfi
         acquire_timeout: Duration::from_millis(vars.parsed("DB_ACQUIRE_TIMEOUT_MS", 3_000)?),
         idle_timeout: vars.seconds("DB_IDLE_TIMEOUT_SECONDS", 60)?,
         max_lifetime: vars.seconds("DB_MAX_LIFETIME_SECONDS", 300)?,
+        ping_after_idle: Duration::from_millis(vars.parsed("DB_PING_AFTER_IDLE_MS", 1_000)?),
     })
 }
 
@@ -248,6 +252,7 @@ mod tests {
         let db = config.database.unwrap();
         assert_eq!(db.max_connections, 1);
         assert_eq!(db.acquire_timeout, Duration::from_secs(3));
+        assert_eq!(db.ping_after_idle, Duration::from_secs(1));
         assert_eq!(db.application_name, "auth-login");
         let keys = config.keys.unwrap();
         assert!(matches!(keys.source, KeySource::Env { algorithm: SigningAlgorithm::Rs256, .. }));

@@ -1,12 +1,22 @@
 //! The process-wide Postgres pool: created on first use, reused by every warm invocation.
+//!
+//! A sandbox serves one invocation at a time, so with the default pool of one connection the
+//! connection is *kept* between invocations instead of being returned to the pool: sqlx pings a
+//! connection when it goes back (always) and when it comes out (`test_before_acquire`), two
+//! round trips on every request. A kept connection is pinged only when it has been idle for
+//! longer than `DB_PING_AFTER_IDLE_MS` (it may have died while the sandbox was frozen), and is
+//! handed back to the pool, closed, when a connectivity error was seen while it was out.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use secrecy::ExposeSecret as _;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
-use tokio::sync::OnceCell;
+use sqlx::{Connection as _, PgConnection, PgPool, Postgres};
+use tokio::sync::{Mutex, OnceCell, OwnedMutexGuard};
 
 use crate::config::{DatabaseConfig, DatabaseSource};
 use crate::error::ApiError;
@@ -21,23 +31,47 @@ const INVALID_PASSWORD: &str = "28P01";
 /// The Secrets Manager client, built on first use and shared by everything that reads a secret.
 pub type SharedSecrets = Arc<OnceCell<Secrets>>;
 
+/// Connectivity errors seen by this process (I/O, TLS, a terminated backend, ...): a kept
+/// connection that was out while one happened is not kept.
+static CONNECTIVITY_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Records a connectivity error (see [`crate::error::is_connectivity`]).
+pub fn note_connectivity_error() {
+    CONNECTIVITY_ERRORS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The connection kept between invocations.
+struct Kept {
+    connection: PoolConnection<Postgres>,
+    since: Instant,
+    last_used: Instant,
+}
+
 /// A pool that does not exist until a handler first asks for it, so a function that never
 /// touches the database never connects, and a cold start pays for no connection it does not use.
 pub struct Database {
     config: Option<DatabaseConfig>,
     secrets: SharedSecrets,
     pool: OnceCell<PgPool>,
+    /// `Some` when the pool has one connection: the slot it is kept in between checkouts.
+    kept: Option<Arc<Mutex<Option<Kept>>>>,
 }
 
 impl Database {
     /// A database reached through `config` on first use.
     pub fn lazy(config: DatabaseConfig, secrets: SharedSecrets) -> Self {
-        Self { config: Some(config), secrets, pool: OnceCell::new() }
+        let kept = (config.max_connections == 1).then(Arc::default);
+        Self { config: Some(config), secrets, pool: OnceCell::new(), kept }
     }
 
-    /// A database around an existing pool (tests, tools).
+    /// A database around an existing pool (tests, tools); connections go back to it after use.
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { config: None, secrets: SharedSecrets::default(), pool: OnceCell::new_with(Some(pool)) }
+        Self {
+            config: None,
+            secrets: SharedSecrets::default(),
+            pool: OnceCell::new_with(Some(pool)),
+            kept: None,
+        }
     }
 
     /// The pool, created on the first call (which, for credentials in Secrets Manager, fetches
@@ -52,10 +86,43 @@ impl Database {
             .await
     }
 
+    /// A connection: the kept one when there is one (pinged first if it has been idle for a
+    /// while), otherwise one from the pool.
+    pub async fn connection(&self) -> Result<DbConnection, ApiError> {
+        let Some(kept) = &self.kept else {
+            return Ok(DbConnection(Checkout::Pooled(self.acquire().await?)));
+        };
+        let config = self.config()?;
+        // Waiting for another checkout of the one connection is bounded as the pool's wait is.
+        let mut slot = tokio::time::timeout(config.acquire_timeout, kept.clone().lock_owned())
+            .await
+            .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("the kept connection stayed busy")))?;
+        if let Some(mut held) = slot.take() {
+            let fresh = held.since.elapsed() < config.max_lifetime;
+            let alive = fresh
+                && (held.last_used.elapsed() < config.ping_after_idle
+                    || matches!(
+                        tokio::time::timeout(config.acquire_timeout, held.connection.ping()).await,
+                        Ok(Ok(()))
+                    ));
+            if alive {
+                *slot = Some(held);
+                return Ok(DbConnection::kept(slot));
+            }
+            if fresh {
+                tracing::info!("the kept connection failed its ping; connecting again");
+            }
+            held.connection.close_on_drop();
+        }
+        let connection = self.acquire().await?;
+        *slot = Some(Kept { connection, since: Instant::now(), last_used: Instant::now() });
+        Ok(DbConnection::kept(slot))
+    }
+
     /// A connection from the pool. When Postgres rejects the password and the credentials come
     /// from Secrets Manager, the secret is fetched again once and the pool reconnects with it,
     /// so a rotated password costs one retry instead of an outage.
-    pub async fn connection(&self) -> Result<PoolConnection<Postgres>, ApiError> {
+    async fn acquire(&self) -> Result<PoolConnection<Postgres>, ApiError> {
         let pool = self.pool().await?;
         match pool.acquire().await {
             Err(error) if is_invalid_password(&error) && self.uses_secret() => {
@@ -80,6 +147,11 @@ impl Database {
 
     /// Closes the pool if it was ever created, waiting for its connections to be closed.
     pub async fn close(&self) {
+        if let Some(kept) = &self.kept
+            && let Some(held) = kept.lock().await.take()
+        {
+            held.connection.close().await.ok();
+        }
         if let Some(pool) = self.pool.get() {
             pool.close().await;
         }
@@ -115,13 +187,93 @@ impl Database {
     }
 }
 
+/// A checked-out connection; dereferences to the [`PgConnection`].
+pub struct DbConnection(Checkout);
+
+enum Checkout {
+    Pooled(PoolConnection<Postgres>),
+    /// The kept connection, in its slot (always `Some` while checked out).
+    Kept {
+        slot: OwnedMutexGuard<Option<Kept>>,
+        errors_before: u64,
+    },
+}
+
+impl DbConnection {
+    fn kept(slot: OwnedMutexGuard<Option<Kept>>) -> Self {
+        Self(Checkout::Kept { slot, errors_before: CONNECTIVITY_ERRORS.load(Ordering::SeqCst) })
+    }
+
+    /// Closes the connection instead of keeping or pooling it (a statement was abandoned
+    /// half-way, say by a timeout, and the connection's state is unknown).
+    pub fn discard(mut self) {
+        match &mut self.0 {
+            Checkout::Pooled(connection) => connection.close_on_drop(),
+            Checkout::Kept { slot, .. } => {
+                if let Some(mut held) = slot.take() {
+                    held.connection.close_on_drop();
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.0 {
+            Checkout::Pooled(_) => "pooled",
+            Checkout::Kept { .. } => "kept",
+        };
+        f.debug_tuple("DbConnection").field(&kind).finish()
+    }
+}
+
+impl Deref for DbConnection {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        match &self.0 {
+            Checkout::Pooled(connection) => connection,
+            Checkout::Kept { slot, .. } => &slot.as_ref().expect("a checked-out connection").connection,
+        }
+    }
+}
+
+impl DerefMut for DbConnection {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        match &mut self.0 {
+            Checkout::Pooled(connection) => connection,
+            Checkout::Kept { slot, .. } => &mut slot.as_mut().expect("a checked-out connection").connection,
+        }
+    }
+}
+
+impl Drop for DbConnection {
+    /// Keeps the connection for the next checkout, unless a connectivity error was seen (or a
+    /// panic unwound) while it was out: then it is closed, and the next checkout connects anew.
+    fn drop(&mut self) {
+        let Checkout::Kept { slot, errors_before } = &mut self.0 else { return };
+        let suspect =
+            CONNECTIVITY_ERRORS.load(Ordering::SeqCst) != *errors_before || std::thread::panicking();
+        match slot.as_mut() {
+            Some(held) if suspect => {
+                held.connection.close_on_drop();
+                slot.take();
+            }
+            Some(held) => held.last_used = Instant::now(),
+            None => {}
+        }
+    }
+}
+
 fn is_invalid_password(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some(INVALID_PASSWORD))
 }
 
-/// Lambda-sized pool settings. One connection serves a sandbox (one invocation at a time);
-/// testing it before use catches a connection that died while the sandbox was frozen; short
-/// idle and lifetime limits keep few server connections behind sandboxes that went cold.
+/// Lambda-sized pool settings. One connection serves a sandbox (one invocation at a time) and
+/// is kept between invocations (see [`Database::connection`]); a connection taken from the pool
+/// is tested first; short idle and lifetime limits keep few server connections behind
+/// sandboxes that went cold.
 fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(config.max_connections)

@@ -127,7 +127,12 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     /// Connection-level failures are answered 503 (retry), everything else is a bug (500).
     fn from(error: sqlx::Error) -> Self {
-        if is_connectivity(&error) { Self::Unavailable(error.into()) } else { Self::Unexpected(error.into()) }
+        if is_connectivity(&error) {
+            crate::db::note_connectivity_error();
+            Self::Unavailable(error.into())
+        } else {
+            Self::Unexpected(error.into())
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 use std::fmt;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata as _, SdkError};
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -50,12 +52,32 @@ impl Secrets {
             .secret_id(arn)
             .send()
             .await
-            .map_err(|sdk_error| error(DisplayErrorContext(sdk_error).to_string()))?;
+            .map_err(|sdk_error| error(describe(&sdk_error)))?;
         let text =
             output.secret_string().ok_or_else(|| error("the secret has no string value".to_owned()))?;
         // serde_json's message names the field and position, never the value.
         serde_json::from_str(text)
             .map_err(|parse_error| error(format!("not the expected JSON: {parse_error}")))
+    }
+}
+
+/// What went wrong, in one line: the service's error code and message when it answered with
+/// one (`HTTP 403 AccessDeniedException: ...`), its status and the start of its body when that
+/// could not be parsed, or the transport's error chain.
+fn describe(error: &SdkError<GetSecretValueError, HttpResponse>) -> String {
+    let SdkError::ServiceError(service) = error else {
+        return DisplayErrorContext(error).to_string();
+    };
+    let status = service.raw().status().as_u16();
+    match service.err().code() {
+        Some(code) => format!("HTTP {status} {code}: {}", service.err().message().unwrap_or("no message")),
+        None => {
+            let body = service.raw().body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+            // One log line: the body's line breaks become spaces.
+            let start: String =
+                body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
+            format!("HTTP {status}, an answer the SDK could not read: {start}")
+        }
     }
 }
 

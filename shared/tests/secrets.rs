@@ -80,7 +80,13 @@ async fn database_credentials_come_from_an_rds_format_secret(pool: PgPool) {
 async fn a_rotated_password_costs_one_retry_not_an_outage(pool: PgPool) {
     let client = secrets_client().await;
     let (role, arn) = role_with_secret(&pool, &client).await;
-    let app = app_with(&[("DB_SECRET_ARN", &arn), ("AWS_LAMBDA_FUNCTION_NAME", &role)], DATABASE_ONLY);
+    // A ping before every use: the rotation happens "while the sandbox is frozen".
+    let vars = [
+        ("DB_SECRET_ARN", arn.as_str()),
+        ("AWS_LAMBDA_FUNCTION_NAME", &role),
+        ("DB_PING_AFTER_IDLE_MS", "0"),
+    ];
+    let app = app_with(&vars, DATABASE_ONLY);
     assert_eq!(health::handle(&app, HealthEvent::Http(Box::default())).await.status_code, 200);
 
     // Rotate as Secrets Manager's rotation function does: the role first, then the secret;

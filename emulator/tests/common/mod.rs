@@ -183,7 +183,11 @@ impl TestApi {
     }
 
     pub async fn start_locked(lock: File, configure: impl FnOnce(&mut EmulatorConfig)) -> Self {
-        let db = TestDb::create().await;
+        Self::start_on(TestDb::create().await, lock, configure).await
+    }
+
+    /// Starts the emulator against a database the test prepared.
+    pub async fn start_on(db: TestDb, lock: File, configure: impl FnOnce(&mut EmulatorConfig)) -> Self {
         let mut config = EmulatorConfig::new(template(), binaries_dir());
         // A suffix per test: the sandboxes' application_name is theirs alone.
         config.function_name_suffix = format!("-{}", &db.name[3..11]);

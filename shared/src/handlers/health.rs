@@ -98,18 +98,28 @@ pub async fn handle(app: &App, event: HealthEvent) -> HttpResponse {
 /// One round trip to the database, bounded by [`PING_TIMEOUT`] including the wait for a
 /// connection.
 pub async fn check(app: &App) -> bool {
-    let ping = async {
-        let mut db = app.connection().await.map_err(|error| anyhow::anyhow!(error))?;
-        store::ping(&mut *db).await.map_err(anyhow::Error::from)
+    let deadline = tokio::time::Instant::now() + PING_TIMEOUT;
+    let mut db = match tokio::time::timeout_at(deadline, app.connection()).await {
+        Ok(Ok(db)) => db,
+        Ok(Err(error)) => {
+            tracing::warn!(error = ?error, "health check: no database connection");
+            return false;
+        }
+        Err(_) => {
+            tracing::warn!("health check: no database connection within {PING_TIMEOUT:?}");
+            return false;
+        }
     };
-    match tokio::time::timeout(PING_TIMEOUT, ping).await {
+    match tokio::time::timeout_at(deadline, store::ping(&mut *db)).await {
         Ok(Ok(_)) => true,
         Ok(Err(error)) => {
-            tracing::warn!(error = ?error, "health check: the database failed");
+            tracing::warn!(error = ?ApiError::from(error), "health check: the database failed");
             false
         }
         Err(_) => {
             tracing::warn!("health check: the database did not answer within {PING_TIMEOUT:?}");
+            // The ping was abandoned half-way: the connection's state is unknown.
+            db.discard();
             false
         }
     }

@@ -1,0 +1,44 @@
+//! Access-token signing and verification per algorithm, with the crypto backend the functions
+//! use (aws-lc-rs). `make bench` runs this and copies the medians into BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use shared::domain::{SessionId, UserId};
+use shared::tokens::{SigningAlgorithm, SigningKey, TokenIssuer, generate_private_key_pem};
+
+const ALGORITHMS: [(SigningAlgorithm, &str); 3] = [
+    (SigningAlgorithm::Rs256, "RS256"),
+    (SigningAlgorithm::Es256, "ES256"),
+    (SigningAlgorithm::EdDsa, "EdDSA"),
+];
+
+fn issuer(algorithm: SigningAlgorithm, name: &str) -> TokenIssuer {
+    let pem = generate_private_key_pem(algorithm).expect("a private key");
+    let key = SigningKey::from_pem(name, algorithm, &pem).expect("the key loads");
+    let issuer = "https://auth.example.com".to_owned();
+    TokenIssuer::new(key, Vec::new(), issuer, "api".to_owned(), Duration::from_secs(900))
+}
+
+fn access_tokens(c: &mut Criterion) {
+    let issuers: Vec<_> =
+        ALGORITHMS.iter().map(|(algorithm, name)| (*name, issuer(*algorithm, name))).collect();
+    let (user, session) = (UserId::generate(), SessionId::generate());
+
+    let mut sign = c.benchmark_group("access_token_sign");
+    for (name, issuer) in &issuers {
+        sign.bench_function(*name, |b| b.iter(|| issuer.issue(black_box(user), black_box(session)).unwrap()));
+    }
+    sign.finish();
+
+    let mut verify = c.benchmark_group("access_token_verify");
+    for (name, issuer) in &issuers {
+        let token = issuer.issue(user, session).unwrap().token;
+        verify.bench_function(*name, |b| b.iter(|| issuer.verify(black_box(&token)).unwrap()));
+    }
+    verify.finish();
+}
+
+criterion_group!(benches, access_tokens);
+criterion_main!(benches);
