@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build venv check-template package deploy run invoke fuzz
+.PHONY: help test lint fmt migrate prepare build venv check-template package deploy run invoke fuzz bench bench-quick bench-profiles
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
@@ -31,6 +31,15 @@ check-template: $(VENV_STAMP) ## sam validate --lint, cfn-lint and the SAM-trans
 
 package: $(VENV_STAMP) ## Build one arm64 bootstrap zip per function (cargo-lambda + zig from .venv)
 	scripts/package
+
+bench: $(VENV_STAMP) ## Benchmarks (release build, emulator, local Postgres and Secrets Manager) into BENCHMARKS.md
+	scripts/bench
+
+bench-quick: $(VENV_STAMP) ## A smoke run of the benchmark pipeline (writes BENCHMARKS.md, marked as such)
+	scripts/bench --quick --out target/BENCHMARKS-quick.md
+
+bench-profiles: ## Measure the release profile's options on the me function (bench/profiles.md; ~35 min)
+	scripts/bench-profiles
 
 deploy: ## sam build && sam deploy --guided (needs AWS credentials; not run here)
 	$(VENV)/bin/sam build && $(VENV)/bin/sam deploy --guided

@@ -2,7 +2,8 @@
 //! Postgres (behind a round-trip-counting proxy) and a local Secrets Manager, each figure beside
 //! its floor, written to `BENCHMARKS.md`.
 //!
-//! Usage: auth-bench [--quick] [--out FILE] [--binaries DIR]
+//! Usage: auth-bench [--quick] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N]
+//! [--memory N] [--load-seconds N]
 //! Needs DATABASE_URL (a server with pg_stat_statements loaded) and
 //! AWS_ENDPOINT_URL_SECRETS_MANAGER: `make bench` runs it under scripts/with-postgres and
 //! scripts/with-moto.
@@ -618,9 +619,62 @@ fn machine() -> String {
     )
 }
 
+/// Size, cold start and warm latency of `me` built with each profile, written to `--out`
+/// (`scripts/bench-profiles` writes `bench/profiles.md`, which `make bench` includes).
+async fn compare_profiles(args: &Args, setup: &mut Setup, spares: Arc<Spares>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut rows = String::new();
+    for (index, (label, dir)) in args.profiles.iter().enumerate() {
+        progress(format!("profile {label}: {}", dir.display()));
+        let driver =
+            Driver::new(emulator(setup, dir, Source::Environment, 1).await?, &setup.email, spares.clone())
+                .await;
+        if index == 0 {
+            let (status, body, _) =
+                driver.post("/auth/signup", json!({"email": setup.email, "password": PASSWORD})).await?;
+            ensure!(status == 201, "creating the bench user: {status} {body}");
+        }
+        driver.renew_access_token().await?;
+        let cold = cold_starts(&driver, Endpoint::Me, args.plan.cold_starts).await?;
+        let warm = warm(&driver, setup, Endpoint::Me, args.plan).await?;
+        writeln!(
+            rows,
+            "| {label} | {} | {} | {} | {} | {} | {} |",
+            file_size(&dir.join("me")).map_or("–".to_owned(), mib),
+            cold.init.summary(),
+            cold.first.summary(),
+            cold.client.summary(),
+            ms(warm.function.median()),
+            ms(warm.client.median()),
+        )?;
+    }
+    let mut report = String::new();
+    writeln!(report, "### Release profile options\n")?;
+    writeln!(
+        report,
+        "The `me` function built with each profile (x86_64, `scripts/bench-profiles` on {}, {:.1} min): \
+         its stripped binary, {} cold starts (environment configuration) and {} warm invocations.\n",
+        time::OffsetDateTime::now_utc().date(),
+        started.elapsed().as_secs_f64() / 60.0,
+        args.plan.cold_starts,
+        args.plan.warm
+    )?;
+    writeln!(
+        report,
+        "| profile | binary | init | first invocation | client: spawn to answer | warm function p50 | warm client p50 |"
+    )?;
+    writeln!(report, "|---|---|---|---|---|---|---|")?;
+    report.push_str(&rows);
+    std::fs::write(&args.out, report).with_context(|| format!("writing {}", args.out.display()))?;
+    progress(format!("wrote {}", args.out.display()));
+    Ok(())
+}
+
 struct Args {
     plan: Plan,
     quick: bool,
+    /// `--profiles LABEL=DIR ...`: only compare builds of `me` made with other profiles.
+    profiles: Vec<(String, PathBuf)>,
     out: PathBuf,
     binaries: PathBuf,
     root: PathBuf,
@@ -631,6 +685,7 @@ fn args() -> anyhow::Result<Args> {
     let mut parsed = Args {
         plan: Plan::FULL,
         quick: false,
+        profiles: Vec::new(),
         out: root.join("BENCHMARKS.md"),
         binaries: root.join("target/release"),
         root,
@@ -641,12 +696,27 @@ fn args() -> anyhow::Result<Args> {
             "--quick" => (parsed.plan, parsed.quick) = (Plan::QUICK, true),
             "--out" => parsed.out = args.next().context("--out FILE")?.into(),
             "--binaries" => parsed.binaries = args.next().context("--binaries DIR")?.into(),
-            other => {
-                bail!("unknown argument {other}; usage: auth-bench [--quick] [--out FILE] [--binaries DIR]")
+            "--profiles" => {
+                for variant in args.by_ref() {
+                    let (label, dir) = variant.split_once('=').context("--profiles LABEL=DIR ...")?;
+                    parsed.profiles.push((label.to_owned(), dir.into()));
+                }
             }
+            "--cold-starts" => parsed.plan.cold_starts = number(args.next())?,
+            "--warm" => parsed.plan.warm = number(args.next())?,
+            "--memory" => parsed.plan.memory = number(args.next())?,
+            "--load-seconds" => parsed.plan.load = Duration::from_secs(number(args.next())? as u64),
+            other => bail!("unknown argument {other}; usage: {USAGE}"),
         }
     }
     Ok(parsed)
+}
+
+const USAGE: &str = "auth-bench [--quick] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N] \
+     [--memory N] [--load-seconds N] [--profiles LABEL=DIR ...]";
+
+fn number(value: Option<String>) -> anyhow::Result<usize> {
+    value.context(USAGE)?.parse().with_context(|| format!("a number; usage: {USAGE}"))
 }
 
 fn progress(message: impl std::fmt::Display) {
@@ -660,6 +730,9 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut setup = setup().await?;
     let spares = Arc::new(Spares::new());
+    if !args.profiles.is_empty() {
+        return compare_profiles(&args, &mut setup, spares).await;
+    }
     let mut report = String::new();
 
     // The fixed user that logins use.

@@ -84,9 +84,10 @@ impl App {
         }
     }
 
-    /// Fetches, concurrently, the secrets this function needs, so the first request does not
-    /// wait for them. Connects to nothing. A failure is logged, not fatal: the next request tries
-    /// again and, if it fails too, answers 503 (a failed init would be a 502 at API Gateway).
+    /// Fetches the secrets this function needs and opens its database connection, concurrently,
+    /// so the first request waits for neither. A failure is logged, not fatal: the next request
+    /// tries again and, if it fails too, answers 503 (a failed init would be a 502 at API
+    /// Gateway).
     pub async fn warm_up(&self) {
         let database = async {
             match &self.db {

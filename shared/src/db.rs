@@ -10,7 +10,7 @@
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret as _;
 use sqlx::pool::PoolConnection;
@@ -24,6 +24,9 @@ use crate::secrets::{DatabaseSecret, Secrets};
 
 /// The migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// How long init waits for the first connection (see [`Database::warm_up`]).
+const WARM_UP_CONNECT_BUDGET: Duration = Duration::from_secs(1);
 
 /// SQLSTATE `invalid_password`: the credentials were rotated under us.
 const INVALID_PASSWORD: &str = "28P01";
@@ -134,10 +137,18 @@ impl Database {
         }
     }
 
-    /// Resolves the credentials now (fetching the secret if there is one) without connecting,
-    /// so the first request does not pay for it.
+    /// Resolves the credentials (fetching the secret if there is one) and opens the connection
+    /// now, during init, so the first request pays for neither and the connection is set up
+    /// while the signing keys are fetched. Connecting gets [`WARM_UP_CONNECT_BUDGET`]: when the
+    /// database is down, init goes on and the request's own attempt answers 503.
     pub async fn warm_up(&self) -> Result<(), ApiError> {
-        self.pool().await.map(|_| ())
+        self.pool().await?;
+        match tokio::time::timeout(WARM_UP_CONNECT_BUDGET, self.connection()).await {
+            Ok(connection) => connection.map(drop),
+            Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!(
+                "no connection within {WARM_UP_CONNECT_BUDGET:?} at init"
+            ))),
+        }
     }
 
     /// Whether the pool has been created (tests of laziness).
