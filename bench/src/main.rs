@@ -265,6 +265,14 @@ impl Driver {
         Ok(Answer { elapsed })
     }
 
+    /// Creates the user that logins use, and takes an access token for `me`.
+    async fn sign_up_bench_user(&self) -> anyhow::Result<()> {
+        let (status, body, _) =
+            self.post("/auth/signup", json!({"email": self.email, "password": PASSWORD})).await?;
+        ensure!(status == 201, "creating the bench user: {status} {body}");
+        self.renew_access_token().await
+    }
+
     /// A fresh access token for `me` (the bench outlives one).
     async fn renew_access_token(&self) -> anyhow::Result<()> {
         let (status, body, _) =
@@ -638,10 +646,7 @@ async fn compare_profiles(args: &Args, setup: &mut Setup, spares: Arc<Spares>) -
         spares.clone(),
     )
     .await;
-    let (status, body, _) =
-        complete.post("/auth/signup", json!({"email": setup.email, "password": PASSWORD})).await?;
-    ensure!(status == 201, "creating the bench user: {status} {body}");
-    complete.renew_access_token().await?;
+    complete.sign_up_bench_user().await?;
     let access_token = complete.access_token.lock().await.clone();
     drop(complete);
     let mut rows = String::new();
@@ -758,10 +763,7 @@ async fn main() -> anyhow::Result<()> {
         spares.clone(),
     )
     .await;
-    let (status, body, _) =
-        env_driver.post("/auth/signup", json!({"email": setup.email, "password": PASSWORD})).await?;
-    ensure!(status == 201, "creating the bench user: {status} {body}");
-    env_driver.renew_access_token().await?;
+    env_driver.sign_up_bench_user().await?;
     let hello = Driver::new(hello_emulator(&args.binaries).await?, &setup.email, spares.clone()).await;
 
     // 1. Cold starts, configured from the environment and from Secrets Manager.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Default)]
@@ -55,40 +56,27 @@ impl CountingProxy {
 async fn relay(client: TcpStream, server: TcpStream, counters: Arc<Counters>) {
     client.set_nodelay(true).ok();
     server.set_nodelay(true).ok();
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
     // Who spoke last on this connection.
-    let last = Arc::new(AtomicU8::new(NOBODY));
-    let last_up = last.clone();
-    let up = async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let n = match client_read.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if last_up.swap(CLIENT, Ordering::SeqCst) != CLIENT {
-                counters.round_trips.fetch_add(1, Ordering::SeqCst);
-            }
-            if server_write.write_all(&buffer[..n]).await.is_err() {
-                break;
-            }
+    let last = AtomicU8::new(NOBODY);
+    let up = pump(client_read, server_write, || {
+        if last.swap(CLIENT, Ordering::SeqCst) != CLIENT {
+            counters.round_trips.fetch_add(1, Ordering::SeqCst);
         }
-        server_write.shutdown().await.ok();
-    };
-    let down = async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let n = match server_read.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            last.store(SERVER, Ordering::SeqCst);
-            if client_write.write_all(&buffer[..n]).await.is_err() {
-                break;
-            }
-        }
-        client_write.shutdown().await.ok();
-    };
+    });
+    let down = pump(server_read, client_write, || last.store(SERVER, Ordering::SeqCst));
     tokio::join!(up, down);
+}
+
+/// Copies one direction until it closes, calling `on_read` before forwarding each read.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, on_read: impl Fn()) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buffer).await {
+        on_read();
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    to.shutdown().await.ok();
 }

@@ -113,7 +113,10 @@ pub async fn check(app: &App) -> bool {
     match tokio::time::timeout_at(deadline, store::ping(&mut *db)).await {
         Ok(Ok(_)) => true,
         Ok(Err(error)) => {
-            tracing::warn!(error = ?ApiError::from(error), "health check: the database failed");
+            // Through ApiError, so that a connectivity error is noted and the kept connection
+            // is closed rather than kept (see `db::note_connectivity_error`).
+            let error = ApiError::from(error);
+            tracing::warn!(error = ?error, "health check: the database failed");
             false
         }
         Err(_) => {
