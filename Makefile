@@ -41,8 +41,8 @@ bench-quick: $(VENV_STAMP) ## A smoke run of the benchmark pipeline (writes BENC
 bench-profiles: ## Measure the release profile's options on the me function (bench/profiles.md; ~35 min)
 	scripts/bench-profiles
 
-deploy: ## sam build && sam deploy --guided (needs AWS credentials; not run here)
-	$(VENV)/bin/sam build && $(VENV)/bin/sam deploy --guided
+deploy: package ## make package, then sam deploy of those zips (samconfig.toml; PARAMETERS="DbSecretArn=... ..."; needs AWS credentials)
+	scripts/deploy
 
 venv: $(VENV_STAMP) ## Install the pinned Python tools (moto, cfn-lint, aws-sam-cli) into .venv
 

@@ -1,5 +1,7 @@
 //! The parts of an AWS SAM template the emulator serves: each function's binary, environment,
-//! limits and HttpApi routes, with `!Ref` and `!Sub` resolved against parameter defaults.
+//! limits and HttpApi routes, with `!Ref` and `!Sub` resolved against parameter defaults. A
+//! parameter without a default resolves to nothing: its variables are left out, for the
+//! `--env-vars` overrides to give.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,7 +31,8 @@ pub struct FunctionSpec {
     pub logical_id: String,
     /// `FunctionName`, when the template sets a plain one.
     pub function_name: Option<String>,
-    /// The executable's file name (`Metadata.BuildProperties.Binary`).
+    /// The executable's file name: `<fn>` of the `CodeUri` `target/lambda/<fn>/bootstrap.zip`
+    /// that `make package` writes and `sam deploy` ships.
     pub binary: String,
     pub handler: String,
     pub runtime: String,
@@ -101,12 +104,12 @@ fn function_spec(
     let property = |name: &str| props.get(name).or_else(|| globals.get(name));
     let scalar = |name: &str| property(name).and_then(|value| resolver.scalar(value));
 
-    let binary = resource
-        .get("Metadata")
-        .and_then(|m| m.get("BuildProperties"))
-        .and_then(|b| b.get("Binary"))
-        .and_then(|b| resolver.scalar(b))
-        .context("Metadata.BuildProperties.Binary names no executable")?;
+    let code_uri = scalar("CodeUri").context("the function has no CodeUri")?;
+    let binary = binary_of(&code_uri).with_context(|| {
+        format!(
+            "CodeUri {code_uri:?} is not target/lambda/<function>/bootstrap.zip (what make package writes)"
+        )
+    })?;
     let timeout = match scalar("Timeout") {
         Some(raw) => {
             raw.parse::<u64>().with_context(|| format!("Timeout {raw:?} is not a whole number of seconds"))?
@@ -184,6 +187,17 @@ fn function_spec(
         environment,
         routes,
     })
+}
+
+/// `<fn>` of a `CodeUri` `.../<fn>/bootstrap.zip`: cargo-lambda names each function's folder
+/// after its binary.
+fn binary_of(code_uri: &str) -> Option<String> {
+    let path = Path::new(code_uri);
+    if path.file_name()? != "bootstrap.zip" {
+        return None;
+    }
+    let binary = path.parent()?.file_name()?.to_str()?;
+    Some(binary.to_owned())
 }
 
 /// Resolves intrinsic functions that have a local answer: `Ref` to a parameter (its default) or
@@ -366,6 +380,9 @@ Parameters:
     Default: 900
   NoDefault:
     Type: String
+  Prefix:
+    Type: String
+    Default: catch
 Globals:
   Function:
     Timeout: 10
@@ -386,11 +403,8 @@ Resources:
     Type: AWS::DynamoDB::Table
   SignupFunction:
     Type: AWS::Serverless::Function
-    Metadata:
-      BuildMethod: rust-cargolambda
-      BuildProperties:
-        Binary: signup
     Properties:
+      CodeUri: target/lambda/signup/bootstrap.zip
       MemorySize: 256
       Environment:
         Variables:
@@ -410,10 +424,8 @@ Resources:
             Schedule: rate(5 minutes)
   CatchAllFunction:
     Type: AWS::Serverless::Function
-    Metadata:
-      BuildProperties:
-        Binary: catch-all
     Properties:
+      CodeUri: !Sub "target/lambda/${Prefix}-all/bootstrap.zip"
       Timeout: 3
       Events:
         Everything:
@@ -469,10 +481,31 @@ Resources:
     }
 
     #[test]
-    fn a_function_without_a_binary_is_an_error() {
+    fn the_binary_is_named_by_the_packaged_zips_folder() {
+        let template = parsed();
+        assert_eq!(function(&template, "SignupFunction").binary, "signup");
+        assert_eq!(function(&template, "CatchAllFunction").binary, "catch-all", "a !Sub CodeUri resolves");
+    }
+
+    #[test]
+    fn a_function_without_a_code_uri_is_an_error() {
         let text = "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties: {}\n";
         let error = Template::parse(text, "us-east-1").unwrap_err();
-        assert!(format!("{error:#}").contains("BuildProperties.Binary"), "{error:#}");
+        assert!(format!("{error:#}").contains("no CodeUri"), "{error:#}");
+    }
+
+    #[test]
+    fn a_code_uri_that_is_not_a_packaged_zip_is_an_error() {
+        for code_uri in [".", "target/lambda/signup/", "s3://bucket/signup.zip", "bootstrap.zip"] {
+            let text = format!(
+                "Resources:\n  F:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: {code_uri:?}\n"
+            );
+            let error = Template::parse(&text, "us-east-1").unwrap_err();
+            assert!(
+                format!("{error:#}").contains("target/lambda/<function>/bootstrap.zip"),
+                "{code_uri}: {error:#}"
+            );
+        }
     }
 
     #[test]
@@ -511,6 +544,8 @@ Resources:
         ] {
             assert!(keys.iter().any(|k| k == endpoint), "{endpoint} is not routed: {keys:?}");
         }
-        assert!(template.functions.iter().all(|f| !f.binary.is_empty()));
+        let mut binaries: Vec<&str> = template.functions.iter().map(|f| f.binary.as_str()).collect();
+        binaries.sort_unstable();
+        assert_eq!(binaries, ["health", "jwks", "login", "logout", "me", "migrate", "refresh", "signup"]);
     }
 }

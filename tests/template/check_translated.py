@@ -1,46 +1,64 @@
 """Transforms template.yaml with the SAM translator, offline, and checks what CloudFormation
-would get: every function with its runtime, architecture, routes and least-privilege policies,
-the health schedule and the alarms. cfn-lint alone does not see inside SAM resources (a wrong
-Runtime or Method passes it), so this is the check that does.
+would get: every function with its runtime, architecture, code (the zip `make package` writes),
+routes and least-privilege policies (a verifier never reads the signing secret), the required
+parameters, the CORS default, the health schedule and the alarms. cfn-lint alone does not see
+inside SAM resources (a wrong Runtime or Method passes it), so this is the check that does.
 
 Run: .venv/bin/python tests/template/check_translated.py [template.yaml]
 """
 
+import copy
 import json
 import os
+import re
 import sys
 
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 DB_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/db-AbCdEf"
-KEYS_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/keys-AbCdEf"
+SIGNING_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/signing-AbCdEf"
+VERIFICATION_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/verification-AbCdEf"
 PARAMETERS = {
     "AWS::Region": "eu-west-1",
     "AWS::AccountId": "123456789012",
     "AWS::Partition": "aws",
     "AWS::StackName": "auth",
     "DbSecretArn": DB_SECRET,
-    "SigningKeysSecretArn": KEYS_SECRET,
+    "SigningKeySecretArn": SIGNING_SECRET,
+    "VerificationKeysSecretArn": VERIFICATION_SECRET,
     "SubnetIds": "subnet-1,subnet-2",
     "SecurityGroupIds": "sg-1",
 }
+# secret ARN -> the environment variable that names it to a function
+SECRET_VARIABLES = {
+    DB_SECRET: "DB_SECRET_ARN",
+    SIGNING_SECRET: "JWT_SIGNING_KEY_SECRET_ARN",
+    VERIFICATION_SECRET: "JWT_VERIFICATION_KEYS_SECRET_ARN",
+}
+REQUIRED_SECRET_PARAMETERS = ["DbSecretArn", "SigningKeySecretArn", "VerificationKeysSecretArn"]
 
 # logical id -> (binary, routes, secrets it may read, in a VPC)
 FUNCTIONS = {
-    "SignupFunction": ("signup", {("POST", "/auth/signup")}, {DB_SECRET, KEYS_SECRET}, True),
-    "LoginFunction": ("login", {("POST", "/auth/login")}, {DB_SECRET, KEYS_SECRET}, True),
-    "RefreshFunction": ("refresh", {("POST", "/auth/refresh")}, {DB_SECRET, KEYS_SECRET}, True),
-    "MeFunction": ("me", {("GET", "/auth/me")}, {DB_SECRET, KEYS_SECRET}, True),
+    "SignupFunction": ("signup", {("POST", "/auth/signup")}, {DB_SECRET, SIGNING_SECRET}, True),
+    "LoginFunction": ("login", {("POST", "/auth/login")}, {DB_SECRET, SIGNING_SECRET}, True),
+    "RefreshFunction": ("refresh", {("POST", "/auth/refresh")}, {DB_SECRET, SIGNING_SECRET}, True),
+    "MeFunction": ("me", {("GET", "/auth/me")}, {DB_SECRET, VERIFICATION_SECRET}, True),
     "LogoutFunction": ("logout", {("POST", "/auth/logout")}, {DB_SECRET}, True),
     "HealthFunction": ("health", {("GET", "/health")}, {DB_SECRET}, True),
     "JwksFunction": (
         "jwks",
         {("GET", "/.well-known/jwks.json"), ("GET", "/.well-known/openid-configuration")},
-        {KEYS_SECRET},
+        {VERIFICATION_SECRET},
         False,
     ),
     "MigrateFunction": ("migrate", set(), {DB_SECRET}, True),
+}
+VERIFIERS = ["MeFunction", "JwksFunction"]
+# Environment every function gets (Globals), with the value it has by default.
+GLOBAL_VARIABLES = {
+    "DB_SSLMODE": {"Ref": "DbSslMode"},
+    "SESSION_MAX_LIFETIME_SECONDS": {"Ref": "SessionMaxLifetimeSeconds"},
 }
 
 
@@ -73,6 +91,56 @@ def resolve(value):
     return json.dumps(value)
 
 
+def evaluate(value, parameters, conditions):
+    """The value CloudFormation would use: Ref, Fn::If, Fn::Equals, Fn::Not and Fn::Join over
+    parameters (a CommaDelimitedList is a list); `None` stands for AWS::NoValue."""
+    if isinstance(value, list):
+        items = [evaluate(item, parameters, conditions) for item in value]
+        return [item for item in items if item is not None]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, argument), = value.items()
+        if key == "Ref":
+            return None if argument == "AWS::NoValue" else parameters[argument]
+        if key == "Condition":
+            return conditions[argument]
+        if key == "Fn::If":
+            name, when_true, when_false = argument
+            return evaluate(when_true if conditions[name] else when_false, parameters, conditions)
+        if key == "Fn::Equals":
+            left, right = (evaluate(side, parameters, conditions) for side in argument)
+            return left == right
+        if key == "Fn::Not":
+            return not evaluate(argument[0], parameters, conditions)
+        if key == "Fn::Join":
+            separator, items = argument
+            return separator.join(evaluate(items, parameters, conditions))
+    items = {key: evaluate(item, parameters, conditions) for key, item in value.items()}
+    return {key: item for key, item in items.items() if item is not None}
+
+
+def deployed_values(template, overrides):
+    """Parameter values (defaults, then `overrides`) and the conditions they make true."""
+    parameters = {"AWS::NoValue": None}
+    for name, declaration in template["Parameters"].items():
+        value = overrides.get(name, declaration.get("Default"))
+        if declaration["Type"] == "CommaDelimitedList" and isinstance(value, str):
+            value = value.split(",")
+        parameters[name] = value
+    conditions = {}
+    for name, condition in template.get("Conditions", {}).items():
+        conditions[name] = evaluate(condition, parameters, conditions)
+    return parameters, conditions
+
+
+def cors_of(output, parameters, conditions):
+    """The HTTP API's CORS configuration as deployed (None when it has none)."""
+    api = next(r for r in output["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api")
+    cors = api["Properties"]["Body"].get("x-amazon-apigateway-cors")
+    return None if cors is None else evaluate(cors, parameters, conditions)
+
+
 def routes_to(api_body):
     """(method, path) -> the function logical id its integration invokes."""
     routes = {}
@@ -86,19 +154,57 @@ def routes_to(api_body):
 
 def main(path):
     with open(path) as handle:
-        template = yaml_parse(handle.read())
-    metadata = {name: template["Resources"][name].get("Metadata", {}) for name in FUNCTIONS}
-    # What `sam build && sam package` does before CloudFormation sees the template.
-    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/auth.zip"
-    for name, (binary, _, _, _) in FUNCTIONS.items():
-        template["Resources"][name]["Properties"]["CodeUri"] = f"s3://artifacts/{binary}.zip"
-    output = transform(template, PARAMETERS, OfflinePolicies())
+        source = yaml_parse(handle.read())
+    template = copy.deepcopy(source)
+    global_function = template.get("Globals", {}).get("Function", {})
+    code_uris = {}
+    for name in FUNCTIONS:
+        resource = template["Resources"][name]
+        code_uris[name] = (resource, resource["Properties"].get("CodeUri", global_function.get("CodeUri")))
+    # What `sam deploy` does before CloudFormation sees the template: each local zip (or folder)
+    # is uploaded and its CodeUri replaced by the object's S3 URI.
+    for name, (resource, code_uri) in code_uris.items():
+        resource["Properties"]["CodeUri"] = f"s3://artifacts/{code_uri}"
+    global_function.pop("CodeUri", None)
+    output = transform(copy.deepcopy(template), PARAMETERS, OfflinePolicies())
     resources = output["Resources"]
     results = []
 
     def check(name, condition, detail=""):
         results.append(condition)
         print(("ok   " if condition else "FAIL ") + name + ("" if condition else f": {detail}"))
+
+    declared = source.get("Parameters", {})
+    for parameter in REQUIRED_SECRET_PARAMETERS:
+        declaration = declared.get(parameter, {})
+        pattern = declaration.get("AllowedPattern", "")
+        check(f"parameter {parameter} exists", parameter in declared)
+        check(f"parameter {parameter} is required (no Default)", "Default" not in declaration, declaration.get("Default"))
+        accepted = [value for value in ["", "arn:aws:secretsmanager:", "not-an-arn",
+                                         "arn:aws:s3:::bucket/key",
+                                         "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"]
+                    if re.fullmatch(pattern, value)]
+        check(f"parameter {parameter} refuses anything but a full secret ARN", pattern and not accepted, accepted)
+        check(f"parameter {parameter} accepts a full secret ARN",
+              bool(pattern) and re.fullmatch(pattern, PARAMETERS[parameter]) is not None, pattern)
+    ssl = declared.get("DbSslMode", {})
+    check("parameter DbSslMode defaults to require and allows only require, verify-ca, verify-full",
+          ssl.get("Default") == "require" and sorted(ssl.get("AllowedValues", [])) == ["require", "verify-ca", "verify-full"],
+          ssl)
+    lifetime = declared.get("SessionMaxLifetimeSeconds", {})
+    check("parameter SessionMaxLifetimeSeconds defaults to 90 days", str(lifetime.get("Default")) == "7776000", lifetime)
+
+    defaults, default_conditions = deployed_values(source, PARAMETERS)
+    cors = cors_of(output, defaults, default_conditions)
+    check("by default the API has no CORS configuration (browsers refuse cross-origin calls)", cors is None, cors)
+    origins = "https://app.example.com,https://admin.example.com"
+    # CloudFormation hands a transform a CommaDelimitedList's value as a list.
+    with_origins = dict(PARAMETERS, CorsOrigins=origins.split(","))
+    listed, listed_conditions = deployed_values(source, with_origins)
+    # The translator substitutes parameter values it is given, so this one is translated again.
+    cors = cors_of(transform(copy.deepcopy(template), with_origins, OfflinePolicies()), listed, listed_conditions) or {}
+    check("listed origins, and only those, may call the API from a browser",
+          cors.get("allowOrigins") == origins.split(",") and "*" not in json.dumps(cors), cors)
 
     apis = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
     check("one HTTP API", len(apis) == 1, f"{len(apis)} APIs")
@@ -113,16 +219,26 @@ def main(path):
         check(f"{name} runs provided.al2023", props.get("Runtime") == "provided.al2023", props.get("Runtime"))
         check(f"{name} is arm64", props.get("Architectures") == ["arm64"], props.get("Architectures"))
         check(f"{name} handler is bootstrap", props.get("Handler") == "bootstrap", props.get("Handler"))
-        built = metadata[name].get("BuildProperties", {}).get("Binary")
-        check(f"{name} builds the {binary} binary", metadata[name].get("BuildMethod") == "rust-cargolambda" and built == binary, built)
+        resource, code_uri = code_uris[name]
+        zip_path = f"target/lambda/{binary}/bootstrap.zip"
+        check(f"{name} ships {zip_path}, what `make package` writes", code_uri == zip_path, code_uri)
+        check(f"{name} has no `sam build` metadata", "Metadata" not in resource, resource.get("Metadata"))
         check(f"{name} {'is' if vpc else 'is not'} in the VPC", ("VpcConfig" in props) == vpc)
         role = resources.get(f"{name}Role", {"Properties": {}})
         readable = secrets_readable_by(role)
         check(f"{name} may read exactly {sorted(secrets)}", readable == secrets, sorted(readable))
+        if name in VERIFIERS:
+            check(f"{name} (a verifier) may not read the signing secret", SIGNING_SECRET not in readable, sorted(readable))
         variables = props.get("Environment", {}).get("Variables", {})
-        needs_db, needs_keys = DB_SECRET in secrets, KEYS_SECRET in secrets
-        check(f"{name} is told the database secret iff it may read it", ("DB_SECRET_ARN" in variables) == needs_db)
-        check(f"{name} is told the key secret iff it may read it", ("JWT_KEYS_SECRET_ARN" in variables) == needs_keys)
+        for secret, variable in SECRET_VARIABLES.items():
+            told = variable in variables
+            check(f"{name} is told {variable} iff it may read that secret", told == (secret in secrets), variables)
+            if told:
+                value = resolve(variables[variable])
+                check(f"{name}'s {variable} names that secret", value == secret, value)
+        check(f"{name} is told no obsolete JWT_KEYS_SECRET_ARN", "JWT_KEYS_SECRET_ARN" not in variables)
+        for variable, value in GLOBAL_VARIABLES.items():
+            check(f"{name} gets {variable} from {value['Ref']}", variables.get(variable) == value, variables.get(variable))
 
     rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
     health_targets = [
