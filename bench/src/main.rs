@@ -410,6 +410,8 @@ async fn emulator(
     let env = &mut config.env_overrides;
     env.set_for_all("JWT_ISSUER", "https://auth.bench.test");
     env.set_for_all("JWT_AUDIENCE", "bench");
+    // The template's DB_SSLMODE (require) is for AWS; the bench server is plaintext on loopback.
+    env.remove_for_all("DB_SSLMODE");
     match source {
         Source::Environment => {
             env.set_for_all("DATABASE_URL", setup.proxied_url.clone());

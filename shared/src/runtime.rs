@@ -8,16 +8,40 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt as _;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::de::DeserializeOwned;
-use tracing_subscriber::EnvFilter;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::app::App;
 use crate::error::ApiError;
 use crate::http::HttpResponse;
 
+/// Crates that log what passes through them: at TRACE the Lambda runtime prints every raw event
+/// (a request body, with its password or refresh token), the HTTP stack and the AWS SDK print
+/// requests and responses, and the SDK's signer the canonical request (with the session token
+/// header). Targets match by plain prefix: `lambda_` is lambda_runtime, lambda_runtime_api_client
+/// and lambda_extension; `aws_` is the SDK (aws_smithy_*, aws_sigv4, aws_config, ...); `hyper`
+/// also covers hyper_util.
+const PINNED: [&str; 4] = ["lambda_", "aws_", "hyper", "h2"];
+
+/// The most the [`PINNED`] crates may log, whatever `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL` say.
+const PINNED_LEVEL: LevelFilter = LevelFilter::INFO;
+
+/// A filter every line must also pass: it caps the [`PINNED`] crates and lets everything else
+/// through to the user's filter. A separate layer, not directives added to the user's filter:
+/// there, a more specific target (`lambda_runtime::layers=trace`) or a span directive
+/// (`[{requestId}]=trace`) would win over ours.
+fn pinned_levels() -> Targets {
+    Targets::new().with_default(LevelFilter::TRACE).with_targets(PINNED.map(|target| (target, PINNED_LEVEL)))
+}
+
 /// Installs the `tracing` subscriber: JSON lines in Lambda (unless `AWS_LAMBDA_LOG_FORMAT` is
 /// `Text`), level from `RUST_LOG`, else `AWS_LAMBDA_LOG_LEVEL`, else `info` with SQL statement
-/// logging at errors only. Every line inside an invocation carries its `requestId`, from the
-/// runtime's span.
+/// logging at errors only. The runtime's and the HTTP clients' own crates never log above
+/// `info`, so no level prints a request or response body. Every line inside an invocation
+/// carries its `requestId`, from the runtime's span.
 pub fn init_tracing() {
     let filter = std::env::var("RUST_LOG")
         .ok()
@@ -25,14 +49,16 @@ pub fn init_tracing() {
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new("info,sqlx=error"));
     let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("text"));
+    let subscriber = tracing_subscriber::registry().with(pinned_levels()).with(filter);
     // No colour codes: they would end up in CloudWatch as escape sequences.
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).without_time().with_ansi(false);
     // Lambda timestamps every line itself; a second clock in the line is noise.
+    let lines = fmt::layer().with_target(false).without_time().with_ansi(false);
     if text {
-        builder.init();
+        subscriber.with(lines).init();
     } else {
-        builder.json().with_current_span(true).with_span_list(false).flatten_event(true).init();
+        subscriber
+            .with(lines.json().with_current_span(true).with_span_list(false).flatten_event(true))
+            .init();
     }
 }
 
@@ -85,6 +111,31 @@ pub async fn guarded(handler: impl Future<Output = HttpResponse>) -> HttpRespons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_and_http_crates_are_pinned_and_ours_are_not() {
+        let pinned = pinned_levels();
+
+        for target in [
+            "lambda_runtime::layers::api_response",
+            "lambda_runtime_api_client::body",
+            "lambda_extension::extension",
+            "aws_sigv4::http_request::sign",
+            "aws_config::default_provider",
+            "hyper_util::client::legacy::pool",
+            "h2::codec",
+            "aws_smithy_runtime::client::orchestrator::http",
+        ] {
+            assert!(!pinned.would_enable(target, &tracing::Level::DEBUG), "{target} logs at debug");
+            assert!(pinned.would_enable(target, &tracing::Level::INFO), "{target} is silenced at info");
+        }
+        for target in ["shared::auth", "login", "sqlx::query", "local_lambda"] {
+            assert!(
+                pinned.would_enable(target, &tracing::Level::TRACE),
+                "{target} is not the user's to raise"
+            );
+        }
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_is_answered_with_a_500_json_body() {

@@ -198,6 +198,8 @@ impl TestApi {
         env.set_for_all("JWT_ISSUER", ISSUER);
         env.set_for_all("JWT_AUDIENCE", AUDIENCE);
         env.set_for_all("AWS_LAMBDA_LOG_FORMAT", "Text");
+        // The template's DB_SSLMODE (require) is for AWS; the test server is plaintext on loopback.
+        env.remove_for_all("DB_SSLMODE");
         // FUNCTION_RUST_LOG=debug cargo test ... shows what the functions do when a test fails.
         if let Ok(filter) = std::env::var("FUNCTION_RUST_LOG") {
             config.env_overrides.set_for_all("RUST_LOG", filter);
