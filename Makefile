@@ -20,6 +20,7 @@ test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesi
 	$(CARGO) build --workspace --all-targets
 	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --all-targets
 	scripts/check-template
+	tests/dev-run/private-clone.sh
 	scripts/with-postgres scripts/fuzz-api
 
 fuzz: $(VENV_STAMP) ## schemathesis against the local API, checked against openapi.yaml

@@ -17,13 +17,26 @@ pg_bin_dir() {
 
 PG_BIN="$(pg_bin_dir)"
 
-# Runs a server binary, as `postgres` when we are root.
+# Runs a server binary, as `postgres` when we are root. From `/`: the caller's working directory
+# may be one `postgres` cannot enter (every path passed is absolute).
 pg_as_owner() {
     if [[ "$(id -u)" == 0 ]]; then
-        runuser -u postgres -- "$@"
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
+}
+
+# pg_owner_can_reach DIR: whether the server's user can enter DIR (every folder above it too).
+pg_owner_can_reach() {
+    pg_as_owner test -x "$1" 2>/dev/null
+}
+
+# A folder for throwaway server files (data, socket) that the server's user can reach:
+# $TMPDIR when it can (a root's private TMPDIR is not), else /tmp.
+pg_tmp_dir() {
+    local dir="${TMPDIR:-/tmp}"
+    if pg_owner_can_reach "$dir"; then echo "$dir"; else echo /tmp; fi
 }
 
 pg_free_port() {

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# `make run` from a checkout inside a mode-700 folder (root's home is one, so is any `mktemp -d`).
+# As root, PostgreSQL runs as the `postgres` user, which cannot enter such a folder: the cluster
+# must live where it can, or make run must say at once what to do.
+#
+# Copies this checkout's tracked files (as a clone has them, with any uncommitted change) into a
+# folder made by `mktemp -d`, points its target/ at this one's debug build (CARGO=true: nothing
+# is rebuilt), starts `make run` on free ports, waits until GET /health answers 200 and a signup
+# works, sends Ctrl-C, and checks that it shut down: the process group gone, the API and
+# PostgreSQL stopped. Run after `cargo build --workspace --bins`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/pg-lib.sh
+source "$root/scripts/pg-lib.sh"
+
+for binary in signup login refresh logout me health jwks migrate db-migrate local-lambda; do
+    if [[ ! -x "$root/target/debug/$binary" ]]; then
+        echo "private-clone: target/debug/$binary is missing: run cargo build --workspace --bins" >&2
+        exit 1
+    fi
+done
+
+private="$(mktemp -d "${TMPDIR:-/tmp}/auth-private.XXXXXX")"
+chmod 700 "$private"
+clone="$private/auth"
+log="$private/run.log"
+server=""
+fail() {
+    echo "private-clone: FAIL $*" >&2
+    [[ -f "$log" ]] && sed 's/^/  | /' "$log" >&2
+    exit 1
+}
+cleanup() {
+    if [[ -n "$server" ]] && kill -0 "$server" 2>/dev/null; then
+        kill -KILL -- "-$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
+    # The cluster make run kept for this clone, wherever dev-run put it.
+    local data
+    data="$(readlink -f "$clone/.local/pgdata" 2>/dev/null || true)"
+    if [[ -n "$data" && -d "$data" ]]; then
+        pg_stop "$data" || true
+        case "$data" in
+            "$clone"/*) ;;
+            *) rm -rf "$(dirname "$data")" ;;
+        esac
+    fi
+    rm -rf "$private"
+}
+trap cleanup EXIT
+
+mkdir "$clone"
+git -C "$root" ls-files -z | (cd "$root" && xargs -0 cp --parents -t "$clone")
+ln -s "$root/target" "$clone/target"
+
+port="$(pg_free_port)"
+pg_port="$(pg_free_port)"
+base="http://127.0.0.1:$port"
+# A process group of its own, so that Ctrl-C reaches every process as it would from a terminal.
+(cd "$clone" && PORT="$port" PG_PORT="$pg_port" CARGO=true exec env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS setsid make run) >"$log" 2>&1 </dev/null &
+server=$!
+
+deadline=$((SECONDS + 120))
+until [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/health")" == 200 ]]; do
+    kill -0 "$server" 2>/dev/null || fail "make run exited before GET /health answered 200"
+    ((SECONDS < deadline)) || fail "GET /health did not answer 200 within 120 s"
+    sleep 0.2
+done
+echo "ok   GET /health answers 200 from a clone in a mode-700 folder"
+
+status="$(curl -s -o "$private/signup.json" -w '%{http_code}' -X POST "$base/auth/signup" \
+    -H 'content-type: application/json' \
+    -d '{"email":"private-clone@example.com","password":"correct horse battery staple"}')"
+[[ "$status" == 201 ]] || fail "signup answered $status: $(cat "$private/signup.json")"
+echo "ok   a signup works"
+
+data="$(readlink -f "$clone/.local/pgdata")"
+[[ -f "$data/postmaster.pid" ]] || fail ".local/pgdata ($data) is not the running cluster"
+
+kill -INT -- "-$server"
+deadline=$((SECONDS + 60))
+while kill -0 -- "-$server" 2>/dev/null; do
+    ((SECONDS < deadline)) || fail "make run still running 60 s after Ctrl-C"
+    sleep 0.2
+done
+wait "$server" 2>/dev/null || true
+echo "ok   Ctrl-C ends every process of make run"
+
+curl -s -o /dev/null "$base/health" && fail "the API still answers after Ctrl-C"
+[[ ! -e "$data/postmaster.pid" ]] || fail "PostgreSQL still runs on $data after Ctrl-C"
+grep -q "stopping PostgreSQL" "$log" || fail "dev-run did not stop PostgreSQL"
+echo "ok   the API and PostgreSQL are stopped"
+echo "private-clone: passed"
