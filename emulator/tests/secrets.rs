@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use local_lambda::{EmulatorConfig, Log};
 use secrecy::ExposeSecret as _;
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::tokens::{SigningAlgorithm, SigningKey, generate_private_key_pem, public_key_set};
 use sqlx::postgres::PgConnectOptions;
 
