@@ -28,7 +28,10 @@ use hyper_util::rt::TokioExecutor;
 use local_lambda::{Emulator, EmulatorConfig, InvocationReport, Log};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
-use shared::tokens::{SigningAlgorithm, generate_private_key_pem};
+use shared::tokens::{SigningAlgorithm, SigningKey, generate_private_key_pem, public_key_set};
+
+/// The refresh-token HMAC key of the benchmarked signers.
+const BENCH_REFRESH_TOKEN_KEY: &str = "the benchmark's refresh-token key, 32+ bytes";
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection as _, PgConnection};
 use tokio::sync::{Mutex, mpsc};
@@ -318,6 +321,9 @@ struct Setup {
     key_pem: SecretString,
     db_secret_arn: String,
     keys_secret_arn: String,
+    /// The public half of `key_pem` as a JWK set, for me and jwks.
+    public_keys: String,
+    verification_secret_arn: String,
     secrets_endpoint: String,
     email: String,
 }
@@ -381,18 +387,35 @@ async fn setup() -> anyhow::Result<Setup> {
     .await?;
     let keys_secret_arn = create(
         format!("bench/{run}/keys"),
-        json!({"current": {"kid": "bench", "algorithm": "RS256", "private_key": key_pem.expose_secret()}}),
+        json!({"current": {"kid": "bench", "algorithm": "RS256", "private_key": key_pem.expose_secret()},
+               "refresh_token_key": BENCH_REFRESH_TOKEN_KEY}),
     )
     .await?;
+    let public_keys =
+        public_key_set(&[&SigningKey::from_pem("bench", SigningAlgorithm::Rs256, &key_pem)?]).to_string();
+    let verification_secret_arn =
+        create(format!("bench/{run}/verification"), serde_json::from_str(&public_keys)?).await?;
     let email = format!("bench-{run}@example.com");
-    Ok(Setup { proxied_url, admin, proxy, key_pem, db_secret_arn, keys_secret_arn, secrets_endpoint, email })
+    Ok(Setup {
+        proxied_url,
+        admin,
+        proxy,
+        key_pem,
+        db_secret_arn,
+        keys_secret_arn,
+        public_keys,
+        verification_secret_arn,
+        secrets_endpoint,
+        email,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Source {
     /// DATABASE_URL and JWT_PRIVATE_KEY in the environment.
     Environment,
-    /// DB_SECRET_ARN and JWT_KEYS_SECRET_ARN, fetched from the local Secrets Manager.
+    /// DB_SECRET_ARN, JWT_SIGNING_KEY_SECRET_ARN and JWT_VERIFICATION_KEYS_SECRET_ARN, fetched
+    /// from the local Secrets Manager.
     Secrets,
 }
 
@@ -417,10 +440,13 @@ async fn emulator(
             env.set_for_all("DATABASE_URL", setup.proxied_url.clone());
             env.set_for_all("JWT_PRIVATE_KEY", setup.key_pem.expose_secret());
             env.set_for_all("JWT_KEY_ID", "bench");
+            env.set_for_all("REFRESH_TOKEN_HMAC_KEY", BENCH_REFRESH_TOKEN_KEY);
+            env.set_for_all("JWT_PUBLIC_KEYS", setup.public_keys.clone());
         }
         Source::Secrets => {
             env.set_for_all("DB_SECRET_ARN", setup.db_secret_arn.clone());
-            env.set_for_all("JWT_KEYS_SECRET_ARN", setup.keys_secret_arn.clone());
+            env.set_for_all("JWT_SIGNING_KEY_SECRET_ARN", setup.keys_secret_arn.clone());
+            env.set_for_all("JWT_VERIFICATION_KEYS_SECRET_ARN", setup.verification_secret_arn.clone());
             env.set_for_all("AWS_ENDPOINT_URL_SECRETS_MANAGER", setup.secrets_endpoint.clone());
             for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
                 env.set_for_all(name, std::env::var(name).unwrap_or_else(|_| "bench".to_owned()));

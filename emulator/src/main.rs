@@ -11,8 +11,8 @@ use local_lambda::report::millis;
 use local_lambda::{
     Emulator, EmulatorConfig, EnvOverrides, InvocationReport, InvocationStatus, InvokeOutcome, Log,
 };
-use secrecy::ExposeSecret as _;
-use shared::tokens::{SigningAlgorithm, generate_private_key_pem};
+use secrecy::{ExposeSecret as _, SecretString};
+use shared::tokens::{SigningAlgorithm, SigningKey, generate_private_key_pem, public_key_set};
 
 const USAGE: &str = "\
 usage:
@@ -20,13 +20,14 @@ usage:
                       [--bin-dir DIR | --release] [--max-sandboxes N] [--idle-timeout SECONDS]
                       [--extension PATH]...
   local-lambda invoke FUNCTION EVENT_FILE [--template FILE] [--env-vars FILE] [--bin-dir DIR | --release]
-  local-lambda keygen --out FILE [--algorithm RS256|ES256|EdDSA]
+  local-lambda keygen --out FILE [--algorithm RS256|ES256|EdDSA] [--kid KID --jwks-out FILE]
 
 serve    runs the template's HttpApi routes on http://HOST:PORT (default 127.0.0.1:3000);
          Ctrl-C shuts every sandbox down through Lambda's shutdown phase.
 invoke   invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE
          ('-' for stdin) and prints the response payload, like `sam local invoke`.
-keygen   writes a PKCS#8 PEM private key to FILE unless FILE exists.";
+keygen   writes a PKCS#8 PEM private key to FILE unless FILE exists; with --jwks-out, also
+         writes the key's public JWK set (kid KID, default dev-key-1), as JWT_PUBLIC_KEYS wants it.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -72,6 +73,8 @@ struct Options {
     extensions: Vec<PathBuf>,
     out: Option<PathBuf>,
     algorithm: Option<String>,
+    kid: Option<String>,
+    jwks_out: Option<PathBuf>,
 }
 
 impl Options {
@@ -103,6 +106,8 @@ impl Options {
                 "--extension" => options.extensions.push(value()?.into()),
                 "--out" | "-o" => options.out = Some(value()?.into()),
                 "--algorithm" => options.algorithm = Some(value()?),
+                "--kid" => options.kid = Some(value()?),
+                "--jwks-out" => options.jwks_out = Some(value()?.into()),
                 flag if flag.starts_with('-') && flag != "-" => bail!("unknown option {flag}\n\n{USAGE}"),
                 _ => options.positional.push(arg.clone()),
             }
@@ -230,10 +235,20 @@ fn keygen(options: &Options) -> anyhow::Result<ExitCode> {
         SigningAlgorithm::parse(name).with_context(|| format!("{name:?} is not RS256, ES256 or EdDSA"))?;
     if out.exists() {
         eprintln!("local-lambda: {} exists; keeping it", out.display());
-        return Ok(ExitCode::SUCCESS);
+    } else {
+        write_private(out, generate_private_key_pem(algorithm)?.expose_secret())?;
+        eprintln!("local-lambda: wrote a new {name} private key to {}", out.display());
     }
-    write_private(out, generate_private_key_pem(algorithm)?.expose_secret())?;
-    eprintln!("local-lambda: wrote a new {name} private key to {}", out.display());
+    if let Some(jwks_out) = &options.jwks_out {
+        let pem = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
+        let kid = options.kid.as_deref().unwrap_or("dev-key-1");
+        let key = SigningKey::from_pem(kid, algorithm, &SecretString::from(pem))
+            .with_context(|| format!("{} (is it an {name} key?)", out.display()))?;
+        // Public keys only: readable by anyone, rewritten on every run.
+        std::fs::write(jwks_out, format!("{:#}\n", public_key_set(&[&key])))
+            .with_context(|| format!("writing {}", jwks_out.display()))?;
+        eprintln!("local-lambda: wrote the public key set of {kid} to {}", jwks_out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

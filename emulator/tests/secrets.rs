@@ -9,50 +9,20 @@ use std::str::FromStr as _;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::config::{Credentials, Region};
-use base64::Engine as _;
 use bytes::Bytes;
-use common::{TestApi, TestDb, email, eventually, server_lock, server_url};
+use common::{
+    REGION, TestApi, TestDb, create_secret, email, eventually, key_id, moto_endpoint, secrets_client,
+    server_lock, server_url, use_local_secrets_manager,
+};
 use http::Request;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use local_lambda::{EmulatorConfig, Log};
 use secrecy::ExposeSecret as _;
-use serde_json::{Value, json};
-use shared::tokens::{SigningAlgorithm, generate_private_key_pem};
+use serde_json::json;
+use shared::tokens::{SigningAlgorithm, SigningKey, generate_private_key_pem, public_key_set};
 use sqlx::postgres::PgConnectOptions;
-
-const REGION: &str = "eu-west-1";
-
-/// The local Secrets Manager that `scripts/with-moto` started.
-fn moto_endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").expect(
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER names a local Secrets Manager (run under scripts/with-moto)",
-    )
-}
-
-async fn secrets_client(endpoint: &str, access_key: &str, secret_key: &str) -> Client {
-    let config = aws_config::from_env()
-        .endpoint_url(endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
-        .load()
-        .await;
-    Client::new(&config)
-}
-
-async fn create_secret(client: &Client, value: &Value) -> String {
-    let name = format!("e2e/{}", uuid::Uuid::new_v4());
-    let created = client
-        .create_secret()
-        .name(name)
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .expect("create secret");
-    created.arn().expect("an ARN").to_owned()
-}
 
 /// A login role with a password, allowed to use the test database's tables, and the secret RDS
 /// would write for it.
@@ -83,21 +53,21 @@ fn configure_aws(
     secret_key: &str,
     db_arn: &str,
 ) {
-    config.region = REGION.to_owned();
+    use_local_secrets_manager(config, endpoint, access_key, secret_key);
     let env = &mut config.env_overrides;
     env.remove_for_all("DATABASE_URL");
     env.set_for_all("DB_SECRET_ARN", db_arn);
-    env.set_for_all("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint);
-    env.set_for_all("AWS_ACCESS_KEY_ID", access_key);
-    env.set_for_all("AWS_SECRET_ACCESS_KEY", secret_key);
 }
 
-/// The `kid` in a JWT's header.
-fn key_id(token: &str) -> String {
-    let header = token.split('.').next().expect("a JWT");
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).expect("base64url header");
-    let header: Value = serde_json::from_slice(&header).expect("a JSON header");
-    header["kid"].as_str().expect("a kid").to_owned()
+/// Points the signing functions at `signing_arn` and the verifying ones at `verification_arn`
+/// instead of keys in the environment.
+fn configure_key_secrets(config: &mut EmulatorConfig, signing_arn: &str, verification_arn: &str) {
+    let env = &mut config.env_overrides;
+    for name in ["JWT_PRIVATE_KEY", "JWT_KEY_ID", "REFRESH_TOKEN_HMAC_KEY", "JWT_PUBLIC_KEYS"] {
+        env.remove_for_all(name);
+    }
+    env.set_for_all("JWT_SIGNING_KEY_SECRET_ARN", signing_arn);
+    env.set_for_all("JWT_VERIFICATION_KEYS_SECRET_ARN", verification_arn);
 }
 
 #[tokio::test]
@@ -109,19 +79,28 @@ async fn the_functions_read_their_credentials_and_keys_from_secrets_manager() {
     let (role, db_arn) = role_with_secret(&db, &client).await;
     let current = generate_private_key_pem(SigningAlgorithm::Es256).expect("an ES256 key");
     let previous = generate_private_key_pem(SigningAlgorithm::Rs256).expect("an RS256 key");
-    let keys_arn = create_secret(
+    let signing_arn = create_secret(
         &client,
         &json!({
             "current": {"kid": "e2e-2026-11", "algorithm": "ES256", "private_key": current.expose_secret()},
-            "previous": [{"kid": "e2e-2026-10", "algorithm": "RS256", "private_key": previous.expose_secret()}],
+            "refresh_token_key": common::REFRESH_TOKEN_KEY,
         }),
+    )
+    .await;
+    let public = |kid: &str, algorithm: SigningAlgorithm, pem: &secrecy::SecretString| {
+        SigningKey::from_pem(kid, algorithm, pem).expect("a key")
+    };
+    let verification_arn = create_secret(
+        &client,
+        &public_key_set(&[
+            &public("e2e-2026-11", SigningAlgorithm::Es256, &current),
+            &public("e2e-2026-10", SigningAlgorithm::Rs256, &previous),
+        ]),
     )
     .await;
     let api = TestApi::start_on(db, lock, |config| {
         configure_aws(config, &endpoint, "moto", "moto", &db_arn);
-        config.env_overrides.remove_for_all("JWT_PRIVATE_KEY");
-        config.env_overrides.remove_for_all("JWT_KEY_ID");
-        config.env_overrides.set_for_all("JWT_KEYS_SECRET_ARN", keys_arn.clone());
+        configure_key_secrets(config, &signing_arn, &verification_arn);
     })
     .await;
     let user = email();

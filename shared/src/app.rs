@@ -1,16 +1,16 @@
 //! The state a function builds once per execution environment and every invocation shares.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::PgPool;
-use tokio::sync::OnceCell;
 
-use crate::config::{Config, KeyConfig, KeySource, Needs};
+use crate::config::{Config, KeySource};
 use crate::db::{Database, DbConnection, SharedSecrets};
 use crate::error::ApiError;
-use crate::secrets::{Secrets, SigningKeysSecret};
-use crate::tokens::{SigningAlgorithm, SigningKey, TokenIssuer};
+use crate::keys::{Signer, Verifier};
+use crate::tokens::{Claims, TokenSigner, TokenVerifier};
 
 /// How long the shutdown hook may spend closing the pool: Lambda sends SIGKILL 500 ms after
 /// SIGTERM when only internal extensions are registered.
@@ -24,15 +24,14 @@ pub struct App {
     /// How long a just-rotated token still returns its successor instead of counting as reuse.
     pub refresh_reuse_grace: Duration,
     db: Option<Database>,
-    keys: Option<KeyConfig>,
-    tokens: OnceCell<TokenIssuer>,
-    secrets: SharedSecrets,
+    signer: Option<Signer>,
+    verifier: Option<Verifier>,
 }
 
 impl App {
     /// Reads and validates the environment for what the function `needs`. Connects to nothing
     /// and fetches nothing: see [`App::warm_up`].
-    pub fn from_env(needs: Needs) -> anyhow::Result<Self> {
+    pub fn from_env(needs: crate::config::Needs) -> anyhow::Result<Self> {
         let config = Config::from_env(needs).context("invalid configuration")?;
         Self::from_config(config)
     }
@@ -41,35 +40,32 @@ impl App {
     /// (and so validated) here; keys in Secrets Manager on first use.
     pub fn from_config(config: Config) -> anyhow::Result<Self> {
         let secrets = SharedSecrets::default();
-        let tokens = OnceCell::new();
-        if let Some(keys) = &config.keys
-            && let KeySource::Env { algorithm, key_id, private_key } = &keys.source
-        {
-            let key = SigningKey::from_pem(key_id, *algorithm, private_key).context("JWT_PRIVATE_KEY")?;
-            let issuer = TokenIssuer::new(
-                key,
-                Vec::new(),
-                keys.issuer.clone(),
-                keys.audience.clone(),
-                keys.access_token_ttl,
-            );
-            tokens.set(with_successor_secret(issuer, keys.successor_secret.as_ref())).ok();
+        let (mut signer, mut verifier) = (None, None);
+        if let Some(keys) = &config.keys {
+            match keys.source {
+                KeySource::SigningEnv { .. } | KeySource::SigningSecret { .. } => {
+                    signer = Some(Signer::from_config(keys, secrets.clone())?);
+                }
+                KeySource::PublicKeysEnv { .. } | KeySource::VerificationSecret { .. } => {
+                    verifier = Some(Verifier::from_config(keys, secrets.clone())?);
+                }
+            }
         }
         Ok(Self {
             function_name: config.function_name,
             refresh_token_ttl: config.refresh_token_ttl,
             refresh_reuse_grace: config.refresh_reuse_grace,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
-            keys: config.keys,
-            tokens,
-            secrets,
+            signer,
+            verifier,
         })
     }
 
-    /// State around an existing pool and token issuer (tests and tools).
+    /// State around an existing pool, a signer and a verifier (tests and tools).
     pub fn with_pool(
         pool: PgPool,
-        tokens: TokenIssuer,
+        signer: TokenSigner,
+        verifier: TokenVerifier,
         refresh_token_ttl: Duration,
         refresh_reuse_grace: Duration,
     ) -> Self {
@@ -78,9 +74,8 @@ impl App {
             refresh_token_ttl,
             refresh_reuse_grace,
             db: Some(Database::from_pool(pool)),
-            keys: None,
-            tokens: OnceCell::new_with(Some(tokens)),
-            secrets: SharedSecrets::default(),
+            signer: Some(Signer::fixed(signer)),
+            verifier: Some(Verifier::fixed(verifier)),
         }
     }
 
@@ -96,9 +91,10 @@ impl App {
             }
         };
         let keys = async {
-            match &self.keys {
-                Some(_) => self.tokens().await.map(|_| ()),
-                None => Ok(()),
+            match (&self.signer, &self.verifier) {
+                (Some(signer), _) => signer.current().await.map(|_| ()),
+                (None, Some(verifier)) => verifier.current().await.map(|_| ()),
+                (None, None) => Ok(()),
             }
         };
         let (database, keys) = tokio::join!(database, keys);
@@ -128,22 +124,30 @@ impl App {
         self.db.as_ref().is_some_and(Database::is_initialised)
     }
 
-    /// The access-token keys, fetched from Secrets Manager on first use when they live there.
-    pub async fn tokens(&self) -> Result<&TokenIssuer, ApiError> {
-        self.tokens
-            .get_or_try_init(|| async {
-                let keys = self.keys.as_ref().ok_or_else(|| {
-                    ApiError::Unexpected(anyhow::anyhow!("this function has no signing keys configured"))
-                })?;
-                let KeySource::Secret { arn } = &keys.source else {
-                    unreachable!("keys from the environment are loaded at construction");
-                };
-                let secrets = self.secrets.get_or_init(Secrets::from_env).await;
-                let secret: SigningKeysSecret =
-                    secrets.json(arn).await.map_err(|error| ApiError::Unavailable(error.into()))?;
-                key_set(arn, secret, keys).map_err(ApiError::Unexpected)
-            })
-            .await
+    /// The signing key and the refresh-token key, read from Secrets Manager on first use (and
+    /// again once older than `JWT_KEYS_TTL_SECONDS`) when they live there.
+    pub async fn tokens(&self) -> Result<Arc<TokenSigner>, ApiError> {
+        let signer = self.signer.as_ref().ok_or_else(|| {
+            ApiError::Unexpected(anyhow::anyhow!("this function has no signing key configured"))
+        })?;
+        signer.current().await
+    }
+
+    fn verifier(&self) -> Result<&Verifier, ApiError> {
+        self.verifier.as_ref().ok_or_else(|| {
+            ApiError::Unexpected(anyhow::anyhow!("this function has no verification keys configured"))
+        })
+    }
+
+    /// The public key set that verifies access tokens (what the JWKS serves).
+    pub async fn verification_keys(&self) -> Result<Arc<TokenVerifier>, ApiError> {
+        self.verifier()?.current().await
+    }
+
+    /// Verifies an access token; an unknown `kid` makes the key set be read again first
+    /// (at most once per `JWT_KEYS_REFETCH_INTERVAL_SECONDS`).
+    pub async fn verify_access_token(&self, token: &str) -> Result<Claims, ApiError> {
+        self.verifier()?.verify(token).await
     }
 
     /// Closes the pool (if it was created) within the shutdown budget.
@@ -153,32 +157,5 @@ impl App {
         {
             tracing::warn!("the pool did not close within {SHUTDOWN_BUDGET:?}");
         }
-    }
-}
-
-fn key_set(arn: &str, secret: SigningKeysSecret, keys: &KeyConfig) -> anyhow::Result<TokenIssuer> {
-    let load = |entry: &crate::secrets::KeyEntry| -> anyhow::Result<SigningKey> {
-        let name = entry.algorithm.as_deref().unwrap_or("RS256");
-        let algorithm = SigningAlgorithm::parse(name)
-            .with_context(|| format!("secret {arn}: key {} has unknown algorithm {name:?}", entry.kid))?;
-        SigningKey::from_pem(&entry.kid, algorithm, &entry.private_key)
-            .with_context(|| format!("secret {arn}"))
-    };
-    let current = load(&secret.current)?;
-    let previous = secret.previous.iter().map(load).collect::<anyhow::Result<Vec<_>>>()?;
-    let issuer = TokenIssuer::new(
-        current,
-        previous,
-        keys.issuer.clone(),
-        keys.audience.clone(),
-        keys.access_token_ttl,
-    );
-    Ok(with_successor_secret(issuer, secret.refresh_token_key.as_ref().or(keys.successor_secret.as_ref())))
-}
-
-fn with_successor_secret(issuer: TokenIssuer, secret: Option<&secrecy::SecretString>) -> TokenIssuer {
-    match secret {
-        Some(secret) => issuer.with_successor_secret(secret),
-        None => issuer,
     }
 }

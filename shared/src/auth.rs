@@ -150,7 +150,7 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
 
 /// The user behind an access token, provided its session is still live.
 pub async fn current_user(app: &App, access_token: &str) -> Result<User, ApiError> {
-    let claims = app.tokens().await?.verify(access_token)?;
+    let claims = app.verify_access_token(access_token).await?;
     let mut db = app.connection().await?;
     store::find_session_user(&mut *db, UserId(claims.sub), SessionId(claims.sid))
         .await?

@@ -9,15 +9,26 @@ use std::time::Duration;
 use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
-use crate::tokens::SigningAlgorithm;
+use crate::tokens::{MIN_REFRESH_TOKEN_KEY_BYTES, SigningAlgorithm};
 
 /// What a function needs from its environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
     /// Connects to Postgres.
     pub database: bool,
-    /// Signs or verifies access tokens.
-    pub keys: bool,
+    /// Signs access tokens, verifies them, or neither.
+    pub keys: Keys,
+}
+
+/// Which token keys a function holds. A signer never needs the public key set and a verifier
+/// never sees a private key nor the refresh-token key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    None,
+    /// One private key and the refresh-token key (signup, login, refresh).
+    Sign,
+    /// The public key set (me, jwks).
+    Verify,
 }
 
 /// A variable that is missing or malformed, named so the operator knows what to fix.
@@ -69,25 +80,39 @@ pub struct DatabaseConfig {
     pub ping_after_idle: Duration,
 }
 
-/// Where the signing keys come from.
+/// Where the token keys come from.
 #[derive(Debug)]
 pub enum KeySource {
-    /// One key from `JWT_PRIVATE_KEY`, `JWT_KEY_ID` and `JWT_ALGORITHM`.
-    Env { algorithm: SigningAlgorithm, key_id: String, private_key: SecretString },
-    /// A key set (current and previous keys) in Secrets Manager (`JWT_KEYS_SECRET_ARN`).
-    Secret { arn: String },
+    /// A signer's key from `JWT_PRIVATE_KEY`, `JWT_KEY_ID`, `JWT_ALGORITHM` and
+    /// `REFRESH_TOKEN_HMAC_KEY`. Static: never refreshed.
+    SigningEnv {
+        algorithm: SigningAlgorithm,
+        key_id: String,
+        private_key: SecretString,
+        refresh_token_key: SecretString,
+    },
+    /// A signer's secret (`JWT_SIGNING_KEY_SECRET_ARN`):
+    /// `{"current": {"kid","algorithm","private_key"}, "refresh_token_key"}`.
+    SigningSecret { arn: String },
+    /// A verifier's public JWK set from `JWT_PUBLIC_KEYS`. Static: never refreshed.
+    PublicKeysEnv { jwks: String },
+    /// A verifier's secret holding the public JWK set (`JWT_VERIFICATION_KEYS_SECRET_ARN`).
+    VerificationSecret { arn: String },
 }
 
-/// The signing keys and what the tokens they sign say.
+/// The token keys, what the tokens they sign say, and how often keys from a secret refresh.
 #[derive(Debug)]
 pub struct KeyConfig {
     pub source: KeySource,
-    /// Keys refresh-token successors (`REFRESH_TOKEN_HMAC_KEY`, at least 32 bytes); derived from
-    /// the signing key when unset.
-    pub successor_secret: Option<SecretString>,
     pub issuer: String,
     pub audience: String,
     pub access_token_ttl: Duration,
+    /// Keys from a secret are read again once they are older than this
+    /// (`JWT_KEYS_TTL_SECONDS`, default 300).
+    pub refresh_after: Duration,
+    /// A verifier meeting an unknown `kid` reads its secret again at most this often
+    /// (`JWT_KEYS_REFETCH_INTERVAL_SECONDS`, default 30).
+    pub refetch_interval: Duration,
 }
 
 impl Config {
@@ -102,7 +127,10 @@ impl Config {
         let function_name =
             vars.optional("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "auth-local".to_owned());
         let database = needs.database.then(|| database_config(&vars, &function_name)).transpose()?;
-        let keys = needs.keys.then(|| key_config(&vars)).transpose()?;
+        let keys = match needs.keys {
+            Keys::None => None,
+            role => Some(key_config(&vars, role)?),
+        };
         Ok(Self {
             function_name,
             database,
@@ -159,36 +187,62 @@ fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfi
     })
 }
 
-fn key_config(vars: &Vars<'_>) -> Result<KeyConfig, ConfigError> {
-    let source = match vars.optional("JWT_KEYS_SECRET_ARN") {
-        Some(arn) => KeySource::Secret { arn },
-        None => {
-            let algorithm_name = vars.optional("JWT_ALGORITHM").unwrap_or_else(|| "RS256".to_owned());
-            let algorithm =
-                SigningAlgorithm::parse(&algorithm_name).ok_or_else(|| ConfigError::Malformed {
-                    name: "JWT_ALGORITHM",
-                    problem: format!("{algorithm_name:?} is not one of RS256, ES256, EdDSA"),
-                })?;
-            KeySource::Env {
-                algorithm,
-                key_id: vars.required("JWT_KEY_ID")?,
-                private_key: SecretString::from(vars.required("JWT_PRIVATE_KEY")?),
-            }
-        }
+fn key_config(vars: &Vars<'_>, role: Keys) -> Result<KeyConfig, ConfigError> {
+    let source = match role {
+        Keys::Sign => signing_source(vars)?,
+        Keys::Verify | Keys::None => match vars.optional("JWT_VERIFICATION_KEYS_SECRET_ARN") {
+            Some(arn) => KeySource::VerificationSecret { arn },
+            None => KeySource::PublicKeysEnv { jwks: vars.required("JWT_PUBLIC_KEYS")? },
+        },
     };
-    let successor_secret = vars.optional("REFRESH_TOKEN_HMAC_KEY");
-    if successor_secret.as_ref().is_some_and(|secret| secret.len() < 32) {
+    let refresh_after = vars.seconds("JWT_KEYS_TTL_SECONDS", 300)?;
+    if refresh_after.is_zero() {
         return Err(ConfigError::Malformed {
-            name: "REFRESH_TOKEN_HMAC_KEY",
-            problem: "shorter than 32 bytes".into(),
+            name: "JWT_KEYS_TTL_SECONDS",
+            problem: "must be at least 1".into(),
         });
     }
     Ok(KeyConfig {
         source,
-        successor_secret: successor_secret.map(SecretString::from),
         issuer: vars.required("JWT_ISSUER")?,
         audience: vars.required("JWT_AUDIENCE")?,
         access_token_ttl: vars.seconds("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
+        refresh_after,
+        refetch_interval: vars.seconds("JWT_KEYS_REFETCH_INTERVAL_SECONDS", 30)?,
+    })
+}
+
+fn signing_source(vars: &Vars<'_>) -> Result<KeySource, ConfigError> {
+    if let Some(arn) = vars.optional("JWT_SIGNING_KEY_SECRET_ARN") {
+        // The secret carries its own refresh-token key; one in the environment as well would
+        // leave two candidates, and the one not used would be trusted by nobody.
+        if vars.optional("REFRESH_TOKEN_HMAC_KEY").is_some() {
+            return Err(ConfigError::Malformed {
+                name: "REFRESH_TOKEN_HMAC_KEY",
+                problem: "set together with JWT_SIGNING_KEY_SECRET_ARN, whose secret holds the \
+                          refresh_token_key; unset one of them"
+                    .into(),
+            });
+        }
+        return Ok(KeySource::SigningSecret { arn });
+    }
+    let algorithm_name = vars.optional("JWT_ALGORITHM").unwrap_or_else(|| "RS256".to_owned());
+    let algorithm = SigningAlgorithm::parse(&algorithm_name).ok_or_else(|| ConfigError::Malformed {
+        name: "JWT_ALGORITHM",
+        problem: format!("{algorithm_name:?} is not one of RS256, ES256, EdDSA"),
+    })?;
+    let refresh_token_key = vars.required("REFRESH_TOKEN_HMAC_KEY")?;
+    if refresh_token_key.len() < MIN_REFRESH_TOKEN_KEY_BYTES {
+        return Err(ConfigError::Malformed {
+            name: "REFRESH_TOKEN_HMAC_KEY",
+            problem: format!("shorter than {MIN_REFRESH_TOKEN_KEY_BYTES} bytes"),
+        });
+    }
+    Ok(KeySource::SigningEnv {
+        algorithm,
+        key_id: vars.required("JWT_KEY_ID")?,
+        private_key: SecretString::from(vars.required("JWT_PRIVATE_KEY")?),
+        refresh_token_key: SecretString::from(refresh_token_key),
     })
 }
 
@@ -227,7 +281,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const ALL: Needs = Needs { database: true, keys: true };
+    const ALL: Needs = Needs { database: true, keys: Keys::Sign };
+    const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify };
+    const REFRESH_KEY: &str = "0123456789abcdef0123456789abcdef";
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> =
@@ -240,6 +296,7 @@ mod tests {
             ("DATABASE_URL", "postgres://app@localhost:5432/auth"),
             ("JWT_KEY_ID", "k1"),
             ("JWT_PRIVATE_KEY", "pem"),
+            ("REFRESH_TOKEN_HMAC_KEY", REFRESH_KEY),
             ("JWT_ISSUER", "https://auth.example.com"),
             ("JWT_AUDIENCE", "example-api"),
             ("AWS_LAMBDA_FUNCTION_NAME", "auth-login"),
@@ -255,8 +312,10 @@ mod tests {
         assert_eq!(db.ping_after_idle, Duration::from_secs(1));
         assert_eq!(db.application_name, "auth-login");
         let keys = config.keys.unwrap();
-        assert!(matches!(keys.source, KeySource::Env { algorithm: SigningAlgorithm::Rs256, .. }));
+        assert!(matches!(keys.source, KeySource::SigningEnv { algorithm: SigningAlgorithm::Rs256, .. }));
         assert_eq!(keys.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(keys.refresh_after, Duration::from_secs(300));
+        assert_eq!(keys.refetch_interval, Duration::from_secs(30));
         assert_eq!(config.refresh_token_ttl, Duration::from_secs(30 * 24 * 3600));
         assert_eq!(config.refresh_reuse_grace, Duration::from_secs(10));
     }
@@ -282,10 +341,11 @@ mod tests {
         let vars = lookup(&[
             ("JWT_KEY_ID", "k"),
             ("JWT_PRIVATE_KEY", "p"),
+            ("REFRESH_TOKEN_HMAC_KEY", REFRESH_KEY),
             ("JWT_ISSUER", "i"),
             ("JWT_AUDIENCE", "a"),
         ]);
-        let config = Config::from_lookup(Needs { database: false, keys: true }, vars).unwrap();
+        let config = Config::from_lookup(Needs { database: false, keys: Keys::Sign }, vars).unwrap();
         assert!(config.database.is_none());
     }
 
@@ -297,7 +357,7 @@ mod tests {
             ("DB_PASSWORD", "p@ss/word"),
             ("DB_NAME", "auth"),
         ]);
-        let config = Config::from_lookup(Needs { database: true, keys: false }, vars).unwrap();
+        let config = Config::from_lookup(Needs { database: true, keys: Keys::None }, vars).unwrap();
         let DatabaseSource::Direct(connect) = config.database.unwrap().source else {
             panic!("parts make direct options");
         };
@@ -306,7 +366,7 @@ mod tests {
             ("db.internal", 5432, "app")
         );
         let missing = lookup(&[("DB_HOST", "db.internal")]);
-        let error = Config::from_lookup(Needs { database: true, keys: false }, missing).unwrap_err();
+        let error = Config::from_lookup(Needs { database: true, keys: Keys::None }, missing).unwrap_err();
         assert_eq!(error.to_string(), "the environment variable DB_USER is not set");
     }
 
@@ -315,15 +375,61 @@ mod tests {
         let vars = lookup(&[
             ("DB_SECRET_ARN", "arn:db"),
             ("DB_HOST", "proxy.internal"),
-            ("JWT_KEYS_SECRET_ARN", "arn:keys"),
+            ("JWT_SIGNING_KEY_SECRET_ARN", "arn:signing"),
+            ("JWT_VERIFICATION_KEYS_SECRET_ARN", "arn:verification"),
             ("JWT_ISSUER", "i"),
             ("JWT_AUDIENCE", "a"),
         ]);
-        let config = Config::from_lookup(ALL, vars).unwrap();
+        let config = Config::from_lookup(ALL, &vars).unwrap();
         let DatabaseSource::Secret { arn, host, .. } = config.database.unwrap().source else {
             panic!("a secret ARN selects Secrets Manager");
         };
         assert_eq!((arn.as_str(), host.as_deref()), ("arn:db", Some("proxy.internal")));
-        assert!(matches!(config.keys.unwrap().source, KeySource::Secret { arn } if arn == "arn:keys"));
+        assert!(
+            matches!(config.keys.unwrap().source, KeySource::SigningSecret { arn } if arn == "arn:signing")
+        );
+        let verifier = Config::from_lookup(VERIFIER, &vars).unwrap();
+        assert!(
+            matches!(verifier.keys.unwrap().source, KeySource::VerificationSecret { arn } if arn == "arn:verification")
+        );
+    }
+
+    #[test]
+    fn signing_requires_a_refresh_token_key_of_at_least_32_bytes() {
+        let mut vars = complete();
+        vars.retain(|(name, _)| *name != "REFRESH_TOKEN_HMAC_KEY");
+        let missing = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
+        vars.push(("REFRESH_TOKEN_HMAC_KEY", "0123456789abcdef0123456789abcde"));
+        let short = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
+
+        assert_eq!(missing.to_string(), "the environment variable REFRESH_TOKEN_HMAC_KEY is not set");
+        assert!(
+            short.to_string().contains("REFRESH_TOKEN_HMAC_KEY") && short.to_string().contains("32 bytes"),
+            "{short}"
+        );
+    }
+
+    #[test]
+    fn a_verifier_reads_public_keys_only() {
+        let jwks = r#"{"keys":[]}"#;
+        // A verifier's environment that also holds a signer's settings: it takes none of them.
+        let mut vars = complete();
+        vars.push(("JWT_PUBLIC_KEYS", jwks));
+        let config = Config::from_lookup(VERIFIER, lookup(&vars)).unwrap();
+        assert!(
+            matches!(config.keys.unwrap().source, KeySource::PublicKeysEnv { jwks: found } if found == jwks)
+        );
+
+        vars.retain(|(name, _)| *name != "JWT_PUBLIC_KEYS");
+        let error = Config::from_lookup(VERIFIER, lookup(&vars)).unwrap_err();
+        assert_eq!(error.to_string(), "the environment variable JWT_PUBLIC_KEYS is not set");
+    }
+
+    #[test]
+    fn a_signing_secret_and_a_refresh_key_in_the_environment_are_refused_together() {
+        let mut vars = complete();
+        vars.push(("JWT_SIGNING_KEY_SECRET_ARN", "arn:signing"));
+        let error = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
+        assert!(error.to_string().contains("REFRESH_TOKEN_HMAC_KEY"), "{error}");
     }
 }

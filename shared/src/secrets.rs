@@ -1,9 +1,9 @@
 //! Secrets from AWS Secrets Manager, through the real SDK: the database credentials (in the
-//! format RDS writes) and the signing keys.
+//! format RDS writes), the signing key and the public verification keys.
 //!
 //! The client is built once per execution environment and only by functions that name a secret.
-//! Caching is the caller's: each secret is held in a `OnceCell` for the life of the sandbox and
-//! fetched again only when it is known to be stale (Postgres rejected the password).
+//! Caching is the caller's: the database secret is fetched again only when it is known to be
+//! stale (Postgres rejected the password), the keys on a TTL (see `keys`).
 
 use std::fmt;
 
@@ -43,8 +43,8 @@ impl Secrets {
         Self { client: Client::new(&config) }
     }
 
-    /// Fetches the current version of a JSON secret and parses it into `T`.
-    pub async fn json<T: DeserializeOwned>(&self, arn: &str) -> Result<T, SecretError> {
+    /// Fetches the current version of a secret's string value.
+    pub async fn text(&self, arn: &str) -> Result<String, SecretError> {
         let error = |problem: String| SecretError { arn: arn.to_owned(), problem };
         let output = self
             .client
@@ -53,12 +53,44 @@ impl Secrets {
             .send()
             .await
             .map_err(|sdk_error| error(describe(&sdk_error)))?;
-        let text =
-            output.secret_string().ok_or_else(|| error("the secret has no string value".to_owned()))?;
-        // serde_json's message names the field and position, never the value.
-        serde_json::from_str(text)
-            .map_err(|parse_error| error(format!("not the expected JSON: {parse_error}")))
+        output
+            .secret_string()
+            .map(str::to_owned)
+            .ok_or_else(|| error("the secret has no string value".to_owned()))
     }
+
+    /// Fetches the current version of a JSON secret and parses it into `T`.
+    pub async fn json<T: DeserializeOwned>(&self, arn: &str) -> Result<T, SecretError> {
+        parse(arn, &self.text(arn).await?)
+    }
+}
+
+/// Parses a JSON secret into `T`. A failure names the secret, the kind of error and where it
+/// is, never the text: serde's messages quote values (`invalid type: string "-----BEGIN..."`).
+pub fn parse<T: DeserializeOwned>(arn: &str, text: &str) -> Result<T, SecretError> {
+    serde_json::from_str(text).map_err(|parse_error| SecretError {
+        arn: arn.to_owned(),
+        problem: format!("not the expected JSON: {}", describe_json_error(&parse_error)),
+    })
+}
+
+/// A JSON error without the input's values: its category and position, plus the field's name
+/// when one is missing (a name from our own types, never from the input).
+pub fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let category = match error.classify() {
+        Category::Io => "an I/O error",
+        Category::Syntax => "a syntax error",
+        Category::Data => "a value of the wrong type or shape",
+        Category::Eof => "the text ends early",
+    };
+    let message = error.to_string();
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| format!(" (missing field {field:?})"))
+        .unwrap_or_default();
+    format!("{category}{missing} at line {}, column {}", error.line(), error.column())
 }
 
 /// What went wrong, in one line: the service's error code and message when it answered with
@@ -93,19 +125,18 @@ pub struct DatabaseSecret {
     pub dbname: Option<String>,
 }
 
-/// The signing keys (`Debug` redacts them): the current one signs, previous ones still verify until their tokens
-/// expire. Rotating is writing a new `current` and moving the old one into `previous`.
+/// The signing functions' secret (`JWT_SIGNING_KEY_SECRET_ARN`; `Debug` redacts the keys):
+/// `{"current": {"kid","algorithm","private_key"}, "refresh_token_key": "..."}`. Only the current
+/// key signs; the verifiers learn the public halves from their own secret (a JWK set).
 #[derive(Debug, Deserialize)]
-pub struct SigningKeysSecret {
+pub struct SigningKeySecret {
     pub current: KeyEntry,
-    #[serde(default)]
-    pub previous: Vec<KeyEntry>,
-    /// Keys refresh-token successors; derived from the current key when absent.
-    #[serde(default)]
-    pub refresh_token_key: Option<SecretString>,
+    /// Keys refresh-token successors (at least 32 bytes). Required, and never derived from a
+    /// signing key: it must outlive every signing-key rotation.
+    pub refresh_token_key: SecretString,
 }
 
-/// One key of [`SigningKeysSecret`].
+/// The signing key of [`SigningKeySecret`].
 #[derive(Debug, Deserialize)]
 pub struct KeyEntry {
     pub kid: String,
@@ -150,9 +181,34 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_secret_is_reported_without_its_value() {
+    fn a_wrongly_shaped_secret_is_reported_without_its_values() {
+        let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIHunter2\n-----END PRIVATE KEY-----\n";
+        let cases = [
+            // The whole secret stored as a JSON string: serde quotes it.
+            ("arn:db", serde_json::json!("hunter2-db-password").to_string()),
+            (
+                "arn:keys",
+                serde_json::json!({ "current": pem, "refresh_token_key": "r".repeat(32) }).to_string(),
+            ),
+            ("arn:keys", serde_json::json!({ "current": {"kid": 7, "private_key": pem} }).to_string()),
+        ];
+        for (arn, text) in &cases {
+            let error = if *arn == "arn:db" {
+                parse::<DatabaseSecret>(arn, text).unwrap_err()
+            } else {
+                parse::<SigningKeySecret>(arn, text).unwrap_err()
+            };
+            let message = error.to_string();
+            assert!(!message.contains("hunter2") && !message.contains("BEGIN"), "{message}");
+            assert!(message.contains(arn) && message.contains("line 1, column"), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
         let error =
-            serde_json::from_str::<DatabaseSecret>(r#"{"username":"app","password":"hunter2"}"#).unwrap_err();
-        assert!(!error.to_string().contains("hunter2"), "{error}");
+            parse::<SigningKeySecret>("arn:keys", r#"{"current": {"kid": "k1", "private_key": "pem"}}"#)
+                .unwrap_err();
+        assert!(error.to_string().contains("refresh_token_key"), "{error}");
     }
 }

@@ -1,12 +1,16 @@
 //! Access tokens (asymmetrically signed JWTs) and refresh tokens (random, stored as hashes).
+//!
+//! Signing and verifying are separate types: a [`TokenSigner`] holds one private key and the
+//! refresh-token key (signup, login, refresh); a [`TokenVerifier`] holds public keys only (me,
+//! jwks), so a function that only verifies never sees a private key.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use aws_lc_rs::{digest, hmac};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -17,6 +21,12 @@ use crate::error::ApiError;
 
 /// Clock skew tolerated on `exp` (RFC 8725 asks for little; 30 s at most).
 const LEEWAY_SECONDS: u64 = 30;
+
+/// The shortest refresh-token HMAC key accepted, in bytes.
+pub const MIN_REFRESH_TOKEN_KEY_BYTES: usize = 32;
+
+/// JWK members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4).
+const PRIVATE_JWK_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,18 +68,47 @@ impl SigningAlgorithm {
             Self::EdDsa => Algorithm::EdDSA,
         }
     }
+
+    fn jwk(self) -> KeyAlgorithm {
+        match self {
+            Self::Rs256 => KeyAlgorithm::RS256,
+            Self::Es256 => KeyAlgorithm::ES256,
+            Self::EdDsa => KeyAlgorithm::EdDSA,
+        }
+    }
+
+    /// The algorithm a public JWK is for: its `alg`, or what its key type implies.
+    fn of_jwk(jwk: &Jwk) -> Option<Self> {
+        match (jwk.common.key_algorithm, &jwk.algorithm) {
+            (Some(KeyAlgorithm::RS256), AlgorithmParameters::RSA(_)) => Some(Self::Rs256),
+            (Some(KeyAlgorithm::ES256), AlgorithmParameters::EllipticCurve(ec))
+                if ec.curve == EllipticCurve::P256 =>
+            {
+                Some(Self::Es256)
+            }
+            (Some(KeyAlgorithm::EdDSA), AlgorithmParameters::OctetKeyPair(okp))
+                if okp.curve == EllipticCurve::Ed25519 =>
+            {
+                Some(Self::EdDsa)
+            }
+            (None, AlgorithmParameters::RSA(_)) => Some(Self::Rs256),
+            (None, AlgorithmParameters::EllipticCurve(ec)) if ec.curve == EllipticCurve::P256 => {
+                Some(Self::Es256)
+            }
+            (None, AlgorithmParameters::OctetKeyPair(okp)) if okp.curve == EllipticCurve::Ed25519 => {
+                Some(Self::EdDsa)
+            }
+            _ => None,
+        }
+    }
 }
 
-/// One signing key: its id, its algorithm, the private half and the public half.
+/// One private signing key: its id, its algorithm, the private half and its public JWK.
 pub struct SigningKey {
     kid: String,
     algorithm: Algorithm,
     encoding: EncodingKey,
-    decoding: DecodingKey,
     jwk: Jwk,
-    /// Derived from the private key; keys refresh-token successors when no dedicated
-    /// `REFRESH_TOKEN_HMAC_KEY` is configured.
-    successor_seed: [u8; 32],
 }
 
 impl SigningKey {
@@ -86,17 +125,18 @@ impl SigningKey {
             .with_context(|| format!("deriving the public key of {kid}"))?;
         jwk.common.key_id = Some(kid.to_owned());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        let decoding = DecodingKey::from_jwk(&jwk).context("building the verification key")?;
-        let mut seed = digest::Context::new(&digest::SHA256);
-        seed.update(b"auth refresh-token successor v1\0");
-        seed.update(pem);
-        let successor_seed = seed.finish().as_ref().try_into().expect("SHA-256 is 32 bytes");
-        Ok(Self { kid: kid.to_owned(), algorithm: algorithm.jwt(), encoding, decoding, jwk, successor_seed })
+        Ok(Self { kid: kid.to_owned(), algorithm: algorithm.jwt(), encoding, jwk })
     }
 
     /// The key id (`kid`) that tokens signed with it carry.
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The public half, as a JWK with `kid`, `alg` and `use`: what the verification key set
+    /// lists for this key.
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.jwk
     }
 }
 
@@ -107,51 +147,43 @@ pub struct AccessToken {
     pub expires_in: u64,
 }
 
-/// The keys that sign and verify access tokens, with the issuer, audience and lifetime they
-/// carry. The first key signs; every key verifies (so a rotated-out key keeps its tokens valid
-/// until they expire).
-pub struct TokenIssuer {
-    keys: Vec<(SigningKey, Validation)>,
+/// Signs access tokens with one private key and derives refresh-token successors with a
+/// dedicated HMAC key. The successor key is never derived from the signing key: two sandboxes
+/// on either side of a signing-key rotation must hand out the same successor.
+pub struct TokenSigner {
+    key: SigningKey,
     issuer: String,
     audience: String,
     ttl: Duration,
     successor_key: hmac::Key,
 }
 
-impl TokenIssuer {
-    /// An issuer signing with `current` and also accepting `previous`.
+impl TokenSigner {
+    /// A signer with `key`, keying successors with `refresh_token_key` (at least
+    /// [`MIN_REFRESH_TOKEN_KEY_BYTES`] bytes).
     pub fn new(
-        current: SigningKey,
-        previous: Vec<SigningKey>,
+        key: SigningKey,
+        refresh_token_key: &SecretString,
         issuer: String,
         audience: String,
         ttl: Duration,
-    ) -> Self {
-        let keys = std::iter::once(current)
-            .chain(previous)
-            .map(|key| {
-                let mut validation = Validation::new(key.algorithm);
-                validation.set_issuer(&[&issuer]);
-                validation.set_audience(&[&audience]);
-                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-                validation.leeway = LEEWAY_SECONDS;
-                (key, validation)
-            })
-            .collect::<Vec<_>>();
-        let successor_key = hmac::Key::new(hmac::HMAC_SHA256, &keys[0].0.successor_seed);
-        Self { keys, issuer, audience, ttl, successor_key }
+    ) -> anyhow::Result<Self> {
+        let secret = refresh_token_key.expose_secret().as_bytes();
+        if secret.len() < MIN_REFRESH_TOKEN_KEY_BYTES {
+            bail!("the refresh-token key is shorter than {MIN_REFRESH_TOKEN_KEY_BYTES} bytes");
+        }
+        let successor_key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+        Ok(Self { key, issuer, audience, ttl, successor_key })
     }
 
-    /// Keys refresh-token successors with a dedicated secret instead of one derived from the
-    /// signing key (so rotating the signing key does not change successors mid-grace-window).
-    pub fn with_successor_secret(mut self, secret: &SecretString) -> Self {
-        self.successor_key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes());
-        self
+    /// The `kid` of the key that signs.
+    pub fn kid(&self) -> &str {
+        self.key.kid()
     }
 
-    /// The refresh token that replaces `parent`: HMAC-SHA256 of the parent under a server key.
-    /// Deterministic, so within the grace window the same successor can be handed out again
-    /// while only its hash is stored.
+    /// The refresh token that replaces `parent`: HMAC-SHA256 of the parent under the
+    /// refresh-token key. Deterministic, so within the grace window the same successor can be
+    /// handed out again while only its hash is stored.
     pub fn successor_of(&self, parent: &RefreshToken) -> RefreshToken {
         let tag = hmac::sign(&self.successor_key, parent.expose().as_bytes());
         RefreshToken(SecretString::from(URL_SAFE_NO_PAD.encode(tag.as_ref())))
@@ -159,7 +191,6 @@ impl TokenIssuer {
 
     /// Signs an access token for `user` in `session`.
     pub fn issue(&self, user: UserId, session: SessionId) -> anyhow::Result<AccessToken> {
-        let (key, _) = &self.keys[0];
         let iat = unix_now();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -169,23 +200,111 @@ impl TokenIssuer {
             iat,
             exp: iat + self.ttl.as_secs(),
         };
-        let mut header = Header::new(key.algorithm);
-        header.kid = Some(key.kid.clone());
+        let mut header = Header::new(self.key.algorithm);
+        header.kid = Some(self.key.kid.clone());
         let token =
-            jsonwebtoken::encode(&header, &claims, &key.encoding).context("signing an access token")?;
+            jsonwebtoken::encode(&header, &claims, &self.key.encoding).context("signing an access token")?;
         Ok(AccessToken { token, expires_in: self.ttl.as_secs() })
+    }
+}
+
+/// Why a token was refused. Both are the same 401 to the client; an unknown key may also mean
+/// this verifier's key set is older than the signer's (see `keys::Verifier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The token names no key of this set (or names none at all).
+    UnknownKey,
+    /// Bad signature, algorithm, issuer, audience or expiry, or not a JWT.
+    Invalid,
+}
+
+impl From<Rejection> for ApiError {
+    fn from(_: Rejection) -> Self {
+        ApiError::InvalidToken
+    }
+}
+
+/// One public key of a [`TokenVerifier`].
+struct VerificationKey {
+    kid: String,
+    algorithm: Algorithm,
+    decoding: DecodingKey,
+    validation: Validation,
+    jwk: Jwk,
+}
+
+/// Verifies access tokens against a set of public keys (the `next`, `current` and `previous`
+/// keys' public halves), and publishes that set and the discovery document.
+pub struct TokenVerifier {
+    keys: Vec<VerificationKey>,
+    issuer: String,
+}
+
+impl TokenVerifier {
+    /// Reads a JWK set (`{"keys":[...]}`). Refuses a key with a private member (`d`, ...), a
+    /// symmetric key, a key without `kid`, a duplicate `kid` and an algorithm other than RS256,
+    /// ES256 or EdDSA. Errors name the key and the member, never a value.
+    pub fn from_jwks_json(text: &str, issuer: String, audience: String) -> anyhow::Result<Self> {
+        let set: serde_json::Value = serde_json::from_str(text).map_err(|error| {
+            anyhow::anyhow!("the key set is not JSON ({})", crate::secrets::describe_json_error(&error))
+        })?;
+        let keys = set.get("keys").and_then(serde_json::Value::as_array).context(
+            "the key set has no \"keys\" array (expected {\"keys\":[{\"kty\",\"kid\",\"alg\",...}]})",
+        )?;
+        for (index, key) in keys.iter().enumerate() {
+            let kid = key.get("kid").and_then(serde_json::Value::as_str).unwrap_or("(no kid)");
+            if let Some(member) = PRIVATE_JWK_MEMBERS.iter().find(|member| key.get(**member).is_some()) {
+                bail!(
+                    "key {index} ({kid}) has the private member {member:?}: a verification key set \
+                     holds public keys only"
+                );
+            }
+        }
+        let set: JwkSet = serde_json::from_value(set).map_err(|error| {
+            anyhow::anyhow!("the key set is not a JWK set ({})", crate::secrets::describe_json_error(&error))
+        })?;
+        Self::new(set, issuer, audience)
+    }
+
+    /// A verifier for the public keys in `set` (see [`TokenVerifier::from_jwks_json`]).
+    pub fn new(set: JwkSet, issuer: String, audience: String) -> anyhow::Result<Self> {
+        let mut keys: Vec<VerificationKey> = Vec::with_capacity(set.keys.len());
+        for (index, mut jwk) in set.keys.into_iter().enumerate() {
+            let kid = jwk.common.key_id.clone().with_context(|| format!("key {index} has no \"kid\""))?;
+            if keys.iter().any(|key| key.kid == kid) {
+                bail!("the key id {kid} appears twice");
+            }
+            let signing = SigningAlgorithm::of_jwk(&jwk).with_context(|| {
+                format!("key {kid} is not an RS256, ES256 (P-256) or EdDSA (Ed25519) public key")
+            })?;
+            let algorithm = signing.jwt();
+            let decoding = DecodingKey::from_jwk(&jwk).with_context(|| format!("key {kid} is malformed"))?;
+            let mut validation = Validation::new(algorithm);
+            validation.set_issuer(&[&issuer]);
+            validation.set_audience(&[&audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            validation.leeway = LEEWAY_SECONDS;
+            jwk.common.key_algorithm = Some(signing.jwk());
+            jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+            keys.push(VerificationKey { kid, algorithm, decoding, validation, jwk });
+        }
+        Ok(Self { keys, issuer })
+    }
+
+    /// Whether a key with this `kid` is in the set.
+    pub fn knows(&self, kid: &str) -> bool {
+        self.keys.iter().any(|key| key.kid == kid)
     }
 
     /// Verifies a token's signature (with the key its `kid` names, under that key's algorithm
-    /// only), `exp`, `iss` and `aud`. Every failure is the same 401.
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| ApiError::InvalidToken)?;
-        let kid = header.kid.ok_or(ApiError::InvalidToken)?;
-        let (key, validation) =
-            self.keys.iter().find(|(key, _)| key.kid == kid).ok_or(ApiError::InvalidToken)?;
-        jsonwebtoken::decode::<Claims>(token, &key.decoding, validation)
+    /// only), `exp`, `iss` and `aud`.
+    pub fn verify(&self, token: &str) -> Result<Claims, Rejection> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid)?;
+        let kid = header.kid.ok_or(Rejection::UnknownKey)?;
+        let key = self.keys.iter().find(|key| key.kid == kid).ok_or(Rejection::UnknownKey)?;
+        jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
             .map(|data| data.claims)
-            .map_err(|_| ApiError::InvalidToken)
+            .map_err(|_| Rejection::Invalid)
     }
 
     /// The OpenID Connect discovery document for this issuer, as served at
@@ -194,7 +313,7 @@ impl TokenIssuer {
     pub fn openid_configuration(&self) -> serde_json::Value {
         let base = self.issuer.trim_end_matches('/');
         let mut algorithms: Vec<String> = Vec::new();
-        for (key, _) in &self.keys {
+        for key in &self.keys {
             let name = format!("{:?}", key.algorithm);
             if !algorithms.contains(&name) {
                 algorithms.push(name);
@@ -212,8 +331,14 @@ impl TokenIssuer {
 
     /// The public keys, as served at `/.well-known/jwks.json`.
     pub fn jwks(&self) -> JwkSet {
-        JwkSet { keys: self.keys.iter().map(|(key, _)| key.jwk.clone()).collect() }
+        JwkSet { keys: self.keys.iter().map(|key| key.jwk.clone()).collect() }
     }
+}
+
+/// The JWK set of the public halves of `keys`: what a verifier's secret or `JWT_PUBLIC_KEYS`
+/// holds for them.
+pub fn public_key_set(keys: &[&SigningKey]) -> serde_json::Value {
+    serde_json::json!({ "keys": keys.iter().map(|key| key.public_jwk()).collect::<Vec<_>>() })
 }
 
 fn unix_now() -> u64 {
@@ -303,19 +428,44 @@ impl std::fmt::Debug for RefreshToken {
 mod tests {
     use super::*;
 
-    fn issuer_with(algorithm: SigningAlgorithm, kid: &str) -> TokenIssuer {
+    const REFRESH_KEY: &str = "a refresh-token key of 32+ bytes!";
+
+    fn key(algorithm: SigningAlgorithm, kid: &str) -> SigningKey {
         let pem = generate_private_key_pem(algorithm).unwrap();
-        let key = SigningKey::from_pem(kid, algorithm, &pem).unwrap();
-        TokenIssuer::new(key, vec![], "https://issuer.test".into(), "api".into(), Duration::from_secs(900))
+        SigningKey::from_pem(kid, algorithm, &pem).unwrap()
+    }
+
+    fn verifier_of(keys: &[&SigningKey]) -> TokenVerifier {
+        let set = JwkSet { keys: keys.iter().map(|key| key.public_jwk().clone()).collect() };
+        TokenVerifier::new(set, "https://issuer.test".into(), "api".into()).unwrap()
+    }
+
+    fn signer(key: SigningKey, refresh_key: &str) -> TokenSigner {
+        let refresh_key = SecretString::from(refresh_key.to_owned());
+        TokenSigner::new(
+            key,
+            &refresh_key,
+            "https://issuer.test".into(),
+            "api".into(),
+            Duration::from_secs(900),
+        )
+        .unwrap()
+    }
+
+    /// A signer and a verifier that knows its key.
+    fn pair(algorithm: SigningAlgorithm, kid: &str) -> (TokenSigner, TokenVerifier) {
+        let key = key(algorithm, kid);
+        let verifier = verifier_of(&[&key]);
+        (signer(key, REFRESH_KEY), verifier)
     }
 
     #[test]
     fn every_algorithm_signs_tokens_it_verifies() {
         for algorithm in [SigningAlgorithm::Rs256, SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
-            let issuer = issuer_with(algorithm, "k1");
+            let (signer, verifier) = pair(algorithm, "k1");
             let (user, session) = (UserId::generate(), SessionId::generate());
-            let token = issuer.issue(user, session).unwrap();
-            let claims = issuer.verify(&token.token).unwrap();
+            let token = signer.issue(user, session).unwrap();
+            let claims = verifier.verify(&token.token).unwrap();
             assert_eq!((claims.sub, claims.sid), (user.0, session.0), "{algorithm:?}");
             assert_eq!(claims.exp - claims.iat, 900);
             assert_eq!(jsonwebtoken::decode_header(&token.token).unwrap().kid.as_deref(), Some("k1"));
@@ -323,40 +473,71 @@ mod tests {
     }
 
     #[test]
-    fn a_token_from_another_key_with_the_same_kid_is_rejected() {
-        let ours = issuer_with(SigningAlgorithm::Es256, "k1");
-        let theirs = issuer_with(SigningAlgorithm::Es256, "k1");
-        let forged = theirs.issue(UserId::generate(), SessionId::generate()).unwrap();
-        assert!(matches!(ours.verify(&forged.token), Err(ApiError::InvalidToken)));
+    fn a_verifier_reads_the_public_key_set_a_signer_publishes() {
+        let key = key(SigningAlgorithm::EdDsa, "k1");
+        let text = serde_json::to_string(&JwkSet { keys: vec![key.public_jwk().clone()] }).unwrap();
+        let verifier =
+            TokenVerifier::from_jwks_json(&text, "https://issuer.test".into(), "api".into()).unwrap();
+        let token = signer(key, REFRESH_KEY).issue(UserId::generate(), SessionId::generate()).unwrap();
+        assert!(verifier.verify(&token.token).is_ok());
     }
 
     #[test]
-    fn an_unknown_kid_is_rejected() {
-        let ours = issuer_with(SigningAlgorithm::Es256, "k1");
-        let other = issuer_with(SigningAlgorithm::Es256, "k2");
+    fn a_verification_key_set_holding_a_private_member_is_refused() {
+        let key = key(SigningAlgorithm::Es256, "k1");
+        let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
+        for member in ["d", "p", "k"] {
+            jwk[member] = serde_json::json!("c2VjcmV0LXZhbHVl");
+            let text = serde_json::json!({ "keys": [jwk] }).to_string();
+            let error = TokenVerifier::from_jwks_json(&text, "i".into(), "a".into()).err().unwrap();
+            let message = format!("{error:#}");
+            assert!(message.contains(&format!("{member:?}")) && message.contains("k1"), "{message}");
+            assert!(!message.contains("c2VjcmV0LXZhbHVl"), "the value is never quoted: {message}");
+            jwk.as_object_mut().unwrap().remove(member);
+        }
+    }
+
+    #[test]
+    fn a_verification_key_set_without_kids_or_with_a_symmetric_key_is_refused() {
+        let key = key(SigningAlgorithm::Rs256, "k1");
+        let mut jwk = serde_json::to_value(key.public_jwk()).unwrap();
+        jwk.as_object_mut().unwrap().remove("kid");
+        let no_kid = serde_json::json!({ "keys": [jwk] }).to_string();
+        assert!(TokenVerifier::from_jwks_json(&no_kid, "i".into(), "a".into()).is_err());
+        let hmac = r#"{"keys":[{"kty":"oct","kid":"h","alg":"HS256"}]}"#;
+        assert!(TokenVerifier::from_jwks_json(hmac, "i".into(), "a".into()).is_err());
+        let both = serde_json::json!({ "keys": [key.public_jwk(), key.public_jwk()] }).to_string();
+        assert!(TokenVerifier::from_jwks_json(&both, "i".into(), "a".into()).is_err(), "duplicate kid");
+    }
+
+    #[test]
+    fn a_token_from_another_key_with_the_same_kid_is_rejected() {
+        let (_, ours) = pair(SigningAlgorithm::Es256, "k1");
+        let (theirs, _) = pair(SigningAlgorithm::Es256, "k1");
+        let forged = theirs.issue(UserId::generate(), SessionId::generate()).unwrap();
+        assert_eq!(ours.verify(&forged.token).err(), Some(Rejection::Invalid));
+    }
+
+    #[test]
+    fn an_unknown_kid_is_rejected_as_an_unknown_key() {
+        let (_, ours) = pair(SigningAlgorithm::Es256, "k1");
+        let (other, _) = pair(SigningAlgorithm::Es256, "k2");
         let token = other.issue(UserId::generate(), SessionId::generate()).unwrap();
-        assert!(ours.verify(&token.token).is_err());
+        assert_eq!(ours.verify(&token.token).err(), Some(Rejection::UnknownKey));
+        assert_eq!(ApiError::from(Rejection::UnknownKey).into_response().status_code, 401);
     }
 
     #[test]
     fn wrong_issuer_or_audience_or_expired_tokens_are_rejected() {
-        let pem = generate_private_key_pem(SigningAlgorithm::Es256).unwrap();
-        let key = |kid| SigningKey::from_pem(kid, SigningAlgorithm::Es256, &pem).unwrap();
-        let ours = TokenIssuer::new(key("k"), vec![], "iss".into(), "aud".into(), Duration::from_secs(60));
+        let key = key(SigningAlgorithm::Es256, "k");
+        let ours = verifier_of(&[&key]);
         let sign = |claims: &Claims| {
             let mut header = Header::new(Algorithm::ES256);
             header.kid = Some("k".into());
-            jsonwebtoken::encode(&header, claims, &key("k").encoding).unwrap()
+            jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
         };
-        let now = unix_now();
-        let good = Claims {
-            iss: "iss".into(),
-            aud: "aud".into(),
-            sub: Uuid::nil(),
-            sid: Uuid::nil(),
-            iat: now,
-            exp: now + 60,
-        };
+        let good = claims_for(&ours);
+        let now = good.iat;
         assert!(ours.verify(&sign(&good)).is_ok());
         assert!(ours.verify(&sign(&Claims { iss: "other".into(), ..good.clone() })).is_err());
         assert!(ours.verify(&sign(&Claims { aud: "other".into(), ..good.clone() })).is_err());
@@ -364,11 +545,11 @@ mod tests {
         assert!(ours.verify(&sign(&expired)).is_err());
     }
 
-    fn claims_for(issuer: &TokenIssuer) -> Claims {
+    fn claims_for(verifier: &TokenVerifier) -> Claims {
         let now = unix_now();
         Claims {
-            iss: issuer.issuer.clone(),
-            aud: issuer.audience.clone(),
+            iss: verifier.issuer.clone(),
+            aud: "api".into(),
             sub: Uuid::now_v7(),
             sid: Uuid::now_v7(),
             iat: now,
@@ -382,99 +563,120 @@ mod tests {
 
     #[test]
     fn an_unsigned_alg_none_token_is_rejected() {
-        let issuer = issuer_with(SigningAlgorithm::Rs256, "k1");
-        let claims = serde_json::to_value(claims_for(&issuer)).unwrap();
+        let (_, verifier) = pair(SigningAlgorithm::Rs256, "k1");
+        let claims = serde_json::to_value(claims_for(&verifier)).unwrap();
         for alg in ["none", "None", "NONE"] {
             let token = format!(
                 "{}.{}.",
                 b64(&serde_json::json!({"alg": alg, "kid": "k1", "typ": "JWT"})),
                 b64(&claims)
             );
-            assert!(matches!(issuer.verify(&token), Err(ApiError::InvalidToken)), "{alg}");
+            assert!(verifier.verify(&token).is_err(), "{alg}");
         }
     }
 
     #[test]
     fn an_hs256_token_keyed_with_the_public_key_is_rejected() {
-        let issuer = issuer_with(SigningAlgorithm::Rs256, "k1");
-        let jwk = serde_json::to_value(&issuer.keys[0].0.jwk).unwrap();
+        let (_, verifier) = pair(SigningAlgorithm::Rs256, "k1");
+        let jwk = serde_json::to_value(&verifier.keys[0].jwk).unwrap();
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("k1".into());
         // Whatever form of the public key a confused verifier would use as the HMAC secret.
         for secret in [jwk["n"].as_str().unwrap().to_owned(), jwk.to_string()] {
             let forged = jsonwebtoken::encode(
                 &header,
-                &claims_for(&issuer),
+                &claims_for(&verifier),
                 &EncodingKey::from_secret(secret.as_bytes()),
             )
             .unwrap();
-            assert!(matches!(issuer.verify(&forged), Err(ApiError::InvalidToken)));
+            assert_eq!(verifier.verify(&forged).err(), Some(Rejection::Invalid));
         }
     }
 
     #[test]
     fn a_token_signed_with_the_right_key_under_another_algorithm_name_is_rejected() {
-        let issuer = issuer_with(SigningAlgorithm::Es256, "k1");
-        let token = issuer.issue(UserId::generate(), SessionId::generate()).unwrap().token;
+        let (signer, verifier) = pair(SigningAlgorithm::Es256, "k1");
+        let token = signer.issue(UserId::generate(), SessionId::generate()).unwrap().token;
         let (_, rest) = token.split_once('.').unwrap();
         let relabelled = format!("{}.{rest}", b64(&serde_json::json!({"alg": "ES384", "kid": "k1"})));
-        assert!(issuer.verify(&relabelled).is_err());
+        assert!(verifier.verify(&relabelled).is_err());
     }
 
     #[test]
     fn expiry_allows_at_most_thirty_seconds_of_clock_skew() {
-        let issuer = issuer_with(SigningAlgorithm::Es256, "k1");
+        let key = key(SigningAlgorithm::Es256, "k1");
+        let verifier = verifier_of(&[&key]);
         let sign = |claims: &Claims| {
             let mut header = Header::new(Algorithm::ES256);
             header.kid = Some("k1".into());
-            jsonwebtoken::encode(&header, claims, &issuer.keys[0].0.encoding).unwrap()
+            jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
         };
         let now = unix_now();
-        let skewed = Claims { iat: now - 100, exp: now - 10, ..claims_for(&issuer) };
-        let expired = Claims { iat: now - 100, exp: now - 31, ..claims_for(&issuer) };
-        assert!(issuer.verify(&sign(&skewed)).is_ok(), "10 s past exp is within the leeway");
-        assert!(issuer.verify(&sign(&expired)).is_err(), "31 s past exp is not");
+        let skewed = Claims { iat: now - 100, exp: now - 10, ..claims_for(&verifier) };
+        let expired = Claims { iat: now - 100, exp: now - 31, ..claims_for(&verifier) };
+        assert!(verifier.verify(&sign(&skewed)).is_ok(), "10 s past exp is within the leeway");
+        assert!(verifier.verify(&sign(&expired)).is_err(), "31 s past exp is not");
     }
 
     #[test]
     fn the_openid_configuration_points_at_the_jwks() {
-        let issuer = issuer_with(SigningAlgorithm::Rs256, "k1");
-        let config = issuer.openid_configuration();
+        let rsa = key(SigningAlgorithm::Rs256, "k1");
+        let ec = key(SigningAlgorithm::Es256, "k2");
+        let config = verifier_of(&[&rsa, &ec]).openid_configuration();
         assert_eq!(config["issuer"], "https://issuer.test");
         assert_eq!(config["jwks_uri"], "https://issuer.test/.well-known/jwks.json");
-        assert_eq!(config["id_token_signing_alg_values_supported"], serde_json::json!(["RS256"]));
+        assert_eq!(config["id_token_signing_alg_values_supported"], serde_json::json!(["RS256", "ES256"]));
     }
 
     #[test]
     fn the_jwks_holds_public_parameters_only() {
-        let issuer = issuer_with(SigningAlgorithm::Rs256, "k1");
-        let jwks = serde_json::to_value(issuer.jwks()).unwrap();
+        let (_, verifier) = pair(SigningAlgorithm::Rs256, "k1");
+        let jwks = serde_json::to_value(verifier.jwks()).unwrap();
         let key = &jwks["keys"][0];
         assert_eq!(
-            (key["kty"].as_str(), key["kid"].as_str(), key["alg"].as_str()),
-            (Some("RSA"), Some("k1"), Some("RS256"))
+            (key["kty"].as_str(), key["kid"].as_str(), key["alg"].as_str(), key["use"].as_str()),
+            (Some("RSA"), Some("k1"), Some("RS256"), Some("sig"))
         );
         assert!(key["n"].is_string() && key["e"].is_string());
         assert!(key.get("d").is_none() && key.get("p").is_none(), "{key}");
     }
 
     #[test]
-    fn successors_are_deterministic_per_parent_and_key() {
-        let issuer = issuer_with(SigningAlgorithm::Es256, "k1");
+    fn successors_are_deterministic_per_parent() {
+        let (signer, _) = pair(SigningAlgorithm::Es256, "k1");
         let parent = RefreshToken::generate().unwrap();
-        let successor = issuer.successor_of(&parent);
-        assert_eq!(successor.expose(), issuer.successor_of(&parent).expose());
+        let successor = signer.successor_of(&parent);
+        assert_eq!(successor.expose(), signer.successor_of(&parent).expose());
         assert!(RefreshToken::parse(successor.expose()).is_ok(), "a successor has a token's shape");
-        assert_ne!(successor.expose(), issuer.successor_of(&successor).expose());
-        let other = issuer_with(SigningAlgorithm::Es256, "k1");
-        assert_ne!(
-            successor.expose(),
-            other.successor_of(&parent).expose(),
-            "another key, another successor"
+        assert_ne!(successor.expose(), signer.successor_of(&successor).expose());
+    }
+
+    #[test]
+    fn successors_depend_only_on_the_refresh_token_key() {
+        let parent = RefreshToken::generate().unwrap();
+        let old_generation = signer(key(SigningAlgorithm::Rs256, "k1"), REFRESH_KEY);
+        let new_generation = signer(key(SigningAlgorithm::Es256, "k2"), REFRESH_KEY);
+        let other_refresh_key = signer(key(SigningAlgorithm::Rs256, "k1"), &"x".repeat(32));
+
+        assert_eq!(
+            old_generation.successor_of(&parent).expose(),
+            new_generation.successor_of(&parent).expose(),
+            "sandboxes on either side of a signing-key rotation hand out the same successor"
         );
-        let dedicated = issuer_with(SigningAlgorithm::Es256, "k1")
-            .with_successor_secret(&SecretString::from("s".repeat(32)));
-        assert_ne!(successor.expose(), dedicated.successor_of(&parent).expose());
+        assert_ne!(
+            old_generation.successor_of(&parent).expose(),
+            other_refresh_key.successor_of(&parent).expose()
+        );
+    }
+
+    #[test]
+    fn a_refresh_token_key_shorter_than_32_bytes_is_refused() {
+        let short = SecretString::from("s".repeat(31));
+        let key = key(SigningAlgorithm::EdDsa, "k1");
+        let error = TokenSigner::new(key, &short, "i".into(), "a".into(), Duration::from_secs(60))
+            .err()
+            .expect("a 31-byte key is refused");
+        assert!(error.to_string().contains("32 bytes"), "{error}");
     }
 
     #[test]

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use common::{PASSWORD, json_request};
 use serde_json::json;
 use shared::app::App;
-use shared::config::{Config, Needs};
+use shared::config::{Config, Keys, Needs};
 use shared::handlers;
 use shared::handlers::health::HealthEvent;
 use shared::http::HttpRequest;
+use shared::tokens::{SigningAlgorithm, SigningKey, public_key_set};
 
 /// A loopback port nothing listens on: bind, read the port, close.
 fn closed_port() -> u16 {
@@ -27,11 +28,17 @@ fn app_with_unreachable_database(needs: Needs) -> App {
         ("JWT_KEY_ID", "k"),
         ("JWT_ISSUER", common::ISSUER),
         ("JWT_AUDIENCE", common::AUDIENCE),
+        ("REFRESH_TOKEN_HMAC_KEY", common::REFRESH_TOKEN_KEY),
     ];
     let pem = shared::tokens::generate_private_key_pem(shared::tokens::SigningAlgorithm::EdDsa).unwrap();
+    let key = SigningKey::from_pem("k", SigningAlgorithm::EdDsa, &pem).unwrap();
+    let public_keys = public_key_set(&[&key]).to_string();
     let config = Config::from_lookup(needs, |name| {
         if name == "JWT_PRIVATE_KEY" {
             return Some(secrecy::ExposeSecret::expose_secret(&pem).to_owned());
+        }
+        if name == "JWT_PUBLIC_KEYS" {
+            return Some(public_keys.clone());
         }
         if name == "JWT_ALGORITHM" {
             return Some("EdDSA".to_owned());
@@ -44,7 +51,7 @@ fn app_with_unreachable_database(needs: Needs) -> App {
 
 #[tokio::test]
 async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
-    let app = app_with_unreachable_database(Needs { database: true, keys: true });
+    let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Verify });
 
     let response = handlers::jwks::handle(&app, HttpRequest::default()).await;
 
@@ -54,7 +61,7 @@ async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_503_json_on_health_and_auth_endpoints() {
-    let app = app_with_unreachable_database(Needs { database: true, keys: true });
+    let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Sign });
     let started = Instant::now();
 
     let health = handlers::health::handle(&app, HealthEvent::Http(Box::default())).await;

@@ -4,11 +4,11 @@
 
 use anyhow::Context as _;
 use shared::app::App;
-use shared::config::Needs;
+use shared::config::{Keys, Needs};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let app = App::from_env(Needs { database: true, keys: false })?;
+    let app = App::from_env(Needs { database: true, keys: Keys::None })?;
     let mut connection = app.connection().await.context("connecting to the database")?;
     shared::db::MIGRATOR.run(&mut *connection).await.context("applying the migrations")?;
     println!("migrations applied: {}", shared::db::MIGRATOR.iter().count());

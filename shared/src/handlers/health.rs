@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::app::App;
-use crate::config::Needs;
+use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::store;
 
 /// Health pings the database; it needs no keys.
-pub const NEEDS: Needs = Needs { database: true, keys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
 
 /// How long the database has to answer before the service is reported unhealthy.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);

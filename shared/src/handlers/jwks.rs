@@ -2,11 +2,11 @@
 //! `GET /.well-known/openid-configuration`, the discovery document that points at them.
 
 use crate::app::App;
-use crate::config::Needs;
+use crate::config::{Keys, Needs};
 use crate::http::{HttpRequest, HttpResponse};
 
-/// The JWKS needs the keys and nothing else: it never connects to the database.
-pub const NEEDS: Needs = Needs { database: false, keys: true };
+/// The JWKS needs the public keys and nothing else: no private key, no database.
+pub const NEEDS: Needs = Needs { database: false, keys: Keys::Verify };
 
 /// The discovery document's path; every other path this function is routed is the JWKS.
 pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
@@ -14,14 +14,14 @@ pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
 /// 200 with the key set (`{"keys":[...]}`, public parameters only) or the discovery document,
 /// cacheable for five minutes.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
-    let tokens = match app.tokens().await {
-        Ok(tokens) => tokens,
+    let keys = match app.verification_keys().await {
+        Ok(keys) => keys,
         Err(error) => return error.into_response(),
     };
     let response = if request.raw_path == OPENID_CONFIGURATION_PATH {
-        HttpResponse::json(200, &tokens.openid_configuration())
+        HttpResponse::json(200, &keys.openid_configuration())
     } else {
-        HttpResponse::json(200, &tokens.jwks())
+        HttpResponse::json(200, &keys.jwks())
     };
     response.with_header("cache-control", "public, max-age=300".to_owned())
 }

@@ -3,13 +3,13 @@
 use super::{Credentials, token_response};
 use crate::app::App;
 use crate::auth;
-use crate::config::Needs;
+use crate::config::{Keys, Needs};
 use crate::domain::{Email, Password};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Login reads and writes the database and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
 
 /// 200 with the token response; 401 `invalid_credentials` for an unknown email or a wrong
 /// password alike.

@@ -4,12 +4,12 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::auth::{self, LogoutScope};
-use crate::config::Needs;
+use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Logout writes to the database; it signs and verifies nothing.
-pub const NEEDS: Needs = Needs { database: true, keys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
 
 /// `{"refresh_token", "scope"?}`: `local` (default), `global` or `others`.
 #[derive(Deserialize)]

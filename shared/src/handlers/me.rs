@@ -2,12 +2,12 @@
 
 use crate::app::App;
 use crate::auth;
-use crate::config::Needs;
+use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse, respond};
 
-/// Me verifies tokens and reads the database (to refuse revoked sessions).
-pub const NEEDS: Needs = Needs { database: true, keys: true };
+/// Me verifies tokens (public keys only) and reads the database (to refuse revoked sessions).
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify };
 
 /// 200 `{"id","email","created_at"}`; 401 with `WWW-Authenticate: Bearer` otherwise.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {

@@ -4,13 +4,13 @@
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::config::Needs;
+use crate::config::{Keys, Needs};
 use crate::db::MIGRATOR;
 use crate::error::ApiError;
 use crate::http::HttpResponse;
 
 /// Migrating needs the database only.
-pub const NEEDS: Needs = Needs { database: true, keys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
 
 /// Applies every pending migration; answers 200 `{"migrations": N}` with the number known.
 /// Takes any event: `aws lambda invoke` sends `{}`.

@@ -3,13 +3,13 @@
 use super::{RefreshTokenBody, token_response};
 use crate::app::App;
 use crate::auth;
-use crate::config::Needs;
+use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 use crate::tokens::RefreshToken;
 
 /// Refresh writes to the database and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
 
 /// 200 with the token response and a new refresh token; the presented one stops working.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {

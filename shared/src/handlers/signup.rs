@@ -3,13 +3,13 @@
 use super::{Credentials, token_response};
 use crate::app::App;
 use crate::auth;
-use crate::config::Needs;
+use crate::config::{Keys, Needs};
 use crate::domain::{Email, Password};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
 
 /// Signup writes to the database and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
 
 /// 201 with the token response.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {

@@ -12,20 +12,36 @@ use shared::app::App;
 use shared::handlers;
 use shared::handlers::health::HealthEvent;
 use shared::http::{HttpRequest, HttpResponse};
-use shared::tokens::{SigningAlgorithm, SigningKey, TokenIssuer, generate_private_key_pem};
+use shared::tokens::{
+    SigningAlgorithm, SigningKey, TokenSigner, TokenVerifier, generate_private_key_pem, public_key_set,
+};
 use sqlx::PgPool;
 
 pub const ISSUER: &str = "https://auth.test";
 pub const AUDIENCE: &str = "auth-test-api";
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The refresh-token HMAC key of the tests' signers.
+pub const REFRESH_TOKEN_KEY: &str = "the tests' refresh-token key, 32+ bytes";
 
 /// One RSA key for the whole test binary: generating a 2048-bit key per test is wasted time.
 static KEY_PEM: LazyLock<SecretString> =
     LazyLock::new(|| generate_private_key_pem(SigningAlgorithm::Rs256).expect("key generation"));
 
-pub fn token_issuer() -> TokenIssuer {
-    let key = SigningKey::from_pem("test-key", SigningAlgorithm::Rs256, &KEY_PEM).expect("test key");
-    TokenIssuer::new(key, Vec::new(), ISSUER.into(), AUDIENCE.into(), Duration::from_secs(900))
+fn signing_key() -> SigningKey {
+    SigningKey::from_pem("test-key", SigningAlgorithm::Rs256, &KEY_PEM).expect("test key")
+}
+
+/// Signs with the test key.
+pub fn token_signer() -> TokenSigner {
+    let refresh_key = SecretString::from(REFRESH_TOKEN_KEY);
+    TokenSigner::new(signing_key(), &refresh_key, ISSUER.into(), AUDIENCE.into(), Duration::from_secs(900))
+        .expect("test signer")
+}
+
+/// Verifies with the test key's public half.
+pub fn token_verifier() -> TokenVerifier {
+    let set = public_key_set(&[&signing_key()]).to_string();
+    TokenVerifier::from_jwks_json(&set, ISSUER.into(), AUDIENCE.into()).expect("test verifier")
 }
 
 /// A response as a client sees it.
@@ -91,7 +107,13 @@ impl TestApp {
     }
 
     pub fn with_reuse_grace(pool: PgPool, grace: Duration) -> Self {
-        let app = App::with_pool(pool.clone(), token_issuer(), Duration::from_secs(30 * 24 * 3600), grace);
+        let app = App::with_pool(
+            pool.clone(),
+            token_signer(),
+            token_verifier(),
+            Duration::from_secs(30 * 24 * 3600),
+            grace,
+        );
         Self { app: Arc::new(app), pool }
     }
 
