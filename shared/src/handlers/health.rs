@@ -128,18 +128,18 @@ pub async fn check(app: &App) -> bool {
     }
 }
 
-/// Deletes old refresh tokens, then sessions that ended (revoked, expired or abandoned), then
-/// login-attempt counts that went quiet, in bounded batches; returns the rows deleted (a
+/// Deletes sessions that ended (revoked, expired or abandoned) with their tokens, then old
+/// revoked refresh tokens, then login-attempt counts that went quiet, in bounded batches; returns the rows deleted (a
 /// session's tokens deleted with it are not counted).
 pub async fn purge(app: &App) -> u64 {
     let result = async {
         let mut db = app.connection().await?;
         let mut deleted = 0;
         for _ in 0..PURGE_MAX_BATCHES {
-            let tokens = store::purge_refresh_tokens(&mut *db, PURGE_RETENTION, PURGE_BATCH).await?;
             let sessions =
                 store::purge_sessions(&mut *db, PURGE_RETENTION, app.session_max_lifetime, PURGE_BATCH)
                     .await?;
+            let tokens = store::purge_refresh_tokens(&mut *db, PURGE_RETENTION, PURGE_BATCH).await?;
             let attempts = store::purge_login_attempts(&mut *db, PURGE_BATCH).await?;
             deleted += tokens + sessions + attempts;
             if [tokens, sessions, attempts].iter().all(|&rows| rows < PURGE_BATCH as u64) {
