@@ -23,6 +23,8 @@ pub struct App {
     pub refresh_token_ttl: Duration,
     /// How long a just-rotated token still returns its successor instead of counting as reuse.
     pub refresh_reuse_grace: Duration,
+    /// How long a session lives at most, from its creation (`SESSION_MAX_LIFETIME_SECONDS`).
+    pub session_max_lifetime: Duration,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -55,6 +57,7 @@ impl App {
             function_name: config.function_name,
             refresh_token_ttl: config.refresh_token_ttl,
             refresh_reuse_grace: config.refresh_reuse_grace,
+            session_max_lifetime: config.session_max_lifetime,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
@@ -73,6 +76,7 @@ impl App {
             function_name: "auth-test".to_owned(),
             refresh_token_ttl,
             refresh_reuse_grace,
+            session_max_lifetime: crate::config::DEFAULT_SESSION_MAX_LIFETIME,
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),

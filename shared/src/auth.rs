@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::domain::{Email, Password, SessionId, User, UserId};
 use crate::error::ApiError;
 use crate::passwords::{self, Verified};
-use crate::store::{self, NewSession, Replay};
+use crate::store::{self, Admission, NewSession, Replay};
 use crate::tokens::{AccessToken, RefreshToken};
 
 /// The unique constraint a duplicate email violates.
@@ -28,7 +28,7 @@ pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issue
     let mut db = app.connection().await?;
     let (user_id, session) = (UserId::generate(), SessionId::generate());
     let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
-    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: app.refresh_token_ttl };
+    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app) };
     let user = store::create_user_with_session(&mut *db, user_id, &email, &password_hash, new_session)
         .await
         .map_err(|error| match &error {
@@ -41,28 +41,36 @@ pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issue
     Ok(Issued { user, access, refresh })
 }
 
-/// Refuses a throttled email before any argon2 work; otherwise verifies the password (against
-/// a dummy hash for an unknown email, so both failures cost and look the same), then clears the
-/// failure count, upgrades an outdated hash and opens a session, atomically.
+/// Admits the attempt first, in one statement that also counts it (see [`store::admit_login`]):
+/// a throttled email is refused before any argon2 work. Then verifies the password (against a
+/// dummy hash for an unknown email, so both failures cost and look the same). A failure is
+/// already counted; a success clears the count, upgrades an outdated hash and opens a session,
+/// atomically: two round trips on success, one on failure.
 pub async fn login(app: &App, email: Email, password: Password) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await?;
     let mut db = app.connection().await?;
-    let state = store::login_state(&mut *db, &email).await?;
-    if state.retry_after_seconds > 0 {
-        return Err(ApiError::TooManyAttempts { retry_after: state.retry_after_seconds });
-    }
-    let (user, stored_hash) = state.account.unzip();
+    let account = match store::admit_login(&mut *db, &email).await? {
+        Admission::Admitted { account } => account,
+        Admission::Throttled { retry_after_seconds } => {
+            return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
+        }
+    };
+    let (user, stored_hash) = account.unzip();
     let verified = passwords::verify(password, stored_hash).await.map_err(ApiError::Unexpected)?;
     let (Some(user), Verified::Yes { rehashed }) = (user, verified) else {
-        store::record_failed_login(&mut *db, &email).await?;
         return Err(ApiError::InvalidCredentials);
     };
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
-    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: app.refresh_token_ttl };
+    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app) };
     store::start_session(&mut *db, user.id, &email, rehashed.as_deref(), new_session).await?;
     let access = tokens.issue(user.id, session).map_err(ApiError::Unexpected)?;
     Ok(Issued { user, access, refresh })
+}
+
+/// A new session's first refresh token lives no longer than the session may.
+fn first_token_ttl(app: &App) -> std::time::Duration {
+    app.refresh_token_ttl.min(app.session_max_lifetime)
 }
 
 /// Exchanges a live refresh token for its successor and a new access token: one statement when
@@ -74,27 +82,33 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
     let mut db = app.connection().await?;
     let successor = tokens.successor_of(&presented);
     let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
-    let rotated =
-        match store::rotate_refresh_token(&mut *db, &presented_hash, &successor_hash, app.refresh_token_ttl)
-            .await?
+    let rotated = match store::rotate_refresh_token(
+        &mut *db,
+        &presented_hash,
+        &successor_hash,
+        app.refresh_token_ttl,
+        app.session_max_lifetime,
+    )
+    .await?
+    {
+        Some(rotated) => rotated,
+        None => match store::replay_refresh_token(
+            &mut *db,
+            &presented_hash,
+            &successor_hash,
+            app.refresh_reuse_grace,
+            app.session_max_lifetime,
+        )
+        .await?
         {
-            Some(rotated) => rotated,
-            None => match store::replay_refresh_token(
-                &mut *db,
-                &presented_hash,
-                &successor_hash,
-                app.refresh_reuse_grace,
-            )
-            .await?
-            {
-                Replay::Grace(rotated) => rotated,
-                Replay::Reused => {
-                    tracing::warn!("a rotated refresh token was presented again; its session is revoked");
-                    return Err(ApiError::RefreshTokenReused);
-                }
-                Replay::Invalid => return Err(ApiError::InvalidRefreshToken),
-            },
-        };
+            Replay::Grace(rotated) => rotated,
+            Replay::Reused => {
+                tracing::warn!("a rotated refresh token was presented again; its session is revoked");
+                return Err(ApiError::RefreshTokenReused);
+            }
+            Replay::Invalid => return Err(ApiError::InvalidRefreshToken),
+        },
+    };
     let access = tokens.issue(rotated.user.id, rotated.session).map_err(ApiError::Unexpected)?;
     Ok(Issued { user: rotated.user, access, refresh: successor })
 }
@@ -139,7 +153,13 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
     match scope {
         LogoutScope::Local => store::revoke_session_of_token(&mut *db, &hash).await?,
         LogoutScope::Global | LogoutScope::Others => {
-            let live = store::revoke_sessions_of_owner(&mut *db, &hash, scope == LogoutScope::Global).await?;
+            let live = store::revoke_sessions_of_owner(
+                &mut *db,
+                &hash,
+                scope == LogoutScope::Global,
+                app.session_max_lifetime,
+            )
+            .await?;
             if !live {
                 return Err(ApiError::InvalidRefreshToken);
             }
@@ -148,11 +168,12 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
     Ok(())
 }
 
-/// The user behind an access token, provided its session is still live.
+/// The user behind an access token, provided its session is still live (neither revoked nor
+/// past its absolute lifetime).
 pub async fn current_user(app: &App, access_token: &str) -> Result<User, ApiError> {
     let claims = app.verify_access_token(access_token).await?;
     let mut db = app.connection().await?;
-    store::find_session_user(&mut *db, UserId(claims.sub), SessionId(claims.sid))
+    store::find_session_user(&mut *db, UserId(claims.sub), SessionId(claims.sid), app.session_max_lifetime)
         .await?
         .ok_or(ApiError::InvalidToken)
 }

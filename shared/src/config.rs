@@ -3,6 +3,8 @@
 //! Each function asks only for the parts it uses ([`Needs`]), so a function that never touches
 //! the database needs no database settings, and one that signs nothing needs no private key.
 
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::str::FromStr as _;
 use std::time::Duration;
 
@@ -52,7 +54,13 @@ pub struct Config {
     /// How long after a rotation the parent token still returns the session's active token
     /// (two tabs refreshing at once, a lost response) instead of counting as reuse.
     pub refresh_reuse_grace: Duration,
+    /// How long a session lives at most, counted from its creation, however often it is
+    /// refreshed (`SESSION_MAX_LIFETIME_SECONDS`, default 90 days).
+    pub session_max_lifetime: Duration,
 }
+
+/// The default of `SESSION_MAX_LIFETIME_SECONDS`: 90 days.
+pub const DEFAULT_SESSION_MAX_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Where the database credentials come from.
 #[derive(Debug, Clone)]
@@ -61,8 +69,9 @@ pub enum DatabaseSource {
     Direct(Box<PgConnectOptions>),
     /// An RDS-format secret in Secrets Manager (`DB_SECRET_ARN`). `host` (from `DB_HOST`)
     /// overrides the secret's host, for an RDS Proxy endpoint; `database` (from `DB_NAME`)
-    /// overrides or supplies its `dbname`.
-    Secret { arn: String, host: Option<String>, database: Option<String>, ssl_mode: PgSslMode },
+    /// overrides or supplies its `dbname`. `ssl_mode` is `DB_SSLMODE`; when unset, the host
+    /// is known only once the secret is read, and [`default_ssl_mode`] decides then.
+    Secret { arn: String, host: Option<String>, database: Option<String>, ssl_mode: Option<PgSslMode> },
 }
 
 /// How to reach Postgres and how to size the pool.
@@ -78,6 +87,24 @@ pub struct DatabaseConfig {
     /// A kept connection idle for longer than this is pinged before use (it may have died
     /// while the sandbox was frozen); a busier one is used as it is.
     pub ping_after_idle: Duration,
+    /// The CA bundle the server's certificate is checked against (`DB_SSL_ROOT_CERT`), for
+    /// `verify-ca` and `verify-full`; the built-in web roots when unset.
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+/// The TLS mode when none is configured: `require` (encrypted, as a deployed function must
+/// be), except towards this machine (a loopback address, `localhost` or a Unix socket), where
+/// a local server without TLS is the norm and `prefer` keeps `make run` working.
+pub fn default_ssl_mode(host: &str) -> PgSslMode {
+    if is_local_host(host) { PgSslMode::Prefer } else { PgSslMode::Require }
+}
+
+fn is_local_host(host: &str) -> bool {
+    let host = host.trim();
+    let unbracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.starts_with('/')
+        || host.eq_ignore_ascii_case("localhost")
+        || unbracketed.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Where the token keys come from.
@@ -137,38 +164,62 @@ impl Config {
             keys,
             refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
             refresh_reuse_grace: vars.seconds("REFRESH_REUSE_GRACE_SECONDS", 10)?,
+            session_max_lifetime: session_max_lifetime(&vars)?,
         })
     }
 }
 
+fn session_max_lifetime(vars: &Vars<'_>) -> Result<Duration, ConfigError> {
+    let lifetime = vars.seconds("SESSION_MAX_LIFETIME_SECONDS", DEFAULT_SESSION_MAX_LIFETIME.as_secs())?;
+    if lifetime.is_zero() {
+        return Err(ConfigError::Malformed {
+            name: "SESSION_MAX_LIFETIME_SECONDS",
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok(lifetime)
+}
+
 fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfig, ConfigError> {
-    let ssl_mode = vars.optional("DB_SSLMODE").unwrap_or_else(|| "prefer".to_owned());
-    let ssl_mode = PgSslMode::from_str(&ssl_mode)
-        .map_err(|error| ConfigError::Malformed { name: "DB_SSLMODE", problem: error.to_string() })?;
-    let source =
-        if let Some(url) = vars.optional("DATABASE_URL") {
-            DatabaseSource::Direct(Box::new(PgConnectOptions::from_str(&url).map_err(|error| {
-                ConfigError::Malformed { name: "DATABASE_URL", problem: error.to_string() }
-            })?))
-        } else if let Some(arn) = vars.optional("DB_SECRET_ARN") {
-            DatabaseSource::Secret {
-                arn,
-                host: vars.optional("DB_HOST"),
-                database: vars.optional("DB_NAME"),
-                ssl_mode,
-            }
+    let ssl_mode = vars
+        .optional("DB_SSLMODE")
+        .map(|mode| {
+            PgSslMode::from_str(&mode)
+                .map_err(|error| ConfigError::Malformed { name: "DB_SSLMODE", problem: error.to_string() })
+        })
+        .transpose()?;
+    let ssl_root_cert = vars.optional("DB_SSL_ROOT_CERT").map(PathBuf::from);
+    let source = if let Some(url) = vars.optional("DATABASE_URL") {
+        let options = PgConnectOptions::from_str(&url)
+            .map_err(|error| ConfigError::Malformed { name: "DATABASE_URL", problem: error.to_string() })?;
+        // The URL's own `sslmode` is the operator's explicit choice and wins.
+        let options = if url_names_ssl_mode(&url) {
+            options
         } else {
-            // Built from parts: a password never has to be escaped into a URL.
-            DatabaseSource::Direct(Box::new(
-                PgConnectOptions::new_without_pgpass()
-                    .host(&vars.required("DB_HOST")?)
-                    .port(vars.parsed("DB_PORT", 5432)?)
-                    .username(&vars.required("DB_USER")?)
-                    .password(&vars.required("DB_PASSWORD")?)
-                    .database(&vars.required("DB_NAME")?)
-                    .ssl_mode(ssl_mode),
-            ))
+            let host =
+                options.get_socket().map_or(options.get_host().to_owned(), |s| s.display().to_string());
+            options.ssl_mode(ssl_mode.unwrap_or_else(|| default_ssl_mode(&host)))
         };
+        DatabaseSource::Direct(Box::new(with_root_cert(options, ssl_root_cert.as_ref())))
+    } else if let Some(arn) = vars.optional("DB_SECRET_ARN") {
+        DatabaseSource::Secret {
+            arn,
+            host: vars.optional("DB_HOST"),
+            database: vars.optional("DB_NAME"),
+            ssl_mode,
+        }
+    } else {
+        // Built from parts: a password never has to be escaped into a URL.
+        let host = vars.required("DB_HOST")?;
+        let options = PgConnectOptions::new_without_pgpass()
+            .host(&host)
+            .port(vars.parsed("DB_PORT", 5432)?)
+            .username(&vars.required("DB_USER")?)
+            .password(&vars.required("DB_PASSWORD")?)
+            .database(&vars.required("DB_NAME")?)
+            .ssl_mode(ssl_mode.unwrap_or_else(|| default_ssl_mode(&host)));
+        DatabaseSource::Direct(Box::new(with_root_cert(options, ssl_root_cert.as_ref())))
+    };
     let max_connections: u32 = vars.parsed("DB_MAX_CONNECTIONS", 1)?;
     if max_connections == 0 {
         return Err(ConfigError::Malformed {
@@ -184,6 +235,22 @@ fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfi
         idle_timeout: vars.seconds("DB_IDLE_TIMEOUT_SECONDS", 60)?,
         max_lifetime: vars.seconds("DB_MAX_LIFETIME_SECONDS", 300)?,
         ping_after_idle: Duration::from_millis(vars.parsed("DB_PING_AFTER_IDLE_MS", 1_000)?),
+        ssl_root_cert,
+    })
+}
+
+/// `options` checking the server's certificate against `root_cert`, when there is one.
+pub fn with_root_cert(options: PgConnectOptions, root_cert: Option<&PathBuf>) -> PgConnectOptions {
+    match root_cert {
+        Some(path) => options.ssl_root_cert(path),
+        None => options,
+    }
+}
+
+/// Whether a connection URL sets its own TLS mode (`sslmode`, or sqlx's `ssl-mode`).
+fn url_names_ssl_mode(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| matches!(pair.split('=').next(), Some("sslmode" | "ssl-mode")))
     })
 }
 
@@ -431,5 +498,106 @@ mod tests {
         vars.push(("JWT_SIGNING_KEY_SECRET_ARN", "arn:signing"));
         let error = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
         assert!(error.to_string().contains("REFRESH_TOKEN_HMAC_KEY"), "{error}");
+    }
+
+    fn database_only(pairs: &[(&str, &str)]) -> DatabaseConfig {
+        Config::from_lookup(Needs { database: true, keys: false }, lookup(pairs)).unwrap().database.unwrap()
+    }
+
+    fn direct_ssl_mode(pairs: &[(&str, &str)]) -> PgSslMode {
+        let DatabaseSource::Direct(options) = database_only(pairs).source else { panic!("direct options") };
+        options.get_ssl_mode()
+    }
+
+    const PARTS: [(&str, &str); 3] = [("DB_USER", "app"), ("DB_PASSWORD", "p"), ("DB_NAME", "auth")];
+
+    #[test]
+    fn without_db_sslmode_a_remote_database_requires_tls() {
+        let remote_url = direct_ssl_mode(&[("DATABASE_URL", "postgres://app@db.internal:5432/auth")]);
+        let remote_parts = direct_ssl_mode(&[&PARTS[..], &[("DB_HOST", "10.0.3.7")]].concat());
+
+        assert!(matches!(remote_url, PgSslMode::Require), "{remote_url:?}");
+        assert!(matches!(remote_parts, PgSslMode::Require), "{remote_parts:?}");
+    }
+
+    #[test]
+    fn without_db_sslmode_a_loopback_database_prefers_tls() {
+        for host in
+            ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LocalHost", "/var/run/postgresql"]
+        {
+            assert!(matches!(default_ssl_mode(host), PgSslMode::Prefer), "{host}");
+        }
+        for host in ["db.internal", "10.0.0.1", "128.0.0.1", "::2", "localhost.example.com", "[2001:db8::1]"]
+        {
+            assert!(matches!(default_ssl_mode(host), PgSslMode::Require), "{host}");
+        }
+        let url = direct_ssl_mode(&[("DATABASE_URL", "postgres://app@127.0.0.1:5432/auth")]);
+        assert!(matches!(url, PgSslMode::Prefer), "{url:?}");
+        let socket = direct_ssl_mode(&[("DATABASE_URL", "postgres:///auth?host=/var/run/postgresql")]);
+        assert!(matches!(socket, PgSslMode::Prefer), "{socket:?}");
+    }
+
+    #[test]
+    fn db_sslmode_overrides_the_default_and_a_url_sslmode_overrides_both() {
+        let parts = direct_ssl_mode(
+            &[&PARTS[..], &[("DB_HOST", "localhost"), ("DB_SSLMODE", "verify-full")]].concat(),
+        );
+        let url = direct_ssl_mode(&[
+            ("DATABASE_URL", "postgres://app@db.internal/auth"),
+            ("DB_SSLMODE", "verify-ca"),
+        ]);
+        let own = direct_ssl_mode(&[
+            ("DATABASE_URL", "postgres://app@db.internal/auth?sslmode=disable"),
+            ("DB_SSLMODE", "verify-full"),
+        ]);
+
+        assert!(matches!(parts, PgSslMode::VerifyFull), "{parts:?}");
+        assert!(matches!(url, PgSslMode::VerifyCa), "{url:?}");
+        assert!(matches!(own, PgSslMode::Disable), "{own:?}");
+    }
+
+    #[test]
+    fn a_secret_source_decides_the_tls_mode_once_the_host_is_known_unless_it_is_set() {
+        let unset = database_only(&[("DB_SECRET_ARN", "arn:db")]).source;
+        let set = database_only(&[("DB_SECRET_ARN", "arn:db"), ("DB_SSLMODE", "verify-full")]).source;
+
+        assert!(matches!(unset, DatabaseSource::Secret { ssl_mode: None, .. }), "{unset:?}");
+        assert!(
+            matches!(set, DatabaseSource::Secret { ssl_mode: Some(PgSslMode::VerifyFull), .. }),
+            "{set:?}"
+        );
+    }
+
+    #[test]
+    fn db_ssl_root_cert_names_the_ca_bundle() {
+        let config = database_only(&[
+            ("DATABASE_URL", "postgres://app@db.internal/auth"),
+            ("DB_SSL_ROOT_CERT", "/opt/rds/global-bundle.pem"),
+        ]);
+
+        assert_eq!(config.ssl_root_cert, Some(PathBuf::from("/opt/rds/global-bundle.pem")));
+        assert!(
+            database_only(&[("DATABASE_URL", "postgres://app@db.internal/auth")]).ssl_root_cert.is_none()
+        );
+    }
+
+    #[test]
+    fn a_session_lives_ninety_days_unless_configured() {
+        let url = ("DATABASE_URL", "postgres://app@localhost/auth");
+        let default = Config::from_lookup(Needs { database: true, keys: false }, lookup(&[url])).unwrap();
+        let set = Config::from_lookup(
+            Needs { database: true, keys: false },
+            lookup(&[url, ("SESSION_MAX_LIFETIME_SECONDS", "3600")]),
+        )
+        .unwrap();
+        let zero = Config::from_lookup(
+            Needs { database: true, keys: false },
+            lookup(&[url, ("SESSION_MAX_LIFETIME_SECONDS", "0")]),
+        )
+        .unwrap_err();
+
+        assert_eq!(default.session_max_lifetime, Duration::from_secs(7_776_000));
+        assert_eq!(set.session_max_lifetime, Duration::from_secs(3600));
+        assert!(zero.to_string().contains("SESSION_MAX_LIFETIME_SECONDS"), "{zero}");
     }
 }

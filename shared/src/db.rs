@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret as _;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{Connection as _, PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, OnceCell, OwnedMutexGuard};
 
-use crate::config::{DatabaseConfig, DatabaseSource};
+use crate::config::{DatabaseConfig, DatabaseSource, default_ssl_mode, with_root_cert};
 use crate::error::ApiError;
 use crate::secrets::{DatabaseSecret, Secrets};
 
@@ -185,17 +185,31 @@ impl Database {
                 let secrets = self.secrets.get_or_init(Secrets::from_env).await;
                 let secret: DatabaseSecret =
                     secrets.json(arn).await.map_err(|error| ApiError::Unavailable(error.into()))?;
-                PgConnectOptions::new_without_pgpass()
-                    .host(host.as_deref().unwrap_or(&secret.host))
-                    .port(secret.port.unwrap_or(5432))
-                    .username(&secret.username)
-                    .password(secret.password.expose_secret())
-                    .database(database.as_deref().or(secret.dbname.as_deref()).unwrap_or("postgres"))
-                    .ssl_mode(*ssl_mode)
+                secret_options(&secret, host.as_deref(), database.as_deref(), *ssl_mode, config)
             }
         };
         Ok(options.application_name(&config.application_name))
     }
+}
+
+/// The connect options of a database secret. The TLS mode, when `DB_SSLMODE` is unset, is
+/// decided here, by the host actually connected to (the override or the secret's).
+fn secret_options(
+    secret: &DatabaseSecret,
+    host: Option<&str>,
+    database: Option<&str>,
+    ssl_mode: Option<PgSslMode>,
+    config: &DatabaseConfig,
+) -> PgConnectOptions {
+    let host = host.unwrap_or(&secret.host);
+    let options = PgConnectOptions::new_without_pgpass()
+        .host(host)
+        .port(secret.port.unwrap_or(5432))
+        .username(&secret.username)
+        .password(secret.password.expose_secret())
+        .database(database.or(secret.dbname.as_deref()).unwrap_or("postgres"))
+        .ssl_mode(ssl_mode.unwrap_or_else(|| default_ssl_mode(host)));
+    with_root_cert(options, config.ssl_root_cert.as_ref())
 }
 
 /// A checked-out connection; dereferences to the [`PgConnection`].
@@ -213,6 +227,15 @@ enum Checkout {
 impl DbConnection {
     fn kept(slot: OwnedMutexGuard<Option<Kept>>) -> Self {
         Self(Checkout::Kept { slot, errors_before: CONNECTIVITY_ERRORS.load(Ordering::SeqCst) })
+    }
+
+    /// Returns the connection to the pool instead of keeping it, so that something taking
+    /// connections from the pool itself (the migrator) finds it there; the next checkout keeps
+    /// one again.
+    pub fn release(mut self) {
+        if let Checkout::Kept { slot, .. } = &mut self.0 {
+            slot.take();
+        }
     }
 
     /// Closes the connection instead of keeping or pooling it (a statement was abandoned
@@ -293,4 +316,42 @@ fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
         .test_before_acquire(true)
         .idle_timeout(config.idle_timeout)
         .max_lifetime(config.max_lifetime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Needs};
+
+    fn secret(host: &str) -> DatabaseSecret {
+        serde_json::from_value(serde_json::json!({
+            "username": "app", "password": "p", "host": host, "port": 5432, "dbname": "auth"
+        }))
+        .unwrap()
+    }
+
+    fn config(pairs: &[(&str, &str)]) -> DatabaseConfig {
+        let lookup = |name: &str| pairs.iter().find(|(key, _)| *key == name).map(|(_, v)| v.to_string());
+        Config::from_lookup(Needs { database: true, keys: false }, lookup).unwrap().database.unwrap()
+    }
+
+    fn ssl_mode_of(secret_host: &str, host_override: Option<&str>, pairs: &[(&str, &str)]) -> PgSslMode {
+        let config = config(&[&[("DB_SECRET_ARN", "arn:db")], pairs].concat());
+        let DatabaseSource::Secret { ssl_mode, .. } = &config.source else { panic!("a secret source") };
+        secret_options(&secret(secret_host), host_override, None, *ssl_mode, &config).get_ssl_mode()
+    }
+
+    #[test]
+    fn a_secret_naming_a_remote_host_requires_tls_unless_db_sslmode_says_otherwise() {
+        let remote = ssl_mode_of("auth.cluster-x.eu-west-1.rds.amazonaws.com", None, &[]);
+        let proxy = ssl_mode_of("127.0.0.1", Some("auth-proxy.proxy-x.eu-west-1.rds.amazonaws.com"), &[]);
+        let loopback = ssl_mode_of("127.0.0.1", None, &[]);
+        let set =
+            ssl_mode_of("auth.cluster-x.eu-west-1.rds.amazonaws.com", None, &[("DB_SSLMODE", "verify-full")]);
+
+        assert!(matches!(remote, PgSslMode::Require), "{remote:?}");
+        assert!(matches!(proxy, PgSslMode::Require), "the override is the host connected to: {proxy:?}");
+        assert!(matches!(loopback, PgSslMode::Prefer), "{loopback:?}");
+        assert!(matches!(set, PgSslMode::VerifyFull), "{set:?}");
+    }
 }

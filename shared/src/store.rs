@@ -9,11 +9,13 @@ use time::OffsetDateTime;
 use crate::domain::{Email, SessionId, User, UserId};
 use crate::tokens::TokenHash;
 
-/// What login needs to know about an email: its user and password hash (if an account has
-/// it), and how long it must still wait after repeated failures (whether or not it has one).
-pub struct LoginState {
-    pub account: Option<(User, String)>,
-    pub retry_after_seconds: u64,
+/// What admitting a login attempt decided.
+pub enum Admission {
+    /// The attempt was counted as a failure (a success clears the count) and may go on: here
+    /// are the account's user and password hash, if an account has the email.
+    Admitted { account: Option<(User, String)> },
+    /// The email is throttled: nothing was counted; try again in `retry_after_seconds` (>= 1).
+    Throttled { retry_after_seconds: u64 },
 }
 
 /// The owner of a refresh token that was just rotated.
@@ -67,31 +69,64 @@ pub async fn create_user_with_session(
     .await
 }
 
-/// The login state of an email, in one round trip. After 5 consecutive failures the email
-/// waits 1 s, doubling with each further failure up to 15 minutes, counted from the last one.
-pub async fn login_state(db: impl PgExecutor<'_>, email: &Email) -> Result<LoginState, sqlx::Error> {
+/// Admits a login attempt for an email, in one statement and before any password work.
+///
+/// The policy, keyed by email whether or not an account has it: 5 consecutive failures are
+/// free; after that the email waits 1 s from its last failure, doubling per failure up to 15
+/// minutes (the exponent is capped, so no count overflows it). A count quiet for 24 hours
+/// starts again from zero. The count saturates at `i32::MAX`.
+///
+/// The upsert counts the attempt (as a failure, cleared by [`start_session`] on success) under
+/// the row lock, and only while the email is not throttled: of many concurrent attempts, each
+/// one sees the count the previous one left, so no more than 5 get through at once. The
+/// account is read in the same statement, only when admitted.
+pub async fn admit_login(db: impl PgExecutor<'_>, email: &Email) -> Result<Admission, sqlx::Error> {
     let row = sqlx::query!(
         r#"
-        select u.id as "id?: UserId", u.email as "email?", u.created_at as "created_at?",
+        with admitted as (
+            insert into login_attempts as a (email, failed_count, last_failed_at)
+            values ($1, 1, now())
+            on conflict on constraint login_attempts_pkey do update
+            set failed_count = case
+                    when a.last_failed_at <= now() - interval '24 hours' then 1
+                    else least(a.failed_count, 2147483646) + 1
+                end,
+                last_failed_at = now()
+            where a.failed_count < 5
+               or a.last_failed_at <= now() - interval '24 hours'
+               or a.last_failed_at
+                  + make_interval(secs => least(900, power(2, least(a.failed_count - 5, 10))))
+                  <= now()
+            returning a.email
+        )
+        select exists (select 1 from admitted) as "admitted!",
+               u.id as "id?: UserId", u.email as "email?", u.created_at as "created_at?",
                u.password_hash as "password_hash?",
+               -- From the statement's snapshot: a concurrent failure committed since may make
+               -- the true wait a little longer (the caller answers at least 1 s).
                coalesce(ceil(extract(epoch from
-                   a.last_failed_at
-                   + make_interval(secs => least(900, power(2, a.failed_count - 5)))
+                   w.last_failed_at
+                   + make_interval(secs => least(900, power(2, least(w.failed_count - 5, 10))))
                    - now()
                ))::int8, 0) as "retry_after!"
         from (select $1::text as email) as e
-        left join users as u on u.email = e.email
-        left join login_attempts as a on a.email = e.email and a.failed_count >= 5
+        left join users as u on u.email = e.email and exists (select 1 from admitted)
+        left join login_attempts as w
+               on w.email = e.email and w.failed_count >= 5
+              and w.last_failed_at > now() - interval '24 hours'
         "#,
         email.as_str(),
     )
     .fetch_one(db)
     .await?;
+    if !row.admitted {
+        return Ok(Admission::Throttled { retry_after_seconds: row.retry_after.max(1) as u64 });
+    }
     let account = match (row.id, row.email, row.created_at, row.password_hash) {
         (Some(id), Some(email), Some(created_at), Some(hash)) => Some((User { id, email, created_at }, hash)),
         _ => None,
     };
-    Ok(LoginState { account, retry_after_seconds: row.retry_after.max(0) as u64 })
+    Ok(Admission::Admitted { account })
 }
 
 /// After a successful login: clears the email's failure count, replaces the password hash when
@@ -130,23 +165,9 @@ pub async fn start_session(
     Ok(())
 }
 
-/// Counts a failed login for an email, whether or not an account has it.
-pub async fn record_failed_login(db: impl PgExecutor<'_>, email: &Email) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        r#"
-        insert into login_attempts (email, failed_count)
-        values ($1, 1)
-        on conflict on constraint login_attempts_pkey
-        do update set failed_count = login_attempts.failed_count + 1, last_failed_at = now()
-        "#,
-        email.as_str(),
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
 /// Revokes a live refresh token of a live session and inserts its successor, in one statement.
+/// A session older than `lifetime` is over: its token is not rotated, and a successor never
+/// outlives its session.
 ///
 /// Race-safe without a transaction: of many concurrent calls with one token, the first takes the
 /// row lock and revokes it; the others wait, re-check `revoked_at is null` against the committed
@@ -156,6 +177,7 @@ pub async fn rotate_refresh_token(
     presented: &TokenHash,
     successor: &TokenHash,
     ttl: Duration,
+    lifetime: Duration,
 ) -> Result<Option<Rotated>, sqlx::Error> {
     let row = sqlx::query!(
         r#"
@@ -168,10 +190,13 @@ pub async fn rotate_refresh_token(
               and t.expires_at > now()
               and s.id = t.session_id
               and s.revoked_at is null
-            returning t.session_id, s.user_id
+              and s.created_at > now() - make_interval(secs => $4)
+            returning t.session_id, s.user_id, s.created_at as session_created_at
         ), successor as (
             insert into refresh_tokens (token_hash, session_id, parent_hash, expires_at)
-            select $2, session_id, $1, now() + make_interval(secs => $3) from rotated
+            select $2, session_id, $1,
+                   least(now() + make_interval(secs => $3), session_created_at + make_interval(secs => $4))
+            from rotated
         )
         select u.id as "id!: UserId", u.email as "email!", u.created_at as "created_at!",
                r.session_id as "session_id!: SessionId"
@@ -181,6 +206,7 @@ pub async fn rotate_refresh_token(
         &presented.0[..],
         &successor.0[..],
         ttl.as_secs_f64(),
+        lifetime.as_secs_f64(),
     )
     .fetch_optional(db)
     .await?;
@@ -210,11 +236,13 @@ pub async fn replay_refresh_token(
     presented: &TokenHash,
     successor: &TokenHash,
     grace: Duration,
+    lifetime: Duration,
 ) -> Result<Replay, sqlx::Error> {
     let row = sqlx::query!(
         r#"
         with presented as (
-            select t.session_id, t.revoked_at, s.user_id, s.revoked_at as session_revoked_at
+            select t.session_id, t.revoked_at, s.user_id, s.revoked_at as session_revoked_at,
+                   s.created_at as session_created_at
             from refresh_tokens as t
             join sessions as s on s.id = t.session_id
             where t.token_hash = $1
@@ -224,6 +252,7 @@ pub async fn replay_refresh_token(
             join users as u on u.id = p.user_id
             where p.revoked_at > now() - make_interval(secs => $3)
               and p.session_revoked_at is null
+              and p.session_created_at > now() - make_interval(secs => $4)
               and exists (
                   select 1 from refresh_tokens as c
                   where c.token_hash = $2 and c.parent_hash = $1
@@ -250,6 +279,7 @@ pub async fn replay_refresh_token(
         &presented.0[..],
         &successor.0[..],
         grace.as_secs_f64(),
+        lifetime.as_secs_f64(),
     )
     .fetch_one(db)
     .await?;
@@ -285,11 +315,12 @@ pub async fn revoke_session_of_token(db: impl PgExecutor<'_>, token: &TokenHash)
 
 /// Revokes every live session of the user who owns `token` (or every one but the token's own
 /// when `include_own` is false), with their tokens, in one statement. Only a live token may do
-/// this; returns whether it was one.
+/// this (of a session younger than `lifetime`); returns whether it was one.
 pub async fn revoke_sessions_of_owner(
     db: impl PgExecutor<'_>,
     token: &TokenHash,
     include_own: bool,
+    lifetime: Duration,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar!(
         r#"
@@ -298,7 +329,7 @@ pub async fn revoke_sessions_of_owner(
             from refresh_tokens as t
             join sessions as s on s.id = t.session_id
             where t.token_hash = $1 and t.revoked_at is null and t.expires_at > now()
-              and s.revoked_at is null
+              and s.revoked_at is null and s.created_at > now() - make_interval(secs => $3)
         ), doomed as (
             update sessions as s set revoked_at = now()
             from owner
@@ -313,16 +344,18 @@ pub async fn revoke_sessions_of_owner(
         "#,
         &token.0[..],
         include_own,
+        lifetime.as_secs_f64(),
     )
     .fetch_one(db)
     .await
 }
 
-/// The user of a live session, if the session is live and theirs.
+/// The user of a session, if the session is theirs, not revoked and younger than `lifetime`.
 pub async fn find_session_user(
     db: impl PgExecutor<'_>,
     user: UserId,
     session: SessionId,
+    lifetime: Duration,
 ) -> Result<Option<User>, sqlx::Error> {
     sqlx::query_as!(
         User,
@@ -331,9 +364,11 @@ pub async fn find_session_user(
         from sessions as s
         join users as u on u.id = s.user_id
         where s.id = $1 and s.user_id = $2 and s.revoked_at is null
+          and s.created_at > now() - make_interval(secs => $3)
         "#,
         session as SessionId,
         user as UserId,
+        lifetime.as_secs_f64(),
     )
     .fetch_optional(db)
     .await
@@ -344,9 +379,10 @@ pub async fn ping(db: impl PgExecutor<'_>) -> Result<OffsetDateTime, sqlx::Error
     sqlx::query_scalar!(r#"select now() as "now!""#).fetch_one(db).await
 }
 
-/// Deletes up to `batch` refresh tokens that expired or were revoked more than `retention`
-/// ago, and returns how many. `skip locked` keeps each batch short and lets two purges run at
-/// once without waiting on each other or on live traffic.
+/// Deletes up to `batch` refresh tokens revoked more than `retention` ago, and returns how
+/// many. A session's one unrevoked token is left to [`purge_sessions`], which finds abandoned
+/// sessions by it. `skip locked` keeps each batch short and lets two purges run at once
+/// without waiting on each other or on live traffic.
 pub async fn purge_refresh_tokens(
     db: impl PgExecutor<'_>,
     retention: Duration,
@@ -356,8 +392,7 @@ pub async fn purge_refresh_tokens(
         r#"
         with doomed as (
             select token_hash from refresh_tokens
-            where expires_at < now() - make_interval(secs => $1)
-               or revoked_at < now() - make_interval(secs => $1)
+            where revoked_at < now() - make_interval(secs => $1)
             limit $2
             for update skip locked
         )
@@ -373,27 +408,64 @@ pub async fn purge_refresh_tokens(
     Ok(deleted.rows_affected())
 }
 
-/// Deletes up to `batch` sessions revoked more than `retention` ago that hold no tokens any
-/// more, and returns how many.
+/// Deletes up to `batch` sessions that ended more than `retention` ago, with their tokens, and
+/// returns how many. A session ends when it is revoked, when it reaches its absolute
+/// `lifetime`, or when it is abandoned: its one usable token expired unused. Each way of ending
+/// is found through an index of its own (a scan of every session would take seconds at 10^6).
 pub async fn purge_sessions(
     db: impl PgExecutor<'_>,
     retention: Duration,
+    lifetime: Duration,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
     let deleted = sqlx::query!(
         r#"
-        with doomed as (
+        with ended as (
+            (select id from sessions
+             where revoked_at < now() - make_interval(secs => $1)
+             limit $3)
+            union all
+            (select id from sessions
+             where created_at < now() - make_interval(secs => $1) - make_interval(secs => $2)
+             limit $3)
+            union all
+            (select session_id from refresh_tokens
+             where revoked_at is null and expires_at < now() - make_interval(secs => $1)
+             limit $3)
+        ), doomed as (
             select s.id from sessions as s
-            where s.revoked_at < now() - make_interval(secs => $1)
-              and not exists (select 1 from refresh_tokens as t where t.session_id = s.id)
-            limit $2
-            for update skip locked
+            where s.id in (select id from ended)
+            limit $3
+            for update of s skip locked
         )
         delete from sessions as s
         using doomed
         where s.id = doomed.id
         "#,
         retention.as_secs_f64(),
+        lifetime.as_secs_f64(),
+        batch,
+    )
+    .execute(db)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Deletes up to `batch` login-attempt rows quiet for 24 hours (they no longer throttle: see
+/// [`admit_login`]), and returns how many. A row being counted right now is locked and skipped.
+pub async fn purge_login_attempts(db: impl PgExecutor<'_>, batch: i64) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query!(
+        r#"
+        with doomed as (
+            select email from login_attempts
+            where last_failed_at <= now() - interval '24 hours'
+            limit $1
+            for update skip locked
+        )
+        delete from login_attempts as a
+        using doomed
+        where a.email = doomed.email
+        "#,
         batch,
     )
     .execute(db)

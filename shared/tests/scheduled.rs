@@ -66,3 +66,89 @@ async fn an_event_from_another_source_is_refused(pool: PgPool) {
 
     assert_eq!(response.status_code, 400);
 }
+
+/// Signs up `email` and returns its session's id.
+async fn session_of(app: &TestApp, email: &str) -> uuid::Uuid {
+    app.signed_up(email).await;
+    sqlx::query_scalar(
+        "select s.id from sessions as s join users as u on u.id = s.user_id where u.email = $1",
+    )
+    .bind(email)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+async fn run_sql(app: &TestApp, sql: &'static str, session: uuid::Uuid) {
+    sqlx::query(sql).bind(session).execute(&app.pool).await.unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduled_check_purges_sessions_that_ended_long_ago_and_keeps_the_rest(pool: PgPool) {
+    let app = TestApp::new(pool);
+    // Past the 90-day lifetime by more than the 7-day retention, and by less.
+    let expired_long_ago = session_of(&app, "expired-long-ago@example.com").await;
+    run_sql(
+        &app,
+        "update sessions set created_at = now() - interval '97 days 1 hour' where id = $1",
+        expired_long_ago,
+    )
+    .await;
+    let expired_lately = session_of(&app, "expired-lately@example.com").await;
+    run_sql(
+        &app,
+        "update sessions set created_at = now() - interval '96 days' where id = $1",
+        expired_lately,
+    )
+    .await;
+    // Its one usable token expired unused more than the retention ago, and less.
+    let abandoned_long_ago = session_of(&app, "abandoned-long-ago@example.com").await;
+    run_sql(
+        &app,
+        "update refresh_tokens set expires_at = now() - interval '8 days' where session_id = $1",
+        abandoned_long_ago,
+    )
+    .await;
+    let abandoned_lately = session_of(&app, "abandoned-lately@example.com").await;
+    run_sql(
+        &app,
+        "update refresh_tokens set expires_at = now() - interval '6 days' where session_id = $1",
+        abandoned_lately,
+    )
+    .await;
+    let live = session_of(&app, "live@example.com").await;
+
+    let response = health::handle(&app.app, scheduled_event()).await;
+
+    assert_eq!(response.status_code, 200);
+    let mut left: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select id from sessions").fetch_all(&app.pool).await.unwrap();
+    let mut expected = vec![expired_lately, abandoned_lately, live];
+    left.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(left, expected);
+    assert_eq!(
+        app.count("select count(*) from refresh_tokens").await,
+        3,
+        "the purged sessions' tokens went with them"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduled_check_purges_login_attempts_quiet_for_a_day(pool: PgPool) {
+    let app = TestApp::new(pool);
+    sqlx::query(
+        "insert into login_attempts (email, failed_count, last_failed_at)
+         select 'guess-' || n || '@example.com', 3,
+                case when n <= 2500 then now() - interval '24 hours 1 minute' else now() - interval '23 hours' end
+         from generate_series(1, 2510) as n",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let response = health::handle(&app.app, scheduled_event()).await;
+
+    assert_eq!(response.status_code, 200);
+    assert_eq!(app.count("select count(*) from login_attempts").await, 10);
+}

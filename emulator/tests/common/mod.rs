@@ -87,7 +87,7 @@ pub fn server_lock(exclusive: bool) -> File {
     file
 }
 
-/// A database of the test's own, migrated.
+/// A database of the test's own (migrated, unless made by [`TestDb::create_empty`]).
 pub struct TestDb {
     pub name: String,
     pub url: String,
@@ -96,6 +96,13 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create() -> Self {
+        let db = Self::create_empty().await;
+        shared::db::MIGRATOR.run(&db.pool).await.expect("migrations");
+        db
+    }
+
+    /// A database of the test's own with nothing in it, as a fresh deploy finds it.
+    pub async fn create_empty() -> Self {
         let server = server_url();
         let name = format!("ll_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
         let mut admin = PgConnection::connect(&server).await.expect("connecting to DATABASE_URL");
@@ -105,7 +112,6 @@ impl TestDb {
         admin.close().await.ok();
         let url = with_database(&server, &name);
         let pool = PgPool::connect(&url).await.expect("connecting to the test database");
-        shared::db::MIGRATOR.run(&pool).await.expect("migrations");
         Self { name, url, pool }
     }
 

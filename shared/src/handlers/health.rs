@@ -21,7 +21,7 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Tokens expired or revoked longer ago than this are purged (reuse of a rotated token stays
-/// detectable for this long).
+/// detectable for this long), and so are sessions that ended longer ago than this.
 pub const PURGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Rows per purge statement, and statements per scheduled run: no long locks, bounded work.
@@ -128,16 +128,21 @@ pub async fn check(app: &App) -> bool {
     }
 }
 
-/// Deletes old refresh tokens, then old sessions, in bounded batches; returns the rows deleted.
+/// Deletes sessions that ended (revoked, expired or abandoned) with their tokens, then old
+/// revoked refresh tokens, then login-attempt counts that went quiet, in bounded batches; returns the rows deleted (a
+/// session's tokens deleted with it are not counted).
 pub async fn purge(app: &App) -> u64 {
     let result = async {
         let mut db = app.connection().await?;
         let mut deleted = 0;
         for _ in 0..PURGE_MAX_BATCHES {
+            let sessions =
+                store::purge_sessions(&mut *db, PURGE_RETENTION, app.session_max_lifetime, PURGE_BATCH)
+                    .await?;
             let tokens = store::purge_refresh_tokens(&mut *db, PURGE_RETENTION, PURGE_BATCH).await?;
-            let sessions = store::purge_sessions(&mut *db, PURGE_RETENTION, PURGE_BATCH).await?;
-            deleted += tokens + sessions;
-            if tokens < PURGE_BATCH as u64 && sessions < PURGE_BATCH as u64 {
+            let attempts = store::purge_login_attempts(&mut *db, PURGE_BATCH).await?;
+            deleted += tokens + sessions + attempts;
+            if [tokens, sessions, attempts].iter().all(|&rows| rows < PURGE_BATCH as u64) {
                 break;
             }
         }
@@ -145,7 +150,7 @@ pub async fn purge(app: &App) -> u64 {
     };
     match result.await {
         Ok(deleted) => {
-            tracing::info!(deleted, "purged expired and long-revoked refresh tokens and sessions");
+            tracing::info!(deleted, "purged old refresh tokens, ended sessions and quiet login attempts");
             deleted
         }
         Err(error) => {

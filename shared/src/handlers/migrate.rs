@@ -16,9 +16,11 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
 /// Takes any event: `aws lambda invoke` sends `{}`.
 pub async fn handle(app: &App, _event: Value) -> HttpResponse {
     let result = async {
-        // A first connection through `connection()` picks up rotated credentials; the migrator
-        // then takes it from the pool (running it on a borrowed connection is not `Send`).
-        drop(app.connection().await?);
+        // A first connection through `connection()` picks up rotated credentials. With the
+        // template's `DB_MAX_CONNECTIONS=1` it is the pool's only one and is kept between
+        // invocations, so it goes back to the pool for the migrator to take (the migrator on a
+        // borrowed connection makes a future rustc cannot prove `Send`).
+        app.connection().await?.release();
         MIGRATOR.run(app.db().await?).await.map_err(|error| ApiError::Unexpected(error.into()))?;
         Ok::<_, ApiError>(MIGRATOR.iter().count())
     };
