@@ -321,7 +321,7 @@ fn pool_options(config: &DatabaseConfig) -> PgPoolOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Needs};
+    use crate::config::{Config, Keys, Needs};
 
     fn secret(host: &str) -> DatabaseSecret {
         serde_json::from_value(serde_json::json!({
@@ -332,7 +332,7 @@ mod tests {
 
     fn config(pairs: &[(&str, &str)]) -> DatabaseConfig {
         let lookup = |name: &str| pairs.iter().find(|(key, _)| *key == name).map(|(_, v)| v.to_string());
-        Config::from_lookup(Needs { database: true, keys: false }, lookup).unwrap().database.unwrap()
+        Config::from_lookup(Needs { database: true, keys: Keys::None }, lookup).unwrap().database.unwrap()
     }
 
     fn ssl_mode_of(secret_host: &str, host_override: Option<&str>, pairs: &[(&str, &str)]) -> PgSslMode {
