@@ -501,7 +501,10 @@ mod tests {
     }
 
     fn database_only(pairs: &[(&str, &str)]) -> DatabaseConfig {
-        Config::from_lookup(Needs { database: true, keys: Keys::None }, lookup(pairs)).unwrap().database.unwrap()
+        Config::from_lookup(Needs { database: true, keys: Keys::None }, lookup(pairs))
+            .unwrap()
+            .database
+            .unwrap()
     }
 
     fn direct_ssl_mode(pairs: &[(&str, &str)]) -> PgSslMode {
@@ -584,7 +587,8 @@ mod tests {
     #[test]
     fn a_session_lives_ninety_days_unless_configured() {
         let url = ("DATABASE_URL", "postgres://app@localhost/auth");
-        let default = Config::from_lookup(Needs { database: true, keys: Keys::None }, lookup(&[url])).unwrap();
+        let default =
+            Config::from_lookup(Needs { database: true, keys: Keys::None }, lookup(&[url])).unwrap();
         let set = Config::from_lookup(
             Needs { database: true, keys: Keys::None },
             lookup(&[url, ("SESSION_MAX_LIFETIME_SECONDS", "3600")]),
