@@ -18,15 +18,19 @@ const USAGE: &str = "\
 usage:
   local-lambda serve  [--template FILE] [--host ADDR] [--port N] [--env-vars FILE]
                       [--bin-dir DIR | --release] [--max-sandboxes N] [--idle-timeout SECONDS]
-                      [--extension PATH]...
+                      [--extension PATH]... [--wrapper COMMAND]
   local-lambda invoke FUNCTION EVENT_FILE [--template FILE] [--env-vars FILE] [--bin-dir DIR | --release]
+                      [--wrapper COMMAND]
   local-lambda keygen --out FILE [--algorithm RS256|ES256|EdDSA]
 
 serve    runs the template's HttpApi routes on http://HOST:PORT (default 127.0.0.1:3000);
          Ctrl-C shuts every sandbox down through Lambda's shutdown phase.
 invoke   invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE
          ('-' for stdin) and prints the response payload, like `sam local invoke`.
-keygen   writes a PKCS#8 PEM private key to FILE unless FILE exists.";
+keygen   writes a PKCS#8 PEM private key to FILE unless FILE exists.
+
+--wrapper starts every sandbox process as COMMAND (split at spaces) followed by the executable,
+         e.g. --wrapper 'qemu-aarch64-static -L /usr/aarch64-linux-gnu' runs arm64 binaries.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -70,6 +74,7 @@ struct Options {
     max_sandboxes: Option<u32>,
     idle_timeout: Option<u64>,
     extensions: Vec<PathBuf>,
+    wrapper: Vec<String>,
     out: Option<PathBuf>,
     algorithm: Option<String>,
 }
@@ -101,6 +106,7 @@ impl Options {
                 }
                 "--idle-timeout" => options.idle_timeout = Some(value()?.parse().context("--idle-timeout")?),
                 "--extension" => options.extensions.push(value()?.into()),
+                "--wrapper" => options.wrapper = value()?.split_whitespace().map(str::to_owned).collect(),
                 "--out" | "-o" => options.out = Some(value()?.into()),
                 "--algorithm" => options.algorithm = Some(value()?),
                 flag if flag.starts_with('-') && flag != "-" => bail!("unknown option {flag}\n\n{USAGE}"),
@@ -130,6 +136,7 @@ impl Options {
         }
         config.idle_timeout = self.idle_timeout.map(Duration::from_secs);
         config.extensions = self.extensions.clone();
+        config.wrapper = self.wrapper.clone();
         config.log = log;
         Ok(config)
     }
