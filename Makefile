@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build venv check-template package deploy run invoke fuzz bench bench-quick bench-profiles
+.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-profiles
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
@@ -32,6 +32,9 @@ check-template: $(VENV_STAMP) ## sam validate --lint, cfn-lint and the SAM-trans
 
 package: $(VENV_STAMP) ## Build one arm64 bootstrap zip per function (cargo-lambda + zig from .venv)
 	scripts/package
+
+rehearse: $(VENV_STAMP) ## make package, then run those arm64 zips under qemu-user: migrate an empty database, smoke the API, shut down
+	scripts/rehearse
 
 bench: $(VENV_STAMP) ## Benchmarks (release build, emulator, local Postgres and Secrets Manager) into BENCHMARKS.md
 	scripts/bench

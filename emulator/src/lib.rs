@@ -81,6 +81,12 @@ pub struct EmulatorConfig {
     pub integration_timeout: Duration,
     /// External extensions started in every sandbox, as executables in `/opt/extensions` are.
     pub extensions: Vec<PathBuf>,
+    /// A command and its arguments that start every sandbox process, with the executable's path
+    /// appended: `["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"]` runs Lambda's arm64
+    /// binaries on another architecture. Empty runs the executables directly. The wrapper must
+    /// become the process (exec), or forward SIGTERM: the emulator signals the process it spawned,
+    /// and reports that process's peak memory (qemu's, which includes the guest's).
+    pub wrapper: Vec<String>,
     pub log: Log,
 }
 
@@ -99,6 +105,7 @@ impl EmulatorConfig {
             region: "us-east-1".to_owned(),
             integration_timeout: INTEGRATION_TIMEOUT,
             extensions: Vec::new(),
+            wrapper: Vec::new(),
             log: Log::Stdout,
         }
     }
@@ -158,6 +165,7 @@ impl Emulator {
                 region: config.region.clone(),
                 environment: spec.environment,
                 extensions: config.extensions.clone(),
+                wrapper: config.wrapper.clone(),
             };
             pools.push(FunctionPool::new(
                 function,

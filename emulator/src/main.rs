@@ -18,8 +18,9 @@ const USAGE: &str = "\
 usage:
   local-lambda serve  [--template FILE] [--host ADDR] [--port N] [--env-vars FILE]
                       [--bin-dir DIR | --release] [--max-sandboxes N] [--idle-timeout SECONDS]
-                      [--extension PATH]...
+                      [--extension PATH]... [--wrapper COMMAND]
   local-lambda invoke FUNCTION EVENT_FILE [--template FILE] [--env-vars FILE] [--bin-dir DIR | --release]
+                      [--wrapper COMMAND]
   local-lambda keygen --out FILE [--algorithm RS256|ES256|EdDSA] [--kid KID --jwks-out FILE]
 
 serve    runs the template's HttpApi routes on http://HOST:PORT (default 127.0.0.1:3000);
@@ -27,7 +28,10 @@ serve    runs the template's HttpApi routes on http://HOST:PORT (default 127.0.0
 invoke   invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE
          ('-' for stdin) and prints the response payload, like `sam local invoke`.
 keygen   writes a PKCS#8 PEM private key to FILE unless FILE exists; with --jwks-out, also
-         writes the key's public JWK set (kid KID, default dev-key-1), as JWT_PUBLIC_KEYS wants it.";
+         writes the key's public JWK set (kid KID, default dev-key-1), as JWT_PUBLIC_KEYS wants it.
+
+--wrapper starts every sandbox process as COMMAND (split at spaces) followed by the executable,
+         e.g. --wrapper 'qemu-aarch64-static -L /usr/aarch64-linux-gnu' runs arm64 binaries.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -71,6 +75,7 @@ struct Options {
     max_sandboxes: Option<u32>,
     idle_timeout: Option<u64>,
     extensions: Vec<PathBuf>,
+    wrapper: Vec<String>,
     out: Option<PathBuf>,
     algorithm: Option<String>,
     kid: Option<String>,
@@ -104,6 +109,7 @@ impl Options {
                 }
                 "--idle-timeout" => options.idle_timeout = Some(value()?.parse().context("--idle-timeout")?),
                 "--extension" => options.extensions.push(value()?.into()),
+                "--wrapper" => options.wrapper = value()?.split_whitespace().map(str::to_owned).collect(),
                 "--out" | "-o" => options.out = Some(value()?.into()),
                 "--algorithm" => options.algorithm = Some(value()?),
                 "--kid" => options.kid = Some(value()?),
@@ -135,6 +141,7 @@ impl Options {
         }
         config.idle_timeout = self.idle_timeout.map(Duration::from_secs);
         config.extensions = self.extensions.clone();
+        config.wrapper = self.wrapper.clone();
         config.log = log;
         Ok(config)
     }

@@ -58,6 +58,9 @@ pub struct FunctionRuntime {
     pub environment: BTreeMap<String, String>,
     /// External extensions started beside the runtime (like executables in `/opt/extensions`).
     pub extensions: Vec<PathBuf>,
+    /// The command (and arguments) that starts each process, the executable's path appended;
+    /// empty to run it directly (see `EmulatorConfig::wrapper`).
+    pub wrapper: Vec<String>,
 }
 
 impl FunctionRuntime {
@@ -231,7 +234,7 @@ impl Sandbox {
         for path in &function.extensions {
             let name = file_name(path);
             let label = format!("{} {name}", function.logical_id);
-            let (pid, exit) = spawn_process(path, &env, &function.task_root, &label, &log)
+            let (pid, exit) = spawn_process(&function.wrapper, path, &env, &function.task_root, &label, &log)
                 .with_context(|| format!("starting the extension {}", path.display()))?;
             extension_pids.push(pid);
             extension_exits.push(exit);
@@ -247,9 +250,15 @@ impl Sandbox {
                 anyhow::bail!("the external extensions did not register: {why}");
             }
         }
-        let runtime =
-            spawn_process(&function.executable, &env, &function.task_root, &function.logical_id, &log)
-                .with_context(|| format!("starting {}", function.executable.display()));
+        let runtime = spawn_process(
+            &function.wrapper,
+            &function.executable,
+            &env,
+            &function.task_root,
+            &function.logical_id,
+            &log,
+        )
+        .with_context(|| format!("starting {}", function.executable.display()));
         let (pid, runtime_exit) = match runtime {
             Ok(spawned) => spawned,
             Err(error) => {
@@ -500,16 +509,24 @@ impl Drop for Sandbox {
     }
 }
 
-/// Spawns a process of the sandbox with Lambda's environment, forwarding its output line by
-/// line. The receiver reports its exit.
+/// Spawns a process of the sandbox with Lambda's environment (through `wrapper` when it names a
+/// command), forwarding its output line by line. The receiver reports its exit.
 fn spawn_process(
+    wrapper: &[String],
     path: &std::path::Path,
     env: &BTreeMap<String, String>,
     cwd: &std::path::Path,
     label: &str,
     log: &Log,
 ) -> anyhow::Result<(u32, watch::Receiver<Option<ExitStatus>>)> {
-    let mut command = tokio::process::Command::new(path);
+    let mut command = match wrapper.split_first() {
+        Some((program, arguments)) => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(arguments).arg(path);
+            command
+        }
+        None => tokio::process::Command::new(path),
+    };
     command
         .env_clear()
         .envs(env)

@@ -1,0 +1,428 @@
+//! `rehearse`: the production rehearsal's driver (`make rehearse` runs it through
+//! `scripts/rehearse`). Against an empty database whose credentials, like the signing keys, are in
+//! a (local) Secrets Manager, it invokes the `migrate` function as an operator does after a deploy,
+//! runs a contract smoke through the emulated HTTP API, then the shutdown phase. One line per step;
+//! it stops with a non-zero exit at the first step that does not hold.
+//!
+//! Step lines go to standard error; the functions' own output (and the emulator's) to standard
+//! output, which `scripts/rehearse` keeps in a file.
+
+mod api;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use local_lambda::report::millis;
+use local_lambda::{Emulator, EmulatorConfig, EnvOverrides, InvocationReport, Log};
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use sqlx::postgres::PgConnectOptions;
+
+use crate::api::{Api, text, token_claims, token_header};
+
+const USAGE: &str = "\
+usage: rehearse --bin-dir DIR --env-vars FILE --database-url URL --database NAME
+                [--template FILE] [--events DIR] [--wrapper COMMAND]
+
+Runs, against the empty database NAME on the server of URL (an administrator's URL):
+`local-lambda invoke migrate EVENTS/migrate.json` with the same template, binaries, environment
+and wrapper; then signup, login, me, refresh, logout, refresh after logout, health, the JWKS and
+OpenID configuration, and the scheduled health event through the emulator; then the shutdown
+phase, and checks that no connection to NAME is left.";
+
+/// Variables whose presence in the environment would mean a secret travels outside Secrets
+/// Manager: a deployed function has none of them.
+const SECRET_VARIABLES: [&str; 5] =
+    ["DATABASE_URL", "DB_PASSWORD", "JWT_PRIVATE_KEY", "REFRESH_TOKEN_HMAC_KEY", "JWT_PUBLIC_KEYS"];
+
+const PASSWORD: &str = "rehearsal: correct horse battery staple";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let options = match Options::parse(&args) {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("rehearse: {error:#}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match rehearse(&options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // The failing step has printed its line.
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+struct Options {
+    template: PathBuf,
+    bin_dir: PathBuf,
+    env_vars: PathBuf,
+    events: PathBuf,
+    wrapper: Vec<String>,
+    database_url: String,
+    database: String,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut template = PathBuf::from("template.yaml");
+        let mut events = PathBuf::from("events");
+        let (mut bin_dir, mut env_vars, mut database_url, mut database) = (None, None, None, None);
+        let mut wrapper = Vec::new();
+        let mut args = args.iter();
+        while let Some(flag) = args.next() {
+            let value = args.next().with_context(|| format!("{flag} needs a value"))?.clone();
+            match flag.as_str() {
+                "--template" => template = value.into(),
+                "--bin-dir" => bin_dir = Some(PathBuf::from(value)),
+                "--env-vars" => env_vars = Some(PathBuf::from(value)),
+                "--events" => events = value.into(),
+                "--wrapper" => wrapper = value.split_whitespace().map(str::to_owned).collect(),
+                "--database-url" => database_url = Some(value),
+                "--database" => database = Some(value),
+                other => bail!("unknown option {other}"),
+            }
+        }
+        Ok(Self {
+            template,
+            bin_dir: bin_dir.context("--bin-dir is required")?,
+            env_vars: env_vars.context("--env-vars is required")?,
+            events,
+            wrapper,
+            database_url: database_url.context("--database-url is required")?,
+            database: database.context("--database is required")?,
+        })
+    }
+}
+
+/// Runs one step: prints `rehearse: NAME ... ok (N ms[, DETAIL])`, or `... FAILED` with the
+/// reason, and passes the error on.
+async fn step<T>(name: &str, work: impl Future<Output = anyhow::Result<(T, String)>>) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let result = work.await;
+    let elapsed = started.elapsed().as_millis();
+    match result {
+        Ok((value, detail)) => {
+            let detail = if detail.is_empty() { String::new() } else { format!("; {detail}") };
+            eprintln!("rehearse: {name} ... ok ({elapsed} ms{detail})");
+            Ok(value)
+        }
+        Err(error) => {
+            eprintln!("rehearse: {name} ... FAILED ({elapsed} ms): {error:#}");
+            Err(error)
+        }
+    }
+}
+
+async fn rehearse(options: &Options) -> anyhow::Result<()> {
+    let overrides = step("configuration holds no secret", check_configuration(&options.env_vars)).await?;
+    let migrations =
+        step("migrate (local-lambda invoke migrate events/migrate.json)", migrate(options)).await?;
+    step("schema is up to date", schema_is_current(options, migrations)).await?;
+
+    let mut config = EmulatorConfig::new(&options.template, &options.bin_dir);
+    config.env_overrides = overrides;
+    config.wrapper = options.wrapper.clone();
+    config.port = 0;
+    config.log = Log::captured();
+    let emulator = Emulator::start(config).await.context("starting the emulator")?;
+    let api = Api::new(&emulator);
+    let result = smoke(&api, &options.events).await;
+    if result.is_err() {
+        // The functions' lines are on stdout already; the failing step said why. Every sandbox
+        // still goes through the shutdown phase, so that nothing is left running.
+        emulator.shutdown_all().await;
+        return result;
+    }
+
+    let tls = step("database connections use TLS", connections_use_tls(options)).await;
+    if tls.is_err() {
+        emulator.shutdown_all().await;
+        return tls;
+    }
+    step("shutdown phase", shut_down(&emulator)).await?;
+    step("no database connection left", no_backend_left(options)).await?;
+    summary(&emulator.invocations(), !options.wrapper.is_empty());
+    Ok(())
+}
+
+/// The env-vars file configures the functions as deployed: secrets are ARNs, never values.
+async fn check_configuration(path: &Path) -> anyhow::Result<(EnvOverrides, String)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let root: serde_json::Map<String, Value> = serde_json::from_str(&text).context("parsing the env-vars")?;
+    for (section, variables) in &root {
+        for name in variables.as_object().into_iter().flat_map(|v| v.keys()) {
+            ensure!(
+                !SECRET_VARIABLES.contains(&name.as_str()),
+                "{section}.{name} is set: deployed functions read their secrets from Secrets Manager"
+            );
+        }
+    }
+    let overrides = EnvOverrides::parse(&text)?;
+    Ok((overrides, format!("{} sections in {}", root.len(), path.display())))
+}
+
+/// What an operator runs after a deploy (README, "Deploy"), locally: the same command line as
+/// `local-lambda invoke`, with the template, binaries, environment and wrapper of the rehearsal.
+async fn migrate(options: &Options) -> anyhow::Result<(u64, String)> {
+    let local_lambda = std::env::current_exe()?.with_file_name("local-lambda");
+    let mut command = tokio::process::Command::new(&local_lambda);
+    command
+        .arg("invoke")
+        .arg("migrate")
+        .arg(options.events.join("migrate.json"))
+        .arg("--template")
+        .arg(&options.template)
+        .arg("--env-vars")
+        .arg(&options.env_vars)
+        .arg("--bin-dir")
+        .arg(&options.bin_dir);
+    if !options.wrapper.is_empty() {
+        command.arg("--wrapper").arg(options.wrapper.join(" "));
+    }
+    let output = command.output().await.with_context(|| format!("running {}", local_lambda.display()))?;
+    // The emulator's and the function's lines: kept with the rest of the functions' output.
+    println!("{}", String::from_utf8_lossy(&output.stderr).trim_end());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let response: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!("local-lambda invoke exited with {} and printed no response: {stdout}", output.status)
+    })?;
+    let status = response["statusCode"].as_u64();
+    let body: Value =
+        response["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+    ensure!(
+        output.status.success() && status == Some(200),
+        "the migrate function answered {} ({}): {}",
+        status.map_or_else(|| "no status".to_owned(), |s| s.to_string()),
+        output.status,
+        response["body"].as_str().unwrap_or(stdout.trim())
+    );
+    let migrations = body["migrations"].as_u64().context("the answer has no migration count")?;
+    ensure!(migrations > 0, "the migrate function knows no migration: {body}");
+    Ok((migrations, format!("200, {migrations} migrations")))
+}
+
+async fn admin_connection(options: &Options) -> anyhow::Result<sqlx::PgConnection> {
+    sqlx::PgConnection::connect(&options.database_url).await.context("connecting as the administrator")
+}
+
+/// Every migration the function knows is recorded as applied in the rehearsal's database.
+async fn schema_is_current(options: &Options, migrations: u64) -> anyhow::Result<((), String)> {
+    let server: PgConnectOptions = options.database_url.parse().context("--database-url")?;
+    let mut db = sqlx::PgConnection::connect_with(&server.database(&options.database))
+        .await
+        .context("connecting to the rehearsal database")?;
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
+        .fetch_one(&mut db)
+        .await
+        .context("reading _sqlx_migrations")?;
+    let tables: i64 =
+        sqlx::query_scalar("select count(*) from information_schema.tables where table_schema = 'public'")
+            .fetch_one(&mut db)
+            .await?;
+    db.close().await?;
+    ensure!(
+        u64::try_from(applied) == Ok(migrations),
+        "{applied} migrations recorded as applied, the function reported {migrations}"
+    );
+    Ok(((), format!("{applied} applied, {tables} tables")))
+}
+
+/// The contract smoke, through the emulated HTTP API.
+async fn smoke(api: &Api<'_>, events: &Path) -> anyhow::Result<()> {
+    let email = format!("rehearsal-{}@example.com", uuid::Uuid::new_v4().simple());
+    let credentials = json!({ "email": email, "password": PASSWORD });
+
+    step("signup", async {
+        let (signup, detail) =
+            api.expect("SignupFunction", api.post("/auth/signup", &credentials), 201).await?;
+        text(&signup, "access_token")?;
+        Ok(((), detail))
+    })
+    .await?;
+
+    let login =
+        step("login", api.expect("LoginFunction", api.post("/auth/login", &credentials), 200)).await?;
+    let access_token = text(&login, "access_token")?;
+    let refresh_token = text(&login, "refresh_token")?;
+
+    step("me", async {
+        let (me, detail) = api.expect("MeFunction", api.get("/auth/me", Some(&access_token)), 200).await?;
+        ensure!(me["email"] == email.as_str(), "me answered another user: {me}");
+        Ok(((), detail))
+    })
+    .await?;
+
+    let (rotated, access_token) = step("refresh", async {
+        let body = json!({ "refresh_token": refresh_token });
+        let (refreshed, detail) =
+            api.expect("RefreshFunction", api.post("/auth/refresh", &body), 200).await?;
+        let rotated = text(&refreshed, "refresh_token")?;
+        ensure!(rotated != refresh_token, "the refresh token was not rotated");
+        Ok(((rotated, text(&refreshed, "access_token")?), detail))
+    })
+    .await?;
+
+    step(
+        "logout",
+        api.expect("LogoutFunction", api.post("/auth/logout", &json!({ "refresh_token": rotated })), 204),
+    )
+    .await?;
+    step(
+        "refresh after logout is refused",
+        api.expect("RefreshFunction", api.post("/auth/refresh", &json!({ "refresh_token": rotated })), 401),
+    )
+    .await?;
+
+    step("health", async {
+        let (health, detail) = api.expect("HealthFunction", api.get("/health", None), 200).await?;
+        ensure!(health["status"] == "healthy" && health["database"] == "connected", "{health}");
+        Ok(((), detail))
+    })
+    .await?;
+
+    let kid = token_header(&access_token)?["kid"].as_str().context("the access token has no kid")?.to_owned();
+    let issuer =
+        token_claims(&access_token)?["iss"].as_str().context("the access token has no iss")?.to_owned();
+    step("jwks", async {
+        let (jwks, detail) = api.expect("JwksFunction", api.get("/.well-known/jwks.json", None), 200).await?;
+        let keys = jwks["keys"].as_array().context("no keys array")?;
+        ensure!(
+            keys.iter().any(|k| k["kid"] == kid.as_str()),
+            "the signing key {kid} is not published: {jwks}"
+        );
+        let private = ["d", "p", "q", "dp", "dq", "qi"];
+        ensure!(
+            keys.iter().all(|k| private.iter().all(|member| k.get(member).is_none())),
+            "a published key has a private member"
+        );
+        Ok(((), format!("{} keys, {kid} among them; {detail}", keys.len())))
+    })
+    .await?;
+    step("openid-configuration", async {
+        let (openid, detail) =
+            api.expect("JwksFunction", api.get("/.well-known/openid-configuration", None), 200).await?;
+        ensure!(
+            openid["issuer"] == issuer.as_str(),
+            "issuer {} is not the tokens' {issuer}",
+            openid["issuer"]
+        );
+        let jwks_uri = format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'));
+        ensure!(openid["jwks_uri"] == jwks_uri.as_str(), "jwks_uri {} is not {jwks_uri}", openid["jwks_uri"]);
+        Ok(((), detail))
+    })
+    .await?;
+
+    let schedule = events.join("health-scheduled.json");
+    step("scheduled health event (events/health-scheduled.json)", api.scheduled_health(&schedule)).await?;
+    Ok(())
+}
+
+/// The warm sandboxes keep their connections: each of them is encrypted, as `DB_SSLMODE`'s
+/// deployed default demands.
+async fn connections_use_tls(options: &Options) -> anyhow::Result<((), String)> {
+    let mut admin = admin_connection(options).await?;
+    let connections: Vec<(Option<String>, bool, Option<String>)> = sqlx::query_as(
+        "select a.application_name, s.ssl, s.version from pg_stat_activity a join pg_stat_ssl s using (pid)
+         where a.datname = $1 and a.pid <> pg_backend_pid()",
+    )
+    .bind(&options.database)
+    .fetch_all(&mut admin)
+    .await?;
+    admin.close().await?;
+    ensure!(!connections.is_empty(), "no warm sandbox holds a connection to {}", options.database);
+    let plain: Vec<&str> =
+        connections.iter().filter(|(_, ssl, _)| !ssl).filter_map(|(name, _, _)| name.as_deref()).collect();
+    ensure!(plain.is_empty(), "connections without TLS: {plain:?}");
+    let mut versions: Vec<&str> =
+        connections.iter().filter_map(|(_, _, version)| version.as_deref()).collect();
+    versions.dedup();
+    Ok(((), format!("{} connections, {}", connections.len(), versions.join(", "))))
+}
+
+/// The shutdown phase of every sandbox: each runtime gets SIGTERM and exits by itself.
+async fn shut_down(emulator: &Emulator) -> anyhow::Result<((), String)> {
+    let reports = emulator.shutdown_all().await;
+    let killed: Vec<String> = reports.iter().filter(|r| !r.exited_by_itself()).map(|r| r.summary()).collect();
+    ensure!(!reports.is_empty(), "no sandbox was running");
+    ensure!(
+        killed.is_empty(),
+        "{} of {} sandboxes had to be killed: {killed:?}",
+        killed.len(),
+        reports.len()
+    );
+    let not_zero: Vec<String> =
+        reports.iter().filter(|r| r.exit_code != Some(0)).map(|r| r.summary()).collect();
+    ensure!(not_zero.is_empty(), "sandboxes exited with an error: {not_zero:?}");
+    let slowest = reports
+        .iter()
+        .filter_map(|r| match r.outcome {
+            local_lambda::ShutdownOutcome::ExitedByItself { after } => Some(after),
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default();
+    Ok((
+        (),
+        format!(
+            "{} sandboxes exited by themselves on SIGTERM, slowest after {:.0} ms",
+            reports.len(),
+            millis(slowest)
+        ),
+    ))
+}
+
+/// After the shutdown phase no backend serves the rehearsal's database: every function closed
+/// its connection. A backend notices a closed socket a moment after the client exits, so this
+/// waits (up to 5 s) for the count to reach zero.
+async fn no_backend_left(options: &Options) -> anyhow::Result<((), String)> {
+    let mut admin = admin_connection(options).await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<(i32, Option<String>)> = sqlx::query_as(
+            "select pid, application_name from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+        )
+        .bind(&options.database)
+        .fetch_all(&mut admin)
+        .await?;
+        if left.is_empty() {
+            admin.close().await?;
+            return Ok(((), String::new()));
+        }
+        if Instant::now() >= deadline {
+            bail!("backends still connected to {}: {left:?}", options.database);
+        }
+        // pg_stat_activity has nothing to wait on: poll it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Cold starts and peak memory per function, as `REPORT` lines would show them.
+fn summary(invocations: &[InvocationReport], wrapped: bool) {
+    let mut functions: Vec<&str> = invocations.iter().map(|i| i.function.as_str()).collect();
+    functions.sort_unstable();
+    functions.dedup();
+    // The emulator measures the process it spawned: under a wrapper such as qemu-user, the
+    // emulator's own memory is counted with the function's.
+    let whose = if wrapped { " (the wrapper's process: qemu and the function together)" } else { "" };
+    for function in functions {
+        let mine: Vec<&InvocationReport> = invocations.iter().filter(|i| i.function == function).collect();
+        let inits: Vec<String> =
+            mine.iter().filter_map(|i| i.init_duration).map(|d| format!("{:.0} ms", millis(d))).collect();
+        let peak = mine.iter().filter_map(|i| i.max_memory_used_mb).max();
+        eprintln!(
+            "rehearse: {function:<16} invocations {}, cold start init {}, peak RSS {} MB{whose}",
+            mine.len(),
+            inits.join(", "),
+            peak.map_or_else(|| "?".to_owned(), |mb| mb.to_string())
+        );
+    }
+}
