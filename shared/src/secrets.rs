@@ -6,7 +6,10 @@
 //! stale (Postgres rejected the password), the keys on a TTL (see `keys`).
 
 use std::fmt;
+use std::time::Duration;
 
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata as _, SdkError};
@@ -23,6 +26,19 @@ pub struct SecretError {
     pub problem: String,
 }
 
+/// How long opening a connection to Secrets Manager may take. A VPC with neither an interface
+/// endpoint nor a NAT drops the packets, and without a bound the SDK waits on them.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one attempt (connect, send, read the answer) may take: Secrets Manager answers in
+/// tens of milliseconds, so an attempt this slow is a network that does not answer.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a whole call may take, retries and their backoff included. A function waiting for a
+/// secret answers 503 once this has passed, well inside its own Lambda timeout.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
+/// Attempts per call (the first one and one retry): a transient error is retried once, within
+/// [`OPERATION_TIMEOUT`].
+pub const MAX_ATTEMPTS: u32 = 2;
+
 /// A Secrets Manager client.
 #[derive(Clone)]
 pub struct Secrets {
@@ -37,9 +53,19 @@ impl fmt::Debug for Secrets {
 
 impl Secrets {
     /// A client configured from the environment as Lambda sets it up (region, credentials, and
-    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` for a local endpoint).
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` for a local endpoint), every call bounded by
+    /// [`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`] and [`MAX_ATTEMPTS`].
     pub async fn from_env() -> Self {
-        let config = aws_config::load_from_env().await;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let config = aws_config::from_env()
+            .timeout_config(timeouts)
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .load()
+            .await;
         Self { client: Client::new(&config) }
     }
 
