@@ -21,10 +21,11 @@ fn issuer(algorithm: SigningAlgorithm, name: &str) -> (TokenSigner, TokenVerifie
     let key = SigningKey::from_pem(name, algorithm, &pem).expect("the key loads");
     let issuer = "https://auth.example.com".to_owned();
     let set = JwkSet { keys: vec![key.public_jwk().clone()] };
-    let verifier = TokenVerifier::new(set, issuer.clone(), "api".to_owned()).expect("the public key");
+    let verifier = TokenVerifier::new(set, issuer.clone().into(), "api".to_owned()).expect("the public key");
     let refresh_key = SecretString::from("a refresh-token key of 32+ bytes!");
-    let signer = TokenSigner::new(key, &refresh_key, issuer, "api".to_owned(), Duration::from_secs(900))
-        .expect("the signer");
+    let signer =
+        TokenSigner::new(key, &refresh_key, issuer.into(), "api".to_owned(), Duration::from_secs(900))
+            .expect("the signer");
     (signer, verifier)
 }
 

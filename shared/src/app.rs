@@ -9,6 +9,8 @@ use sqlx::PgPool;
 use crate::config::{Config, KeySource};
 use crate::db::{Database, DbConnection, SharedSecrets};
 use crate::error::ApiError;
+use crate::http::HttpRequest;
+use crate::issuer::Issuer;
 use crate::keys::{Signer, Verifier};
 use crate::tokens::{Claims, TokenSigner, TokenVerifier};
 
@@ -28,6 +30,7 @@ pub struct App {
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
+    issuer: Option<Issuer>,
 }
 
 impl App {
@@ -61,6 +64,7 @@ impl App {
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
+            issuer: config.keys.map(|keys| keys.issuer),
         })
     }
 
@@ -80,6 +84,15 @@ impl App {
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),
+            issuer: None,
+        }
+    }
+
+    /// Lets a derived issuer learn the API from a request's context (see `issuer`); every
+    /// handler that mints, verifies or publishes tokens calls it first.
+    pub fn learn_issuer(&self, request: &HttpRequest) {
+        if let Some(issuer) = &self.issuer {
+            issuer.learn(&request.request_context.api_id);
         }
     }
 

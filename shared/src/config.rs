@@ -11,6 +11,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+use crate::issuer::Issuer;
 use crate::tokens::{MIN_REFRESH_TOKEN_KEY_BYTES, SigningAlgorithm};
 
 /// What a function needs from its environment.
@@ -131,7 +132,9 @@ pub enum KeySource {
 #[derive(Debug)]
 pub struct KeyConfig {
     pub source: KeySource,
-    pub issuer: String,
+    /// `JWT_ISSUER`; when it is empty, derived from the first request's API id and
+    /// `AWS_REGION` (see `issuer`).
+    pub issuer: Issuer,
     pub audience: String,
     pub access_token_ttl: Duration,
     /// Keys from a secret are read again once they are older than this
@@ -271,7 +274,13 @@ fn key_config(vars: &Vars<'_>, role: Keys) -> Result<KeyConfig, ConfigError> {
     }
     Ok(KeyConfig {
         source,
-        issuer: vars.required("JWT_ISSUER")?,
+        issuer: match vars.optional("JWT_ISSUER") {
+            Some(url) => Issuer::fixed(url),
+            None => Issuer::derived(
+                vars.optional("AWS_REGION")
+                    .ok_or(ConfigError::Missing("JWT_ISSUER (or AWS_REGION, to derive it)"))?,
+            ),
+        },
         audience: vars.required("JWT_AUDIENCE")?,
         access_token_ttl: vars.seconds("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
         refresh_after,
@@ -390,9 +399,23 @@ mod tests {
     #[test]
     fn a_missing_variable_is_named() {
         let mut vars = complete();
-        vars.retain(|(name, _)| *name != "JWT_ISSUER");
+        vars.retain(|(name, _)| *name != "JWT_AUDIENCE");
         let error = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
-        assert_eq!(error.to_string(), "the environment variable JWT_ISSUER is not set");
+        assert_eq!(error.to_string(), "the environment variable JWT_AUDIENCE is not set");
+    }
+
+    #[test]
+    fn without_jwt_issuer_the_issuer_is_derived_in_the_functions_region() {
+        let mut vars = complete();
+        vars.retain(|(name, _)| *name != "JWT_ISSUER");
+        vars.push(("JWT_ISSUER", " "));
+        let without_region = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
+        vars.push(("AWS_REGION", "eu-west-1"));
+        let issuer = Config::from_lookup(ALL, lookup(&vars)).unwrap().keys.unwrap().issuer;
+        issuer.learn("a1b2c3d4e5");
+
+        assert!(without_region.to_string().contains("JWT_ISSUER"), "{without_region}");
+        assert_eq!(issuer.get(), Some("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"));
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct HttpRequest {
 pub struct RequestContext {
     #[serde(default)]
     pub request_id: String,
+    /// The API that invoked the function: written by API Gateway, not by the client.
+    #[serde(default)]
+    pub api_id: String,
     #[serde(default)]
     pub http: HttpContext,
 }

@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use crate::config::{KeyConfig, KeySource};
 use crate::db::SharedSecrets;
 use crate::error::ApiError;
+use crate::issuer::Issuer;
 use crate::secrets::{KeyEntry, Secrets, SigningKeySecret};
 use crate::tokens::{Claims, Rejection, SigningAlgorithm, SigningKey, TokenSigner, TokenVerifier};
 
@@ -142,7 +143,7 @@ impl<T> KeyCache<T> {
 struct SecretSource {
     arn: String,
     secrets: SharedSecrets,
-    issuer: String,
+    issuer: Issuer,
     audience: String,
     access_token_ttl: Duration,
 }

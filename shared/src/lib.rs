@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod issuer;
 pub mod keys;
 pub mod passwords;
 pub mod runtime;

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::domain::{SessionId, UserId};
 use crate::error::ApiError;
+use crate::issuer::Issuer;
 
 /// Clock skew tolerated on `exp` (RFC 8725 asks for little; 30 s at most).
 const LEEWAY_SECONDS: u64 = 30;
@@ -152,7 +153,7 @@ pub struct AccessToken {
 /// on either side of a signing-key rotation must hand out the same successor.
 pub struct TokenSigner {
     key: SigningKey,
-    issuer: String,
+    issuer: Issuer,
     audience: String,
     ttl: Duration,
     successor_key: hmac::Key,
@@ -164,7 +165,7 @@ impl TokenSigner {
     pub fn new(
         key: SigningKey,
         refresh_token_key: &SecretString,
-        issuer: String,
+        issuer: Issuer,
         audience: String,
         ttl: Duration,
     ) -> anyhow::Result<Self> {
@@ -189,11 +190,11 @@ impl TokenSigner {
         RefreshToken(SecretString::from(URL_SAFE_NO_PAD.encode(tag.as_ref())))
     }
 
-    /// Signs an access token for `user` in `session`.
+    /// Signs an access token for `user` in `session`; fails while a derived issuer is unknown.
     pub fn issue(&self, user: UserId, session: SessionId) -> anyhow::Result<AccessToken> {
         let iat = unix_now();
         let claims = Claims {
-            iss: self.issuer.clone(),
+            iss: self.issuer.require()?.to_owned(),
             aud: self.audience.clone(),
             sub: user.0,
             sid: session.0,
@@ -237,14 +238,14 @@ struct VerificationKey {
 /// keys' public halves), and publishes that set and the discovery document.
 pub struct TokenVerifier {
     keys: Vec<VerificationKey>,
-    issuer: String,
+    issuer: Issuer,
 }
 
 impl TokenVerifier {
     /// Reads a JWK set (`{"keys":[...]}`). Refuses a key with a private member (`d`, ...), a
     /// symmetric key, a key without `kid`, a duplicate `kid` and an algorithm other than RS256,
     /// ES256 or EdDSA. Errors name the key and the member, never a value.
-    pub fn from_jwks_json(text: &str, issuer: String, audience: String) -> anyhow::Result<Self> {
+    pub fn from_jwks_json(text: &str, issuer: Issuer, audience: String) -> anyhow::Result<Self> {
         let set: serde_json::Value = serde_json::from_str(text).map_err(|error| {
             anyhow::anyhow!("the key set is not JSON ({})", crate::secrets::describe_json_error(&error))
         })?;
@@ -267,7 +268,7 @@ impl TokenVerifier {
     }
 
     /// A verifier for the public keys in `set` (see [`TokenVerifier::from_jwks_json`]).
-    pub fn new(set: JwkSet, issuer: String, audience: String) -> anyhow::Result<Self> {
+    pub fn new(set: JwkSet, issuer: Issuer, audience: String) -> anyhow::Result<Self> {
         let mut keys: Vec<VerificationKey> = Vec::with_capacity(set.keys.len());
         for (index, mut jwk) in set.keys.into_iter().enumerate() {
             let kid = jwk.common.key_id.clone().with_context(|| format!("key {index} has no \"kid\""))?;
@@ -279,8 +280,8 @@ impl TokenVerifier {
             })?;
             let algorithm = signing.jwt();
             let decoding = DecodingKey::from_jwk(&jwk).with_context(|| format!("key {kid} is malformed"))?;
+            // `iss` is compared in `verify`: a derived issuer is known only after construction.
             let mut validation = Validation::new(algorithm);
-            validation.set_issuer(&[&issuer]);
             validation.set_audience(&[&audience]);
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             validation.leeway = LEEWAY_SECONDS;
@@ -297,21 +298,27 @@ impl TokenVerifier {
     }
 
     /// Verifies a token's signature (with the key its `kid` names, under that key's algorithm
-    /// only), `exp`, `iss` and `aud`.
+    /// only), `exp`, `iss` and `aud`. While a derived issuer is unknown no token is valid.
     pub fn verify(&self, token: &str) -> Result<Claims, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejection::Invalid)?;
         let kid = header.kid.ok_or(Rejection::UnknownKey)?;
         let key = self.keys.iter().find(|key| key.kid == kid).ok_or(Rejection::UnknownKey)?;
-        jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &key.validation)
             .map(|data| data.claims)
-            .map_err(|_| Rejection::Invalid)
+            .map_err(|_| Rejection::Invalid)?;
+        if self.issuer.get() != Some(claims.iss.as_str()) {
+            return Err(Rejection::Invalid);
+        }
+        Ok(claims)
     }
 
     /// The OpenID Connect discovery document for this issuer, as served at
     /// `/.well-known/openid-configuration`: where the keys are and how tokens are signed, which
     /// is what API Gateway's JWT authorizer and other verifiers read.
-    pub fn openid_configuration(&self) -> serde_json::Value {
-        let base = self.issuer.trim_end_matches('/');
+    /// Fails while a derived issuer is unknown.
+    pub fn openid_configuration(&self) -> anyhow::Result<serde_json::Value> {
+        let issuer = self.issuer.require()?;
+        let base = issuer.trim_end_matches('/');
         let mut algorithms: Vec<String> = Vec::new();
         for key in &self.keys {
             let name = format!("{:?}", key.algorithm);
@@ -319,14 +326,14 @@ impl TokenVerifier {
                 algorithms.push(name);
             }
         }
-        serde_json::json!({
-            "issuer": self.issuer,
+        Ok(serde_json::json!({
+            "issuer": issuer,
             "jwks_uri": format!("{base}/.well-known/jwks.json"),
             "id_token_signing_alg_values_supported": algorithms,
             "subject_types_supported": ["public"],
             "response_types_supported": ["token"],
             "claims_supported": ["iss", "aud", "sub", "sid", "iat", "exp"],
-        })
+        }))
     }
 
     /// The public keys, as served at `/.well-known/jwks.json`.
@@ -548,7 +555,7 @@ mod tests {
     fn claims_for(verifier: &TokenVerifier) -> Claims {
         let now = unix_now();
         Claims {
-            iss: verifier.issuer.clone(),
+            iss: verifier.issuer.get().unwrap().to_owned(),
             aud: "api".into(),
             sub: Uuid::now_v7(),
             sid: Uuid::now_v7(),
@@ -622,7 +629,7 @@ mod tests {
     fn the_openid_configuration_points_at_the_jwks() {
         let rsa = key(SigningAlgorithm::Rs256, "k1");
         let ec = key(SigningAlgorithm::Es256, "k2");
-        let config = verifier_of(&[&rsa, &ec]).openid_configuration();
+        let config = verifier_of(&[&rsa, &ec]).openid_configuration().unwrap();
         assert_eq!(config["issuer"], "https://issuer.test");
         assert_eq!(config["jwks_uri"], "https://issuer.test/.well-known/jwks.json");
         assert_eq!(config["id_token_signing_alg_values_supported"], serde_json::json!(["RS256", "ES256"]));

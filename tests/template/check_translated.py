@@ -101,6 +101,8 @@ def evaluate(value, parameters, conditions):
         return value
     if len(value) == 1:
         (key, argument), = value.items()
+        if key == "Ref" and argument not in parameters:
+            return value  # a resource's
         if key == "Ref":
             return None if argument == "AWS::NoValue" else parameters[argument]
         if key == "Condition":
@@ -113,11 +115,55 @@ def evaluate(value, parameters, conditions):
             return left == right
         if key == "Fn::Not":
             return not evaluate(argument[0], parameters, conditions)
+        if key == "Fn::And":
+            return all(evaluate(item, parameters, conditions) for item in argument)
+        if key == "Fn::Sub" and isinstance(argument, str):
+            names = re.findall(r"\$\{([^}]+)\}", argument)
+            if all(isinstance(parameters.get(name), str) for name in names):
+                return re.sub(r"\$\{([^}]+)\}", lambda match: parameters[match[1]], argument)
+            return value  # names a resource or a pseudo parameter
         if key == "Fn::Join":
             separator, items = argument
-            return separator.join(evaluate(items, parameters, conditions))
+            items = evaluate(items, parameters, conditions)
+            if not all(isinstance(item, str) for item in items):
+                return {key: [separator, items]}  # joins something only CloudFormation knows
+            return separator.join(items)
     items = {key: evaluate(item, parameters, conditions) for key, item in value.items()}
     return {key: item for key, item in items.items() if item is not None}
+
+
+def rule_value(value, parameters):
+    """A Rules expression's value: Ref, Fn::Equals, Fn::Not, Fn::And, Fn::Or, Fn::EachMemberEquals."""
+    if not isinstance(value, dict):
+        return value
+    (key, argument), = value.items()
+    if key == "Ref":
+        return parameters[argument]
+    if key == "Fn::Equals":
+        left, right = (rule_value(side, parameters) for side in argument)
+        return left == right
+    if key == "Fn::Not":
+        return not rule_value(argument[0], parameters)
+    if key == "Fn::And":
+        return all(rule_value(item, parameters) for item in argument)
+    if key == "Fn::Or":
+        return any(rule_value(item, parameters) for item in argument)
+    if key == "Fn::EachMemberEquals":
+        members, expected = rule_value(argument[0], parameters), rule_value(argument[1], parameters)
+        return all(member == expected for member in members)
+    raise ValueError(f"no evaluator for {key} in Rules")
+
+
+def refused_by_rules(template, overrides):
+    """The descriptions of the Rules assertions these parameter values fail (CloudFormation
+    refuses the stack before creating anything)."""
+    parameters, _ = deployed_values(template, overrides)
+    failed = []
+    for rule in template.get("Rules", {}).values():
+        if "RuleCondition" in rule and not rule_value(rule["RuleCondition"], parameters):
+            continue
+        failed += [a["AssertDescription"] for a in rule["Assertions"] if not rule_value(a["Assert"], parameters)]
+    return failed
 
 
 def deployed_values(template, overrides):
@@ -150,6 +196,120 @@ def routes_to(api_body):
             target = next((name for name in FUNCTIONS if f"${{{name}.Arn}}" in uri), None)
             routes[(method.upper(), path)] = target
     return routes
+
+
+def check_vpc_options(source, template, check):
+    """The VPC parameters: ids checked by pattern, a half-configured VPC refused by the Rules,
+    and the optional Secrets Manager endpoint and database ingress rule."""
+    declared = source["Parameters"]
+    for name, good, bad in [("SubnetIds", "subnet-0123abcd", "sg-0123abcd"),
+                            ("SecurityGroupIds", "sg-0123abcd", "subnet-0123abcd"),
+                            ("VpcId", "vpc-0123abcd", "subnet-0123abcd"),
+                            ("DatabaseSecurityGroupId", "sg-0123abcd", "vpc-0123abcd")]:
+        pattern = declared.get(name, {}).get("AllowedPattern", "")
+        check(f"parameter {name} accepts {good} and nothing, and refuses {bad}",
+              bool(pattern) and all(re.fullmatch(pattern, v) for v in [good, ""]) and not re.fullmatch(pattern, bad),
+              pattern)
+    subnets, groups = ["subnet-0123abcd", "subnet-4567ef01"], ["sg-0123abcd"]
+    base = dict(PARAMETERS, SubnetIds=[""], SecurityGroupIds=[""])
+    cases = [
+        ("no VPC", {}, False),
+        ("subnets and security groups", {"SubnetIds": subnets, "SecurityGroupIds": groups}, False),
+        ("subnets without security groups", {"SubnetIds": subnets}, True),
+        ("security groups without subnets", {"SecurityGroupIds": groups}, True),
+        ("the endpoint without VpcId",
+         {"SubnetIds": subnets, "SecurityGroupIds": groups, "CreateSecretsManagerEndpoint": "true"}, True),
+        ("the endpoint without subnets", {"VpcId": "vpc-0123abcd", "CreateSecretsManagerEndpoint": "true"}, True),
+        ("the endpoint with VpcId, subnets and security groups",
+         {"SubnetIds": subnets, "SecurityGroupIds": groups, "VpcId": "vpc-0123abcd",
+          "CreateSecretsManagerEndpoint": "true"}, False),
+        ("a database security group without the functions' groups", {"DatabaseSecurityGroupId": "sg-0bad"}, True),
+    ]
+    for name, overrides, refused in cases:
+        failed = refused_by_rules(source, dict(base, **overrides))
+        check(f"the Rules {'refuse' if refused else 'accept'} {name}", bool(failed) == refused, failed)
+
+    vpc = dict(PARAMETERS, SubnetIds=subnets, SecurityGroupIds=groups + ["sg-89abcdef"], VpcId="vpc-0123abcd",
+               CreateSecretsManagerEndpoint="true", DatabaseSecurityGroupId="sg-0dbdbdbd")
+    output = transform(copy.deepcopy(template), vpc, OfflinePolicies())
+    parameters, conditions = deployed_values(source, vpc)
+    deployed = {name: evaluate(r.get("Properties", {}), parameters, conditions)
+                for name, r in output["Resources"].items() if conditions.get(r.get("Condition"), True)}
+    _, off = deployed_values(source, dict(base))
+    absent = [name for name, r in output["Resources"].items()
+              if r["Type"].startswith("AWS::EC2::") and off.get(r.get("Condition"), True)]
+    check("without the options the template creates no EC2 resource", absent == [], absent)
+    endpoints = [name for name, r in output["Resources"].items() if r["Type"] == "AWS::EC2::VPCEndpoint"]
+    endpoint = deployed.get(endpoints[0], {}) if len(endpoints) == 1 else {}
+    check("CreateSecretsManagerEndpoint makes an interface endpoint for secretsmanager with private DNS in the subnets",
+          endpoint.get("VpcEndpointType") == "Interface" and endpoint.get("PrivateDnsEnabled") is True
+          and endpoint.get("SubnetIds") == subnets and endpoint.get("VpcId") == "vpc-0123abcd"
+          and "secretsmanager" in json.dumps(output["Resources"][endpoints[0]]["Properties"]["ServiceName"]),
+          endpoint)
+
+    def first(value):
+        """`Fn::Select [0, list]` as deployed."""
+        if isinstance(value, dict) and "Fn::Select" in value:
+            index, items = value["Fn::Select"]
+            return evaluate(items, parameters, conditions)[int(index)]
+        return value
+
+    group_refs = [g.get("Ref") for g in endpoint.get("SecurityGroupIds", []) if isinstance(g, dict)]
+    endpoint_group = deployed.get(group_refs[0], {}) if len(group_refs) == 1 else {}
+    https = [(r["IpProtocol"], r["FromPort"], r["ToPort"], first(r.get("SourceSecurityGroupId")))
+             for r in endpoint_group.get("SecurityGroupIngress", [])]
+    check("the endpoint's security group admits HTTPS from the functions' security group, and nothing else",
+          https == [("tcp", 443, 443, "sg-0123abcd")], https)
+    ingress = [(r["GroupId"], r["IpProtocol"], r["FromPort"], r["ToPort"], first(r.get("SourceSecurityGroupId")))
+               for r in deployed.values() if "GroupId" in r and "IpProtocol" in r]
+    check("DatabaseSecurityGroupId gets an ingress rule admitting Postgres from the functions' security group",
+          ingress == [("sg-0dbdbdbd", "tcp", 5432, 5432, "sg-0123abcd")], ingress)
+
+
+def check_issuer(source, template, check):
+    """By default the functions derive the issuer (JWT_ISSUER empty, no second deploy); with a
+    custom domain it is https://DomainName, served through the domain's resources; the outputs
+    name the issuer, the JWKS and the discovery document either way."""
+    declared = source["Parameters"]
+    check("parameter Issuer defaults to empty (derived)", declared.get("Issuer", {}).get("Default") == "",
+          declared.get("Issuer"))
+    domain = "auth.example.com"
+    with_domain = dict(PARAMETERS, DomainName=domain,
+                       CertificateArn="arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f",
+                       HostedZoneId="Z0123456789ABC")
+    api_url = {"Fn::Sub": "https://${AuthApi}.execute-api.${AWS::Region}.amazonaws.com"}
+    for name, overrides, expected_issuer, expected_output in [
+        ("by default", {}, "", api_url),
+        ("with a custom domain", with_domain, f"https://{domain}", f"https://{domain}"),
+        ("with Issuer set", dict(with_domain, Issuer="https://id.example.org"), "https://id.example.org",
+         "https://id.example.org"),
+    ]:
+        output = transform(copy.deepcopy(template), dict(PARAMETERS, **overrides), OfflinePolicies())
+        parameters, conditions = deployed_values(source, dict(PARAMETERS, **overrides))
+        issuers = {evaluate(output["Resources"][f]["Properties"]["Environment"]["Variables"].get("JWT_ISSUER"),
+                            parameters, conditions) for f in FUNCTIONS}
+        check(f"{name} every function's JWT_ISSUER is {expected_issuer!r}", issuers == {expected_issuer}, issuers)
+        outputs = {k: evaluate(v["Value"], parameters, conditions) for k, v in output.get("Outputs", {}).items()}
+        check(f"{name} the IssuerUrl output is {expected_output}", outputs.get("IssuerUrl") == expected_output,
+              outputs.get("IssuerUrl"))
+        for key, path in [("JwksUrl", "/.well-known/jwks.json"),
+                          ("OpenIdConfigurationUrl", "/.well-known/openid-configuration")]:
+            value = json.dumps(outputs.get(key))
+            check(f"{name} the {key} output is the issuer's {path}",
+                  path in value and (json.dumps(expected_output).strip('"') in value
+                                     or "${AuthApi}.execute-api" in value), value)
+        made = {r["Type"] for r in output["Resources"].values() if conditions.get(r.get("Condition"), True)}
+        domain_types = {"AWS::ApiGatewayV2::DomainName", "AWS::ApiGatewayV2::ApiMapping", "AWS::Route53::RecordSet"}
+        expected = domain_types if overrides else set()
+        check(f"{name} the domain resources are {sorted(expected) or 'absent'}", made & domain_types == expected,
+              made & domain_types)
+        if overrides:
+            mapping = next(r for r in output["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::ApiMapping")
+            stage = mapping["Properties"]["Stage"].get("Ref")
+            check("the domain maps to the API's $default stage",
+                  output["Resources"].get(stage, {}).get("Properties", {}).get("StageName") == "$default", stage)
+    check("the Rules refuse a domain without a certificate",
+          bool(refused_by_rules(source, dict(PARAMETERS, DomainName=domain))))
 
 
 def main(path):
@@ -239,6 +399,9 @@ def main(path):
         check(f"{name} is told no obsolete JWT_KEYS_SECRET_ARN", "JWT_KEYS_SECRET_ARN" not in variables)
         for variable, value in GLOBAL_VARIABLES.items():
             check(f"{name} gets {variable} from {value['Ref']}", variables.get(variable) == value, variables.get(variable))
+
+    check_vpc_options(source, template, check)
+    check_issuer(source, template, check)
 
     rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
     health_targets = [

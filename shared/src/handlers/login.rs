@@ -14,6 +14,7 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
 /// 200 with the token response; 401 `invalid_credentials` for an unknown email or a wrong
 /// password alike.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
+    app.learn_issuer(&request);
     let result = async {
         let body: Credentials = request.json()?;
         // A malformed email cannot belong to an account: the same 401 as any unknown email.

@@ -11,6 +11,7 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify };
 
 /// 200 `{"id","email","created_at"}`; 401 with `WWW-Authenticate: Bearer` otherwise.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
+    app.learn_issuer(&request);
     let result = async {
         let token = request.bearer_token().ok_or(ApiError::MissingToken)?;
         auth::current_user(app, token).await

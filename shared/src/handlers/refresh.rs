@@ -13,6 +13,7 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
 
 /// 200 with the token response and a new refresh token; the presented one stops working.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
+    app.learn_issuer(&request);
     let result = async {
         let body: RefreshTokenBody = request.json()?;
         let presented = RefreshToken::parse(&body.refresh_token)?;

@@ -13,6 +13,7 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
 
 /// 201 with the token response.
 pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
+    app.learn_issuer(&request);
     let result = async {
         let body: Credentials = request.json()?;
         let email = Email::parse(&body.email)?;
