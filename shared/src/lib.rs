@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod http;
 pub mod issuer;
 pub mod keys;
+pub mod metrics;
 pub mod passwords;
 pub mod runtime;
 pub mod secrets;

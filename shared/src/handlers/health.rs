@@ -1,18 +1,20 @@
 //! The health function: `GET /health` through API Gateway, and a scheduled check through
-//! EventBridge that also purges old refresh tokens. Every check writes one CloudWatch Embedded
-//! Metric Format line, which the template's alarm watches.
+//! EventBridge that also purges old refresh tokens. Only the scheduled check writes the
+//! CloudWatch Embedded Metric Format line the template's alarm watches: public `GET /health`
+//! calls would otherwise feed the metric (anyone can call it, as often as they like), and hide
+//! a schedule that stopped running, which the alarm treats as breaching.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
-use crate::store;
+use crate::{metrics, store};
 
 /// Health pings the database; it needs no keys.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
@@ -83,9 +85,11 @@ pub async fn handle(app: &App, event: HealthEvent) -> HttpResponse {
     };
     let started = Instant::now();
     let healthy = check(app).await;
-    println!("{}", metrics_line(&app.function_name, healthy, started.elapsed()));
-    if scheduled && healthy {
-        purge(app).await;
+    if scheduled {
+        println!("{}", metrics_line(&app.function_name, healthy, started.elapsed()));
+        if healthy {
+            purge(app).await;
+        }
     }
     let timestamp = OffsetDateTime::now_utc();
     if healthy {
@@ -160,40 +164,22 @@ pub async fn purge(app: &App) -> u64 {
     }
 }
 
-/// The namespace of the health metrics (`METRICS_NAMESPACE`, default `AuthApi`).
-fn namespace() -> String {
-    std::env::var("METRICS_NAMESPACE")
-        .ok()
-        .filter(|ns| !ns.is_empty())
-        .unwrap_or_else(|| "AuthApi".to_owned())
-}
-
 /// One CloudWatch Embedded Metric Format line: `DatabaseHealthy` (0/1) and `DatabaseLatency`
 /// (ms), with the function name as the dimension.
 pub fn metrics_line(function_name: &str, healthy: bool, latency: Duration) -> String {
-    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    json!({
-        "_aws": {
-            "Timestamp": timestamp,
-            "CloudWatchMetrics": [{
-                "Namespace": namespace(),
-                "Dimensions": [["FunctionName"]],
-                "Metrics": [
-                    { "Name": "DatabaseHealthy", "Unit": "None" },
-                    { "Name": "DatabaseLatency", "Unit": "Milliseconds" }
-                ]
-            }]
-        },
-        "FunctionName": function_name,
-        "DatabaseHealthy": u8::from(healthy),
-        "DatabaseLatency": latency.as_secs_f64() * 1000.0,
-    })
-    .to_string()
+    metrics::line(
+        function_name,
+        &[
+            ("DatabaseHealthy", "None", f64::from(u8::from(healthy))),
+            ("DatabaseLatency", "Milliseconds", latency.as_secs_f64() * 1000.0),
+        ],
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_schedule_an_http_request_and_anything_else_are_told_apart() {
@@ -217,8 +203,8 @@ mod tests {
             directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
         assert_eq!(names, ["DatabaseHealthy", "DatabaseLatency"]);
         assert_eq!(
-            (line["FunctionName"].as_str(), line["DatabaseHealthy"].as_u64()),
-            (Some("auth-health"), Some(1))
+            (line["FunctionName"].as_str(), line["DatabaseHealthy"].as_f64()),
+            (Some("auth-health"), Some(1.0))
         );
         assert_eq!(line["DatabaseLatency"].as_f64(), Some(3.0));
         assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);

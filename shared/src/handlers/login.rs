@@ -7,6 +7,7 @@ use crate::config::{Keys, Needs};
 use crate::domain::{Email, Password};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
+use crate::metrics;
 
 /// Login reads and writes the database and signs tokens.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
@@ -24,6 +25,16 @@ pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
     };
     match result.await {
         Ok(issued) => token_response(200, &issued),
-        Err(error) => ApiError::into_response(error),
+        Err(error) => {
+            // Counted for the credential-stuffing alarms; a client's malformed request is not.
+            match error {
+                ApiError::InvalidCredentials => metrics::count(&app.function_name, metrics::LOGIN_FAILED),
+                ApiError::TooManyAttempts { .. } => {
+                    metrics::count(&app.function_name, metrics::LOGIN_THROTTLED)
+                }
+                _ => {}
+            }
+            ApiError::into_response(error)
+        }
     }
 }
