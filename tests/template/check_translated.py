@@ -171,6 +171,8 @@ def deployed_values(template, overrides):
     parameters = {"AWS::NoValue": None}
     for name, declaration in template["Parameters"].items():
         value = overrides.get(name, declaration.get("Default"))
+        if isinstance(value, (int, float)):
+            value = str(value)  # CloudFormation's parameter values are strings
         if declaration["Type"] == "CommaDelimitedList" and isinstance(value, str):
             value = value.split(",")
         parameters[name] = value
@@ -312,6 +314,72 @@ def check_issuer(source, template, check):
           bool(refused_by_rules(source, dict(PARAMETERS, DomainName=domain))))
 
 
+def check_observability(source, output, check):
+    """Log groups with a retention for every function and for the API's access logs, alarms
+    with the right missing-data treatment, login metrics, tracing off by default, and reserved
+    concurrency for login and signup."""
+    resources = output["Resources"]
+    declared = source["Parameters"]
+    check("parameter LogRetentionDays defaults to 30", str(declared.get("LogRetentionDays", {}).get("Default")) == "30")
+    check("parameter TracingMode defaults to PassThrough", declared.get("TracingMode", {}).get("Default") == "PassThrough")
+    retention = {"Ref": "LogRetentionDays"}
+    for name in FUNCTIONS:
+        props = resources[name]["Properties"]
+        logging = props.get("LoggingConfig", {})
+        group = resources.get(logging.get("LogGroup", {}).get("Ref", ""), {})
+        check(f"{name} logs JSON into a log group of the stack with LogRetentionDays",
+              logging.get("LogFormat") == "JSON" and group.get("Type") == "AWS::Logs::LogGroup"
+              and group["Properties"].get("RetentionInDays") == retention, logging)
+        check(f"{name} traces as TracingMode says", props.get("TracingConfig") == {"Mode": {"Ref": "TracingMode"}},
+              props.get("TracingConfig"))
+    stage = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage")
+    access = stage["Properties"].get("AccessLogSettings", {})
+    destination = access.get("DestinationArn", {}).get("Fn::GetAtt", [""])[0]
+    access_group = resources.get(destination, {})
+    try:
+        fields = json.loads(access.get("Format", ""))
+    except ValueError:
+        fields = {}
+    check("the API writes JSON access logs (request id, route, status, latency) to a log group with LogRetentionDays",
+          access_group.get("Type") == "AWS::Logs::LogGroup"
+          and access_group["Properties"].get("RetentionInDays") == retention
+          and {"requestId", "routeKey", "status", "responseLatency"} <= set(fields), access)
+
+    alarms = {r["Properties"]["MetricName"]: r["Properties"] for r in resources.values()
+              if r["Type"] == "AWS::CloudWatch::Alarm"}
+    for metric, treatment in [("DatabaseHealthy", "breaching"), ("Errors", "notBreaching"),
+                              ("5xx", "notBreaching"), ("LoginFailed", "notBreaching"),
+                              ("LoginThrottled", "notBreaching")]:
+        check(f"the {metric} alarm treats missing data as {treatment}",
+              alarms.get(metric, {}).get("TreatMissingData") == treatment, alarms.get(metric))
+    for metric, threshold in [("LoginFailed", "LoginFailureAlarmThreshold"),
+                              ("LoginThrottled", "LoginThrottledAlarmThreshold")]:
+        alarm = alarms.get(metric, {})
+        check(f"the {metric} alarm watches the login function in MetricsNamespace, above {threshold}",
+              alarm.get("Namespace") == {"Ref": "MetricsNamespace"}
+              and alarm.get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": "LoginFunction"}}]
+              and alarm.get("Threshold") == {"Ref": threshold}, alarm)
+    server_errors = alarms.get("5xx", {})
+    check("the 5xx alarm watches the HTTP API by ApiId",
+          server_errors.get("Namespace") == "AWS/ApiGateway"
+          and server_errors.get("Dimensions") == [{"Name": "ApiId", "Value": {"Ref": "AuthApi"}}], server_errors)
+    check("every function is told METRICS_NAMESPACE",
+          all(resources[n]["Properties"]["Environment"]["Variables"].get("METRICS_NAMESPACE") == {"Ref": "MetricsNamespace"}
+              for n in FUNCTIONS))
+
+    for function, parameter in [("LoginFunction", "LoginReservedConcurrency"),
+                                ("SignupFunction", "SignupReservedConcurrency")]:
+        reserved = resources[function]["Properties"].get("ReservedConcurrentExecutions")
+        unreserved, unreserved_conditions = deployed_values(source, PARAMETERS)
+        bounded, bounded_conditions = deployed_values(source, dict(PARAMETERS, **{parameter: "5"}))
+        check(f"{function} is unreserved by default and reserves {parameter} when set",
+              evaluate({"x": reserved}, unreserved, unreserved_conditions) == {}
+              and evaluate(reserved, bounded, bounded_conditions) == "5", reserved)
+        check(f"the Rules refuse {parameter} 0 (it would disable the function)",
+              bool(refused_by_rules(source, dict(PARAMETERS, **{parameter: "0"})))
+              and not refused_by_rules(source, dict(PARAMETERS, **{parameter: "5"})))
+
+
 def main(path):
     with open(path) as handle:
         source = yaml_parse(handle.read())
@@ -402,6 +470,7 @@ def main(path):
 
     check_vpc_options(source, template, check)
     check_issuer(source, template, check)
+    check_observability(source, output, check)
 
     rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
     health_targets = [

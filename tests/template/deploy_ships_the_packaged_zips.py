@@ -108,6 +108,9 @@ def main():
                       shipped.get(logical_id) == data)
             stack = cloudformation.describe_stacks(StackName="auth")["Stacks"][0]
             given = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
+            tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
+            check("the stack is tagged application=auth-api (CloudFormation tags every resource that takes tags)",
+                  tags.get("application") == "auth-api", tags)
             check("the operator's parameters reached the stack",
                   all(given.get(item.split("=", 1)[0]) == item.split("=", 1)[1] for item in PARAMETERS.split()), given)
 
