@@ -468,6 +468,8 @@ def main(path):
         for variable, value in GLOBAL_VARIABLES.items():
             check(f"{name} gets {variable} from {value['Ref']}", variables.get(variable) == value, variables.get(variable))
 
+    check("the template's Rules reach CloudFormation through the SAM translator",
+          source.get("Rules") and output.get("Rules") == source.get("Rules"), sorted(output.get("Rules", {})))
     check_vpc_options(source, template, check)
     check_issuer(source, template, check)
     check_observability(source, output, check)
