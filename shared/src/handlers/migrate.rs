@@ -59,6 +59,11 @@ pub enum ApplicationRole {
 }
 
 impl ApplicationRole {
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
     /// Reads `DB_APPLICATION_ROLE`, else `DB_APPLICATION_SECRET_ARN`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
@@ -81,14 +86,14 @@ static SECRETS: OnceCell<Secrets> = OnceCell::const_new();
 
 /// Handles one invocation: a custom-resource request or a direct invocation.
 pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
-    let role = ApplicationRole::from_lookup(|name| std::env::var(name).ok());
+    let role = ApplicationRole::from_env();
     let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
     if Request::is_one(&event.payload) {
         let request: Request = serde_json::from_value(event.payload)
             .map_err(|error| failure(anyhow::anyhow!("a malformed custom-resource request: {error}")))?;
         return answer_cloudformation(app, &role, &request, deadline).await.map_err(failure);
     }
-    match migrate(app, &role).await {
+    match run(app, &role).await {
         Ok(done) => Ok(done),
         Err(error) => Err(failure(error)),
     }
@@ -130,7 +135,7 @@ async fn answer_cloudformation(
         RequestType::Create | RequestType::Update => {
             let budget =
                 deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(ANSWER_MARGIN);
-            match tokio::time::timeout(budget, migrate(app, role)).await {
+            match tokio::time::timeout(budget, run(app, role)).await {
                 Ok(Ok(done)) => (Status::Success, format!("migrated: {done}"), done),
                 Ok(Err(error)) => {
                     tracing::error!(error = ?error, "the migration failed");
@@ -165,8 +170,9 @@ fn is_for_other_code(request: &Request, running: &str) -> bool {
     }
 }
 
-/// Applies every pending migration, then grants the application role its privileges.
-async fn migrate(app: &App, role: &ApplicationRole) -> anyhow::Result<Value> {
+/// Applies every pending migration, then grants the application role its privileges; answers
+/// `{"migrations": N, "application_role": name or null}`. Also `make migrate`'s (db-migrate).
+pub async fn run(app: &App, role: &ApplicationRole) -> anyhow::Result<Value> {
     // Read before migrating: a missing or unreadable application secret changes nothing.
     let role_name = match role {
         ApplicationRole::Named(name) => Some(name.clone()),
