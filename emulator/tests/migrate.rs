@@ -175,7 +175,7 @@ async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app
             .fetch_all(&db.pool)
             .await
             .unwrap();
-    assert_eq!(owners, [owner.name.clone()], "the owner role owns every table");
+    assert_eq!(owners, std::slice::from_ref(&owner.name), "the owner role owns every table");
 }
 
 /// The whole API, through the emulated HTTP API.
@@ -432,4 +432,28 @@ async fn an_unreachable_response_url_fails_the_invocation_so_lambda_retries_it()
 
     let InvokeOutcome::FunctionError { body, .. } = outcome else { panic!("a function error: {outcome:?}") };
     assert!(String::from_utf8_lossy(&body).contains("ResponseURL"), "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_name_that_needs_quoting_is_granted_exactly_that_role() {
+    let (db, owner, _) = database_with_two_roles().await;
+    // Capitals, a space and a double quote: unquoted, this would be another role, or SQL.
+    let name = format!("App \"{}\" Role", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let quoted = shared::handlers::migrate::quote_identifier(&name);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create role {quoted} login")))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let app = Role { name: name.clone(), password: String::new() };
+    let api = start_with_roles(db, &owner, &app).await;
+
+    let answer = migrate_directly(&api).await;
+
+    assert_eq!(answer["application_role"], name.as_str(), "{answer}");
+    let may_write: bool = sqlx::query_scalar("select has_table_privilege($1, 'users', 'insert')")
+        .bind(&name)
+        .fetch_one(&api.db.pool)
+        .await
+        .unwrap();
+    assert!(may_write, "{name} was granted DML on users");
 }

@@ -203,7 +203,8 @@ async fn migrate(options: &Options) -> anyhow::Result<((u64, String), String)> {
         output.status,
         answer["errorMessage"].as_str().unwrap_or(stdout.trim())
     );
-    let migrations = answer["migrations"].as_u64().with_context(|| format!("no migration count in {stdout}"))?;
+    let migrations =
+        answer["migrations"].as_u64().with_context(|| format!("no migration count in {stdout}"))?;
     ensure!(migrations > 0, "the migrate function knows no migration: {answer}");
     let role = answer["application_role"]
         .as_str()
