@@ -171,6 +171,9 @@ def check_migration(template, resources, check):
     check("the migrate function has a published alias", alias is not None)
     check("Migration's ServiceToken is the migrate function's alias (an ARN that never changes)",
           migration.get("ServiceToken") == {"Ref": alias}, migration.get("ServiceToken"))
+    timeout = int(template["Resources"]["MigrateFunction"]["Properties"].get("Timeout", 3))
+    check("without an answer the deploy fails within 10 minutes, after Lambda's two retries",
+          3 * timeout <= int(migration.get("ServiceTimeout", 3600)) <= 600, migration.get("ServiceTimeout"))
     version = migration.get("CodeVersion", {}).get("Ref", "")
     check("Migration's CodeVersion is the migrate function's published version",
           resources.get(version, {}).get("Type") == "AWS::Lambda::Version"
