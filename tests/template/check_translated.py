@@ -174,7 +174,8 @@ def check_migration(template, resources, check):
     timeout = int(template["Resources"]["MigrateFunction"]["Properties"].get("Timeout", 3))
     check("without an answer the deploy fails within 10 minutes, after Lambda's two retries",
           3 * timeout <= int(migration.get("ServiceTimeout", 3600)) <= 600, migration.get("ServiceTimeout"))
-    version = migration.get("CodeVersion", {}).get("Ref", "")
+    code_version = migration.get("CodeVersion")
+    version = code_version.get("Ref", "") if isinstance(code_version, dict) else ""
     check("Migration's CodeVersion is the migrate function's published version",
           resources.get(version, {}).get("Type") == "AWS::Lambda::Version"
           and resources[version]["Properties"].get("FunctionName") == {"Ref": "MigrateFunction"},
