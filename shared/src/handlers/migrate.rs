@@ -93,10 +93,7 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Diagn
             .map_err(|error| failure(anyhow::anyhow!("a malformed custom-resource request: {error}")))?;
         return answer_cloudformation(app, &role, &request, deadline).await.map_err(failure);
     }
-    match run(app, &role).await {
-        Ok(done) => Ok(done),
-        Err(error) => Err(failure(error)),
-    }
+    run(app, &role).await.map_err(failure)
 }
 
 fn failure(error: anyhow::Error) -> Diagnostic {
