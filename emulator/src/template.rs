@@ -344,6 +344,11 @@ impl EnvOverrides {
         self.sections.entry("Parameters".to_owned()).or_default().insert(name.to_owned(), Some(value.into()));
     }
 
+    /// Sets one variable for one function (logical id or function name), over `Parameters`.
+    pub fn set_for(&mut self, function: &str, name: &str, value: impl Into<String>) {
+        self.sections.entry(function.to_owned()).or_default().insert(name.to_owned(), Some(value.into()));
+    }
+
     /// Removes one variable from every function (as `null` in `Parameters` would).
     pub fn remove_for_all(&mut self, name: &str) {
         self.sections.entry("Parameters".to_owned()).or_default().insert(name.to_owned(), None);

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod custom_resource;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -71,6 +71,34 @@ where
     F: Fn(&'static App, E) -> Fut,
     Fut: Future<Output = HttpResponse> + Send,
 {
+    let app = start(needs).await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
+        let response = guarded(handler(app, event.payload));
+        async move { Ok::<_, Infallible>(response.await) }
+    }))
+    .await
+}
+
+/// Like [`run`], for a function that is not behind the HTTP API (migrate): its handler's `Err`
+/// is a failed invocation (posted to the runtime's `/error`, so `aws lambda invoke` reports a
+/// `FunctionError` and an asynchronous invoker retries), and it sees the invocation's context
+/// (its deadline).
+pub async fn run_task<E, R, F, Fut>(
+    needs: crate::config::Needs,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    E: DeserializeOwned,
+    R: serde::Serialize,
+    F: Fn(&'static App, LambdaEvent<E>) -> Fut,
+    Fut: Future<Output = Result<R, lambda_runtime::Diagnostic>> + Send,
+{
+    let app = start(needs).await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| handler(app, event))).await
+}
+
+/// Builds the function's state and registers the graceful-shutdown hook.
+async fn start(needs: crate::config::Needs) -> Result<&'static App, lambda_runtime::Error> {
     let app: &'static App = match App::from_env(needs) {
         Ok(app) => Box::leak(Box::new(app)),
         Err(error) => {
@@ -85,11 +113,7 @@ where
         tracing::info!("shutdown: the pool is closed");
     })
     .await;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
-        let response = guarded(handler(app, event.payload));
-        async move { Ok::<_, Infallible>(response.await) }
-    }))
-    .await
+    Ok(app)
 }
 
 /// Runs a handler's future, turning a panic into a logged 500 JSON answer so the sandbox keeps

@@ -17,6 +17,8 @@ from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 DB_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/db-AbCdEf"
+MIGRATION_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/db-migration-AbCdEf"
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SIGNING_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/signing-AbCdEf"
 VERIFICATION_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/verification-AbCdEf"
 PARAMETERS = {
@@ -25,6 +27,7 @@ PARAMETERS = {
     "AWS::Partition": "aws",
     "AWS::StackName": "auth",
     "DbSecretArn": DB_SECRET,
+    "DbMigrationSecretArn": MIGRATION_SECRET,
     "SigningKeySecretArn": SIGNING_SECRET,
     "VerificationKeysSecretArn": VERIFICATION_SECRET,
     "SubnetIds": "subnet-1,subnet-2",
@@ -36,7 +39,10 @@ SECRET_VARIABLES = {
     SIGNING_SECRET: "JWT_SIGNING_KEY_SECRET_ARN",
     VERIFICATION_SECRET: "JWT_VERIFICATION_KEYS_SECRET_ARN",
 }
-REQUIRED_SECRET_PARAMETERS = ["DbSecretArn", "SigningKeySecretArn", "VerificationKeysSecretArn"]
+# The migrate function connects as the schema owner (DB_SECRET_ARN) and reads the application
+# secret only for the role it grants to (DB_APPLICATION_SECRET_ARN).
+MIGRATE_SECRET_VARIABLES = {MIGRATION_SECRET: "DB_SECRET_ARN", DB_SECRET: "DB_APPLICATION_SECRET_ARN"}
+REQUIRED_SECRET_PARAMETERS = ["DbSecretArn", "DbMigrationSecretArn", "SigningKeySecretArn", "VerificationKeysSecretArn"]
 
 # logical id -> (binary, routes, secrets it may read, in a VPC)
 FUNCTIONS = {
@@ -52,7 +58,7 @@ FUNCTIONS = {
         {VERIFICATION_SECRET},
         False,
     ),
-    "MigrateFunction": ("migrate", set(), {DB_SECRET}, True),
+    "MigrateFunction": ("migrate", set(), {MIGRATION_SECRET, DB_SECRET}, True),
 }
 VERIFIERS = ["MeFunction", "JwksFunction"]
 # Environment every function gets (Globals), with the value it has by default.
@@ -380,6 +386,77 @@ def check_observability(source, output, check):
               and not refused_by_rules(source, dict(PARAMETERS, **{parameter: "5"})))
 
 
+def check_migration(template, resources, check):
+    """The deploy migrates: a custom resource invoking the migrate function's published alias,
+    bound to its published version (so a code change re-runs it), that every database function
+    waits for."""
+    custom = {name: r for name, r in resources.items()
+              if r["Type"] == "AWS::CloudFormation::CustomResource" or r["Type"].startswith("Custom::")}
+    check("one custom resource, Migration", list(custom) == ["Migration"], list(custom))
+    migration = custom.get("Migration", {}).get("Properties", {})
+    alias = next((n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Alias"
+                  and r["Properties"].get("FunctionName") == {"Ref": "MigrateFunction"}), None)
+    check("the migrate function has a published alias", alias is not None)
+    check("Migration's ServiceToken is the migrate function's alias (an ARN that never changes)",
+          migration.get("ServiceToken") == {"Ref": alias}, migration.get("ServiceToken"))
+    timeout = int(template["Resources"]["MigrateFunction"]["Properties"].get("Timeout", 3))
+    check("without an answer the deploy fails within 10 minutes, after Lambda's two retries",
+          3 * timeout <= int(migration.get("ServiceTimeout", 3600)) <= 600, migration.get("ServiceTimeout"))
+    code_version = migration.get("CodeVersion")
+    version = code_version.get("Ref", "") if isinstance(code_version, dict) else ""
+    check("Migration's CodeVersion is the migrate function's published version",
+          resources.get(version, {}).get("Type") == "AWS::Lambda::Version"
+          and resources[version]["Properties"].get("FunctionName") == {"Ref": "MigrateFunction"},
+          migration.get("CodeVersion"))
+    # What `sam deploy` does when the migrate zip changes: a new S3 key, so a new version
+    # resource, so a new CodeVersion: CloudFormation sends Migration an Update.
+    changed = copy.deepcopy(template)
+    changed["Resources"]["MigrateFunction"]["Properties"]["CodeUri"] += ".changed"
+    changed_resources = transform(changed, PARAMETERS, OfflinePolicies())["Resources"]
+    changed_version = changed_resources["Migration"]["Properties"].get("CodeVersion")
+    check("new migrate code changes Migration's CodeVersion (the migration runs again)",
+          changed_version != migration.get("CodeVersion"), changed_version)
+    database_functions = [n for n, (_, _, secrets, _) in FUNCTIONS.items() if DB_SECRET in secrets and n != "MigrateFunction"]
+    for name in database_functions:
+        depends = resources.get(name, {}).get("DependsOn", [])
+        depends = [depends] if isinstance(depends, str) else depends
+        check(f"{name} changes only after the migration (DependsOn Migration)", "Migration" in depends, depends)
+
+
+def check_secrets_kms_key(source, resources, check):
+    """SecretsKmsKeyArn: optional; when set, every function that reads a secret may decrypt with
+    that key, through Secrets Manager only."""
+    declaration = source["Parameters"].get("SecretsKmsKeyArn", {})
+    pattern = declaration.get("AllowedPattern", "")
+    check("parameter SecretsKmsKeyArn is optional (empty: the AWS managed key)", declaration.get("Default") == "", declaration)
+    accepted = [value for value in ["alias/aws/secretsmanager", "1234abcd-12ab-34cd-56ef-1234567890ab",
+                                    "arn:aws:kms:eu-west-1:123456789012:alias/secrets",
+                                    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x"]
+                if re.fullmatch(pattern, value)]
+    check("parameter SecretsKmsKeyArn accepts only a full key ARN or nothing",
+          pattern and not accepted and re.fullmatch(pattern, KMS_KEY) and re.fullmatch(pattern, ""), accepted)
+    policies = {n: r for n, r in resources.items() if r["Type"] == "AWS::IAM::Policy"
+                and "kms:Decrypt" in json.dumps(r["Properties"]["PolicyDocument"])}
+    check("one kms:Decrypt policy", len(policies) == 1, list(policies))
+    if len(policies) != 1:
+        return
+    (name, policy), = policies.items()
+    for key_arn, expected in [("", False), (KMS_KEY, True)]:
+        _, conditions = deployed_values(source, dict(PARAMETERS, SecretsKmsKeyArn=key_arn))
+        exists = conditions.get(policy.get("Condition"), policy.get("Condition") is None)
+        check(f"the kms:Decrypt policy {'exists' if expected else 'does not exist'} with SecretsKmsKeyArn={key_arn!r}",
+              exists == expected, policy.get("Condition"))
+    readers = {f"{n}Role" for n, (_, _, secrets, _) in FUNCTIONS.items() if secrets}
+    roles = {role.get("Ref") for role in policy["Properties"]["Roles"]}
+    check("every function that reads a secret may decrypt with the key", roles == readers, sorted(roles ^ readers))
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    expected = [{
+        "Effect": "Allow", "Action": "kms:Decrypt", "Resource": {"Ref": "SecretsKmsKeyArn"},
+        "Condition": {"StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}},
+    }]
+    check("kms:Decrypt on that key only, through Secrets Manager in the stack's region", statements == expected, statements)
+
+
 def main(path):
     with open(path) as handle:
         source = yaml_parse(handle.read())
@@ -458,7 +535,9 @@ def main(path):
         if name in VERIFIERS:
             check(f"{name} (a verifier) may not read the signing secret", SIGNING_SECRET not in readable, sorted(readable))
         variables = props.get("Environment", {}).get("Variables", {})
-        for secret, variable in SECRET_VARIABLES.items():
+        secret_variables = MIGRATE_SECRET_VARIABLES if name == "MigrateFunction" else SECRET_VARIABLES
+        for variable in sorted(set(SECRET_VARIABLES.values()) | set(MIGRATE_SECRET_VARIABLES.values())):
+            secret = next((s for s, v in secret_variables.items() if v == variable), None)
             told = variable in variables
             check(f"{name} is told {variable} iff it may read that secret", told == (secret in secrets), variables)
             if told:
@@ -473,6 +552,8 @@ def main(path):
     check_vpc_options(source, template, check)
     check_issuer(source, template, check)
     check_observability(source, output, check)
+    check_migration(template, resources, check)
+    check_secrets_kms_key(source, resources, check)
 
     rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
     health_targets = [

@@ -30,6 +30,7 @@ PARAMETERS = " ".join(
     f"{name}=arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/{secret}-AbCdEf"
     for name, secret in [
         ("DbSecretArn", "db"),
+        ("DbMigrationSecretArn", "db-migration"),
         ("SigningKeySecretArn", "signing"),
         ("VerificationKeysSecretArn", "verification"),
     ]

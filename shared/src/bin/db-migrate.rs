@@ -1,16 +1,16 @@
 //! Applies the embedded migrations to the database the environment names, with the same
 //! settings as the functions (`DATABASE_URL`; `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`,
-//! `DB_NAME`; or `DB_SECRET_ARN`): `make migrate`. In AWS the `migrate` function does the same.
+//! `DB_NAME`; or `DB_SECRET_ARN`), as the schema owner, then grants the application role
+//! (`DB_APPLICATION_ROLE` or `DB_APPLICATION_SECRET_ARN`) its privileges: `make migrate`. In AWS
+//! the `migrate` function does the same.
 
-use anyhow::Context as _;
 use shared::app::App;
-use shared::config::{Keys, Needs};
+use shared::handlers::migrate::{self, ApplicationRole};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let app = App::from_env(Needs { database: true, keys: Keys::None })?;
-    let mut connection = app.connection().await.context("connecting to the database")?;
-    shared::db::MIGRATOR.run(&mut *connection).await.context("applying the migrations")?;
-    println!("migrations applied: {}", shared::db::MIGRATOR.iter().count());
+    let app = App::from_env(migrate::NEEDS)?;
+    let done = migrate::run(&app, &ApplicationRole::from_env()).await?;
+    println!("migrations applied: {done}");
     Ok(())
 }

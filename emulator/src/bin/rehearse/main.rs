@@ -124,9 +124,10 @@ async fn step<T>(name: &str, work: impl Future<Output = anyhow::Result<(T, Strin
 
 async fn rehearse(options: &Options) -> anyhow::Result<()> {
     let overrides = step("configuration holds no secret", check_configuration(&options.env_vars)).await?;
-    let migrations =
+    let (migrations, role) =
         step("migrate (local-lambda invoke migrate events/migrate.json)", migrate(options)).await?;
     step("schema is up to date", schema_is_current(options, migrations)).await?;
+    step("the application role has DML only", application_role_has_dml_only(options, &role)).await?;
 
     let mut config = EmulatorConfig::new(&options.template, &options.bin_dir);
     config.env_overrides = overrides;
@@ -170,9 +171,10 @@ async fn check_configuration(path: &Path) -> anyhow::Result<(EnvOverrides, Strin
     Ok((overrides, format!("{} sections in {}", root.len(), path.display())))
 }
 
-/// What an operator runs after a deploy (README, "Deploy"), locally: the same command line as
-/// `local-lambda invoke`, with the template, binaries, environment and wrapper of the rehearsal.
-async fn migrate(options: &Options) -> anyhow::Result<(u64, String)> {
+/// The deploy's migration (the stack's `Migration` resource invokes the same function), as an
+/// operator runs it by hand: `local-lambda invoke`, with the template, binaries, environment and
+/// wrapper of the rehearsal.
+async fn migrate(options: &Options) -> anyhow::Result<((u64, String), String)> {
     let local_lambda = std::env::current_exe()?.with_file_name("local-lambda");
     let mut command = tokio::process::Command::new(&local_lambda);
     command
@@ -192,22 +194,47 @@ async fn migrate(options: &Options) -> anyhow::Result<(u64, String)> {
     // The emulator's and the function's lines: kept with the rest of the functions' output.
     println!("{}", String::from_utf8_lossy(&output.stderr).trim_end());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let response: Value = serde_json::from_str(stdout.trim()).with_context(|| {
-        format!("local-lambda invoke exited with {} and printed no response: {stdout}", output.status)
-    })?;
-    let status = response["statusCode"].as_u64();
-    let body: Value =
-        response["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+    // A failed migration is a failed invocation: `local-lambda invoke` exits non-zero and
+    // prints the runtime's error document ({"errorType", "errorMessage"}).
+    let answer: Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
     ensure!(
-        output.status.success() && status == Some(200),
-        "the migrate function answered {} ({}): {}",
-        status.map_or_else(|| "no status".to_owned(), |s| s.to_string()),
+        output.status.success(),
+        "the migration failed ({}): {}",
         output.status,
-        response["body"].as_str().unwrap_or(stdout.trim())
+        answer["errorMessage"].as_str().unwrap_or(stdout.trim())
     );
-    let migrations = body["migrations"].as_u64().context("the answer has no migration count")?;
-    ensure!(migrations > 0, "the migrate function knows no migration: {body}");
-    Ok((migrations, format!("200, {migrations} migrations")))
+    let migrations =
+        answer["migrations"].as_u64().with_context(|| format!("no migration count in {stdout}"))?;
+    ensure!(migrations > 0, "the migrate function knows no migration: {answer}");
+    let role = answer["application_role"]
+        .as_str()
+        .with_context(|| format!("no application role was granted its privileges: {answer}"))?
+        .to_owned();
+    Ok(((migrations, role.clone()), format!("{migrations} migrations, privileges granted to {role}")))
+}
+
+/// The role the API runs as reads and writes the tables, and can neither create nor alter one.
+async fn application_role_has_dml_only(options: &Options, role: &str) -> anyhow::Result<((), String)> {
+    let server: PgConnectOptions = options.database_url.parse().context("--database-url")?;
+    let mut db = sqlx::PgConnection::connect_with(&server.database(&options.database))
+        .await
+        .context("connecting to the rehearsal database")?;
+    let (dml, create, owns): (bool, bool, bool) = sqlx::query_as(
+        "select bool_and(has_table_privilege($1, c.oid, 'select, insert, update, delete')),
+                has_schema_privilege($1, current_schema(), 'create'),
+                bool_or(pg_get_userbyid(c.relowner) = $1)
+         from pg_class c
+         where c.relnamespace = current_schema()::text::regnamespace and c.relkind = 'r'
+           and c.relname <> '_sqlx_migrations'",
+    )
+    .bind(role)
+    .fetch_one(&mut db)
+    .await
+    .context("reading the application role's privileges")?;
+    db.close().await?;
+    ensure!(dml, "{role} lacks select, insert, update or delete on a table");
+    ensure!(!create && !owns, "{role} may create tables in the schema or owns one");
+    Ok(((), format!("{role}: DML on every table, no create, owns nothing")))
 }
 
 async fn admin_connection(options: &Options) -> anyhow::Result<sqlx::PgConnection> {
