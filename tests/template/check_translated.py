@@ -213,7 +213,8 @@ def check_vpc_options(source, template, check):
     for name, good, bad in [("SubnetIds", "subnet-0123abcd", "sg-0123abcd"),
                             ("SecurityGroupIds", "sg-0123abcd", "subnet-0123abcd"),
                             ("VpcId", "vpc-0123abcd", "subnet-0123abcd"),
-                            ("DatabaseSecurityGroupId", "sg-0123abcd", "vpc-0123abcd")]:
+                            ("DatabaseSecurityGroupId", "sg-0123abcd", "vpc-0123abcd"),
+                            ("S3EndpointRouteTableIds", "rtb-0123abcd", "sg-0123abcd")]:
         pattern = declared.get(name, {}).get("AllowedPattern", "")
         check(f"parameter {name} accepts {good} and nothing, and refuses {bad}",
               bool(pattern) and all(re.fullmatch(pattern, v) for v in [good, ""]) and not re.fullmatch(pattern, bad),
@@ -232,6 +233,8 @@ def check_vpc_options(source, template, check):
          {"SubnetIds": subnets, "SecurityGroupIds": groups, "VpcId": "vpc-0123abcd",
           "CreateSecretsManagerEndpoint": "true"}, False),
         ("a database security group without the functions' groups", {"DatabaseSecurityGroupId": "sg-0bad"}, True),
+        ("the S3 endpoint without VpcId", {"SubnetIds": subnets, "SecurityGroupIds": groups,
+                                           "S3EndpointRouteTableIds": ["rtb-0123abcd"]}, True),
     ]
     for name, overrides, refused in cases:
         failed = refused_by_rules(source, dict(base, **overrides))
@@ -247,7 +250,21 @@ def check_vpc_options(source, template, check):
     absent = [name for name, r in output["Resources"].items()
               if r["Type"].startswith("AWS::EC2::") and off.get(r.get("Condition"), True)]
     check("without the options the template creates no EC2 resource", absent == [], absent)
-    endpoints = [name for name, r in output["Resources"].items() if r["Type"] == "AWS::EC2::VPCEndpoint"]
+    endpoints = [name for name, r in output["Resources"].items() if r["Type"] == "AWS::EC2::VPCEndpoint"
+                 and r["Properties"].get("VpcEndpointType") == "Interface"]
+    with_s3 = dict(vpc, S3EndpointRouteTableIds=["rtb-0123abcd", "rtb-4567ef01"])
+    s3_parameters, s3_conditions = deployed_values(source, with_s3)
+    gateways = [evaluate(r["Properties"], s3_parameters, s3_conditions)
+                for r in transform(copy.deepcopy(template), with_s3, OfflinePolicies())["Resources"].values()
+                if r["Type"] == "AWS::EC2::VPCEndpoint" and s3_conditions.get(r.get("Condition"), True)
+                and r["Properties"].get("VpcEndpointType") == "Gateway"]
+    check("S3EndpointRouteTableIds makes an S3 gateway endpoint on those route tables (Migration's answer to CloudFormation)",
+          len(gateways) == 1 and gateways[0].get("RouteTableIds") == ["rtb-0123abcd", "rtb-4567ef01"]
+          and gateways[0].get("VpcId") == "vpc-0123abcd" and json.dumps(gateways[0].get("ServiceName")).endswith('.s3"}'),
+          gateways)
+    check("without S3EndpointRouteTableIds there is no S3 gateway endpoint",
+          not any(conditions.get(r.get("Condition"), True) for r in output["Resources"].values()
+                  if r["Type"] == "AWS::EC2::VPCEndpoint" and r["Properties"].get("VpcEndpointType") == "Gateway"))
     endpoint = deployed.get(endpoints[0], {}) if len(endpoints) == 1 else {}
     check("CreateSecretsManagerEndpoint makes an interface endpoint for secretsmanager with private DNS in the subnets",
           endpoint.get("VpcEndpointType") == "Interface" and endpoint.get("PrivateDnsEnabled") is True
