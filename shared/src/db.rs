@@ -138,13 +138,14 @@ impl Database {
     /// so a rotated password costs one retry instead of an outage.
     async fn acquire(&self) -> Result<PoolConnection<Postgres>, ApiError> {
         let pool = self.pool().await?;
+        let config = self.config.as_ref();
         match pool.acquire().await {
             Err(error) if is_invalid_password(&error) && self.uses_secret() => {
                 tracing::warn!("the database rejected the password; fetching the secret again");
                 pool.set_connect_options(self.connect_options(self.config()?).await?);
-                Ok(pool.acquire().await?)
+                pool.acquire().await.map_err(|error| connect_error(error, config))
             }
-            result => Ok(result?),
+            result => result.map_err(|error| connect_error(error, config)),
         }
     }
 
@@ -423,6 +424,28 @@ impl Deref for Statement<'_> {
 impl DerefMut for Statement<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         self.db
+    }
+}
+
+/// A failure to connect as an [`ApiError`], saying so plainly when it is the server's
+/// certificate that was refused: rustls' own words, which sqlx reports as an I/O error
+/// (`error communicating with database: invalid peer certificate: UnknownIssuer`), do not tell
+/// an operator which setting to look at.
+fn connect_error(error: sqlx::Error, config: Option<&DatabaseConfig>) -> ApiError {
+    let certificate = matches!(&error, sqlx::Error::Tls(_) | sqlx::Error::Io(_))
+        && error.to_string().contains("certificate");
+    match ApiError::from(error) {
+        ApiError::Unavailable(cause) if certificate => {
+            let roots = match config.and_then(|config| config.ssl_root_cert.as_ref()) {
+                Some(path) => format!("the CA bundle DB_SSL_ROOT_CERT={}", path.display()),
+                None => "the built-in roots (DB_SSL_ROOT_CERT is unset)".to_owned(),
+            };
+            ApiError::Unavailable(cause.context(format!(
+                "the database server's certificate is not trusted: checked against {roots}, for the \
+                 host connected to (DB_HOST, or the secret's host)"
+            )))
+        }
+        other => other,
     }
 }
 
