@@ -114,6 +114,7 @@ fn free_port() -> u16 {
 async fn contract(api: &TestApi) -> Vec<(&'static str, TestResponse)> {
     let user = email();
     let signup = api.post_signup(&user).await;
+    let taken = api.post_signup(&user).await;
     let login = api.post_login(&user).await;
     let wrong = api
         .post_json("/auth/login", &serde_json::json!({ "email": user, "password": "not the password" }))
@@ -127,6 +128,7 @@ async fn contract(api: &TestApi) -> Vec<(&'static str, TestResponse)> {
     let health = api.get("/health").await;
     vec![
         ("signup", signup),
+        ("signup again (a unique violation, rolled back)", taken),
         ("login", login),
         ("wrong password", wrong),
         ("me", me),
@@ -145,7 +147,7 @@ fn token<'r>(response: &'r TestResponse, name: &str) -> &'r str {
     response.body[name].as_str().unwrap_or("not-a-token")
 }
 
-const EXPECTED: [u16; 10] = [201, 200, 401, 200, 200, 200, 200, 204, 401, 200];
+const EXPECTED: [u16; 11] = [201, 409, 200, 401, 200, 200, 200, 200, 204, 401, 200];
 
 /// The API behind PgBouncer, `USERS` users at once, up to three sandboxes per function.
 async fn through_pgbouncer(pooler: bool, log: Option<Log>) -> Vec<Vec<(&'static str, TestResponse)>> {
