@@ -1,5 +1,9 @@
 //! The SQL, one small function per statement. Each write path is a single statement (data-
 //! modifying CTEs), atomic by itself and one round trip.
+//!
+//! The functions take the checked-out [`DbConnection`] rather than any executor: through a
+//! transaction pooler (`DB_TRANSACTION_POOLER`) a statement must run in a transaction of its
+//! own, which only the connection knows how to open and end ([`DbConnection::statement`]).
 
 use std::time::Duration;
 
