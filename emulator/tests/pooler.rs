@@ -21,8 +21,9 @@ const USERS: usize = 6;
 /// A PgBouncer of the test's own in front of the test server, in transaction mode.
 struct PgBouncer {
     port: u16,
-    _dir: TempDir,
+    // Killed before its folder is removed (fields drop in order).
     _process: tokio::process::Child,
+    _dir: TempDir,
 }
 
 impl PgBouncer {
@@ -56,15 +57,14 @@ impl PgBouncer {
         );
         let config_path = dir.0.join("pgbouncer.ini");
         std::fs::write(&config_path, config).expect("writing pgbouncer.ini");
-        // PgBouncer refuses to run as root: as root (CI) it runs as the server's user.
+        // PgBouncer refuses to run as root: as root (CI) it runs as the server's user. It is
+        // our child itself (not under runuser), so that dropping it kills it.
+        let mut command = tokio::process::Command::new(&binary);
         // SAFETY: geteuid has no preconditions.
-        let mut command = if unsafe { libc::geteuid() } == 0 {
-            let mut command = tokio::process::Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&binary);
-            command
-        } else {
-            tokio::process::Command::new(&binary)
-        };
+        if unsafe { libc::geteuid() } == 0 {
+            let (uid, gid) = postgres_user();
+            command.uid(uid).gid(gid);
+        }
         let mut process = command
             .arg(&config_path)
             .stdout(Stdio::null())
@@ -77,7 +77,7 @@ impl PgBouncer {
             async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ()) }
         })
         .await;
-        Self { port, _dir: dir, _process: process }
+        Self { port, _process: process, _dir: dir }
     }
 
     /// The URL of `database` through this PgBouncer.
@@ -104,6 +104,16 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.0).ok();
     }
+}
+
+/// The user and group ids of `postgres`, the server's user.
+fn postgres_user() -> (u32, u32) {
+    // SAFETY: getpwnam with a NUL-terminated name; the entry is read at once, before any other
+    // call could overwrite it (tests of this binary run no other getpw* call).
+    let entry = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
+    assert!(!entry.is_null(), "no `postgres` user to run pgbouncer as (PgBouncer refuses root)");
+    // SAFETY: checked non-null above.
+    unsafe { ((*entry).pw_uid, (*entry).pw_gid) }
 }
 
 fn free_port() -> u16 {
