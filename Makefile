@@ -17,6 +17,7 @@ build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
 test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesis (throwaway Postgres, local Secrets Manager)
+	scripts/install-pgbouncer
 	$(CARGO) build --workspace --all-targets
 	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --all-targets
 	scripts/check-template

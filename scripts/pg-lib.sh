@@ -81,3 +81,36 @@ pg_start() {
 pg_stop() {
     pg_as_owner "$PG_BIN/pg_ctl" -D "$1" -m fast -w stop >/dev/null 2>&1
 }
+
+# pg_make_certs DIR: a certificate authority made for this run (DIR/ca.pem), a server
+# certificate it signs for 127.0.0.1 and localhost (DIR/server.crt, DIR/server.key, readable by
+# the server's user only), and a second, unrelated authority (DIR/wrong-ca.pem) that a test can
+# offer to see an untrusted server refused. P-256 keys: quick to make and to handshake with.
+pg_make_certs() {
+    local dir="$1"
+    mkdir -p "$dir"
+    local authority
+    for authority in ca wrong-ca; do
+        openssl req -x509 -new -nodes -days 2 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+            -subj "/CN=auth-api test $authority $(date +%s)" -addext "basicConstraints=critical,CA:TRUE" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" \
+            -keyout "$dir/$authority.key" -out "$dir/$authority.pem" 2>/dev/null
+    done
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -subj "/CN=127.0.0.1" \
+        -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+        >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+        -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+    rm -f "$dir/server.csr" "$dir/server.ext" "$dir/ca.key" "$dir/wrong-ca.key" "$dir/ca.srl"
+    chmod 600 "$dir/server.key"
+    chmod 644 "$dir/ca.pem" "$dir/wrong-ca.pem" "$dir/server.crt"
+    if [[ "$(id -u)" == 0 ]]; then
+        chown postgres "$dir" "$dir/server.key" "$dir/server.crt"
+    fi
+}
+
+# pg_ssl_options DIR: the server options that turn TLS on with pg_make_certs's certificate.
+pg_ssl_options() {
+    echo "-c ssl=on -c ssl_cert_file=$1/server.crt -c ssl_key_file=$1/server.key"
+}

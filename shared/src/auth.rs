@@ -29,14 +29,14 @@ pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issue
     let (user_id, session) = (UserId::generate(), SessionId::generate());
     let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app) };
-    let user = store::create_user_with_session(&mut *db, user_id, &email, &password_hash, new_session)
+    let user = store::create_user_with_session(&mut db, user_id, &email, &password_hash, new_session)
         .await
         .map_err(|error| match &error {
-            sqlx::Error::Database(db_error) if db_error.constraint() == Some(EMAIL_CONSTRAINT) => {
-                ApiError::EmailTaken
-            }
-            _ => error.into(),
-        })?;
+        sqlx::Error::Database(db_error) if db_error.constraint() == Some(EMAIL_CONSTRAINT) => {
+            ApiError::EmailTaken
+        }
+        _ => error.into(),
+    })?;
     let access = tokens.issue(user.id, session).map_err(ApiError::Unexpected)?;
     Ok(Issued { user, access, refresh })
 }
@@ -49,7 +49,7 @@ pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issue
 pub async fn login(app: &App, email: Email, password: Password) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await?;
     let mut db = app.connection().await?;
-    let account = match store::admit_login(&mut *db, &email).await? {
+    let account = match store::admit_login(&mut db, &email).await? {
         Admission::Admitted { account } => account,
         Admission::Throttled { retry_after_seconds } => {
             return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
@@ -63,7 +63,7 @@ pub async fn login(app: &App, email: Email, password: Password) -> Result<Issued
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app) };
-    store::start_session(&mut *db, user.id, &email, rehashed.as_deref(), new_session).await?;
+    store::start_session(&mut db, user.id, &email, rehashed.as_deref(), new_session).await?;
     let access = tokens.issue(user.id, session).map_err(ApiError::Unexpected)?;
     Ok(Issued { user, access, refresh })
 }
@@ -83,7 +83,7 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
     let successor = tokens.successor_of(&presented);
     let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
     let rotated = match store::rotate_refresh_token(
-        &mut *db,
+        &mut db,
         &presented_hash,
         &successor_hash,
         app.refresh_token_ttl,
@@ -93,7 +93,7 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
     {
         Some(rotated) => rotated,
         None => match store::replay_refresh_token(
-            &mut *db,
+            &mut db,
             &presented_hash,
             &successor_hash,
             app.refresh_reuse_grace,
@@ -151,10 +151,10 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
     };
     let hash = token.expect("checked above").hash();
     match scope {
-        LogoutScope::Local => store::revoke_session_of_token(&mut *db, &hash).await?,
+        LogoutScope::Local => store::revoke_session_of_token(&mut db, &hash).await?,
         LogoutScope::Global | LogoutScope::Others => {
             let live = store::revoke_sessions_of_owner(
-                &mut *db,
+                &mut db,
                 &hash,
                 scope == LogoutScope::Global,
                 app.session_max_lifetime,
@@ -173,7 +173,7 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
 pub async fn current_user(app: &App, access_token: &str) -> Result<User, ApiError> {
     let claims = app.verify_access_token(access_token).await?;
     let mut db = app.connection().await?;
-    store::find_session_user(&mut *db, UserId(claims.sub), SessionId(claims.sid), app.session_max_lifetime)
+    store::find_session_user(&mut db, UserId(claims.sub), SessionId(claims.sid), app.session_max_lifetime)
         .await?
         .ok_or(ApiError::InvalidToken)
 }

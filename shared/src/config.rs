@@ -68,11 +68,19 @@ pub const DEFAULT_SESSION_MAX_LIFETIME: Duration = Duration::from_secs(90 * 24 *
 pub enum DatabaseSource {
     /// Ready connection options: from `DATABASE_URL`, or from `DB_HOST`, `DB_USER`, ... parts.
     Direct(Box<PgConnectOptions>),
-    /// An RDS-format secret in Secrets Manager (`DB_SECRET_ARN`). `host` (from `DB_HOST`)
-    /// overrides the secret's host, for an RDS Proxy endpoint; `database` (from `DB_NAME`)
-    /// overrides or supplies its `dbname`. `ssl_mode` is `DB_SSLMODE`; when unset, the host
-    /// is known only once the secret is read, and [`default_ssl_mode`] decides then.
-    Secret { arn: String, host: Option<String>, database: Option<String>, ssl_mode: Option<PgSslMode> },
+    /// An RDS-format secret in Secrets Manager (`DB_SECRET_ARN`). `host` (`DB_HOST`), `port`
+    /// (`DB_PORT`) and `database` (`DB_NAME`) override or supply the secret's `host`, `port`
+    /// and `dbname`: a secret RDS manages holds only the username and the password, and an RDS
+    /// Proxy endpoint is connected to instead of the secret's host. `ssl_mode` is `DB_SSLMODE`;
+    /// when unset, the host is known only once the secret is read, and [`default_ssl_mode`]
+    /// decides then.
+    Secret {
+        arn: String,
+        host: Option<String>,
+        port: Option<u16>,
+        database: Option<String>,
+        ssl_mode: Option<PgSslMode>,
+    },
 }
 
 /// How to reach Postgres and how to size the pool.
@@ -91,6 +99,10 @@ pub struct DatabaseConfig {
     /// The CA bundle the server's certificate is checked against (`DB_SSL_ROOT_CERT`), for
     /// `verify-ca` and `verify-full`; the built-in web roots when unset.
     pub ssl_root_cert: Option<PathBuf>,
+    /// Connecting through a pooler that hands out server connections per transaction (RDS
+    /// Proxy, PgBouncer in transaction mode; `DB_TRANSACTION_POOLER=true`): no statement
+    /// survives its transaction and no session state is set (see [`crate::db`]).
+    pub transaction_pooler: bool,
 }
 
 /// The TLS mode when none is configured: `require` (encrypted, as a deployed function must
@@ -208,6 +220,7 @@ fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfi
         DatabaseSource::Secret {
             arn,
             host: vars.optional("DB_HOST"),
+            port: vars.optional("DB_PORT").map(|_| vars.parsed("DB_PORT", 5432)).transpose()?,
             database: vars.optional("DB_NAME"),
             ssl_mode,
         }
@@ -239,6 +252,7 @@ fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfi
         max_lifetime: vars.seconds("DB_MAX_LIFETIME_SECONDS", 300)?,
         ping_after_idle: Duration::from_millis(vars.parsed("DB_PING_AFTER_IDLE_MS", 1_000)?),
         ssl_root_cert,
+        transaction_pooler: vars.parsed("DB_TRANSACTION_POOLER", false)?,
     })
 }
 
@@ -482,6 +496,24 @@ mod tests {
         assert!(
             matches!(verifier.keys.unwrap().source, KeySource::VerificationSecret { arn } if arn == "arn:verification")
         );
+    }
+
+    #[test]
+    fn db_port_and_db_name_supply_what_a_managed_secret_lacks_and_db_transaction_pooler_is_read() {
+        let secret =
+            [("DB_SECRET_ARN", "arn:db"), ("DB_HOST", "db"), ("DB_PORT", "6432"), ("DB_NAME", "auth")];
+        let config = database_only(&[&secret[..], &[("DB_TRANSACTION_POOLER", "true")]].concat());
+        let bad_port = Config::from_lookup(
+            Needs { database: true, keys: Keys::None },
+            lookup(&[("DB_SECRET_ARN", "arn:db"), ("DB_PORT", "five")]),
+        )
+        .unwrap_err();
+
+        let DatabaseSource::Secret { host, port, database, .. } = &config.source else { panic!("a secret") };
+        assert_eq!((host.as_deref(), *port, database.as_deref()), (Some("db"), Some(6432), Some("auth")));
+        assert!(config.transaction_pooler);
+        assert!(!database_only(&secret).transaction_pooler, "off unless set");
+        assert!(bad_port.to_string().contains("DB_PORT"), "{bad_port}");
     }
 
     #[test]

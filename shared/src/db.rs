@@ -6,6 +6,16 @@
 //! round trips on every request. A kept connection is pinged only when it has been idle for
 //! longer than `DB_PING_AFTER_IDLE_MS` (it may have died while the sandbox was frozen), and is
 //! handed back to the pool, closed, when a connectivity error was seen while it was out.
+//!
+//! Through a transaction pooler (RDS Proxy, PgBouncer in transaction mode:
+//! `DB_TRANSACTION_POOLER=true`) consecutive transactions of one client connection may run on
+//! different server connections, so nothing may outlive a transaction. sqlx 0.9 prepares every
+//! statement of its query macros under a name (`sqlx_s_N`, counted per client connection) and,
+//! with its statement cache off, never closes it; and it parses a statement and executes it in
+//! two protocol exchanges, each ended by a Sync, between which a pooler may switch server
+//! connections. So in that mode each statement runs in a transaction of its own
+//! ([`DbConnection::statement`]), which ends by deallocating what it prepared; the statement
+//! cache is off and no session setting is sent at connect (`extra_float_digits`).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -92,8 +102,9 @@ impl Database {
     /// A connection: the kept one when there is one (pinged first if it has been idle for a
     /// while), otherwise one from the pool.
     pub async fn connection(&self) -> Result<DbConnection, ApiError> {
+        let pooler = self.config.as_ref().is_some_and(|config| config.transaction_pooler);
         let Some(kept) = &self.kept else {
-            return Ok(DbConnection(Checkout::Pooled(self.acquire().await?)));
+            return Ok(DbConnection::new(Checkout::Pooled(self.acquire().await?), pooler));
         };
         let config = self.config()?;
         // Waiting for another checkout of the one connection is bounded as the pool's wait is.
@@ -110,7 +121,7 @@ impl Database {
                     ));
             if alive {
                 *slot = Some(held);
-                return Ok(DbConnection::kept(slot));
+                return Ok(DbConnection::kept(slot, pooler));
             }
             if fresh {
                 tracing::info!("the kept connection failed its ping; connecting again");
@@ -119,7 +130,7 @@ impl Database {
         }
         let connection = self.acquire().await?;
         *slot = Some(Kept { connection, since: Instant::now(), last_used: Instant::now() });
-        Ok(DbConnection::kept(slot))
+        Ok(DbConnection::kept(slot, pooler))
     }
 
     /// A connection from the pool. When Postgres rejects the password and the credentials come
@@ -127,13 +138,14 @@ impl Database {
     /// so a rotated password costs one retry instead of an outage.
     async fn acquire(&self) -> Result<PoolConnection<Postgres>, ApiError> {
         let pool = self.pool().await?;
+        let config = self.config.as_ref();
         match pool.acquire().await {
             Err(error) if is_invalid_password(&error) && self.uses_secret() => {
                 tracing::warn!("the database rejected the password; fetching the secret again");
                 pool.set_connect_options(self.connect_options(self.config()?).await?);
-                Ok(pool.acquire().await?)
+                pool.acquire().await.map_err(|error| connect_error(error, config))
             }
-            result => Ok(result?),
+            result => result.map_err(|error| connect_error(error, config)),
         }
     }
 
@@ -181,39 +193,78 @@ impl Database {
     async fn connect_options(&self, config: &DatabaseConfig) -> Result<PgConnectOptions, ApiError> {
         let options = match &config.source {
             DatabaseSource::Direct(options) => (**options).clone(),
-            DatabaseSource::Secret { arn, host, database, ssl_mode } => {
+            DatabaseSource::Secret { arn, host, port, database, ssl_mode } => {
                 let secrets = self.secrets.get_or_init(Secrets::from_env).await;
                 let secret: DatabaseSecret =
                     secrets.json(arn).await.map_err(|error| ApiError::Unavailable(error.into()))?;
-                secret_options(&secret, host.as_deref(), database.as_deref(), *ssl_mode, config)
+                let overrides =
+                    Overrides { host: host.as_deref(), port: *port, database: database.as_deref() };
+                secret_options(&secret, overrides, *ssl_mode, config).map_err(|missing| {
+                    ApiError::Unavailable(anyhow::anyhow!("the database secret {arn}: {missing}"))
+                })?
             }
         };
-        Ok(options.application_name(&config.application_name))
+        let options = options.application_name(&config.application_name);
+        Ok(if config.transaction_pooler { for_transaction_pooler(options) } else { options })
     }
 }
 
-/// The connect options of a database secret. The TLS mode, when `DB_SSLMODE` is unset, is
-/// decided here, by the host actually connected to (the override or the secret's).
+/// `options` for a transaction pooler: no statement cache, and no `extra_float_digits` in the
+/// startup packet (a session setting PgBouncer refuses unless told to ignore it; the schema
+/// has no floating-point column).
+fn for_transaction_pooler(options: PgConnectOptions) -> PgConnectOptions {
+    options.statement_cache_capacity(0).extra_float_digits(None)
+}
+
+/// What the environment says about the database, over the secret's own fields.
+#[derive(Debug, Clone, Copy, Default)]
+struct Overrides<'a> {
+    host: Option<&'a str>,
+    port: Option<u16>,
+    database: Option<&'a str>,
+}
+
+/// Neither the environment nor the secret names the host.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no database host: the secret has no \"host\" (a secret RDS manages holds only the \
+     username and the password) and DB_HOST is not set (template parameter DbHost, or \
+     DbProxyEndpoint)"
+)]
+pub struct MissingHost;
+
+/// The connect options of a database secret: the environment's host, port and database name
+/// over the secret's (port 5432 and database `postgres` when neither has one). The TLS mode,
+/// when `DB_SSLMODE` is unset, is decided here, by the host actually connected to.
 fn secret_options(
     secret: &DatabaseSecret,
-    host: Option<&str>,
-    database: Option<&str>,
+    overrides: Overrides<'_>,
     ssl_mode: Option<PgSslMode>,
     config: &DatabaseConfig,
-) -> PgConnectOptions {
-    let host = host.unwrap_or(&secret.host);
+) -> Result<PgConnectOptions, MissingHost> {
+    let host = overrides
+        .host
+        .or(secret.host.as_deref())
+        .filter(|host| !host.trim().is_empty())
+        .ok_or(MissingHost)?;
     let options = PgConnectOptions::new_without_pgpass()
         .host(host)
-        .port(secret.port.unwrap_or(5432))
+        .port(overrides.port.or(secret.port).unwrap_or(5432))
         .username(&secret.username)
         .password(secret.password.expose_secret())
-        .database(database.or(secret.dbname.as_deref()).unwrap_or("postgres"))
+        .database(overrides.database.or(secret.dbname.as_deref()).unwrap_or("postgres"))
         .ssl_mode(ssl_mode.unwrap_or_else(|| default_ssl_mode(host)));
-    with_root_cert(options, config.ssl_root_cert.as_ref())
+    Ok(with_root_cert(options, config.ssl_root_cert.as_ref()))
 }
 
 /// A checked-out connection; dereferences to the [`PgConnection`].
-pub struct DbConnection(Checkout);
+pub struct DbConnection {
+    checkout: Checkout,
+    /// Statements run in transactions of their own (see [`DbConnection::statement`]).
+    pooler: bool,
+    /// A statement's transaction was abandoned half-way: the connection is closed, not reused.
+    abandoned: bool,
+}
 
 enum Checkout {
     Pooled(PoolConnection<Postgres>),
@@ -225,15 +276,33 @@ enum Checkout {
 }
 
 impl DbConnection {
-    fn kept(slot: OwnedMutexGuard<Option<Kept>>) -> Self {
-        Self(Checkout::Kept { slot, errors_before: CONNECTIVITY_ERRORS.load(Ordering::SeqCst) })
+    fn new(checkout: Checkout, pooler: bool) -> Self {
+        Self { checkout, pooler, abandoned: false }
+    }
+
+    fn kept(slot: OwnedMutexGuard<Option<Kept>>, pooler: bool) -> Self {
+        Self::new(Checkout::Kept { slot, errors_before: CONNECTIVITY_ERRORS.load(Ordering::SeqCst) }, pooler)
+    }
+
+    /// The connection for one statement, to be ended with [`Statement::end`]. Directly
+    /// connected, that is the connection itself. Through a transaction pooler the statement
+    /// runs in a transaction of its own: the statement's two protocol exchanges (parse, then
+    /// execute) then reach the same server connection, and the transaction ends by
+    /// deallocating the named statement sqlx prepared, so the next client of that server
+    /// connection finds no statement of ours (its own `sqlx_s_1` would collide with it).
+    pub async fn statement(&mut self) -> Result<Statement<'_>, sqlx::Error> {
+        if self.pooler {
+            sqlx::raw_sql("begin").execute(&mut **self).await?;
+        }
+        let open = self.pooler;
+        Ok(Statement { db: self, open })
     }
 
     /// Returns the connection to the pool instead of keeping it, so that something taking
     /// connections from the pool itself (the migrator) finds it there; the next checkout keeps
     /// one again.
     pub fn release(mut self) {
-        if let Checkout::Kept { slot, .. } = &mut self.0 {
+        if let Checkout::Kept { slot, .. } = &mut self.checkout {
             slot.take();
         }
     }
@@ -241,7 +310,7 @@ impl DbConnection {
     /// Closes the connection instead of keeping or pooling it (a statement was abandoned
     /// half-way, say by a timeout, and the connection's state is unknown).
     pub fn discard(mut self) {
-        match &mut self.0 {
+        match &mut self.checkout {
             Checkout::Pooled(connection) => connection.close_on_drop(),
             Checkout::Kept { slot, .. } => {
                 if let Some(mut held) = slot.take() {
@@ -254,7 +323,7 @@ impl DbConnection {
 
 impl std::fmt::Debug for DbConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match &self.0 {
+        let kind = match &self.checkout {
             Checkout::Pooled(_) => "pooled",
             Checkout::Kept { .. } => "kept",
         };
@@ -266,7 +335,7 @@ impl Deref for DbConnection {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        match &self.0 {
+        match &self.checkout {
             Checkout::Pooled(connection) => connection,
             Checkout::Kept { slot, .. } => &slot.as_ref().expect("a checked-out connection").connection,
         }
@@ -275,7 +344,7 @@ impl Deref for DbConnection {
 
 impl DerefMut for DbConnection {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        match &mut self.0 {
+        match &mut self.checkout {
             Checkout::Pooled(connection) => connection,
             Checkout::Kept { slot, .. } => &mut slot.as_mut().expect("a checked-out connection").connection,
         }
@@ -284,11 +353,18 @@ impl DerefMut for DbConnection {
 
 impl Drop for DbConnection {
     /// Keeps the connection for the next checkout, unless a connectivity error was seen (or a
-    /// panic unwound) while it was out: then it is closed, and the next checkout connects anew.
+    /// panic unwound, or a statement's transaction was abandoned) while it was out: then it is
+    /// closed, and the next checkout connects anew.
     fn drop(&mut self) {
-        let Checkout::Kept { slot, errors_before } = &mut self.0 else { return };
-        let suspect =
-            CONNECTIVITY_ERRORS.load(Ordering::SeqCst) != *errors_before || std::thread::panicking();
+        let abandoned = self.abandoned;
+        let (slot, errors_before) = match &mut self.checkout {
+            Checkout::Kept { slot, errors_before } => (slot, *errors_before),
+            Checkout::Pooled(connection) if abandoned => return connection.close_on_drop(),
+            Checkout::Pooled(_) => return,
+        };
+        let suspect = abandoned
+            || CONNECTIVITY_ERRORS.load(Ordering::SeqCst) != errors_before
+            || std::thread::panicking();
         match slot.as_mut() {
             Some(held) if suspect => {
                 held.connection.close_on_drop();
@@ -297,6 +373,79 @@ impl Drop for DbConnection {
             Some(held) => held.last_used = Instant::now(),
             None => {}
         }
+    }
+}
+
+/// One statement's connection (see [`DbConnection::statement`]); dereferences to the
+/// [`PgConnection`].
+pub struct Statement<'c> {
+    db: &'c mut DbConnection,
+    /// In a transaction of its own that [`Statement::end`] has not ended yet.
+    open: bool,
+}
+
+impl Statement<'_> {
+    /// Ends the statement's transaction, if it has one: committed when the statement
+    /// succeeded, rolled back when it failed, and in both cases with every prepared statement
+    /// deallocated, in one round trip. Hands back the statement's own result (or, after a
+    /// success, the commit's failure).
+    pub async fn end<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if !self.open {
+            return result;
+        }
+        let end = if result.is_ok() { "commit; deallocate all" } else { "rollback; deallocate all" };
+        let ended = sqlx::raw_sql(end).execute(&mut **self.db).await;
+        self.open = ended.is_err();
+        match (result, ended) {
+            (Ok(_), Err(error)) => Err(error),
+            (result, _) => result,
+        }
+    }
+}
+
+impl Drop for Statement<'_> {
+    /// A statement dropped with its transaction open (its future was cancelled, or ending it
+    /// failed) leaves the connection in an unknown state: it is not reused.
+    fn drop(&mut self) {
+        if self.open {
+            self.db.abandoned = true;
+        }
+    }
+}
+
+impl Deref for Statement<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.db
+    }
+}
+
+impl DerefMut for Statement<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.db
+    }
+}
+
+/// A failure to connect as an [`ApiError`], saying so plainly when it is the server's
+/// certificate that was refused: rustls' own words, which sqlx reports as an I/O error
+/// (`error communicating with database: invalid peer certificate: UnknownIssuer`), do not tell
+/// an operator which setting to look at.
+fn connect_error(error: sqlx::Error, config: Option<&DatabaseConfig>) -> ApiError {
+    let certificate = matches!(&error, sqlx::Error::Tls(_) | sqlx::Error::Io(_))
+        && error.to_string().contains("certificate");
+    match ApiError::from(error) {
+        ApiError::Unavailable(cause) if certificate => {
+            let roots = match config.and_then(|config| config.ssl_root_cert.as_ref()) {
+                Some(path) => format!("the CA bundle DB_SSL_ROOT_CERT={}", path.display()),
+                None => "the built-in roots (DB_SSL_ROOT_CERT is unset)".to_owned(),
+            };
+            ApiError::Unavailable(cause.context(format!(
+                "the database server's certificate is not trusted: checked against {roots}, for the \
+                 host connected to (DB_HOST, or the secret's host)"
+            )))
+        }
+        other => other,
     }
 }
 
@@ -338,7 +487,8 @@ mod tests {
     fn ssl_mode_of(secret_host: &str, host_override: Option<&str>, pairs: &[(&str, &str)]) -> PgSslMode {
         let config = config(&[&[("DB_SECRET_ARN", "arn:db")], pairs].concat());
         let DatabaseSource::Secret { ssl_mode, .. } = &config.source else { panic!("a secret source") };
-        secret_options(&secret(secret_host), host_override, None, *ssl_mode, &config).get_ssl_mode()
+        let overrides = Overrides { host: host_override, ..Overrides::default() };
+        secret_options(&secret(secret_host), overrides, *ssl_mode, &config).unwrap().get_ssl_mode()
     }
 
     #[test]
@@ -353,5 +503,48 @@ mod tests {
         assert!(matches!(proxy, PgSslMode::Require), "the override is the host connected to: {proxy:?}");
         assert!(matches!(loopback, PgSslMode::Prefer), "{loopback:?}");
         assert!(matches!(set, PgSslMode::VerifyFull), "{set:?}");
+    }
+
+    #[test]
+    fn a_secret_with_only_a_username_and_password_takes_host_port_and_database_from_the_environment() {
+        let managed: DatabaseSecret =
+            serde_json::from_value(serde_json::json!({"username": "postgres", "password": "p"})).unwrap();
+        let config = config(&[("DB_SECRET_ARN", "arn:db")]);
+        let overrides = Overrides {
+            host: Some("auth.cluster-x.rds.amazonaws.com"),
+            port: Some(6432),
+            database: Some("auth"),
+        };
+
+        let options = secret_options(&managed, overrides, None, &config).unwrap();
+        let only_host =
+            secret_options(&managed, Overrides { host: Some("db"), ..Overrides::default() }, None, &config)
+                .unwrap();
+        let missing = secret_options(&managed, Overrides::default(), None, &config).unwrap_err().to_string();
+
+        assert_eq!(
+            (options.get_host(), options.get_port(), options.get_database()),
+            ("auth.cluster-x.rds.amazonaws.com", 6432, Some("auth"))
+        );
+        assert_eq!((only_host.get_port(), only_host.get_database()), (5432, Some("postgres")));
+        assert!(missing.contains("DB_HOST") && missing.contains("\"host\""), "{missing}");
+    }
+
+    #[test]
+    fn the_environment_overrides_the_secrets_host_port_and_database() {
+        let config = config(&[("DB_SECRET_ARN", "arn:db")]);
+        let overrides = Overrides { host: Some("proxy"), port: Some(6432), database: Some("other") };
+
+        let options = secret_options(&secret("db"), overrides, None, &config).unwrap();
+        let secrets_own = secret_options(&secret("db"), Overrides::default(), None, &config).unwrap();
+
+        assert_eq!(
+            (options.get_host(), options.get_port(), options.get_database()),
+            ("proxy", 6432, Some("other"))
+        );
+        assert_eq!(
+            (secrets_own.get_host(), secrets_own.get_port(), secrets_own.get_database()),
+            ("db", 5432, Some("auth"))
+        );
     }
 }

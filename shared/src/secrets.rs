@@ -139,12 +139,15 @@ fn describe(error: &SdkError<GetSecretValueError, HttpResponse>) -> String {
     }
 }
 
-/// Database credentials as RDS (and RDS Proxy) store them. `Debug` redacts the password.
+/// Database credentials as RDS (and RDS Proxy) store them. `Debug` redacts the password. A
+/// secret RDS manages for a master user holds only `username` and `password`: the rest may
+/// come from the environment (`DB_HOST`, `DB_PORT`, `DB_NAME`).
 #[derive(Debug, Deserialize)]
 pub struct DatabaseSecret {
     pub username: String,
     pub password: SecretString,
-    pub host: String,
+    #[serde(default)]
+    pub host: Option<String>,
     #[serde(default, deserialize_with = "port_number_or_string")]
     pub port: Option<u16>,
     #[serde(default)]

@@ -1,13 +1,28 @@
 //! The SQL, one small function per statement. Each write path is a single statement (data-
 //! modifying CTEs), atomic by itself and one round trip.
+//!
+//! The functions take the checked-out [`DbConnection`] rather than any executor: through a
+//! transaction pooler (`DB_TRANSACTION_POOLER`) a statement must run in a transaction of its
+//! own, which only the connection knows how to open and end ([`DbConnection::statement`]).
 
 use std::time::Duration;
 
-use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
+use crate::db::DbConnection;
 use crate::domain::{Email, SessionId, User, UserId};
 use crate::tokens::TokenHash;
+
+/// Runs `query` (an expression of the connection named by the closure's argument, up to but
+/// not including its `.await`) as one statement on `db` (see [`DbConnection::statement`]).
+macro_rules! one_statement {
+    ($db:ident, |$connection:ident| $query:expr) => {{
+        let mut statement = $db.statement().await?;
+        let $connection = &mut *statement;
+        let result = $query.await;
+        statement.end(result).await
+    }};
+}
 
 /// What admitting a login attempt decided.
 pub enum Admission {
@@ -34,13 +49,13 @@ pub struct NewSession<'a> {
 /// Inserts a user, a session and its first refresh token in one statement. A duplicate email
 /// violates `users_email_key`.
 pub async fn create_user_with_session(
-    db: impl PgExecutor<'_>,
+    db: &mut DbConnection,
     id: UserId,
     email: &Email,
     password_hash: &str,
     session: NewSession<'_>,
 ) -> Result<User, sqlx::Error> {
-    sqlx::query_as!(
+    one_statement!(db, |connection| sqlx::query_as!(
         User,
         r#"
         with new_user as (
@@ -65,8 +80,7 @@ pub async fn create_user_with_session(
         &session.token.0[..],
         session.ttl.as_secs_f64(),
     )
-    .fetch_one(db)
-    .await
+    .fetch_one(connection))
 }
 
 /// Admits a login attempt for an email, in one statement and before any password work.
@@ -80,8 +94,8 @@ pub async fn create_user_with_session(
 /// the row lock, and only while the email is not throttled: of many concurrent attempts, each
 /// one sees the count the previous one left, so no more than 5 get through at once. The
 /// account is read in the same statement, only when admitted.
-pub async fn admit_login(db: impl PgExecutor<'_>, email: &Email) -> Result<Admission, sqlx::Error> {
-    let row = sqlx::query!(
+pub async fn admit_login(db: &mut DbConnection, email: &Email) -> Result<Admission, sqlx::Error> {
+    let row = one_statement!(db, |connection| sqlx::query!(
         r#"
         with admitted as (
             insert into login_attempts as a (email, failed_count, last_failed_at)
@@ -117,8 +131,7 @@ pub async fn admit_login(db: impl PgExecutor<'_>, email: &Email) -> Result<Admis
         "#,
         email.as_str(),
     )
-    .fetch_one(db)
-    .await?;
+    .fetch_one(connection))?;
     if !row.admitted {
         return Ok(Admission::Throttled { retry_after_seconds: row.retry_after.max(1) as u64 });
     }
@@ -133,13 +146,13 @@ pub async fn admit_login(db: impl PgExecutor<'_>, email: &Email) -> Result<Admis
 /// `rehashed` (its parameters were out of date), and creates a session with its first refresh
 /// token, in one statement.
 pub async fn start_session(
-    db: impl PgExecutor<'_>,
+    db: &mut DbConnection,
     user: UserId,
     email: &Email,
     rehashed: Option<&str>,
     session: NewSession<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+    one_statement!(db, |connection| sqlx::query!(
         r#"
         with cleared as (
             delete from login_attempts where email = $2
@@ -160,8 +173,7 @@ pub async fn start_session(
         session.ttl.as_secs_f64(),
         rehashed,
     )
-    .execute(db)
-    .await?;
+    .execute(connection))?;
     Ok(())
 }
 
@@ -173,13 +185,13 @@ pub async fn start_session(
 /// row lock and revokes it; the others wait, re-check `revoked_at is null` against the committed
 /// row, match nothing and return `None`.
 pub async fn rotate_refresh_token(
-    db: impl PgExecutor<'_>,
+    db: &mut DbConnection,
     presented: &TokenHash,
     successor: &TokenHash,
     ttl: Duration,
     lifetime: Duration,
 ) -> Result<Option<Rotated>, sqlx::Error> {
-    let row = sqlx::query!(
+    let row = one_statement!(db, |connection| sqlx::query!(
         r#"
         with rotated as (
             update refresh_tokens as t
@@ -208,8 +220,7 @@ pub async fn rotate_refresh_token(
         ttl.as_secs_f64(),
         lifetime.as_secs_f64(),
     )
-    .fetch_optional(db)
-    .await?;
+    .fetch_optional(connection))?;
     Ok(row.map(|row| Rotated {
         user: User { id: row.id, email: row.email, created_at: row.created_at },
         session: row.session_id,
@@ -232,13 +243,13 @@ pub enum Replay {
 /// and revokes its session when it is reuse. Runs after the rotation attempt, so it sees the
 /// rotation that a concurrent request committed.
 pub async fn replay_refresh_token(
-    db: impl PgExecutor<'_>,
+    db: &mut DbConnection,
     presented: &TokenHash,
     successor: &TokenHash,
     grace: Duration,
     lifetime: Duration,
 ) -> Result<Replay, sqlx::Error> {
-    let row = sqlx::query!(
+    let row = one_statement!(db, |connection| sqlx::query!(
         r#"
         with presented as (
             select t.session_id, t.revoked_at, s.user_id, s.revoked_at as session_revoked_at,
@@ -281,8 +292,7 @@ pub async fn replay_refresh_token(
         grace.as_secs_f64(),
         lifetime.as_secs_f64(),
     )
-    .fetch_one(db)
-    .await?;
+    .fetch_one(connection))?;
     Ok(match (row.id, row.email, row.created_at, row.session_id) {
         (Some(id), Some(email), Some(created_at), Some(session)) => {
             Replay::Grace(Rotated { user: User { id, email, created_at }, session })
@@ -294,8 +304,8 @@ pub async fn replay_refresh_token(
 
 /// Revokes the session a refresh token belongs to, and every token of that session, in one
 /// statement. An unknown token changes nothing.
-pub async fn revoke_session_of_token(db: impl PgExecutor<'_>, token: &TokenHash) -> Result<(), sqlx::Error> {
-    sqlx::query!(
+pub async fn revoke_session_of_token(db: &mut DbConnection, token: &TokenHash) -> Result<(), sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query!(
         r#"
         with target as (
             select session_id from refresh_tokens where token_hash = $1
@@ -308,8 +318,7 @@ pub async fn revoke_session_of_token(db: impl PgExecutor<'_>, token: &TokenHash)
         "#,
         &token.0[..],
     )
-    .execute(db)
-    .await?;
+    .execute(connection))?;
     Ok(())
 }
 
@@ -317,12 +326,12 @@ pub async fn revoke_session_of_token(db: impl PgExecutor<'_>, token: &TokenHash)
 /// when `include_own` is false), with their tokens, in one statement. Only a live token may do
 /// this (of a session younger than `lifetime`); returns whether it was one.
 pub async fn revoke_sessions_of_owner(
-    db: impl PgExecutor<'_>,
+    db: &mut DbConnection,
     token: &TokenHash,
     include_own: bool,
     lifetime: Duration,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
+    one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         with owner as (
             select t.session_id, s.user_id
@@ -346,18 +355,17 @@ pub async fn revoke_sessions_of_owner(
         include_own,
         lifetime.as_secs_f64(),
     )
-    .fetch_one(db)
-    .await
+    .fetch_one(connection))
 }
 
 /// The user of a session, if the session is theirs, not revoked and younger than `lifetime`.
 pub async fn find_session_user(
-    db: impl PgExecutor<'_>,
+    db: &mut DbConnection,
     user: UserId,
     session: SessionId,
     lifetime: Duration,
 ) -> Result<Option<User>, sqlx::Error> {
-    sqlx::query_as!(
+    one_statement!(db, |connection| sqlx::query_as!(
         User,
         r#"
         select u.id as "id: UserId", u.email, u.created_at
@@ -370,13 +378,12 @@ pub async fn find_session_user(
         user as UserId,
         lifetime.as_secs_f64(),
     )
-    .fetch_optional(db)
-    .await
+    .fetch_optional(connection))
 }
 
 /// One round trip that proves the database answers; returns the server's clock.
-pub async fn ping(db: impl PgExecutor<'_>) -> Result<OffsetDateTime, sqlx::Error> {
-    sqlx::query_scalar!(r#"select now() as "now!""#).fetch_one(db).await
+pub async fn ping(db: &mut DbConnection) -> Result<OffsetDateTime, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(r#"select now() as "now!""#).fetch_one(connection))
 }
 
 /// Deletes up to `batch` refresh tokens revoked more than `retention` ago, and returns how
@@ -384,11 +391,11 @@ pub async fn ping(db: impl PgExecutor<'_>) -> Result<OffsetDateTime, sqlx::Error
 /// sessions by it. `skip locked` keeps each batch short and lets two purges run at once
 /// without waiting on each other or on live traffic.
 pub async fn purge_refresh_tokens(
-    db: impl PgExecutor<'_>,
+    db: &mut DbConnection,
     retention: Duration,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let deleted = sqlx::query!(
+    let deleted = one_statement!(db, |connection| sqlx::query!(
         r#"
         with doomed as (
             select token_hash from refresh_tokens
@@ -403,8 +410,7 @@ pub async fn purge_refresh_tokens(
         retention.as_secs_f64(),
         batch,
     )
-    .execute(db)
-    .await?;
+    .execute(connection))?;
     Ok(deleted.rows_affected())
 }
 
@@ -413,12 +419,12 @@ pub async fn purge_refresh_tokens(
 /// `lifetime`, or when it is abandoned: its one usable token expired unused. Each way of ending
 /// is found through an index of its own (a scan of every session would take seconds at 10^6).
 pub async fn purge_sessions(
-    db: impl PgExecutor<'_>,
+    db: &mut DbConnection,
     retention: Duration,
     lifetime: Duration,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let deleted = sqlx::query!(
+    let deleted = one_statement!(db, |connection| sqlx::query!(
         r#"
         with ended as (
             (select id from sessions
@@ -446,15 +452,14 @@ pub async fn purge_sessions(
         lifetime.as_secs_f64(),
         batch,
     )
-    .execute(db)
-    .await?;
+    .execute(connection))?;
     Ok(deleted.rows_affected())
 }
 
 /// Deletes up to `batch` login-attempt rows quiet for 24 hours (they no longer throttle: see
 /// [`admit_login`]), and returns how many. A row being counted right now is locked and skipped.
-pub async fn purge_login_attempts(db: impl PgExecutor<'_>, batch: i64) -> Result<u64, sqlx::Error> {
-    let deleted = sqlx::query!(
+pub async fn purge_login_attempts(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
+    let deleted = one_statement!(db, |connection| sqlx::query!(
         r#"
         with doomed as (
             select email from login_attempts
@@ -468,7 +473,6 @@ pub async fn purge_login_attempts(db: impl PgExecutor<'_>, batch: i64) -> Result
         "#,
         batch,
     )
-    .execute(db)
-    .await?;
+    .execute(connection))?;
     Ok(deleted.rows_affected())
 }

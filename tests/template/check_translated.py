@@ -64,6 +64,9 @@ VERIFIERS = ["MeFunction", "JwksFunction"]
 # Environment every function gets (Globals), with the value it has by default.
 GLOBAL_VARIABLES = {
     "DB_SSLMODE": {"Ref": "DbSslMode"},
+    "DB_SSL_ROOT_CERT": {"Ref": "DbSslRootCert"},
+    "DB_PORT": {"Ref": "DbPort"},
+    "DB_NAME": {"Ref": "DbName"},
     "SESSION_MAX_LIFETIME_SECONDS": {"Ref": "SessionMaxLifetimeSeconds"},
 }
 
@@ -513,6 +516,10 @@ def main(path):
     check("parameter DbSslMode defaults to require and allows only require, verify-ca, verify-full",
           ssl.get("Default") == "require" and sorted(ssl.get("AllowedValues", [])) == ["require", "verify-ca", "verify-full"],
           ssl)
+    check("parameter DbHostOverride is gone (DbHost, DbProxyEndpoint)", "DbHostOverride" not in declared)
+    for parameter in ["DbHost", "DbPort", "DbName", "DbProxyEndpoint", "DbSslRootCert"]:
+        check(f"parameter {parameter} is optional (empty by default)",
+              declared.get(parameter, {}).get("Default") == "", declared.get(parameter))
     lifetime = declared.get("SessionMaxLifetimeSeconds", {})
     check("parameter SessionMaxLifetimeSeconds defaults to 90 days", str(lifetime.get("Default")) == "7776000", lifetime)
 
@@ -563,6 +570,19 @@ def main(path):
         check(f"{name} is told no obsolete JWT_KEYS_SECRET_ARN", "JWT_KEYS_SECRET_ARN" not in variables)
         for variable, value in GLOBAL_VARIABLES.items():
             check(f"{name} gets {variable} from {value['Ref']}", variables.get(variable) == value, variables.get(variable))
+        if vpc:
+            # The API connects through DbProxyEndpoint when there is one, as a transaction
+            # pooler's client; migrate (a session-level advisory lock) always goes to DbHost.
+            for proxy, overrides in [(False, {"DbHost": "db.internal"}),
+                                     (True, {"DbHost": "db.internal", "DbProxyEndpoint": "auth.proxy-x.rds.amazonaws.com"})]:
+                values, conditions = deployed_values(source, {**PARAMETERS, **overrides})
+                through_proxy = proxy and name != "MigrateFunction"
+                host = evaluate(variables.get("DB_HOST"), values, conditions)
+                pooler = evaluate(variables.get("DB_TRANSACTION_POOLER"), values, conditions)
+                expected = ("auth.proxy-x.rds.amazonaws.com", "true") if through_proxy else ("db.internal", "false")
+                check(f"{name} connects to {expected[0]} with DB_TRANSACTION_POOLER={expected[1]}"
+                      f" ({'with' if proxy else 'without'} DbProxyEndpoint)",
+                      (host, pooler) == expected, (host, pooler))
 
     check("the template's Rules reach CloudFormation through the SAM translator",
           source.get("Rules") and output.get("Rules") == source.get("Rules"), sorted(output.get("Rules", {})))

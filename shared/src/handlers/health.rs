@@ -114,7 +114,7 @@ pub async fn check(app: &App) -> bool {
             return false;
         }
     };
-    match tokio::time::timeout_at(deadline, store::ping(&mut *db)).await {
+    match tokio::time::timeout_at(deadline, store::ping(&mut db)).await {
         Ok(Ok(_)) => true,
         Ok(Err(error)) => {
             // Through ApiError, so that a connectivity error is noted and the kept connection
@@ -141,10 +141,10 @@ pub async fn purge(app: &App) -> u64 {
         let mut deleted = 0;
         for _ in 0..PURGE_MAX_BATCHES {
             let sessions =
-                store::purge_sessions(&mut *db, PURGE_RETENTION, app.session_max_lifetime, PURGE_BATCH)
+                store::purge_sessions(&mut db, PURGE_RETENTION, app.session_max_lifetime, PURGE_BATCH)
                     .await?;
-            let tokens = store::purge_refresh_tokens(&mut *db, PURGE_RETENTION, PURGE_BATCH).await?;
-            let attempts = store::purge_login_attempts(&mut *db, PURGE_BATCH).await?;
+            let tokens = store::purge_refresh_tokens(&mut db, PURGE_RETENTION, PURGE_BATCH).await?;
+            let attempts = store::purge_login_attempts(&mut db, PURGE_BATCH).await?;
             deleted += tokens + sessions + attempts;
             if [tokens, sessions, attempts].iter().all(|&rows| rows < PURGE_BATCH as u64) {
                 break;
