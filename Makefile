@@ -68,7 +68,7 @@ migrate: ## Apply the migrations to $DATABASE_URL (or DB_HOST/DB_USER/...)
 prepare: ## Refresh .sqlx/ (the offline query data) from a throwaway Postgres
 	scripts/with-postgres scripts/sqlx-prepare
 
-run: ## Serve the API locally as Lambda would (PORT=3000; Postgres kept in .local/)
+run: ## Serve the API locally as Lambda would, CPU share and memory limit included (PORT=3000; UNTHROTTLED=1 turns the limits off; Postgres kept in .local/)
 	CARGO="$(CARGO)" scripts/dev-run
 
 invoke: ## Invoke one function once: make invoke FN=health EVENT=events/health.json

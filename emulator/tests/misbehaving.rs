@@ -25,6 +25,7 @@ fn fixtures() -> PathBuf {
 
 async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
     let mut config = EmulatorConfig::new(fixtures().join("template.yaml"), fixtures());
+    config.sandbox_limits = common::sandbox_limits();
     configure(&mut config);
     Emulator::start(config).await.expect("the emulator starts")
 }
