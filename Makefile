@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-profiles
+.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-tuning bench-profiles
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
@@ -41,6 +41,9 @@ bench: $(VENV_STAMP) ## Benchmarks (release build, emulator, local Postgres and 
 
 bench-quick: $(VENV_STAMP) ## A smoke run of the benchmark pipeline (writes BENCHMARKS.md, marked as such)
 	scripts/bench --quick --out target/BENCHMARKS-quick.md
+
+bench-tuning: $(VENV_STAMP) ## Only the power-tuning table of BENCHMARKS.md: each function at 128 to 3008 MB under Lambda's CPU share (~10 min)
+	scripts/bench --power-tuning
 
 bench-profiles: ## Measure the release profile's options on the me function (bench/profiles.md; ~35 min)
 	scripts/bench-profiles

@@ -94,6 +94,8 @@ pub struct EmulatorConfig {
     /// fails (`Runtime.OutOfMemory`). Applied with cgroups (v1 or v2, as root); when the machine
     /// offers none, the emulator says so in one line and runs the sandboxes unthrottled.
     pub sandbox_limits: bool,
+    /// Every function's `MemorySize`, in place of the template's (`make bench`'s power tuning).
+    pub memory_size_mb: Option<u32>,
     pub log: Log,
 }
 
@@ -115,6 +117,7 @@ impl EmulatorConfig {
             extensions: Vec::new(),
             wrapper: Vec::new(),
             sandbox_limits: true,
+            memory_size_mb: None,
             log: Log::Stdout,
         }
     }
@@ -172,7 +175,7 @@ impl Emulator {
                 task_root: binaries_dir.clone(),
                 handler: spec.handler,
                 timeout: spec.timeout,
-                memory_size_mb: spec.memory_size_mb,
+                memory_size_mb: config.memory_size_mb.unwrap_or(spec.memory_size_mb),
                 region: config.region.clone(),
                 environment: spec.environment,
                 extensions: config.extensions.clone(),
