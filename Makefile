@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-profiles
+.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-tuning bench-profiles
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
@@ -43,6 +43,9 @@ bench: $(VENV_STAMP) ## Benchmarks (release build, emulator, local Postgres and 
 bench-quick: $(VENV_STAMP) ## A smoke run of the benchmark pipeline (writes BENCHMARKS.md, marked as such)
 	scripts/bench --quick --out target/BENCHMARKS-quick.md
 
+bench-tuning: $(VENV_STAMP) ## Only the power-tuning table of BENCHMARKS.md: each function at 128 to 3008 MB under Lambda's CPU share (~10 min)
+	scripts/bench --power-tuning
+
 bench-profiles: ## Measure the release profile's options on the me function (bench/profiles.md; ~35 min)
 	scripts/bench-profiles
 
@@ -69,7 +72,7 @@ migrate: ## Apply the migrations to $DATABASE_URL (or DB_HOST/DB_USER/...)
 prepare: ## Refresh .sqlx/ (the offline query data) from a throwaway Postgres
 	scripts/with-postgres scripts/sqlx-prepare
 
-run: ## Serve the API locally as Lambda would (PORT=3000; Postgres kept in .local/)
+run: ## Serve the API locally as Lambda would, CPU share and memory limit included (PORT=3000; UNTHROTTLED=1 turns the limits off; Postgres kept in .local/)
 	CARGO="$(CARGO)" scripts/dev-run
 
 invoke: ## Invoke one function once: make invoke FN=health EVENT=events/health.json

@@ -2,14 +2,15 @@
 //! Postgres (behind a round-trip-counting proxy) and a local Secrets Manager, each figure beside
 //! its floor, written to `BENCHMARKS.md`.
 //!
-//! Usage: auth-bench [--quick] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N]
-//! [--memory N] [--load-seconds N]
+//! Usage: auth-bench [--quick] [--power-tuning] [--out FILE] [--binaries DIR] [--cold-starts N]
+//! [--warm N] [--memory N] [--load-seconds N]
 //! Needs DATABASE_URL (a server with pg_stat_statements loaded) and
 //! AWS_ENDPOINT_URL_SECRETS_MANAGER: `make bench` runs it under scripts/with-postgres and
 //! scripts/with-moto.
 
 mod proxy;
 mod stats;
+mod tuning;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,6 +55,8 @@ struct Plan {
     load: Duration,
     clients: usize,
     sandboxes: u32,
+    /// Power tuning, per function and size: cold starts, warm-up and warm invocations.
+    tuning: (usize, usize, usize),
 }
 
 impl Plan {
@@ -65,6 +68,7 @@ impl Plan {
         load: Duration::from_secs(10),
         clients: 8,
         sandboxes: 4,
+        tuning: (5, 5, 100),
     };
     const QUICK: Self = Self {
         cold_starts: 2,
@@ -74,6 +78,7 @@ impl Plan {
         load: Duration::from_secs(2),
         clients: 4,
         sandboxes: 2,
+        tuning: (1, 2, 5),
     };
 }
 
@@ -419,15 +424,21 @@ enum Source {
     Secrets,
 }
 
+/// The template's functions. `memory_mb`: every function at that size, each sandbox held to its
+/// CPU share and memory (power tuning); `None`: unthrottled, the code's own cost on this
+/// machine (sections 1 to 8).
 async fn emulator(
     setup: &Setup,
     binaries: &Path,
     source: Source,
     sandboxes: u32,
+    memory_mb: Option<u32>,
 ) -> anyhow::Result<Emulator> {
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
     let mut config = EmulatorConfig::new(template, binaries);
     config.max_sandboxes_per_function = sandboxes;
+    config.sandbox_limits = memory_mb.is_some();
+    config.memory_size_mb = memory_mb;
     config.region = REGION.to_owned();
     config.log = Log::Discard;
     let env = &mut config.env_overrides;
@@ -460,6 +471,7 @@ async fn hello_emulator(binaries: &Path) -> anyhow::Result<Emulator> {
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("hello/template.yaml");
     let mut config = EmulatorConfig::new(template, binaries);
     config.max_sandboxes_per_function = 1;
+    config.sandbox_limits = false;
     config.log = Log::Discard;
     Emulator::start(config).await
 }
@@ -669,7 +681,7 @@ async fn compare_profiles(args: &Args, setup: &mut Setup, spares: Arc<Spares>) -
     // The user and its access token come from the complete build in target/release: a variant
     // directory holds `me` alone.
     let complete = Driver::new(
-        emulator(setup, &args.binaries, Source::Environment, 1).await?,
+        emulator(setup, &args.binaries, Source::Environment, 1, None).await?,
         &setup.email,
         spares.clone(),
     )
@@ -680,9 +692,12 @@ async fn compare_profiles(args: &Args, setup: &mut Setup, spares: Arc<Spares>) -
     let mut rows = String::new();
     for (label, dir) in &args.profiles {
         progress(format!("profile {label}: {}", dir.display()));
-        let driver =
-            Driver::new(emulator(setup, dir, Source::Environment, 1).await?, &setup.email, spares.clone())
-                .await;
+        let driver = Driver::new(
+            emulator(setup, dir, Source::Environment, 1, None).await?,
+            &setup.email,
+            spares.clone(),
+        )
+        .await;
         *driver.access_token.lock().await = access_token.clone();
         let cold = cold_starts(&driver, Endpoint::Me, args.plan.cold_starts).await?;
         let warm = warm(&driver, setup, Endpoint::Me, args.plan).await?;
@@ -719,9 +734,65 @@ async fn compare_profiles(args: &Args, setup: &mut Setup, spares: Arc<Spares>) -
     Ok(())
 }
 
+/// Section 9: every function at every size in [`tuning::SIZES`], under the CPU share and memory
+/// limit of that size. `standalone`: the bench user is not signed up yet.
+async fn power_tuning(
+    args: &Args,
+    setup: &mut Setup,
+    spares: Arc<Spares>,
+    standalone: bool,
+) -> anyhow::Result<String> {
+    let started = Instant::now();
+    let (cold, warm_up, warm_count) = args.plan.tuning;
+    let plan = Plan { warm_up, warm: warm_count, ..args.plan };
+    let mut results: Vec<(&str, Vec<tuning::Measurement>)> =
+        Endpoint::FUNCTIONS.iter().map(|e| (e.name(), Vec::new())).collect();
+    for (index, memory_mb) in tuning::SIZES.into_iter().enumerate() {
+        progress(format!("power tuning at {memory_mb} MB ({cold} cold, {warm_count} warm per function)"));
+        let emulator = emulator(setup, &args.binaries, Source::Environment, 1, Some(memory_mb)).await?;
+        if !emulator.limits_sandboxes() {
+            return Ok(
+                "## 9. Power tuning\n\nNot measured: the emulator could not apply the sandbox limits \
+                       here (it needs root and cgroups; see its first line).\n"
+                    .to_owned(),
+            );
+        }
+        let driver = Driver::new(emulator, &setup.email, spares.clone()).await;
+        if standalone && index == 0 {
+            driver.sign_up_bench_user().await?;
+        } else {
+            driver.renew_access_token().await?;
+        }
+        for (endpoint, (_, sizes)) in Endpoint::FUNCTIONS.into_iter().zip(results.iter_mut()) {
+            let cold = cold_starts(&driver, endpoint, cold).await?;
+            let warm = warm(&driver, setup, endpoint, plan).await?;
+            sizes.push(tuning::Measurement {
+                memory_mb,
+                init: cold.init,
+                first: cold.first,
+                warm: warm.function,
+            });
+        }
+        driver.emulator.shutdown_all().await;
+    }
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    for (name, sizes) in &results {
+        if let Some(chosen) = tuning::choose(sizes) {
+            progress(format!(
+                "{name}: MemorySize {} (warm p50 {})",
+                chosen.memory_mb,
+                ms(chosen.warm.median())
+            ));
+        }
+    }
+    tuning::section(&results, cold, warm_up, warm_count, minutes)
+}
+
 struct Args {
     plan: Plan,
     quick: bool,
+    /// `--power-tuning`: only section 9, replacing it in `--out`.
+    power_tuning_only: bool,
     /// `--profiles LABEL=DIR ...`: only compare builds of `me` made with other profiles.
     profiles: Vec<(String, PathBuf)>,
     out: PathBuf,
@@ -734,6 +805,7 @@ fn args() -> anyhow::Result<Args> {
     let mut parsed = Args {
         plan: Plan::FULL,
         quick: false,
+        power_tuning_only: false,
         profiles: Vec::new(),
         out: root.join("BENCHMARKS.md"),
         binaries: root.join("target/release"),
@@ -743,6 +815,7 @@ fn args() -> anyhow::Result<Args> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => (parsed.plan, parsed.quick) = (Plan::QUICK, true),
+            "--power-tuning" => parsed.power_tuning_only = true,
             "--out" => parsed.out = args.next().context("--out FILE")?.into(),
             "--binaries" => parsed.binaries = args.next().context("--binaries DIR")?.into(),
             "--profiles" => {
@@ -761,7 +834,7 @@ fn args() -> anyhow::Result<Args> {
     Ok(parsed)
 }
 
-const USAGE: &str = "auth-bench [--quick] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N] \
+const USAGE: &str = "auth-bench [--quick] [--power-tuning] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N] \
      [--memory N] [--load-seconds N] [--profiles LABEL=DIR ...]";
 
 fn number(value: Option<String>) -> anyhow::Result<usize> {
@@ -782,11 +855,25 @@ async fn main() -> anyhow::Result<()> {
     if !args.profiles.is_empty() {
         return compare_profiles(&args, &mut setup, spares).await;
     }
+    if args.power_tuning_only {
+        let section = power_tuning(&args, &mut setup, spares, true).await?;
+        // The rest of the report stays as the last full run wrote it.
+        let previous = std::fs::read_to_string(&args.out).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
+        let kept = previous.split("\n## 9. Power tuning").next().unwrap_or_default().trim_end();
+        std::fs::write(&args.out, format!("{kept}\n\n{section}"))
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        progress(format!(
+            "wrote section 9 of {} in {:.1} min",
+            args.out.display(),
+            started.elapsed().as_secs_f64() / 60.0
+        ));
+        return Ok(());
+    }
     let mut report = String::new();
 
     // The fixed user that logins use.
     let env_driver = Driver::new(
-        emulator(&setup, &args.binaries, Source::Environment, 1).await?,
+        emulator(&setup, &args.binaries, Source::Environment, 1, None).await?,
         &setup.email,
         spares.clone(),
     )
@@ -797,7 +884,7 @@ async fn main() -> anyhow::Result<()> {
     // 1. Cold starts, configured from the environment and from Secrets Manager.
     progress(format!("cold starts ({} per function and source)", plan.cold_starts));
     let secrets_driver = Driver::new(
-        emulator(&setup, &args.binaries, Source::Secrets, 1).await?,
+        emulator(&setup, &args.binaries, Source::Secrets, 1, None).await?,
         &setup.email,
         spares.clone(),
     )
@@ -846,7 +933,7 @@ async fn main() -> anyhow::Result<()> {
     progress(format!("throughput ({} clients, {} sandboxes per function)", plan.clients, plan.sandboxes));
     let load_driver = Arc::new(
         Driver::new(
-            emulator(&setup, &args.binaries, Source::Environment, plan.sandboxes).await?,
+            emulator(&setup, &args.binaries, Source::Environment, plan.sandboxes, None).await?,
             &setup.email,
             spares.clone(),
         )
@@ -863,6 +950,9 @@ async fn main() -> anyhow::Result<()> {
         load(&load_driver, endpoint, clients, Duration::from_millis(500)).await?;
         throughput.push((endpoint, clients, load(&load_driver, endpoint, clients, plan.load).await?));
     }
+
+    // 9. Power tuning, each function at each size.
+    let tuning = power_tuning(&args, &mut setup, spares.clone(), false).await?;
 
     // 5, 8: from `cargo bench` and `make package`, when they ran.
     let criterion = args.root.join("target/criterion");
@@ -889,6 +979,8 @@ async fn main() -> anyhow::Result<()> {
          (Lambda runs the arm64 build). Every request goes through the local emulator \
          (`emulator/`: the HTTP API, the Runtime API, a real process per sandbox) to a local \
          PostgreSQL with durable commits, through a TCP proxy that counts round trips. \
+         Sections 1 to 8 run unthrottled (the code's own cost on this machine's cores); section 9 \
+         holds each sandbox to Lambda's CPU share of its memory size, as deployed. \
          Times are milliseconds; \"median (min–max)\" over repeated runs. \
          Reproduce with `make bench` (`make bench-quick` for a smoke run).\n"
     )?;
@@ -1092,6 +1184,7 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(text) = std::fs::read_to_string(&profiles) {
         writeln!(report, "\n{}", text.trim_end())?;
     }
+    writeln!(report, "\n{}", tuning.trim_end())?;
 
     std::fs::write(&args.out, &report).with_context(|| format!("writing {}", args.out.display()))?;
     progress(format!("wrote {} in {:.1} min", args.out.display(), started.elapsed().as_secs_f64() / 60.0));

@@ -16,6 +16,11 @@ impl Samples {
         Self(values)
     }
 
+    /// The values, in milliseconds, sorted.
+    pub fn values(&self) -> &[f64] {
+        &self.0
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod gateway;
+pub mod limits;
 mod pool;
 pub mod process;
 pub mod report;
@@ -41,6 +42,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use crate::gateway::GatewayResponse;
 use crate::gateway::{IncomingRequest, RequestContext, RouteTable};
+use crate::limits::Limits;
 use crate::pool::FunctionPool;
 pub use crate::pool::{InvokeOutcome, SandboxInfo};
 pub use crate::report::{
@@ -87,11 +89,19 @@ pub struct EmulatorConfig {
     /// become the process (exec), or forward SIGTERM: the emulator signals the process it spawned,
     /// and reports that process's peak memory (qemu's, which includes the guest's).
     pub wrapper: Vec<String>,
+    /// Lambda's resource limits per sandbox (on by default): a CPU quota of MemorySize/1769 of
+    /// one core and the memory size, beyond which the sandbox is killed and its invocation
+    /// fails (`Runtime.OutOfMemory`). Applied with cgroups (v1 or v2, as root); when the machine
+    /// offers none, the emulator says so in one line and runs the sandboxes unthrottled.
+    pub sandbox_limits: bool,
+    /// Every function's `MemorySize`, in place of the template's (`make bench`'s power tuning).
+    pub memory_size_mb: Option<u32>,
     pub log: Log,
 }
 
 impl EmulatorConfig {
-    /// Lambda-like defaults: loopback, a free port, 4 sandboxes per function, no idle expiry.
+    /// Lambda-like defaults: loopback, a free port, 4 sandboxes per function, no idle expiry,
+    /// each sandbox held to its function's CPU share and memory size.
     pub fn new(template: impl Into<PathBuf>, binaries_dir: impl Into<PathBuf>) -> Self {
         Self {
             template: template.into(),
@@ -106,6 +116,8 @@ impl EmulatorConfig {
             integration_timeout: INTEGRATION_TIMEOUT,
             extensions: Vec::new(),
             wrapper: Vec::new(),
+            sandbox_limits: true,
+            memory_size_mb: None,
             log: Log::Stdout,
         }
     }
@@ -124,6 +136,7 @@ struct Inner {
 /// down the way Lambda does.
 pub struct Emulator {
     inner: Arc<Inner>,
+    limits: Option<Arc<Limits>>,
     address: SocketAddr,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
@@ -135,6 +148,7 @@ impl Emulator {
         let template = Template::load(&config.template, &config.region)?;
         let binaries_dir =
             std::path::absolute(&config.binaries_dir).context("resolving the binaries directory")?;
+        let limits = sandbox_limits(&config);
         let records = Arc::new(Records::default());
         let next_id = Arc::new(AtomicU64::new(1));
         let mut routes = RouteTable::default();
@@ -161,11 +175,12 @@ impl Emulator {
                 task_root: binaries_dir.clone(),
                 handler: spec.handler,
                 timeout: spec.timeout,
-                memory_size_mb: spec.memory_size_mb,
+                memory_size_mb: config.memory_size_mb.unwrap_or(spec.memory_size_mb),
                 region: config.region.clone(),
                 environment: spec.environment,
                 extensions: config.extensions.clone(),
                 wrapper: config.wrapper.clone(),
+                limits: limits.clone(),
             };
             pools.push(FunctionPool::new(
                 function,
@@ -190,7 +205,7 @@ impl Emulator {
         });
         let (stop, stopped) = watch::channel(false);
         let server = tokio::spawn(serve(listener, inner.clone(), stopped));
-        Ok(Self { inner, address, stop, server })
+        Ok(Self { inner, limits, address, stop, server })
     }
 
     /// Where the emulator and the functions write their lines (see [`Log::captured`]).
@@ -274,13 +289,52 @@ impl Emulator {
         }
         let mut reports: Vec<ShutdownReport> = shutdowns.join_all().await.into_iter().flatten().collect();
         reports.sort_by_key(|r| r.sandbox_id);
+        if let Some(limits) = &self.limits {
+            limits.remove();
+        }
         reports
+    }
+
+    /// Whether sandboxes get Lambda's CPU share and memory limit (see
+    /// [`EmulatorConfig::sandbox_limits`]): false when turned off or when the machine offers no
+    /// usable cgroup.
+    pub fn limits_sandboxes(&self) -> bool {
+        self.limits.is_some()
     }
 }
 
 impl Drop for Emulator {
     fn drop(&mut self) {
         self.server.abort();
+        // Kills what still runs in the sandboxes' groups, as dropping the emulator promises.
+        if let Some(limits) = &self.limits {
+            limits.remove();
+        }
+    }
+}
+
+/// This run's cgroups, when limits are wanted and the machine offers them; says which, in one
+/// line.
+fn sandbox_limits(config: &EmulatorConfig) -> Option<Arc<Limits>> {
+    if !config.sandbox_limits {
+        config.log.line("emulator", "sandbox limits off (--unthrottled): the sandboxes run unthrottled");
+        return None;
+    }
+    match Limits::start() {
+        Ok((limits, description)) => {
+            config.log.line("emulator", format!("sandbox limits: {description}"));
+            Some(Arc::new(limits))
+        }
+        Err(error) => {
+            config.log.line(
+                "emulator",
+                format!(
+                    "no usable cgroup ({error:#}): the sandboxes run unthrottled, without Lambda's CPU \
+                     share or memory limit"
+                ),
+            );
+            None
+        }
     }
 }
 

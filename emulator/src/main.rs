@@ -18,9 +18,9 @@ const USAGE: &str = "\
 usage:
   local-lambda serve  [--template FILE] [--host ADDR] [--port N] [--env-vars FILE]
                       [--bin-dir DIR | --release] [--max-sandboxes N] [--idle-timeout SECONDS]
-                      [--extension PATH]... [--wrapper COMMAND]
+                      [--extension PATH]... [--wrapper COMMAND] [--unthrottled]
   local-lambda invoke FUNCTION EVENT_FILE [--template FILE] [--env-vars FILE] [--bin-dir DIR | --release]
-                      [--wrapper COMMAND]
+                      [--wrapper COMMAND] [--unthrottled]
   local-lambda keygen --out FILE [--algorithm RS256|ES256|EdDSA] [--kid KID --jwks-out FILE]
 
 serve    runs the template's HttpApi routes on http://HOST:PORT (default 127.0.0.1:3000);
@@ -31,7 +31,11 @@ keygen   writes a PKCS#8 PEM private key to FILE unless FILE exists; with --jwks
          writes the key's public JWK set (kid KID, default dev-key-1), as JWT_PUBLIC_KEYS wants it.
 
 --wrapper starts every sandbox process as COMMAND (split at spaces) followed by the executable,
-         e.g. --wrapper 'qemu-aarch64-static -L /usr/aarch64-linux-gnu' runs arm64 binaries.";
+         e.g. --wrapper 'qemu-aarch64-static -L /usr/aarch64-linux-gnu' runs arm64 binaries.
+--unthrottled (or --no-cpu-share) turns off Lambda's limits, which apply by default: each
+         sandbox gets a CPU quota of MemorySize/1769 of one core and is killed beyond its
+         MemorySize (Runtime.OutOfMemory), with cgroups (v1 or v2, as root). Without usable
+         cgroups the emulator says so and runs the sandboxes unthrottled.";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -76,6 +80,7 @@ struct Options {
     idle_timeout: Option<u64>,
     extensions: Vec<PathBuf>,
     wrapper: Vec<String>,
+    unthrottled: bool,
     out: Option<PathBuf>,
     algorithm: Option<String>,
     kid: Option<String>,
@@ -110,6 +115,7 @@ impl Options {
                 "--idle-timeout" => options.idle_timeout = Some(value()?.parse().context("--idle-timeout")?),
                 "--extension" => options.extensions.push(value()?.into()),
                 "--wrapper" => options.wrapper = value()?.split_whitespace().map(str::to_owned).collect(),
+                "--unthrottled" | "--no-cpu-share" => options.unthrottled = true,
                 "--out" | "-o" => options.out = Some(value()?.into()),
                 "--algorithm" => options.algorithm = Some(value()?),
                 "--kid" => options.kid = Some(value()?),
@@ -142,6 +148,7 @@ impl Options {
         config.idle_timeout = self.idle_timeout.map(Duration::from_secs);
         config.extensions = self.extensions.clone();
         config.wrapper = self.wrapper.clone();
+        config.sandbox_limits = !self.unthrottled;
         config.log = log;
         Ok(config)
     }

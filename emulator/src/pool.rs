@@ -47,6 +47,8 @@ pub struct SandboxInfo {
     /// Serving an invocation (or finishing one) rather than idle.
     pub busy: bool,
     pub invocations: u64,
+    /// Its cgroups' directories (CPU share, memory limit); empty when it runs unthrottled.
+    pub cgroups: Vec<std::path::PathBuf>,
 }
 
 /// How long a request waits for a sandbox that has answered but is not back in `/next` yet,
@@ -174,6 +176,14 @@ impl FunctionPool {
             Ok(()) => Ok((sandbox.clone(), sandbox.init_duration())),
             Err(why) => {
                 let duration = sandbox.spawned_at.elapsed();
+                let why = if sandbox.killed_out_of_memory().await {
+                    format!(
+                        "{why}: out of memory (MemorySize {} MB)\tError Type: Runtime.OutOfMemory",
+                        self.function.memory_size_mb
+                    )
+                } else {
+                    why.to_string()
+                };
                 self.log.line(
                     self.logical_id(),
                     format!(
@@ -194,7 +204,7 @@ impl FunctionPool {
                     max_memory_used_mb: sandbox.max_memory_used_mb(),
                 });
                 self.discard(&sandbox, ShutdownReason::Failure).await;
-                Err(InvokeOutcome::InitFailure(why.to_string()))
+                Err(InvokeOutcome::InitFailure(why))
             }
         }
     }
@@ -233,6 +243,15 @@ impl FunctionPool {
             Err(NotReady::TimedOut) => (InvocationStatus::Timeout, InvokeOutcome::Timeout),
             Err(why) => (InvocationStatus::RuntimeExit, InvokeOutcome::RuntimeExit(why.to_string())),
         };
+        let (status, outcome) = match (status, outcome) {
+            (InvocationStatus::RuntimeExit, InvokeOutcome::RuntimeExit(why))
+                if sandbox.killed_out_of_memory().await =>
+            {
+                let why = format!("{why}: out of memory (MemorySize {} MB)", self.function.memory_size_mb);
+                (InvocationStatus::OutOfMemory, InvokeOutcome::RuntimeExit(why))
+            }
+            other => other,
+        };
         let mut failure = match &outcome {
             InvokeOutcome::RuntimeExit(why) => Some(why.clone()),
             _ => None,
@@ -246,6 +265,10 @@ impl FunctionPool {
                 match sandbox.wait_until_ready(deadline).await {
                     Ok(()) => (status, true),
                     Err(NotReady::TimedOut) => (InvocationStatus::Timeout, false),
+                    Err(why) if sandbox.killed_out_of_memory().await => {
+                        failure = Some(format!("{why}: out of memory"));
+                        (InvocationStatus::OutOfMemory, false)
+                    }
                     Err(why) => {
                         failure = Some(why.to_string());
                         (InvocationStatus::RuntimeExit, false)
@@ -266,6 +289,13 @@ impl FunctionPool {
                     failure.as_deref().unwrap_or("the runtime exited")
                 ),
             ),
+            InvocationStatus::OutOfMemory => self.log.line(
+                self.logical_id(),
+                format!(
+                    "RequestId: {request_id} Error: {}\tRuntime.OutOfMemory",
+                    failure.as_deref().unwrap_or("out of memory")
+                ),
+            ),
             _ => {}
         }
         let billed = duration + init_duration.unwrap_or_default();
@@ -279,7 +309,12 @@ impl FunctionPool {
             duration,
             billed_duration_ms: process::billed_ms(billed),
             memory_size_mb: self.function.memory_size_mb,
-            max_memory_used_mb: sandbox.max_memory_used_mb(),
+            // The killed process's peak is gone with it; Lambda reports the whole size.
+            max_memory_used_mb: if status == InvocationStatus::OutOfMemory {
+                Some(u64::from(self.function.memory_size_mb))
+            } else {
+                sandbox.max_memory_used_mb()
+            },
         };
         if keep {
             sandbox.freeze();
@@ -348,6 +383,7 @@ impl FunctionPool {
                 frozen: sandbox.is_frozen(),
                 busy: !idle.contains(&sandbox.id),
                 invocations: sandbox.invocations.load(Ordering::Relaxed),
+                cgroups: sandbox.cgroups(),
             })
             .collect()
     }

@@ -60,6 +60,8 @@ pub enum InvocationStatus {
     Timeout,
     /// The runtime process exited during the invocation (`Runtime.ExitError`).
     RuntimeExit,
+    /// The kernel killed the sandbox for exceeding its memory size (`Runtime.OutOfMemory`).
+    OutOfMemory,
     /// The sandbox never finished its init phase.
     InitFailure,
 }
@@ -108,6 +110,9 @@ impl InvocationReport {
             InvocationStatus::Success | InvocationStatus::FunctionError => {}
             InvocationStatus::Timeout => line.push_str("\tStatus: timeout"),
             InvocationStatus::RuntimeExit => line.push_str("\tStatus: error\tError Type: Runtime.ExitError"),
+            InvocationStatus::OutOfMemory => {
+                line.push_str("\tStatus: error\tError Type: Runtime.OutOfMemory");
+            }
             InvocationStatus::InitFailure => line.push_str("\tStatus: error\tError Type: Runtime.InitError"),
         }
         line

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
+use std::ffi::CString;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
+use crate::limits::{self, Limits, SandboxGroup};
 use crate::process::{self, Signal};
 use crate::report::{Log, ShutdownOutcome, ShutdownReason, ShutdownReport};
 use crate::template::ACCOUNT_ID;
@@ -61,6 +63,8 @@ pub struct FunctionRuntime {
     /// The command (and arguments) that starts each process, the executable's path appended;
     /// empty to run it directly (see `EmulatorConfig::wrapper`).
     pub wrapper: Vec<String>,
+    /// Where each sandbox gets its CPU share and memory limit; `None` runs them unthrottled.
+    pub limits: Option<Arc<Limits>>,
 }
 
 impl FunctionRuntime {
@@ -136,6 +140,8 @@ pub struct Sandbox {
     runtime_exit: watch::Receiver<Option<ExitStatus>>,
     extension_exits: Vec<watch::Receiver<Option<ExitStatus>>>,
     server: JoinHandle<()>,
+    /// The sandbox's cgroups (CPU share, memory limit), when limits apply.
+    group: Option<SandboxGroup>,
     log: Log,
 }
 
@@ -226,6 +232,13 @@ impl Sandbox {
             changed: Notify::new(),
             log: log.clone(),
         });
+        let group = match &function.limits {
+            Some(limits) => Some(
+                limits.sandbox_group(id, function.memory_size_mb).context("making the sandbox's cgroup")?,
+            ),
+            None => None,
+        };
+        let procs_files = group.as_ref().map(SandboxGroup::procs_files).transpose()?.unwrap_or_default();
         let server = tokio::spawn(serve(listener, shared.clone()));
         let env = function.process_environment(&runtime_api);
         let spawned_at = Instant::now();
@@ -234,8 +247,18 @@ impl Sandbox {
         for path in &function.extensions {
             let name = file_name(path);
             let label = format!("{} {name}", function.logical_id);
-            let (pid, exit) = spawn_process(&function.wrapper, path, &env, &function.task_root, &label, &log)
-                .with_context(|| format!("starting the extension {}", path.display()))?;
+            let spawned =
+                spawn_process(&function.wrapper, path, &env, &function.task_root, &label, &log, &procs_files)
+                    .with_context(|| format!("starting the extension {}", path.display()));
+            let (pid, exit) = match spawned {
+                Ok(spawned) => spawned,
+                Err(error) => {
+                    server.abort();
+                    kill_all(&extension_pids);
+                    remove_group(group).await;
+                    return Err(error);
+                }
+            };
             extension_pids.push(pid);
             extension_exits.push(exit);
         }
@@ -247,6 +270,7 @@ impl Sandbox {
             if let Err(why) = registered.await {
                 server.abort();
                 kill_all(&extension_pids);
+                remove_group(group).await;
                 anyhow::bail!("the external extensions did not register: {why}");
             }
         }
@@ -257,6 +281,7 @@ impl Sandbox {
             &function.task_root,
             &function.logical_id,
             &log,
+            &procs_files,
         )
         .with_context(|| format!("starting {}", function.executable.display()));
         let (pid, runtime_exit) = match runtime {
@@ -264,6 +289,7 @@ impl Sandbox {
             Err(error) => {
                 server.abort();
                 kill_all(&extension_pids);
+                remove_group(group).await;
                 return Err(error);
             }
         };
@@ -278,8 +304,23 @@ impl Sandbox {
             runtime_exit,
             extension_exits,
             server,
+            group,
             log,
         })
+    }
+
+    /// The directories of the sandbox's cgroups (empty when it runs unthrottled).
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        self.group.as_ref().map(SandboxGroup::dirs).unwrap_or_default()
+    }
+
+    /// Whether the kernel killed the sandbox (a process of it) for exceeding its memory size.
+    pub async fn killed_out_of_memory(&self) -> bool {
+        let Some(group) = &self.group else { return false };
+        let sigkill = self.runtime_exit.borrow().is_some_and(|status| {
+            std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGKILL)
+        });
+        group.killed_out_of_memory(sigkill).await
     }
 
     /// Every process of the sandbox.
@@ -430,6 +471,17 @@ impl Sandbox {
             }
         };
         self.server.abort();
+        if let Some(group) = &self.group
+            && !group.remove().await
+        {
+            self.log.line(
+                &self.function.logical_id,
+                format!(
+                    "warning: could not remove the cgroups {:?}; the emulator removes them when it stops",
+                    group.dirs()
+                ),
+            );
+        }
         let exit_code = self.runtime_exit.borrow().and_then(|status| status.code());
         let report = ShutdownReport {
             function: self.function.logical_id.clone(),
@@ -518,6 +570,7 @@ fn spawn_process(
     cwd: &std::path::Path,
     label: &str,
     log: &Log,
+    cgroup_procs_files: &[CString],
 ) -> anyhow::Result<(u32, watch::Receiver<Option<ExitStatus>>)> {
     let mut command = match wrapper.split_first() {
         Some((program, arguments)) => {
@@ -543,6 +596,15 @@ fn spawn_process(
     unsafe {
         command.pre_exec(process::die_with_parent);
     }
+    if !cgroup_procs_files.is_empty() {
+        // Into the sandbox's groups before exec: the init phase runs under the CPU quota too.
+        let files = cgroup_procs_files.to_vec();
+        // SAFETY: `limits::enter` only calls open, write and close (async-signal-safe) on paths
+        // allocated before fork.
+        unsafe {
+            command.pre_exec(move || limits::enter(&files));
+        }
+    }
     let mut child = command.spawn()?;
     let pid = child.id().context("the child has no pid")?;
     if let Some(stdout) = child.stdout.take() {
@@ -567,6 +629,12 @@ fn forward(stream: impl AsyncRead + Unpin + Send + 'static, label: String, log: 
             log.line(&label, line);
         }
     });
+}
+
+async fn remove_group(group: Option<SandboxGroup>) {
+    if let Some(group) = group {
+        group.remove().await;
+    }
 }
 
 fn kill_all(pids: &[u32]) {

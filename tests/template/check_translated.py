@@ -71,6 +71,20 @@ GLOBAL_VARIABLES = {
 }
 
 
+def benchmarked_sizes(path):
+    """function name -> the MemorySize `make bench`'s power tuning chose (BENCHMARKS.md)."""
+    sizes = {}
+    with open(path) as handle:
+        text = handle.read()
+    table = text.split("| function | MemorySize |", 1)[1] if "| function | MemorySize |" in text else ""
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 2 or not cells[1].isdigit():
+            break
+        sizes[cells[0]] = int(cells[1])
+    return sizes
+
+
 class OfflinePolicies:
     """The translator asks IAM for managed-policy ARNs only for names it does not know."""
 
@@ -591,6 +605,16 @@ def main(path):
     check_observability(source, output, check)
     check_migration(template, resources, check)
     check_secrets_kms_key(source, resources, check)
+
+    benchmarks = os.path.join(os.path.dirname(os.path.abspath(path)), "BENCHMARKS.md")
+    chosen = benchmarked_sizes(benchmarks)
+    check("BENCHMARKS.md chooses a MemorySize for every API function",
+          set(chosen) == {binary for name, (binary, *_) in FUNCTIONS.items() if name != "MigrateFunction"}, chosen)
+    for name, (binary, *_) in FUNCTIONS.items():
+        # Lambda's default, 128 MB, when the template sets none (migrate runs once per deploy).
+        size = resources.get(name, {}).get("Properties", {}).get("MemorySize", 128)
+        check(f"{name}'s MemorySize is the size the power tuning chose ({chosen.get(binary, 128)} MB)",
+              size == chosen.get(binary, 128), size)
 
     rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
     health_targets = [

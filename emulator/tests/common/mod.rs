@@ -65,6 +65,13 @@ pub fn template() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")
 }
 
+/// Whether the tests hold sandboxes to Lambda's CPU share and memory size: not by default, since
+/// many tests wait on timings and `make test` runs them in parallel on a few cores (the limits
+/// have their own tests, in limits.rs). `E2E_SANDBOX_LIMITS=1` runs the suites as deployed.
+pub fn sandbox_limits() -> bool {
+    std::env::var("E2E_SANDBOX_LIMITS").is_ok_and(|value| value == "1")
+}
+
 /// The server every test database lives on.
 pub fn server_url() -> String {
     std::env::var("DATABASE_URL")
@@ -209,6 +216,7 @@ impl TestApi {
     /// Starts the emulator against a database the test prepared.
     pub async fn start_on(db: TestDb, lock: File, configure: impl FnOnce(&mut EmulatorConfig)) -> Self {
         let mut config = EmulatorConfig::new(template(), binaries_dir());
+        config.sandbox_limits = sandbox_limits();
         // A suffix per test: the sandboxes' application_name is theirs alone.
         config.function_name_suffix = format!("-{}", &db.name[3..11]);
         let env = &mut config.env_overrides;

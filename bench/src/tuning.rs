@@ -1,0 +1,157 @@
+//! Power tuning: each function at Lambda's usual memory sizes, each sandbox held to the CPU share
+//! of its size (the emulator's cgroups), priced as Lambda bills it; and the size to deploy.
+
+use std::fmt::Write as _;
+
+use crate::stats::{Samples, ms};
+
+/// The sizes measured, in MB: 1,769 MB buys one vCPU, 3,008 MB 1.7.
+pub const SIZES: [u32; 6] = [128, 256, 512, 1024, 1769, 3008];
+/// arm64 duration price per GB-second, us-east-1 (first pricing tier), AWS list price as of
+/// 2026-11.
+pub const PRICE_PER_GB_SECOND: f64 = 0.000_013_333_4;
+/// Request price per million requests, the same region and date.
+pub const PRICE_PER_MILLION_REQUESTS: f64 = 0.20;
+/// The size chosen is the cheapest whose warm p50 is within this factor of the fastest p50.
+pub const WITHIN: f64 = 1.5;
+
+/// One function at one size.
+pub struct Measurement {
+    pub memory_mb: u32,
+    /// Spawn to the runtime's first `/next`, over the cold starts.
+    pub init: Samples,
+    /// The first invocation of each cold sandbox.
+    pub first: Samples,
+    /// Warm invocations (the REPORT line's duration: what Lambda bills).
+    pub warm: Samples,
+}
+
+impl Measurement {
+    /// Dollars per million warm requests: each billed in whole milliseconds (rounded up) at
+    /// the size's GB-seconds, plus the request price.
+    pub fn cost_per_million(&self) -> f64 {
+        let billed_ms = self.warm.values().iter().map(|ms| ms.ceil()).sum::<f64>() / self.warm.len() as f64;
+        let gb_seconds = billed_ms / 1000.0 * f64::from(self.memory_mb) / 1024.0;
+        gb_seconds * PRICE_PER_GB_SECOND * 1e6 + PRICE_PER_MILLION_REQUESTS
+    }
+}
+
+/// The cheapest size whose warm p50 is within [`WITHIN`] of the fastest p50.
+pub fn choose(sizes: &[Measurement]) -> Option<&Measurement> {
+    let fastest = sizes.iter().map(|m| m.warm.median()).min_by(f64::total_cmp)?;
+    sizes
+        .iter()
+        .filter(|m| m.warm.median() <= WITHIN * fastest)
+        .min_by(|a, b| a.cost_per_million().total_cmp(&b.cost_per_million()))
+}
+
+/// The report's section: every size of every function, then the choice per function.
+pub fn section(
+    functions: &[(&str, Vec<Measurement>)],
+    cold_starts: usize,
+    warm_up: usize,
+    warm: usize,
+    minutes: f64,
+) -> anyhow::Result<String> {
+    let mut out = String::new();
+    writeln!(out, "## 9. Power tuning\n")?;
+    writeln!(
+        out,
+        "Each function at {} MB, its sandbox held to Lambda's CPU share of that size (a cgroup CPU \
+         quota of MemorySize/1769 of one core, so 3008 MB gets 1.7 cores of this machine's 2) and to \
+         its memory, as `make run` does. Per size: {cold_starts} cold start(s) (*init*: spawn to the \
+         runtime's first `/next`; *first*: the first invocation), then {warm} warm invocations \
+         through one sandbox after {warm_up} to warm it (*warm*: the REPORT line's duration, what \
+         Lambda bills). Medians, p99 of the warm series. *$ / 1M*: a million warm requests at the \
+         series' billed durations (whole milliseconds, rounded up), arm64 in us-east-1 at AWS list \
+         prices as of 2026-11: ${PRICE_PER_GB_SECOND} per GB-second plus ${PRICE_PER_MILLION_REQUESTS:.2} \
+         per million requests; cold starts are left out (their init is billed too, but rarely). \
+         This run: {minutes:.1} min. `migrate` is left out: it runs once per deploy.\n",
+        SIZES.map(|s| s.to_string()).join(", "),
+    )?;
+    writeln!(out, "| function | MB | init | first invocation | warm p50 | warm p99 | $ / 1M requests |")?;
+    writeln!(out, "|---|---|---|---|---|---|---|")?;
+    for (name, sizes) in functions {
+        let chosen = choose(sizes).map(|m| m.memory_mb);
+        for m in sizes {
+            let mark = if Some(m.memory_mb) == chosen { " **chosen**" } else { "" };
+            writeln!(
+                out,
+                "| {name} | {}{mark} | {} | {} | {} | {} | {:.2} |",
+                m.memory_mb,
+                ms(m.init.median()),
+                ms(m.first.median()),
+                ms(m.warm.median()),
+                ms(m.warm.percentile(0.99)),
+                m.cost_per_million(),
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\nThe size chosen per function (template.yaml's `MemorySize`): the cheapest whose warm p50 is \
+         within {WITHIN}x of the function's fastest p50.\n"
+    )?;
+    writeln!(
+        out,
+        "| function | MemorySize | warm p50 | fastest p50 (at MB) | $ / 1M requests | $ / 1M at 128 MB |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for (name, sizes) in functions {
+        let (Some(chosen), Some(fastest), Some(smallest)) = (
+            choose(sizes),
+            sizes.iter().min_by(|a, b| a.warm.median().total_cmp(&b.warm.median())),
+            sizes.first(),
+        ) else {
+            continue;
+        };
+        writeln!(
+            out,
+            "| {name} | {} | {} | {} ({}) | {:.2} | {:.2} |",
+            chosen.memory_mb,
+            ms(chosen.warm.median()),
+            ms(fastest.warm.median()),
+            fastest.memory_mb,
+            chosen.cost_per_million(),
+            smallest.cost_per_million(),
+        )?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(memory_mb: u32, warm_ms: f64) -> Measurement {
+        let one = || Samples::from_millis([1.0]);
+        Measurement { memory_mb, init: one(), first: one(), warm: Samples::from_millis([warm_ms; 3]) }
+    }
+
+    #[test]
+    fn a_warm_request_costs_its_billed_gb_seconds_plus_the_request_price() {
+        // 100 ms at 1024 MB: 0.1 GB-s.
+        let cost = at(1024, 99.2).cost_per_million();
+
+        assert!((cost - (0.1 * PRICE_PER_GB_SECOND * 1e6 + 0.20)).abs() < 1e-9, "{cost}");
+    }
+
+    #[test]
+    fn the_cheapest_size_within_one_and_a_half_times_the_fastest_is_chosen() {
+        // CPU-bound: time halves as memory doubles (same cost) until one core; then flat.
+        let sizes =
+            [at(128, 800.0), at(256, 400.0), at(512, 200.0), at(1024, 100.0), at(1769, 58.0), at(3008, 57.0)];
+
+        let chosen = choose(&sizes).unwrap();
+
+        // 1024 MB (100 ms) is beyond 1.5 x 57 ms; 1769 MB is within, and cheaper than 3008.
+        assert_eq!(chosen.memory_mb, 1769);
+    }
+
+    #[test]
+    fn a_function_as_fast_at_every_size_gets_the_smallest() {
+        let sizes = [at(128, 1.2), at(256, 1.0), at(512, 1.0)];
+
+        assert_eq!(choose(&sizes).unwrap().memory_mb, 128);
+    }
+}
