@@ -8,19 +8,12 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::eventually;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use common::{eventually, fixtures, get_text, reports};
 use local_lambda::limits::cpu_quota_us;
-use local_lambda::{Emulator, EmulatorConfig, InvocationReport, InvocationStatus, Log, SandboxInfo};
+use local_lambda::{Emulator, EmulatorConfig, InvocationStatus, Log, SandboxInfo};
 
 const FUNCTION: &str = "SmallFunction";
 const MEMORY_MB: u32 = 128;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 /// False (and says so) when not root: cgroups are then out of reach, and the emulator runs
 /// unthrottled, which `limits_can_be_turned_off` covers.
@@ -40,24 +33,9 @@ async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
     Emulator::start(config).await.expect("the emulator starts")
 }
 
+/// GET `path`: (status, body).
 async fn get(emulator: &Emulator, path: &str) -> (u16, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-    let uri = format!("{}{path}", emulator.base_url()).parse().expect("a URI");
-    let response = tokio::time::timeout(Duration::from_secs(60), client.get(uri))
-        .await
-        .expect("an answer within 60 s")
-        .expect("an HTTP answer");
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.expect("a body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-async fn reports(emulator: &Emulator, count: usize) -> Vec<InvocationReport> {
-    eventually("the invocation reports", Duration::from_secs(10), || async {
-        let reports = emulator.invocations();
-        (reports.len() >= count).then_some(reports)
-    })
-    .await
+    get_text(emulator, path, Duration::from_secs(60)).await
 }
 
 fn only_sandbox(emulator: &Emulator) -> SandboxInfo {

@@ -4,24 +4,15 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::eventually;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use common::{eventually, fixtures, get_text, reports};
 use local_lambda::process::is_stopped;
 use local_lambda::{
-    EXTERNAL_EXTENSION_DEADLINE, Emulator, EmulatorConfig, InvocationReport, InvocationStatus,
-    ShutdownOutcome, ShutdownReason,
+    EXTERNAL_EXTENSION_DEADLINE, Emulator, EmulatorConfig, InvocationStatus, ShutdownOutcome, ShutdownReason,
 };
 
 const FUNCTION: &str = "FixtureFunction";
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
 
 async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
     let mut config = EmulatorConfig::new(fixtures().join("template.yaml"), fixtures());
@@ -34,24 +25,7 @@ async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
 
 /// GET `path`: (status, body).
 async fn get(emulator: &Emulator, path: &str) -> (u16, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
-    let uri = format!("{}{path}", emulator.base_url()).parse().expect("a URI");
-    let response = tokio::time::timeout(Duration::from_secs(30), client.get(uri))
-        .await
-        .expect("an answer within 30 s")
-        .expect("an HTTP answer");
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.expect("a body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
-/// The invocation reports, once `count` invocations have ended.
-async fn reports(emulator: &Emulator, count: usize) -> Vec<InvocationReport> {
-    eventually("the invocation reports", Duration::from_secs(10), || async {
-        let reports = emulator.invocations();
-        (reports.len() >= count).then_some(reports)
-    })
-    .await
+    get_text(emulator, path, Duration::from_secs(30)).await
 }
 
 async fn statuses(emulator: &Emulator, count: usize) -> Vec<InvocationStatus> {
