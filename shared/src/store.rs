@@ -400,6 +400,7 @@ pub async fn purge_refresh_tokens(
         with doomed as (
             select token_hash from refresh_tokens
             where revoked_at < now() - make_interval(secs => $1)
+            order by revoked_at
             limit $2
             for update skip locked
         )
