@@ -142,7 +142,7 @@ impl<'a> Api<'a> {
             })
             .find(|line| line.get("DatabaseHealthy").is_some())
             .context("no metric line (DatabaseHealthy) in the function's output")?;
-        ensure!(metric["DatabaseHealthy"] == 1, "the metric line says unhealthy: {metric}");
+        ensure!(metric["DatabaseHealthy"].as_f64() == Some(1.0), "the metric line says unhealthy: {metric}");
         Ok(((), format!("DatabaseHealthy 1; {}", describe(&report))))
     }
 }
