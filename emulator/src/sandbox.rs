@@ -253,9 +253,7 @@ impl Sandbox {
             let (pid, exit) = match spawned {
                 Ok(spawned) => spawned,
                 Err(error) => {
-                    server.abort();
-                    kill_all(&extension_pids);
-                    remove_group(group).await;
+                    abandon(&server, &extension_pids, group).await;
                     return Err(error);
                 }
             };
@@ -268,9 +266,7 @@ impl Sandbox {
                 state.extensions.iter().filter(|e| e.external).count() >= expected
             });
             if let Err(why) = registered.await {
-                server.abort();
-                kill_all(&extension_pids);
-                remove_group(group).await;
+                abandon(&server, &extension_pids, group).await;
                 anyhow::bail!("the external extensions did not register: {why}");
             }
         }
@@ -287,9 +283,7 @@ impl Sandbox {
         let (pid, runtime_exit) = match runtime {
             Ok(spawned) => spawned,
             Err(error) => {
-                server.abort();
-                kill_all(&extension_pids);
-                remove_group(group).await;
+                abandon(&server, &extension_pids, group).await;
                 return Err(error);
             }
         };
@@ -631,7 +625,11 @@ fn forward(stream: impl AsyncRead + Unpin + Send + 'static, label: String, log: 
     });
 }
 
-async fn remove_group(group: Option<SandboxGroup>) {
+/// Undoes a start that failed half-way: stops the Runtime API, kills the extensions already
+/// spawned and removes the sandbox's cgroup.
+async fn abandon(server: &tokio::task::JoinHandle<()>, extension_pids: &[u32], group: Option<SandboxGroup>) {
+    server.abort();
+    kill_all(extension_pids);
     if let Some(group) = group {
         group.remove().await;
     }

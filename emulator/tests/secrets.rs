@@ -27,14 +27,7 @@ use sqlx::postgres::PgConnectOptions;
 /// A login role with a password, allowed to use the test database's tables, and the secret RDS
 /// would write for it.
 async fn role_with_secret(db: &TestDb, client: &Client) -> (String, String) {
-    let role = format!("fn_{}", uuid::Uuid::new_v4().simple());
-    let password = uuid::Uuid::new_v4().simple().to_string();
-    // Both are ours (letters and hex digits), not input: safe to splice.
-    let grants = format!(
-        "create role {role} login password '{password}';
-         grant select, insert, update, delete on all tables in schema public to {role};"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(grants)).execute(&db.pool).await.expect("creating the role");
+    let (role, password) = common::login_role(db, "fn").await;
     let server = PgConnectOptions::from_str(&server_url()).expect("DATABASE_URL parses");
     let secret = json!({
         "engine": "postgres", "username": role, "password": password,

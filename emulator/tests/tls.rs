@@ -21,14 +21,7 @@ fn root_cert(variable: &str) -> String {
 /// A login role with a password, allowed to use the test database's tables, and a secret as
 /// RDS writes it for a master password it manages: a username and a password, nothing else.
 async fn role_with_managed_secret(db: &TestDb) -> (String, String) {
-    let role = format!("tls_{}", uuid::Uuid::new_v4().simple());
-    let password = uuid::Uuid::new_v4().simple().to_string();
-    // Both are ours (letters and hex digits), not input: safe to splice.
-    let grants = format!(
-        "create role {role} login password '{password}';
-         grant select, insert, update, delete on all tables in schema public to {role};"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(grants)).execute(&db.pool).await.expect("creating the role");
+    let (role, password) = common::login_role(db, "tls").await;
     let client = secrets_client(&moto_endpoint(), "moto", "moto").await;
     let arn = create_secret(&client, &json!({ "username": role, "password": password })).await;
     (role, arn)
@@ -49,16 +42,29 @@ fn configure(config: &mut EmulatorConfig, arn: &str, database: &str, root_cert: 
     env.set_for_all("DB_SSL_ROOT_CERT", root_cert);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_managed_secret_and_the_servers_ca_the_functions_connect_with_verify_full() {
+/// The API on a database of the test's own, its functions reading a managed secret of a new
+/// login role and checking the server's certificate against the authority in
+/// `root_cert_variable`; `tweak` changes the configuration further. Also returns the role and
+/// the secret's ARN.
+async fn start(
+    root_cert_variable: &str,
+    tweak: impl FnOnce(&mut EmulatorConfig),
+) -> (TestApi, String, String) {
     let lock = server_lock(false);
     let db = TestDb::create().await;
     let (role, arn) = role_with_managed_secret(&db).await;
     let name = db.name.clone();
     let api = TestApi::start_on(db, lock, |config| {
-        configure(config, &arn, &name, &root_cert("PG_SSL_ROOT_CERT"));
+        configure(config, &arn, &name, &root_cert(root_cert_variable));
+        tweak(config);
     })
     .await;
+    (api, role, arn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_managed_secret_and_the_servers_ca_the_functions_connect_with_verify_full() {
+    let (api, role, _) = start("PG_SSL_ROOT_CERT", |_| {}).await;
     let user = email();
 
     let signup = api.post_signup(&user).await;
@@ -86,16 +92,8 @@ async fn with_a_managed_secret_and_the_servers_ca_the_functions_connect_with_ver
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_another_ca_the_functions_answer_503_and_log_that_the_server_certificate_is_not_trusted() {
-    let lock = server_lock(false);
-    let db = TestDb::create().await;
-    let (_, arn) = role_with_managed_secret(&db).await;
-    let name = db.name.clone();
     let log = Log::captured();
-    let api = TestApi::start_on(db, lock, |config| {
-        configure(config, &arn, &name, &root_cert("PG_SSL_WRONG_ROOT_CERT"));
-        config.log = log.clone();
-    })
-    .await;
+    let (api, _, _) = start("PG_SSL_WRONG_ROOT_CERT", |config| config.log = log.clone()).await;
 
     let health = api.get("/health").await;
     let login = api.post_login(&email()).await;
@@ -113,13 +111,8 @@ async fn with_another_ca_the_functions_answer_503_and_log_that_the_server_certif
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_managed_secret_without_db_host_is_a_503_whose_log_names_the_missing_setting() {
-    let lock = server_lock(false);
-    let db = TestDb::create().await;
-    let (_, arn) = role_with_managed_secret(&db).await;
-    let name = db.name.clone();
     let log = Log::captured();
-    let api = TestApi::start_on(db, lock, |config| {
-        configure(config, &arn, &name, &root_cert("PG_SSL_ROOT_CERT"));
+    let (api, _, arn) = start("PG_SSL_ROOT_CERT", |config| {
         config.env_overrides.remove_for_all("DB_HOST");
         config.log = log.clone();
     })

@@ -94,6 +94,20 @@ pub fn server_lock(exclusive: bool) -> File {
     file
 }
 
+/// A new login role with a password, allowed DML on the test database's tables, as an
+/// application role is: `(role, password)`, the role named `<prefix>_<random>`.
+pub async fn login_role(db: &TestDb, prefix: &str) -> (String, String) {
+    let role = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    // Both are ours (letters and hex digits), not input: safe to splice.
+    let grants = format!(
+        "create role {role} login password '{password}';
+         grant select, insert, update, delete on all tables in schema public to {role};"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(grants)).execute(&db.pool).await.expect("creating the role");
+    (role, password)
+}
+
 /// A database of the test's own (migrated, unless made by [`TestDb::create_empty`]).
 pub struct TestDb {
     pub name: String,
