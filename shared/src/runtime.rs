@@ -79,6 +79,24 @@ where
     .await
 }
 
+/// Like [`run`], for a handler that also needs the invocation's context (its deadline).
+pub async fn run_with_context<E, F, Fut>(
+    needs: crate::config::Needs,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    E: DeserializeOwned,
+    F: Fn(&'static App, LambdaEvent<E>) -> Fut,
+    Fut: Future<Output = HttpResponse> + Send,
+{
+    let app = start(needs).await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
+        let response = guarded(handler(app, event));
+        async move { Ok::<_, Infallible>(response.await) }
+    }))
+    .await
+}
+
 /// Like [`run`], for a function that is not behind the HTTP API (migrate): its handler's `Err`
 /// is a failed invocation (posted to the runtime's `/error`, so `aws lambda invoke` reports a
 /// `FunctionError` and an asynchronous invoker retries), and it sees the invocation's context

@@ -104,12 +104,59 @@ impl SigningAlgorithm {
     }
 }
 
-/// One private signing key: its id, its algorithm, the private half and its public JWK.
+/// One private signing key: its id, its algorithm, the parsed private half and its public JWK.
+///
+/// The key is parsed and checked once, when it is loaded: `jsonwebtoken::encode` would parse
+/// the DER again on every signature, which for RSA-2048 costs more than the signature itself.
 pub struct SigningKey {
     kid: String,
     algorithm: Algorithm,
+    pair: KeyPair,
+    /// The encoded JWS header (`{"typ":"JWT","alg":...,"kid":...}`), the same for every token.
+    header: String,
+    /// Kept for [`SigningKey::sign_reparsing`], the per-signature path this one replaced.
     encoding: EncodingKey,
     jwk: Jwk,
+}
+
+/// A private key parsed into aws-lc-rs's form, the same parse jsonwebtoken's aws-lc signer
+/// makes.
+enum KeyPair {
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
+    Ed25519(aws_lc_rs::signature::Ed25519KeyPair),
+}
+
+impl KeyPair {
+    fn parse(algorithm: SigningAlgorithm, der: &[u8]) -> Result<Self, aws_lc_rs::error::KeyRejected> {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair,
+        };
+        Ok(match algorithm {
+            SigningAlgorithm::Rs256 => Self::Rsa(RsaKeyPair::from_der(der)?),
+            SigningAlgorithm::Es256 => {
+                Self::Ecdsa(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)?)
+            }
+            SigningAlgorithm::EdDsa => Self::Ed25519(Ed25519KeyPair::from_pkcs8(der)?),
+        })
+    }
+
+    /// The signature of `message`: RSASSA-PKCS1-v1_5 with SHA-256, ECDSA P-256 with SHA-256 in
+    /// the fixed-length form JWS uses, or Ed25519.
+    fn sign(&self, message: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let failed = |_| anyhow::anyhow!("signing failed");
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            Self::Rsa(pair) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, message, &mut signature)
+                    .map_err(failed)?;
+                Ok(signature)
+            }
+            Self::Ecdsa(pair) => Ok(pair.sign(&rng, message).map_err(failed)?.as_ref().to_vec()),
+            Self::Ed25519(pair) => Ok(pair.sign(message).as_ref().to_vec()),
+        }
+    }
 }
 
 impl SigningKey {
@@ -122,11 +169,40 @@ impl SigningKey {
             SigningAlgorithm::EdDsa => EncodingKey::from_ed_pem(pem),
         }
         .with_context(|| format!("the private key {kid} is not a valid {algorithm:?} PEM key"))?;
+        let pair = KeyPair::parse(algorithm, encoding.as_bytes())
+            .map_err(|rejected| anyhow::anyhow!("the private key {kid} is refused ({rejected})"))?;
         let mut jwk = Jwk::from_encoding_key(&encoding, algorithm.jwt())
             .with_context(|| format!("deriving the public key of {kid}"))?;
         jwk.common.key_id = Some(kid.to_owned());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        Ok(Self { kid: kid.to_owned(), algorithm: algorithm.jwt(), encoding, jwk })
+        let mut header = Header::new(algorithm.jwt());
+        header.kid = Some(kid.to_owned());
+        let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).context("encoding the JWS header")?);
+        Ok(Self { kid: kid.to_owned(), algorithm: algorithm.jwt(), pair, header, encoding, jwk })
+    }
+
+    /// A compact JWS of `claims` under this key, with the key parsed at load time. The bytes are
+    /// those `jsonwebtoken::encode` makes with the same header (RS256 and EdDSA signatures are
+    /// deterministic; ES256 ones are random by design).
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).context("encoding the claims")?);
+        let mut token = String::with_capacity(self.header.len() + claims.len() + 2 + 512 * 4 / 3);
+        token.push_str(&self.header);
+        token.push('.');
+        token.push_str(&claims);
+        let signature = self.pair.sign(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
+    }
+
+    /// The same token through `jsonwebtoken::encode`, which parses the private key again for
+    /// each signature: the path [`SigningKey::sign`] replaced, kept to be measured against it
+    /// (`make bench`) and to check that both make the same bytes.
+    pub fn sign_reparsing(&self, claims: &Claims) -> anyhow::Result<String> {
+        let mut header = Header::new(self.algorithm);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).context("signing an access token")
     }
 
     /// The key id (`kid`) that tokens signed with it carry.
@@ -201,10 +277,11 @@ impl TokenSigner {
             iat,
             exp: iat + self.ttl.as_secs(),
         };
-        let mut header = Header::new(self.key.algorithm);
-        header.kid = Some(self.key.kid.clone());
-        let token =
-            jsonwebtoken::encode(&header, &claims, &self.key.encoding).context("signing an access token")?;
+        let token = if cfg!(feature = "reparsing-signer") {
+            self.key.sign_reparsing(&claims)?
+        } else {
+            self.key.sign(&claims).context("signing an access token")?
+        };
         Ok(AccessToken { token, expires_in: self.ttl.as_secs() })
     }
 }

@@ -35,13 +35,39 @@ async fn signup_stores_an_argon2id_hash_and_only_a_hash_of_the_refresh_token(poo
 
     let stored: String =
         sqlx::query_scalar("select password_hash from users").fetch_one(&app.pool).await.unwrap();
-    assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(stored.starts_with("$argon2id$v=19$m=9216,t=4,p=1$"));
     assert!(!stored.contains(PASSWORD));
     let hashes: Vec<Vec<u8>> =
         sqlx::query_scalar("select token_hash from refresh_tokens").fetch_all(&app.pool).await.unwrap();
     assert_eq!(hashes.len(), 1);
     assert_ne!(hashes[0], response.refresh_token().as_bytes());
     assert_eq!(hashes[0].len(), 32);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_user_stored_with_the_previous_argon2_parameters_logs_in_and_is_upgraded(pool: PgPool) {
+    use argon2::PasswordHasher as _;
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    // The hash an account created before issue 12 holds: 19 MiB, 2 passes.
+    let previous = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(19_456, 2, 1, None).unwrap(),
+    )
+    .hash_password(PASSWORD.as_bytes())
+    .unwrap()
+    .to_string();
+    sqlx::query("update users set password_hash = $1").bind(&previous).execute(&app.pool).await.unwrap();
+
+    let response = app.post_login("alice@example.com", PASSWORD).await;
+
+    assert_eq!(response.status, 200);
+    let stored: String =
+        sqlx::query_scalar("select password_hash from users").fetch_one(&app.pool).await.unwrap();
+    assert!(stored.starts_with("$argon2id$v=19$m=9216,t=4,p=1$"), "{stored}");
+    assert_eq!(app.post_login("alice@example.com", PASSWORD).await.status, 200);
+    assert_eq!(app.post_login("alice@example.com", "not the passphrase at all").await.status, 401);
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -4,7 +4,9 @@
 //! calls would otherwise feed the metric (anyone can call it, as often as they like), and hide
 //! a schedule that stopped running, which the alarm treats as breaching.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::LambdaEvent;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -26,9 +28,17 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// detectable for this long), and so are sessions that ended longer ago than this.
 pub const PURGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Rows per purge statement, and statements per scheduled run: no long locks, bounded work.
-const PURGE_BATCH: i64 = 1_000;
-const PURGE_MAX_BATCHES: usize = 20;
+/// Rows per purge statement, and rounds (one statement per table) per scheduled run: no long
+/// locks, bounded work; a backlog is worked off over the following runs.
+pub const PURGE_BATCH: i64 = 1_000;
+pub const PURGE_MAX_BATCHES: usize = 20;
+
+/// No purge round starts with less than this left before the invocation's deadline, so a run
+/// ends by itself, answered and logged, whatever the backlog or the database's speed.
+pub const PURGE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The deadline [`handle`] assumes: the template's Timeout for the health function.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the health function is invoked with.
 #[derive(Debug)]
@@ -69,9 +79,23 @@ struct Health {
     timestamp: OffsetDateTime,
 }
 
-/// API Gateway: 200 `healthy`/`connected`, or 503 `unhealthy`/`disconnected`. Schedule: the same
-/// check, then the purge. Any other event is refused with a log line saying what it was.
+/// The function's entry point: [`handle_until`] with the invocation's own deadline.
+pub async fn invoked(app: &App, event: LambdaEvent<HealthEvent>) -> HttpResponse {
+    let now = SystemTime::now();
+    let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+    let left = deadline.duration_since(now).unwrap_or(Duration::ZERO);
+    handle_until(app, event.payload, Instant::now() + left).await
+}
+
+/// [`handle_until`] with the template's timeout from now (tests, tools).
 pub async fn handle(app: &App, event: HealthEvent) -> HttpResponse {
+    handle_until(app, event, Instant::now() + DEFAULT_TIMEOUT).await
+}
+
+/// API Gateway: 200 `healthy`/`connected`, or 503 `unhealthy`/`disconnected`. Schedule: the same
+/// check, then the purge, which starts no round after `deadline` − [`PURGE_MARGIN`]. Any other
+/// event is refused with a log line saying what it was.
+pub async fn handle_until(app: &App, event: HealthEvent, deadline: Instant) -> HttpResponse {
     let scheduled = match event {
         HealthEvent::Http(_) => false,
         HealthEvent::Scheduled => true,
@@ -88,7 +112,7 @@ pub async fn handle(app: &App, event: HealthEvent) -> HttpResponse {
     if scheduled {
         println!("{}", metrics_line(&app.function_name, healthy, started.elapsed()));
         if healthy {
-            purge(app).await;
+            purge(app, deadline).await;
         }
     }
     let timestamp = OffsetDateTime::now_utc();
@@ -133,13 +157,19 @@ pub async fn check(app: &App) -> bool {
 }
 
 /// Deletes sessions that ended (revoked, expired or abandoned) with their tokens, then old
-/// revoked refresh tokens, then login-attempt counts that went quiet, in bounded batches; returns the rows deleted (a
-/// session's tokens deleted with it are not counted).
-pub async fn purge(app: &App) -> u64 {
+/// revoked refresh tokens, then login-attempt counts that went quiet, in rounds of one bounded
+/// batch per table: at most [`PURGE_MAX_BATCHES`] rounds, and none started after `deadline` −
+/// [`PURGE_MARGIN`]. Returns the rows deleted (a session's tokens deleted with it are not
+/// counted); what is left waits for the next run.
+pub async fn purge(app: &App, deadline: Instant) -> u64 {
     let result = async {
         let mut db = app.connection().await?;
         let mut deleted = 0;
         for _ in 0..PURGE_MAX_BATCHES {
+            if deadline.saturating_duration_since(Instant::now()) < PURGE_MARGIN {
+                tracing::info!("purge: stopping before the invocation's deadline; the next run goes on");
+                break;
+            }
             let sessions =
                 store::purge_sessions(&mut db, PURGE_RETENTION, app.session_max_lifetime, PURGE_BATCH)
                     .await?;
