@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-tuning bench-profiles
+.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-tuning bench-volume bench-profiles
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
@@ -45,6 +45,9 @@ bench-quick: $(VENV_STAMP) ## A smoke run of the benchmark pipeline (writes BENC
 
 bench-tuning: $(VENV_STAMP) ## Only the power-tuning table of BENCHMARKS.md: each function at 128 to 3008 MB under Lambda's CPU share (~10 min)
 	scripts/bench --power-tuning
+
+bench-volume: $(VENV_STAMP) ## Only sections 10 and 11 of BENCHMARKS.md: every path at 10^6 users beside an empty database, the purge against a backlog (USERS=N to change)
+	scripts/bench --volume $(if $(USERS),--volume-users $(USERS))
 
 bench-profiles: ## Measure the release profile's options on the me function (bench/profiles.md; ~35 min)
 	scripts/bench-profiles

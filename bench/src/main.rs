@@ -14,6 +14,7 @@ mod proxy;
 mod signing;
 mod stats;
 mod tuning;
+mod volume;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -418,10 +419,12 @@ async fn setup() -> anyhow::Result<Setup> {
     })
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Source {
     /// DATABASE_URL and JWT_PRIVATE_KEY in the environment.
     Environment,
+    /// As `Environment`, with this DATABASE_URL (sections 10 and 11: their own databases).
+    Database(String),
     /// DB_SECRET_ARN, JWT_SIGNING_KEY_SECRET_ARN and JWT_VERIFICATION_KEYS_SECRET_ARN, fetched
     /// from the local Secrets Manager.
     Secrets,
@@ -450,8 +453,10 @@ async fn emulator(
     // The template's DB_SSLMODE (require) is for AWS; the bench server is plaintext on loopback.
     env.remove_for_all("DB_SSLMODE");
     match source {
-        Source::Environment => {
-            env.set_for_all("DATABASE_URL", setup.proxied_url.clone());
+        Source::Environment | Source::Database(_) => {
+            let url =
+                if let Source::Database(url) = &source { url.clone() } else { setup.proxied_url.clone() };
+            env.set_for_all("DATABASE_URL", url);
             env.set_for_all("JWT_PRIVATE_KEY", setup.key_pem.expose_secret());
             env.set_for_all("JWT_KEY_ID", "bench");
             env.set_for_all("REFRESH_TOKEN_HMAC_KEY", BENCH_REFRESH_TOKEN_KEY);
@@ -796,6 +801,9 @@ struct Args {
     quick: bool,
     /// `--power-tuning`: only section 9, replacing it in `--out`.
     power_tuning_only: bool,
+    /// `--volume`: only sections 10 and 11, replacing them in `--out`.
+    volume_only: bool,
+    volume: volume::VolumePlan,
     /// `--profiles LABEL=DIR ...`: only compare builds of `me` made with other profiles.
     profiles: Vec<(String, PathBuf)>,
     out: PathBuf,
@@ -809,6 +817,8 @@ fn args() -> anyhow::Result<Args> {
         plan: Plan::FULL,
         quick: false,
         power_tuning_only: false,
+        volume_only: false,
+        volume: volume::VolumePlan::FULL,
         profiles: Vec::new(),
         out: root.join("BENCHMARKS.md"),
         binaries: root.join("target/release"),
@@ -817,8 +827,20 @@ fn args() -> anyhow::Result<Args> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => (parsed.plan, parsed.quick) = (Plan::QUICK, true),
+            "--quick" => {
+                (parsed.plan, parsed.quick) = (Plan::QUICK, true);
+                parsed.volume = volume::VolumePlan {
+                    users: parsed.volume.users.min(10_000),
+                    ..volume::VolumePlan::QUICK
+                };
+            }
             "--power-tuning" => parsed.power_tuning_only = true,
+            "--volume" => parsed.volume_only = true,
+            "--volume-users" => {
+                let users = number(args.next())? as i64;
+                parsed.volume.users = users;
+                parsed.volume.backlog = users;
+            }
             "--out" => parsed.out = args.next().context("--out FILE")?.into(),
             "--binaries" => parsed.binaries = args.next().context("--binaries DIR")?.into(),
             "--profiles" => {
@@ -837,7 +859,7 @@ fn args() -> anyhow::Result<Args> {
     Ok(parsed)
 }
 
-const USAGE: &str = "auth-bench [--quick] [--power-tuning] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N] \
+const USAGE: &str = "auth-bench [--quick] [--power-tuning] [--volume] [--volume-users N] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N] \
      [--memory N] [--load-seconds N] [--profiles LABEL=DIR ...]";
 
 fn number(value: Option<String>) -> anyhow::Result<usize> {
@@ -862,15 +884,20 @@ async fn main() -> anyhow::Result<()> {
     if !args.profiles.is_empty() {
         return compare_profiles(&args, &mut setup, spares).await;
     }
-    if args.power_tuning_only {
-        let section = power_tuning(&args, &mut setup, spares, true).await?;
+    if args.power_tuning_only || args.volume_only {
+        let (section, from, to) = if args.power_tuning_only {
+            (power_tuning(&args, &mut setup, spares, true).await?, "\n## 9. ", Some("\n## 10. "))
+        } else {
+            (volume::sections(&setup, &args.binaries, args.volume).await?, "\n## 10. ", None)
+        };
         // The rest of the report stays as the last full run wrote it.
         let previous = std::fs::read_to_string(&args.out).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
-        let kept = previous.split("\n## 9. Power tuning").next().unwrap_or_default().trim_end();
-        std::fs::write(&args.out, format!("{kept}\n\n{section}"))
+        let before = previous.split(from).next().unwrap_or_default().trim_end();
+        let after = to.and_then(|to| previous.find(to).map(|at| &previous[at..])).unwrap_or_default();
+        std::fs::write(&args.out, format!("{before}\n\n{}\n{after}", section.trim_end()))
             .with_context(|| format!("writing {}", args.out.display()))?;
         progress(format!(
-            "wrote section 9 of {} in {:.1} min",
+            "wrote {} in {:.1} min",
             args.out.display(),
             started.elapsed().as_secs_f64() / 60.0
         ));
@@ -985,6 +1012,9 @@ async fn main() -> anyhow::Result<()> {
 
     // 9. Power tuning, each function at each size.
     let tuning = power_tuning(&args, &mut setup, spares.clone(), false).await?;
+
+    // 10, 11. At volume, and the purge against a backlog.
+    let volume = volume::sections(&setup, &args.binaries, args.volume).await?;
 
     // 5, 8: from `cargo bench` and `make package`, when they ran.
     let criterion = args.root.join("target/criterion");
@@ -1246,6 +1276,7 @@ async fn main() -> anyhow::Result<()> {
         writeln!(report, "\n{}", text.trim_end())?;
     }
     writeln!(report, "\n{}", tuning.trim_end())?;
+    writeln!(report, "\n{}", volume.trim_end())?;
 
     std::fs::write(&args.out, &report).with_context(|| format!("writing {}", args.out.display()))?;
     progress(format!("wrote {} in {:.1} min", args.out.display(), started.elapsed().as_secs_f64() / 60.0));

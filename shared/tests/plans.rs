@@ -58,52 +58,15 @@ fn statements() -> Vec<Statement> {
     statements
 }
 
-/// Production's steady state, set-based: users who signed in over the last six days, a session
-/// each (0.1 % revoked eight days ago, due for the purge), three tokens per session in a rotation
-/// chain (the last one usable), and failed logins for half as many emails as there are users,
-/// as during credential stuffing (0.1 % quiet for over a day).
+/// Production's steady state (`fixtures/volume.sql`, which `make bench` seeds at 10^6 users).
 async fn seed(pool: &PgPool) {
     let mut tx = pool.begin().await.expect("a transaction");
-    sqlx::query(
-        "insert into users (id, email, password_hash, created_at)
-         select gen_random_uuid(), 'user-' || n || '@example.com',
-                '$argon2id$v=19$m=19456,t=2,p=1$c2VlZHNhbHQ$c2VlZGhhc2g', now() - (n % 8640) * interval '1 minute'
-         from generate_series(1, $1) as n",
-    )
-    .bind(USERS)
-    .execute(&mut *tx)
-    .await
-    .expect("seeding users");
-    sqlx::query(
-        "insert into sessions (id, user_id, created_at, revoked_at)
-         select gen_random_uuid(), u.id, u.created_at,
-                case when n % 1000 = 0 then now() - interval '8 days' end
-         from (select id, created_at, row_number() over (order by id) as n from users) as u",
-    )
-    .execute(&mut *tx)
-    .await
-    .expect("seeding sessions");
-    sqlx::query(
-        "insert into refresh_tokens (token_hash, session_id, parent_hash, created_at, expires_at, revoked_at)
-         select sha256((s.id::text || '-' || k)::bytea), s.id,
-                case when k > 1 then sha256((s.id::text || '-' || (k - 1))::bytea) end,
-                s.created_at + k * interval '1 hour', now() + interval '30 days',
-                case when k < 3 then s.created_at + (k + 1) * interval '1 hour' else s.revoked_at end
-         from sessions as s, generate_series(1, 3) as k",
-    )
-    .execute(&mut *tx)
-    .await
-    .expect("seeding refresh tokens");
-    sqlx::query(
-        "insert into login_attempts (email, failed_count, last_failed_at)
-         select 'user-' || n || '@example.com', 1 + n % 7,
-                now() - case when n % 1000 = 0 then interval '30 hours' else (n % 23) * interval '1 hour' end
-         from generate_series(1, $1 / 2) as n",
-    )
-    .bind(USERS)
-    .execute(&mut *tx)
-    .await
-    .expect("seeding login attempts");
+    sqlx::query("select set_config('seed.users', $1, true)")
+        .bind(USERS.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("the seed's size");
+    sqlx::raw_sql(include_str!("fixtures/volume.sql")).execute(&mut *tx).await.expect("seeding");
     tx.commit().await.expect("committing the seed");
     pool.execute("analyze").await.expect("analyze");
 }
