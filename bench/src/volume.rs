@@ -358,6 +358,76 @@ async fn backlog_left(admin: &mut PgConnection) -> anyhow::Result<i64> {
         .await?)
 }
 
+/// The scheduled run's three purge statements, as `.sqlx/` recorded them, with the parameters
+/// the health function binds (`health::PURGE_*`, the default session lifetime).
+fn purge_statements() -> anyhow::Result<Vec<(&'static str, String)>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.sqlx");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        let Ok(record) = serde_json::from_str::<Value>(&text) else { continue };
+        let Some(sql) = record["query"].as_str() else { continue };
+        for (table, marker) in [
+            ("sessions", "delete from sessions as s"),
+            ("refresh_tokens", "delete from refresh_tokens as t"),
+            ("login_attempts", "delete from login_attempts as a"),
+        ] {
+            if sql.contains(marker) {
+                found.push((table, sql.to_owned()));
+            }
+        }
+    }
+    found.sort();
+    ensure!(found.len() == 3, "three purge statements in .sqlx/, found {}", found.len());
+    Ok(found)
+}
+
+/// One purge statement's `EXPLAIN (ANALYZE, BUFFERS)` in a transaction rolled back after:
+/// execution time, buffers touched, and each scan as "node on index (rows)".
+async fn explain_purge(
+    admin: &mut PgConnection,
+    table: &str,
+    sql: &str,
+) -> anyhow::Result<(f64, i64, String)> {
+    let retention = shared::handlers::health::PURGE_RETENTION.as_secs_f64();
+    let batch = shared::handlers::health::PURGE_BATCH;
+    let explain = AssertSqlSafe(format!("explain (analyze, buffers, format json) {sql}"));
+    let mut transaction = admin.begin().await?;
+    let query = sqlx::query_scalar::<_, Value>(explain);
+    let query = match table {
+        "sessions" => {
+            query.bind(retention).bind(shared::config::DEFAULT_SESSION_MAX_LIFETIME.as_secs_f64()).bind(batch)
+        }
+        "refresh_tokens" => query.bind(retention).bind(batch),
+        _ => query.bind(batch),
+    };
+    let plan = query.fetch_one(&mut *transaction).await?;
+    transaction.rollback().await?;
+    let top = &plan[0];
+    let root = &top["Plan"];
+    let buffers =
+        ["Shared Hit Blocks", "Shared Read Blocks"].iter().filter_map(|key| root[*key].as_i64()).sum();
+    let mut scans = Vec::new();
+    collect_scans(root, &mut scans);
+    Ok((top["Execution Time"].as_f64().unwrap_or(f64::NAN), buffers, scans.join(", ")))
+}
+
+fn collect_scans(node: &Value, scans: &mut Vec<String>) {
+    let kind = node["Node Type"].as_str().unwrap_or_default();
+    if kind.ends_with("Scan") && kind != "CTE Scan" && kind != "Subquery Scan" {
+        let on = node["Index Name"].as_str().or(node["Relation Name"].as_str()).unwrap_or("?");
+        let rows = node["Actual Rows"].as_i64().unwrap_or_default();
+        let heap = node["Exact Heap Blocks"]
+            .as_i64()
+            .map(|blocks| format!(", {blocks} heap blocks"))
+            .unwrap_or_default();
+        scans.push(format!("{kind} on `{on}` ({rows} rows{heap})"));
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        collect_scans(child, scans);
+    }
+}
+
 /// Sections 10 and 11.
 pub async fn sections(setup: &Setup, binaries: &Path, plan: VolumePlan) -> anyhow::Result<String> {
     use std::fmt::Write as _;
@@ -408,6 +478,24 @@ pub async fn sections(setup: &Setup, binaries: &Path, plan: VolumePlan) -> anyho
             ms(v.percentile(0.99)),
             if ratio > 1.5 { "**" } else { "" },
             if ratio > 1.5 { "**" } else { "" },
+        )?;
+    }
+    writeln!(
+        text,
+        "\nThe scheduled run's purge statements after the series, `EXPLAIN (ANALYZE, BUFFERS)` in a \
+         transaction rolled back (the database as the last timed run left it). Heap blocks visited \
+         for no row are rows an earlier run deleted, which every later scan walks again until a \
+         vacuum removes them: a plain index scan marks them dead in the index as it passes, a \
+         bitmap scan does not.\n"
+    )?;
+    writeln!(text, "| statement | empty: ms, buffers | at volume: ms, buffers | scans at volume |")?;
+    writeln!(text, "|---|---|---|---|")?;
+    for (table, sql) in purge_statements()? {
+        let (empty_ms, empty_buffers, _) = explain_purge(&mut empty.admin, table, &sql).await?;
+        let (volume_ms, volume_buffers, scans) = explain_purge(&mut volume.admin, table, &sql).await?;
+        writeln!(
+            text,
+            "| purge {table} | {empty_ms:.2}, {empty_buffers} | {volume_ms:.2}, {volume_buffers} | {scans} |"
         )?;
     }
     drop(empty);
