@@ -1,5 +1,9 @@
 # Helpers to run a local PostgreSQL cluster from the installed server binaries.
 # initdb and postgres refuse to run as root, so as root they run as the `postgres` user.
+# Sourcing this file only defines functions (and sources lib.sh, which does the same).
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 pg_bin_dir() {
     if command -v initdb >/dev/null 2>&1; then
@@ -15,7 +19,13 @@ pg_bin_dir() {
     echo "$found"
 }
 
-PG_BIN="$(pg_bin_dir)"
+# pg_bin NAME: the path of a PostgreSQL program: beside the server binaries, else from PATH
+# (the client tools may live in either place).
+pg_bin() {
+    local dir
+    dir="$(pg_bin_dir)" || return 1
+    if [[ -x "$dir/$1" ]]; then echo "$dir/$1"; else command -v "$1" || echo "$dir/$1"; fi
+}
 
 # Runs a server binary, as `postgres` when we are root. From `/`: the caller's working directory
 # may be one `postgres` cannot enter (every path passed is absolute).
@@ -39,10 +49,6 @@ pg_tmp_dir() {
     if pg_owner_can_reach "$dir"; then echo "$dir"; else echo /tmp; fi
 }
 
-pg_free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # pg_init DATA_DIR: a new cluster on loopback only. The superuser `postgres` is trusted (the
 # harness and the tests administer with it); every other role must give its password, so a
 # test of credentials (a rotated password, a secret's user) is checked by the server for real.
@@ -53,7 +59,7 @@ pg_init() {
         chown postgres "$(dirname "$data")" "$data"
     fi
     chmod 700 "$data"
-    pg_as_owner "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
+    pg_as_owner "$(pg_bin initdb)" -D "$data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
     pg_as_owner tee "$data/pg_hba.conf" >/dev/null <<'HBA'
 # TYPE  DATABASE  USER      ADDRESS       METHOD
 local   all       postgres                trust
@@ -72,14 +78,14 @@ pg_start() {
         chown postgres "$socket_dir"
         touch "$log" && chown postgres "$log"
     fi
-    pg_as_owner "$PG_BIN/pg_ctl" -D "$data" -l "$log" -w -t 60 \
+    pg_as_owner "$(pg_bin pg_ctl)" -D "$data" -l "$log" -w -t 60 \
         -o "-p $port -k $socket_dir -c listen_addresses=127.0.0.1 -c max_connections=300 $extra" \
         start >/dev/null
 }
 
 # pg_stop DATA_DIR: fast shutdown (disconnects clients).
 pg_stop() {
-    pg_as_owner "$PG_BIN/pg_ctl" -D "$1" -m fast -w stop >/dev/null 2>&1
+    pg_as_owner "$(pg_bin pg_ctl)" -D "$1" -m fast -w stop >/dev/null 2>&1
 }
 
 # pg_make_certs DIR: a certificate authority made for this run (DIR/ca.pem), a server

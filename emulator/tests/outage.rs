@@ -105,7 +105,7 @@ impl Drop for StoppedServer {
 fn pg_ctl(data_dir: &std::path::Path, arguments: &str) {
     let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-lib.sh");
     let script =
-        format!("source \"$lib\" && pg_as_owner \"$PG_BIN/pg_ctl\" -D \"$data\" -w -t 60 {arguments}");
+        format!("source \"$lib\" && pg_as_owner \"$(pg_bin pg_ctl)\" -D \"$data\" -w -t 60 {arguments}");
     let status = Command::new("bash")
         .arg("-c")
         .arg(script)

@@ -19,7 +19,6 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret as _;
@@ -43,15 +42,6 @@ const INVALID_PASSWORD: &str = "28P01";
 
 /// The Secrets Manager client, built on first use and shared by everything that reads a secret.
 pub type SharedSecrets = Arc<OnceCell<Secrets>>;
-
-/// Connectivity errors seen by this process (I/O, TLS, a terminated backend, ...): a kept
-/// connection that was out while one happened is not kept.
-static CONNECTIVITY_ERRORS: AtomicU64 = AtomicU64::new(0);
-
-/// Records a connectivity error (see [`crate::error::is_connectivity`]).
-pub fn note_connectivity_error() {
-    CONNECTIVITY_ERRORS.fetch_add(1, Ordering::SeqCst);
-}
 
 /// The connection kept between invocations.
 struct Kept {
@@ -262,8 +252,10 @@ pub struct DbConnection {
     checkout: Checkout,
     /// Statements run in transactions of their own (see [`DbConnection::statement`]).
     pooler: bool,
-    /// A statement's transaction was abandoned half-way: the connection is closed, not reused.
-    abandoned: bool,
+    /// The connection may be broken: a statement failed on a connectivity error (I/O, TLS, a
+    /// terminated backend: see [`crate::error::is_connectivity`]) or its transaction was
+    /// abandoned half-way. It is then closed, not reused.
+    broken: bool,
 }
 
 enum Checkout {
@@ -271,17 +263,16 @@ enum Checkout {
     /// The kept connection, in its slot (always `Some` while checked out).
     Kept {
         slot: OwnedMutexGuard<Option<Kept>>,
-        errors_before: u64,
     },
 }
 
 impl DbConnection {
     fn new(checkout: Checkout, pooler: bool) -> Self {
-        Self { checkout, pooler, abandoned: false }
+        Self { checkout, pooler, broken: false }
     }
 
     fn kept(slot: OwnedMutexGuard<Option<Kept>>, pooler: bool) -> Self {
-        Self::new(Checkout::Kept { slot, errors_before: CONNECTIVITY_ERRORS.load(Ordering::SeqCst) }, pooler)
+        Self::new(Checkout::Kept { slot }, pooler)
     }
 
     /// The connection for one statement, to be ended with [`Statement::end`]. Directly
@@ -291,8 +282,11 @@ impl DbConnection {
     /// deallocating the named statement sqlx prepared, so the next client of that server
     /// connection finds no statement of ours (its own `sqlx_s_1` would collide with it).
     pub async fn statement(&mut self) -> Result<Statement<'_>, sqlx::Error> {
-        if self.pooler {
-            sqlx::raw_sql("begin").execute(&mut **self).await?;
+        if self.pooler
+            && let Err(error) = sqlx::raw_sql("begin").execute(&mut **self).await
+        {
+            self.broken |= crate::error::is_connectivity(&error);
+            return Err(error);
         }
         let open = self.pooler;
         Ok(Statement { db: self, open })
@@ -352,19 +346,17 @@ impl DerefMut for DbConnection {
 }
 
 impl Drop for DbConnection {
-    /// Keeps the connection for the next checkout, unless a connectivity error was seen (or a
-    /// panic unwound, or a statement's transaction was abandoned) while it was out: then it is
-    /// closed, and the next checkout connects anew.
+    /// Keeps the connection for the next checkout, unless it may be broken (a statement failed
+    /// on a connectivity error or was abandoned half-way) or a panic unwound while it was out:
+    /// then it is closed, and the next checkout connects anew.
     fn drop(&mut self) {
-        let abandoned = self.abandoned;
-        let (slot, errors_before) = match &mut self.checkout {
-            Checkout::Kept { slot, errors_before } => (slot, *errors_before),
-            Checkout::Pooled(connection) if abandoned => return connection.close_on_drop(),
+        let broken = self.broken;
+        let slot = match &mut self.checkout {
+            Checkout::Kept { slot } => slot,
+            Checkout::Pooled(connection) if broken => return connection.close_on_drop(),
             Checkout::Pooled(_) => return,
         };
-        let suspect = abandoned
-            || CONNECTIVITY_ERRORS.load(Ordering::SeqCst) != errors_before
-            || std::thread::panicking();
+        let suspect = broken || std::thread::panicking();
         match slot.as_mut() {
             Some(held) if suspect => {
                 held.connection.close_on_drop();
@@ -390,6 +382,9 @@ impl Statement<'_> {
     /// deallocated, in one round trip. Hands back the statement's own result (or, after a
     /// success, the commit's failure).
     pub async fn end<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        if let Err(error) = &result {
+            self.db.broken |= crate::error::is_connectivity(error);
+        }
         if !self.open {
             return result;
         }
@@ -408,7 +403,7 @@ impl Drop for Statement<'_> {
     /// failed) leaves the connection in an unknown state: it is not reused.
     fn drop(&mut self) {
         if self.open {
-            self.db.abandoned = true;
+            self.db.broken = true;
         }
     }
 }

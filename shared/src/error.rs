@@ -1,6 +1,5 @@
-//! The API's one error type and the one place it becomes a status code and a JSON body.
-
-use crate::http::HttpResponse;
+//! The API's one error type: its status and its stable code. It depends on nothing else in the
+//! crate; the response it becomes is written in `http` ([`ApiError::into_response`]).
 
 /// Everything a handler can answer with other than success.
 #[derive(Debug, thiserror::Error)]
@@ -93,46 +92,12 @@ impl ApiError {
             Self::Unexpected(_) => "internal_error",
         }
     }
-
-    /// The error as the client sees it. Server-side failures are logged here, with their whole
-    /// cause chain, and never leak into the body.
-    pub fn into_response(self) -> HttpResponse {
-        match &self {
-            Self::Unexpected(cause) => tracing::error!(error = ?cause, "request failed"),
-            Self::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
-            _ => {}
-        }
-        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
-        let mut response = HttpResponse::json(self.status(), &body);
-        match self {
-            Self::MissingToken => {
-                response = response.with_header("www-authenticate", "Bearer".to_owned());
-            }
-            Self::InvalidToken => {
-                response =
-                    response.with_header("www-authenticate", r#"Bearer error="invalid_token""#.to_owned());
-            }
-            Self::Unavailable(_) => {
-                response = response.with_header("retry-after", "1".to_owned());
-            }
-            Self::TooManyAttempts { retry_after } => {
-                response = response.with_header("retry-after", retry_after.to_string());
-            }
-            _ => {}
-        }
-        response
-    }
 }
 
 impl From<sqlx::Error> for ApiError {
     /// Connection-level failures are answered 503 (retry), everything else is a bug (500).
     fn from(error: sqlx::Error) -> Self {
-        if is_connectivity(&error) {
-            crate::db::note_connectivity_error();
-            Self::Unavailable(error.into())
-        } else {
-            Self::Unexpected(error.into())
-        }
+        if is_connectivity(&error) { Self::Unavailable(error.into()) } else { Self::Unexpected(error.into()) }
     }
 }
 

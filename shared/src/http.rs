@@ -164,6 +164,37 @@ impl HttpResponse {
     }
 }
 
+impl ApiError {
+    /// The error as the client sees it. Server-side failures are logged here, with their whole
+    /// cause chain, and never leak into the body.
+    pub fn into_response(self) -> HttpResponse {
+        match &self {
+            Self::Unexpected(cause) => tracing::error!(error = ?cause, "request failed"),
+            Self::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
+            _ => {}
+        }
+        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut response = HttpResponse::json(self.status(), &body);
+        match self {
+            Self::MissingToken => {
+                response = response.with_header("www-authenticate", "Bearer".to_owned());
+            }
+            Self::InvalidToken => {
+                response =
+                    response.with_header("www-authenticate", r#"Bearer error="invalid_token""#.to_owned());
+            }
+            Self::Unavailable(_) => {
+                response = response.with_header("retry-after", "1".to_owned());
+            }
+            Self::TooManyAttempts { retry_after } => {
+                response = response.with_header("retry-after", retry_after.to_string());
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
 /// Turns a handler's result into its response: `Ok` with the success status, `Err` through
 /// [`ApiError::into_response`].
 pub fn respond<T: Serialize>(status: u16, result: Result<T, ApiError>) -> HttpResponse {

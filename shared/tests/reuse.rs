@@ -25,7 +25,9 @@ async fn within_the_grace_window_the_parent_returns_the_active_token(pool: PgPoo
 
     assert_eq!(again.status, 200);
     assert_eq!(again.refresh_token(), first.refresh_token());
-    assert_ne!(again.access_token(), "", "a fresh access token comes with it");
+    let me = app.get_me(&again.access_token()).await;
+    assert_eq!(me.status, 200, "the access token that comes with it is valid: {:?}", me.body);
+    assert_eq!(me.body["email"], "alice@example.com");
     assert_eq!(app.count("select count(*) from refresh_tokens where revoked_at is null").await, 1);
 }
 

@@ -6,7 +6,7 @@
 # Copies this checkout's tracked files (as a clone has them, with any uncommitted change) into a
 # folder made by `mktemp -d`, points its target/ at this one's debug build (CARGO=true: nothing
 # is rebuilt), starts `make run` on free ports, waits until GET /health answers 200 and a signup
-# works, sends Ctrl-C, and checks that it shut down: the process group gone, the API and
+# works, runs `make invoke` beside it (which must leave make run's PostgreSQL running), sends Ctrl-C, and checks that it shut down: the process group gone, the API and
 # PostgreSQL stopped. Run after `cargo build --workspace --bins`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -53,8 +53,8 @@ mkdir "$clone"
 git -C "$root" ls-files -z | (cd "$root" && xargs -0 cp --parents -t "$clone")
 ln -s "$root/target" "$clone/target"
 
-port="$(pg_free_port)"
-pg_port="$(pg_free_port)"
+port="$(free_port)"
+pg_port="$(free_port)"
 base="http://127.0.0.1:$port"
 # A process group of its own, so that Ctrl-C reaches every process as it would from a terminal.
 (cd "$clone" && PORT="$port" PG_PORT="$pg_port" CARGO=true exec env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS setsid make run) >"$log" 2>&1 </dev/null &
@@ -76,6 +76,18 @@ echo "ok   a signup works"
 
 data="$(readlink -f "$clone/.local/pgdata")"
 [[ -f "$data/postmaster.pid" ]] || fail ".local/pgdata ($data) is not the running cluster"
+
+# `make invoke` while `make run` serves: it uses the running cluster and must leave it running.
+invoke_log="$private/invoke.log"
+(cd "$clone" && PG_PORT="$pg_port" CARGO=true env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS \
+    make invoke FN=health EVENT=events/health.json) >"$invoke_log" 2>&1 </dev/null ||
+    fail "make invoke failed beside make run: $(cat "$invoke_log")"
+grep -q '"statusCode": *200' "$invoke_log" || fail "make invoke did not print a 200: $(cat "$invoke_log")"
+grep -q "stopping PostgreSQL" "$invoke_log" && fail "make invoke stopped the PostgreSQL make run started"
+[[ -f "$data/postmaster.pid" ]] || fail "PostgreSQL is gone after make invoke"
+[[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/health")" == 200 ]] ||
+    fail "GET /health no longer answers 200 after make invoke"
+echo "ok   make invoke beside make run leaves its PostgreSQL running"
 
 kill -INT -- "-$server"
 deadline=$((SECONDS + 60))

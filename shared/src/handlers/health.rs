@@ -141,9 +141,7 @@ pub async fn check(app: &App) -> bool {
     match tokio::time::timeout_at(deadline, store::ping(&mut db)).await {
         Ok(Ok(_)) => true,
         Ok(Err(error)) => {
-            // Through ApiError, so that a connectivity error is noted and the kept connection
-            // is closed rather than kept (see `db::note_connectivity_error`).
-            let error = ApiError::from(error);
+            // A connectivity error has marked the connection broken: it is closed, not kept.
             tracing::warn!(error = ?error, "health check: the database failed");
             false
         }
