@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::http::HttpRequest;
 use crate::issuer::Issuer;
 use crate::keys::{Signer, Verifier};
+use crate::metrics::Metrics;
 use crate::tokens::{Claims, TokenSigner, TokenVerifier};
 
 /// How long the shutdown hook may spend closing the pool: Lambda sends SIGKILL 500 ms after
@@ -21,6 +22,8 @@ const SHUTDOWN_BUDGET: Duration = Duration::from_millis(300);
 /// Configuration, the lazy pool and the token keys of one function.
 pub struct App {
     pub function_name: String,
+    /// Where the function's metrics go (namespace and `FunctionName`).
+    pub metrics: Metrics,
     /// How long a refresh token lives.
     pub refresh_token_ttl: Duration,
     /// How long a just-rotated token still returns its successor instead of counting as reuse.
@@ -57,6 +60,7 @@ impl App {
             }
         }
         Ok(Self {
+            metrics: Metrics::new(config.metrics_namespace, config.function_name.clone()),
             function_name: config.function_name,
             refresh_token_ttl: config.refresh_token_ttl,
             refresh_reuse_grace: config.refresh_reuse_grace,
@@ -78,6 +82,7 @@ impl App {
     ) -> Self {
         Self {
             function_name: "auth-test".to_owned(),
+            metrics: Metrics::new("AuthApi", "auth-test"),
             refresh_token_ttl,
             refresh_reuse_grace,
             session_max_lifetime: crate::config::DEFAULT_SESSION_MAX_LIFETIME,

@@ -58,6 +58,9 @@ pub struct Config {
     /// How long a session lives at most, counted from its creation, however often it is
     /// refreshed (`SESSION_MAX_LIFETIME_SECONDS`, default 90 days).
     pub session_max_lifetime: Duration,
+    /// The CloudWatch namespace of the function's metrics (`METRICS_NAMESPACE`, default
+    /// `AuthApi`).
+    pub metrics_namespace: String,
 }
 
 /// The default of `SESSION_MAX_LIFETIME_SECONDS`: 90 days.
@@ -180,6 +183,7 @@ impl Config {
             refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
             refresh_reuse_grace: vars.seconds("REFRESH_REUSE_GRACE_SECONDS", 10)?,
             session_max_lifetime: session_max_lifetime(&vars)?,
+            metrics_namespace: vars.optional("METRICS_NAMESPACE").unwrap_or_else(|| "AuthApi".to_owned()),
         })
     }
 }

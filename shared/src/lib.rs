@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod http;
 pub mod issuer;
 pub mod keys;
+pub mod maintenance;
 pub mod metrics;
 pub mod passwords;
 pub mod runtime;

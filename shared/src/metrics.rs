@@ -1,6 +1,7 @@
 //! CloudWatch metrics as Embedded Metric Format lines on stdout: Lambda sends them to the
 //! function's log group and CloudWatch extracts the metrics, with no API call and no extra
-//! latency. Namespace `METRICS_NAMESPACE` (default `AuthApi`), dimension `FunctionName`.
+//! latency. Namespace from the configuration (`METRICS_NAMESPACE`, default `AuthApi`),
+//! dimension `FunctionName`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,16 +12,30 @@ pub const LOGIN_FAILED: &str = "LoginFailed";
 /// A login refused because its email is throttled (a 429).
 pub const LOGIN_THROTTLED: &str = "LoginThrottled";
 
-/// The namespace of the metrics (`METRICS_NAMESPACE`, default `AuthApi`).
-pub fn namespace() -> String {
-    std::env::var("METRICS_NAMESPACE")
-        .ok()
-        .filter(|ns| !ns.is_empty())
-        .unwrap_or_else(|| "AuthApi".to_owned())
+/// Where one function's metrics go: its namespace and the `FunctionName` dimension.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    namespace: String,
+    function_name: String,
 }
 
-/// One EMF line holding `metrics` (name, unit, value) for `function_name`.
-pub fn line(function_name: &str, metrics: &[(&str, &str, f64)]) -> String {
+impl Metrics {
+    pub fn new(namespace: impl Into<String>, function_name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), function_name: function_name.into() }
+    }
+
+    /// One EMF line holding `metrics` (name, unit, value).
+    pub fn line(&self, metrics: &[(&str, &str, f64)]) -> String {
+        line(&self.namespace, &self.function_name, metrics)
+    }
+
+    /// Counts one occurrence of `name` (unit `Count`).
+    pub fn count(&self, name: &str) {
+        println!("{}", self.line(&[(name, "Count", 1.0)]));
+    }
+}
+
+fn line(namespace: &str, function_name: &str, metrics: &[(&str, &str, f64)]) -> String {
     let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let definitions: Vec<Value> =
         metrics.iter().map(|(name, unit, _)| json!({ "Name": name, "Unit": unit })).collect();
@@ -30,7 +45,7 @@ pub fn line(function_name: &str, metrics: &[(&str, &str, f64)]) -> String {
         json!({
             "Timestamp": timestamp,
             "CloudWatchMetrics": [{
-                "Namespace": namespace(),
+                "Namespace": namespace,
                 "Dimensions": [["FunctionName"]],
                 "Metrics": definitions,
             }]
@@ -43,20 +58,17 @@ pub fn line(function_name: &str, metrics: &[(&str, &str, f64)]) -> String {
     Value::Object(document).to_string()
 }
 
-/// Counts one occurrence of `name` (unit `Count`).
-pub fn count(function_name: &str, name: &str) {
-    println!("{}", line(function_name, &[(name, "Count", 1.0)]));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_line_is_embedded_metric_format() {
-        let line: Value = serde_json::from_str(&line("auth-login", &[(LOGIN_FAILED, "Count", 1.0)])).unwrap();
+        let metrics = Metrics::new("AuthApiTest", "auth-login");
+        let line: Value = serde_json::from_str(&metrics.line(&[(LOGIN_FAILED, "Count", 1.0)])).unwrap();
 
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "AuthApiTest");
         assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
         assert_eq!(directive["Metrics"], json!([{ "Name": "LoginFailed", "Unit": "Count" }]));
         assert_eq!(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::TestApp;
 use serde_json::json;
 use shared::handlers::health::{self, HealthEvent};
+use shared::maintenance;
 use sqlx::PgPool;
 
 fn scheduled_event() -> HealthEvent {
@@ -53,7 +54,8 @@ async fn two_purges_at_once_both_finish_and_delete_each_row_once(pool: PgPool) {
     seed_tokens(&app, 3_000, 10).await;
 
     let deadline = Instant::now() + Duration::from_secs(10);
-    let (first, second) = tokio::join!(health::purge(&app.app, deadline), health::purge(&app.app, deadline));
+    let (first, second) =
+        tokio::join!(maintenance::purge(&app.app, deadline), maintenance::purge(&app.app, deadline));
 
     assert_eq!(first + second, 3_000);
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 11);
@@ -62,17 +64,17 @@ async fn two_purges_at_once_both_finish_and_delete_each_row_once(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn a_run_deletes_at_most_twenty_batches_and_the_next_run_takes_the_rest(pool: PgPool) {
     let app = TestApp::new(pool);
-    let rounds = health::PURGE_MAX_BATCHES as i64;
-    let backlog = (rounds + 5) * health::PURGE_BATCH;
+    let rounds = maintenance::PURGE_MAX_BATCHES as i64;
+    let backlog = (rounds + 5) * maintenance::PURGE_BATCH;
     seed_tokens(&app, backlog, 10).await;
     let deadline = || Instant::now() + Duration::from_secs(600);
 
-    let first = health::purge(&app.app, deadline()).await;
+    let first = maintenance::purge(&app.app, deadline()).await;
 
-    assert_eq!(first as i64, rounds * health::PURGE_BATCH);
-    assert_eq!(app.count("select count(*) from refresh_tokens").await, 5 * health::PURGE_BATCH + 11);
-    let second = health::purge(&app.app, deadline()).await;
-    assert_eq!(second as i64, 5 * health::PURGE_BATCH);
+    assert_eq!(first as i64, rounds * maintenance::PURGE_BATCH);
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 5 * maintenance::PURGE_BATCH + 11);
+    let second = maintenance::purge(&app.app, deadline()).await;
+    assert_eq!(second as i64, 5 * maintenance::PURGE_BATCH);
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 11);
 }
 
@@ -81,11 +83,11 @@ async fn a_purge_starts_no_batch_too_close_to_its_deadline_and_the_next_run_resu
     let app = TestApp::new(pool);
     seed_tokens(&app, 1_500, 10).await;
 
-    let late = health::purge(&app.app, Instant::now() + health::PURGE_MARGIN / 2).await;
+    let late = maintenance::purge(&app.app, Instant::now() + maintenance::PURGE_MARGIN / 2).await;
 
     assert_eq!(late, 0);
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 1_511);
-    let next = health::purge(&app.app, Instant::now() + Duration::from_secs(10)).await;
+    let next = maintenance::purge(&app.app, Instant::now() + Duration::from_secs(10)).await;
     assert_eq!(next, 1_500);
 }
 
@@ -100,7 +102,7 @@ async fn the_deadline_comes_from_the_invocation_context(pool: PgPool) {
         lambda_runtime::LambdaEvent::new(scheduled_event(), context)
     };
 
-    let response = health::invoked(&app.app, event_due_in(health::PURGE_MARGIN / 2)).await;
+    let response = health::invoked(&app.app, event_due_in(maintenance::PURGE_MARGIN / 2)).await;
 
     assert_eq!(response.status_code, 200, "the check itself still answers");
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 1_511);

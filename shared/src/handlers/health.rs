@@ -16,26 +16,11 @@ use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{HttpRequest, HttpResponse};
-use crate::{metrics, store};
+use crate::maintenance::{check, purge};
+use crate::metrics::Metrics;
 
 /// Health pings the database; it needs no keys.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
-
-/// How long the database has to answer before the service is reported unhealthy.
-pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Tokens expired or revoked longer ago than this are purged (reuse of a rotated token stays
-/// detectable for this long), and so are sessions that ended longer ago than this.
-pub const PURGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Rows per purge statement, and rounds (one statement per table) per scheduled run: no long
-/// locks, bounded work; a backlog is worked off over the following runs.
-pub const PURGE_BATCH: i64 = 1_000;
-pub const PURGE_MAX_BATCHES: usize = 20;
-
-/// No purge round starts with less than this left before the invocation's deadline, so a run
-/// ends by itself, answered and logged, whatever the backlog or the database's speed.
-pub const PURGE_MARGIN: Duration = Duration::from_secs(2);
 
 /// The deadline [`handle`] assumes: the template's Timeout for the health function.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,7 +78,7 @@ pub async fn handle(app: &App, event: HealthEvent) -> HttpResponse {
 }
 
 /// API Gateway: 200 `healthy`/`connected`, or 503 `unhealthy`/`disconnected`. Schedule: the same
-/// check, then the purge, which starts no round after `deadline` − [`PURGE_MARGIN`]. Any other
+/// check, then the purge, which starts no round after `deadline` − [`PURGE_MARGIN`](crate::maintenance::PURGE_MARGIN). Any other
 /// event is refused with a log line saying what it was.
 pub async fn handle_until(app: &App, event: HealthEvent, deadline: Instant) -> HttpResponse {
     let scheduled = match event {
@@ -110,7 +95,7 @@ pub async fn handle_until(app: &App, event: HealthEvent, deadline: Instant) -> H
     let started = Instant::now();
     let healthy = check(app).await;
     if scheduled {
-        println!("{}", metrics_line(&app.function_name, healthy, started.elapsed()));
+        println!("{}", metrics_line(&app.metrics, healthy, started.elapsed()));
         if healthy {
             purge(app, deadline).await;
         }
@@ -123,85 +108,13 @@ pub async fn handle_until(app: &App, event: HealthEvent, deadline: Instant) -> H
     }
 }
 
-/// One round trip to the database, bounded by [`PING_TIMEOUT`] including the wait for a
-/// connection.
-pub async fn check(app: &App) -> bool {
-    let deadline = tokio::time::Instant::now() + PING_TIMEOUT;
-    let mut db = match tokio::time::timeout_at(deadline, app.connection()).await {
-        Ok(Ok(db)) => db,
-        Ok(Err(error)) => {
-            tracing::warn!(error = ?error, "health check: no database connection");
-            return false;
-        }
-        Err(_) => {
-            tracing::warn!("health check: no database connection within {PING_TIMEOUT:?}");
-            return false;
-        }
-    };
-    match tokio::time::timeout_at(deadline, store::ping(&mut db)).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(error)) => {
-            // A connectivity error has marked the connection broken: it is closed, not kept.
-            tracing::warn!(error = ?error, "health check: the database failed");
-            false
-        }
-        Err(_) => {
-            tracing::warn!("health check: the database did not answer within {PING_TIMEOUT:?}");
-            // The ping was abandoned half-way: the connection's state is unknown.
-            db.discard();
-            false
-        }
-    }
-}
-
-/// Deletes sessions that ended (revoked, expired or abandoned) with their tokens, then old
-/// revoked refresh tokens, then login-attempt counts that went quiet, in rounds of one bounded
-/// batch per table: at most [`PURGE_MAX_BATCHES`] rounds, and none started after `deadline` −
-/// [`PURGE_MARGIN`]. Returns the rows deleted (a session's tokens deleted with it are not
-/// counted); what is left waits for the next run.
-pub async fn purge(app: &App, deadline: Instant) -> u64 {
-    let result = async {
-        let mut db = app.connection().await?;
-        let mut deleted = 0;
-        for _ in 0..PURGE_MAX_BATCHES {
-            if deadline.saturating_duration_since(Instant::now()) < PURGE_MARGIN {
-                tracing::info!("purge: stopping before the invocation's deadline; the next run goes on");
-                break;
-            }
-            let sessions =
-                store::purge_sessions(&mut db, PURGE_RETENTION, app.session_max_lifetime, PURGE_BATCH)
-                    .await?;
-            let tokens = store::purge_refresh_tokens(&mut db, PURGE_RETENTION, PURGE_BATCH).await?;
-            let attempts = store::purge_login_attempts(&mut db, PURGE_BATCH).await?;
-            deleted += tokens + sessions + attempts;
-            if [tokens, sessions, attempts].iter().all(|&rows| rows < PURGE_BATCH as u64) {
-                break;
-            }
-        }
-        Ok::<_, ApiError>(deleted)
-    };
-    match result.await {
-        Ok(deleted) => {
-            tracing::info!(deleted, "purged old refresh tokens, ended sessions and quiet login attempts");
-            deleted
-        }
-        Err(error) => {
-            tracing::warn!(error = ?error, "the purge failed; the next schedule retries");
-            0
-        }
-    }
-}
-
 /// One CloudWatch Embedded Metric Format line: `DatabaseHealthy` (0/1) and `DatabaseLatency`
 /// (ms), with the function name as the dimension.
-pub fn metrics_line(function_name: &str, healthy: bool, latency: Duration) -> String {
-    metrics::line(
-        function_name,
-        &[
-            ("DatabaseHealthy", "None", f64::from(u8::from(healthy))),
-            ("DatabaseLatency", "Milliseconds", latency.as_secs_f64() * 1000.0),
-        ],
-    )
+pub fn metrics_line(metrics: &Metrics, healthy: bool, latency: Duration) -> String {
+    metrics.line(&[
+        ("DatabaseHealthy", "None", f64::from(u8::from(healthy))),
+        ("DatabaseLatency", "Milliseconds", latency.as_secs_f64() * 1000.0),
+    ])
 }
 
 #[cfg(test)]
@@ -223,8 +136,12 @@ mod tests {
 
     #[test]
     fn the_metrics_line_is_embedded_metric_format() {
-        let line: Value =
-            serde_json::from_str(&metrics_line("auth-health", true, Duration::from_millis(3))).unwrap();
+        let line: Value = serde_json::from_str(&metrics_line(
+            &Metrics::new("AuthApi", "auth-health"),
+            true,
+            Duration::from_millis(3),
+        ))
+        .unwrap();
         let directive = &line["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
         let names: Vec<&str> =

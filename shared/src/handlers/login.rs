@@ -28,10 +28,8 @@ pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
         Err(error) => {
             // Counted for the credential-stuffing alarms; a client's malformed request is not.
             match error {
-                ApiError::InvalidCredentials => metrics::count(&app.function_name, metrics::LOGIN_FAILED),
-                ApiError::TooManyAttempts { .. } => {
-                    metrics::count(&app.function_name, metrics::LOGIN_THROTTLED)
-                }
+                ApiError::InvalidCredentials => app.metrics.count(metrics::LOGIN_FAILED),
+                ApiError::TooManyAttempts { .. } => app.metrics.count(metrics::LOGIN_THROTTLED),
                 _ => {}
             }
             ApiError::into_response(error)

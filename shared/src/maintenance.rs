@@ -1,0 +1,95 @@
+//! The scheduled maintenance of the database: the health check (one bounded round trip) and
+//! the purge of what no request needs any more (ended sessions, old revoked refresh tokens,
+//! login-attempt counts gone quiet), in bounded batches that stop before the invocation's
+//! deadline. The health function runs both; this module knows nothing of events or responses.
+
+use std::time::{Duration, Instant};
+
+use crate::app::App;
+use crate::error::ApiError;
+use crate::store;
+
+/// How long the database has to answer before the service is reported unhealthy.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Tokens expired or revoked longer ago than this are purged (reuse of a rotated token stays
+/// detectable for this long), and so are sessions that ended longer ago than this.
+pub const PURGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Rows per purge statement, and rounds (one statement per table) per scheduled run: no long
+/// locks, bounded work; a backlog is worked off over the following runs.
+pub const PURGE_BATCH: i64 = 1_000;
+pub const PURGE_MAX_BATCHES: usize = 20;
+
+/// No purge round starts with less than this left before the invocation's deadline, so a run
+/// ends by itself, answered and logged, whatever the backlog or the database's speed.
+pub const PURGE_MARGIN: Duration = Duration::from_secs(2);
+
+/// One round trip to the database, bounded by [`PING_TIMEOUT`] including the wait for a
+/// connection.
+pub async fn check(app: &App) -> bool {
+    let deadline = tokio::time::Instant::now() + PING_TIMEOUT;
+    let mut db = match tokio::time::timeout_at(deadline, app.connection()).await {
+        Ok(Ok(db)) => db,
+        Ok(Err(error)) => {
+            tracing::warn!(error = ?error, "health check: no database connection");
+            return false;
+        }
+        Err(_) => {
+            tracing::warn!("health check: no database connection within {PING_TIMEOUT:?}");
+            return false;
+        }
+    };
+    match tokio::time::timeout_at(deadline, store::ping(&mut db)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            // A connectivity error has marked the connection broken: it is closed, not kept.
+            tracing::warn!(error = ?error, "health check: the database failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("health check: the database did not answer within {PING_TIMEOUT:?}");
+            // The ping was abandoned half-way: the connection's state is unknown.
+            db.discard();
+            false
+        }
+    }
+}
+
+/// Deletes sessions that ended (revoked, expired or abandoned) with their tokens, then old
+/// revoked refresh tokens, then login-attempt counts that went quiet, in rounds of one bounded
+/// batch per table: at most [`PURGE_MAX_BATCHES`] rounds, and none started after `deadline` −
+/// [`PURGE_MARGIN`]. Returns the rows deleted (a session's tokens deleted with it are not
+/// counted); what is left waits for the next run.
+pub async fn purge(app: &App, deadline: Instant) -> u64 {
+    let result = async {
+        let mut db = app.connection().await?;
+        let mut deleted = 0;
+        for _ in 0..PURGE_MAX_BATCHES {
+            if deadline.saturating_duration_since(Instant::now()) < PURGE_MARGIN {
+                tracing::info!("purge: stopping before the invocation's deadline; the next run goes on");
+                break;
+            }
+            let sessions =
+                store::purge_sessions(&mut db, PURGE_RETENTION, app.session_max_lifetime, PURGE_BATCH)
+                    .await?;
+            let tokens = store::purge_refresh_tokens(&mut db, PURGE_RETENTION, PURGE_BATCH).await?;
+            let attempts = store::purge_login_attempts(&mut db, PURGE_BATCH).await?;
+            deleted += tokens + sessions + attempts;
+            if [tokens, sessions, attempts].iter().all(|&rows| rows < PURGE_BATCH as u64) {
+                break;
+            }
+        }
+        Ok::<_, ApiError>(deleted)
+    };
+    match result.await {
+        Ok(deleted) => {
+            tracing::info!(deleted, "purged old refresh tokens, ended sessions and quiet login attempts");
+            deleted
+        }
+        Err(error) => {
+            tracing::warn!(error = ?error, "the purge failed; the next schedule retries");
+            0
+        }
+    }
+}
