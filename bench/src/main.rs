@@ -23,8 +23,9 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use bytes::Bytes;
+use clap::Parser;
 use http::{Method, Request};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
@@ -811,59 +812,78 @@ struct Args {
     root: PathBuf,
 }
 
-fn args() -> anyhow::Result<Args> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut parsed = Args {
-        plan: Plan::FULL,
-        quick: false,
-        power_tuning_only: false,
-        volume_only: false,
-        volume: volume::VolumePlan::FULL,
-        profiles: Vec::new(),
-        out: root.join("BENCHMARKS.md"),
-        binaries: root.join("target/release"),
-        root,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => {
-                (parsed.plan, parsed.quick) = (Plan::QUICK, true);
-                parsed.volume = volume::VolumePlan {
-                    users: parsed.volume.users.min(10_000),
-                    ..volume::VolumePlan::QUICK
-                };
-            }
-            "--power-tuning" => parsed.power_tuning_only = true,
-            "--volume" => parsed.volume_only = true,
-            "--volume-users" => {
-                let users = number(args.next())? as i64;
-                parsed.volume.users = users;
-                parsed.volume.backlog = users;
-            }
-            "--out" => parsed.out = args.next().context("--out FILE")?.into(),
-            "--binaries" => parsed.binaries = args.next().context("--binaries DIR")?.into(),
-            "--profiles" => {
-                for variant in args.by_ref() {
-                    let (label, dir) = variant.split_once('=').context("--profiles LABEL=DIR ...")?;
-                    parsed.profiles.push((label.to_owned(), dir.into()));
-                }
-            }
-            "--cold-starts" => parsed.plan.cold_starts = number(args.next())?,
-            "--warm" => parsed.plan.warm = number(args.next())?,
-            "--memory" => parsed.plan.memory = number(args.next())?,
-            "--load-seconds" => parsed.plan.load = Duration::from_secs(number(args.next())? as u64),
-            other => bail!("unknown argument {other}; usage: {USAGE}"),
-        }
-    }
-    Ok(parsed)
+/// `auth-bench`: measures the functions through the emulator and writes BENCHMARKS.md (run it
+/// through `make bench`, which builds and packages first).
+#[derive(Parser)]
+#[command(name = "auth-bench")]
+struct Cli {
+    /// A one-minute smoke run: fewer samples, 10,000 users at volume.
+    #[arg(long)]
+    quick: bool,
+    /// Only section 9 (power tuning), replacing it in --out.
+    #[arg(long)]
+    power_tuning: bool,
+    /// Only sections 10 and 11 (at volume, the purge), replacing them in --out.
+    #[arg(long)]
+    volume: bool,
+    /// Users seeded at volume (and expired tokens in the purge's backlog).
+    #[arg(long, value_name = "N")]
+    volume_users: Option<i64>,
+    /// The report to write (default: BENCHMARKS.md at the repository's root).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The function binaries (default: target/release).
+    #[arg(long, value_name = "DIR")]
+    binaries: Option<PathBuf>,
+    #[arg(long, value_name = "N")]
+    cold_starts: Option<usize>,
+    #[arg(long, value_name = "N")]
+    warm: Option<usize>,
+    #[arg(long, value_name = "N")]
+    memory: Option<usize>,
+    #[arg(long, value_name = "SECONDS")]
+    load_seconds: Option<u64>,
+    /// Only compare builds of `me` made with other profiles (scripts/bench-profiles).
+    #[arg(long, value_name = "LABEL=DIR", num_args = 1..)]
+    profiles: Vec<String>,
+    /// Measure one password-work variant in this process and print it (section 7's probe).
+    #[arg(long, value_name = "VARIANT")]
+    memory_probe: Option<String>,
 }
 
-const USAGE: &str = "auth-bench [--quick] [--power-tuning] [--volume] [--volume-users N] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N] \
-     [--memory N] [--load-seconds N] [--profiles LABEL=DIR ...]";
-
-fn number(value: Option<String>) -> anyhow::Result<usize> {
-    value.context(USAGE)?.parse().with_context(|| format!("a number; usage: {USAGE}"))
+fn args(cli: Cli) -> anyhow::Result<Args> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (mut plan, mut volume) = if cli.quick {
+        (Plan::QUICK, volume::VolumePlan::QUICK)
+    } else {
+        (Plan::FULL, volume::VolumePlan::FULL)
+    };
+    if let Some(users) = cli.volume_users {
+        (volume.users, volume.backlog) = (users, users);
+    }
+    plan.cold_starts = cli.cold_starts.unwrap_or(plan.cold_starts);
+    plan.warm = cli.warm.unwrap_or(plan.warm);
+    plan.memory = cli.memory.unwrap_or(plan.memory);
+    plan.load = cli.load_seconds.map_or(plan.load, Duration::from_secs);
+    let profiles = cli
+        .profiles
+        .iter()
+        .map(|variant| {
+            let (label, dir) = variant.split_once('=').context("--profiles LABEL=DIR ...")?;
+            Ok((label.to_owned(), PathBuf::from(dir)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Args {
+        plan,
+        quick: cli.quick,
+        power_tuning_only: cli.power_tuning,
+        volume_only: cli.volume,
+        volume,
+        profiles,
+        out: cli.out.unwrap_or_else(|| root.join("BENCHMARKS.md")),
+        binaries: cli.binaries.unwrap_or_else(|| root.join("target/release")),
+        root,
+    })
 }
 
 fn progress(message: impl std::fmt::Display) {
@@ -872,11 +892,11 @@ fn progress(message: impl std::fmt::Display) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut raw = std::env::args().skip(1);
-    if raw.next().as_deref() == Some("--memory-probe") {
-        return memory::probe(&raw.next().context("--memory-probe VARIANT")?);
+    let cli = Cli::parse();
+    if let Some(variant) = &cli.memory_probe {
+        return memory::probe(variant);
     }
-    let args = args()?;
+    let args = args(cli)?;
     let plan = args.plan;
     let started = Instant::now();
     let mut setup = setup().await?;
