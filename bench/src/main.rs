@@ -2,13 +2,13 @@
 //! Postgres (behind a round-trip-counting proxy) and a local Secrets Manager, each figure beside
 //! its floor, written to `BENCHMARKS.md`.
 //!
-//! Usage: auth-bench [--quick] [--power-tuning] [--out FILE] [--binaries DIR] [--cold-starts N]
-//! [--warm N] [--memory N] [--load-seconds N]; auth-bench --memory-probe VARIANT (a child of
-//! its own, section 7)
+//! Usage: `auth-bench --help`.
 //! Needs DATABASE_URL (a server with pg_stat_statements loaded) and
 //! AWS_ENDPOINT_URL_SECRETS_MANAGER: `make bench` runs it under scripts/with-postgres and
 //! scripts/with-moto.
 
+mod driver;
+mod measure;
 mod memory;
 mod proxy;
 mod signing;
@@ -23,8 +23,9 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use bytes::Bytes;
+use clap::Parser;
 use http::{Method, Request};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
@@ -43,6 +44,8 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::proxy::CountingProxy;
 use crate::stats::{Samples, ms};
+pub(crate) use driver::*;
+pub(crate) use measure::*;
 
 const PASSWORD: &str = "correct horse battery staple";
 const DATABASE: &str = "auth_bench";
@@ -84,560 +87,6 @@ impl Plan {
         sandboxes: 2,
         tuning: (1, 2, 5),
     };
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Endpoint {
-    Signup,
-    Login,
-    Refresh,
-    Me,
-    Logout,
-    Health,
-    Jwks,
-    Hello,
-}
-
-impl Endpoint {
-    const FUNCTIONS: [Self; 7] =
-        [Self::Signup, Self::Login, Self::Refresh, Self::Me, Self::Logout, Self::Health, Self::Jwks];
-
-    fn logical_id(self) -> &'static str {
-        match self {
-            Self::Signup => "SignupFunction",
-            Self::Login => "LoginFunction",
-            Self::Refresh => "RefreshFunction",
-            Self::Me => "MeFunction",
-            Self::Logout => "LogoutFunction",
-            Self::Health => "HealthFunction",
-            Self::Jwks => "JwksFunction",
-            Self::Hello => "HelloFunction",
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::Signup => "signup",
-            Self::Login => "login",
-            Self::Refresh => "refresh",
-            Self::Me => "me",
-            Self::Logout => "logout",
-            Self::Health => "health",
-            Self::Jwks => "jwks",
-            Self::Hello => "hello (floor)",
-        }
-    }
-
-    fn route(self) -> &'static str {
-        match self {
-            Self::Signup => "POST /auth/signup",
-            Self::Login => "POST /auth/login",
-            Self::Refresh => "POST /auth/refresh",
-            Self::Me => "GET /auth/me",
-            Self::Logout => "POST /auth/logout",
-            Self::Health => "GET /health",
-            Self::Jwks => "GET /.well-known/jwks.json",
-            Self::Hello => "GET /hello",
-        }
-    }
-
-    fn expected_status(self) -> u16 {
-        match self {
-            Self::Signup => 201,
-            Self::Logout => 204,
-            _ => 200,
-        }
-    }
-
-    /// The most database round trips the endpoint should need, when warm.
-    fn round_trip_target(self) -> Option<u64> {
-        match self {
-            Self::Refresh | Self::Logout | Self::Me | Self::Health => Some(1),
-            Self::Signup | Self::Login => Some(2),
-            Self::Jwks | Self::Hello => None,
-        }
-    }
-}
-
-/// Refresh tokens not used yet, produced by signups, logins and refreshes; consumed by
-/// refreshes and logouts (which wait for one when none is left).
-struct Spares {
-    sender: mpsc::UnboundedSender<String>,
-    receiver: Mutex<mpsc::UnboundedReceiver<String>>,
-}
-
-impl Spares {
-    fn new() -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        Self { sender, receiver: Mutex::new(receiver) }
-    }
-
-    fn put(&self, token: String) {
-        self.sender.send(token).ok();
-    }
-
-    async fn take(&self) -> anyhow::Result<String> {
-        self.receiver.lock().await.recv().await.context("no refresh token will come")
-    }
-}
-
-/// Drives one emulator's HTTP API and keeps the tokens its answers hand out.
-struct Driver {
-    emulator: Emulator,
-    client: Client<HttpConnector, Full<Bytes>>,
-    email: String,
-    access_token: Mutex<String>,
-    spares: Arc<Spares>,
-}
-
-/// One answered request.
-struct Answer {
-    elapsed: Duration,
-}
-
-impl Driver {
-    async fn new(emulator: Emulator, email: &str, spares: Arc<Spares>) -> Self {
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
-        Self { emulator, client, email: email.to_owned(), access_token: Mutex::new(String::new()), spares }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: String,
-    ) -> anyhow::Result<(u16, Value, Duration)> {
-        let mut builder =
-            Request::builder().method(method).uri(format!("{}{path}", self.emulator.base_url()));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder.body(Full::new(Bytes::from(body)))?;
-        let started = Instant::now();
-        let response = self.client.request(request).await.with_context(|| format!("{path}: no answer"))?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let elapsed = started.elapsed();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Ok((status, body, elapsed))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value, Duration)> {
-        self.send(Method::POST, path, &[("content-type", "application/json")], body.to_string()).await
-    }
-
-    /// One request to `endpoint`, checked; `chain` is the caller's refresh-token chain.
-    async fn call(&self, endpoint: Endpoint, chain: &mut Option<String>) -> anyhow::Result<Answer> {
-        let (status, body, elapsed) = match endpoint {
-            Endpoint::Signup => {
-                let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
-                self.post("/auth/signup", json!({"email": email, "password": PASSWORD})).await?
-            }
-            Endpoint::Login => {
-                self.post("/auth/login", json!({"email": self.email, "password": PASSWORD})).await?
-            }
-            Endpoint::Refresh => {
-                let parent = match chain.take() {
-                    Some(token) => token,
-                    None => self.spares.take().await?,
-                };
-                let answer = self.post("/auth/refresh", json!({"refresh_token": parent})).await?;
-                *chain = answer.1["refresh_token"].as_str().map(str::to_owned);
-                answer
-            }
-            Endpoint::Me => {
-                let authorization = format!("Bearer {}", self.access_token.lock().await);
-                self.send(Method::GET, "/auth/me", &[("authorization", &authorization)], String::new())
-                    .await?
-            }
-            Endpoint::Logout => {
-                let token = self.spares.take().await?;
-                self.post("/auth/logout", json!({"refresh_token": token})).await?
-            }
-            Endpoint::Health => self.send(Method::GET, "/health", &[], String::new()).await?,
-            Endpoint::Jwks => self.send(Method::GET, "/.well-known/jwks.json", &[], String::new()).await?,
-            Endpoint::Hello => self.send(Method::GET, "/hello", &[], String::new()).await?,
-        };
-        ensure!(
-            status == endpoint.expected_status(),
-            "{} answered {status}, not {}: {body}",
-            endpoint.route(),
-            endpoint.expected_status()
-        );
-        if matches!(endpoint, Endpoint::Signup | Endpoint::Login)
-            && let Some(token) = body["refresh_token"].as_str()
-        {
-            self.spares.put(token.to_owned());
-        }
-        Ok(Answer { elapsed })
-    }
-
-    /// Creates the user that logins use, and takes an access token for `me`.
-    async fn sign_up_bench_user(&self) -> anyhow::Result<()> {
-        let (status, body, _) =
-            self.post("/auth/signup", json!({"email": self.email, "password": PASSWORD})).await?;
-        ensure!(status == 201, "creating the bench user: {status} {body}");
-        self.renew_access_token().await
-    }
-
-    /// A fresh access token for `me` (the bench outlives one).
-    async fn renew_access_token(&self) -> anyhow::Result<()> {
-        let (status, body, _) =
-            self.post("/auth/login", json!({"email": self.email, "password": PASSWORD})).await?;
-        ensure!(status == 200, "login for an access token: {status} {body}");
-        // Its refresh token is not a spare: a logout of it would end the session `me` uses.
-        *self.access_token.lock().await =
-            body["access_token"].as_str().context("an access token")?.to_owned();
-        Ok(())
-    }
-
-    /// The reports of invocations of `endpoint` that ended after the first `skip`, once
-    /// `count` of them exist.
-    async fn reports(
-        &self,
-        endpoint: Endpoint,
-        skip: usize,
-        count: usize,
-    ) -> anyhow::Result<Vec<InvocationReport>> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let reports: Vec<_> = self
-                .emulator
-                .invocations_since(skip)
-                .into_iter()
-                .filter(|report| report.function == endpoint.logical_id())
-                .collect();
-            if reports.len() >= count {
-                return Ok(reports);
-            }
-            ensure!(Instant::now() < deadline, "{count} reports of {} did not come", endpoint.name());
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-/// Everything the functions are configured with.
-struct Setup {
-    /// Postgres behind the counting proxy, as the functions' role.
-    proxied_url: String,
-    admin: PgConnection,
-    proxy: CountingProxy,
-    key_pem: SecretString,
-    db_secret_arn: String,
-    keys_secret_arn: String,
-    /// The public half of `key_pem` as a JWK set, for me and jwks.
-    public_keys: String,
-    verification_secret_arn: String,
-    secrets_endpoint: String,
-    email: String,
-}
-
-async fn setup() -> anyhow::Result<Setup> {
-    let server_url = std::env::var("DATABASE_URL").context("DATABASE_URL (run through make bench)")?;
-    let secrets_endpoint = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-        .context("AWS_ENDPOINT_URL_SECRETS_MANAGER (run through make bench)")?;
-    let server = PgConnectOptions::from_str(&server_url)?;
-    let mut admin = PgConnection::connect(&server_url).await.context("connecting to DATABASE_URL")?;
-    let password = uuid::Uuid::new_v4().simple().to_string();
-    for statement in [
-        format!("drop database if exists {DATABASE}"),
-        format!("create database {DATABASE}"),
-        format!("drop role if exists {ROLE}"),
-        format!("create role {ROLE} login password '{password}'"),
-    ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await?;
-    }
-    admin.close().await.ok();
-    let admin_url = format!(
-        "postgres://{}@{}:{}/{DATABASE}",
-        server.get_username(),
-        server.get_host(),
-        server.get_port()
-    );
-    let mut admin = PgConnection::connect(&admin_url).await?;
-    shared::db::MIGRATOR.run(&mut admin).await.context("migrations")?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "create extension if not exists pg_stat_statements;
-         grant select, insert, update, delete on all tables in schema public to {ROLE};"
-    )))
-    .execute(&mut admin)
-    .await
-    .context("pg_stat_statements must be preloaded (make bench starts Postgres so)")?;
-
-    let upstream = tokio::net::lookup_host((server.get_host(), server.get_port()))
-        .await?
-        .next()
-        .context("the server's address")?;
-    let proxy = CountingProxy::start(upstream).await?;
-    let proxied_url = format!("postgres://{ROLE}:{password}@{}/{DATABASE}", proxy.address);
-
-    let key_pem = generate_private_key_pem(SigningAlgorithm::Rs256)?;
-    let secrets = aws_sdk_secretsmanager::Client::new(
-        &aws_config::from_env().region(aws_sdk_secretsmanager::config::Region::new(REGION)).load().await,
-    );
-    let create = |name: String, value: Value| {
-        let secrets = secrets.clone();
-        async move {
-            let created = secrets.create_secret().name(name).secret_string(value.to_string()).send().await?;
-            anyhow::Ok(created.arn().context("an ARN")?.to_owned())
-        }
-    };
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let db_secret_arn = create(
-        format!("bench/{run}/db"),
-        json!({"engine": "postgres", "username": ROLE, "password": password,
-               "host": proxy.address.ip().to_string(), "port": proxy.address.port(), "dbname": DATABASE}),
-    )
-    .await?;
-    let keys_secret_arn = create(
-        format!("bench/{run}/keys"),
-        json!({"current": {"kid": "bench", "algorithm": "RS256", "private_key": key_pem.expose_secret()},
-               "refresh_token_key": BENCH_REFRESH_TOKEN_KEY}),
-    )
-    .await?;
-    let public_keys =
-        public_key_set(&[&SigningKey::from_pem("bench", SigningAlgorithm::Rs256, &key_pem)?]).to_string();
-    let verification_secret_arn =
-        create(format!("bench/{run}/verification"), serde_json::from_str(&public_keys)?).await?;
-    let email = format!("bench-{run}@example.com");
-    Ok(Setup {
-        proxied_url,
-        admin,
-        proxy,
-        key_pem,
-        db_secret_arn,
-        keys_secret_arn,
-        public_keys,
-        verification_secret_arn,
-        secrets_endpoint,
-        email,
-    })
-}
-
-#[derive(Clone, PartialEq, Eq)]
-enum Source {
-    /// DATABASE_URL and JWT_PRIVATE_KEY in the environment.
-    Environment,
-    /// As `Environment`, with this DATABASE_URL (sections 10 and 11: their own databases).
-    Database(String),
-    /// DB_SECRET_ARN, JWT_SIGNING_KEY_SECRET_ARN and JWT_VERIFICATION_KEYS_SECRET_ARN, fetched
-    /// from the local Secrets Manager.
-    Secrets,
-}
-
-/// The template's functions. `memory_mb`: every function at that size, each sandbox held to its
-/// CPU share and memory (power tuning); `None`: unthrottled, the code's own cost on this
-/// machine (sections 1 to 8).
-async fn emulator(
-    setup: &Setup,
-    binaries: &Path,
-    source: Source,
-    sandboxes: u32,
-    memory_mb: Option<u32>,
-) -> anyhow::Result<Emulator> {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-    let mut config = EmulatorConfig::new(template, binaries);
-    config.max_sandboxes_per_function = sandboxes;
-    config.sandbox_limits = memory_mb.is_some();
-    config.memory_size_mb = memory_mb;
-    config.region = REGION.to_owned();
-    config.log = Log::Discard;
-    let env = &mut config.env_overrides;
-    env.set_for_all("JWT_ISSUER", "https://auth.bench.test");
-    env.set_for_all("JWT_AUDIENCE", "bench");
-    // The template's DB_SSLMODE (require) is for AWS; the bench server is plaintext on loopback.
-    env.remove_for_all("DB_SSLMODE");
-    match source {
-        Source::Environment | Source::Database(_) => {
-            let url =
-                if let Source::Database(url) = &source { url.clone() } else { setup.proxied_url.clone() };
-            env.set_for_all("DATABASE_URL", url);
-            env.set_for_all("JWT_PRIVATE_KEY", setup.key_pem.expose_secret());
-            env.set_for_all("JWT_KEY_ID", "bench");
-            env.set_for_all("REFRESH_TOKEN_HMAC_KEY", BENCH_REFRESH_TOKEN_KEY);
-            env.set_for_all("JWT_PUBLIC_KEYS", setup.public_keys.clone());
-        }
-        Source::Secrets => {
-            env.set_for_all("DB_SECRET_ARN", setup.db_secret_arn.clone());
-            env.set_for_all("JWT_SIGNING_KEY_SECRET_ARN", setup.keys_secret_arn.clone());
-            env.set_for_all("JWT_VERIFICATION_KEYS_SECRET_ARN", setup.verification_secret_arn.clone());
-            env.set_for_all("AWS_ENDPOINT_URL_SECRETS_MANAGER", setup.secrets_endpoint.clone());
-            for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
-                env.set_for_all(name, std::env::var(name).unwrap_or_else(|_| "bench".to_owned()));
-            }
-        }
-    }
-    Emulator::start(config).await
-}
-
-async fn hello_emulator(binaries: &Path) -> anyhow::Result<Emulator> {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("hello/template.yaml");
-    let mut config = EmulatorConfig::new(template, binaries);
-    config.max_sandboxes_per_function = 1;
-    config.sandbox_limits = false;
-    config.log = Log::Discard;
-    Emulator::start(config).await
-}
-
-/// Cold starts of one endpoint: (init durations, first invocations, spawn-to-answer as the
-/// client saw it).
-struct ColdStarts {
-    init: Samples,
-    first: Samples,
-    client: Samples,
-}
-
-async fn cold_starts(driver: &Driver, endpoint: Endpoint, count: usize) -> anyhow::Result<ColdStarts> {
-    let (mut init, mut first, mut client) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..count {
-        driver.emulator.shutdown_sandboxes(endpoint.logical_id()).await?;
-        let skip = driver.emulator.invocations_since(0).len();
-        let mut chain = None;
-        let answer = driver.call(endpoint, &mut chain).await?;
-        if let Some(token) = chain {
-            driver.spares.put(token);
-        }
-        let report = driver.reports(endpoint, skip, 1).await?.remove(0);
-        let init_duration =
-            report.init_duration.context("the first invocation of a new sandbox is a cold start")?;
-        init.push(init_duration);
-        first.push(report.duration);
-        client.push(answer.elapsed);
-    }
-    driver.emulator.shutdown_sandboxes(endpoint.logical_id()).await?;
-    Ok(ColdStarts { init: Samples::new(init), first: Samples::new(first), client: Samples::new(client) })
-}
-
-/// A warm series through one sandbox.
-struct Warm {
-    client: Samples,
-    function: Samples,
-    round_trips: f64,
-    connections: u64,
-    statements: f64,
-    rss_after: (u64, Option<u64>),
-}
-
-async fn statements_so_far(setup: &mut Setup) -> anyhow::Result<i64> {
-    let calls: i64 = sqlx::query_scalar(
-        "select coalesce(sum(calls), 0)::bigint from pg_stat_statements s join pg_database d on d.oid = s.dbid
-         where d.datname = $1 and s.query not like '%pg_stat_statements%'",
-    )
-    .bind(DATABASE)
-    .fetch_one(&mut setup.admin)
-    .await?;
-    Ok(calls)
-}
-
-async fn warm(driver: &Driver, setup: &mut Setup, endpoint: Endpoint, plan: Plan) -> anyhow::Result<Warm> {
-    let mut chain = None;
-    for _ in 0..plan.warm_up {
-        driver.call(endpoint, &mut chain).await?;
-    }
-    let skip = driver.emulator.invocations_since(0).len();
-    let (trips_before, connections_before) = setup.proxy.counters.read();
-    let statements_before = statements_so_far(setup).await?;
-    let mut client = Vec::with_capacity(plan.warm);
-    for _ in 0..plan.warm {
-        client.push(driver.call(endpoint, &mut chain).await?.elapsed);
-    }
-    let reports = driver.reports(endpoint, skip, plan.warm).await?;
-    let (trips_after, connections_after) = setup.proxy.counters.read();
-    let statements_after = statements_so_far(setup).await?;
-    if let Some(token) = chain {
-        driver.spares.put(token);
-    }
-    let sandboxes = driver.emulator.sandboxes(endpoint.logical_id())?;
-    ensure!(sandboxes.len() == 1, "{} should have kept one sandbox: {sandboxes:?}", endpoint.name());
-    let invocations = sandboxes[0].invocations;
-    let rss = reports.last().and_then(|report| report.max_memory_used_mb);
-    Ok(Warm {
-        client: Samples::new(client),
-        function: Samples::new(reports.iter().map(|report| report.duration)),
-        round_trips: (trips_after - trips_before) as f64 / plan.warm as f64,
-        connections: connections_after - connections_before,
-        statements: (statements_after - statements_before) as f64 / plan.warm as f64,
-        rss_after: (invocations, rss),
-    })
-}
-
-/// Keeps calling `endpoint` until its sandbox has served `total` invocations; its peak RSS then.
-async fn soak(driver: &Driver, endpoint: Endpoint, total: usize) -> anyhow::Result<(u64, Option<u64>)> {
-    let served = |driver: &Driver| -> anyhow::Result<u64> {
-        Ok(driver.emulator.sandboxes(endpoint.logical_id())?.first().map_or(0, |sandbox| sandbox.invocations))
-    };
-    let mut chain = None;
-    let mut count = served(driver)?;
-    while count < total as u64 {
-        driver.call(endpoint, &mut chain).await?;
-        count += 1;
-    }
-    if let Some(token) = chain {
-        driver.spares.put(token);
-    }
-    let skip = driver.emulator.invocations_since(0).len().saturating_sub(64);
-    let last = driver.reports(endpoint, skip, 1).await?.pop();
-    Ok((served(driver)?, last.and_then(|report| report.max_memory_used_mb)))
-}
-
-/// Concurrent clients for a while: (requests per second, latencies, sandboxes used).
-async fn load(
-    driver: &Arc<Driver>,
-    endpoint: Endpoint,
-    clients: usize,
-    duration: Duration,
-) -> anyhow::Result<(f64, Samples, usize)> {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let driver = driver.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut chain = None;
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                latencies.push(driver.call(endpoint, &mut chain).await?.elapsed);
-            }
-            if let Some(token) = chain {
-                driver.spares.put(token);
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    let sandboxes = driver.emulator.sandboxes(endpoint.logical_id())?.len();
-    Ok((latencies.len() as f64 / elapsed, Samples::new(latencies), sandboxes))
-}
-
-/// One argon2id verification with the functions' parameters, in this (release) process. With
-/// `evict`, 64 MiB are written before each run, so that argon2's memory starts out of the CPU
-/// caches, as in a function whose sandbox was frozen while other processes ran.
-async fn argon2_alone(samples: usize, evict: bool) -> anyhow::Result<Samples> {
-    let email = shared::domain::Email::parse("bench@example.com")?;
-    let password = || shared::domain::Password::parse(PASSWORD.to_owned(), &email);
-    let stored = shared::passwords::hash(password()?).await?;
-    let mut times = Vec::new();
-    let mut scratch = vec![0u8; if evict { 64 << 20 } else { 0 }];
-    for round in 0..samples {
-        for byte in scratch.iter_mut().step_by(64) {
-            *byte = byte.wrapping_add(round as u8);
-        }
-        std::hint::black_box(&mut scratch);
-        let started = Instant::now();
-        let verified = shared::passwords::verify(password()?, Some(stored.clone())).await?;
-        times.push(started.elapsed());
-        ensure!(matches!(verified, shared::passwords::Verified::Yes { .. }), "the password verifies");
-    }
-    Ok(Samples::new(times))
 }
 
 /// Criterion's median for one benchmark, if `cargo bench` wrote it.
@@ -811,59 +260,78 @@ struct Args {
     root: PathBuf,
 }
 
-fn args() -> anyhow::Result<Args> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut parsed = Args {
-        plan: Plan::FULL,
-        quick: false,
-        power_tuning_only: false,
-        volume_only: false,
-        volume: volume::VolumePlan::FULL,
-        profiles: Vec::new(),
-        out: root.join("BENCHMARKS.md"),
-        binaries: root.join("target/release"),
-        root,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => {
-                (parsed.plan, parsed.quick) = (Plan::QUICK, true);
-                parsed.volume = volume::VolumePlan {
-                    users: parsed.volume.users.min(10_000),
-                    ..volume::VolumePlan::QUICK
-                };
-            }
-            "--power-tuning" => parsed.power_tuning_only = true,
-            "--volume" => parsed.volume_only = true,
-            "--volume-users" => {
-                let users = number(args.next())? as i64;
-                parsed.volume.users = users;
-                parsed.volume.backlog = users;
-            }
-            "--out" => parsed.out = args.next().context("--out FILE")?.into(),
-            "--binaries" => parsed.binaries = args.next().context("--binaries DIR")?.into(),
-            "--profiles" => {
-                for variant in args.by_ref() {
-                    let (label, dir) = variant.split_once('=').context("--profiles LABEL=DIR ...")?;
-                    parsed.profiles.push((label.to_owned(), dir.into()));
-                }
-            }
-            "--cold-starts" => parsed.plan.cold_starts = number(args.next())?,
-            "--warm" => parsed.plan.warm = number(args.next())?,
-            "--memory" => parsed.plan.memory = number(args.next())?,
-            "--load-seconds" => parsed.plan.load = Duration::from_secs(number(args.next())? as u64),
-            other => bail!("unknown argument {other}; usage: {USAGE}"),
-        }
-    }
-    Ok(parsed)
+/// `auth-bench`: measures the functions through the emulator and writes BENCHMARKS.md (run it
+/// through `make bench`, which builds and packages first).
+#[derive(Parser)]
+#[command(name = "auth-bench")]
+struct Cli {
+    /// A one-minute smoke run: fewer samples, 10,000 users at volume.
+    #[arg(long)]
+    quick: bool,
+    /// Only section 9 (power tuning), replacing it in --out.
+    #[arg(long)]
+    power_tuning: bool,
+    /// Only sections 10 and 11 (at volume, the purge), replacing them in --out.
+    #[arg(long)]
+    volume: bool,
+    /// Users seeded at volume (and expired tokens in the purge's backlog).
+    #[arg(long, value_name = "N")]
+    volume_users: Option<i64>,
+    /// The report to write (default: BENCHMARKS.md at the repository's root).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// The function binaries (default: target/release).
+    #[arg(long, value_name = "DIR")]
+    binaries: Option<PathBuf>,
+    #[arg(long, value_name = "N")]
+    cold_starts: Option<usize>,
+    #[arg(long, value_name = "N")]
+    warm: Option<usize>,
+    #[arg(long, value_name = "N")]
+    memory: Option<usize>,
+    #[arg(long, value_name = "SECONDS")]
+    load_seconds: Option<u64>,
+    /// Only compare builds of `me` made with other profiles (scripts/bench-profiles).
+    #[arg(long, value_name = "LABEL=DIR", num_args = 1..)]
+    profiles: Vec<String>,
+    /// Measure one password-work variant in this process and print it (section 7's probe).
+    #[arg(long, value_name = "VARIANT")]
+    memory_probe: Option<String>,
 }
 
-const USAGE: &str = "auth-bench [--quick] [--power-tuning] [--volume] [--volume-users N] [--out FILE] [--binaries DIR] [--cold-starts N] [--warm N] \
-     [--memory N] [--load-seconds N] [--profiles LABEL=DIR ...]";
-
-fn number(value: Option<String>) -> anyhow::Result<usize> {
-    value.context(USAGE)?.parse().with_context(|| format!("a number; usage: {USAGE}"))
+fn args(cli: Cli) -> anyhow::Result<Args> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (mut plan, mut volume) = if cli.quick {
+        (Plan::QUICK, volume::VolumePlan::QUICK)
+    } else {
+        (Plan::FULL, volume::VolumePlan::FULL)
+    };
+    if let Some(users) = cli.volume_users {
+        (volume.users, volume.backlog) = (users, users);
+    }
+    plan.cold_starts = cli.cold_starts.unwrap_or(plan.cold_starts);
+    plan.warm = cli.warm.unwrap_or(plan.warm);
+    plan.memory = cli.memory.unwrap_or(plan.memory);
+    plan.load = cli.load_seconds.map_or(plan.load, Duration::from_secs);
+    let profiles = cli
+        .profiles
+        .iter()
+        .map(|variant| {
+            let (label, dir) = variant.split_once('=').context("--profiles LABEL=DIR ...")?;
+            Ok((label.to_owned(), PathBuf::from(dir)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Args {
+        plan,
+        quick: cli.quick,
+        power_tuning_only: cli.power_tuning,
+        volume_only: cli.volume,
+        volume,
+        profiles,
+        out: cli.out.unwrap_or_else(|| root.join("BENCHMARKS.md")),
+        binaries: cli.binaries.unwrap_or_else(|| root.join("target/release")),
+        root,
+    })
 }
 
 fn progress(message: impl std::fmt::Display) {
@@ -872,11 +340,11 @@ fn progress(message: impl std::fmt::Display) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut raw = std::env::args().skip(1);
-    if raw.next().as_deref() == Some("--memory-probe") {
-        return memory::probe(&raw.next().context("--memory-probe VARIANT")?);
+    let cli = Cli::parse();
+    if let Some(variant) = &cli.memory_probe {
+        return memory::probe(variant);
     }
-    let args = args()?;
+    let args = args(cli)?;
     let plan = args.plan;
     let started = Instant::now();
     let mut setup = setup().await?;

@@ -1,161 +1,123 @@
-//! `local-lambda`: serve a SAM template's functions locally, invoke one function once, or make a
-//! development signing key.
+//! `local-lambda`: serve a SAM template's functions locally, or invoke one function once.
 
-use std::path::{Path, PathBuf};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use bytes::Bytes;
+use clap::Parser;
 use local_lambda::report::millis;
 use local_lambda::{
     Emulator, EmulatorConfig, EnvOverrides, InvocationReport, InvocationStatus, InvokeOutcome, Log,
 };
-use secrecy::{ExposeSecret as _, SecretString};
-use shared::tokens::{SigningAlgorithm, SigningKey, generate_private_key_pem, public_key_set};
 
-const USAGE: &str = "\
-usage:
-  local-lambda serve  [--template FILE] [--host ADDR] [--port N] [--env-vars FILE]
-                      [--bin-dir DIR | --release] [--max-sandboxes N] [--idle-timeout SECONDS]
-                      [--extension PATH]... [--wrapper COMMAND] [--unthrottled]
-  local-lambda invoke FUNCTION EVENT_FILE [--template FILE] [--env-vars FILE] [--bin-dir DIR | --release]
-                      [--wrapper COMMAND] [--unthrottled]
-  local-lambda keygen --out FILE [--algorithm RS256|ES256|EdDSA] [--kid KID --jwks-out FILE]
+/// Serves a SAM template's functions locally the way Lambda and an API Gateway HTTP API would.
+#[derive(Parser)]
+#[command(name = "local-lambda")]
+enum Command {
+    /// Runs the template's HttpApi routes on http://HOST:PORT; Ctrl-C shuts every sandbox down
+    /// through Lambda's shutdown phase.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: IpAddr,
+        #[arg(long, short, default_value_t = 3000)]
+        port: u16,
+        /// At most this many sandboxes per function (Lambda's concurrency).
+        #[arg(long)]
+        max_sandboxes: Option<u32>,
+        /// Shuts down a sandbox idle for this many seconds.
+        #[arg(long)]
+        idle_timeout: Option<u64>,
+        /// An external extension to start in every sandbox (repeatable).
+        #[arg(long = "extension")]
+        extensions: Vec<PathBuf>,
+    },
+    /// Invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE ('-' for
+    /// stdin) and prints the response payload, like `sam local invoke`.
+    Invoke {
+        function: String,
+        event_file: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
 
-serve    runs the template's HttpApi routes on http://HOST:PORT (default 127.0.0.1:3000);
-         Ctrl-C shuts every sandbox down through Lambda's shutdown phase.
-invoke   invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE
-         ('-' for stdin) and prints the response payload, like `sam local invoke`.
-keygen   writes a PKCS#8 PEM private key to FILE unless FILE exists; with --jwks-out, also
-         writes the key's public JWK set (kid KID, default dev-key-1), as JWT_PUBLIC_KEYS wants it.
-
---wrapper starts every sandbox process as COMMAND (split at spaces) followed by the executable,
-         e.g. --wrapper 'qemu-aarch64-static -L /usr/aarch64-linux-gnu' runs arm64 binaries.
---unthrottled (or --no-cpu-share) turns off Lambda's limits, which apply by default: each
-         sandbox gets a CPU quota of MemorySize/1769 of one core and is killed beyond its
-         MemorySize (Runtime.OutOfMemory), with cgroups (v1 or v2, as root). Without usable
-         cgroups the emulator says so and runs the sandboxes unthrottled.";
+/// What both commands take.
+#[derive(clap::Args)]
+struct Common {
+    #[arg(long, short, default_value = "template.yaml")]
+    template: PathBuf,
+    /// Environment overrides, as `sam local`'s --env-vars file.
+    #[arg(long, short = 'n')]
+    env_vars: Option<PathBuf>,
+    /// The function binaries' folder (default: target/debug, or target/release with --release).
+    #[arg(long, conflicts_with = "release")]
+    bin_dir: Option<PathBuf>,
+    #[arg(long)]
+    release: bool,
+    /// Starts every sandbox process as COMMAND (split at spaces) followed by the executable, e.g.
+    /// 'qemu-aarch64-static -L /usr/aarch64-linux-gnu' runs arm64 binaries.
+    #[arg(long, value_name = "COMMAND")]
+    wrapper: Option<String>,
+    /// Turns off Lambda's limits, which apply by default: each sandbox gets a CPU quota of
+    /// MemorySize/1769 of one core and is killed beyond its MemorySize (Runtime.OutOfMemory),
+    /// with cgroups (v1 or v2, as root). Without usable cgroups the emulator says so and runs
+    /// the sandboxes unthrottled.
+    #[arg(long, visible_alias = "no-cpu-share")]
+    unthrottled: bool,
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(args).await {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("local-lambda: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run(Command::parse()).await.unwrap_or_else(|error| {
+        eprintln!("local-lambda: {error:#}");
+        ExitCode::FAILURE
+    })
 }
 
-async fn run(args: Vec<String>) -> anyhow::Result<ExitCode> {
-    let Some((command, rest)) = args.split_first() else {
-        println!("{USAGE}");
-        return Ok(ExitCode::SUCCESS);
-    };
-    let options = Options::parse(rest)?;
-    match command.as_str() {
-        "serve" => serve(options).await,
-        "invoke" => invoke(options).await,
-        "keygen" => keygen(&options),
-        "help" | "--help" | "-h" => {
-            println!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
-        }
-        other => bail!("unknown command {other:?}\n\n{USAGE}"),
-    }
-}
-
-#[derive(Default)]
-struct Options {
-    positional: Vec<String>,
-    template: Option<PathBuf>,
-    host: Option<String>,
-    port: Option<u16>,
-    env_vars: Option<PathBuf>,
-    bin_dir: Option<PathBuf>,
-    release: bool,
-    max_sandboxes: Option<u32>,
-    idle_timeout: Option<u64>,
-    extensions: Vec<PathBuf>,
-    wrapper: Vec<String>,
-    unthrottled: bool,
-    out: Option<PathBuf>,
-    algorithm: Option<String>,
-    kid: Option<String>,
-    jwks_out: Option<PathBuf>,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut options = Self::default();
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-                _ => (arg.as_str(), None),
-            };
-            let mut value = || -> anyhow::Result<String> {
-                inline
-                    .clone()
-                    .or_else(|| args.next().cloned())
-                    .with_context(|| format!("{flag} needs a value"))
-            };
-            match flag {
-                "--template" | "-t" => options.template = Some(value()?.into()),
-                "--host" => options.host = Some(value()?),
-                "--port" | "-p" => options.port = Some(value()?.parse().context("--port")?),
-                "--env-vars" | "-n" => options.env_vars = Some(value()?.into()),
-                "--bin-dir" => options.bin_dir = Some(value()?.into()),
-                "--release" => options.release = true,
-                "--max-sandboxes" => {
-                    options.max_sandboxes = Some(value()?.parse().context("--max-sandboxes")?)
-                }
-                "--idle-timeout" => options.idle_timeout = Some(value()?.parse().context("--idle-timeout")?),
-                "--extension" => options.extensions.push(value()?.into()),
-                "--wrapper" => options.wrapper = value()?.split_whitespace().map(str::to_owned).collect(),
-                "--unthrottled" | "--no-cpu-share" => options.unthrottled = true,
-                "--out" | "-o" => options.out = Some(value()?.into()),
-                "--algorithm" => options.algorithm = Some(value()?),
-                "--kid" => options.kid = Some(value()?),
-                "--jwks-out" => options.jwks_out = Some(value()?.into()),
-                flag if flag.starts_with('-') && flag != "-" => bail!("unknown option {flag}\n\n{USAGE}"),
-                _ => options.positional.push(arg.clone()),
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { common, host, port, max_sandboxes, idle_timeout, extensions } => {
+            let mut config = common.config(Log::Stdout)?;
+            config.host = host;
+            config.port = port;
+            if let Some(max) = max_sandboxes {
+                config.max_sandboxes_per_function = max;
             }
+            config.idle_timeout = idle_timeout.map(Duration::from_secs);
+            config.extensions = extensions;
+            serve(config).await
         }
-        Ok(options)
+        Command::Invoke { function, event_file, common } => {
+            invoke(common.config(Log::Stderr)?, &function, &event_file).await
+        }
     }
+}
 
+impl Common {
     fn config(&self, log: Log) -> anyhow::Result<EmulatorConfig> {
         let bin_dir = self.bin_dir.clone().unwrap_or_else(|| {
             let target =
                 std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
             target.join(if self.release { "release" } else { "debug" })
         });
-        let template = self.template.clone().unwrap_or_else(|| PathBuf::from("template.yaml"));
-        let mut config = EmulatorConfig::new(template, bin_dir);
+        let mut config = EmulatorConfig::new(self.template.clone(), bin_dir);
         if let Some(path) = &self.env_vars {
             config.env_overrides = EnvOverrides::load(path)?;
         }
-        if let Some(host) = &self.host {
-            config.host = host.parse().with_context(|| format!("--host {host:?} is not an IP address"))?;
-        }
-        config.port = self.port.unwrap_or(3000);
-        if let Some(max) = self.max_sandboxes {
-            config.max_sandboxes_per_function = max;
-        }
-        config.idle_timeout = self.idle_timeout.map(Duration::from_secs);
-        config.extensions = self.extensions.clone();
-        config.wrapper = self.wrapper.clone();
+        config.wrapper = self.wrapper.iter().flat_map(|w| w.split_whitespace()).map(str::to_owned).collect();
         config.sandbox_limits = !self.unthrottled;
         config.log = log;
         Ok(config)
     }
 }
 
-async fn serve(options: Options) -> anyhow::Result<ExitCode> {
-    let emulator = Emulator::start(options.config(Log::Stdout)?).await?;
+async fn serve(config: EmulatorConfig) -> anyhow::Result<ExitCode> {
+    let emulator = Emulator::start(config).await?;
     println!("local-lambda: serving {} routes on {}", emulator.routes().len(), emulator.base_url());
     for (route, function) in emulator.routes() {
         println!("  {route:<34} -> {function}");
@@ -208,10 +170,7 @@ fn print_summary(invocations: &[InvocationReport]) {
     }
 }
 
-async fn invoke(options: Options) -> anyhow::Result<ExitCode> {
-    let [function, event_file] = options.positional.as_slice() else {
-        bail!("invoke needs FUNCTION and EVENT_FILE\n\n{USAGE}");
-    };
+async fn invoke(mut config: EmulatorConfig, function: &str, event_file: &str) -> anyhow::Result<ExitCode> {
     let payload = if event_file == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
@@ -221,7 +180,6 @@ async fn invoke(options: Options) -> anyhow::Result<ExitCode> {
     };
     serde_json::from_str::<serde_json::Value>(&payload)
         .with_context(|| format!("{event_file} is not JSON"))?;
-    let mut config = options.config(Log::Stderr)?;
     config.port = 0;
     let emulator = Emulator::start(config).await?;
     let outcome = emulator.invoke(function, Bytes::from(payload)).await?;
@@ -240,45 +198,4 @@ async fn invoke(options: Options) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-fn keygen(options: &Options) -> anyhow::Result<ExitCode> {
-    let out = options.out.as_deref().context("keygen needs --out FILE")?;
-    let name = options.algorithm.as_deref().unwrap_or("RS256");
-    let algorithm =
-        SigningAlgorithm::parse(name).with_context(|| format!("{name:?} is not RS256, ES256 or EdDSA"))?;
-    if out.exists() {
-        eprintln!("local-lambda: {} exists; keeping it", out.display());
-    } else {
-        write_private(out, generate_private_key_pem(algorithm)?.expose_secret())?;
-        eprintln!("local-lambda: wrote a new {name} private key to {}", out.display());
-    }
-    if let Some(jwks_out) = &options.jwks_out {
-        let pem = std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?;
-        let kid = options.kid.as_deref().unwrap_or("dev-key-1");
-        let key = SigningKey::from_pem(kid, algorithm, &SecretString::from(pem))
-            .with_context(|| format!("{} (is it an {name} key?)", out.display()))?;
-        // Public keys only: readable by anyone, rewritten on every run.
-        std::fs::write(jwks_out, format!("{:#}\n", public_key_set(&[&key])))
-            .with_context(|| format!("writing {}", jwks_out.display()))?;
-        eprintln!("local-lambda: wrote the public key set of {kid} to {}", jwks_out.display());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    Ok(())
 }

@@ -1,9 +1,15 @@
 //! The auth logic: each operation validates nothing (handlers pass parsed types), touches the
 //! database in as few atomic statements as it can, and answers with domain results.
+//!
+//! Each operation runs in a span of its own (`auth.login`, ...; no password, token or email in
+//! it) that records the user once known, and each step names itself in a failure's cause chain
+//! (`.context(...)`), so the log line of a 500 or a 503 says which step failed and for whom.
+
+use tracing::field::Empty;
 
 use crate::app::App;
 use crate::domain::{Email, Password, SessionId, User, UserId};
-use crate::error::ApiError;
+use crate::error::{ApiError, Context as _};
 use crate::passwords::{self, Verified};
 use crate::store::{self, Admission, NewSession, Replay};
 use crate::tokens::{AccessToken, RefreshToken};
@@ -21,13 +27,15 @@ pub struct Issued {
 
 /// Creates the account, its first session and refresh token, atomically. 409 if the email is
 /// taken, decided by the unique constraint (no check-then-insert race).
+#[tracing::instrument(name = "auth.signup", skip_all, fields(user = Empty))]
 pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issued, ApiError> {
-    let tokens = app.tokens().await?;
-    let password_hash = passwords::hash(password).await.map_err(ApiError::Unexpected)?;
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let password_hash = passwords::hash(password).await.context("hashing the password")?;
     // Acquired after hashing: the connection is not held idle through 30 ms of argon2.
-    let mut db = app.connection().await?;
+    let mut db = app.connection().await.context("connecting to the database")?;
     let (user_id, session) = (UserId::generate(), SessionId::generate());
-    let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
+    tracing::Span::current().record("user", tracing::field::display(user_id.0));
+    let refresh = RefreshToken::generate().context("generating the refresh token")?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app) };
     let user = store::create_user_with_session(&mut db, user_id, &email, &password_hash, new_session)
         .await
@@ -35,9 +43,9 @@ pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issue
         sqlx::Error::Database(db_error) if db_error.constraint() == Some(EMAIL_CONSTRAINT) => {
             ApiError::EmailTaken
         }
-        _ => error.into(),
+        _ => ApiError::from(error).context("creating the user and the session"),
     })?;
-    let access = tokens.issue(user.id, session).map_err(ApiError::Unexpected)?;
+    let access = tokens.issue(user.id, session).context("signing the access token")?;
     Ok(Issued { user, access, refresh })
 }
 
@@ -46,25 +54,29 @@ pub async fn signup(app: &App, email: Email, password: Password) -> Result<Issue
 /// dummy hash for an unknown email, so both failures cost and look the same). A failure is
 /// already counted; a success clears the count, upgrades an outdated hash and opens a session,
 /// atomically: two round trips on success, one on failure.
+#[tracing::instrument(name = "auth.login", skip_all, fields(user = Empty))]
 pub async fn login(app: &App, email: Email, password: Password) -> Result<Issued, ApiError> {
-    let tokens = app.tokens().await?;
-    let mut db = app.connection().await?;
-    let account = match store::admit_login(&mut db, &email).await? {
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let account = match store::admit_login(&mut db, &email).await.context("admitting the attempt")? {
         Admission::Admitted { account } => account,
         Admission::Throttled { retry_after_seconds } => {
             return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
         }
     };
     let (user, stored_hash) = account.unzip();
-    let verified = passwords::verify(password, stored_hash).await.map_err(ApiError::Unexpected)?;
+    let verified = passwords::verify(password, stored_hash).await.context("verifying the password")?;
     let (Some(user), Verified::Yes { rehashed }) = (user, verified) else {
         return Err(ApiError::InvalidCredentials);
     };
+    tracing::Span::current().record("user", tracing::field::display(user.id.0));
     let session = SessionId::generate();
-    let refresh = RefreshToken::generate().map_err(ApiError::Unexpected)?;
+    let refresh = RefreshToken::generate().context("generating the refresh token")?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app) };
-    store::start_session(&mut db, user.id, &email, rehashed.as_deref(), new_session).await?;
-    let access = tokens.issue(user.id, session).map_err(ApiError::Unexpected)?;
+    store::start_session(&mut db, user.id, &email, rehashed.as_deref(), new_session)
+        .await
+        .context("opening the session")?;
+    let access = tokens.issue(user.id, session).context("signing the access token")?;
     Ok(Issued { user, access, refresh })
 }
 
@@ -77,9 +89,10 @@ fn first_token_ttl(app: &App) -> std::time::Duration {
 /// the token is live. Otherwise a second statement decides: within the grace window after its
 /// rotation, the same successor is handed out again (two tabs, a lost response); any other
 /// replay of a rotated token is reuse, and revokes the whole session.
+#[tracing::instrument(name = "auth.refresh", skip_all, fields(user = Empty))]
 pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiError> {
-    let tokens = app.tokens().await?;
-    let mut db = app.connection().await?;
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let mut db = app.connection().await.context("connecting to the database")?;
     let successor = tokens.successor_of(&presented);
     let (presented_hash, successor_hash) = (presented.hash(), successor.hash());
     let rotated = match store::rotate_refresh_token(
@@ -89,7 +102,8 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
         app.refresh_token_ttl,
         app.session_max_lifetime,
     )
-    .await?
+    .await
+    .context("rotating the refresh token")?
     {
         Some(rotated) => rotated,
         None => match store::replay_refresh_token(
@@ -99,7 +113,8 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
             app.refresh_reuse_grace,
             app.session_max_lifetime,
         )
-        .await?
+        .await
+        .context("looking up a replayed refresh token")?
         {
             Replay::Grace(rotated) => rotated,
             Replay::Reused => {
@@ -109,7 +124,8 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
             Replay::Invalid => return Err(ApiError::InvalidRefreshToken),
         },
     };
-    let access = tokens.issue(rotated.user.id, rotated.session).map_err(ApiError::Unexpected)?;
+    tracing::Span::current().record("user", tracing::field::display(rotated.user.id.0));
+    let access = tokens.issue(rotated.user.id, rotated.session).context("signing the access token")?;
     Ok(Issued { user: rotated.user, access, refresh: successor })
 }
 
@@ -142,16 +158,19 @@ impl LogoutScope {
 /// Ends sessions. `Local` accepts any token and ignores unknown or revoked ones (logging out
 /// twice is not an error). `Global` and `Others` reach other sessions, so they need a live token
 /// (401 otherwise): a stale stolen token cannot log its owner out everywhere.
+#[tracing::instrument(name = "auth.logout", skip_all, fields(scope = ?scope))]
 pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<(), ApiError> {
     let token = RefreshToken::parse(presented);
     let mut db = match (&token, scope) {
         (Err(_), LogoutScope::Local) => return Ok(()),
         (Err(_), _) => return Err(ApiError::InvalidRefreshToken),
-        (Ok(_), _) => app.connection().await?,
+        (Ok(_), _) => app.connection().await.context("connecting to the database")?,
     };
     let hash = token.expect("checked above").hash();
     match scope {
-        LogoutScope::Local => store::revoke_session_of_token(&mut db, &hash).await?,
+        LogoutScope::Local => {
+            store::revoke_session_of_token(&mut db, &hash).await.context("revoking the session")?
+        }
         LogoutScope::Global | LogoutScope::Others => {
             let live = store::revoke_sessions_of_owner(
                 &mut db,
@@ -159,7 +178,8 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
                 scope == LogoutScope::Global,
                 app.session_max_lifetime,
             )
-            .await?;
+            .await
+            .context("revoking the owner's sessions")?;
             if !live {
                 return Err(ApiError::InvalidRefreshToken);
             }
@@ -170,10 +190,13 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
 
 /// The user behind an access token, provided its session is still live (neither revoked nor
 /// past its absolute lifetime).
+#[tracing::instrument(name = "auth.current_user", skip_all, fields(user = Empty))]
 pub async fn current_user(app: &App, access_token: &str) -> Result<User, ApiError> {
-    let claims = app.verify_access_token(access_token).await?;
-    let mut db = app.connection().await?;
+    let claims = app.verify_access_token(access_token).await.context("verifying the access token")?;
+    tracing::Span::current().record("user", tracing::field::display(claims.sub));
+    let mut db = app.connection().await.context("connecting to the database")?;
     store::find_session_user(&mut db, UserId(claims.sub), SessionId(claims.sid), app.session_max_lifetime)
-        .await?
+        .await
+        .context("reading the session's user")?
         .ok_or(ApiError::InvalidToken)
 }

@@ -133,9 +133,11 @@ impl Database {
             Err(error) if is_invalid_password(&error) && self.uses_secret() => {
                 tracing::warn!("the database rejected the password; fetching the secret again");
                 pool.set_connect_options(self.connect_options(self.config()?).await?);
-                pool.acquire().await.map_err(|error| connect_error(error, config))
+                pool.acquire().await.map_err(|error| {
+                    connect_error(error, config).context("connecting again with the secret fetched anew")
+                })
             }
-            result => result.map_err(|error| connect_error(error, config)),
+            result => result.map_err(|error| connect_error(error, config).context("connecting")),
         }
     }
 
@@ -185,8 +187,9 @@ impl Database {
             DatabaseSource::Direct(options) => (**options).clone(),
             DatabaseSource::Secret { arn, host, port, database, ssl_mode } => {
                 let secrets = self.secrets.get_or_init(Secrets::from_env).await;
-                let secret: DatabaseSecret =
-                    secrets.json(arn).await.map_err(|error| ApiError::Unavailable(error.into()))?;
+                let secret: DatabaseSecret = secrets.json(arn).await.map_err(|error| {
+                    ApiError::Unavailable(error.into()).context("reading the database secret")
+                })?;
                 let overrides =
                     Overrides { host: host.as_deref(), port: *port, database: database.as_deref() };
                 secret_options(&secret, overrides, *ssl_mode, config).map_err(|missing| {

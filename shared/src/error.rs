@@ -45,7 +45,7 @@ pub enum ApiError {
     Unavailable(#[source] anyhow::Error),
     /// A bug or an unexpected failure; the client sees a generic message.
     #[error("an unexpected error occurred")]
-    Unexpected(#[source] anyhow::Error),
+    Unexpected(#[from] anyhow::Error),
 }
 
 impl ApiError {
@@ -94,6 +94,30 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Names the step that failed in a server-side failure's cause chain (what the log line of a
+    /// 500 or a 503 shows); a client's error is left as it is.
+    pub fn context(self, step: &'static str) -> Self {
+        match self {
+            Self::Unexpected(cause) => Self::Unexpected(cause.context(step)),
+            Self::Unavailable(cause) => Self::Unavailable(cause.context(step)),
+            client => client,
+        }
+    }
+}
+
+/// `.context(step)` on any result whose error becomes an [`ApiError`]: a database error keeps
+/// its classification (a lost connection is still a 503), with the step named in its cause.
+pub trait Context<T> {
+    fn context(self, step: &'static str) -> Result<T, ApiError>;
+}
+
+impl<T, E: Into<ApiError>> Context<T> for Result<T, E> {
+    fn context(self, step: &'static str) -> Result<T, ApiError> {
+        self.map_err(|error| error.into().context(step))
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     /// Connection-level failures are answered 503 (retry), everything else is a bug (500).
     fn from(error: sqlx::Error) -> Self {
@@ -115,5 +139,35 @@ pub fn is_connectivity(error: &sqlx::Error) -> bool {
             .code()
             .is_some_and(|code| ["08", "57P", "53", "28"].iter().any(|class| code.starts_with(class))),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(error: &anyhow::Error) -> Vec<String> {
+        error.chain().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_lost_connection_stays_a_503_and_names_the_step() {
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let error = Err::<(), _>(lost).context("rotating the refresh token").unwrap_err();
+        let ApiError::Unavailable(cause) = &error else { panic!("not a 503: {error:?}") };
+        assert_eq!(error.status(), 503);
+        assert_eq!(chain(cause)[0], "rotating the refresh token");
+        assert!(chain(cause).len() > 1, "the database's own error stays in the chain: {cause:?}");
+    }
+
+    #[test]
+    fn a_bug_is_a_500_naming_the_step_and_a_clients_error_is_untouched() {
+        let bug = Err::<(), _>(sqlx::Error::RowNotFound).context("reading the user").unwrap_err();
+        let ApiError::Unexpected(cause) = &bug else { panic!("not a 500: {bug:?}") };
+        assert_eq!(chain(cause)[0], "reading the user");
+
+        let client =
+            Err::<(), _>(ApiError::InvalidCredentials).context("verifying the password").unwrap_err();
+        assert!(matches!(client, ApiError::InvalidCredentials), "{client:?}");
     }
 }

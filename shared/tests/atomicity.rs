@@ -1,5 +1,8 @@
 //! Signup, login and refresh are atomic: when a later write fails, nothing of the earlier ones
 //! remains. A test-only trigger makes the refresh-token insert (the last write of each) fail.
+// The handlers' futures, instrumented and nested, are deeper than rustc's default query
+// limit allows when it lays this test's futures out (as in the functions' mains).
+#![recursion_limit = "256"]
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! The lazy pool: nothing connects until a handler needs the database, and an unreachable
 //! database is a 503 JSON answer within the acquire timeout, never a hang or a 5xx of our own.
+// The handlers' futures, instrumented and nested, are deeper than rustc's default query
+// limit allows when it lays this test's futures out (as in the functions' mains).
+#![recursion_limit = "256"]
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! Database credentials and signing keys from Secrets Manager, through the real AWS SDK against
 //! a local moto server (`scripts/with-moto` provides `AWS_ENDPOINT_URL_SECRETS_MANAGER`).
+// The handlers' futures, instrumented and nested, are deeper than rustc's default query
+// limit allows when it lays this test's futures out (as in the functions' mains).
+#![recursion_limit = "256"]
 
 mod common;
 
@@ -15,36 +18,13 @@ use shared::handlers::health::{self, HealthEvent};
 use shared::tokens::{SigningAlgorithm, SigningKey, TokenSigner, generate_private_key_pem, public_key_set};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
-use uuid::Uuid;
 
-async fn secrets_client() -> Client {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").is_ok(),
-        "run through scripts/with-moto (make test does)"
-    );
-    Client::new(&aws_config::load_from_env().await)
-}
-
-async fn create_secret(client: &Client, value: &Value) -> String {
-    let name = format!("test/{}", Uuid::new_v4());
-    let created = client
-        .create_secret()
-        .name(&name)
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .expect("create secret");
-    created.arn().expect("an ARN").to_owned()
-}
+use test_support::{create_secret, local_secrets_client as secrets_client};
 
 /// A login role with its own password on the test database, and the RDS-format secret for it.
 async fn role_with_secret(pool: &PgPool, client: &Client) -> (String, String) {
-    let role = format!("app_{}", Uuid::new_v4().simple());
     let database: String = sqlx::query_scalar("select current_database()").fetch_one(pool).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create role {role} login password 'first-password'")))
-        .execute(pool)
-        .await
-        .unwrap();
+    let role = test_support::login_role(pool, "app", "first-password", false).await;
     let server = PgConnectOptions::from_str(&std::env::var("DATABASE_URL").unwrap()).unwrap();
     let secret = json!({
         "engine": "postgres", "username": role, "password": "first-password",

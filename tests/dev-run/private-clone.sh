@@ -13,7 +13,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/pg-lib.sh
 source "$root/scripts/pg-lib.sh"
 
-for binary in signup login refresh logout me health jwks migrate db-migrate local-lambda; do
+for binary in signup login refresh logout me health jwks migrate db-migrate keygen local-lambda; do
     if [[ ! -x "$root/target/debug/$binary" ]]; then
         echo "private-clone: target/debug/$binary is missing: run cargo build --workspace --bins" >&2
         exit 1

@@ -6,12 +6,9 @@
 use std::fs::File;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_sdk_secretsmanager::Client as SecretsClient;
-use aws_sdk_secretsmanager::config::{Credentials, Region};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt as _, Full};
@@ -19,31 +16,17 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use local_lambda::{Emulator, EmulatorConfig, InvocationReport, SandboxInfo};
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
-use shared::tokens::{SigningAlgorithm, SigningKey, generate_private_key_pem, public_key_set};
 use sqlx::{Connection as _, Executor as _, PgConnection, PgPool};
 
-pub const PASSWORD: &str = "correct horse battery staple";
+#[allow(unused_imports)] // each test binary uses a different part
+pub use test_support::{PASSWORD, REFRESH_TOKEN_KEY, REGION, create_secret, moto_endpoint, secrets_client};
 pub const AUDIENCE: &str = "auth-e2e";
 pub const ISSUER: &str = "http://local-lambda.test";
 
-/// One RSA key per test binary: generating one per test is wasted time.
-static KEY_PEM: LazyLock<String> = LazyLock::new(|| {
-    generate_private_key_pem(SigningAlgorithm::Rs256).expect("key generation").expose_secret().to_owned()
-});
-
-/// The public half of [`KEY_PEM`] as a JWK set, for the verifying functions (`JWT_PUBLIC_KEYS`).
-static PUBLIC_KEYS: LazyLock<String> = LazyLock::new(|| {
-    let key = SigningKey::from_pem(KEY_ID, SigningAlgorithm::Rs256, &SecretString::from(KEY_PEM.clone()))
-        .expect("the test key");
-    public_key_set(&[&key]).to_string()
-});
-
 /// The `kid` of the key the signing functions use by default.
 pub const KEY_ID: &str = "e2e-key";
-/// The signing functions' refresh-token HMAC key (`REFRESH_TOKEN_HMAC_KEY`).
-pub const REFRESH_TOKEN_KEY: &str = "the e2e tests' refresh-token key, 32+ bytes";
 
 /// The directory holding the function binaries: the `target/debug` this test binary was built
 /// into (`target/debug/deps/<test>`).
@@ -97,15 +80,8 @@ pub fn server_lock(exclusive: bool) -> File {
 /// A new login role with a password, allowed DML on the test database's tables, as an
 /// application role is: `(role, password)`, the role named `<prefix>_<random>`.
 pub async fn login_role(db: &TestDb, prefix: &str) -> (String, String) {
-    let role = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
     let password = uuid::Uuid::new_v4().simple().to_string();
-    // Both are ours (letters and hex digits), not input: safe to splice.
-    let grants = format!(
-        "create role {role} login password '{password}';
-         grant select, insert, update, delete on all tables in schema public to {role};"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(grants)).execute(&db.pool).await.expect("creating the role");
-    (role, password)
+    (test_support::login_role(&db.pool, prefix, &password, true).await, password)
 }
 
 /// A database of the test's own (migrated, unless made by [`TestDb::create_empty`]).
@@ -237,10 +213,10 @@ impl TestApi {
         env.set_for_all("DATABASE_URL", db.url.clone());
         // Signers read the private key and the refresh-token key, verifiers the public keys: each
         // function takes only its own part.
-        env.set_for_all("JWT_PRIVATE_KEY", KEY_PEM.clone());
+        env.set_for_all("JWT_PRIVATE_KEY", test_support::key_pem().expose_secret());
         env.set_for_all("JWT_KEY_ID", KEY_ID);
         env.set_for_all("REFRESH_TOKEN_HMAC_KEY", REFRESH_TOKEN_KEY);
-        env.set_for_all("JWT_PUBLIC_KEYS", PUBLIC_KEYS.clone());
+        env.set_for_all("JWT_PUBLIC_KEYS", test_support::public_keys(KEY_ID));
         env.set_for_all("JWT_ISSUER", ISSUER);
         env.set_for_all("JWT_AUDIENCE", AUDIENCE);
         env.set_for_all("AWS_LAMBDA_LOG_FORMAT", "Text");
@@ -391,40 +367,6 @@ where
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// The region the functions and the tests' Secrets Manager client use.
-pub const REGION: &str = "eu-west-1";
-
-/// The local Secrets Manager that `scripts/with-moto` started.
-pub fn moto_endpoint() -> String {
-    std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER").expect(
-        "AWS_ENDPOINT_URL_SECRETS_MANAGER names a local Secrets Manager (run under scripts/with-moto)",
-    )
-}
-
-/// A Secrets Manager client for `endpoint` with the given credentials.
-pub async fn secrets_client(endpoint: &str, access_key: &str, secret_key: &str) -> SecretsClient {
-    let config = aws_config::from_env()
-        .endpoint_url(endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(access_key, secret_key, None, None, "test"))
-        .load()
-        .await;
-    SecretsClient::new(&config)
-}
-
-/// Creates a secret holding `value` as JSON; returns its ARN.
-pub async fn create_secret(client: &SecretsClient, value: &Value) -> String {
-    let name = format!("e2e/{}", uuid::Uuid::new_v4());
-    let created = client
-        .create_secret()
-        .name(name)
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .expect("create secret");
-    created.arn().expect("an ARN").to_owned()
 }
 
 /// Points the functions' SDK at the local Secrets Manager `endpoint` with the given credentials.

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the helpers
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -12,23 +12,15 @@ use shared::app::App;
 use shared::handlers;
 use shared::handlers::health::HealthEvent;
 use shared::http::{HttpRequest, HttpResponse};
-use shared::tokens::{
-    SigningAlgorithm, SigningKey, TokenSigner, TokenVerifier, generate_private_key_pem, public_key_set,
-};
+use shared::tokens::{TokenSigner, TokenVerifier, public_key_set};
 use sqlx::PgPool;
+pub use test_support::{PASSWORD, REFRESH_TOKEN_KEY};
 
 pub const ISSUER: &str = "https://auth.test";
 pub const AUDIENCE: &str = "auth-test-api";
-pub const PASSWORD: &str = "correct horse battery staple";
-/// The refresh-token HMAC key of the tests' signers.
-pub const REFRESH_TOKEN_KEY: &str = "the tests' refresh-token key, 32+ bytes";
 
-/// One RSA key for the whole test binary: generating a 2048-bit key per test is wasted time.
-static KEY_PEM: LazyLock<SecretString> =
-    LazyLock::new(|| generate_private_key_pem(SigningAlgorithm::Rs256).expect("key generation"));
-
-fn signing_key() -> SigningKey {
-    SigningKey::from_pem("test-key", SigningAlgorithm::Rs256, &KEY_PEM).expect("test key")
+fn signing_key() -> shared::tokens::SigningKey {
+    test_support::signing_key("test-key")
 }
 
 /// Signs with the test key.
