@@ -359,7 +359,7 @@ async fn backlog_left(admin: &mut PgConnection) -> anyhow::Result<i64> {
 }
 
 /// The scheduled run's three purge statements, as `.sqlx/` recorded them, with the parameters
-/// the health function binds (`health::PURGE_*`, the default session lifetime).
+/// the health function binds (`maintenance::PURGE_*`, the default session lifetime).
 fn purge_statements() -> anyhow::Result<Vec<(&'static str, String)>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.sqlx");
     let mut found = Vec::new();
