@@ -11,6 +11,7 @@ mod driver;
 mod measure;
 mod memory;
 mod proxy;
+mod report;
 mod signing;
 mod stats;
 mod tuning;
@@ -345,7 +346,6 @@ async fn main() -> anyhow::Result<()> {
         return memory::probe(variant);
     }
     let args = args(cli)?;
-    let plan = args.plan;
     let started = Instant::now();
     let mut setup = setup().await?;
     let spares = Arc::new(Spares::new());
@@ -371,11 +371,41 @@ async fn main() -> anyhow::Result<()> {
         ));
         return Ok(());
     }
-    let mut report = String::new();
+    let measured = measure_everything(&args, &mut setup, spares).await?;
+    let report = report::write(&args, measured, started)?;
+    std::fs::write(&args.out, &report).with_context(|| format!("writing {}", args.out.display()))?;
+    progress(format!("wrote {} in {:.1} min", args.out.display(), started.elapsed().as_secs_f64() / 60.0));
+    Ok(())
+}
 
+/// Sections 1 to 11, measured; [`report::write`] turns them into BENCHMARKS.md.
+pub(crate) struct Measurements {
+    pub(crate) cold: BTreeMap<Endpoint, (ColdStarts, Option<ColdStarts>)>,
+    pub(crate) warm_results: BTreeMap<Endpoint, Warm>,
+    pub(crate) argon2: Samples,
+    pub(crate) argon2_evicted: Samples,
+    pub(crate) memory: BTreeMap<Endpoint, (u64, Option<u64>)>,
+    pub(crate) throughput: Vec<(Endpoint, usize, (f64, Samples, usize))>,
+    pub(crate) signer_rates: Option<(Vec<f64>, Vec<f64>)>,
+    pub(crate) memory_alternatives: String,
+    pub(crate) tuning: String,
+    pub(crate) volume: String,
+    pub(crate) zips: BTreeMap<&'static str, Option<u64>>,
+    pub(crate) criterion: PathBuf,
+}
+
+/// Every measurement of a full run, in the order that keeps each one's conditions: cold starts
+/// first, then warm series, the soak, load, power tuning and the volume sections.
+async fn measure_everything(
+    args: &Args,
+    setup: &mut Setup,
+    spares: Arc<Spares>,
+) -> anyhow::Result<Measurements> {
+    let plan = args.plan;
+    let setup = &mut *setup;
     // The fixed user that logins use.
     let env_driver = Driver::new(
-        emulator(&setup, &args.binaries, Source::Environment, 1, None).await?,
+        emulator(setup, &args.binaries, Source::Environment, 1, None).await?,
         &setup.email,
         spares.clone(),
     )
@@ -386,7 +416,7 @@ async fn main() -> anyhow::Result<()> {
     // 1. Cold starts, configured from the environment and from Secrets Manager.
     progress(format!("cold starts ({} per function and source)", plan.cold_starts));
     let secrets_driver = Driver::new(
-        emulator(&setup, &args.binaries, Source::Secrets, 1, None).await?,
+        emulator(setup, &args.binaries, Source::Secrets, 1, None).await?,
         &setup.email,
         spares.clone(),
     )
@@ -406,9 +436,9 @@ async fn main() -> anyhow::Result<()> {
     let mut warm_results = BTreeMap::new();
     for endpoint in Endpoint::FUNCTIONS {
         env_driver.renew_access_token().await?;
-        warm_results.insert(endpoint, warm(&env_driver, &mut setup, endpoint, plan).await?);
+        warm_results.insert(endpoint, warm(&env_driver, setup, endpoint, plan).await?);
     }
-    warm_results.insert(Endpoint::Hello, warm(&hello, &mut setup, Endpoint::Hello, plan).await?);
+    warm_results.insert(Endpoint::Hello, warm(&hello, setup, Endpoint::Hello, plan).await?);
 
     // 4. argon2 alone.
     progress("argon2 verification alone");
@@ -435,7 +465,7 @@ async fn main() -> anyhow::Result<()> {
     progress(format!("throughput ({} clients, {} sandboxes per function)", plan.clients, plan.sandboxes));
     let load_driver = Arc::new(
         Driver::new(
-            emulator(&setup, &args.binaries, Source::Environment, plan.sandboxes, None).await?,
+            emulator(setup, &args.binaries, Source::Environment, plan.sandboxes, None).await?,
             &setup.email,
             spares.clone(),
         )
@@ -459,7 +489,7 @@ async fn main() -> anyhow::Result<()> {
         progress("refresh throughput, today's signer against the reparsing one");
         let reparsing = Arc::new(
             Driver::new(
-                emulator(&setup, &dir, Source::Environment, plan.sandboxes, None).await?,
+                emulator(setup, &dir, Source::Environment, plan.sandboxes, None).await?,
                 &setup.email,
                 spares.clone(),
             )
@@ -479,10 +509,10 @@ async fn main() -> anyhow::Result<()> {
     let memory_alternatives = memory::alternatives()?;
 
     // 9. Power tuning, each function at each size.
-    let tuning = power_tuning(&args, &mut setup, spares.clone(), false).await?;
+    let tuning = power_tuning(args, setup, spares.clone(), false).await?;
 
     // 10, 11. At volume, and the purge against a backlog.
-    let volume = volume::sections(&setup, &args.binaries, args.volume).await?;
+    let volume = volume::sections(setup, &args.binaries, args.volume).await?;
 
     // 5, 8: from `cargo bench` and `make package`, when they ran.
     let criterion = args.root.join("target/criterion");
@@ -492,261 +522,18 @@ async fn main() -> anyhow::Result<()> {
             .map(|name| (name, file_size(&args.root.join(format!("target/lambda/{name}/bootstrap.zip")))))
             .collect();
 
-    // The report.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
-    writeln!(report, "# Benchmarks\n")?;
-    writeln!(
-        report,
-        "Written by `make bench` on {} in {:.1} min{}. Machine: {}.\n",
-        time::OffsetDateTime::now_utc().date(),
-        started.elapsed().as_secs_f64() / 60.0,
-        if args.quick { " (**--quick: a smoke run, not the figures**)" } else { "" },
-        machine()
-    )?;
-    writeln!(
-        report,
-        "Release build (`[profile.release]`: opt-level 3, fat LTO, 1 codegen unit, stripped), x86_64 here \
-         (Lambda runs the arm64 build). Every request goes through the local emulator \
-         (`emulator/`: the HTTP API, the Runtime API, a real process per sandbox) to a local \
-         PostgreSQL with durable commits, through a TCP proxy that counts round trips. \
-         Sections 1 to 8 run unthrottled (the code's own cost on this machine's cores); section 9 \
-         holds each sandbox to Lambda's CPU share of its memory size, as deployed. \
-         Times are milliseconds; \"median (min–max)\" over repeated runs. \
-         Reproduce with `make bench` (`make bench-quick` for a smoke run).\n"
-    )?;
-
-    writeln!(report, "## 1. Cold start\n")?;
-    writeln!(
-        report,
-        "{} cold starts per function and configuration. *Init* is process spawn to the runtime's first \
-         `/next` (our init: configuration, keys, and the warm-up that fetches secrets and opens the \
-         database connection); *first* is the first invocation; *client* is the whole request as the \
-         HTTP client saw it, spawn included. *Environment*: `DATABASE_URL` and `JWT_PRIVATE_KEY` \
-         set; *secrets*: both fetched from Secrets Manager (moto on loopback) during init. Floor: \
-         the `hello` lambda_http binary (`bench/hello`), same profile, same emulator.\n",
-        plan.cold_starts
-    )?;
-    writeln!(
-        report,
-        "| function | init (environment) | init (secrets) | first invocation (environment) | client: spawn to answer (environment) | client (secrets) |"
-    )?;
-    writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, (from_env, from_secrets)) in &cold {
-        let secrets = from_secrets.as_ref();
-        writeln!(
-            report,
-            "| {} | {} | {} | {} | {} | {} |",
-            endpoint.name(),
-            from_env.init.summary(),
-            secrets.map_or("–".to_owned(), |s| s.init.summary()),
-            from_env.first.summary(),
-            from_env.client.summary(),
-            secrets.map_or("–".to_owned(), |s| s.client.summary()),
-        )?;
-    }
-
-    writeln!(report, "\n## 2. Warm latency\n")?;
-    writeln!(
-        report,
-        "{} sequential invocations per endpoint through one warm sandbox, after {} to warm it. *Client*: \
-         the HTTP round trip through the emulator; *function*: the REPORT line's duration (event \
-         delivered to response posted). The hello row is the floor: the emulator's and the runtime's \
-         own cost.\n",
-        plan.warm, plan.warm_up
-    )?;
-    writeln!(report, "| endpoint | client p50 | client p95 | client p99 | function p50 | function p99 |")?;
-    writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, result) in &warm_results {
-        writeln!(
-            report,
-            "| {} | {} | {} | {} | {} | {} |",
-            endpoint.route(),
-            ms(result.client.median()),
-            ms(result.client.percentile(0.95)),
-            ms(result.client.percentile(0.99)),
-            ms(result.function.median()),
-            ms(result.function.percentile(0.99)),
-        )?;
-    }
-
-    writeln!(report, "\n## 3. Database round trips\n")?;
-    writeln!(
-        report,
-        "Counted during the {} warm invocations above: *round trips* by the proxy (each time the \
-         function starts sending after Postgres answered: statements, pings and protocol messages \
-         alike), *statements* by `pg_stat_statements`. New connections opened during the series are \
-         listed apart (0 means the warm pool served every request).\n",
-        plan.warm
-    )?;
-    writeln!(
-        report,
-        "| endpoint | round trips per request | statements per request | new connections | target | met |"
-    )?;
-    writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, result) in &warm_results {
-        let Some(target) = endpoint.round_trip_target() else { continue };
-        writeln!(
-            report,
-            "| {} | {:.2} | {:.2} | {} | ≤ {target} | {} |",
-            endpoint.route(),
-            result.round_trips,
-            result.statements,
-            result.connections,
-            if result.round_trips <= target as f64 { "yes" } else { "**no**" },
-        )?;
-    }
-
-    let login = &warm_results[&Endpoint::Login];
-    writeln!(report, "\n## 4. argon2's share of login\n")?;
-    writeln!(
-        report,
-        "argon2id verification alone (m={}, t={}, p={}), {} runs in this process: in a hot loop, and with 64 MiB \
-         written before each run so its working memory starts out of the CPU caches (as in a sandbox that was \
-         frozen while other processes ran). Login's function p50 is {} (client {}).\n",
-        shared::passwords::MEMORY_KIB,
-        shared::passwords::ITERATIONS,
-        shared::passwords::PARALLELISM,
-        argon2.len(),
-        ms(login.function.median()),
-        ms(login.client.median()),
-    )?;
-    writeln!(report, "| argon2 alone | time | login − argon2 | (login − argon2) / argon2 |")?;
-    writeln!(report, "|---|---|---|---|")?;
-    for (label, alone) in [("hot loop", &argon2), ("caches evicted first", &argon2_evicted)] {
-        let rest = login.function.median() - alone.median();
-        writeln!(
-            report,
-            "| {label} | {} | {} | {:.1} % |",
-            alone.summary(),
-            ms(rest),
-            100.0 * rest / alone.median()
-        )?;
-    }
-
-    writeln!(report, "\n## 5. Access-token signing (criterion)\n")?;
-    writeln!(
-        report,
-        "`cargo bench -p shared --bench tokens`, aws-lc-rs. *Sign*: `SigningKey::sign`, the key parsed \
-         once per execution environment; *sign, reparsing*: `jsonwebtoken::encode`, which parses \
-         the private key (DER) on every signature, as the functions did before. Medians:\n"
-    )?;
-    writeln!(report, "| algorithm | sign | sign, reparsing | verify |")?;
-    writeln!(report, "|---|---|---|---|")?;
-    for algorithm in ["RS256", "ES256", "EdDSA"] {
-        let cell = |group| {
-            criterion_median_ns(&criterion, group, algorithm)
-                .map_or("not run".to_owned(), |ns| format!("{:.1} µs", ns / 1000.0))
-        };
-        writeln!(
-            report,
-            "| {algorithm} | {} | {} | {} |",
-            cell("access_token_sign"),
-            cell("access_token_sign_reparsing"),
-            cell("access_token_verify")
-        )?;
-    }
-    let refresh = &warm_results[&Endpoint::Refresh];
-    if let Some(sign) = criterion_median_ns(&criterion, "access_token_sign", "RS256") {
-        writeln!(
-            report,
-            "\nGoals (issue 12): RS256 sign ≤ 0.7 ms, measured {:.3} ms; refresh function p50 ≤ 2.5 ms, \
-             measured {} (section 2). Refresh signs one RS256 token: {:.1} % of its function p50.",
-            sign / 1e6,
-            ms(refresh.function.median()),
-            100.0 * sign / 1e6 / refresh.function.median(),
-        )?;
-    }
-
-    writeln!(report, "\n## 6. Throughput\n")?;
-    writeln!(
-        report,
-        "Up to {} sandboxes per function, concurrent clients for {} s after 0.5 s to warm them. The \
-         login bound is cores ÷ one verification: {cores:.0} ÷ {} ms = {:.0} logins/s.\n",
-        plan.sandboxes,
-        plan.load.as_secs(),
-        ms(argon2.median()),
-        cores * 1000.0 / argon2.median()
-    )?;
-    writeln!(report, "| endpoint | clients | requests/s | p50 | p99 | sandboxes used |")?;
-    writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, clients, (rps, latencies, sandboxes)) in &throughput {
-        writeln!(
-            report,
-            "| {} | {clients} | {rps:.0} | {} | {} | {sandboxes} |",
-            endpoint.route(),
-            ms(latencies.median()),
-            ms(latencies.percentile(0.99))
-        )?;
-    }
-    if let Some((today, before)) = &signer_rates {
-        let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len() as f64;
-        let show = |rates: &[f64]| rates.iter().map(|rps| format!("{rps:.0}")).collect::<Vec<_>>().join(", ");
-        writeln!(
-            report,
-            "\nRefresh, {} clients on {} sandboxes, three turns each: today's signer {} requests/s \
-             (mean {:.0}); the reparsing signer {} (mean {:.0}). Ratio {:.2}× (goal ≥ 1.8×).",
-            plan.clients,
-            plan.sandboxes,
-            show(today),
-            mean(today),
-            show(before),
-            mean(before),
-            mean(today) / mean(before)
-        )?;
-    }
-
-    writeln!(report, "\n## 7. Memory\n")?;
-    writeln!(
-        report,
-        "Peak RSS of one sandbox (the REPORT line's Max Memory Used, `VmHWM`) after the warm series \
-         and after the soak, where every function's sandbox carried on to {} invocations, all at once.\n",
-        plan.memory
-    )?;
-    writeln!(report, "| function | invocations | max RSS | invocations | max RSS | growth |")?;
-    writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, result) in &warm_results {
-        let (early_count, early) = result.rss_after;
-        let (late_count, late) = memory.get(endpoint).copied().unwrap_or((0, None));
-        let show = |rss: Option<u64>| rss.map_or("–".to_owned(), |mb| format!("{mb} MB"));
-        let growth = match (early, late) {
-            (Some(a), Some(b)) => format!("{:+} MB", b as i64 - a as i64),
-            _ => "–".to_owned(),
-        };
-        writeln!(
-            report,
-            "| {} | {early_count} | {} | {late_count} | {} | {growth} |",
-            endpoint.name(),
-            show(early),
-            show(late)
-        )?;
-    }
-
-    writeln!(report, "\n{}", memory_alternatives.trim_end())?;
-
-    writeln!(report, "\n## 8. Artifact size\n")?;
-    writeln!(
-        report,
-        "arm64 `bootstrap.zip` per function from `make package` (cargo-lambda, zig), and the x86_64 binary measured here:\n"
-    )?;
-    writeln!(report, "| function | arm64 zip | x86_64 binary |")?;
-    writeln!(report, "|---|---|---|")?;
-    for (name, zip) in &zips {
-        let binary = file_size(&args.binaries.join(name));
-        writeln!(
-            report,
-            "| {name} | {} | {} |",
-            zip.map_or("not packaged".to_owned(), mib),
-            binary.map_or("–".to_owned(), mib)
-        )?;
-    }
-    let profiles = args.root.join("bench/profiles.md");
-    if let Ok(text) = std::fs::read_to_string(&profiles) {
-        writeln!(report, "\n{}", text.trim_end())?;
-    }
-    writeln!(report, "\n{}", tuning.trim_end())?;
-    writeln!(report, "\n{}", volume.trim_end())?;
-
-    std::fs::write(&args.out, &report).with_context(|| format!("writing {}", args.out.display()))?;
-    progress(format!("wrote {} in {:.1} min", args.out.display(), started.elapsed().as_secs_f64() / 60.0));
-    Ok(())
+    Ok(Measurements {
+        cold,
+        warm_results,
+        argon2,
+        argon2_evicted,
+        memory,
+        throughput,
+        signer_rates,
+        memory_alternatives,
+        tuning,
+        volume,
+        zips,
+        criterion,
+    })
 }
