@@ -200,6 +200,7 @@ pub struct IncomingRequest<'a> {
 pub struct RequestContext<'a> {
     pub api_id: &'a str,
     pub request_id: &'a str,
+    pub region: &'a str,
     pub now: OffsetDateTime,
 }
 
@@ -282,7 +283,7 @@ pub fn build_event(request: &IncomingRequest<'_>, route: &RouteMatch, context: &
 }
 
 /// Whether a body of this media type is passed as text rather than base64.
-fn is_text_media_type(content_type: &str) -> bool {
+pub(crate) fn is_text_media_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     essence.starts_with("text/")
         || matches!(essence.as_str(), "application/json" | "application/xml" | "application/javascript")
@@ -306,7 +307,7 @@ fn query_parameters(raw: &str) -> BTreeMap<String, String> {
     parameters
 }
 
-fn percent_decode(raw: &str) -> String {
+pub(crate) fn percent_decode(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -327,7 +328,7 @@ fn percent_decode(raw: &str) -> String {
 }
 
 /// `requestContext.time`: `27/Nov/2026:05:22:00 +0000`.
-fn clf_time(now: OffsetDateTime) -> String {
+pub(crate) fn clf_time(now: OffsetDateTime) -> String {
     const MONTHS: [&str; 12] =
         ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let now = now.to_offset(time::UtcOffset::UTC);
@@ -490,7 +491,11 @@ mod tests {
             path_parameters: BTreeMap::new(),
         };
         let now = OffsetDateTime::from_unix_timestamp(1_764_220_920).unwrap();
-        build_event(request, &route, &RequestContext { api_id: "local", request_id: "req-1", now })
+        build_event(
+            request,
+            &route,
+            &RequestContext { api_id: "local", request_id: "req-1", region: "us-east-1", now },
+        )
     }
 
     #[test]
@@ -519,9 +524,10 @@ mod tests {
         assert_eq!(context["domainName"], "127.0.0.1:3000");
         assert_eq!(context["time"], "27/Nov/2025:05:22:00 +0000");
         assert_eq!(context["timeEpoch"], 1_764_220_920_000_i64);
-        let parsed: shared::http::HttpRequest =
-            serde_json::from_value(event).expect("the functions read the event");
-        assert_eq!(parsed.request_context.http.method, "POST");
+        let parsed =
+            lambda_http::request::from_str(&event.to_string()).expect("the functions read the event");
+        assert_eq!(parsed.method(), "POST");
+        assert_eq!(parsed.uri().path(), "/auth/signup");
     }
 
     #[test]
@@ -558,11 +564,15 @@ mod tests {
     }
 
     #[test]
-    fn the_shared_response_type_maps_back_unchanged() {
-        let original = shared::http::HttpResponse::json(409, &json!({"error": "email_taken"}));
+    fn lambda_http_s_payload_2_0_response_maps_back_unchanged() {
+        let mut original = lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpResponse::default();
+        original.status_code = 409;
+        original.headers.insert("content-type", HeaderValue::from_static("application/json"));
+        original.body = Some(lambda_http::Body::Text(r#"{"error":"email_taken"}"#.into()));
         let response = map_response(&serde_json::to_vec(&original).unwrap()).unwrap();
         assert_eq!(response.status, 409);
-        assert_eq!(response.body, Bytes::from(original.body));
+        assert!(response.headers.contains(&("content-type".into(), "application/json".into())));
+        assert_eq!(response.body, Bytes::from_static(br#"{"error":"email_taken"}"#));
     }
 
     #[test]

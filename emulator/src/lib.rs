@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod front_door;
 pub mod gateway;
 pub mod limits;
 mod pool;
@@ -40,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use crate::front_door::FrontDoor;
 pub use crate::gateway::GatewayResponse;
 use crate::gateway::{IncomingRequest, RequestContext, RouteTable};
 use crate::limits::Limits;
@@ -96,6 +98,8 @@ pub struct EmulatorConfig {
     pub sandbox_limits: bool,
     /// Every function's `MemorySize`, in place of the template's (`make bench`'s power tuning).
     pub memory_size_mb: Option<u32>,
+    /// The front door whose events the functions receive for the template's routes.
+    pub front_door: FrontDoor,
     pub log: Log,
 }
 
@@ -118,6 +122,7 @@ impl EmulatorConfig {
             wrapper: Vec::new(),
             sandbox_limits: true,
             memory_size_mb: None,
+            front_door: FrontDoor::HttpApi,
             log: Log::Stdout,
         }
     }
@@ -129,6 +134,8 @@ struct Inner {
     route_list: Vec<(String, String)>,
     records: Arc<Records>,
     integration_timeout: Duration,
+    front_door: FrontDoor,
+    region: String,
     log: Log,
 }
 
@@ -201,6 +208,8 @@ impl Emulator {
             route_list,
             records,
             integration_timeout: config.integration_timeout,
+            front_door: config.front_door,
+            region: config.region,
             log: config.log,
         });
         let (stop, stopped) = watch::channel(false);
@@ -404,14 +413,15 @@ async fn route(
         source_ip: peer.ip().to_string(),
         protocol: &protocol,
     };
-    let context = RequestContext { api_id: "local", request_id, now: OffsetDateTime::now_utc() };
-    let event = gateway::build_event(&incoming, &route, &context);
+    let context =
+        RequestContext { api_id: "local", request_id, region: &inner.region, now: OffsetDateTime::now_utc() };
+    let event = inner.front_door.event(&incoming, &route, &context);
     let pool = &inner.pools[route.function];
     let outcome = pool.invoke(Bytes::from(event.to_string()));
     match tokio::time::timeout(inner.integration_timeout, outcome).await {
         Err(_) => GatewayResponse::service_unavailable(),
         Ok(Ok(InvokeOutcome::Response(payload))) => {
-            gateway::map_response(&payload).unwrap_or_else(|malformed| {
+            inner.front_door.map_response(&payload).unwrap_or_else(|malformed| {
                 inner.log.line("api", format!("malformed Lambda proxy response: {}", malformed.0));
                 GatewayResponse::internal_server_error()
             })

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use clap::Parser;
 use local_lambda::report::millis;
 use local_lambda::{
-    Emulator, EmulatorConfig, EnvOverrides, InvocationReport, InvocationStatus, InvokeOutcome, Log,
+    Emulator, EmulatorConfig, EnvOverrides, FrontDoor, InvocationReport, InvocationStatus, InvokeOutcome, Log,
 };
 
 /// Serves a SAM template's functions locally the way Lambda and an API Gateway HTTP API would.
@@ -35,6 +35,10 @@ enum Command {
         /// An external extension to start in every sandbox (repeatable).
         #[arg(long = "extension")]
         extensions: Vec<PathBuf>,
+        /// The front door whose events the routes deliver: http-api (payload 2.0), rest-api
+        /// (payload 1.0, stage Prod), function-url or alb.
+        #[arg(long, default_value = "http-api")]
+        front_door: FrontDoor,
     },
     /// Invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE ('-' for
     /// stdin) and prints the response payload, like `sam local invoke`.
@@ -81,7 +85,7 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { common, host, port, max_sandboxes, idle_timeout, extensions } => {
+        Command::Serve { common, host, port, max_sandboxes, idle_timeout, extensions, front_door } => {
             let mut config = common.config(Log::Stdout)?;
             config.host = host;
             config.port = port;
@@ -90,6 +94,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             config.idle_timeout = idle_timeout.map(Duration::from_secs);
             config.extensions = extensions;
+            config.front_door = front_door;
             serve(config).await
         }
         Command::Invoke { function, event_file, common } => {

@@ -5,11 +5,31 @@ mod common;
 
 use common::{AUDIENCE, TestApi, email};
 use http::Method;
-use local_lambda::InvocationStatus;
+use local_lambda::{FrontDoor, InvocationStatus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_signs_up_logs_in_refreshes_reads_me_and_logs_out() {
-    let api = TestApi::start().await;
+    the_whole_contract(&TestApi::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_binaries_serve_the_contract_behind_a_rest_api() {
+    the_whole_contract(&TestApi::start_with(|config| config.front_door = FrontDoor::RestApi).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_binaries_serve_the_contract_behind_function_urls() {
+    the_whole_contract(&TestApi::start_with(|config| config.front_door = FrontDoor::FunctionUrl).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_binaries_serve_the_contract_behind_a_load_balancer() {
+    the_whole_contract(&TestApi::start_with(|config| config.front_door = FrontDoor::Alb).await).await;
+}
+
+/// Signup, login, refresh, me, logout, health, JWKS and discovery, and the error answers a
+/// client sees most (401 with `WWW-Authenticate`, 415, 400), whichever front door is in front.
+async fn the_whole_contract(api: &TestApi) {
     let email = email();
 
     let signup = api.post_signup(&email).await;
@@ -43,6 +63,24 @@ async fn a_user_signs_up_logs_in_refreshes_reads_me_and_logs_out() {
     let jwks = api.get("/.well-known/jwks.json").await;
     assert_eq!(jwks.status, 200, "{}", jwks.text);
     assert_eq!(jwks.body["keys"][0]["kid"], "e2e-key");
+
+    let discovery = api.get("/.well-known/openid-configuration").await;
+    assert_eq!(discovery.status, 200, "{}", discovery.text);
+    assert!(discovery.body["jwks_uri"].as_str().unwrap().ends_with("/.well-known/jwks.json"));
+
+    let unauthenticated = api.get("/auth/me").await;
+    assert_eq!(
+        (unauthenticated.status, unauthenticated.body["error"].as_str()),
+        (401, Some("missing_token"))
+    );
+    assert_eq!(unauthenticated.header("www-authenticate"), Some("Bearer"));
+    let as_text =
+        api.request(Method::POST, "/auth/login", &[("content-type", "text/plain")], Some("{}")).await;
+    assert_eq!((as_text.status, as_text.body["error"].as_str()), (415, Some("unsupported_media_type")));
+    let malformed = api
+        .request(Method::POST, "/auth/login", &[("content-type", "application/json")], Some("{\"email\":"))
+        .await;
+    assert_eq!((malformed.status, malformed.body["error"].as_str()), (400, Some("malformed_json")));
 
     let claims = jwt_claims(&login.access_token());
     assert_eq!(claims["aud"], AUDIENCE);

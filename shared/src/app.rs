@@ -9,7 +9,7 @@ use sqlx::PgPool;
 use crate::config::{Config, KeySource};
 use crate::db::{Database, DbConnection, SharedSecrets};
 use crate::error::ApiError;
-use crate::http::HttpRequest;
+use crate::http::{ApiRequest as _, Origin, Request};
 use crate::issuer::Issuer;
 use crate::keys::{Signer, Verifier};
 use crate::metrics::Metrics;
@@ -95,9 +95,9 @@ impl App {
 
     /// Lets a derived issuer learn the API from a request's context (see `issuer`); every
     /// handler that mints, verifies or publishes tokens calls it first.
-    pub fn learn_issuer(&self, request: &HttpRequest) {
-        if let Some(issuer) = &self.issuer {
-            issuer.learn(&request.request_context.api_id);
+    pub fn learn_issuer(&self, request: &Request) {
+        if let (Some(issuer), Origin::ApiGateway { api_id, stage }) = (&self.issuer, request.origin()) {
+            issuer.learn(api_id, stage);
         }
     }
 

@@ -430,7 +430,7 @@ mod tests {
         let without_region = Config::from_lookup(ALL, lookup(&vars)).unwrap_err();
         vars.push(("AWS_REGION", "eu-west-1"));
         let issuer = Config::from_lookup(ALL, lookup(&vars)).unwrap().keys.unwrap().issuer;
-        issuer.learn("a1b2c3d4e5");
+        issuer.learn("a1b2c3d4e5", "$default");
 
         assert!(without_region.to_string().contains("JWT_ISSUER"), "{without_region}");
         assert_eq!(issuer.get(), Some("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"));

@@ -1,111 +1,102 @@
-//! The API Gateway HTTP API (payload format 2.0) request and response, and body parsing.
-//!
-//! Only the fields the handlers use are modelled; API Gateway sends more, which serde ignores.
+//! Requests and responses as the handlers see them: `lambda_http`'s `Request` (whichever front
+//! door sent it: an HTTP API, a REST API, a function URL or a load balancer), read through
+//! [`ApiRequest`], and the JSON responses they answer with. The runtime wiring (`runtime`)
+//! turns a handler's `Err` into its response with [`ApiError::into_response`], once, for every
+//! function.
 
-use std::collections::BTreeMap;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use lambda_http::RequestExt as _;
+use lambda_http::request::RequestContext;
+pub use lambda_http::{Body, Request};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-/// The largest request body accepted, after base64 decoding.
+/// The largest request body accepted (after the front door's base64 is decoded).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// An HTTP API payload 2.0 event.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpRequest {
-    #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub route_key: String,
-    #[serde(default)]
-    pub raw_path: String,
-    #[serde(default)]
-    pub raw_query_string: String,
-    #[serde(default)]
-    pub cookies: Vec<String>,
-    /// API Gateway lower-cases header names and joins repeated headers with commas.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub body: Option<String>,
-    #[serde(default)]
-    pub is_base64_encoded: bool,
-    #[serde(default)]
-    pub request_context: RequestContext,
+/// A response, in the shape every front door's conversion takes.
+pub type Response = http::Response<Body>;
+
+/// What a handler returns: its response, or the error the wiring answers with.
+pub type Reply = Result<Response, ApiError>;
+
+/// Where a request came from, as the front door (not the client) wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin<'a> {
+    /// An API Gateway HTTP API (payload 2.0) or REST API (payload 1.0): the API's id and its
+    /// stage (`$default` for an HTTP API's default stage).
+    ApiGateway { api_id: &'a str, stage: &'a str },
+    /// A Lambda function URL, or an Application Load Balancer: no API to name.
+    Other,
+    /// Not an HTTP request: an EventBridge schedule or a direct invocation (`pass_through`).
+    Event,
 }
 
-/// The part of `requestContext` the handlers use.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestContext {
-    #[serde(default)]
-    pub request_id: String,
-    /// The API that invoked the function: written by API Gateway, not by the client.
-    #[serde(default)]
-    pub api_id: String,
-    #[serde(default)]
-    pub http: HttpContext,
-}
-
-/// `requestContext.http`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpContext {
-    #[serde(default)]
-    pub method: String,
-    #[serde(default)]
-    pub path: String,
-    #[serde(default)]
-    pub source_ip: String,
-}
-
-impl HttpRequest {
-    /// A header's value, matched case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
-    }
+/// Reading a request: headers, the bearer token, the JSON body, the client's address.
+pub trait ApiRequest {
+    /// A header's value, if it is present and printable.
+    fn header(&self, name: &str) -> Option<&str>;
 
     /// The bearer token of the `Authorization` header, if there is one.
-    pub fn bearer_token(&self) -> Option<&str> {
+    fn bearer_token(&self) -> Option<&str> {
         let value = self.header("authorization")?.trim();
         let (scheme, token) = value.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
     }
 
-    /// The body parsed as JSON into `T`, after checking its media type and size and decoding
-    /// base64. Syntax errors are 400 `malformed_json`; missing fields or wrong types are 400
-    /// `invalid_request`.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+    /// The body parsed as JSON into `T`, after checking its media type and size. Syntax errors
+    /// are 400 `malformed_json`; missing fields or wrong types are 400 `invalid_request`.
+    fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError>;
+
+    /// Which front door sent the request, and the API it names.
+    fn origin(&self) -> Origin<'_>;
+}
+
+impl ApiRequest for Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers().get(name).and_then(|value| value.to_str().ok())
+    }
+
+    fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if !self.header("content-type").is_some_and(is_json_media_type) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let raw = self.body.as_deref().unwrap_or_default();
-        let bytes = if self.is_base64_encoded {
-            // Refuse before decoding: base64 grows a body by a third.
-            if raw.len() > MAX_BODY_BYTES.div_ceil(3) * 4 {
-                return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
-            }
-            std::borrow::Cow::Owned(STANDARD.decode(raw).map_err(|_| {
-                ApiError::InvalidRequest("the body is flagged base64 but does not decode".into())
-            })?)
-        } else {
-            std::borrow::Cow::Borrowed(raw.as_bytes())
-        };
+        let bytes: &[u8] = self.body().as_ref();
         if bytes.len() > MAX_BODY_BYTES {
             return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::InvalidRequest("the request body is empty".into()));
         }
-        serde_json::from_slice(&bytes).map_err(|error| match error.classify() {
+        serde_json::from_slice(bytes).map_err(|error| match error.classify() {
             serde_json::error::Category::Data => ApiError::InvalidRequest(error.to_string()),
             _ => ApiError::MalformedJson(error.to_string()),
         })
+    }
+
+    fn origin(&self) -> Origin<'_> {
+        match self.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(context)) => {
+                // A function URL sends the same payload 2.0, on its own domain.
+                let url =
+                    context.domain_name.as_deref().is_some_and(|domain| domain.contains(".lambda-url."));
+                match (&context.apiid, url) {
+                    (Some(api_id), false) => {
+                        Origin::ApiGateway { api_id, stage: context.stage.as_deref().unwrap_or("$default") }
+                    }
+                    _ => Origin::Other,
+                }
+            }
+            Some(RequestContext::ApiGatewayV1(context)) => match &context.apiid {
+                Some(api_id) => Origin::ApiGateway { api_id, stage: context.stage.as_deref().unwrap_or("") },
+                None => Origin::Other,
+            },
+            Some(RequestContext::PassThrough) => Origin::Event,
+            _ => Origin::Other,
+        }
     }
 }
 
@@ -115,97 +106,58 @@ fn is_json_media_type(value: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// An HTTP API payload 2.0 response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpResponse {
-    pub status_code: u16,
-    pub headers: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub body: String,
-    #[serde(default)]
-    pub is_base64_encoded: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cookies: Vec<String>,
+/// A JSON response that no cache may store (the default for an auth API).
+pub fn json<T: Serialize + ?Sized>(status: u16, body: &T) -> Response {
+    let body = serde_json::to_string(body).expect("response bodies serialise to JSON");
+    let mut response = empty(status);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    *response.body_mut() = Body::Text(body);
+    response
 }
 
-impl HttpResponse {
-    /// A JSON response that no cache may store (the default for an auth API).
-    pub fn json<T: Serialize + ?Sized>(status: u16, body: &T) -> Self {
-        let body = serde_json::to_string(body).expect("response bodies serialise to JSON");
-        let headers = BTreeMap::from([
-            ("content-type".to_owned(), "application/json".to_owned()),
-            ("cache-control".to_owned(), "no-store".to_owned()),
-        ]);
-        Self { status_code: status, headers, body, is_base64_encoded: false, cookies: Vec::new() }
-    }
+/// A response with no body, that no cache may store.
+pub fn empty(status: u16) -> Response {
+    let mut response = http::Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::from_u16(status).expect("the handlers' statuses are valid");
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
 
-    /// A response with no body.
-    pub fn empty(status: u16) -> Self {
-        let headers = BTreeMap::from([("cache-control".to_owned(), "no-store".to_owned())]);
-        Self {
-            status_code: status,
-            headers,
-            body: String::new(),
-            is_base64_encoded: false,
-            cookies: Vec::new(),
-        }
-    }
-
-    /// The same response with one header set (names are lower-case).
-    pub fn with_header(mut self, name: &str, value: String) -> Self {
-        self.headers.insert(name.to_owned(), value);
-        self
-    }
-
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
-    }
+/// Sets one header on a response.
+pub fn with_header(mut response: Response, name: HeaderName, value: &str) -> Response {
+    let value = HeaderValue::from_str(value).expect("the handlers' header values are printable");
+    response.headers_mut().insert(name, value);
+    response
 }
 
 impl ApiError {
     /// The error as the client sees it. Server-side failures are logged here, with their whole
     /// cause chain, and never leak into the body.
-    pub fn into_response(self) -> HttpResponse {
+    pub fn into_response(self) -> Response {
         match &self {
             Self::Unexpected(cause) => tracing::error!(error = ?cause, "request failed"),
             Self::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
             _ => {}
         }
         let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
-        let mut response = HttpResponse::json(self.status(), &body);
+        let response = json(self.status(), &body);
         match self {
-            Self::MissingToken => {
-                response = response.with_header("www-authenticate", "Bearer".to_owned());
-            }
-            Self::InvalidToken => {
-                response =
-                    response.with_header("www-authenticate", r#"Bearer error="invalid_token""#.to_owned());
-            }
-            Self::Unavailable(_) => {
-                response = response.with_header("retry-after", "1".to_owned());
-            }
+            Self::MissingToken => with_header(response, WWW_AUTHENTICATE, "Bearer"),
+            Self::InvalidToken => with_header(response, WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#),
+            Self::Unavailable(_) => with_header(response, RETRY_AFTER, "1"),
             Self::TooManyAttempts { retry_after } => {
-                response = response.with_header("retry-after", retry_after.to_string());
+                with_header(response, RETRY_AFTER, &retry_after.to_string())
             }
-            _ => {}
+            _ => response,
         }
-        response
-    }
-}
-
-/// Turns a handler's result into its response: `Ok` with the success status, `Err` through
-/// [`ApiError::into_response`].
-pub fn respond<T: Serialize>(status: u16, result: Result<T, ApiError>) -> HttpResponse {
-    match result {
-        Ok(body) => HttpResponse::json(status, &body),
-        Err(error) => error.into_response(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
     use super::*;
 
     #[derive(Debug, Deserialize)]
@@ -214,17 +166,18 @@ mod tests {
         name: String,
     }
 
-    fn request(content_type: Option<&str>, body: &str, base64: bool) -> HttpRequest {
-        let mut headers = BTreeMap::new();
+    /// A payload 2.0 event, read by lambda_http as the runtime reads it.
+    fn request(content_type: Option<&str>, body: &str) -> Request {
+        let mut headers = serde_json::Map::new();
         if let Some(value) = content_type {
-            headers.insert("content-type".to_owned(), value.to_owned());
+            headers.insert("content-type".into(), value.into());
         }
-        HttpRequest {
-            headers,
-            body: Some(body.to_owned()),
-            is_base64_encoded: base64,
-            ..HttpRequest::default()
-        }
+        let event = json!({
+            "version": "2.0", "rawPath": "/auth/login", "headers": headers, "body": body,
+            "isBase64Encoded": false,
+            "requestContext": {"apiId": "a1b2c3", "stage": "$default", "http": {"method": "POST"}},
+        });
+        lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event")
     }
 
     fn code(result: Result<Probe, ApiError>) -> &'static str {
@@ -235,48 +188,61 @@ mod tests {
     fn json_media_types_with_parameters_are_accepted() {
         for content_type in ["application/json", "Application/JSON; charset=utf-8", "application/merge+json"]
         {
-            let parsed: Result<Probe, _> = request(Some(content_type), r#"{"name":"a"}"#, false).json();
+            let parsed: Result<Probe, _> = request(Some(content_type), r#"{"name":"a"}"#).json();
             assert!(parsed.is_ok(), "{content_type} should be accepted");
         }
     }
 
     #[test]
     fn a_body_that_is_not_json_typed_is_unsupported() {
-        assert_eq!(code(request(Some("text/plain"), "{}", false).json()), "unsupported_media_type");
-        assert_eq!(code(request(None, "{}", false).json()), "unsupported_media_type");
+        assert_eq!(code(request(Some("text/plain"), "{}").json()), "unsupported_media_type");
+        assert_eq!(code(request(None, "{}").json()), "unsupported_media_type");
     }
 
     #[test]
     fn syntax_errors_and_shape_errors_get_different_codes() {
         let json = Some("application/json");
-        assert_eq!(code(request(json, "{\"name\":", false).json()), "malformed_json");
-        assert_eq!(code(request(json, "{}", false).json()), "invalid_request");
-        assert_eq!(code(request(json, r#"{"name":5}"#, false).json()), "invalid_request");
-        assert_eq!(code(request(json, "  ", false).json()), "invalid_request");
+        assert_eq!(code(request(json, "{\"name\":").json()), "malformed_json");
+        assert_eq!(code(request(json, "{}").json()), "invalid_request");
+        assert_eq!(code(request(json, r#"{"name":5}"#).json()), "invalid_request");
+        assert_eq!(code(request(json, "  ").json()), "invalid_request");
     }
 
     #[test]
-    fn base64_bodies_are_decoded_and_bad_base64_is_a_client_error() {
-        let json = Some("application/json");
-        let encoded = STANDARD.encode(r#"{"name":"a"}"#);
-        assert!(request(json, &encoded, true).json::<Probe>().is_ok());
-        assert_eq!(code(request(json, "%%%", true).json()), "invalid_request");
-    }
-
-    #[test]
-    fn bodies_over_the_limit_are_refused_plain_or_encoded() {
-        let json = Some("application/json");
+    fn bodies_over_the_limit_are_refused() {
         let big = format!(r#"{{"name":"{}"}}"#, "a".repeat(MAX_BODY_BYTES));
-        assert_eq!(code(request(json, &big, false).json()), "payload_too_large");
-        assert_eq!(code(request(json, &STANDARD.encode(&big), true).json()), "payload_too_large");
+        assert_eq!(code(request(Some("application/json"), &big).json()), "payload_too_large");
     }
 
     #[test]
     fn bearer_tokens_are_read_case_insensitively() {
-        let mut req = HttpRequest::default();
-        req.headers.insert("Authorization".into(), "bearer abc.def".into());
-        assert_eq!(req.bearer_token(), Some("abc.def"));
-        req.headers.insert("Authorization".into(), "Basic abc".into());
-        assert_eq!(req.bearer_token(), None);
+        let mut request = request(None, "");
+        let headers = request.headers_mut();
+        headers.insert("authorization", HeaderValue::from_static("bearer abc.def"));
+        assert_eq!(request.bearer_token(), Some("abc.def"));
+        request.headers_mut().insert("authorization", HeaderValue::from_static("Basic abc"));
+        assert_eq!(request.bearer_token(), None);
+    }
+
+    #[test]
+    fn the_origin_names_the_api_and_its_stage_and_nothing_for_a_function_url() {
+        assert_eq!(request(None, "").origin(), Origin::ApiGateway { api_id: "a1b2c3", stage: "$default" });
+        let url = json!({
+            "version": "2.0", "rawPath": "/auth/me", "headers": {},
+            "requestContext": {"apiId": "urlid", "domainName": "urlid.lambda-url.eu-west-1.on.aws",
+                               "stage": "$default", "http": {"method": "GET"}},
+        });
+        let url = lambda_http::request::from_str(&url.to_string()).unwrap();
+        assert_eq!(url.origin(), Origin::Other);
+    }
+
+    #[test]
+    fn an_error_carries_its_code_and_its_headers() {
+        let response = ApiError::TooManyAttempts { retry_after: 7 }.into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "7");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let Body::Text(body) = response.body() else { panic!("a text body") };
+        assert_eq!(serde_json::from_str::<serde_json::Value>(body).unwrap()["error"], "too_many_attempts");
     }
 }

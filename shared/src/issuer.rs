@@ -5,9 +5,11 @@
 //! The API's URL exists only once the stack does, and naming the API in the functions'
 //! environment would make the template circular (the API's routes name the functions). So the
 //! template leaves `JWT_ISSUER` empty and each function derives
-//! `https://{apiId}.execute-api.{AWS_REGION}.amazonaws.com` from the first request it serves:
-//! `requestContext.apiId` is written by API Gateway, not by the client, and every function of a
-//! stack serves the same API, so all of them derive the same issuer.
+//! `https://{apiId}.execute-api.{AWS_REGION}.amazonaws.com` (then `/{stage}`, for a REST API or
+//! a named HTTP API stage) from the first request it serves: `requestContext.apiId` and `stage`
+//! are written by API Gateway, not by the client, and every function of a stack serves the same
+//! API, so all of them derive the same issuer. Function URLs and load balancers name no API
+//! (each function has its own URL): behind them `JWT_ISSUER` must be set.
 
 use std::sync::{Arc, OnceLock};
 
@@ -32,15 +34,30 @@ impl Issuer {
         Self(Arc::new(Source::Derived { region: region.into(), learnt: OnceLock::new() }))
     }
 
-    /// Learns the API id from a request's context, if the issuer is derived and not yet known.
-    /// Anything but an API id's characters is ignored (a direct invocation carries none).
-    pub fn learn(&self, api_id: &str) {
+    /// Learns the API id and stage from a request's context, if the issuer is derived and not
+    /// yet known. Anything but an API id's and a stage's characters is ignored.
+    pub fn learn(&self, api_id: &str, stage: &str) {
         let Source::Derived { region, learnt } = &*self.0 else { return };
         let plausible = !api_id.is_empty()
             && api_id.len() <= 64
             && api_id.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit());
-        if plausible && learnt.get().is_none() {
-            let url = format!("https://{api_id}.execute-api.{region}.amazonaws.com");
+        // API Gateway's stage names: letters, digits, `-` and `_`; `$default` is no path.
+        let path = match stage {
+            "" | "$default" => Some(String::new()),
+            stage
+                if stage.len() <= 128
+                    && stage
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_') =>
+            {
+                Some(format!("/{stage}"))
+            }
+            _ => None,
+        };
+        if let (true, Some(path)) = (plausible, path)
+            && learnt.get().is_none()
+        {
+            let url = format!("https://{api_id}.execute-api.{region}.amazonaws.com{path}");
             if learnt.set(url).is_ok() {
                 tracing::info!(issuer = self.get().unwrap_or_default(), "derived the issuer from the API id");
             }
@@ -60,7 +77,8 @@ impl Issuer {
         self.get().ok_or_else(|| {
             anyhow::anyhow!(
                 "JWT_ISSUER is empty and no API Gateway request has named the API yet \
-                 (requestContext.apiId), so the issuer cannot be derived"
+                 (requestContext.apiId; function URLs and load balancers name none), so the issuer \
+                 cannot be derived"
             )
         })
     }
@@ -89,25 +107,33 @@ mod tests {
         assert_eq!(issuer.get(), None);
         assert!(issuer.require().unwrap_err().to_string().contains("JWT_ISSUER"));
 
-        shared.learn("a1b2c3d4e5");
-        issuer.learn("zzzzzzzzzz");
+        shared.learn("a1b2c3d4e5", "$default");
+        issuer.learn("zzzzzzzzzz", "$default");
 
         assert_eq!(issuer.get(), Some("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"));
+    }
+
+    #[test]
+    fn a_rest_api_stage_is_part_of_the_issuer() {
+        let issuer = Issuer::derived("eu-west-1");
+        issuer.learn("a1b2c3d4e5", "Prod");
+        assert_eq!(issuer.get(), Some("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/Prod"));
     }
 
     #[test]
     fn an_implausible_api_id_teaches_nothing() {
         let issuer = Issuer::derived("eu-west-1");
         for api_id in ["", "evil.example.com/", "ABC", "a b"] {
-            issuer.learn(api_id);
+            issuer.learn(api_id, "$default");
         }
+        issuer.learn("a1b2c3d4e5", "../evil");
         assert_eq!(issuer.get(), None);
     }
 
     #[test]
     fn a_configured_issuer_ignores_the_api_id() {
         let issuer = Issuer::fixed("https://auth.example.com");
-        issuer.learn("a1b2c3d4e5");
+        issuer.learn("a1b2c3d4e5", "$default");
         assert_eq!(issuer.get(), Some("https://auth.example.com"));
     }
 }

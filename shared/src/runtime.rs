@@ -6,6 +6,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
+use lambda_http::Request;
 use lambda_runtime::{LambdaEvent, service_fn};
 use serde::de::DeserializeOwned;
 use tracing::level_filters::LevelFilter;
@@ -16,7 +17,7 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::http::HttpResponse;
+use crate::http::{Reply, Response};
 
 /// Crates that log what passes through them: at TRACE the Lambda runtime prints every raw event
 /// (a request body, with its password or refresh token), the HTTP stack and the AWS SDK print
@@ -65,33 +66,20 @@ pub fn init_tracing() {
 /// Builds the function's state from its environment, registers the graceful-shutdown hook (an
 /// internal extension, so Lambda sends SIGTERM before it ends the sandbox; the hook closes the
 /// pool), and serves `handler` until the sandbox goes away.
-pub async fn run<E, F, Fut>(needs: crate::config::Needs, handler: F) -> Result<(), lambda_runtime::Error>
+///
+/// `lambda_http` turns each event into a `Request`, whichever front door sent it, and the
+/// handler's response back into that front door's shape. The handler's `Err` and its panics
+/// are answered here, once for every function ([`answer`]). With `AWS_LAMBDA_MAX_CONCURRENCY`
+/// above 1 (Lambda Managed Instances) the runtime polls that many invocations at once;
+/// without it, one at a time.
+pub async fn run<F, Fut>(needs: crate::config::Needs, handler: F) -> Result<(), lambda_runtime::Error>
 where
-    E: DeserializeOwned,
-    F: Fn(&'static App, E) -> Fut,
-    Fut: Future<Output = HttpResponse> + Send,
+    F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
 {
     let app = start(needs).await?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
-        let response = guarded(handler(app, event.payload));
-        async move { Ok::<_, Infallible>(response.await) }
-    }))
-    .await
-}
-
-/// Like [`run`], for a handler that also needs the invocation's context (its deadline).
-pub async fn run_with_context<E, F, Fut>(
-    needs: crate::config::Needs,
-    handler: F,
-) -> Result<(), lambda_runtime::Error>
-where
-    E: DeserializeOwned,
-    F: Fn(&'static App, LambdaEvent<E>) -> Fut,
-    Fut: Future<Output = HttpResponse> + Send,
-{
-    let app = start(needs).await?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| {
-        let response = guarded(handler(app, event));
+    lambda_http::run_concurrent(service_fn(move |request: Request| {
+        let response = answer(handler(app, request));
         async move { Ok::<_, Infallible>(response.await) }
     }))
     .await
@@ -134,11 +122,13 @@ async fn start(needs: crate::config::Needs) -> Result<&'static App, lambda_runti
     Ok(app)
 }
 
-/// Runs a handler's future, turning a panic into a logged 500 JSON answer so the sandbox keeps
+/// Runs a handler's future into the response the client gets: `Err` through
+/// [`ApiError::into_response`], and a panic as a logged 500 JSON answer so the sandbox keeps
 /// serving (the release profile keeps `panic = "unwind"` for this).
-pub async fn guarded(handler: impl Future<Output = HttpResponse>) -> HttpResponse {
+pub async fn answer(handler: impl Future<Output = Reply>) -> Response {
     match AssertUnwindSafe(handler).catch_unwind().await {
-        Ok(response) => response,
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => error.into_response(),
         Err(payload) => {
             let message = payload
                 .downcast_ref::<&str>()
@@ -153,6 +143,7 @@ pub async fn guarded(handler: impl Future<Output = HttpResponse>) -> HttpRespons
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lambda_http::Body;
 
     #[test]
     fn the_runtime_and_http_crates_are_pinned_and_ours_are_not() {
@@ -179,18 +170,33 @@ mod tests {
         }
     }
 
+    fn text(response: &Response) -> &str {
+        match response.body() {
+            Body::Text(text) => text,
+            other => panic!("not a text body: {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn a_panicking_handler_is_answered_with_a_500_json_body() {
-        let response = guarded(async { panic!("boom") }).await;
-        assert_eq!(response.status_code, 500);
-        let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+        let response = answer(async { panic!("boom") }).await;
+        assert_eq!(response.status(), 500);
+        let body: serde_json::Value = serde_json::from_str(text(&response)).unwrap();
         assert_eq!(body["error"], "internal_error");
-        assert!(!response.body.contains("boom"), "the panic message must not leak: {}", response.body);
+        assert!(!text(&response).contains("boom"), "the panic message must not leak: {}", text(&response));
+    }
+
+    #[tokio::test]
+    async fn an_error_is_answered_with_its_status_and_code() {
+        let response = answer(async { Err(ApiError::EmailTaken) }).await;
+        assert_eq!(response.status(), 409);
+        let body: serde_json::Value = serde_json::from_str(text(&response)).unwrap();
+        assert_eq!(body["error"], "email_taken");
     }
 
     #[tokio::test]
     async fn a_handler_that_returns_is_passed_through() {
-        let response = guarded(async { HttpResponse::empty(204) }).await;
-        assert_eq!(response.status_code, 204);
+        let response = answer(async { Ok(crate::http::empty(204)) }).await;
+        assert_eq!(response.status(), 204);
     }
 }

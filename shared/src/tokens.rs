@@ -608,7 +608,7 @@ mod tests {
         let (other, _) = pair(SigningAlgorithm::Es256, "k2");
         let token = other.issue(UserId::generate(), SessionId::generate()).unwrap();
         assert_eq!(ours.verify(&token.token).err(), Some(Rejection::UnknownKey));
-        assert_eq!(ApiError::from(Rejection::UnknownKey).into_response().status_code, 401);
+        assert_eq!(ApiError::from(Rejection::UnknownKey).into_response().status(), 401);
     }
 
     #[test]

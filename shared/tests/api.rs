@@ -6,9 +6,9 @@
 mod common;
 
 use base64::Engine as _;
-use common::{Endpoint, PASSWORD, TestApp, bearer_request, json_request, request_with};
+use common::{Endpoint, PASSWORD, TestApp, event, get, json_request, request_with};
 use serde_json::json;
-use shared::http::{HttpRequest, MAX_BODY_BYTES};
+use shared::http::{MAX_BODY_BYTES, Request};
 use sqlx::PgPool;
 
 #[sqlx::test(migrations = "../migrations")]
@@ -282,11 +282,10 @@ async fn me_without_a_valid_bearer_token_is_401_with_www_authenticate(pool: PgPo
     let mut tampered = signup.access_token();
     tampered.replace_range(tampered.len() - 4.., "AAAA");
 
-    let missing = app.send(Endpoint::Me, HttpRequest::default()).await;
+    let missing = app.send(Endpoint::Me, get("/auth/me")).await;
     let garbage = app.get_me("not.a.jwt").await;
     let forged = app.get_me(&tampered).await;
-    let mut basic = bearer_request("x");
-    basic.headers.insert("authorization".into(), "Basic YWxpY2U6cHc=".into());
+    let basic = event("GET", "/auth/me", json!({"authorization": "Basic YWxpY2U6cHc="}), None, false);
     let wrong_scheme = app.send(Endpoint::Me, basic).await;
 
     assert_eq!((missing.status, missing.error_code()), (401, "missing_token"));
@@ -302,7 +301,7 @@ async fn me_without_a_valid_bearer_token_is_401_with_www_authenticate(pool: PgPo
 async fn health_is_200_when_the_database_answers(pool: PgPool) {
     let app = TestApp::new(pool);
 
-    let response = app.send(Endpoint::Health, HttpRequest::default()).await;
+    let response = app.send(Endpoint::Health, get("/health")).await;
 
     assert_eq!(response.status, 200);
     assert_eq!(
@@ -318,7 +317,7 @@ async fn jwks_serves_the_public_key_that_verifies_issued_tokens(pool: PgPool) {
     let app = TestApp::new(pool);
     let signup = app.signed_up("alice@example.com").await;
 
-    let response = app.send(Endpoint::Jwks, HttpRequest::default()).await;
+    let response = app.send(Endpoint::Jwks, get("/.well-known/jwks.json")).await;
 
     assert_eq!(response.status, 200);
     assert_eq!(response.header("cache-control"), Some("public, max-age=300"));
@@ -420,10 +419,7 @@ async fn wide_logout_scopes_need_a_live_token_and_a_known_scope(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn the_openid_configuration_is_served_by_the_jwks_function(pool: PgPool) {
     let app = TestApp::new(pool);
-    let request =
-        HttpRequest { raw_path: "/.well-known/openid-configuration".into(), ..HttpRequest::default() };
-
-    let response = app.send(Endpoint::Jwks, request).await;
+    let response = app.send(Endpoint::Jwks, get("/.well-known/openid-configuration")).await;
 
     assert_eq!(response.status, 200);
     assert_eq!(response.body["issuer"], common::ISSUER);
@@ -438,31 +434,24 @@ async fn hostile_bodies_get_a_4xx_error_body_and_write_nothing(pool: PgPool) {
     let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
     let megabyte_password =
         json!({"email": "alice@example.com", "password": "x".repeat(1 << 20)}).to_string();
-    let cases: Vec<(&str, HttpRequest, u16)> = vec![
-        (
-            "invalid UTF-8",
-            request_with(
-                Some("application/json"),
-                &base64(b"{\"email\":\"\xff\xfe\",\"password\":\"x\"}"),
-                true,
-            ),
-            400,
-        ),
-        ("deep nesting", json_request(&deep), 400),
+    let invalid_utf8 = base64(b"{\"email\":\"\xff\xfe\",\"password\":\"x\"}");
+    let cases: Vec<(&str, Box<dyn Fn() -> Request>, u16)> = vec![
+        ("invalid UTF-8", Box::new(|| request_with(Some("application/json"), &invalid_utf8, true)), 400),
+        ("deep nesting", Box::new(|| json_request(&deep)), 400),
         (
             "duplicate keys",
-            json_request(r#"{"email":"a@example.com","email":"b@example.com","password":"pw"}"#),
+            Box::new(|| json_request(r#"{"email":"a@example.com","email":"b@example.com","password":"pw"}"#)),
             400,
         ),
-        ("a 1 MB password", json_request(&megabyte_password), 413),
-        ("a JSON array", json_request("[]"), 400),
-        ("a bare string", json_request("\"alice\""), 400),
-        ("null", json_request("null"), 400),
+        ("a 1 MB password", Box::new(|| json_request(&megabyte_password)), 413),
+        ("a JSON array", Box::new(|| json_request("[]")), 400),
+        ("a bare string", Box::new(|| json_request("\"alice\"")), 400),
+        ("null", Box::new(|| json_request("null")), 400),
     ];
 
     for (name, request, status) in cases {
         for endpoint in [Endpoint::Signup, Endpoint::Login] {
-            let response = app.send(endpoint, request.clone()).await;
+            let response = app.send(endpoint, request()).await;
             assert_eq!(response.status, status, "{name} on {endpoint:?}: {}", response.body);
             assert!(!response.error_code().is_empty());
         }

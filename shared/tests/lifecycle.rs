@@ -8,13 +8,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, json_request};
+use common::{PASSWORD, call, get, json_request};
 use serde_json::json;
 use shared::app::App;
 use shared::config::{Config, Keys, Needs};
 use shared::handlers;
-use shared::handlers::health::HealthEvent;
-use shared::http::HttpRequest;
 use shared::tokens::{SigningAlgorithm, SigningKey, public_key_set};
 
 /// A loopback port nothing listens on: bind, read the port, close.
@@ -56,9 +54,9 @@ fn app_with_unreachable_database(needs: Needs) -> App {
 async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
     let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Verify });
 
-    let response = handlers::jwks::handle(&app, HttpRequest::default()).await;
+    let response = call(handlers::jwks::handle(&app, get("/.well-known/jwks.json"))).await;
 
-    assert_eq!(response.status_code, 200);
+    assert_eq!(response.status, 200);
     assert!(!app.database_initialised());
 }
 
@@ -67,18 +65,20 @@ async fn an_unreachable_database_is_503_json_on_health_and_auth_endpoints() {
     let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Sign });
     let started = Instant::now();
 
-    let health = handlers::health::handle(&app, HealthEvent::Http(Box::default())).await;
+    let health = call(handlers::health::handle(&app, get("/health"))).await;
     let body = json!({ "email": "alice@example.com", "password": PASSWORD }).to_string();
-    let signup = handlers::signup::handle(&app, json_request(&body)).await;
-    let login = handlers::login::handle(&app, json_request(&body)).await;
+    let signup = call(handlers::signup::handle(&app, json_request(&body))).await;
+    let login = call(handlers::login::handle(&app, json_request(&body))).await;
 
     assert!(app.database_initialised());
-    assert_eq!(health.status_code, 503);
-    let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
-    assert_eq!((&health["status"], &health["database"]), (&json!("unhealthy"), &json!("disconnected")));
+    assert_eq!(health.status, 503);
+    assert_eq!(
+        (&health.body["status"], &health.body["database"]),
+        (&json!("unhealthy"), &json!("disconnected"))
+    );
     for response in [signup, login] {
-        assert_eq!(response.status_code, 503, "{}", response.body);
-        let error: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+        assert_eq!(response.status, 503, "{}", response.body);
+        let error = &response.body;
         assert_eq!(error["error"], "service_unavailable");
     }
     assert!(started.elapsed() < Duration::from_secs(6), "bounded by the acquire and ping timeouts");

@@ -8,19 +8,22 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::TestApp;
+use common::{TestApp, call};
+use lambda_http::RequestExt as _;
 use serde_json::json;
-use shared::handlers::health::{self, HealthEvent};
+use shared::handlers::health;
+use shared::http::Request;
 use shared::maintenance;
 use sqlx::PgPool;
 
-fn scheduled_event() -> HealthEvent {
-    serde_json::from_value(json!({
+/// An EventBridge schedule, read by lambda_http as the function's runtime reads it.
+fn scheduled_event() -> Request {
+    let event = json!({
         "version": "0", "id": "5e1f", "detail-type": "Scheduled Event", "source": "aws.events",
         "account": "123456789012", "time": "2026-11-27T05:00:00Z", "region": "eu-west-1",
         "resources": ["arn:aws:events:eu-west-1:123456789012:rule/health"], "detail": {}
-    }))
-    .unwrap()
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
 /// A session with `old` tokens revoked 8 days ago and `fresh` tokens revoked just now.
@@ -45,9 +48,9 @@ async fn a_scheduled_check_purges_only_long_revoked_tokens(pool: PgPool) {
     let app = TestApp::new(pool);
     seed_tokens(&app, 2_500, 40).await;
 
-    let response = health::handle(&app.app, scheduled_event()).await;
+    let response = call(health::handle(&app.app, scheduled_event())).await;
 
-    assert_eq!(response.status_code, 200);
+    assert_eq!(response.status, 200);
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 41, "40 fresh and signup's own");
 }
 
@@ -102,26 +105,26 @@ async fn the_deadline_comes_from_the_invocation_context(pool: PgPool) {
         let mut context = lambda_runtime::Context::default();
         let deadline = SystemTime::now() + left;
         context.deadline = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        lambda_runtime::LambdaEvent::new(scheduled_event(), context)
+        scheduled_event().with_lambda_context(context)
     };
 
-    let response = health::invoked(&app.app, event_due_in(maintenance::PURGE_MARGIN / 2)).await;
+    let response = call(health::handle(&app.app, event_due_in(maintenance::PURGE_MARGIN / 2))).await;
 
-    assert_eq!(response.status_code, 200, "the check itself still answers");
+    assert_eq!(response.status, 200, "the check itself still answers");
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 1_511);
-    health::invoked(&app.app, event_due_in(Duration::from_secs(10))).await;
+    call(health::handle(&app.app, event_due_in(Duration::from_secs(10)))).await;
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 11);
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn an_event_from_another_source_is_refused(pool: PgPool) {
     let app = TestApp::new(pool);
-    let event: HealthEvent =
-        serde_json::from_value(json!({"Records": [{"eventSource": "aws:sqs"}]})).unwrap();
+    let event = json!({"Records": [{"eventSource": "aws:sqs"}]});
+    let event = lambda_http::request::from_str(&event.to_string()).unwrap();
 
-    let response = health::handle(&app.app, event).await;
+    let response = call(health::handle(&app.app, event)).await;
 
-    assert_eq!(response.status_code, 400);
+    assert_eq!(response.status, 400);
 }
 
 /// Signs up `email` and returns its session's id.
@@ -175,9 +178,9 @@ async fn a_scheduled_check_purges_sessions_that_ended_long_ago_and_keeps_the_res
     .await;
     let live = session_of(&app, "live@example.com").await;
 
-    let response = health::handle(&app.app, scheduled_event()).await;
+    let response = call(health::handle(&app.app, scheduled_event())).await;
 
-    assert_eq!(response.status_code, 200);
+    assert_eq!(response.status, 200);
     let mut left: Vec<uuid::Uuid> =
         sqlx::query_scalar("select id from sessions").fetch_all(&app.pool).await.unwrap();
     let mut expected = vec![expired_lately, abandoned_lately, live];
@@ -204,8 +207,8 @@ async fn a_scheduled_check_purges_login_attempts_quiet_for_a_day(pool: PgPool) {
     .await
     .unwrap();
 
-    let response = health::handle(&app.app, scheduled_event()).await;
+    let response = call(health::handle(&app.app, scheduled_event())).await;
 
-    assert_eq!(response.status_code, 200);
+    assert_eq!(response.status, 200);
     assert_eq!(app.count("select count(*) from login_attempts").await, 10);
 }

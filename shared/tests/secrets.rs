@@ -9,12 +9,13 @@ mod common;
 use std::str::FromStr as _;
 
 use aws_sdk_secretsmanager::Client;
+use common::{call, get};
 use secrecy::ExposeSecret as _;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::app::App;
 use shared::config::{Config, Keys, Needs};
-use shared::handlers::health::{self, HealthEvent};
+use shared::handlers::health;
 use shared::tokens::{SigningAlgorithm, SigningKey, TokenSigner, generate_private_key_pem, public_key_set};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
@@ -46,9 +47,9 @@ async fn database_credentials_come_from_an_rds_format_secret(pool: PgPool) {
     let (role, arn) = role_with_secret(&pool, &client).await;
     let app = app_with(&[("DB_SECRET_ARN", &arn), ("AWS_LAMBDA_FUNCTION_NAME", &role)], DATABASE_ONLY);
 
-    let response = health::handle(&app, HealthEvent::Http(Box::default())).await;
+    let response = call(health::handle(&app, get("/health"))).await;
 
-    assert_eq!(response.status_code, 200, "{}", response.body);
+    assert_eq!(response.status, 200, "{}", response.body);
     let connected: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where usename = $1")
         .bind(&role)
         .fetch_one(&pool)
@@ -68,7 +69,7 @@ async fn a_rotated_password_costs_one_retry_not_an_outage(pool: PgPool) {
         ("DB_PING_AFTER_IDLE_MS", "0"),
     ];
     let app = app_with(&vars, DATABASE_ONLY);
-    assert_eq!(health::handle(&app, HealthEvent::Http(Box::default())).await.status_code, 200);
+    assert_eq!(call(health::handle(&app, get("/health"))).await.status, 200);
 
     // Rotate as Secrets Manager's rotation function does: the role first, then the secret;
     // then end the warm connection so the next request must log in again.
@@ -88,9 +89,9 @@ async fn a_rotated_password_costs_one_retry_not_an_outage(pool: PgPool) {
         .await
         .unwrap();
 
-    let response = health::handle(&app, HealthEvent::Http(Box::default())).await;
+    let response = call(health::handle(&app, get("/health"))).await;
 
-    assert_eq!(response.status_code, 200, "{}", response.body);
+    assert_eq!(response.status, 200, "{}", response.body);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -103,11 +104,11 @@ async fn a_missing_secret_is_a_503_and_the_error_names_it(pool: PgPool) {
     let error = app.connection().await.expect_err("the secret does not exist");
     let body =
         serde_json::json!({"refresh_token": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}).to_string();
-    let response = shared::handlers::logout::handle(&app, common::json_request(&body)).await;
+    let response = call(shared::handlers::logout::handle(&app, common::json_request(&body))).await;
 
     assert!(format!("{:#}", anyhow::Error::from(error)).contains(arn));
-    assert_eq!(response.status_code, 503);
-    assert_eq!(serde_json::from_str::<Value>(&response.body).unwrap()["error"], "service_unavailable");
+    assert_eq!(response.status, 503);
+    assert_eq!(response.body["error"], "service_unavailable");
 }
 
 const SIGNER: Needs = Needs { database: false, keys: Keys::Sign };

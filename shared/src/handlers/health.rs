@@ -1,4 +1,4 @@
-//! The health function: `GET /health` through API Gateway, and a scheduled check through
+//! The health function: `GET /health` through any front door, and a scheduled check through
 //! EventBridge that also purges old refresh tokens. Only the scheduled check writes the
 //! CloudWatch Embedded Metric Format line the template's alarm watches: public `GET /health`
 //! calls would otherwise feed the metric (anyone can call it, as often as they like), and hide
@@ -6,53 +6,50 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use lambda_runtime::LambdaEvent;
-
-use serde::{Deserialize, Deserializer, Serialize};
+use lambda_http::RequestExt as _;
+use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{self, ApiRequest as _, Origin, Reply, Request};
 use crate::maintenance::{check, purge};
 use crate::metrics::Metrics;
 
 /// Health pings the database; it needs no keys.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
 
-/// The deadline [`handle`] assumes: the template's Timeout for the health function.
+/// The deadline [`handle`] assumes when the request carries no invocation context (tests,
+/// tools): the template's Timeout for the health function.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the health function is invoked with.
-#[derive(Debug)]
-pub enum HealthEvent {
-    /// An API Gateway HTTP API request.
-    Http(Box<HttpRequest>),
+#[derive(Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// An HTTP request, from any front door.
+    Http,
     /// An EventBridge (CloudWatch Events) schedule.
     Scheduled,
-    /// Anything else, summarised for the log line that rejects it.
+    /// Anything else, summarised for the log line that refuses it.
     Other(String),
 }
 
-impl<'de> Deserialize<'de> for HealthEvent {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        if value["source"] == "aws.events" && value["detail-type"] == "Scheduled Event" {
-            return Ok(Self::Scheduled);
+impl Invocation {
+    /// Tells them apart: lambda_http hands an event that is no front door's (`pass_through`)
+    /// over as a request whose body is the event.
+    pub fn of(request: &Request) -> Self {
+        if request.origin() != Origin::Event {
+            return Self::Http;
         }
-        if value.get("requestContext").is_some() {
-            return serde_json::from_value(value)
-                .map(|request| Self::Http(Box::new(request)))
-                .map_err(serde::de::Error::custom);
+        let event: Value = serde_json::from_slice(request.body().as_ref()).unwrap_or_default();
+        if event["source"] == "aws.events" && event["detail-type"] == "Scheduled Event" {
+            return Self::Scheduled;
         }
         let keys: Vec<&str> =
-            value.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-        Ok(Self::Other(format!(
-            "source={} detail-type={} keys={keys:?}",
-            value["source"], value["detail-type"]
-        )))
+            event.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+        Self::Other(format!("source={} detail-type={} keys={keys:?}", event["source"], event["detail-type"]))
     }
 }
 
@@ -65,31 +62,28 @@ struct Health {
 }
 
 /// The function's entry point: [`handle_until`] with the invocation's own deadline.
-pub async fn invoked(app: &App, event: LambdaEvent<HealthEvent>) -> HttpResponse {
-    let now = SystemTime::now();
-    let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
-    let left = deadline.duration_since(now).unwrap_or(Duration::ZERO);
-    handle_until(app, event.payload, Instant::now() + left).await
+pub async fn handle(app: &App, request: Request) -> Reply {
+    let left = match request.lambda_context_ref() {
+        Some(context) => (UNIX_EPOCH + Duration::from_millis(context.deadline))
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+        None => DEFAULT_TIMEOUT,
+    };
+    handle_until(app, Invocation::of(&request), Instant::now() + left).await
 }
 
-/// [`handle_until`] with the template's timeout from now (tests, tools).
-pub async fn handle(app: &App, event: HealthEvent) -> HttpResponse {
-    handle_until(app, event, Instant::now() + DEFAULT_TIMEOUT).await
-}
-
-/// API Gateway: 200 `healthy`/`connected`, or 503 `unhealthy`/`disconnected`. Schedule: the same
+/// HTTP: 200 `healthy`/`connected`, or 503 `unhealthy`/`disconnected`. Schedule: the same
 /// check, then the purge, which starts no round after `deadline` − [`PURGE_MARGIN`](crate::maintenance::PURGE_MARGIN). Any other
 /// event is refused with a log line saying what it was.
-pub async fn handle_until(app: &App, event: HealthEvent, deadline: Instant) -> HttpResponse {
-    let scheduled = match event {
-        HealthEvent::Http(_) => false,
-        HealthEvent::Scheduled => true,
-        HealthEvent::Other(summary) => {
-            tracing::error!(event = %summary, "health: refused an event that is neither an API Gateway request nor an EventBridge schedule");
-            return ApiError::InvalidRequest(
-                "the health function accepts API Gateway requests and EventBridge schedules".into(),
-            )
-            .into_response();
+pub async fn handle_until(app: &App, invocation: Invocation, deadline: Instant) -> Reply {
+    let scheduled = match invocation {
+        Invocation::Http => false,
+        Invocation::Scheduled => true,
+        Invocation::Other(summary) => {
+            tracing::error!(event = %summary, "health: refused an event that is neither an HTTP request nor an EventBridge schedule");
+            return Err(ApiError::InvalidRequest(
+                "the health function accepts HTTP requests and EventBridge schedules".into(),
+            ));
         }
     };
     let started = Instant::now();
@@ -101,11 +95,11 @@ pub async fn handle_until(app: &App, event: HealthEvent, deadline: Instant) -> H
         }
     }
     let timestamp = OffsetDateTime::now_utc();
-    if healthy {
-        HttpResponse::json(200, &Health { status: "healthy", database: "connected", timestamp })
+    Ok(if healthy {
+        http::json(200, &Health { status: "healthy", database: "connected", timestamp })
     } else {
-        HttpResponse::json(503, &Health { status: "unhealthy", database: "disconnected", timestamp })
-    }
+        http::json(503, &Health { status: "unhealthy", database: "disconnected", timestamp })
+    })
 }
 
 /// One CloudWatch Embedded Metric Format line: `DatabaseHealthy` (0/1) and `DatabaseLatency`
@@ -122,15 +116,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn invocation(event: Value) -> Invocation {
+        Invocation::of(&lambda_http::request::from_str(&event.to_string()).unwrap())
+    }
+
     #[test]
     fn a_schedule_an_http_request_and_anything_else_are_told_apart() {
         let scheduled = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-        assert!(matches!(serde_json::from_value(scheduled).unwrap(), HealthEvent::Scheduled));
-        let http =
-            json!({"version": "2.0", "rawPath": "/health", "requestContext": {"http": {"method": "GET"}}});
-        assert!(matches!(serde_json::from_value(http).unwrap(), HealthEvent::Http(_)));
-        let s3 = json!({"Records": [{"eventSource": "aws:s3"}]});
-        let HealthEvent::Other(summary) = serde_json::from_value(s3).unwrap() else { panic!("not other") };
+        assert_eq!(invocation(scheduled), Invocation::Scheduled);
+        let http = json!({"version": "2.0", "rawPath": "/health",
+                          "requestContext": {"apiId": "a1", "http": {"method": "GET"}}});
+        assert_eq!(invocation(http), Invocation::Http);
+        let rest = json!({"resource": "/health", "path": "/health", "httpMethod": "GET",
+                          "requestContext": {"apiId": "a1", "stage": "Prod", "httpMethod": "GET"}});
+        assert_eq!(invocation(rest), Invocation::Http);
+        let Invocation::Other(summary) = invocation(json!({"Records": [{"eventSource": "aws:s3"}]})) else {
+            panic!("not other")
+        };
         assert!(summary.contains("Records"), "{summary}");
     }
 

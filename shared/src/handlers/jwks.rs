@@ -4,7 +4,9 @@
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{self, Reply, Request};
+use ::http::header::CACHE_CONTROL;
+use lambda_http::RequestExt as _;
 
 /// The JWKS needs the public keys and nothing else: no private key, no database.
 pub const NEEDS: Needs = Needs { database: false, keys: Keys::Verify };
@@ -14,19 +16,14 @@ pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
 
 /// 200 with the key set (`{"keys":[...]}`, public parameters only) or the discovery document,
 /// cacheable for five minutes.
-pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
+pub async fn handle(app: &App, request: Request) -> Reply {
     app.learn_issuer(&request);
-    let keys = match app.verification_keys().await {
-        Ok(keys) => keys,
-        Err(error) => return error.into_response(),
-    };
-    let response = if request.raw_path == OPENID_CONFIGURATION_PATH {
-        match keys.openid_configuration() {
-            Ok(document) => HttpResponse::json(200, &document),
-            Err(error) => return ApiError::Unexpected(error).into_response(),
-        }
+    let keys = app.verification_keys().await?;
+    // A REST API's path may carry its stage (`/Prod/.well-known/...`).
+    let response = if request.raw_http_path().ends_with(OPENID_CONFIGURATION_PATH) {
+        http::json(200, &keys.openid_configuration().map_err(ApiError::Unexpected)?)
     } else {
-        HttpResponse::json(200, &keys.jwks())
+        http::json(200, &keys.jwks())
     };
-    response.with_header("cache-control", "public, max-age=300".to_owned())
+    Ok(http::with_header(response, CACHE_CONTROL, "public, max-age=300"))
 }

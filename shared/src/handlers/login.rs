@@ -6,7 +6,7 @@ use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::domain::{Email, Password};
 use crate::error::ApiError;
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{ApiRequest as _, Reply, Request};
 use crate::metrics;
 
 /// Login reads and writes the database and signs tokens.
@@ -14,25 +14,20 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
 
 /// 200 with the token response; 401 `invalid_credentials` for an unknown email or a wrong
 /// password alike.
-pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
+pub async fn handle(app: &App, request: Request) -> Reply {
     app.learn_issuer(&request);
-    let result = async {
-        let body: Credentials = request.json()?;
-        // A malformed email cannot belong to an account: the same 401 as any unknown email.
-        let email = Email::parse(&body.email).map_err(|_| ApiError::InvalidCredentials)?;
-        let password = Password::presented(body.password)?;
-        auth::login(app, email, password).await
+    let body: Credentials = request.json()?;
+    // A malformed email cannot belong to an account: the same 401 as any unknown email.
+    let email = Email::parse(&body.email).map_err(|_| ApiError::InvalidCredentials);
+    let result = match (email, Password::presented(body.password)) {
+        (Ok(email), Ok(password)) => auth::login(app, email, password).await,
+        (Err(error), _) | (_, Err(error)) => Err(error),
     };
-    match result.await {
-        Ok(issued) => token_response(200, &issued),
-        Err(error) => {
-            // Counted for the credential-stuffing alarms; a client's malformed request is not.
-            match error {
-                ApiError::InvalidCredentials => app.metrics.count(metrics::LOGIN_FAILED),
-                ApiError::TooManyAttempts { .. } => app.metrics.count(metrics::LOGIN_THROTTLED),
-                _ => {}
-            }
-            ApiError::into_response(error)
-        }
+    // Counted for the credential-stuffing alarms; a client's malformed request is not.
+    match &result {
+        Err(ApiError::InvalidCredentials) => app.metrics.count(metrics::LOGIN_FAILED),
+        Err(ApiError::TooManyAttempts { .. }) => app.metrics.count(metrics::LOGIN_THROTTLED),
+        _ => {}
     }
+    Ok(token_response(200, &result?))
 }

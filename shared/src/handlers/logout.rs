@@ -5,8 +5,7 @@ use serde::Deserialize;
 use crate::app::App;
 use crate::auth::{self, LogoutScope};
 use crate::config::{Keys, Needs};
-use crate::error::ApiError;
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{self, ApiRequest as _, Reply, Request};
 
 /// Logout writes to the database; it signs and verifies nothing.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
@@ -21,14 +20,9 @@ struct LogoutBody {
 
 /// Answers 204; with the local scope also for an unknown or already revoked token (logging out
 /// twice is not an error), while `global` and `others` need a live token (401 otherwise).
-pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
-    let result = async {
-        let body: LogoutBody = request.json()?;
-        let scope = LogoutScope::parse(body.scope.as_deref())?;
-        auth::logout(app, &body.refresh_token, scope).await
-    };
-    match result.await {
-        Ok(()) => HttpResponse::empty(204),
-        Err(error) => ApiError::into_response(error),
-    }
+pub async fn handle(app: &App, request: Request) -> Reply {
+    let body: LogoutBody = request.json()?;
+    let scope = LogoutScope::parse(body.scope.as_deref())?;
+    auth::logout(app, &body.refresh_token, scope).await?;
+    Ok(http::empty(204))
 }

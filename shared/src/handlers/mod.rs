@@ -1,6 +1,7 @@
 //! One module per endpoint. Each exposes `NEEDS` (what the function reads from its environment)
-//! and `handle`, which turns an API Gateway request into a response and never fails: errors are
-//! answered, not returned to the runtime (API Gateway would turn those into a bare 502).
+//! and `handle`, an `async fn(&App, lambda_http::Request) -> Reply`. A handler's `Err` is an
+//! [`ApiError`](crate::error::ApiError) that the runtime wiring (`runtime::answer`) answers with
+//! its status and code, so no error reaches the front door as a bare 502.
 
 pub mod health;
 pub mod jwks;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Issued;
 use crate::domain::User;
-use crate::http::HttpResponse;
+use crate::http::{self, Response};
 
 /// `{"email","password"}`, the body of signup and login.
 #[derive(Deserialize)]
@@ -40,8 +41,8 @@ struct TokenResponse<'a> {
     user: &'a User,
 }
 
-fn token_response(status: u16, issued: &Issued) -> HttpResponse {
-    HttpResponse::json(
+fn token_response(status: u16, issued: &Issued) -> Response {
+    http::json(
         status,
         &TokenResponse {
             access_token: &issued.access.token,

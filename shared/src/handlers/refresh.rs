@@ -4,23 +4,17 @@ use super::{RefreshTokenBody, token_response};
 use crate::app::App;
 use crate::auth;
 use crate::config::{Keys, Needs};
-use crate::error::ApiError;
-use crate::http::{HttpRequest, HttpResponse};
+use crate::http::{ApiRequest as _, Reply, Request};
 use crate::tokens::RefreshToken;
 
 /// Refresh writes to the database and signs tokens.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
 
 /// 200 with the token response and a new refresh token; the presented one stops working.
-pub async fn handle(app: &App, request: HttpRequest) -> HttpResponse {
+pub async fn handle(app: &App, request: Request) -> Reply {
     app.learn_issuer(&request);
-    let result = async {
-        let body: RefreshTokenBody = request.json()?;
-        let presented = RefreshToken::parse(&body.refresh_token)?;
-        auth::refresh(app, presented).await
-    };
-    match result.await {
-        Ok(issued) => token_response(200, &issued),
-        Err(error) => ApiError::into_response(error),
-    }
+    let body: RefreshTokenBody = request.json()?;
+    let presented = RefreshToken::parse(&body.refresh_token)?;
+    let issued = auth::refresh(app, presented).await?;
+    Ok(token_response(200, &issued))
 }

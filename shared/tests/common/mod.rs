@@ -10,8 +10,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use shared::app::App;
 use shared::handlers;
-use shared::handlers::health::HealthEvent;
-use shared::http::{HttpRequest, HttpResponse};
+use shared::http::{Body, Request};
+use shared::runtime::answer;
 use shared::tokens::{TokenSigner, TokenVerifier, public_key_set};
 use sqlx::PgPool;
 pub use test_support::{PASSWORD, REFRESH_TOKEN_KEY};
@@ -45,13 +45,19 @@ pub struct Response {
 }
 
 impl Response {
-    fn from(response: HttpResponse) -> Self {
-        let body = if response.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&response.body).expect("every body is JSON")
+    fn from(response: shared::http::Response) -> Self {
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap().to_owned()))
+            .collect();
+        let body = match response.body() {
+            Body::Empty => Value::Null,
+            Body::Text(text) => serde_json::from_str(text).expect("every body is JSON"),
+            Body::Binary(bytes) => panic!("a binary body: {bytes:?}"),
+            _ => panic!("an unknown body"),
         };
-        Self { status: response.status_code, headers: response.headers, body }
+        Self { status: response.status().as_u16(), headers, body }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -71,6 +77,11 @@ impl Response {
     pub fn access_token(&self) -> String {
         self.body["access_token"].as_str().expect("an access token").to_owned()
     }
+}
+
+/// Runs a handler through the functions' own wiring (`runtime::answer`) and reads its answer.
+pub async fn call(handler: impl std::future::Future<Output = shared::http::Reply>) -> Response {
+    Response::from(answer(handler).await)
 }
 
 /// Which endpoint a request goes to.
@@ -109,18 +120,19 @@ impl TestApp {
         Self { app: Arc::new(app), pool }
     }
 
-    pub async fn send(&self, endpoint: Endpoint, request: HttpRequest) -> Response {
+    /// Sends `request` to an endpoint's handler through the functions' own wiring
+    /// (`runtime::answer`: errors and panics become their responses).
+    pub async fn send(&self, endpoint: Endpoint, request: Request) -> Response {
         let app = &*self.app;
-        let response = match endpoint {
-            Endpoint::Signup => handlers::signup::handle(app, request).await,
-            Endpoint::Login => handlers::login::handle(app, request).await,
-            Endpoint::Refresh => handlers::refresh::handle(app, request).await,
-            Endpoint::Logout => handlers::logout::handle(app, request).await,
-            Endpoint::Me => handlers::me::handle(app, request).await,
-            Endpoint::Health => handlers::health::handle(app, HealthEvent::Http(Box::new(request))).await,
-            Endpoint::Jwks => handlers::jwks::handle(app, request).await,
-        };
-        Response::from(response)
+        match endpoint {
+            Endpoint::Signup => call(handlers::signup::handle(app, request)).await,
+            Endpoint::Login => call(handlers::login::handle(app, request)).await,
+            Endpoint::Refresh => call(handlers::refresh::handle(app, request)).await,
+            Endpoint::Logout => call(handlers::logout::handle(app, request)).await,
+            Endpoint::Me => call(handlers::me::handle(app, request)).await,
+            Endpoint::Health => call(handlers::health::handle(app, request)).await,
+            Endpoint::Jwks => call(handlers::jwks::handle(app, request)).await,
+        }
     }
 
     pub async fn post_json(&self, endpoint: Endpoint, body: &Value) -> Response {
@@ -159,27 +171,38 @@ impl TestApp {
     }
 }
 
+/// An HTTP API (payload 2.0) event, read by lambda_http as the functions' runtime reads it.
+pub fn event(method: &str, path: &str, headers: Value, body: Option<&str>, base64: bool) -> Request {
+    let event = json!({
+        "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": "",
+        "headers": headers, "body": body, "isBase64Encoded": base64,
+        "requestContext": {
+            "apiId": "testapi", "stage": "$default", "requestId": "test",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
+                     "userAgent": "tests"},
+        },
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event")
+}
+
+/// A GET with no headers.
+pub fn get(path: &str) -> Request {
+    event("GET", path, json!({}), None, false)
+}
+
 /// A POST with a JSON body, as API Gateway delivers it.
-pub fn json_request(body: &str) -> HttpRequest {
+pub fn json_request(body: &str) -> Request {
     request_with(Some("application/json"), body, false)
 }
 
-pub fn request_with(content_type: Option<&str>, body: &str, base64: bool) -> HttpRequest {
-    let mut headers = BTreeMap::new();
-    if let Some(content_type) = content_type {
-        headers.insert("content-type".to_owned(), content_type.to_owned());
-    }
-    HttpRequest {
-        version: "2.0".into(),
-        headers,
-        body: Some(body.to_owned()),
-        is_base64_encoded: base64,
-        ..HttpRequest::default()
-    }
+pub fn request_with(content_type: Option<&str>, body: &str, base64: bool) -> Request {
+    let headers = match content_type {
+        Some(content_type) => json!({ "content-type": content_type }),
+        None => json!({}),
+    };
+    event("POST", "/", headers, Some(body), base64)
 }
 
-pub fn bearer_request(token: &str) -> HttpRequest {
-    let mut request = HttpRequest { version: "2.0".into(), ..HttpRequest::default() };
-    request.headers.insert("authorization".into(), format!("Bearer {token}"));
-    request
+pub fn bearer_request(token: &str) -> Request {
+    event("GET", "/auth/me", json!({ "authorization": format!("Bearer {token}") }), None, false)
 }
