@@ -276,7 +276,7 @@ async fn scheduled_run(driver: &Driver) -> anyhow::Result<Duration> {
     match outcome {
         InvokeOutcome::Response(body) => {
             let body: Value = serde_json::from_slice(&body)?;
-            ensure!(body["statusCode"] == 200, "the scheduled check answered {body}");
+            ensure!(body["status"] == "healthy", "the scheduled check answered {body}");
             Ok(elapsed)
         }
         InvokeOutcome::Timeout => anyhow::bail!("the scheduled run timed out"),

@@ -155,3 +155,29 @@ fn jwt_claims(token: &str) -> serde_json::Value {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url claims");
     serde_json::from_slice(&bytes).expect("JSON claims")
 }
+
+/// The sample events `make invoke` takes (`events/health*.json`), one per front door: each is
+/// answered in its own front door's response shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_front_door_s_sample_event_is_answered_in_that_front_door_s_shape() {
+    let api = TestApi::start().await;
+    let events = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let cases = [
+        ("health.json", "headers"),
+        ("health-rest-api.json", "multiValueHeaders"),
+        ("health-function-url.json", "headers"),
+        ("health-alb.json", "statusDescription"),
+    ];
+    for (file, shape) in cases {
+        let event = std::fs::read(events.join(file)).unwrap();
+        let outcome = api.emulator.invoke("HealthFunction", event.into()).await.expect("an invocation");
+        let local_lambda::InvokeOutcome::Response(payload) = outcome else {
+            panic!("{file}: the invocation failed: {outcome:?}")
+        };
+        let answer: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(answer["statusCode"], 200, "{file}: {answer}");
+        assert!(answer.get(shape).is_some_and(|value| !value.is_null()), "{file} has no {shape}: {answer}");
+        let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["status"], "healthy", "{file}");
+    }
+}

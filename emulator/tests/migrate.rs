@@ -202,7 +202,7 @@ async fn assert_the_api_works(api: &TestApi) {
         panic!("the scheduled check failed: {scheduled:?}")
     };
     let answer: Value = serde_json::from_slice(&payload).unwrap();
-    assert_eq!(answer["statusCode"], 200, "the scheduled check and purge: {answer}");
+    assert_eq!(answer["status"], "healthy", "the scheduled check and purge: {answer}");
 }
 
 /// A `ResponseURL` served by the test: it records every request and answers 200, as S3 does.

@@ -132,7 +132,7 @@ impl<'a> Api<'a> {
             bail!("the invocation failed: {outcome:?}");
         };
         let response: Value = serde_json::from_slice(&body).context("the response is not JSON")?;
-        ensure!(response["statusCode"] == 200, "the scheduled check answered {response}");
+        ensure!(response["status"] == "healthy", "the scheduled check answered {response}");
         let report = self.report_after("HealthFunction", before).await?;
         let lines = self.emulator.log().lines();
         let metric = lines[lines_before.min(lines.len())..]
