@@ -100,6 +100,10 @@ pub struct EmulatorConfig {
     pub memory_size_mb: Option<u32>,
     /// The front door whose events the functions receive for the template's routes.
     pub front_door: FrontDoor,
+    /// Invocations one sandbox serves at once. 1 (the default) is Lambda's on-demand model;
+    /// above 1 plays Lambda Managed Instances: each function runs in one sandbox that gets
+    /// `AWS_LAMBDA_MAX_CONCURRENCY` and up to that many invocations at once, never frozen.
+    pub max_concurrency: u32,
     pub log: Log,
 }
 
@@ -123,6 +127,7 @@ impl EmulatorConfig {
             sandbox_limits: true,
             memory_size_mb: None,
             front_door: FrontDoor::HttpApi,
+            max_concurrency: 1,
             log: Log::Stdout,
         }
     }
@@ -188,6 +193,7 @@ impl Emulator {
                 extensions: config.extensions.clone(),
                 wrapper: config.wrapper.clone(),
                 limits: limits.clone(),
+                max_concurrency: config.max_concurrency.max(1),
             };
             pools.push(FunctionPool::new(
                 function,

@@ -39,6 +39,10 @@ enum Command {
         /// (payload 1.0, stage Prod), function-url or alb.
         #[arg(long, default_value = "http-api")]
         front_door: FrontDoor,
+        /// Plays Lambda Managed Instances: one sandbox per function serving up to this many
+        /// invocations at once (AWS_LAMBDA_MAX_CONCURRENCY), never frozen.
+        #[arg(long, default_value_t = 1)]
+        max_concurrency: u32,
     },
     /// Invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE ('-' for
     /// stdin) and prints the response payload, like `sam local invoke`.
@@ -85,7 +89,16 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { common, host, port, max_sandboxes, idle_timeout, extensions, front_door } => {
+        Command::Serve {
+            common,
+            host,
+            port,
+            max_sandboxes,
+            idle_timeout,
+            extensions,
+            front_door,
+            max_concurrency,
+        } => {
             let mut config = common.config(Log::Stdout)?;
             config.host = host;
             config.port = port;
@@ -95,6 +108,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config.idle_timeout = idle_timeout.map(Duration::from_secs);
             config.extensions = extensions;
             config.front_door = front_door;
+            config.max_concurrency = max_concurrency;
             serve(config).await
         }
         Command::Invoke { function, event_file, common } => {

@@ -1,5 +1,7 @@
 //! The sandboxes of one function: one invocation at a time per sandbox, more sandboxes for
-//! concurrent requests up to a limit (queueing beyond it), warm reuse, idle expiry.
+//! concurrent requests up to a limit (queueing beyond it), warm reuse, idle expiry. Or, as
+//! Lambda Managed Instances run a function, one sandbox serving up to `max_concurrency`
+//! invocations at once (queueing beyond it), never frozen.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -62,7 +64,8 @@ struct Idle {
 
 pub(crate) struct FunctionPool {
     pub function: Arc<FunctionRuntime>,
-    /// One permit per sandbox that may exist; every use of a sandbox holds one.
+    /// One permit per sandbox that may exist; every use of a sandbox holds one. Under Managed
+    /// Instances (`max_concurrency` > 1): one permit per invocation the one sandbox may serve.
     permits: Arc<Semaphore>,
     max_sandboxes: u32,
     idle: Mutex<Vec<Idle>>,
@@ -71,6 +74,8 @@ pub(crate) struct FunctionPool {
     /// Signalled whenever a finishing sandbox becomes idle or is discarded.
     returned: Notify,
     live: Mutex<BTreeMap<u64, Arc<Sandbox>>>,
+    /// Managed Instances: the sandbox every invocation goes to (started by the first).
+    concurrent: tokio::sync::Mutex<Option<Arc<Sandbox>>>,
     next_id: Arc<AtomicU64>,
     records: Arc<Records>,
     log: Log,
@@ -85,6 +90,8 @@ impl FunctionPool {
         records: Arc<Records>,
         log: Log,
     ) -> Arc<Self> {
+        let max_sandboxes =
+            if function.max_concurrency > 1 { function.max_concurrency } else { max_sandboxes };
         let pool = Arc::new(Self {
             function: Arc::new(function),
             permits: Arc::new(Semaphore::new(max_sandboxes as usize)),
@@ -93,6 +100,7 @@ impl FunctionPool {
             finishing: AtomicUsize::new(0),
             returned: Notify::new(),
             live: Mutex::new(BTreeMap::new()),
+            concurrent: tokio::sync::Mutex::new(None),
             next_id,
             records,
             log,
@@ -121,6 +129,24 @@ impl FunctionPool {
             let _ = reply.send(InvokeOutcome::Unavailable("the emulator is shutting down".to_owned()));
             return;
         };
+        if self.is_concurrent() {
+            let mut slot = self.concurrent.lock().await;
+            let (sandbox, init_duration) = match &*slot {
+                Some(sandbox) if !sandbox.has_exited() => (sandbox.clone(), None),
+                _ => match self.cold_start().await {
+                    Ok(started) => {
+                        *slot = Some(started.0.clone());
+                        started
+                    }
+                    Err(outcome) => {
+                        let _ = reply.send(outcome);
+                        return;
+                    }
+                },
+            };
+            drop(slot);
+            return self.invoke_on(sandbox, init_duration, payload, reply, permit).await;
+        }
         let idle = self.take_idle().await;
         let (sandbox, init_duration) = match idle {
             Some(idle) => (idle.sandbox, None),
@@ -133,6 +159,31 @@ impl FunctionPool {
             },
         };
         self.invoke_on(sandbox, init_duration, payload, reply, permit).await;
+    }
+
+    /// Whether one sandbox serves several invocations at once (Managed Instances).
+    fn is_concurrent(&self) -> bool {
+        self.function.max_concurrency > 1
+    }
+
+    /// Hands the event to a worker of the runtime waiting in `/next` (Managed Instances: the
+    /// runtime's workers come back to `/next` on their own time; another invocation may take
+    /// the one that was waiting).
+    async fn deliver_to_a_worker(
+        sandbox: &Sandbox,
+        request_id: &str,
+        payload: Bytes,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> anyhow::Result<oneshot::Receiver<RuntimeAnswer>> {
+        loop {
+            sandbox.wait_until_waiting(deadline).await.map_err(|why| anyhow::anyhow!("{why}"))?;
+            match sandbox.deliver(request_id, payload.clone(), SystemTime::now() + timeout) {
+                Ok(answer) => return Ok(answer),
+                Err(_) if !sandbox.has_exited() => continue,
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// The most recently used idle sandbox. When none is idle but one has just answered and is
@@ -222,7 +273,11 @@ impl FunctionPool {
         let started = Instant::now();
         let deadline = started + timeout;
         self.log.line(self.logical_id(), format!("START RequestId: {request_id} Version: $LATEST"));
-        let answer = sandbox.deliver(&request_id, payload, SystemTime::now() + timeout);
+        let answer = if self.is_concurrent() {
+            Self::deliver_to_a_worker(&sandbox, &request_id, payload, timeout, deadline).await
+        } else {
+            sandbox.deliver(&request_id, payload, SystemTime::now() + timeout)
+        };
         let answered = match answer {
             Err(error) => Err(NotReady::Exited(format!("{error:#}"))),
             Ok(answer) => {
@@ -261,6 +316,10 @@ impl FunctionPool {
         let _ = reply.send(outcome);
 
         let (status, keep) = match status {
+            // The other invocations it serves go on; it is never frozen.
+            InvocationStatus::Success | InvocationStatus::FunctionError if self.is_concurrent() => {
+                (status, !sandbox.has_exited())
+            }
             InvocationStatus::Success | InvocationStatus::FunctionError => {
                 match sandbox.wait_until_ready(deadline).await {
                     Ok(()) => (status, true),
@@ -316,17 +375,25 @@ impl FunctionPool {
                 sandbox.max_memory_used_mb()
             },
         };
-        if keep {
+        if keep && !self.is_concurrent() {
             sandbox.freeze();
         }
         self.log.line(self.logical_id(), format!("END RequestId: {request_id}"));
         self.log.line(self.logical_id(), report.report_line());
         self.records.invocation(report);
-        if keep {
+        if keep && self.is_concurrent() {
+            self.finishing.fetch_sub(1, Ordering::SeqCst);
+        } else if keep {
             self.idle.lock().expect("idle lock").push(Idle { sandbox, since: Instant::now() });
             self.finishing.fetch_sub(1, Ordering::SeqCst);
             self.returned.notify_waiters();
         } else {
+            if self.is_concurrent() {
+                let mut slot = self.concurrent.lock().await;
+                if slot.as_ref().is_some_and(|current| current.id == sandbox.id) {
+                    *slot = None;
+                }
+            }
             self.finishing.fetch_sub(1, Ordering::SeqCst);
             self.returned.notify_waiters();
             let reason = if status == InvocationStatus::Timeout {
@@ -353,7 +420,10 @@ impl FunctionPool {
         let Ok(permits) = self.permits.clone().acquire_many_owned(self.max_sandboxes).await else {
             return Vec::new();
         };
-        let idle: Vec<Idle> = std::mem::take(&mut *self.idle.lock().expect("idle lock"));
+        let mut idle: Vec<Idle> = std::mem::take(&mut *self.idle.lock().expect("idle lock"));
+        if let Some(sandbox) = self.concurrent.lock().await.take() {
+            idle.push(Idle { sandbox, since: Instant::now() });
+        }
         let mut shutdowns = JoinSet::new();
         for Idle { sandbox, .. } in idle {
             let pool = self.clone();
@@ -381,7 +451,11 @@ impl FunctionPool {
                 pid: sandbox.pid,
                 extension_pids: sandbox.extension_pids.clone(),
                 frozen: sandbox.is_frozen(),
-                busy: !idle.contains(&sandbox.id),
+                busy: if self.is_concurrent() {
+                    sandbox.in_flight() > 0
+                } else {
+                    !idle.contains(&sandbox.id)
+                },
                 invocations: sandbox.invocations.load(Ordering::Relaxed),
                 cgroups: sandbox.cgroups(),
             })

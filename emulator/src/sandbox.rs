@@ -66,6 +66,9 @@ pub struct FunctionRuntime {
     pub wrapper: Vec<String>,
     /// Where each sandbox gets its CPU share and memory limit; `None` runs them unthrottled.
     pub limits: Option<Arc<Limits>>,
+    /// Invocations one sandbox serves at once: 1 as in Lambda's on-demand sandboxes; more as
+    /// Lambda Managed Instances do (`AWS_LAMBDA_MAX_CONCURRENCY`).
+    pub max_concurrency: u32,
 }
 
 impl FunctionRuntime {
@@ -94,6 +97,9 @@ impl FunctionRuntime {
             ("LANG".to_owned(), "en_US.UTF-8".to_owned()),
             ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
         ]);
+        if self.max_concurrency > 1 {
+            env.insert("AWS_LAMBDA_MAX_CONCURRENCY".to_owned(), self.max_concurrency.to_string());
+        }
         env.extend(self.environment.clone());
         env
     }
@@ -163,9 +169,11 @@ impl Shared {
 struct State {
     first_next_at: Option<Instant>,
     init_error: Option<String>,
-    /// The runtime's pending `GET /next`.
-    next: Option<oneshot::Sender<Delivery>>,
-    current: Option<Current>,
+    /// The runtime's pending `GET /next`s: one at a time, or one per concurrent worker under
+    /// Managed Instances.
+    next: Vec<oneshot::Sender<Delivery>>,
+    /// The invocations the runtime is serving.
+    current: Vec<Current>,
     extensions: Vec<Extension>,
     /// Extensions may register only during init, before the runtime's first `/next`.
     registration_closed: bool,
@@ -176,12 +184,19 @@ struct State {
 impl State {
     /// The runtime waits for an event and every extension waits in `/event/next`.
     fn ready(&self) -> bool {
-        self.next.as_ref().is_some_and(|next| !next.is_closed())
-            && self.current.is_none()
+        self.waiting()
+            && self.current.is_empty()
             && self
                 .extensions
                 .iter()
                 .all(|e| e.queue.is_empty() && e.waiting.as_ref().is_some_and(|w| !w.is_closed()))
+    }
+}
+
+impl State {
+    /// The runtime waits in `/next` (one of its workers does).
+    fn waiting(&self) -> bool {
+        self.next.iter().any(|next| !next.is_closed())
     }
 }
 
@@ -344,6 +359,17 @@ impl Sandbox {
         wait_for(&self.shared, Some(&self.runtime_exit), deadline, State::ready).await
     }
 
+    /// Waits until one of the runtime's workers waits in `/next`, whatever the others serve
+    /// (Managed Instances).
+    pub async fn wait_until_waiting(&self, deadline: Instant) -> Result<(), NotReady> {
+        wait_for(&self.shared, Some(&self.runtime_exit), deadline, State::waiting).await
+    }
+
+    /// The invocations the runtime is serving now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.lock().current.len()
+    }
+
     /// Resolves when the runtime process exits, with its exit status.
     pub async fn wait_until_exit(&self) -> String {
         let mut exit = self.runtime_exit.clone();
@@ -370,8 +396,9 @@ impl Sandbox {
                 self.signal_all(Signal::Continue);
                 state.frozen = false;
             }
-            let next = state.next.take().context("the runtime is not waiting for an event")?;
-            state.current = Some(Current { request_id: request_id.to_owned(), reply });
+            state.next.retain(|next| !next.is_closed());
+            let next = state.next.pop().context("the runtime is not waiting for an event")?;
+            state.current.push(Current { request_id: request_id.to_owned(), reply });
             let invoke = json!({
                 "eventType": "INVOKE",
                 "deadlineMs": deadline_ms,

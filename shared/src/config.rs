@@ -92,6 +92,10 @@ pub struct DatabaseConfig {
     pub source: DatabaseSource,
     /// Names this function's connections in `pg_stat_activity`.
     pub application_name: String,
+    /// The pool's size: `DB_MAX_CONNECTIONS` (default 1), raised to the invocations the
+    /// environment runs at once (`AWS_LAMBDA_MAX_CONCURRENCY`, Lambda Managed Instances) so
+    /// that none of them waits for another's connection. At 1 the connection is kept between
+    /// invocations (see [`crate::db`]).
     pub max_connections: u32,
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
@@ -247,6 +251,8 @@ fn database_config(vars: &Vars<'_>, function_name: &str) -> Result<DatabaseConfi
             problem: "must be at least 1".into(),
         });
     }
+    let concurrency: u32 = vars.parsed("AWS_LAMBDA_MAX_CONCURRENCY", 1)?;
+    let max_connections = max_connections.max(concurrency);
     Ok(DatabaseConfig {
         source,
         application_name: function_name.to_owned(),
@@ -434,6 +440,18 @@ mod tests {
 
         assert!(without_region.to_string().contains("JWT_ISSUER"), "{without_region}");
         assert_eq!(issuer.get(), Some("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"));
+    }
+
+    #[test]
+    fn under_managed_instances_the_pool_has_a_connection_per_concurrent_invocation() {
+        let pool_size = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = complete();
+            vars.extend_from_slice(extra);
+            Config::from_lookup(ALL, lookup(&vars)).unwrap().database.unwrap().max_connections
+        };
+        assert_eq!(pool_size(&[("AWS_LAMBDA_MAX_CONCURRENCY", "8")]), 8);
+        assert_eq!(pool_size(&[("AWS_LAMBDA_MAX_CONCURRENCY", "8"), ("DB_MAX_CONNECTIONS", "12")]), 12);
+        assert_eq!(pool_size(&[("AWS_LAMBDA_MAX_CONCURRENCY", "1"), ("DB_MAX_CONNECTIONS", "2")]), 2);
     }
 
     #[test]

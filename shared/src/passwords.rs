@@ -1,10 +1,15 @@
 //! argon2id password hashing with OWASP's parameters, always on the blocking pool.
 //!
-//! argon2's 9 MiB of working memory is allocated once per process and reused: allocating it
-//! per hash left glibc holding up to 120 MB across the blocking pool's threads (measured by
-//! `make bench`), more than a 128 MB function can spare.
+//! argon2's 9 MiB of working memory is allocated once and reused: allocating it per hash left
+//! glibc holding up to 120 MB across the blocking pool's threads (measured by `make bench`),
+//! more than a 128 MB function can spare. Under Lambda Managed Instances an environment serves
+//! many invocations at once, so hashes also queue for one of [`hashers`] slots, each with its
+//! buffer: the process never holds more than `hashers() × 9 MiB` of argon2 memory, whatever
+//! the concurrency.
 
-use std::sync::Mutex;
+use std::sync::{LazyLock, Mutex, PoisonError};
+
+use tokio::sync::Semaphore;
 
 use anyhow::Context as _;
 use argon2::password_hash::phc::{Output, ParamsString, Salt};
@@ -28,16 +33,34 @@ const OUTPUT_BYTES: usize = 32;
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=9216,t=4,p=1$9z6Sds3+IsRvNVBBtKFc0Q$UQj9/lcpC6YSrnAT4lATbx1lpfdwg3eupQ7wm0QGMCE";
 
-/// The working memory, reused by every hash of the process.
-static MEMORY: Mutex<Vec<Block>> = Mutex::new(Vec::new());
+/// Working memory: a buffer per hash in progress at most, each kept for the next hash.
+static MEMORY: Mutex<Vec<Vec<Block>>> = Mutex::new(Vec::new());
+
+/// One permit per hash that may run at once.
+static SLOTS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(hashers()));
+
+/// How many hashes run at once: one per core the environment has (argon2 is CPU-bound: more
+/// would finish no sooner, and each holds its 9 MiB).
+pub fn hashers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Runs `work` on the blocking pool once a hashing slot is free.
+async fn in_a_slot<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let _slot = SLOTS.acquire().await.context("the hashing slots are closed")?;
+    tokio::task::spawn_blocking(work).await.with_context(|| format!("the {what} task panicked"))?
+}
 
 fn params() -> Params {
     Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, Some(OUTPUT_BYTES))
         .expect("the OWASP argon2 parameters are valid")
 }
 
-/// Runs argon2 with `params` in the shared working memory, or in a buffer of its own when
-/// another hash holds it (concurrent hashing in one process: tests, tools).
+/// Runs argon2 with `params` in a buffer of [`MEMORY`] (a new one when every kept buffer is in
+/// use; at most one per slot), then puts the buffer back.
 fn argon2(
     algorithm: Algorithm,
     version: Version,
@@ -48,23 +71,20 @@ fn argon2(
 ) -> Result<(), argon2::Error> {
     let blocks = params.block_count();
     let hasher = Argon2::new(algorithm, version, params);
-    match MEMORY.try_lock() {
-        Ok(mut memory) => {
-            if memory.len() < blocks {
-                memory.resize(blocks, Block::default());
-            }
-            let hashed = hasher.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]);
-            // A hash with older, larger parameters (verified once, then upgraded) does not
-            // leave the process holding its memory from then on.
-            let current = self::params().block_count();
-            if memory.len() > current {
-                memory.truncate(current);
-                memory.shrink_to_fit();
-            }
-            hashed
-        }
-        Err(_) => hasher.hash_password_into_with_memory(password, salt, out, vec![Block::default(); blocks]),
+    let mut memory = MEMORY.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
     }
+    let hashed = hasher.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks]);
+    // A hash with older, larger parameters (verified once, then upgraded) does not leave the
+    // process holding its memory from then on.
+    let current = self::params().block_count();
+    if memory.len() > current {
+        memory.truncate(current);
+        memory.shrink_to_fit();
+    }
+    MEMORY.lock().unwrap_or_else(PoisonError::into_inner).push(memory);
+    hashed
 }
 
 /// A PHC string (`$argon2id$v=19$m=9216,t=4,p=1$salt$hash`) of `password` with today's
@@ -103,9 +123,7 @@ fn matches(password: &[u8], stored: &PasswordHash) -> anyhow::Result<bool> {
 
 /// Hashes a new password into a PHC string (`$argon2id$v=19$m=9216,t=4,p=1$...`).
 pub async fn hash(password: Password) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || hash_now(password.expose().as_bytes()))
-        .await
-        .context("the password-hashing task panicked")?
+    in_a_slot("password-hashing", move || hash_now(password.expose().as_bytes())).await
 }
 
 /// The outcome of checking a password at login.
@@ -121,7 +139,7 @@ pub enum Verified {
 /// Checks `password` against `stored`. With no stored hash (unknown email) it still does one
 /// full verification, against [`DUMMY_HASH`], and answers [`Verified::No`].
 pub async fn verify(password: Password, stored: Option<String>) -> anyhow::Result<Verified> {
-    tokio::task::spawn_blocking(move || {
+    in_a_slot("password-verification", move || {
         let phc = stored.as_deref().unwrap_or(DUMMY_HASH);
         let parsed = PasswordHash::new(phc)
             .map_err(|error| anyhow::anyhow!("a stored password hash does not parse: {error}"))?;
@@ -133,7 +151,6 @@ pub async fn verify(password: Password, stored: Option<String>) -> anyhow::Resul
         Ok(Verified::Yes { rehashed })
     })
     .await
-    .context("the password-verification task panicked")?
 }
 
 /// Whether a stored hash uses today's algorithm, version and parameters.
@@ -152,6 +169,23 @@ mod tests {
 
     fn password(raw: &str) -> Password {
         Password::parse(raw.to_owned(), &Email::parse("owner@example.com").unwrap()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_hashes_share_a_buffer_per_slot_and_no_more() {
+        let hashes: Vec<_> =
+            (0..4 * hashers() + 3).map(|_| tokio::spawn(hash(password("correct horse battery")))).collect();
+        for hash in hashes {
+            hash.await.unwrap().unwrap();
+        }
+        let buffers = MEMORY.lock().unwrap();
+        assert!(
+            (1..=hashers()).contains(&buffers.len()),
+            "{} buffers for {} slots",
+            buffers.len(),
+            hashers()
+        );
+        assert!(buffers.iter().all(|buffer| buffer.len() == params().block_count()));
     }
 
     #[tokio::test]

@@ -94,7 +94,7 @@ async fn next_invocation(shared: &Shared) -> HttpResponse {
         let mut state = shared.lock();
         state.first_next_at.get_or_insert_with(Instant::now);
         state.registration_closed = true;
-        state.next = Some(sender);
+        state.next.push(sender);
     }
     shared.changed.notify_waiters();
     let Ok(delivery) = receiver.await else {
@@ -118,10 +118,8 @@ async fn next_invocation(shared: &Shared) -> HttpResponse {
 fn answer(shared: &Shared, request_id: &str, runtime_answer: RuntimeAnswer) -> HttpResponse {
     let current = {
         let mut state = shared.lock();
-        match &state.current {
-            Some(current) if current.request_id == request_id => state.current.take(),
-            _ => None,
-        }
+        let index = state.current.iter().position(|current| current.request_id == request_id);
+        index.map(|index| state.current.swap_remove(index))
     };
     let Some(current) = current else {
         return lambda_error(
