@@ -52,7 +52,7 @@ bench-volume: $(VENV_STAMP) ## Only sections 10 and 11 of BENCHMARKS.md: every p
 bench-profiles: ## Measure the release profile's options on the me function (bench/profiles.md; ~35 min)
 	scripts/bench-profiles
 
-deploy: package ## make package, then sam deploy of those zips (samconfig.toml; PARAMETERS="DbSecretArn=... ..."; needs AWS credentials)
+deploy: package ## make package, then sam deploy of those zips (samconfig.toml; PARAMETERS="DbSecretArn=... ..."; MANAGED_INSTANCES=true: on Lambda Managed Instances; needs AWS credentials)
 	scripts/deploy
 
 venv: $(VENV_STAMP) ## Install the pinned Python tools (moto, cfn-lint, aws-sam-cli) into .venv

@@ -105,6 +105,10 @@ pub(crate) struct Driver {
     pub(crate) email: String,
     pub(crate) access_token: Mutex<String>,
     pub(crate) spares: Arc<Spares>,
+    /// Who logins log in as, in turn: the bench user, or several (so that many concurrent
+    /// logins do not trip one email's throttle, which admits 5 at once).
+    logins: std::sync::Mutex<Vec<String>>,
+    next_login: std::sync::atomic::AtomicUsize,
 }
 
 /// One answered request.
@@ -115,7 +119,29 @@ pub(crate) struct Answer {
 impl Driver {
     pub(crate) async fn new(emulator: Emulator, email: &str, spares: Arc<Spares>) -> Self {
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
-        Self { emulator, client, email: email.to_owned(), access_token: Mutex::new(String::new()), spares }
+        Self {
+            emulator,
+            client,
+            email: email.to_owned(),
+            access_token: Mutex::new(String::new()),
+            spares,
+            logins: std::sync::Mutex::new(vec![email.to_owned()]),
+            next_login: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Signs up `count` users and has logins take them in turn.
+    pub(crate) async fn log_in_as_many(&self, count: usize) -> anyhow::Result<()> {
+        let mut emails = Vec::new();
+        for _ in 0..count {
+            let email = format!("bench-login-{}@example.com", uuid::Uuid::new_v4().simple());
+            let (status, body, _) =
+                self.post("/auth/signup", json!({"email": email, "password": PASSWORD})).await?;
+            ensure!(status == 201, "creating a login user: {status} {body}");
+            emails.push(email);
+        }
+        *self.logins.lock().expect("logins lock") = emails;
+        Ok(())
     }
 
     pub(crate) async fn send(
@@ -160,7 +186,12 @@ impl Driver {
                 self.post("/auth/signup", json!({"email": email, "password": PASSWORD})).await?
             }
             Endpoint::Login => {
-                self.post("/auth/login", json!({"email": self.email, "password": PASSWORD})).await?
+                let email = {
+                    let logins = self.logins.lock().expect("logins lock");
+                    let turn = self.next_login.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    logins[turn % logins.len()].clone()
+                };
+                self.post("/auth/login", json!({"email": email, "password": PASSWORD})).await?
             }
             Endpoint::Refresh => {
                 let parent = match chain.take() {
@@ -361,6 +392,18 @@ pub(crate) async fn emulator(
     sandboxes: u32,
     memory_mb: Option<u32>,
 ) -> anyhow::Result<Emulator> {
+    emulator_with(setup, binaries, source, sandboxes, memory_mb, |_| {}).await
+}
+
+/// [`emulator`], with `configure` adjusting the configuration last.
+pub(crate) async fn emulator_with(
+    setup: &Setup,
+    binaries: &Path,
+    source: Source,
+    sandboxes: u32,
+    memory_mb: Option<u32>,
+    configure: impl FnOnce(&mut EmulatorConfig),
+) -> anyhow::Result<Emulator> {
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
     let mut config = EmulatorConfig::new(template, binaries);
     config.max_sandboxes_per_function = sandboxes;
@@ -393,6 +436,7 @@ pub(crate) async fn emulator(
             }
         }
     }
+    configure(&mut config);
     Emulator::start(config).await
 }
 

@@ -378,6 +378,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The concurrency per sandbox section 6 measures Managed Instances at.
+const MANAGED_CONCURRENCY: [u32; 3] = [1, 4, 8];
+/// Their functions' size: Managed Instances' smallest, 2 GB with one vCPU.
+const MANAGED_MEMORY_MB: u32 = 2_048;
+
 /// Sections 1 to 11, measured; [`report::write`] turns them into BENCHMARKS.md.
 pub(crate) struct Measurements {
     pub(crate) cold: BTreeMap<Endpoint, (ColdStarts, Option<ColdStarts>)>,
@@ -385,8 +390,10 @@ pub(crate) struct Measurements {
     pub(crate) argon2: Samples,
     pub(crate) argon2_evicted: Samples,
     pub(crate) memory: BTreeMap<Endpoint, (u64, Option<u64>)>,
-    pub(crate) throughput: Vec<(Endpoint, usize, (f64, Samples, usize))>,
+    pub(crate) throughput: Vec<(Endpoint, usize, Load)>,
     pub(crate) signer_rates: Option<(Vec<f64>, Vec<f64>)>,
+    /// Managed Instances: per N, login's and refresh's (requests/s, latencies, sandboxes).
+    pub(crate) managed: Vec<(u32, Load, Load)>,
     pub(crate) memory_alternatives: String,
     pub(crate) tuning: String,
     pub(crate) volume: String,
@@ -505,6 +512,39 @@ async fn measure_everything(
         signer_rates = Some((today, before));
     }
 
+    // 6, Managed Instances: one sandbox per function at 2,048 MB (their smallest size, one vCPU),
+    // N invocations at once from N clients.
+    progress("throughput per sandbox under Managed Instances (N = 1, 4, 8)");
+    let mut managed = Vec::new();
+    for n in MANAGED_CONCURRENCY {
+        let driver = Arc::new(
+            Driver::new(
+                emulator_with(
+                    setup,
+                    &args.binaries,
+                    Source::Environment,
+                    1,
+                    Some(MANAGED_MEMORY_MB),
+                    |config| {
+                        config.max_concurrency = n;
+                    },
+                )
+                .await?,
+                &setup.email,
+                spares.clone(),
+            )
+            .await,
+        );
+        driver.log_in_as_many(2 * n as usize).await?;
+        let mut rates = Vec::new();
+        for endpoint in [Endpoint::Login, Endpoint::Refresh] {
+            load(&driver, endpoint, n as usize, Duration::from_millis(500)).await?;
+            rates.push(load(&driver, endpoint, n as usize, plan.load).await?);
+        }
+        let refresh = rates.pop().expect("refresh");
+        managed.push((n, rates.pop().expect("login"), refresh));
+    }
+
     progress("memory of the password work, each alternative in its own process");
     let memory_alternatives = memory::alternatives()?;
 
@@ -530,6 +570,7 @@ async fn measure_everything(
         memory,
         throughput,
         signer_rates,
+        managed,
         memory_alternatives,
         tuning,
         volume,

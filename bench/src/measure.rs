@@ -117,13 +117,16 @@ pub(crate) async fn soak(
     Ok((served(driver)?, last.and_then(|report| report.max_memory_used_mb)))
 }
 
+/// What [`load`] measured: requests per second, latencies, sandboxes used.
+pub(crate) type Load = (f64, Samples, usize);
+
 /// Concurrent clients for a while: (requests per second, latencies, sandboxes used).
 pub(crate) async fn load(
     driver: &Arc<Driver>,
     endpoint: Endpoint,
     clients: usize,
     duration: Duration,
-) -> anyhow::Result<(f64, Samples, usize)> {
+) -> anyhow::Result<Load> {
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();

@@ -13,6 +13,7 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
         memory,
         throughput,
         signer_rates,
+        managed,
         memory_alternatives,
         tuning,
         volume,
@@ -220,6 +221,33 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
             show(before),
             mean(before),
             mean(today) / mean(before)
+        )?;
+    }
+
+    writeln!(report, "\n### Managed Instances: one sandbox, N invocations at once\n")?;
+    writeln!(
+        report,
+        "Each function in one sandbox (`local-lambda --max-concurrency N`, `AWS_LAMBDA_MAX_CONCURRENCY` \
+         = N: the runtime polls N invocations at once, the pool holds N connections) at {MANAGED_MEMORY_MB} MB, \
+         held to that size's CPU share ({:.2} cores; Managed Instances give 2 GB one vCPU), N clients \
+         for {} s after 0.5 s of warm-up. Login is bound by argon2 on the sandbox's CPU whatever N; \
+         refresh by its signature and its one statement.\n",
+        f64::from(MANAGED_MEMORY_MB) / 1769.0,
+        plan.load.as_secs()
+    )?;
+    writeln!(
+        report,
+        "| N | login requests/s | login p50 | login p99 | refresh requests/s | refresh p50 | refresh p99 |"
+    )?;
+    writeln!(report, "|---|---|---|---|---|---|---|")?;
+    for (n, (login_rps, login, _), (refresh_rps, refresh, _)) in &managed {
+        writeln!(
+            report,
+            "| {n} | {login_rps:.0} | {} | {} | {refresh_rps:.0} | {} | {} |",
+            ms(login.median()),
+            ms(login.percentile(0.99)),
+            ms(refresh.median()),
+            ms(refresh.percentile(0.99))
         )?;
     }
 

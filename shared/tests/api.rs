@@ -435,7 +435,9 @@ async fn hostile_bodies_get_a_4xx_error_body_and_write_nothing(pool: PgPool) {
     let megabyte_password =
         json!({"email": "alice@example.com", "password": "x".repeat(1 << 20)}).to_string();
     let invalid_utf8 = base64(b"{\"email\":\"\xff\xfe\",\"password\":\"x\"}");
-    let cases: Vec<(&str, Box<dyn Fn() -> Request>, u16)> = vec![
+    // Each case makes its request afresh: a request is sent once (it is not Clone).
+    type Case<'a> = (&'a str, Box<dyn Fn() -> Request + 'a>, u16);
+    let cases: Vec<Case> = vec![
         ("invalid UTF-8", Box::new(|| request_with(Some("application/json"), &invalid_utf8, true)), 400),
         ("deep nesting", Box::new(|| json_request(&deep)), 400),
         (
