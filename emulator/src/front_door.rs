@@ -62,6 +62,28 @@ impl FrontDoor {
         }
     }
 
+    /// The front door's own answer when the function failed, crashed, timed out or answered
+    /// something it cannot map: an HTTP API's 500; a REST API's, a function URL's and a load
+    /// balancer's 502.
+    pub fn function_failed(self) -> GatewayResponse {
+        match self {
+            Self::HttpApi => GatewayResponse::internal_server_error(),
+            Self::RestApi => GatewayResponse::error(502, "Internal server error"),
+            Self::FunctionUrl => GatewayResponse::error(502, "Internal Server Error"),
+            Self::Alb => GatewayResponse::error(502, "Bad Gateway"),
+        }
+    }
+
+    /// The front door's answer when its integration timeout passed first: an HTTP API's 503,
+    /// the others' 504.
+    pub fn timed_out(self) -> GatewayResponse {
+        match self {
+            Self::HttpApi => GatewayResponse::service_unavailable(),
+            Self::RestApi => GatewayResponse::error(504, "Endpoint request timed out"),
+            Self::FunctionUrl | Self::Alb => GatewayResponse::error(504, "Gateway Timeout"),
+        }
+    }
+
     /// The function's answer as this front door turns it into HTTP. HTTP APIs and function URLs
     /// take a bare JSON value as a 200 body; REST APIs and load balancers need `statusCode`.
     pub fn map_response(self, payload: &[u8]) -> Result<GatewayResponse, MalformedResponse> {

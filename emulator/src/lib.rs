@@ -425,18 +425,18 @@ async fn route(
     let pool = &inner.pools[route.function];
     let outcome = pool.invoke(Bytes::from(event.to_string()));
     match tokio::time::timeout(inner.integration_timeout, outcome).await {
-        Err(_) => GatewayResponse::service_unavailable(),
+        Err(_) => inner.front_door.timed_out(),
         Ok(Ok(InvokeOutcome::Response(payload))) => {
             inner.front_door.map_response(&payload).unwrap_or_else(|malformed| {
                 inner.log.line("api", format!("malformed Lambda proxy response: {}", malformed.0));
-                GatewayResponse::internal_server_error()
+                inner.front_door.function_failed()
             })
         }
         Ok(Ok(InvokeOutcome::Unavailable(why))) => {
             inner.log.line("api", format!("the function could not run: {why}"));
-            GatewayResponse::internal_server_error()
+            inner.front_door.function_failed()
         }
-        Ok(_) => GatewayResponse::internal_server_error(),
+        Ok(_) => inner.front_door.function_failed(),
     }
 }
 

@@ -131,9 +131,14 @@ impl FunctionPool {
         };
         if self.is_concurrent() {
             let mut slot = self.concurrent.lock().await;
+            // A sandbox whose runtime exited is shut down by whoever takes it out of the slot.
+            if let Some(dead) = slot.take_if(|sandbox| sandbox.has_exited()) {
+                let pool = self.clone();
+                tokio::spawn(async move { pool.discard(&dead, ShutdownReason::Failure).await });
+            }
             let (sandbox, init_duration) = match &*slot {
-                Some(sandbox) if !sandbox.has_exited() => (sandbox.clone(), None),
-                _ => match self.cold_start().await {
+                Some(sandbox) => (sandbox.clone(), None),
+                None => match self.cold_start().await {
                     Ok(started) => {
                         *slot = Some(started.0.clone());
                         started
@@ -175,13 +180,13 @@ impl FunctionPool {
         payload: Bytes,
         timeout: Duration,
         deadline: Instant,
-    ) -> anyhow::Result<oneshot::Receiver<RuntimeAnswer>> {
+    ) -> Result<oneshot::Receiver<RuntimeAnswer>, NotReady> {
         loop {
-            sandbox.wait_until_waiting(deadline).await.map_err(|why| anyhow::anyhow!("{why}"))?;
+            sandbox.wait_until_waiting(deadline).await?;
             match sandbox.deliver(request_id, payload.clone(), SystemTime::now() + timeout) {
                 Ok(answer) => return Ok(answer),
                 Err(_) if !sandbox.has_exited() => continue,
-                Err(error) => return Err(error),
+                Err(error) => return Err(NotReady::Exited(format!("{error:#}"))),
             }
         }
     }
@@ -276,10 +281,12 @@ impl FunctionPool {
         let answer = if self.is_concurrent() {
             Self::deliver_to_a_worker(&sandbox, &request_id, payload, timeout, deadline).await
         } else {
-            sandbox.deliver(&request_id, payload, SystemTime::now() + timeout)
+            sandbox
+                .deliver(&request_id, payload, SystemTime::now() + timeout)
+                .map_err(|error| NotReady::Exited(format!("{error:#}")))
         };
         let answered = match answer {
-            Err(error) => Err(NotReady::Exited(format!("{error:#}"))),
+            Err(why) => Err(why),
             Ok(answer) => {
                 let exited = sandbox.wait_until_exit();
                 tokio::select! {
@@ -316,8 +323,11 @@ impl FunctionPool {
         let _ = reply.send(outcome);
 
         let (status, keep) = match status {
-            // The other invocations it serves go on; it is never frozen.
-            InvocationStatus::Success | InvocationStatus::FunctionError if self.is_concurrent() => {
+            // The other invocations it serves go on; it is never frozen, and a timed-out
+            // invocation does not end it (Managed Instances let a late invocation run on).
+            InvocationStatus::Success | InvocationStatus::FunctionError | InvocationStatus::Timeout
+                if self.is_concurrent() =>
+            {
                 (status, !sandbox.has_exited())
             }
             InvocationStatus::Success | InvocationStatus::FunctionError => {
@@ -387,13 +397,15 @@ impl FunctionPool {
             self.idle.lock().expect("idle lock").push(Idle { sandbox, since: Instant::now() });
             self.finishing.fetch_sub(1, Ordering::SeqCst);
             self.returned.notify_waiters();
-        } else {
-            if self.is_concurrent() {
-                let mut slot = self.concurrent.lock().await;
-                if slot.as_ref().is_some_and(|current| current.id == sandbox.id) {
-                    *slot = None;
-                }
+        } else if self.is_concurrent() {
+            self.finishing.fetch_sub(1, Ordering::SeqCst);
+            // Of the invocations that saw it fail, the one that takes it out of the slot shuts
+            // it down; the others leave it to that one (or to the next invocation's check).
+            let taken = self.concurrent.lock().await.take_if(|current| current.id == sandbox.id);
+            if let Some(sandbox) = taken {
+                self.discard(&sandbox, ShutdownReason::Failure).await;
             }
+        } else {
             self.finishing.fetch_sub(1, Ordering::SeqCst);
             self.returned.notify_waiters();
             let reason = if status == InvocationStatus::Timeout {

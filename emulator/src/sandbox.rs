@@ -390,7 +390,7 @@ impl Sandbox {
         let deadline_ms = deadline.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
         let trace_id = trace_id();
         let (reply, answer) = oneshot::channel();
-        let next = {
+        {
             let mut state = self.shared.lock();
             if state.frozen {
                 self.signal_all(Signal::Continue);
@@ -398,6 +398,15 @@ impl Sandbox {
             }
             state.next.retain(|next| !next.is_closed());
             let next = state.next.pop().context("the runtime is not waiting for an event")?;
+            // Sent under the lock, and recorded only once sent: the runtime's answer (which
+            // takes the lock) always finds it, and a failed send leaves nothing behind.
+            let delivery = Delivery {
+                request_id: request_id.to_owned(),
+                deadline_ms,
+                trace_id: trace_id.clone(),
+                payload,
+            };
+            next.send(delivery).map_err(|_| anyhow::anyhow!("the runtime stopped waiting for the event"))?;
             state.current.push(Current { request_id: request_id.to_owned(), reply });
             let invoke = json!({
                 "eventType": "INVOKE",
@@ -409,11 +418,8 @@ impl Sandbox {
             for extension in state.extensions.iter_mut().filter(|e| e.invoke) {
                 extension.push(invoke.clone());
             }
-            next
-        };
+        }
         self.invocations.fetch_add(1, Ordering::Relaxed);
-        next.send(Delivery { request_id: request_id.to_owned(), deadline_ms, trace_id, payload })
-            .map_err(|_| anyhow::anyhow!("the runtime stopped waiting for the event"))?;
         Ok(answer)
     }
 

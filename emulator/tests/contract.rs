@@ -181,3 +181,39 @@ async fn each_front_door_s_sample_event_is_answered_in_that_front_door_s_shape()
         assert_eq!(body["status"], "healthy", "{file}");
     }
 }
+
+/// What a client can put in an event through a front door and lambda_http's conversion would
+/// panic on (a raw query string with a quote or a space, a `Host` that is no host, a scheme that
+/// is none, a body flagged base64 that does not decode) is answered with a 4xx JSON error by the
+/// real binary; an event that is no front door's fails the invocation of an HTTP function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_events_get_json_errors_and_non_http_events_fail_the_invocation() {
+    let api = TestApi::start().await;
+    let event = serde_json::json!({
+        "version": "2.0", "routeKey": "POST /auth/login", "rawPath": "/auth/login",
+        "rawQueryString": "a=\"x\"&q=a b",
+        "headers": {"host": "exa mple", "x-forwarded-proto": "evil scheme", "content-type": "application/json"},
+        "body": "%%%", "isBase64Encoded": true,
+        "requestContext": {"apiId": "local", "stage": "$default", "requestId": "r",
+                           "http": {"method": "POST", "path": "/auth/login", "sourceIp": "192.0.2.1"}},
+    });
+    let outcome =
+        api.emulator.invoke("LoginFunction", event.to_string().into()).await.expect("an invocation");
+    let local_lambda::InvokeOutcome::Response(payload) = outcome else {
+        panic!("the invocation failed: {outcome:?}")
+    };
+    let answer: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(answer["statusCode"], 400, "{answer}");
+    let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"], "malformed_json");
+
+    let schedule =
+        serde_json::json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
+    let outcome =
+        api.emulator.invoke("LoginFunction", schedule.to_string().into()).await.expect("an invocation");
+    let local_lambda::InvokeOutcome::FunctionError { body, .. } = outcome else {
+        panic!("answered: {outcome:?}")
+    };
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["errorType"], "InvalidEvent", "{error}");
+}

@@ -26,8 +26,8 @@ pub type Reply = Result<Response, ApiError>;
 /// Where a request came from, as the front door (not the client) wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin<'a> {
-    /// An API Gateway HTTP API (payload 2.0) or REST API (payload 1.0): the API's id and its
-    /// stage (`$default` for an HTTP API's default stage).
+    /// An API Gateway HTTP API (payload 2.0) or REST API (payload 1.0): the API's id and the
+    /// stage the request came through (`$default`: an HTTP API's default stage).
     ApiGateway { api_id: &'a str, stage: &'a str },
     /// A Lambda function URL, or an Application Load Balancer: no API to name.
     Other,

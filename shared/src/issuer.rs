@@ -5,11 +5,13 @@
 //! The API's URL exists only once the stack does, and naming the API in the functions'
 //! environment would make the template circular (the API's routes name the functions). So the
 //! template leaves `JWT_ISSUER` empty and each function derives
-//! `https://{apiId}.execute-api.{AWS_REGION}.amazonaws.com` (then `/{stage}`, for a REST API or
-//! a named HTTP API stage) from the first request it serves: `requestContext.apiId` and `stage`
-//! are written by API Gateway, not by the client, and every function of a stack serves the same
-//! API, so all of them derive the same issuer. Function URLs and load balancers name no API
-//! (each function has its own URL): behind them `JWT_ISSUER` must be set.
+//! `https://{apiId}.execute-api.{AWS_REGION}.amazonaws.com` from the first request it serves
+//! through the HTTP API's `$default` stage: `requestContext.apiId` is written by API Gateway,
+//! not by the client, and every function of a stack serves the same API, so all of them derive
+//! the same issuer. Nothing else teaches it: a REST API has several stages a client may pick
+//! (SAM's `Prod` and `Stage`, the console's test stage), so a sandbox that learnt from one
+//! would refuse the tokens of another; function URLs and load balancers name no API (each
+//! function has its own URL). Behind those, `JWT_ISSUER` must be set.
 
 use std::sync::{Arc, OnceLock};
 
@@ -34,30 +36,16 @@ impl Issuer {
         Self(Arc::new(Source::Derived { region: region.into(), learnt: OnceLock::new() }))
     }
 
-    /// Learns the API id and stage from a request's context, if the issuer is derived and not
-    /// yet known. Anything but an API id's and a stage's characters is ignored.
+    /// Learns the API id from a request's context, if the issuer is derived and not yet known,
+    /// and the request came through an HTTP API's `$default` stage. Anything but an API id's
+    /// characters is ignored.
     pub fn learn(&self, api_id: &str, stage: &str) {
         let Source::Derived { region, learnt } = &*self.0 else { return };
         let plausible = !api_id.is_empty()
             && api_id.len() <= 64
             && api_id.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit());
-        // API Gateway's stage names: letters, digits, `-` and `_`; `$default` is no path.
-        let path = match stage {
-            "" | "$default" => Some(String::new()),
-            stage
-                if stage.len() <= 128
-                    && stage
-                        .bytes()
-                        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_') =>
-            {
-                Some(format!("/{stage}"))
-            }
-            _ => None,
-        };
-        if let (true, Some(path)) = (plausible, path)
-            && learnt.get().is_none()
-        {
-            let url = format!("https://{api_id}.execute-api.{region}.amazonaws.com{path}");
+        if plausible && stage == "$default" && learnt.get().is_none() {
+            let url = format!("https://{api_id}.execute-api.{region}.amazonaws.com");
             if learnt.set(url).is_ok() {
                 tracing::info!(issuer = self.get().unwrap_or_default(), "derived the issuer from the API id");
             }
@@ -77,8 +65,8 @@ impl Issuer {
         self.get().ok_or_else(|| {
             anyhow::anyhow!(
                 "JWT_ISSUER is empty and no API Gateway request has named the API yet \
-                 (requestContext.apiId; function URLs and load balancers name none), so the issuer \
-                 cannot be derived"
+                 (requestContext.apiId, through the $default stage; REST APIs, function URLs and \
+                 load balancers teach nothing), so the issuer cannot be derived"
             )
         })
     }
@@ -114,10 +102,12 @@ mod tests {
     }
 
     #[test]
-    fn a_rest_api_stage_is_part_of_the_issuer() {
+    fn a_named_stage_teaches_nothing() {
         let issuer = Issuer::derived("eu-west-1");
-        issuer.learn("a1b2c3d4e5", "Prod");
-        assert_eq!(issuer.get(), Some("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/Prod"));
+        for stage in ["Prod", "Stage", "test-invoke-stage", ""] {
+            issuer.learn("a1b2c3d4e5", stage);
+        }
+        assert_eq!(issuer.get(), None);
     }
 
     #[test]
@@ -126,7 +116,6 @@ mod tests {
         for api_id in ["", "evil.example.com/", "ABC", "a b"] {
             issuer.learn(api_id, "$default");
         }
-        issuer.learn("a1b2c3d4e5", "../evil");
         assert_eq!(issuer.get(), None);
     }
 

@@ -10,6 +10,7 @@ pub mod custom_resource;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod event;
 pub mod handlers;
 pub mod http;
 pub mod issuer;

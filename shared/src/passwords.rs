@@ -178,14 +178,10 @@ mod tests {
         for hash in hashes {
             hash.await.unwrap().unwrap();
         }
-        let buffers = MEMORY.lock().unwrap();
-        assert!(
-            (1..=hashers()).contains(&buffers.len()),
-            "{} buffers for {} slots",
-            buffers.len(),
-            hashers()
-        );
-        assert!(buffers.iter().all(|buffer| buffer.len() == params().block_count()));
+        // Other tests hash in this process too, through the same slots: whatever they hold,
+        // no more buffers than slots exist.
+        let buffers = MEMORY.lock().unwrap().len();
+        assert!(buffers <= hashers(), "{buffers} buffers for {} slots", hashers());
     }
 
     #[tokio::test]

@@ -7,8 +7,10 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
 use lambda_http::Request;
-use lambda_runtime::{LambdaEvent, service_fn};
+use lambda_http::request::LambdaRequest;
+use lambda_runtime::{Diagnostic, LambdaEvent, Service as _, service_fn};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -67,20 +69,68 @@ pub fn init_tracing() {
 /// internal extension, so Lambda sends SIGTERM before it ends the sandbox; the hook closes the
 /// pool), and serves `handler` until the sandbox goes away.
 ///
-/// `lambda_http` turns each event into a `Request`, whichever front door sent it, and the
-/// handler's response back into that front door's shape. The handler's `Err` and its panics
-/// are answered here, once for every function ([`answer`]). With `AWS_LAMBDA_MAX_CONCURRENCY`
-/// above 1 (Lambda Managed Instances) the runtime polls that many invocations at once;
-/// without it, one at a time.
+/// Each event is made safe to convert ([`event::sanitize`](crate::event::sanitize)), then
+/// `lambda_http` turns it into a `Request`, whichever front door sent it, and the handler's
+/// response back into that front door's shape. The handler's `Err` and its panics are answered
+/// here, once for every function ([`answer`]). An event that is no front door's (a direct
+/// invocation) fails the invocation. With `AWS_LAMBDA_MAX_CONCURRENCY` above 1 (Lambda Managed
+/// Instances) the runtime polls that many invocations at once; without it, one at a time.
 pub async fn run<F, Fut>(needs: crate::config::Needs, handler: F) -> Result<(), lambda_runtime::Error>
 where
-    F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
+    F: Fn(&'static App, Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    serve(needs, handler, false).await
+}
+
+/// Like [`run`], for the health function, which also takes EventBridge's schedule: an event
+/// that is no front door's reaches the handler as a request whose body is the event
+/// (`lambda_http`'s `pass_through`).
+pub async fn run_with_events<F, Fut>(
+    needs: crate::config::Needs,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(&'static App, Request) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    serve(needs, handler, true).await
+}
+
+async fn serve<F, Fut>(
+    needs: crate::config::Needs,
+    handler: F,
+    events: bool,
+) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(&'static App, Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
     let app = start(needs).await?;
-    lambda_http::run_concurrent(service_fn(move |request: Request| {
+    let answering = service_fn(move |request: Request| {
         let response = answer(handler(app, request));
         async move { Ok::<_, Infallible>(response.await) }
+    });
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| {
+        // lambda_http's own adapter: the event's front door decides the response's shape.
+        let mut adapter = lambda_http::Adapter::from(answering.clone());
+        async move {
+            let LambdaEvent { mut payload, context } = event;
+            crate::event::sanitize(&mut payload);
+            let request: LambdaRequest = serde_json::from_value(payload).map_err(|error| Diagnostic {
+                error_type: "InvalidEvent".into(),
+                error_message: format!("the event is not JSON lambda_http reads: {error}"),
+            })?;
+            if !events && matches!(request, LambdaRequest::PassThrough(_)) {
+                return Err(Diagnostic {
+                    error_type: "InvalidEvent".into(),
+                    error_message: "this function answers HTTP requests (API Gateway, a function URL, \
+                                    an Application Load Balancer) only"
+                        .into(),
+                });
+            }
+            adapter.call(LambdaEvent::new(request, context)).await.map_err(|never: Infallible| match never {})
+        }
     }))
     .await
 }

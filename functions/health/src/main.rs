@@ -8,5 +8,5 @@ use shared::handlers::health;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::runtime::init_tracing();
-    shared::runtime::run(health::NEEDS, health::handle).await
+    shared::runtime::run_with_events(health::NEEDS, health::handle).await
 }
