@@ -186,6 +186,20 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
         )?;
     }
 
+    if let (Some(alone), Some(sanitized)) = (
+        criterion_median_ns(&criterion, "event_to_request", "lambda_http"),
+        criterion_median_ns(&criterion, "event_to_request", "sanitized"),
+    ) {
+        writeln!(
+            report,
+            "\nReading an event (`cargo bench -p shared --bench events`, a refresh through the HTTP \
+             API): lambda_http's conversion alone {:.1} µs; with `event::sanitize` first, as \
+             `runtime::run` does (the JSON value, the clean-up, the conversion), {:.1} µs.",
+            alone / 1000.0,
+            sanitized / 1000.0
+        )?;
+    }
+
     writeln!(report, "\n## 6. Throughput\n")?;
     writeln!(
         report,
