@@ -19,7 +19,7 @@ from samtranslator.translator.transform import transform
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from check_translated import PARAMETERS, OfflinePolicies  # noqa: E402
+from check_translated import PARAMETERS, OfflinePolicies, checker  # noqa: E402
 
 
 def generator():
@@ -43,11 +43,7 @@ def main(path):
             resource["Properties"]["CodeUri"] = "s3://artifacts/bootstrap.zip"
     output = transform(copy.deepcopy(template), PARAMETERS, OfflinePolicies())
     resources = output["Resources"]
-    results = []
-
-    def check(name, condition, detail=""):
-        results.append(condition)
-        print(("ok   " if condition else "FAIL ") + name + ("" if condition else f": {detail}"))
+    check, results = checker()
 
     providers = {n: r for n, r in resources.items() if r["Type"] == "AWS::Lambda::CapacityProvider"}
     check("one capacity provider", len(providers) == 1, list(providers))

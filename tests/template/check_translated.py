@@ -92,6 +92,17 @@ class OfflinePolicies:
         return {}
 
 
+def checker():
+    """A `check(name, condition, detail)` that prints ok or FAIL, and the results it keeps."""
+    results = []
+
+    def check(name, condition, detail=""):
+        results.append(condition)
+        print(("ok   " if condition else "FAIL ") + name + ("" if condition else f": {detail}"))
+
+    return check, results
+
+
 def secrets_readable_by(role):
     arns = set()
     for policy in role["Properties"].get("Policies", []):
@@ -507,11 +518,7 @@ def main(path):
     global_function.pop("CodeUri", None)
     output = transform(copy.deepcopy(template), PARAMETERS, OfflinePolicies())
     resources = output["Resources"]
-    results = []
-
-    def check(name, condition, detail=""):
-        results.append(condition)
-        print(("ok   " if condition else "FAIL ") + name + ("" if condition else f": {detail}"))
+    check, results = checker()
 
     declared = source.get("Parameters", {})
     for parameter in REQUIRED_SECRET_PARAMETERS:
