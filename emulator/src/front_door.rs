@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use crate::gateway::{self, GatewayResponse, IncomingRequest, MalformedResponse, RequestContext, RouteMatch};
@@ -144,23 +142,11 @@ fn query(raw: Option<&str>) -> (Value, Value) {
     if single.is_empty() { (Value::Null, Value::Null) } else { (Value::Object(single), Value::Object(multi)) }
 }
 
-/// The body and its base64 flag: text for a textual media type, base64 otherwise.
-fn body(request: &IncomingRequest<'_>) -> (Value, bool) {
-    if request.body.is_empty() {
-        return (Value::Null, false);
-    }
-    let content_type = request.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    match std::str::from_utf8(request.body) {
-        Ok(text) if content_type.is_some_and(gateway::is_text_media_type) => (json!(text), false),
-        _ => (json!(STANDARD.encode(request.body)), true),
-    }
-}
-
 /// A REST API's proxy-integration event (payload format 1.0).
 fn rest_event(request: &IncomingRequest<'_>, route: &RouteMatch, context: &RequestContext<'_>) -> Value {
     let (single, multi) = headers(request);
     let (query, multi_query) = query(request.query);
-    let (body, is_base64) = body(request);
+    let (body, is_base64) = gateway::event_body(request);
     let resource = route.route_key.split_once(' ').map_or("/{proxy+}", |(_, path)| path);
     let path_parameters =
         if route.path_parameters.is_empty() { Value::Null } else { json!(route.path_parameters) };
@@ -205,7 +191,7 @@ fn rest_event(request: &IncomingRequest<'_>, route: &RouteMatch, context: &Reque
 fn alb_event(request: &IncomingRequest<'_>) -> Value {
     let (single, _) = headers(request);
     let (query, _) = query(request.query);
-    let (body, is_base64) = body(request);
+    let (body, is_base64) = gateway::event_body(request);
     json!({
         "requestContext": {
             "elb": {
@@ -218,7 +204,7 @@ fn alb_event(request: &IncomingRequest<'_>) -> Value {
         "path": request.path,
         "queryStringParameters": if query.is_null() { json!({}) } else { query },
         "headers": single,
-        "body": body.as_str().unwrap_or_default(),
+        "body": body.unwrap_or_default(),
         "isBase64Encoded": is_base64,
     })
 }

@@ -263,27 +263,29 @@ pub fn build_event(request: &IncomingRequest<'_>, route: &RouteMatch, context: &
             "timeEpoch": i64::try_from(context.now.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
         }),
     );
-    let content_type = request.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let is_base64 = if request.body.is_empty() {
-        false
-    } else {
-        match std::str::from_utf8(request.body) {
-            Ok(text) if content_type.is_some_and(is_text_media_type) => {
-                event.insert("body".into(), json!(text));
-                false
-            }
-            _ => {
-                event.insert("body".into(), json!(STANDARD.encode(request.body)));
-                true
-            }
-        }
-    };
+    let (body, is_base64) = event_body(request);
+    if let Some(body) = body {
+        event.insert("body".into(), json!(body));
+    }
     event.insert("isBase64Encoded".into(), json!(is_base64));
     Value::Object(event)
 }
 
+/// The event's body and its base64 flag, as every front door sends it: none for an empty body,
+/// the text for a textual media type, base64 otherwise.
+pub(crate) fn event_body(request: &IncomingRequest<'_>) -> (Option<String>, bool) {
+    if request.body.is_empty() {
+        return (None, false);
+    }
+    let content_type = request.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    match std::str::from_utf8(request.body) {
+        Ok(text) if content_type.is_some_and(is_text_media_type) => (Some(text.to_owned()), false),
+        _ => (Some(STANDARD.encode(request.body)), true),
+    }
+}
+
 /// Whether a body of this media type is passed as text rather than base64.
-pub(crate) fn is_text_media_type(content_type: &str) -> bool {
+fn is_text_media_type(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     essence.starts_with("text/")
         || matches!(essence.as_str(), "application/json" | "application/xml" | "application/javascript")

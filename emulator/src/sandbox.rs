@@ -191,9 +191,7 @@ impl State {
                 .iter()
                 .all(|e| e.queue.is_empty() && e.waiting.as_ref().is_some_and(|w| !w.is_closed()))
     }
-}
 
-impl State {
     /// The runtime waits in `/next` (one of its workers does).
     fn waiting(&self) -> bool {
         self.next.iter().any(|next| !next.is_closed())

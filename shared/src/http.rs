@@ -35,7 +35,7 @@ pub enum Origin<'a> {
     Event,
 }
 
-/// Reading a request: headers, the bearer token, the JSON body, the client's address.
+/// Reading a request: headers, the bearer token, the JSON body, the front door it came through.
 pub trait ApiRequest {
     /// A header's value, if it is present and printable.
     fn header(&self, name: &str) -> Option<&str>;

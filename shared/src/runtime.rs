@@ -77,7 +77,7 @@ pub fn init_tracing() {
 /// Instances) the runtime polls that many invocations at once; without it, one at a time.
 pub async fn run<F, Fut>(needs: crate::config::Needs, handler: F) -> Result<(), lambda_runtime::Error>
 where
-    F: Fn(&'static App, Request) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
     serve(needs, handler, false).await
@@ -91,7 +91,7 @@ pub async fn run_with_events<F, Fut>(
     handler: F,
 ) -> Result<(), lambda_runtime::Error>
 where
-    F: Fn(&'static App, Request) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
     serve(needs, handler, true).await
@@ -103,7 +103,7 @@ async fn serve<F, Fut>(
     events: bool,
 ) -> Result<(), lambda_runtime::Error>
 where
-    F: Fn(&'static App, Request) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
     let app = start(needs).await?;
