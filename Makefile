@@ -16,17 +16,17 @@ help: ## List the commands
 build: ## Build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
-test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesis (throwaway Postgres, local Secrets Manager)
+test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesis (throwaway Postgres, local Secrets Manager and SES)
 	scripts/install-pgbouncer
 	$(CARGO) build --workspace --all-targets
 	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --all-targets
 	scripts/check-template
 	tests/dev-run/private-clone.sh
-	scripts/with-postgres scripts/fuzz-api
+	scripts/with-postgres scripts/with-moto scripts/fuzz-api
 
 fuzz: $(VENV_STAMP) ## schemathesis against the local API, checked against openapi.yaml
 	$(CARGO) build --workspace --bins
-	scripts/with-postgres scripts/fuzz-api
+	scripts/with-postgres scripts/with-moto scripts/fuzz-api
 
 check-template: $(VENV_STAMP) ## sam validate --lint, cfn-lint and the SAM-translator check of template.yaml
 	scripts/check-template
@@ -75,8 +75,8 @@ migrate: ## Apply the migrations to $DATABASE_URL (or DB_HOST/DB_USER/...)
 prepare: ## Refresh .sqlx/ (the offline query data) from a throwaway Postgres
 	scripts/with-postgres scripts/sqlx-prepare
 
-run: ## Serve the API locally as Lambda would, CPU share and memory limit included (PORT=3000; UNTHROTTLED=1 turns the limits off; Postgres kept in .local/)
-	CARGO="$(CARGO)" scripts/dev-run
+run: $(VENV_STAMP) ## Serve the API locally as Lambda would, CPU share and memory limit included (PORT=3000; UNTHROTTLED=1 turns the limits off; Postgres kept in .local/, mail written to .local/mail/)
+	CARGO="$(CARGO)" scripts/with-moto scripts/dev-run
 
-invoke: ## Invoke one function once: make invoke FN=health EVENT=events/health.json
-	CARGO="$(CARGO)" scripts/dev-run invoke "$(FN)" "$(EVENT)"
+invoke: $(VENV_STAMP) ## Invoke one function once: make invoke FN=health EVENT=events/health.json
+	CARGO="$(CARGO)" scripts/with-moto scripts/dev-run invoke "$(FN)" "$(EVENT)"

@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::http::{ApiRequest as _, Origin, Request};
 use crate::issuer::Issuer;
 use crate::keys::{Signer, Verifier};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::tokens::{Claims, TokenSigner, TokenVerifier};
 
@@ -30,6 +31,10 @@ pub struct App {
     pub refresh_reuse_grace: Duration,
     /// How long a session lives at most, from its creation (`SESSION_MAX_LIFETIME_SECONDS`).
     pub session_max_lifetime: Duration,
+    /// Sends the verification and reset links (sends nothing without `MAIL_FROM`).
+    pub mailer: Mailer,
+    /// Whether login refuses an unverified address (`REQUIRE_VERIFIED_EMAIL`).
+    pub require_verified_email: bool,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -41,6 +46,11 @@ impl App {
     /// and fetches nothing: see [`App::warm_up`].
     pub fn from_env(needs: crate::config::Needs) -> anyhow::Result<Self> {
         let config = Config::from_env(needs).context("invalid configuration")?;
+        if needs.mail && config.mail.is_none() {
+            tracing::warn!(
+                "MAIL_FROM is not set: this function sends no mail (its links are stored, not sent)"
+            );
+        }
         Self::from_config(config)
     }
 
@@ -65,6 +75,8 @@ impl App {
             refresh_token_ttl: config.refresh_token_ttl,
             refresh_reuse_grace: config.refresh_reuse_grace,
             session_max_lifetime: config.session_max_lifetime,
+            mailer: Mailer::new(config.mail),
+            require_verified_email: config.require_verified_email,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
@@ -86,6 +98,8 @@ impl App {
             refresh_token_ttl,
             refresh_reuse_grace,
             session_max_lifetime: crate::config::DEFAULT_SESSION_MAX_LIFETIME,
+            mailer: Mailer::new(None),
+            require_verified_email: false,
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),

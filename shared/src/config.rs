@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 use crate::issuer::Issuer;
+use crate::mail::MailConfig;
 use crate::tokens::{MIN_REFRESH_TOKEN_KEY_BYTES, SigningAlgorithm};
 
 /// What a function needs from its environment.
@@ -21,6 +22,8 @@ pub struct Needs {
     pub database: bool,
     /// Signs access tokens, verifies them, or neither.
     pub keys: Keys,
+    /// Sends mail (`MAIL_FROM`, `APP_URL`, `MAIL_HOURLY_LIMIT`).
+    pub mail: bool,
 }
 
 /// Which token keys a function holds. A signer never needs the public key set and a verifier
@@ -61,6 +64,12 @@ pub struct Config {
     /// The CloudWatch namespace of the function's metrics (`METRICS_NAMESPACE`, default
     /// `AuthApi`).
     pub metrics_namespace: String,
+    /// How a function that sends mail sends it; `None` when `MAIL_FROM` is not set (nothing is
+    /// sent, which the function warns of at start) or the function sends none.
+    pub mail: Option<MailConfig>,
+    /// Whether login refuses an address not yet verified (`REQUIRE_VERIFIED_EMAIL`, default
+    /// false): 403 `email_not_verified`.
+    pub require_verified_email: bool,
 }
 
 /// The default of `SESSION_MAX_LIFETIME_SECONDS`: 90 days.
@@ -188,8 +197,43 @@ impl Config {
             refresh_reuse_grace: vars.seconds("REFRESH_REUSE_GRACE_SECONDS", 10)?,
             session_max_lifetime: session_max_lifetime(&vars)?,
             metrics_namespace: vars.optional("METRICS_NAMESPACE").unwrap_or_else(|| "AuthApi".to_owned()),
+            mail: if needs.mail { mail_config(&vars)? } else { None },
+            require_verified_email: vars.parsed("REQUIRE_VERIFIED_EMAIL", false)?,
         })
     }
+}
+
+/// The mail settings, when `MAIL_FROM` is set: then `APP_URL` must be an absolute http(s) URL.
+fn mail_config(vars: &Vars<'_>) -> Result<Option<MailConfig>, ConfigError> {
+    let Some(from) = vars.optional("MAIL_FROM") else { return Ok(None) };
+    let app_url = vars.required("APP_URL")?;
+    let malformed = |problem: &str| ConfigError::Malformed { name: "APP_URL", problem: problem.to_owned() };
+    let app_url = app_url.trim().trim_end_matches('/').to_owned();
+    let Some((scheme, rest)) = app_url.split_once("://") else {
+        return Err(malformed("not an absolute URL (https://app.example.com)"));
+    };
+    if !["http", "https"].contains(&scheme) || rest.is_empty() {
+        return Err(malformed("not an http or https URL"));
+    }
+    if !app_url.is_ascii() || app_url.contains(['?', '#']) || app_url.chars().any(char::is_whitespace) {
+        return Err(malformed("must be ASCII, without spaces, a query or a fragment"));
+    }
+    if !from.contains('@') || from.contains(['\r', '\n']) {
+        return Err(ConfigError::Malformed { name: "MAIL_FROM", problem: "not an address".into() });
+    }
+    let hourly_limit = vars.parsed("MAIL_HOURLY_LIMIT", crate::mail::DEFAULT_HOURLY_LIMIT)?;
+    if hourly_limit == 0 {
+        return Err(ConfigError::Malformed {
+            name: "MAIL_HOURLY_LIMIT",
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok(Some(MailConfig {
+        from,
+        app_url,
+        hourly_limit,
+        outbox: vars.optional("MAIL_OUTBOX_DIR").map(PathBuf::from),
+    }))
 }
 
 fn session_max_lifetime(vars: &Vars<'_>) -> Result<Duration, ConfigError> {
@@ -381,8 +425,10 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const ALL: Needs = Needs { database: true, keys: Keys::Sign };
-    const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify };
+    const ALL: Needs = Needs { database: true, keys: Keys::Sign, mail: false };
+    const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify, mail: false };
+    const DATABASE: Needs = Needs { database: true, keys: Keys::None, mail: false };
+    const MAILER: Needs = Needs { database: true, keys: Keys::None, mail: true };
     const REFRESH_KEY: &str = "0123456789abcdef0123456789abcdef";
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -471,7 +517,8 @@ mod tests {
             ("JWT_ISSUER", "i"),
             ("JWT_AUDIENCE", "a"),
         ]);
-        let config = Config::from_lookup(Needs { database: false, keys: Keys::Sign }, vars).unwrap();
+        let config =
+            Config::from_lookup(Needs { database: false, keys: Keys::Sign, mail: false }, vars).unwrap();
         assert!(config.database.is_none());
     }
 
@@ -483,7 +530,7 @@ mod tests {
             ("DB_PASSWORD", "p@ss/word"),
             ("DB_NAME", "auth"),
         ]);
-        let config = Config::from_lookup(Needs { database: true, keys: Keys::None }, vars).unwrap();
+        let config = Config::from_lookup(DATABASE, vars).unwrap();
         let DatabaseSource::Direct(connect) = config.database.unwrap().source else {
             panic!("parts make direct options");
         };
@@ -492,7 +539,7 @@ mod tests {
             ("db.internal", 5432, "app")
         );
         let missing = lookup(&[("DB_HOST", "db.internal")]);
-        let error = Config::from_lookup(Needs { database: true, keys: Keys::None }, missing).unwrap_err();
+        let error = Config::from_lookup(DATABASE, missing).unwrap_err();
         assert_eq!(error.to_string(), "the environment variable DB_USER is not set");
     }
 
@@ -525,11 +572,9 @@ mod tests {
         let secret =
             [("DB_SECRET_ARN", "arn:db"), ("DB_HOST", "db"), ("DB_PORT", "6432"), ("DB_NAME", "auth")];
         let config = database_only(&[&secret[..], &[("DB_TRANSACTION_POOLER", "true")]].concat());
-        let bad_port = Config::from_lookup(
-            Needs { database: true, keys: Keys::None },
-            lookup(&[("DB_SECRET_ARN", "arn:db"), ("DB_PORT", "five")]),
-        )
-        .unwrap_err();
+        let bad_port =
+            Config::from_lookup(DATABASE, lookup(&[("DB_SECRET_ARN", "arn:db"), ("DB_PORT", "five")]))
+                .unwrap_err();
 
         let DatabaseSource::Secret { host, port, database, .. } = &config.source else { panic!("a secret") };
         assert_eq!((host.as_deref(), *port, database.as_deref()), (Some("db"), Some(6432), Some("auth")));
@@ -578,10 +623,7 @@ mod tests {
     }
 
     fn database_only(pairs: &[(&str, &str)]) -> DatabaseConfig {
-        Config::from_lookup(Needs { database: true, keys: Keys::None }, lookup(pairs))
-            .unwrap()
-            .database
-            .unwrap()
+        Config::from_lookup(DATABASE, lookup(pairs)).unwrap().database.unwrap()
     }
 
     fn direct_ssl_mode(pairs: &[(&str, &str)]) -> PgSslMode {
@@ -664,21 +706,53 @@ mod tests {
     #[test]
     fn a_session_lives_ninety_days_unless_configured() {
         let url = ("DATABASE_URL", "postgres://app@localhost/auth");
-        let default =
-            Config::from_lookup(Needs { database: true, keys: Keys::None }, lookup(&[url])).unwrap();
-        let set = Config::from_lookup(
-            Needs { database: true, keys: Keys::None },
-            lookup(&[url, ("SESSION_MAX_LIFETIME_SECONDS", "3600")]),
-        )
-        .unwrap();
-        let zero = Config::from_lookup(
-            Needs { database: true, keys: Keys::None },
-            lookup(&[url, ("SESSION_MAX_LIFETIME_SECONDS", "0")]),
-        )
-        .unwrap_err();
+        let default = Config::from_lookup(DATABASE, lookup(&[url])).unwrap();
+        let set =
+            Config::from_lookup(DATABASE, lookup(&[url, ("SESSION_MAX_LIFETIME_SECONDS", "3600")])).unwrap();
+        let zero =
+            Config::from_lookup(DATABASE, lookup(&[url, ("SESSION_MAX_LIFETIME_SECONDS", "0")])).unwrap_err();
 
         assert_eq!(default.session_max_lifetime, Duration::from_secs(7_776_000));
         assert_eq!(set.session_max_lifetime, Duration::from_secs(3600));
         assert!(zero.to_string().contains("SESSION_MAX_LIFETIME_SECONDS"), "{zero}");
+    }
+
+    #[test]
+    fn mail_is_sent_only_with_mail_from_and_then_needs_an_app_url() {
+        let url = ("DATABASE_URL", "postgres://app@localhost/auth");
+        let unset = Config::from_lookup(MAILER, lookup(&[url])).unwrap();
+        let missing = Config::from_lookup(MAILER, lookup(&[url, ("MAIL_FROM", "Auth <a@example.com>")]));
+        let set = Config::from_lookup(
+            MAILER,
+            lookup(&[url, ("MAIL_FROM", "a@example.com"), ("APP_URL", "https://app.example.com/")]),
+        )
+        .unwrap();
+        let not_a_sender =
+            Config::from_lookup(DATABASE, lookup(&[url, ("MAIL_FROM", "a@example.com")])).unwrap();
+
+        assert!(unset.mail.is_none());
+        assert_eq!(missing.unwrap_err().to_string(), "the environment variable APP_URL is not set");
+        let mail = set.mail.unwrap();
+        assert_eq!((mail.app_url.as_str(), mail.hourly_limit), ("https://app.example.com", 1_000));
+        assert!(not_a_sender.mail.is_none(), "only a function that sends reads the mail settings");
+        for bad in ["app.example.com", "ftp://x", "https://app.example.com/?a=1", "https://"] {
+            let error =
+                Config::from_lookup(MAILER, lookup(&[url, ("MAIL_FROM", "a@example.com"), ("APP_URL", bad)]))
+                    .unwrap_err();
+            assert!(error.to_string().contains("APP_URL"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn unverified_addresses_may_log_in_unless_configured() {
+        let url = ("DATABASE_URL", "postgres://app@localhost/auth");
+        let default = Config::from_lookup(DATABASE, lookup(&[url])).unwrap();
+        let set = Config::from_lookup(DATABASE, lookup(&[url, ("REQUIRE_VERIFIED_EMAIL", "true")])).unwrap();
+        let bad =
+            Config::from_lookup(DATABASE, lookup(&[url, ("REQUIRE_VERIFIED_EMAIL", "yes")])).unwrap_err();
+
+        assert!(!default.require_verified_email);
+        assert!(set.require_verified_email);
+        assert!(bad.to_string().contains("REQUIRE_VERIFIED_EMAIL"), "{bad}");
     }
 }

@@ -479,7 +479,10 @@ mod tests {
 
     fn config(pairs: &[(&str, &str)]) -> DatabaseConfig {
         let lookup = |name: &str| pairs.iter().find(|(key, _)| *key == name).map(|(_, v)| v.to_string());
-        Config::from_lookup(Needs { database: true, keys: Keys::None }, lookup).unwrap().database.unwrap()
+        Config::from_lookup(Needs { database: true, keys: Keys::None, mail: false }, lookup)
+            .unwrap()
+            .database
+            .unwrap()
     }
 
     fn ssl_mode_of(secret_host: &str, host_override: Option<&str>, pairs: &[(&str, &str)]) -> PgSslMode {

@@ -31,6 +31,56 @@ impl SessionId {
     }
 }
 
+/// What a session records of the client that opened it, for the session list: its
+/// `User-Agent` (cut to [`MAX_USER_AGENT_CHARS`]) and the source address the front door saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Device {
+    pub user_agent: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
+}
+
+/// The longest `User-Agent` a session keeps; the rest is cut.
+pub const MAX_USER_AGENT_CHARS: usize = 512;
+
+impl Device {
+    /// A device from what the request said; a blank user agent is none.
+    pub fn new(user_agent: Option<&str>, ip: Option<std::net::IpAddr>) -> Self {
+        let user_agent = user_agent
+            .map(str::trim)
+            .filter(|agent| !agent.is_empty())
+            .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect());
+        Self { user_agent, ip }
+    }
+}
+
+/// What a link sent by mail is for. Each kind has its own token per user (a newer one replaces
+/// the older) and its own lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailKind {
+    /// Proves the address: `POST /auth/verify-email`. Lives 24 hours.
+    VerifyEmail,
+    /// Sets a new password: `POST /auth/password/reset`. Lives 1 hour.
+    ResetPassword,
+}
+
+impl MailKind {
+    /// The kind as the database stores it (`mail_tokens.kind`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VerifyEmail => "verify_email",
+            Self::ResetPassword => "reset_password",
+        }
+    }
+
+    /// How long the link works.
+    pub fn lifetime(self) -> std::time::Duration {
+        match self {
+            Self::VerifyEmail => std::time::Duration::from_secs(24 * 3600),
+            Self::ResetPassword => std::time::Duration::from_secs(3600),
+        }
+    }
+}
+
 /// The longest email address SMTP can carry (RFC 5321's path limit less the brackets).
 const MAX_EMAIL_CHARS: usize = 254;
 
@@ -131,6 +181,10 @@ pub struct User {
     pub email: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// When the user proved they hold the address (a verification link, or a password reset);
+    /// `null` until then.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub email_verified_at: Option<OffsetDateTime>,
 }
 
 #[cfg(test)]

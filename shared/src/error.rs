@@ -31,6 +31,20 @@ pub enum ApiError {
     /// Too many failed logins for this email; try again after `retry_after` seconds.
     #[error("too many failed attempts; try again in {retry_after} seconds")]
     TooManyAttempts { retry_after: u64 },
+    /// A link token from a mail (verification, password reset) that is unknown, expired or
+    /// already used: one answer for all three.
+    #[error("the link is invalid, expired or already used")]
+    InvalidLinkToken,
+    /// The password presented to confirm a change (password change, account deletion) is not
+    /// the account's. A 403, not a 401: the access token itself is fine.
+    #[error("the password is incorrect")]
+    InvalidPassword,
+    /// Login refused until the address is verified (`REQUIRE_VERIFIED_EMAIL`).
+    #[error("the email address is not verified yet; follow the link in the verification mail")]
+    EmailNotVerified,
+    /// No session of the caller's has this id (another user's sessions are unknown alike).
+    #[error("no such session")]
+    SessionNotFound,
     /// The email belongs to an existing account.
     #[error("an account with this email already exists")]
     EmailTaken,
@@ -57,12 +71,14 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MalformedJson(_) | Self::InvalidRequest(_) => 400,
+            Self::MalformedJson(_) | Self::InvalidRequest(_) | Self::InvalidLinkToken => 400,
             Self::InvalidCredentials
             | Self::MissingToken
             | Self::InvalidToken
             | Self::InvalidRefreshToken
             | Self::RefreshTokenReused => 401,
+            Self::InvalidPassword | Self::EmailNotVerified => 403,
+            Self::SessionNotFound => 404,
             Self::EmailTaken => 409,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType => 415,
@@ -81,7 +97,11 @@ impl ApiError {
             Self::Validation { code, .. } => code,
             Self::InvalidCredentials => "invalid_credentials",
             Self::MissingToken => "missing_token",
-            Self::InvalidToken => "invalid_token",
+            // The same code as a bad access token: a token the client holds is no good.
+            Self::InvalidToken | Self::InvalidLinkToken => "invalid_token",
+            Self::InvalidPassword => "invalid_password",
+            Self::EmailNotVerified => "email_not_verified",
+            Self::SessionNotFound => "session_not_found",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::TooManyAttempts { .. } => "too_many_attempts",

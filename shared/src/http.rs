@@ -4,6 +4,8 @@
 //! turns a handler's `Err` into its response with [`ApiError::into_response`], once, for every
 //! function.
 
+use std::net::IpAddr;
+
 use http::StatusCode;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use lambda_http::RequestExt as _;
@@ -12,6 +14,7 @@ pub use lambda_http::{Body, Request};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::domain::Device;
 use crate::error::ApiError;
 
 /// The largest request body accepted (after the front door's base64 is decoded).
@@ -53,6 +56,11 @@ pub trait ApiRequest {
 
     /// Which front door sent the request, and the API it names.
     fn origin(&self) -> Origin<'_>;
+
+    /// The client's `User-Agent` and source address, for the session it opens. The address is
+    /// the one the front door saw (its request context), never a header a client could write;
+    /// behind a load balancer, the last `X-Forwarded-For` entry, the one the balancer appended.
+    fn device(&self) -> Device;
 }
 
 impl ApiRequest for Request {
@@ -98,6 +106,23 @@ impl ApiRequest for Request {
             _ => Origin::Other,
         }
     }
+
+    fn device(&self) -> Device {
+        let ip = match self.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(context)) => address(context.http.source_ip.as_deref()),
+            Some(RequestContext::ApiGatewayV1(context)) => address(context.identity.source_ip.as_deref()),
+            Some(RequestContext::Alb(_)) => {
+                address(self.header("x-forwarded-for").and_then(|chain| chain.rsplit(',').next()))
+            }
+            _ => None,
+        };
+        Device::new(self.header("user-agent"), ip)
+    }
+}
+
+/// A source address as a front door writes it; anything else is no address.
+fn address(raw: Option<&str>) -> Option<IpAddr> {
+    raw?.trim().parse().ok()
 }
 
 /// `application/json`, with or without parameters such as `charset`, or a `+json` type.

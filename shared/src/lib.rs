@@ -15,6 +15,7 @@ pub mod handlers;
 pub mod http;
 pub mod issuer;
 pub mod keys;
+pub mod mail;
 pub mod maintenance;
 pub mod metrics;
 pub mod passwords;

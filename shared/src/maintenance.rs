@@ -57,7 +57,8 @@ pub async fn check(app: &App) -> bool {
 }
 
 /// Deletes sessions that ended (revoked, expired or abandoned) with their tokens, then old
-/// revoked refresh tokens, then login-attempt counts that went quiet, in rounds of one bounded
+/// revoked refresh tokens, then login-attempt counts that went quiet, then expired mail links
+/// and mail limits no longer read, in rounds of one bounded
 /// batch per table: at most [`PURGE_MAX_BATCHES`] rounds, and none started after `deadline` −
 /// [`PURGE_MARGIN`]. Returns the rows deleted (a session's tokens deleted with it are not
 /// counted); what is left waits for the next run.
@@ -75,8 +76,9 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
                     .await?;
             let tokens = store::purge_refresh_tokens(&mut db, PURGE_RETENTION, PURGE_BATCH).await?;
             let attempts = store::purge_login_attempts(&mut db, PURGE_BATCH).await?;
-            deleted += tokens + sessions + attempts;
-            if [tokens, sessions, attempts].iter().all(|&rows| rows < PURGE_BATCH as u64) {
+            let mail = store::purge_mail_state(&mut db, PURGE_BATCH).await?;
+            deleted += tokens + sessions + attempts + mail;
+            if [tokens, sessions, attempts, mail].iter().all(|&rows| rows < PURGE_BATCH as u64) {
                 break;
             }
         }
@@ -84,7 +86,10 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
     };
     match result.await {
         Ok(deleted) => {
-            tracing::info!(deleted, "purged old refresh tokens, ended sessions and quiet login attempts");
+            tracing::info!(
+                deleted,
+                "purged ended sessions, old refresh tokens, quiet login attempts and mail state"
+            );
             deleted
         }
         Err(error) => {

@@ -12,6 +12,14 @@ pub const LOGIN_FAILED: &str = "LoginFailed";
 /// A login refused because its email is throttled (a 429).
 pub const LOGIN_THROTTLED: &str = "LoginThrottled";
 
+/// A mail SES accepted.
+pub const MAIL_SENT: &str = "MailSent";
+/// A mail SES refused or did not answer (its code is in the log line): the link is stored, the
+/// request answered as if sent.
+pub const MAIL_REJECTED: &str = "MailRejected";
+/// A mail held back by a sending limit (per address, or the global hourly cap).
+pub const MAIL_LIMITED: &str = "MailLimited";
+
 /// Where one function's metrics go: its namespace and the `FunctionName` dimension.
 #[derive(Debug, Clone)]
 pub struct Metrics {

@@ -39,6 +39,23 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(3);
 /// [`OPERATION_TIMEOUT`].
 pub const MAX_ATTEMPTS: u32 = 2;
 
+/// The AWS SDK's configuration as Lambda sets it up (region, credentials, and an
+/// `AWS_ENDPOINT_URL_<SERVICE>` for a local endpoint), every call bounded by
+/// [`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`] and [`MAX_ATTEMPTS`]: what
+/// every client of the functions (Secrets Manager, SES) is built from.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build();
+    aws_config::from_env()
+        .timeout_config(timeouts)
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .load()
+        .await
+}
+
 /// A Secrets Manager client.
 #[derive(Clone)]
 pub struct Secrets {
@@ -52,21 +69,10 @@ impl fmt::Debug for Secrets {
 }
 
 impl Secrets {
-    /// A client configured from the environment as Lambda sets it up (region, credentials, and
-    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` for a local endpoint), every call bounded by
-    /// [`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`] and [`MAX_ATTEMPTS`].
+    /// A client configured from the environment ([`sdk_config`];
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER` for a local endpoint).
     pub async fn from_env() -> Self {
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
-            .build();
-        let config = aws_config::from_env()
-            .timeout_config(timeouts)
-            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
-            .load()
-            .await;
-        Self { client: Client::new(&config) }
+        Self { client: Client::new(&sdk_config().await) }
     }
 
     /// Fetches the current version of a secret's string value.

@@ -502,6 +502,39 @@ impl RefreshToken {
     }
 }
 
+/// A link token sent by mail (email verification, password reset): 256 random bits like a
+/// refresh token, and likewise stored only as its SHA-256.
+pub struct MailToken(RefreshToken);
+
+impl MailToken {
+    /// A new random token.
+    pub fn generate() -> anyhow::Result<Self> {
+        RefreshToken::generate().map(Self)
+    }
+
+    /// A presented token; one without the shape of ours is refused as any dead one is (400
+    /// `invalid_token`), without a database lookup.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        RefreshToken::parse(raw).map(Self).map_err(|_| ApiError::InvalidLinkToken)
+    }
+
+    /// The token's hash, what `mail_tokens` stores.
+    pub fn hash(&self) -> TokenHash {
+        self.0.hash()
+    }
+
+    /// The token itself, for the link only.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Debug for MailToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MailToken([REDACTED])")
+    }
+}
+
 impl std::fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RefreshToken([REDACTED])")

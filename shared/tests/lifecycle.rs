@@ -52,7 +52,7 @@ fn app_with_unreachable_database(needs: Needs) -> App {
 
 #[tokio::test]
 async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
-    let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Verify });
+    let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Verify, mail: false });
 
     let response = call(handlers::jwks::handle(&app, get("/.well-known/jwks.json"))).await;
 
@@ -62,7 +62,7 @@ async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_503_json_on_health_and_auth_endpoints() {
-    let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Sign });
+    let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Sign, mail: false });
     let started = Instant::now();
 
     let health = call(handlers::health::handle(&app, get("/health"))).await;

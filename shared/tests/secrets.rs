@@ -39,7 +39,7 @@ fn app_with(vars: &[(&str, &str)], needs: Needs) -> App {
     App::from_config(Config::from_lookup(needs, lookup).unwrap()).unwrap()
 }
 
-const DATABASE_ONLY: Needs = Needs { database: true, keys: Keys::None };
+const DATABASE_ONLY: Needs = Needs { database: true, keys: Keys::None, mail: false };
 
 #[sqlx::test(migrations = "../migrations")]
 async fn database_credentials_come_from_an_rds_format_secret(pool: PgPool) {
@@ -111,8 +111,8 @@ async fn a_missing_secret_is_a_503_and_the_error_names_it(pool: PgPool) {
     assert_eq!(response.body["error"], "service_unavailable");
 }
 
-const SIGNER: Needs = Needs { database: false, keys: Keys::Sign };
-const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify };
+const SIGNER: Needs = Needs { database: false, keys: Keys::Sign, mail: false };
+const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify, mail: false };
 
 fn key(kid: &str, algorithm: SigningAlgorithm) -> (SigningKey, SecretString) {
     let pem = generate_private_key_pem(algorithm).unwrap();

@@ -6,14 +6,14 @@
 # Copies this checkout's tracked files (as a clone has them, with any uncommitted change) into a
 # folder made by `mktemp -d`, points its target/ at this one's debug build (CARGO=true: nothing
 # is rebuilt), starts `make run` on free ports, waits until GET /health answers 200 and a signup
-# works, runs `make invoke` beside it (which must leave make run's PostgreSQL running), sends Ctrl-C, and checks that it shut down: the process group gone, the API and
+# works, follows the signup's mail from .local/mail/ to a verified address, runs `make invoke` beside it (which must leave make run's PostgreSQL running), sends Ctrl-C, and checks that it shut down: the process group gone, the API and
 # PostgreSQL stopped. Run after `cargo build --workspace --bins`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/pg-lib.sh
 source "$root/scripts/pg-lib.sh"
 
-for binary in signup login refresh logout me health jwks migrate db-migrate keygen local-lambda; do
+for binary in $(ls "$root/functions") db-migrate keygen local-lambda; do
     if [[ ! -x "$root/target/debug/$binary" ]]; then
         echo "private-clone: target/debug/$binary is missing: run cargo build --workspace --bins" >&2
         exit 1
@@ -52,12 +52,15 @@ trap cleanup EXIT
 mkdir "$clone"
 git -C "$root" ls-files -z | (cd "$root" && xargs -0 cp --parents -t "$clone")
 ln -s "$root/target" "$clone/target"
+# The venv make test installed (moto, which make run starts for its local SES); -o below tells
+# make it is up to date, whatever the copied requirements file's time.
+ln -s "$root/.venv" "$clone/.venv"
 
 port="$(free_port)"
 pg_port="$(free_port)"
 base="http://127.0.0.1:$port"
 # A process group of its own, so that Ctrl-C reaches every process as it would from a terminal.
-(cd "$clone" && PORT="$port" PG_PORT="$pg_port" CARGO=true exec env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS setsid make run) >"$log" 2>&1 </dev/null &
+(cd "$clone" && PORT="$port" PG_PORT="$pg_port" CARGO=true exec env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS setsid make -o .venv/.installed run) >"$log" 2>&1 </dev/null &
 server=$!
 
 deadline=$((SECONDS + 120))
@@ -74,13 +77,26 @@ status="$(curl -s -o "$private/signup.json" -w '%{http_code}' -X POST "$base/aut
 [[ "$status" == 201 ]] || fail "signup answered $status: $(cat "$private/signup.json")"
 echo "ok   a signup works"
 
+# The signup's verification mail, as a developer finds it: an .eml in .local/mail/ whose link
+# opens the local stand-in page, and whose token verifies the address.
+eml="$(ls "$clone/.local/mail/"*.eml 2>/dev/null | tail -1 || true)"
+[[ -n "$eml" ]] || fail "make run wrote no .eml to .local/mail/ for the signup's verification mail"
+link="$(grep -o 'http://[^" ]*/verify-email?token=[A-Za-z0-9_-]*' "$eml" | head -1)"
+[[ -n "$link" ]] || fail "the mail has no verification link: $(cat "$eml")"
+[[ "$(curl -s -o /dev/null -w '%{http_code}' "$link")" == 200 ]] || fail "the mail's link $link opens no page"
+token="${link##*token=}"
+status="$(curl -s -o "$private/verify.json" -w '%{http_code}' -X POST "$base/auth/verify-email" \
+    -H 'content-type: application/json' -d "{\"token\":\"$token\"}")"
+[[ "$status" == 200 ]] || fail "verifying with the mail's token answered $status: $(cat "$private/verify.json")"
+echo "ok   the signup's mail is in .local/mail/, its link opens the local page, its token verifies"
+
 data="$(readlink -f "$clone/.local/pgdata")"
 [[ -f "$data/postmaster.pid" ]] || fail ".local/pgdata ($data) is not the running cluster"
 
 # `make invoke` while `make run` serves: it uses the running cluster and must leave it running.
 invoke_log="$private/invoke.log"
 (cd "$clone" && PG_PORT="$pg_port" CARGO=true env -u MAKEFLAGS -u MAKELEVEL -u MFLAGS \
-    make invoke FN=health EVENT=events/health.json) >"$invoke_log" 2>&1 </dev/null ||
+    make -o .venv/.installed invoke FN=health EVENT=events/health.json) >"$invoke_log" 2>&1 </dev/null ||
     fail "make invoke failed beside make run: $(cat "$invoke_log")"
 grep -q '"statusCode": *200' "$invoke_log" || fail "make invoke did not print a 200: $(cat "$invoke_log")"
 grep -q "stopping PostgreSQL" "$invoke_log" && fail "make invoke stopped the PostgreSQL make run started"

@@ -16,6 +16,7 @@ import sys
 import tempfile
 
 from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -69,6 +70,13 @@ def main(path):
               (properties.get("VpcConfig"), properties.get("MemorySize")))
     for name in ["JwksFunction", "MigrateFunction"]:
         check(f"{name} stays on-demand", "CapacityProviderConfig" not in resources[name]["Properties"])
+    # "The database functions": every function of template.yaml in the VPC, but migrate.
+    with open(path) as handle:
+        source = yaml_parse(handle.read())
+    database = {name for name, r in source["Resources"].items()
+                if r["Type"] == "AWS::Serverless::Function" and "VpcConfig" in r.get("Properties", {})} - {"MigrateFunction"}
+    check("every database function of template.yaml but migrate moves, and no other",
+          set(module.MOVED) == database, sorted(set(module.MOVED) ^ database))
     check("the concurrency is a parameter, default 8",
           template["Parameters"]["ManagedInstancesConcurrency"]["Default"] == 8)
     check("a rule refuses the variant without the VPC", "ManagedInstancesNeedTheVpc" in template.get("Rules", {}))

@@ -26,15 +26,21 @@ from samtranslator.yaml_helper import yaml_parse
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "artifacts"
-PARAMETERS = " ".join(
-    f"{name}=arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/{secret}-AbCdEf"
-    for name, secret in [
-        ("DbSecretArn", "db"),
-        ("DbMigrationSecretArn", "db-migration"),
-        ("SigningKeySecretArn", "signing"),
-        ("VerificationKeysSecretArn", "verification"),
-    ]
-)
+# The template's required parameters, as an operator gives them on a first deploy.
+GIVEN = {
+    **{name: f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/{secret}-AbCdEf"
+       for name, secret in [
+           ("DbSecretArn", "db"),
+           ("DbMigrationSecretArn", "db-migration"),
+           ("SigningKeySecretArn", "signing"),
+           ("VerificationKeysSecretArn", "verification"),
+       ]},
+    # A value with spaces, quoted as `make deploy PARAMETERS='... MailFrom="Example <...>"'` does.
+    "MailFrom": "Example <no-reply@example.com>",
+    "MailIdentity": "example.com",
+    "AppUrl": "https://app.example.com",
+}
+PARAMETERS = " ".join(f'{name}="{value}"' if " " in value else f"{name}={value}" for name, value in GIVEN.items())
 
 
 def main():
@@ -104,7 +110,8 @@ def main():
             check("every function's code was uploaded to the artifact bucket", len(shipped) == len(zips) == len(functions),
                   {name: p.get("CodeUri") for name, p in functions.items()})
             for function, data in zips.items():
-                logical_id = next((n for n in functions if n.lower() == f"{function}function"), None)
+                # verify-email -> VerifyEmailFunction
+                logical_id = next((n for n in functions if n.lower() == f"{function.replace('-', '')}function"), None)
                 check(f"{logical_id or function} runs exactly target/lambda/{function}/bootstrap.zip",
                       shipped.get(logical_id) == data)
             stack = cloudformation.describe_stacks(StackName="auth")["Stacks"][0]
@@ -113,7 +120,7 @@ def main():
             check("the stack is tagged application=auth-api (CloudFormation tags every resource that takes tags)",
                   tags.get("application") == "auth-api", tags)
             check("the operator's parameters reached the stack",
-                  all(given.get(item.split("=", 1)[0]) == item.split("=", 1)[1] for item in PARAMETERS.split()), given)
+                  all(given.get(name) == value for name, value in GIVEN.items()), given)
 
     passed, failed = results.count(True), results.count(False)
     print(f"deploy: {passed} passed, {failed} failed")

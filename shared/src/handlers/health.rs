@@ -19,7 +19,7 @@ use crate::maintenance::{check, purge};
 use crate::metrics::Metrics;
 
 /// Health pings the database; it needs no keys.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false };
 
 /// The deadline [`handle`] assumes when the request carries no invocation context (tests,
 /// tools): the template's Timeout for the health function.

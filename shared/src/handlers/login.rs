@@ -10,17 +10,18 @@ use crate::http::{ApiRequest as _, Reply, Request};
 use crate::metrics;
 
 /// Login reads and writes the database and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false };
 
 /// 200 with the token response; 401 `invalid_credentials` for an unknown email or a wrong
-/// password alike.
+/// password alike; 403 `email_not_verified` when `REQUIRE_VERIFIED_EMAIL` holds and the address
+/// is not verified.
 pub async fn handle(app: &App, request: Request) -> Reply {
     app.learn_issuer(&request);
     let body: Credentials = request.json()?;
     // A malformed email cannot belong to an account: the same 401 as any unknown email.
     let email = Email::parse(&body.email).map_err(|_| ApiError::InvalidCredentials);
     let result = match (email, Password::presented(body.password)) {
-        (Ok(email), Ok(password)) => auth::login(app, email, password).await,
+        (Ok(email), Ok(password)) => auth::login(app, email, password, &request.device()).await,
         (Err(error), _) | (_, Err(error)) => Err(error),
     };
     // Counted for the credential-stuffing alarms; a client's malformed request is not.

@@ -8,7 +8,7 @@ use crate::config::{Keys, Needs};
 use crate::http::{self, ApiRequest as _, Reply, Request};
 
 /// Logout writes to the database; it signs and verifies nothing.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false };
 
 /// `{"refresh_token", "scope"?}`: `local` (default), `global` or `others`.
 #[derive(Deserialize)]

@@ -31,7 +31,7 @@ use crate::db::MIGRATOR;
 use crate::secrets::Secrets;
 
 /// Migrating needs the database only.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false };
 
 /// The `errorType` of a failed invocation.
 const ERROR_TYPE: &str = "MigrationFailed";

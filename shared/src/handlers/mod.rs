@@ -3,6 +3,9 @@
 //! [`ApiError`](crate::error::ApiError) that the runtime wiring (`runtime::answer`) answers with
 //! its status and code, so no error reaches the front door as a bare 502.
 
+pub mod change_password;
+pub mod delete_account;
+pub mod forgot_password;
 pub mod health;
 pub mod jwks;
 pub mod login;
@@ -10,13 +13,20 @@ pub mod logout;
 pub mod me;
 pub mod migrate;
 pub mod refresh;
+pub mod resend_verification;
+pub mod reset_password;
+pub mod revoke_session;
+pub mod sessions;
 pub mod signup;
+pub mod verify_email;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Issued;
+use crate::app::App;
+use crate::auth::{self, Caller, Issued};
 use crate::domain::User;
-use crate::http::{self, Response};
+use crate::error::ApiError;
+use crate::http::{self, ApiRequest as _, Request, Response};
 
 /// `{"email","password"}`, the body of signup and login.
 #[derive(Deserialize)]
@@ -31,7 +41,21 @@ struct RefreshTokenBody {
     refresh_token: String,
 }
 
-/// The token response of signup, login and refresh.
+/// `{"token"}`, the body of verify-email.
+#[derive(Deserialize)]
+struct LinkTokenBody {
+    token: String,
+}
+
+/// The caller of an endpoint that takes a bearer access token: 401 `missing_token` without
+/// one, 401 `invalid_token` for a bad token or an ended session.
+async fn caller(app: &App, request: &Request) -> Result<Caller, ApiError> {
+    app.learn_issuer(request);
+    let token = request.bearer_token().ok_or(ApiError::MissingToken)?;
+    auth::authenticate(app, token).await
+}
+
+/// The token response of signup, login, refresh and password reset.
 #[derive(Serialize)]
 struct TokenResponse<'a> {
     access_token: &'a str,

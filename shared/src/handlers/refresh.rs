@@ -8,7 +8,7 @@ use crate::http::{ApiRequest as _, Reply, Request};
 use crate::tokens::RefreshToken;
 
 /// Refresh writes to the database and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false };
 
 /// 200 with the token response and a new refresh token; the presented one stops working.
 pub async fn handle(app: &App, request: Request) -> Reply {

@@ -96,6 +96,14 @@ pub enum Endpoint {
     Me,
     Health,
     Jwks,
+    VerifyEmail,
+    ResendVerification,
+    ForgotPassword,
+    ResetPassword,
+    ChangePassword,
+    DeleteAccount,
+    Sessions,
+    RevokeSession,
 }
 
 /// The handlers behind a test database.
@@ -109,6 +117,22 @@ impl TestApp {
     /// The handlers with the default settings (a 10 s refresh-reuse grace window).
     pub fn new(pool: PgPool) -> Self {
         Self::with_reuse_grace(pool, Duration::from_secs(10))
+    }
+
+    /// The handlers sending mail through the local SES (`scripts/with-moto`), from the tests'
+    /// verified identity, with `configure` applied to the state first.
+    pub async fn with_mail(pool: PgPool, configure: impl FnOnce(&mut App)) -> Self {
+        test_support::verify_mail_identity().await;
+        let mut app = App::with_pool(
+            pool.clone(),
+            token_signer(),
+            token_verifier(),
+            Duration::from_secs(30 * 24 * 3600),
+            Duration::from_secs(10),
+        );
+        app.mailer = shared::mail::Mailer::new(Some(mail_config()));
+        configure(&mut app);
+        Self { app: Arc::new(app), pool }
     }
 
     pub fn with_reuse_grace(pool: PgPool, grace: Duration) -> Self {
@@ -134,6 +158,14 @@ impl TestApp {
             Endpoint::Me => call(handlers::me::handle(app, request)).await,
             Endpoint::Health => call(handlers::health::handle(app, request)).await,
             Endpoint::Jwks => call(handlers::jwks::handle(app, request)).await,
+            Endpoint::VerifyEmail => call(handlers::verify_email::handle(app, request)).await,
+            Endpoint::ResendVerification => call(handlers::resend_verification::handle(app, request)).await,
+            Endpoint::ForgotPassword => call(handlers::forgot_password::handle(app, request)).await,
+            Endpoint::ResetPassword => call(handlers::reset_password::handle(app, request)).await,
+            Endpoint::ChangePassword => call(handlers::change_password::handle(app, request)).await,
+            Endpoint::DeleteAccount => call(handlers::delete_account::handle(app, request)).await,
+            Endpoint::Sessions => call(handlers::sessions::handle(app, request)).await,
+            Endpoint::RevokeSession => call(handlers::revoke_session::handle(app, request)).await,
         }
     }
 
@@ -173,6 +205,16 @@ impl TestApp {
     }
 }
 
+/// The tests' mail settings: their verified identity, their app URL.
+pub fn mail_config() -> shared::mail::MailConfig {
+    shared::mail::MailConfig {
+        from: test_support::MAIL_FROM.to_owned(),
+        app_url: test_support::APP_URL.to_owned(),
+        hourly_limit: 1_000,
+        outbox: None,
+    }
+}
+
 /// An HTTP API (payload 2.0) event, read by lambda_http as the functions' runtime reads it.
 pub fn event(method: &str, path: &str, headers: Value, body: Option<&str>, base64: bool) -> Request {
     let event = json!({
@@ -207,4 +249,13 @@ pub fn request_with(content_type: Option<&str>, body: &str, base64: bool) -> Req
 
 pub fn bearer_request(token: &str) -> Request {
     event("GET", "/auth/me", json!({ "authorization": format!("Bearer {token}") }), None, false)
+}
+
+/// A request with a bearer token and, when given, a JSON body.
+pub fn bearer_json(method: &str, path: &str, token: &str, body: Option<&Value>) -> Request {
+    let mut headers = json!({ "authorization": format!("Bearer {token}") });
+    if body.is_some() {
+        headers["content-type"] = json!("application/json");
+    }
+    event(method, path, headers, body.map(Value::to_string).as_deref(), false)
 }

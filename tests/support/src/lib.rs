@@ -1,6 +1,7 @@
 //! What the test suites of `shared/` and `emulator/` share (a dev-dependency of both): the test
-//! signing key, the password every test user has, the local Secrets Manager that
-//! `scripts/with-moto` starts, and login roles on the test database.
+//! signing key, the password every test user has, the local Secrets Manager and SES that
+//! `scripts/with-moto` starts (with the mail the functions sent), and login roles on the test
+//! database.
 
 use std::sync::LazyLock;
 
@@ -91,4 +92,71 @@ pub async fn login_role(pool: &PgPool, prefix: &str, password: &str, dml: bool) 
     }
     sqlx::raw_sql(sqlx::AssertSqlSafe(statements)).execute(pool).await.expect("creating the role");
     role
+}
+
+/// The SES identity the tests send from (a domain: any address of it may send).
+pub const MAIL_DOMAIN: &str = "auth.test";
+
+/// The `MAIL_FROM` of the tests: an address of [`MAIL_DOMAIN`].
+pub const MAIL_FROM: &str = "Auth <no-reply@auth.test>";
+
+/// The `APP_URL` of the tests: the links in their mail open pages below it.
+pub const APP_URL: &str = "https://app.auth.test";
+
+/// Verifies [`MAIL_DOMAIN`] in the local SES (moto sends only from a verified identity), as an
+/// operator does once per account and region. Verifying it again changes nothing.
+pub async fn verify_mail_identity() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2")
+        .expect("AWS_ENDPOINT_URL_SESV2 names a local SES (run under scripts/with-moto, as make test does)");
+    let config = aws_config::from_env()
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new("moto", "moto", None, None, "test"))
+        .load()
+        .await;
+    let client = aws_sdk_sesv2::Client::new(&config);
+    if let Err(error) = client.create_email_identity().email_identity(MAIL_DOMAIN).send().await {
+        let already =
+            aws_sdk_sesv2::error::ProvideErrorMetadata::code(&error) == Some("AlreadyExistsException");
+        assert!(
+            already,
+            "verifying the mail identity: {}",
+            aws_sdk_sesv2::error::DisplayErrorContext(&error)
+        );
+    }
+}
+
+/// Every message the local SES accepted for `to`, as raw MIME, oldest first: read from moto's
+/// own record of what it sent (`/moto-api/data.json`).
+pub async fn sent_mail(to: &str) -> Vec<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2").expect("AWS_ENDPOINT_URL_SESV2 is set");
+    let authority = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.expect("connecting to moto");
+    let request = format!("GET /moto-api/data.json HTTP/1.0\r\nHost: {authority}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("asking moto");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("moto's answer");
+    let response = String::from_utf8(response).expect("moto answers UTF-8");
+    let (_, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let data: Value = serde_json::from_str(body).expect("moto's model data is JSON");
+    let messages = data["ses"]["RawMessage"].as_array().cloned().unwrap_or_default();
+    messages
+        .iter()
+        .filter(|message| {
+            message["destinations"]
+                .as_array()
+                .is_some_and(|to_all| to_all.iter().any(|d| d.as_str() == Some(to)))
+        })
+        .map(|message| message["raw_data"].as_str().expect("a raw message").to_owned())
+        .collect()
+}
+
+/// The token of the first link in a message (`...?token=<43 base64url characters>`).
+pub fn link_token(mime: &str) -> String {
+    let start = mime.find("?token=").expect("a link with a token") + "?token=".len();
+    let token: String =
+        mime[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
+    assert_eq!(token.len(), 43, "a 256-bit base64url token: {token}");
+    token
 }

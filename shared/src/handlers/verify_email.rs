@@ -1,0 +1,22 @@
+//! `POST /auth/verify-email`: consume a verification link's token.
+
+use serde_json::json;
+
+use super::LinkTokenBody;
+use crate::app::App;
+use crate::auth;
+use crate::config::{Keys, Needs};
+use crate::http::{self, ApiRequest as _, Reply, Request};
+use crate::tokens::MailToken;
+
+/// Verify-email writes to the database; it signs and verifies nothing.
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false };
+
+/// 200 `{"user"}` with `email_verified_at` set; 400 `invalid_token` for a token that is
+/// malformed, unknown, expired or already used.
+pub async fn handle(app: &App, request: Request) -> Reply {
+    let body: LinkTokenBody = request.json()?;
+    let token = MailToken::parse(&body.token)?;
+    let user = auth::verify_email(app, token).await?;
+    Ok(http::json(200, &json!({ "user": user })))
+}

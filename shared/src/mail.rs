@@ -1,0 +1,305 @@
+//! Mail: the verification and password-reset links, sent through Amazon SES (the v2
+//! `SendEmail`, one MIME message with a plain-text and an HTML part, links built from
+//! `APP_URL`), from `MAIL_FROM`. Where `MAIL_OUTBOX_DIR` is set (`make run`), every message is
+//! also written there as one `.eml` file, named so that the newest sorts last.
+//!
+//! A send never fails a request: SES's refusal (or no answer) is returned as
+//! [`Delivery::Failed`] with its error code, for the caller to log and count. Nothing here
+//! knows of users or tokens beyond the link it writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::error::{ProvideErrorMetadata as _, SdkError};
+use aws_sdk_sesv2::primitives::Blob;
+use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+use tokio::sync::OnceCell;
+
+use crate::domain::MailKind;
+
+/// Where mail comes from and what its links open (`MAIL_FROM`, `APP_URL`, ...).
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// The `From` header: an address of the verified SES identity, with or without a name.
+    pub from: String,
+    /// The web app's base URL, without a trailing slash: links open `{app_url}/verify-email`
+    /// and `{app_url}/reset-password`, with `?token=...`.
+    pub app_url: String,
+    /// Mails sent per clock hour across every sandbox, at most (`MAIL_HOURLY_LIMIT`).
+    pub hourly_limit: u32,
+    /// A folder that receives a copy of every message as an `.eml` file (`MAIL_OUTBOX_DIR`).
+    pub outbox: Option<PathBuf>,
+}
+
+/// What became of one mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// SES accepted it.
+    Sent,
+    /// The function has no `MAIL_FROM`: nothing was sent.
+    NotConfigured,
+    /// SES refused it, or did not answer: its error code (`MessageRejected`,
+    /// `SendingPausedException`, ...), or the SDK's kind of failure (`TimeoutError`, ...).
+    Failed { code: String },
+}
+
+/// One message, before it is written as MIME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub subject: &'static str,
+    pub text: String,
+    pub html: String,
+}
+
+/// How long a send is assumed to take before this sandbox has timed one: SES answers a
+/// `SendEmail` in tens of milliseconds in its region. Replaced by measurement from the first
+/// send on.
+const ASSUMED_SEND: Duration = Duration::from_millis(60);
+
+/// Sends the links of one function (or sends nothing when unconfigured).
+pub struct Mailer {
+    config: Option<MailConfig>,
+    client: OnceCell<Client>,
+    pacing: Pacing,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// A mailer for `config`; `None` sends nothing ([`Delivery::NotConfigured`]).
+    pub fn new(config: Option<MailConfig>) -> Self {
+        Self { config, client: OnceCell::new(), pacing: Pacing::new(ASSUMED_SEND) }
+    }
+
+    /// The global hourly cap (the default when unconfigured, where nothing is sent anyway).
+    pub fn hourly_limit(&self) -> u32 {
+        self.config.as_ref().map_or(DEFAULT_HOURLY_LIMIT, |config| config.hourly_limit)
+    }
+
+    /// Sends the link of `kind` carrying `token` to `to`, and times the send for [`Self::pace`].
+    pub async fn send(&self, kind: MailKind, to: &str, token: &str) -> Delivery {
+        let Some(config) = &self.config else { return Delivery::NotConfigured };
+        let message = compose(kind, &config.app_url, token);
+        let mime = mime(&config.from, to, &message, OffsetDateTime::now_utc(), &boundary());
+        if let Some(outbox) = &config.outbox
+            && let Err(error) = write_to_outbox(outbox, kind, &mime)
+        {
+            tracing::warn!(error = ?error, outbox = %outbox.display(), "could not write the mail's local copy");
+        }
+        let client =
+            self.client.get_or_init(|| async { Client::new(&crate::secrets::sdk_config().await) }).await;
+        let started = Instant::now();
+        let sent = client
+            .send_email()
+            .destination(Destination::builder().to_addresses(to).build())
+            .content(
+                EmailContent::builder()
+                    .raw(
+                        RawMessage::builder()
+                            .data(Blob::new(mime))
+                            .build()
+                            .expect("the raw message has its data"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await;
+        match sent {
+            Ok(_) => {
+                self.pacing.record(started.elapsed());
+                Delivery::Sent
+            }
+            Err(error) => Delivery::Failed { code: error_code(&error) },
+        }
+    }
+
+    /// Waits about as long as a send takes here, so a request that sends nothing (an unknown
+    /// address, a limit) answers in the same time class as one that sends.
+    pub async fn pace(&self) {
+        tokio::time::sleep(self.pacing.typical()).await;
+    }
+}
+
+/// `MAIL_HOURLY_LIMIT` when it is not set.
+pub const DEFAULT_HOURLY_LIMIT: u32 = 1_000;
+
+/// SES's error code, or the SDK's name for a failure that never reached an answer.
+fn error_code<E: aws_sdk_sesv2::error::ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> String {
+    match error {
+        SdkError::ServiceError(_) => error.code().unwrap_or("Unknown").to_owned(),
+        SdkError::TimeoutError(_) => "TimeoutError".to_owned(),
+        SdkError::DispatchFailure(_) => "DispatchFailure".to_owned(),
+        SdkError::ResponseError(_) => "ResponseError".to_owned(),
+        SdkError::ConstructionFailure(_) => "ConstructionFailure".to_owned(),
+        _ => "Unknown".to_owned(),
+    }
+}
+
+/// A running mean of how long sends take (an exponentially weighted one, weight 1/8).
+struct Pacing {
+    micros: AtomicU64,
+}
+
+impl Pacing {
+    fn new(initial: Duration) -> Self {
+        Self { micros: AtomicU64::new(initial.as_micros() as u64) }
+    }
+
+    fn record(&self, took: Duration) {
+        let sample = took.as_micros() as u64;
+        // Concurrent records may each start from the same mean; one of them wins, which is
+        // as good an estimate.
+        let mean = self.micros.load(Ordering::Relaxed);
+        self.micros.store(mean - mean / 8 + sample / 8, Ordering::Relaxed);
+    }
+
+    fn typical(&self) -> Duration {
+        Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    }
+}
+
+/// The subject and the two bodies of a link of `kind`.
+pub fn compose(kind: MailKind, app_url: &str, token: &str) -> Message {
+    let (subject, page, action, lifetime) = match kind {
+        MailKind::VerifyEmail => {
+            ("Verify your email address", "verify-email", "confirm this email address", "24 hours")
+        }
+        MailKind::ResetPassword => {
+            ("Reset your password", "reset-password", "choose a new password", "1 hour")
+        }
+    };
+    let link = format!("{app_url}/{page}?token={token}");
+    let text = format!(
+        "Hello,\r\n\r\nOpen this link to {action}:\r\n\r\n{link}\r\n\r\nThe link works once and \
+         expires in {lifetime}. If you did not ask for it, ignore this mail: nothing changes.\r\n"
+    );
+    let href = escape_html(&link);
+    let html = format!(
+        "<!doctype html>\r\n<html><body>\r\n<p>Hello,</p>\r\n<p>Open this link to {action}:</p>\r\n\
+         <p><a href=\"{href}\">{href}</a></p>\r\n<p>The link works once and expires in {lifetime}. \
+         If you did not ask for it, ignore this mail: nothing changes.</p>\r\n</body></html>\r\n"
+    );
+    Message { subject, text, html }
+}
+
+fn escape_html(raw: &str) -> String {
+    raw.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A MIME boundary no body contains (the bodies hold no `=_`).
+fn boundary() -> String {
+    format!("=_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The message as `multipart/alternative` MIME (RFC 2045/2046), the plain-text part first.
+/// Every part is ASCII (the links are URL-safe), so no transfer encoding is needed.
+pub fn mime(from: &str, to: &str, message: &Message, date: OffsetDateTime, boundary: &str) -> Vec<u8> {
+    let date = date.format(&Rfc2822).expect("a UTC date formats as RFC 2822");
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n\
+         {text}\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 7bit\r\n\r\n{html}\r\n--{boundary}--\r\n",
+        subject = message.subject,
+        text = message.text,
+        html = message.html,
+    )
+    .into_bytes()
+}
+
+/// Writes `mime` into `outbox` as `<UTC time>-<kind>-<random>.eml`, whole or not at all (a
+/// temporary name, then a rename): names sort by time, so the newest message sorts last.
+fn write_to_outbox(outbox: &Path, kind: MailKind, mime: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(outbox)?;
+    let now = OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.nanosecond()
+    );
+    let name = format!(
+        "{stamp}-{}-{}.eml",
+        kind.as_str().replace('_', "-"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let partial = outbox.join(format!(".{name}.partial"));
+    std::fs::write(&partial, mime)?;
+    std::fs::rename(&partial, outbox.join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_mail_has_a_text_and_an_html_part_with_the_same_link() {
+        let message = compose(MailKind::ResetPassword, "https://app.example.com", "tok-EN_1");
+        let date = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mime =
+            String::from_utf8(mime("Auth <no-reply@example.com>", "a@b.c", &message, date, "=_b")).unwrap();
+
+        assert!(mime.starts_with(
+            "From: Auth <no-reply@example.com>\r\nTo: a@b.c\r\nSubject: Reset your password\r\n"
+        ));
+        assert!(mime.contains("Content-Type: multipart/alternative; boundary=\"=_b\""));
+        let link = "https://app.example.com/reset-password?token=tok-EN_1";
+        let text = mime.find("text/plain").unwrap();
+        let html = mime.find("text/html").unwrap();
+        assert!(text < html, "the plain-text part comes first");
+        assert_eq!(mime.matches(link).count(), 3, "once in the text, twice (href and text) in the HTML");
+        assert!(mime.ends_with("--=_b--\r\n"));
+        assert!(mime.is_ascii());
+    }
+
+    #[test]
+    fn links_are_escaped_in_html() {
+        let message = compose(MailKind::VerifyEmail, "https://app.example.com/a?b=1&c=\"2\"", "t");
+        assert!(
+            message.html.contains("https://app.example.com/a?b=1&amp;c=&quot;2&quot;/verify-email?token=t")
+        );
+        assert!(!message.html.contains("c=\"2\""));
+    }
+
+    #[test]
+    fn the_outbox_names_sort_by_time_and_hold_whole_messages() {
+        let outbox = std::env::temp_dir().join(format!("outbox-{}", uuid::Uuid::new_v4().simple()));
+        for n in 0..3 {
+            write_to_outbox(&outbox, MailKind::VerifyEmail, format!("message {n}").as_bytes()).unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(&outbox)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let bodies: Vec<String> =
+            names.iter().map(|n| std::fs::read_to_string(outbox.join(n)).unwrap()).collect();
+        std::fs::remove_dir_all(&outbox).unwrap();
+
+        assert!(names.iter().all(|n| n.ends_with(".eml") && n.contains("-verify-email-")), "{names:?}");
+        assert_eq!(bodies, ["message 0", "message 1", "message 2"], "in the order written");
+    }
+
+    #[test]
+    fn pacing_follows_the_sends() {
+        let pacing = Pacing::new(Duration::from_millis(60));
+        for _ in 0..64 {
+            pacing.record(Duration::from_millis(20));
+        }
+        let typical = pacing.typical();
+        assert!(typical >= Duration::from_millis(20) && typical < Duration::from_millis(21), "{typical:?}");
+    }
+}
