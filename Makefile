@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-tuning bench-volume bench-profiles
+.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-tuning bench-volume bench-mail bench-profiles
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
@@ -48,6 +48,9 @@ bench-tuning: $(VENV_STAMP) ## Only the power-tuning table of BENCHMARKS.md: eac
 
 bench-volume: $(VENV_STAMP) ## Only sections 10 and 11 of BENCHMARKS.md: every path at 10^6 users beside an empty database, the purge against a backlog (USERS=N to change)
 	scripts/bench --volume $(if $(USERS),--volume-users $(USERS))
+
+bench-mail: $(VENV_STAMP) ## Only section 12 of BENCHMARKS.md: forgot password's timing for known against unknown addresses (~2 min after the release build)
+	scripts/bench --mail
 
 bench-profiles: ## Measure the release profile's options on the me function (bench/profiles.md; ~35 min)
 	scripts/bench-profiles

@@ -8,6 +8,7 @@
 //! scripts/with-moto.
 
 mod driver;
+mod mail;
 mod measure;
 mod memory;
 mod proxy;
@@ -65,6 +66,8 @@ struct Plan {
     sandboxes: u32,
     /// Power tuning, per function and size: cold starts, warm-up and warm invocations.
     tuning: (usize, usize, usize),
+    /// Section 12: forgot-password requests for known addresses, and as many for unknown ones.
+    mail: usize,
 }
 
 impl Plan {
@@ -77,6 +80,7 @@ impl Plan {
         clients: 8,
         sandboxes: 4,
         tuning: (5, 5, 100),
+        mail: 200,
     };
     const QUICK: Self = Self {
         cold_starts: 2,
@@ -87,6 +91,7 @@ impl Plan {
         clients: 4,
         sandboxes: 2,
         tuning: (1, 2, 5),
+        mail: 20,
     };
 }
 
@@ -253,6 +258,8 @@ struct Args {
     power_tuning_only: bool,
     /// `--volume`: only sections 10 and 11, replacing them in `--out`.
     volume_only: bool,
+    /// `--mail`: only section 12, replacing it in `--out`.
+    mail_only: bool,
     volume: volume::VolumePlan,
     /// `--profiles LABEL=DIR ...`: only compare builds of `me` made with other profiles.
     profiles: Vec<(String, PathBuf)>,
@@ -275,6 +282,10 @@ struct Cli {
     /// Only sections 10 and 11 (at volume, the purge), replacing them in --out.
     #[arg(long)]
     volume: bool,
+    /// Only section 12 (forgot password's timing, known against unknown addresses), replacing it
+    /// in --out.
+    #[arg(long)]
+    mail: bool,
     /// Users seeded at volume (and expired tokens in the purge's backlog).
     #[arg(long, value_name = "N")]
     volume_users: Option<i64>,
@@ -327,6 +338,7 @@ fn args(cli: Cli) -> anyhow::Result<Args> {
         quick: cli.quick,
         power_tuning_only: cli.power_tuning,
         volume_only: cli.volume,
+        mail_only: cli.mail,
         volume,
         profiles,
         out: cli.out.unwrap_or_else(|| root.join("BENCHMARKS.md")),
@@ -352,11 +364,13 @@ async fn main() -> anyhow::Result<()> {
     if !args.profiles.is_empty() {
         return compare_profiles(&args, &mut setup, spares).await;
     }
-    if args.power_tuning_only || args.volume_only {
+    if args.power_tuning_only || args.volume_only || args.mail_only {
         let (section, from, to) = if args.power_tuning_only {
             (power_tuning(&args, &mut setup, spares, true).await?, "\n## 9. ", Some("\n## 10. "))
+        } else if args.volume_only {
+            (volume::sections(&setup, &args.binaries, args.volume).await?, "\n## 10. ", Some("\n## 12. "))
         } else {
-            (volume::sections(&setup, &args.binaries, args.volume).await?, "\n## 10. ", None)
+            (mail::section(&setup, &args.binaries, args.plan.mail).await?, "\n## 12. ", None)
         };
         // The rest of the report stays as the last full run wrote it.
         let previous = std::fs::read_to_string(&args.out).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
@@ -383,7 +397,7 @@ const MANAGED_CONCURRENCY: [u32; 3] = [1, 4, 8];
 /// Their functions' size: Managed Instances' smallest, 2 GB with one vCPU.
 const MANAGED_MEMORY_MB: u32 = 2_048;
 
-/// Sections 1 to 11, measured; [`report::write`] turns them into BENCHMARKS.md.
+/// Sections 1 to 12, measured; [`report::write`] turns them into BENCHMARKS.md.
 pub(crate) struct Measurements {
     pub(crate) cold: BTreeMap<Endpoint, (ColdStarts, Option<ColdStarts>)>,
     pub(crate) warm_results: BTreeMap<Endpoint, Warm>,
@@ -397,6 +411,7 @@ pub(crate) struct Measurements {
     pub(crate) memory_alternatives: String,
     pub(crate) tuning: String,
     pub(crate) volume: String,
+    pub(crate) mail: String,
     pub(crate) zips: BTreeMap<&'static str, Option<u64>>,
     pub(crate) criterion: PathBuf,
 }
@@ -554,6 +569,9 @@ async fn measure_everything(
     // 10, 11. At volume, and the purge against a backlog.
     let volume = volume::sections(setup, &args.binaries, args.volume).await?;
 
+    // 12. Forgot password's timing, for an address with an account and one without.
+    let mail = mail::section(setup, &args.binaries, plan.mail).await?;
+
     // 5, 8: from `cargo bench` and `make package`, when they ran.
     let criterion = args.root.join("target/criterion");
     let zips: BTreeMap<&str, Option<u64>> =
@@ -574,6 +592,7 @@ async fn measure_everything(
         memory_alternatives,
         tuning,
         volume,
+        mail,
         zips,
         criterion,
     })

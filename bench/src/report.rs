@@ -17,6 +17,7 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
         memory_alternatives,
         tuning,
         volume,
+        mail,
         zips,
         criterion,
     } = measured;
@@ -319,6 +320,7 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
     }
     writeln!(report, "\n{}", tuning.trim_end())?;
     writeln!(report, "\n{}", volume.trim_end())?;
+    writeln!(report, "\n{}", mail.trim_end())?;
 
     Ok(report)
 }

@@ -15,6 +15,7 @@
 pub mod front_door;
 pub mod gateway;
 pub mod limits;
+mod pages;
 mod pool;
 pub mod process;
 pub mod report;
@@ -23,7 +24,7 @@ pub mod template;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -45,6 +46,7 @@ pub use crate::front_door::FrontDoor;
 pub use crate::gateway::GatewayResponse;
 use crate::gateway::{IncomingRequest, RequestContext, RouteTable};
 use crate::limits::Limits;
+use crate::pages::Pages;
 use crate::pool::FunctionPool;
 pub use crate::pool::{InvokeOutcome, SandboxInfo};
 pub use crate::report::{
@@ -104,6 +106,11 @@ pub struct EmulatorConfig {
     /// above 1 plays Lambda Managed Instances: each function runs in one sandbox that gets
     /// `AWS_LAMBDA_MAX_CONCURRENCY` and up to that many invocations at once, never frozen.
     pub max_concurrency: u32,
+    /// A folder of pages that stand in for the web app the mail links open (`--static-dir`): a
+    /// GET or HEAD that matches no route is answered with `DIR/<path>.html` when that file
+    /// exists. Only paths of at most 8 non-empty segments of ASCII letters, digits, `_` and `-`
+    /// map to a file (no dot, so no `..` and no hidden file); `/` does not. `None` serves no page.
+    pub static_dir: Option<PathBuf>,
     pub log: Log,
 }
 
@@ -128,6 +135,7 @@ impl EmulatorConfig {
             memory_size_mb: None,
             front_door: FrontDoor::HttpApi,
             max_concurrency: 1,
+            static_dir: None,
             log: Log::Stdout,
         }
     }
@@ -141,6 +149,7 @@ struct Inner {
     integration_timeout: Duration,
     front_door: FrontDoor,
     region: String,
+    pages: Option<Pages>,
     log: Log,
 }
 
@@ -161,6 +170,7 @@ impl Emulator {
         let binaries_dir =
             std::path::absolute(&config.binaries_dir).context("resolving the binaries directory")?;
         let limits = sandbox_limits(&config);
+        let pages = config.static_dir.as_deref().map(|dir| static_pages(dir, &config.log)).transpose()?;
         let records = Arc::new(Records::default());
         let next_id = Arc::new(AtomicU64::new(1));
         let mut routes = RouteTable::default();
@@ -216,6 +226,7 @@ impl Emulator {
             integration_timeout: config.integration_timeout,
             front_door: config.front_door,
             region: config.region,
+            pages,
             log: config.log,
         });
         let (stop, stopped) = watch::channel(false);
@@ -353,6 +364,15 @@ fn sandbox_limits(config: &EmulatorConfig) -> Option<Arc<Limits>> {
     }
 }
 
+/// The pages of `--static-dir`, from an absolute path; warns when the folder does not exist.
+fn static_pages(dir: &Path, log: &Log) -> anyhow::Result<Pages> {
+    let dir = std::path::absolute(dir).context("resolving the static pages' directory")?;
+    if !dir.is_dir() {
+        log.line("emulator", format!("warning: {} is not a directory; no page is served", dir.display()));
+    }
+    Ok(Pages::new(dir))
+}
+
 async fn serve(listener: TcpListener, inner: Arc<Inner>, mut stopped: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     loop {
@@ -403,7 +423,11 @@ async fn route(
     request_id: &str,
 ) -> GatewayResponse {
     let Some(route) = inner.routes.find(request.method().as_str(), request.uri().path()) else {
-        return GatewayResponse::not_found();
+        let page = match &inner.pages {
+            Some(pages) => pages.answer(request.method(), request.uri().path(), &inner.log).await,
+            None => None,
+        };
+        return page.unwrap_or_else(GatewayResponse::not_found);
     };
     let (parts, body) = request.into_parts();
     let Ok(body) = Limited::new(body, MAX_REQUEST_BYTES).collect().await.map(|b| b.to_bytes()) else {

@@ -43,6 +43,10 @@ enum Command {
         /// invocations at once (AWS_LAMBDA_MAX_CONCURRENCY), never frozen.
         #[arg(long, default_value_t = 1)]
         max_concurrency: u32,
+        /// Serves DIR/<path>.html for a GET that matches no route, as a stand-in for the web app
+        /// the mail links open (make run: dev/app).
+        #[arg(long, value_name = "DIR")]
+        static_dir: Option<PathBuf>,
     },
     /// Invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE ('-' for
     /// stdin) and prints the response payload, like `sam local invoke`.
@@ -98,6 +102,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             extensions,
             front_door,
             max_concurrency,
+            static_dir,
         } => {
             let mut config = common.config(Log::Stdout)?;
             config.host = host;
@@ -109,6 +114,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config.extensions = extensions;
             config.front_door = front_door;
             config.max_concurrency = max_concurrency;
+            config.static_dir = static_dir;
             serve(config).await
         }
         Command::Invoke { function, event_file, common } => {
@@ -136,10 +142,14 @@ impl Common {
 }
 
 async fn serve(config: EmulatorConfig) -> anyhow::Result<ExitCode> {
+    let static_dir = config.static_dir.clone();
     let emulator = Emulator::start(config).await?;
     println!("local-lambda: serving {} routes on {}", emulator.routes().len(), emulator.base_url());
     for (route, function) in emulator.routes() {
         println!("  {route:<34} -> {function}");
+    }
+    if let Some(dir) = static_dir {
+        println!("  {:<34} -> {}/<page>.html, when no route matches", "GET /<page>", dir.display());
     }
     println!("Ctrl-C stops every sandbox through the shutdown phase.");
     wait_for_stop_signal().await?;

@@ -22,7 +22,7 @@ async fn the_smoke_test_passes_against_the_local_api() {
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("smoke: 12 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("smoke: 17 passed, 0 failed"), "{stdout}");
 }
 
 #[tokio::test]

@@ -7,8 +7,9 @@
 //! [`Delivery::Failed`] with its error code, for the caller to log and count. Nothing here
 //! knows of users or tokens beyond the link it writes.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sesv2::Client;
@@ -56,8 +57,8 @@ pub struct Message {
 }
 
 /// How long a send is assumed to take before this sandbox has timed one: SES answers a
-/// `SendEmail` in tens of milliseconds in its region. Replaced by measurement from the first
-/// send on.
+/// `SendEmail` in tens of milliseconds in its region. Replaced by the sandbox's own sends from
+/// the first one on.
 const ASSUMED_SEND: Duration = Duration::from_millis(60);
 
 /// Sends the links of one function (or sends nothing when unconfigured).
@@ -121,8 +122,8 @@ impl Mailer {
         }
     }
 
-    /// Waits about as long as a send takes here, so a request that sends nothing (an unknown
-    /// address, a limit) answers in the same time class as one that sends.
+    /// Waits as long as one of this sandbox's recent sends took, so a request that sends
+    /// nothing (an unknown address, a limit) answers in the same time class as one that sends.
     pub async fn pace(&self) {
         tokio::time::sleep(self.pacing.typical()).await;
     }
@@ -143,26 +144,38 @@ fn error_code<E: aws_sdk_sesv2::error::ProvideErrorMetadata, R>(error: &SdkError
     }
 }
 
-/// A running mean of how long sends take (an exponentially weighted one, weight 1/8).
+/// How long this sandbox's last sends took ([`PACING_SAMPLES`] of them): a request that sends
+/// nothing waits as long as one of them, picked at random, so its time follows the same
+/// distribution as a send's, spread included, and not only its mean.
 struct Pacing {
-    micros: AtomicU64,
+    assumed: Duration,
+    recent: Mutex<VecDeque<Duration>>,
 }
 
+/// The sends [`Pacing`] draws from.
+const PACING_SAMPLES: usize = 32;
+
 impl Pacing {
-    fn new(initial: Duration) -> Self {
-        Self { micros: AtomicU64::new(initial.as_micros() as u64) }
+    fn new(assumed: Duration) -> Self {
+        Self { assumed, recent: Mutex::new(VecDeque::with_capacity(PACING_SAMPLES)) }
     }
 
     fn record(&self, took: Duration) {
-        let sample = took.as_micros() as u64;
-        // Concurrent records may each start from the same mean; one of them wins, which is
-        // as good an estimate.
-        let mean = self.micros.load(Ordering::Relaxed);
-        self.micros.store(mean - mean / 8 + sample / 8, Ordering::Relaxed);
+        let mut recent = self.recent.lock().expect("the pacing lock");
+        if recent.len() == PACING_SAMPLES {
+            recent.pop_front();
+        }
+        recent.push_back(took);
     }
 
+    /// One of the recent sends' durations, at random; the assumption before the first send.
     fn typical(&self) -> Duration {
-        Duration::from_micros(self.micros.load(Ordering::Relaxed))
+        let recent = self.recent.lock().expect("the pacing lock");
+        let mut random = [0u8; 4];
+        if recent.is_empty() || aws_lc_rs::rand::fill(&mut random).is_err() {
+            return recent.back().copied().unwrap_or(self.assumed);
+        }
+        recent[u32::from_le_bytes(random) as usize % recent.len()]
     }
 }
 
@@ -294,12 +307,18 @@ mod tests {
     }
 
     #[test]
-    fn pacing_follows_the_sends() {
+    fn pacing_draws_from_the_recent_sends_once_there_are_any() {
         let pacing = Pacing::new(Duration::from_millis(60));
-        for _ in 0..64 {
-            pacing.record(Duration::from_millis(20));
+        assert_eq!(pacing.typical(), Duration::from_millis(60), "the assumption, before any send");
+        for n in 0..PACING_SAMPLES as u64 * 2 {
+            pacing.record(Duration::from_millis(n));
         }
-        let typical = pacing.typical();
-        assert!(typical >= Duration::from_millis(20) && typical < Duration::from_millis(21), "{typical:?}");
+        let drawn: std::collections::BTreeSet<Duration> = (0..500).map(|_| pacing.typical()).collect();
+        let recent = PACING_SAMPLES as u64..PACING_SAMPLES as u64 * 2;
+        assert!(
+            drawn.iter().all(|d| recent.contains(&(d.as_millis() as u64))),
+            "only the last 32: {drawn:?}"
+        );
+        assert!(drawn.len() > PACING_SAMPLES / 2, "spread over them, not one value: {drawn:?}");
     }
 }

@@ -1,0 +1,148 @@
+//! Static pages that stand in for the web app a deployment's mail links open (`--static-dir`):
+//! a GET or HEAD that matches no route is answered with `DIR/<path>.html` when that file exists.
+//!
+//! Only plain paths map to a file: at most [`MAX_SEGMENTS`] non-empty segments of ASCII letters,
+//! digits, `_` and `-`. No dot, so no `..`, no hidden file and no other extension; no `%`, so no
+//! encoded escape either. `/` is not served.
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::gateway::GatewayResponse;
+use crate::report::Log;
+
+/// The deepest path a page may have.
+pub const MAX_SEGMENTS: usize = 8;
+
+/// The folder of pages.
+#[derive(Debug, Clone)]
+pub struct Pages {
+    dir: PathBuf,
+}
+
+impl Pages {
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// The file that stands for a request path (without its query), if the path may have one.
+    pub fn file(&self, path: &str) -> Option<PathBuf> {
+        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        let plain = |segment: &&str| {
+            !segment.is_empty()
+                && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        if segments.len() > MAX_SEGMENTS || !segments.iter().all(plain) {
+            return None;
+        }
+        let mut file = segments.iter().fold(self.dir.clone(), |file, segment| file.join(segment));
+        file.set_extension("html");
+        Some(file)
+    }
+
+    /// The answer to a request that matched no route, when a page stands for it: 200 with the
+    /// page for a GET, its headers alone for a HEAD. `None` for other methods, for paths that
+    /// may have no page, and for pages that do not exist.
+    pub async fn answer(&self, method: &Method, path: &str, log: &Log) -> Option<GatewayResponse> {
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let file = self.file(path)?;
+        let page = match tokio::fs::read(&file).await {
+            Ok(page) => page,
+            Err(error) => {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    log.line("api", format!("the page {} cannot be read: {error}", file.display()));
+                }
+                return None;
+            }
+        };
+        let headers = [
+            ("content-type", "text/html; charset=utf-8".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+            // A HEAD's answer says how long the GET's body is.
+            ("content-length", page.len().to_string()),
+        ];
+        let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from(page) };
+        Some(GatewayResponse {
+            status: 200,
+            headers: headers.into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pages() -> Pages {
+        Pages::new(PathBuf::from("/srv/app"))
+    }
+
+    #[test]
+    fn plain_paths_map_to_html_files_in_the_folder() {
+        let pages = pages();
+        assert_eq!(pages.file("/verify-email"), Some(PathBuf::from("/srv/app/verify-email.html")));
+        assert_eq!(pages.file("/reset-password"), Some(PathBuf::from("/srv/app/reset-password.html")));
+        assert_eq!(pages.file("/Account/sign_in-2"), Some(PathBuf::from("/srv/app/Account/sign_in-2.html")));
+        assert_eq!(pages.file("/a/b/c/d/e/f/g/h"), Some(PathBuf::from("/srv/app/a/b/c/d/e/f/g/h.html")));
+    }
+
+    #[test]
+    fn paths_that_could_leave_the_folder_or_reach_other_files_map_to_none() {
+        let pages = pages();
+        for path in [
+            "/",
+            "",
+            "verify-email",
+            "/..",
+            "/../secret",
+            "/a/../../secret",
+            "/%2e%2e/secret",
+            "/%2E%2E%2Fsecret",
+            "/a%2fb",
+            "/.hidden",
+            "/a/.b",
+            "/a/b.",
+            "/verify-email.html",
+            "/a//b",
+            "//a",
+            "/a/",
+            "/a b",
+            "/a\\b",
+            "/caf\u{e9}",
+            "/a/b/c/d/e/f/g/h/i",
+        ] {
+            assert_eq!(pages.file(path), None, "{path:?} must map to no file");
+        }
+    }
+
+    #[tokio::test]
+    async fn only_gets_and_heads_of_existing_pages_are_answered() {
+        let dir = std::env::temp_dir().join(format!("local-lambda-pages-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(dir.join("nested")).unwrap();
+        std::fs::write(dir.join("nested/page.html"), "<p>page</p>").unwrap();
+        let pages = Pages::new(dir.clone());
+        let log = Log::captured();
+
+        let get = pages.answer(&Method::GET, "/nested/page", &log).await;
+        let head = pages.answer(&Method::HEAD, "/nested/page", &log).await;
+        let post = pages.answer(&Method::POST, "/nested/page", &log).await;
+        let missing = pages.answer(&Method::GET, "/nested/missing", &log).await;
+        let folder = pages.answer(&Method::GET, "/nested", &log).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let get = get.expect("the page");
+        assert_eq!(get.status, 200);
+        assert_eq!(get.body, Bytes::from_static(b"<p>page</p>"));
+        assert!(get.headers.contains(&("content-type".into(), "text/html; charset=utf-8".into())));
+        assert!(get.headers.contains(&("cache-control".into(), "no-store".into())));
+        let head = head.expect("the page's headers");
+        assert_eq!((head.status, head.body.len()), (200, 0));
+        assert!(head.headers.contains(&("content-length".into(), "11".into())));
+        assert_eq!((post, missing, folder), (None, None, None));
+    }
+}
