@@ -98,8 +98,8 @@ fn report(known: &Samples, unknown: &Samples, limited: bool) -> String {
         "`POST /auth/password/forgot` through the emulator to the release function at its template \
          size{}, mailing through the AWS SDK to moto's SES. Known addresses (each asked for once, \
          so each one sends a mail) and unknown ones in turns, timed at the client. An unknown \
-         address runs the same statement, then waits as long as one of this sandbox's last 32 \
-         sends took, drawn at random (`Mailer::pace`).\n",
+         address runs the same statement, then lasts as long as one of this sandbox's last 32 \
+         requests that sent did, drawn at random (`Mailer::pace_from`).\n",
         if limited {
             " and its CPU share"
         } else {

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sesv2::Client;
@@ -56,9 +57,9 @@ pub struct Message {
     pub html: String,
 }
 
-/// How long a send is assumed to take before this sandbox has timed one: SES answers a
-/// `SendEmail` in tens of milliseconds in its region. Replaced by the sandbox's own sends from
-/// the first one on.
+/// How long a sending request is assumed to take before this sandbox has timed one: SES
+/// answers a `SendEmail` in tens of milliseconds in its region. Replaced by the sandbox's own
+/// from the first one on.
 const ASSUMED_SEND: Duration = Duration::from_millis(60);
 
 /// Sends the links of one function (or sends nothing when unconfigured).
@@ -85,7 +86,7 @@ impl Mailer {
         self.config.as_ref().map_or(DEFAULT_HOURLY_LIMIT, |config| config.hourly_limit)
     }
 
-    /// Sends the link of `kind` carrying `token` to `to`, and times the send for [`Self::pace`].
+    /// Sends the link of `kind` carrying `token` to `to`.
     pub async fn send(&self, kind: MailKind, to: &str, token: &str) -> Delivery {
         let Some(config) = &self.config else { return Delivery::NotConfigured };
         let message = compose(kind, &config.app_url, token);
@@ -97,7 +98,6 @@ impl Mailer {
         }
         let client =
             self.client.get_or_init(|| async { Client::new(&crate::secrets::sdk_config().await) }).await;
-        let started = Instant::now();
         let sent = client
             .send_email()
             .destination(Destination::builder().to_addresses(to).build())
@@ -114,18 +114,28 @@ impl Mailer {
             .send()
             .await;
         match sent {
-            Ok(_) => {
-                self.pacing.record(started.elapsed());
-                Delivery::Sent
-            }
+            Ok(_) => Delivery::Sent,
             Err(error) => Delivery::Failed { code: error_code(&error) },
         }
     }
 
-    /// Waits as long as one of this sandbox's recent sends took, so a request that sends
-    /// nothing (an unknown address, a limit) answers in the same time class as one that sends.
-    pub async fn pace(&self) {
-        tokio::time::sleep(self.pacing.typical()).await;
+    /// Records how long a request that sent a mail took, from `started` (its decision and its
+    /// send), for [`Self::pace_from`].
+    pub fn record_sending_request(&self, started: Instant) {
+        self.pacing.record(started.elapsed());
+    }
+
+    /// Waits until as long after `started` as one of this sandbox's recent sending requests
+    /// took, drawn at random, so that a request that sends nothing (an unknown address, a
+    /// limit) ends when a sending one would have: same time class, same spread.
+    pub async fn pace_from(&self, started: Instant) {
+        // The timer wakes on whole milliseconds, after its deadline: what it overslept before is
+        // taken off the wait, so the request ends at the drawn time on average.
+        let target = self.pacing.typical().saturating_sub(started.elapsed());
+        let asked = target.saturating_sub(self.pacing.oversleep());
+        let slept = Instant::now();
+        tokio::time::sleep(asked).await;
+        self.pacing.record_oversleep(slept.elapsed().saturating_sub(asked));
     }
 }
 
@@ -144,12 +154,14 @@ fn error_code<E: aws_sdk_sesv2::error::ProvideErrorMetadata, R>(error: &SdkError
     }
 }
 
-/// How long this sandbox's last sends took ([`PACING_SAMPLES`] of them): a request that sends
-/// nothing waits as long as one of them, picked at random, so its time follows the same
-/// distribution as a send's, spread included, and not only its mean.
+/// How long this sandbox's last sending requests took ([`PACING_SAMPLES`] of them): a request
+/// that sends nothing lasts as long as one of them, picked at random, so its time follows the
+/// same distribution, spread included, and not only its mean.
 struct Pacing {
     assumed: Duration,
     recent: Mutex<VecDeque<Duration>>,
+    /// How much later than asked the timer wakes, a running mean in microseconds (weight 1/8).
+    oversleep_micros: AtomicU64,
 }
 
 /// The sends [`Pacing`] draws from.
@@ -157,7 +169,22 @@ const PACING_SAMPLES: usize = 32;
 
 impl Pacing {
     fn new(assumed: Duration) -> Self {
-        Self { assumed, recent: Mutex::new(VecDeque::with_capacity(PACING_SAMPLES)) }
+        Self {
+            assumed,
+            recent: Mutex::new(VecDeque::with_capacity(PACING_SAMPLES)),
+            oversleep_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn oversleep(&self) -> Duration {
+        Duration::from_micros(self.oversleep_micros.load(Ordering::Relaxed))
+    }
+
+    fn record_oversleep(&self, late: Duration) {
+        // Concurrent records may start from the same mean; either result is as good.
+        let mean = self.oversleep_micros.load(Ordering::Relaxed);
+        let late = late.as_micros().min(u128::from(u32::MAX)) as u64;
+        self.oversleep_micros.store(mean - mean / 8 + late / 8, Ordering::Relaxed);
     }
 
     fn record(&self, took: Duration) {
