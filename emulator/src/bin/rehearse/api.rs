@@ -82,6 +82,28 @@ impl<'a> Api<'a> {
         Ok(Answer { status, body, text })
     }
 
+    /// How many messages the local SES (moto at `AWS_ENDPOINT_URL_SESV2`) accepted for `to`,
+    /// from moto's record of what it sent.
+    pub async fn mail_accepted_for(&self, to: &str) -> anyhow::Result<usize> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2")
+            .context("AWS_ENDPOINT_URL_SESV2 names no local SES (run under scripts/with-moto)")?;
+        let uri = format!("{}/moto-api/data.json", endpoint.trim_end_matches('/'));
+        let request = Request::builder().method(Method::GET).uri(&uri).body(Full::new(Bytes::new()))?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+            .await
+            .with_context(|| format!("{uri} did not answer"))??;
+        let data: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+        let messages = data["ses"]["RawMessage"].as_array().cloned().unwrap_or_default();
+        Ok(messages
+            .iter()
+            .filter(|message| {
+                message["destinations"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|d| d.as_str() == Some(to)))
+            })
+            .count())
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
         self.request(Method::POST, path, None, Some(body)).await
     }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
+use http::Method;
 use local_lambda::report::millis;
 use local_lambda::{Emulator, EmulatorConfig, EnvOverrides, InvocationReport, Log};
 use serde_json::{Value, json};
@@ -30,8 +31,10 @@ usage: rehearse --bin-dir DIR --env-vars FILE --database-url URL --database NAME
 Runs, against the empty database NAME on the server of URL (an administrator's URL):
 `local-lambda invoke migrate EVENTS/migrate.json` with the same template, binaries, environment
 and wrapper; then signup, login, me, refresh, logout, refresh after logout, health, the JWKS and
-OpenID configuration, and the scheduled health event through the emulator; then the shutdown
-phase, and checks that no connection to NAME is left.";
+OpenID configuration, the scheduled health event, and the account lifecycle (sessions, dead
+links, resend, forgot with the mail SES accepted, password change, a session revoked, the
+account deleted) through the emulator; then the shutdown phase, and checks that no connection
+to NAME is left.";
 
 /// Variables whose presence in the environment would mean a secret travels outside Secrets
 /// Manager: a deployed function has none of them.
@@ -39,6 +42,9 @@ const SECRET_VARIABLES: [&str; 5] =
     ["DATABASE_URL", "DB_PASSWORD", "JWT_PRIVATE_KEY", "REFRESH_TOKEN_HMAC_KEY", "JWT_PUBLIC_KEYS"];
 
 const PASSWORD: &str = "rehearsal: correct horse battery staple";
+const NEW_PASSWORD: &str = "rehearsal: violet tractor umbrella sunrise";
+/// A link token of the right shape that no mail ever carried.
+const DEAD_LINK_TOKEN: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -273,11 +279,10 @@ async fn smoke(api: &Api<'_>, events: &Path) -> anyhow::Result<()> {
     let email = format!("rehearsal-{}@example.com", uuid::Uuid::new_v4().simple());
     let credentials = json!({ "email": email, "password": PASSWORD });
 
-    step("signup", async {
+    let signup_token = step("signup", async {
         let (signup, detail) =
             api.expect("SignupFunction", api.post("/auth/signup", &credentials), 201).await?;
-        text(&signup, "access_token")?;
-        Ok(((), detail))
+        Ok((text(&signup, "access_token")?, detail))
     })
     .await?;
 
@@ -355,6 +360,105 @@ async fn smoke(api: &Api<'_>, events: &Path) -> anyhow::Result<()> {
 
     let schedule = events.join("health-scheduled.json");
     step("scheduled health event (events/health-scheduled.json)", api.scheduled_health(&schedule)).await?;
+    lifecycle(api, &email, &signup_token).await
+}
+
+/// The account lifecycle on the same artifacts, as far as a client without the mailbox goes,
+/// and the mail the sending functions handed to SES. `access_token` is signup's, whose session
+/// is the one still live.
+async fn lifecycle(api: &Api<'_>, email: &str, access_token: &str) -> anyhow::Result<()> {
+    let bearer = |method: Method, path: &'static str, body: Option<Value>| async move {
+        api.request(method, path, Some(access_token), body.as_ref()).await
+    };
+    step("sessions", async {
+        let (listed, detail) =
+            api.expect("SessionsFunction", bearer(Method::GET, "/auth/sessions", None), 200).await?;
+        let sessions = listed["sessions"].as_array().context("no sessions array")?;
+        ensure!(
+            sessions.iter().any(|s| s["current"] == true),
+            "the caller's session is not listed: {listed}"
+        );
+        Ok(((), detail))
+    })
+    .await?;
+    let dead = json!({ "token": DEAD_LINK_TOKEN });
+    step(
+        "verify-email refuses a dead link",
+        api.expect("VerifyEmailFunction", api.post("/auth/verify-email", &dead), 400),
+    )
+    .await?;
+    step(
+        "resend-verification",
+        api.expect(
+            "ResendVerificationFunction",
+            bearer(Method::POST, "/auth/verify-email/resend", None),
+            202,
+        ),
+    )
+    .await?;
+    step(
+        "forgot-password",
+        api.expect(
+            "ForgotPasswordFunction",
+            api.post("/auth/password/forgot", &json!({ "email": email })),
+            202,
+        ),
+    )
+    .await?;
+    step("SES accepted signup's verification mail and the reset mail", async {
+        let accepted = api.mail_accepted_for(email).await?;
+        ensure!(accepted == 2, "the local SES accepted {accepted} mails for {email}, not 2");
+        Ok(((), format!("{accepted} mails")))
+    })
+    .await?;
+    let reset = json!({ "token": DEAD_LINK_TOKEN, "password": NEW_PASSWORD });
+    step(
+        "reset-password refuses a dead link",
+        api.expect("ResetPasswordFunction", api.post("/auth/password/reset", &reset), 400),
+    )
+    .await?;
+    let change = json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD });
+    step(
+        "change-password",
+        api.expect(
+            "ChangePasswordFunction",
+            bearer(Method::POST, "/auth/password/change", Some(change)),
+            204,
+        ),
+    )
+    .await?;
+    let credentials = json!({ "email": email, "password": NEW_PASSWORD });
+    step(
+        "login with the new password",
+        api.expect("LoginFunction", api.post("/auth/login", &credentials), 200),
+    )
+    .await?;
+    step("revoke-session", async {
+        let (listed, _) =
+            api.expect("SessionsFunction", bearer(Method::GET, "/auth/sessions", None), 200).await?;
+        let other = listed["sessions"]
+            .as_array()
+            .and_then(|sessions| sessions.iter().find(|s| s["current"] == false))
+            .and_then(|session| session["id"].as_str())
+            .context("the new login's session is not listed")?
+            .to_owned();
+        let path = format!("/auth/sessions/{other}");
+        api.expect("RevokeSessionFunction", api.request(Method::DELETE, &path, Some(access_token), None), 204)
+            .await
+            .map(|(_, detail)| ((), detail))
+    })
+    .await?;
+    let password = json!({ "password": NEW_PASSWORD });
+    step(
+        "delete-account",
+        api.expect("DeleteAccountFunction", bearer(Method::DELETE, "/auth/me", Some(password)), 204),
+    )
+    .await?;
+    step(
+        "the deleted account's token is refused",
+        api.expect("MeFunction", api.get("/auth/me", Some(access_token)), 401),
+    )
+    .await?;
     Ok(())
 }
 
