@@ -41,12 +41,6 @@ struct RefreshTokenBody {
     refresh_token: String,
 }
 
-/// `{"token"}`, the body of verify-email.
-#[derive(Deserialize)]
-struct LinkTokenBody {
-    token: String,
-}
-
 /// The caller of an endpoint that takes a bearer access token: 401 `missing_token` without
 /// one, 401 `invalid_token` for a bad token or an ended session.
 async fn caller(app: &App, request: &Request) -> Result<Caller, ApiError> {

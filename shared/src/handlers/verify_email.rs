@@ -1,8 +1,8 @@
 //! `POST /auth/verify-email`: consume a verification link's token.
 
+use serde::Deserialize;
 use serde_json::json;
 
-use super::LinkTokenBody;
 use crate::app::App;
 use crate::auth;
 use crate::config::{Keys, Needs};
@@ -11,6 +11,12 @@ use crate::tokens::MailToken;
 
 /// Verify-email writes to the database; it signs and verifies nothing.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false };
+
+/// `{"token"}`: the token of the verification link.
+#[derive(Deserialize)]
+struct LinkTokenBody {
+    token: String,
+}
 
 /// 200 `{"user"}` with `email_verified_at` set; 400 `invalid_token` for a token that is
 /// malformed, unknown, expired or already used.
