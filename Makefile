@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export SQLX_OFFLINE ?= true
 
-.PHONY: help test lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz bench bench-quick bench-tuning bench-volume bench-mail bench-profiles
+.PHONY: help test quick lint fmt migrate prepare build venv check-template package rehearse deploy run invoke fuzz connections bench bench-quick bench-tuning bench-volume bench-mail bench-profiles
 
 VENV := .venv
 VENV_STAMP := $(VENV)/.installed
@@ -19,14 +19,20 @@ build: ## Build every crate (debug)
 test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesis (throwaway Postgres, local Secrets Manager and SES)
 	scripts/install-pgbouncer
 	$(CARGO) build --workspace --all-targets
-	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --all-targets
+	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --lib --tests --benches
 	scripts/check-template
 	tests/dev-run/private-clone.sh
 	scripts/with-postgres scripts/with-moto scripts/fuzz-api
 
+quick: $(VENV_STAMP) ## The inner loop: shared's unit tests and its in-process handler tests (real Postgres, local SES and Secrets Manager)
+	scripts/with-postgres scripts/with-moto $(CARGO) test -p shared --lib --test api
+
 fuzz: $(VENV_STAMP) ## schemathesis against the local API, checked against openapi.yaml
-	$(CARGO) build --workspace --bins
+	$(CARGO) build -p functions -p local-lambda -p shared --bins
 	scripts/with-postgres scripts/with-moto scripts/fuzz-api
+
+connections: ## The database connection budget: each database function's concurrency times its pool, from template.yaml (PARAMETERS="Name=Value ..." as a deploy's)
+	scripts/connections $(PARAMETERS)
 
 check-template: $(VENV_STAMP) ## sam validate --lint, cfn-lint and the SAM-translator check of template.yaml
 	scripts/check-template
@@ -40,10 +46,10 @@ rehearse: $(VENV_STAMP) ## make package, then run those arm64 zips under qemu-us
 bench: $(VENV_STAMP) ## Benchmarks (release build, emulator, local Postgres and Secrets Manager) into BENCHMARKS.md
 	scripts/bench
 
-bench-quick: $(VENV_STAMP) ## A smoke run of the benchmark pipeline (writes BENCHMARKS.md, marked as such)
+bench-quick: $(VENV_STAMP) ## A smoke run of the benchmark pipeline (writes target/BENCHMARKS-quick.md)
 	scripts/bench --quick --out target/BENCHMARKS-quick.md
 
-bench-tuning: $(VENV_STAMP) ## Only the power-tuning table of BENCHMARKS.md: each function at 128 to 3008 MB under Lambda's CPU share (~10 min)
+bench-tuning: $(VENV_STAMP) ## Only the power-tuning table of BENCHMARKS.md: each function at 128 to 3008 MB under Lambda's CPU share
 	scripts/bench --power-tuning
 
 bench-volume: $(VENV_STAMP) ## Only sections 10 and 11 of BENCHMARKS.md: every path at 10^6 users beside an empty database, the purge against a backlog (USERS=N to change)
@@ -52,7 +58,7 @@ bench-volume: $(VENV_STAMP) ## Only sections 10 and 11 of BENCHMARKS.md: every p
 bench-mail: $(VENV_STAMP) ## Only section 12 of BENCHMARKS.md: forgot password's timing for known against unknown addresses (~2 min after the release build)
 	scripts/bench --mail
 
-bench-profiles: ## Measure the release profile's options on the me function (bench/profiles.md; ~35 min)
+bench-profiles: ## Measure the release profile's options: build cost per function, size, cold start and latency (tools/bench/profiles.md; ~1 h)
 	scripts/bench-profiles
 
 deploy: package ## make package, then sam deploy of those zips (samconfig.toml; PARAMETERS="DbSecretArn=... ..."; MANAGED_INSTANCES=true: on Lambda Managed Instances; needs AWS credentials)

@@ -6,13 +6,12 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# function_names: one line per Lambda function of the workspace (the folders of functions/),
-# sorted. Run from the repository's root.
+# function_names: the binary of each function of template.yaml, one per line, as the emulator
+# reads the template (`local-lambda functions`, built here if it is not). Run from the
+# repository's root.
 function_names() {
-    local dir
-    for dir in functions/*/; do
-        basename "$dir"
-    done
+    "${CARGO:-cargo}" build --quiet -p local-lambda --bin local-lambda
+    "${CARGO_TARGET_DIR:-target}/debug/local-lambda" functions --template template.yaml | cut -f1
 }
 
 # wait_for_url URL SECONDS [PID]: waits until URL answers with a 2xx, polling every 0.2 s. Fails

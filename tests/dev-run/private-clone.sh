@@ -7,15 +7,15 @@
 # folder made by `mktemp -d`, points its target/ at this one's debug build (CARGO=true: nothing
 # is rebuilt), starts `make run` on free ports, waits until GET /health answers 200 and a signup
 # works, follows the signup's mail from .local/mail/ to a verified address, runs `make invoke` beside it (which must leave make run's PostgreSQL running), sends Ctrl-C, and checks that it shut down: the process group gone, the API and
-# PostgreSQL stopped. Run after `cargo build --workspace --bins`.
+# PostgreSQL stopped. Run after `cargo build --workspace --all-targets` (make test's build).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/pg-lib.sh
 source "$root/scripts/pg-lib.sh"
 
-for binary in $(ls "$root/functions") db-migrate keygen local-lambda; do
+for binary in $(cd "$root" && function_names) db-migrate keygen local-lambda; do
     if [[ ! -x "$root/target/debug/$binary" ]]; then
-        echo "private-clone: target/debug/$binary is missing: run cargo build --workspace --bins" >&2
+        echo "private-clone: target/debug/$binary is missing: run cargo build --workspace --all-targets" >&2
         exit 1
     fi
 done

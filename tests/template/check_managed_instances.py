@@ -1,8 +1,8 @@
 """Translates the Lambda Managed Instances variant of template.yaml
 (scripts/managed-instances-template) with the SAM translator, offline, and checks what
 CloudFormation would get: the capacity provider in the stack's subnets and security groups, on
-arm64, with its operator role; the API's database functions on it with the concurrency
-parameter, 2,048 MB and no VpcConfig of their own; jwks and migrate on-demand as before.
+arm64, with its operator role; the API's database functions (in the VPC, behind a route) on it
+with the concurrency parameter, 2,048 MB and no VpcConfig of their own; the others on-demand.
 
 Run: .venv/bin/python tests/template/check_managed_instances.py [template.yaml]
 """
@@ -58,7 +58,12 @@ def main(path):
              and "AWSLambdaManagedEC2ResourceOperator" in json.dumps(r["Properties"].get("ManagedPolicyArns", []))]
     check("with an operator role that may manage its EC2 instances", len(roles) == 1, len(roles))
 
-    for name in module.MOVED:
+    with open(path) as handle:
+        source = yaml_parse(handle.read())
+    functions = {name for name, r in source["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    moved = set(module.moved(source["Resources"]))
+    check("some functions move and some stay", moved and functions - moved, sorted(moved))
+    for name in sorted(moved):
         properties = resources[name]["Properties"]
         config = properties.get("CapacityProviderConfig", {}).get("LambdaManagedInstancesCapacityProviderConfig", {})
         check(f"{name} runs on the capacity provider, ManagedInstancesConcurrency invocations at once",
@@ -68,15 +73,11 @@ def main(path):
         check(f"{name} has no VpcConfig of its own and at least 2,048 MB",
               "VpcConfig" not in properties and properties.get("MemorySize", 0) >= module.MINIMUM_MEMORY_MB,
               (properties.get("VpcConfig"), properties.get("MemorySize")))
-    for name in ["JwksFunction", "MigrateFunction"]:
+    for name in sorted(functions - moved):
         check(f"{name} stays on-demand", "CapacityProviderConfig" not in resources[name]["Properties"])
-    # "The database functions": every function of template.yaml in the VPC, but migrate.
-    with open(path) as handle:
-        source = yaml_parse(handle.read())
-    database = {name for name, r in source["Resources"].items()
-                if r["Type"] == "AWS::Serverless::Function" and "VpcConfig" in r.get("Properties", {})} - {"MigrateFunction"}
-    check("every database function of template.yaml but migrate moves, and no other",
-          set(module.MOVED) == database, sorted(set(module.MOVED) ^ database))
+        routes = [e for e in source["Resources"][name]["Properties"].get("Events", {}).values() if e["Type"] == "HttpApi"]
+        check(f"{name} stays because it has no database or serves no route",
+              "VpcConfig" not in source["Resources"][name]["Properties"] or not routes)
     check("the concurrency is a parameter, default 8",
           template["Parameters"]["ManagedInstancesConcurrency"]["Default"] == 8)
     check("a rule refuses the variant without the VPC", "ManagedInstancesNeedTheVpc" in template.get("Rules", {}))

@@ -1,14 +1,20 @@
 """Transforms template.yaml with the SAM translator, offline, and checks what CloudFormation
-would get: every function with its runtime, architecture, code (the zip `make package` writes),
-routes and least-privilege policies (a verifier never reads the signing secret; only the three
-functions that send mail may call SES, and only to send from MailIdentity), the required
-parameters, the CORS default, the health schedule and the alarms. cfn-lint alone does not see
+would get. template.yaml is the one list of the functions: this script names none of them. It
+reads each function from the source template (its binary from `CodeUri:
+target/lambda/<binary>/bootstrap.zip`, its HttpApi routes, the secret parameters its
+environment `!Ref`s, whether it has a VpcConfig, whether it is told MAIL_FROM), then checks the
+translated template against that: runtime, architecture, code (the zip `make package` writes),
+routes, and least privilege (each function may read exactly the secrets its environment names;
+no function names both the signing and the verification secret; only the functions told
+MAIL_FROM may call SES, and only to send from MailIdentity), the required parameters, the CORS
+default, the schedule, the alarms and the migration custom resource. cfn-lint alone does not see
 inside SAM resources (a wrong Runtime or Method passes it), so this is the check that does.
 
 Run: .venv/bin/python tests/template/check_translated.py [template.yaml]
 """
 
 import copy
+import fnmatch
 import json
 import os
 import re
@@ -37,67 +43,27 @@ PARAMETERS = {
     "MailIdentity": "example.com",
     "AppUrl": "https://app.example.com",
 }
+REQUIRED_SECRET_PARAMETERS = ["DbSecretArn", "DbMigrationSecretArn", "SigningKeySecretArn", "VerificationKeysSecretArn"]
+# secret ARN -> the parameter that names it (a function's environment `!Ref`s the parameter)
+SECRET_PARAMETERS = {PARAMETERS[name]: name for name in REQUIRED_SECRET_PARAMETERS}
+# The secrets a function may read only from inside the VPC (where the database is).
+DATABASE_SECRETS = {DB_SECRET, MIGRATION_SECRET}
 # secret ARN -> the environment variable that names it to a function
 SECRET_VARIABLES = {
     DB_SECRET: "DB_SECRET_ARN",
     SIGNING_SECRET: "JWT_SIGNING_KEY_SECRET_ARN",
     VERIFICATION_SECRET: "JWT_VERIFICATION_KEYS_SECRET_ARN",
 }
-# The migrate function connects as the schema owner (DB_SECRET_ARN) and reads the application
-# secret only for the role it grants to (DB_APPLICATION_SECRET_ARN).
-MIGRATE_SECRET_VARIABLES = {MIGRATION_SECRET: "DB_SECRET_ARN", DB_SECRET: "DB_APPLICATION_SECRET_ARN"}
-REQUIRED_SECRET_PARAMETERS = ["DbSecretArn", "DbMigrationSecretArn", "SigningKeySecretArn", "VerificationKeysSecretArn"]
+# The migration function (the one the stack's custom resource invokes) connects as the schema
+# owner (DB_SECRET_ARN) and reads the application secret only for the role it grants to
+# (DB_APPLICATION_SECRET_ARN).
+MIGRATION_SECRET_VARIABLES = {MIGRATION_SECRET: "DB_SECRET_ARN", DB_SECRET: "DB_APPLICATION_SECRET_ARN"}
+ALL_SECRET_VARIABLES = set(SECRET_VARIABLES.values()) | set(MIGRATION_SECRET_VARIABLES.values())
 # The mail identity's ARN as deployed with PARAMETERS: the one resource ses:SendEmail may name.
 MAIL_IDENTITY_ARN = "arn:aws:ses:eu-west-1:123456789012:identity/example.com"
-# The mail settings (variable -> the parameter it names), told to the sending functions only.
+# The mail settings (variable -> the parameter it names), told to the sending functions only: a
+# function is a sending function when its environment has MAIL_FROM.
 MAIL_VARIABLES = {"MAIL_FROM": "MailFrom", "APP_URL": "AppUrl", "MAIL_HOURLY_LIMIT": "MailHourlyLimit"}
-
-# logical id -> (binary, routes, secrets it may read, in a VPC)
-FUNCTIONS = {
-    "SignupFunction": ("signup", {("POST", "/auth/signup")}, {DB_SECRET, SIGNING_SECRET}, True),
-    "LoginFunction": ("login", {("POST", "/auth/login")}, {DB_SECRET, SIGNING_SECRET}, True),
-    "RefreshFunction": ("refresh", {("POST", "/auth/refresh")}, {DB_SECRET, SIGNING_SECRET}, True),
-    "MeFunction": ("me", {("GET", "/auth/me")}, {DB_SECRET, VERIFICATION_SECRET}, True),
-    "LogoutFunction": ("logout", {("POST", "/auth/logout")}, {DB_SECRET}, True),
-    "HealthFunction": ("health", {("GET", "/health")}, {DB_SECRET}, True),
-    "JwksFunction": (
-        "jwks",
-        {("GET", "/.well-known/jwks.json"), ("GET", "/.well-known/openid-configuration")},
-        {VERIFICATION_SECRET},
-        False,
-    ),
-    "VerifyEmailFunction": ("verify-email", {("POST", "/auth/verify-email")}, {DB_SECRET}, True),
-    "ResendVerificationFunction": (
-        "resend-verification", {("POST", "/auth/verify-email/resend")}, {DB_SECRET, VERIFICATION_SECRET}, True,
-    ),
-    "ForgotPasswordFunction": ("forgot-password", {("POST", "/auth/password/forgot")}, {DB_SECRET}, True),
-    "ResetPasswordFunction": ("reset-password", {("POST", "/auth/password/reset")}, {DB_SECRET, SIGNING_SECRET}, True),
-    "ChangePasswordFunction": (
-        "change-password", {("POST", "/auth/password/change")}, {DB_SECRET, VERIFICATION_SECRET}, True,
-    ),
-    "DeleteAccountFunction": ("delete-account", {("DELETE", "/auth/me")}, {DB_SECRET, VERIFICATION_SECRET}, True),
-    "SessionsFunction": ("sessions", {("GET", "/auth/sessions")}, {DB_SECRET, VERIFICATION_SECRET}, True),
-    "RevokeSessionFunction": (
-        "revoke-session", {("DELETE", "/auth/sessions/{id}")}, {DB_SECRET, VERIFICATION_SECRET}, True,
-    ),
-    "MigrateFunction": ("migrate", set(), {MIGRATION_SECRET, DB_SECRET}, True),
-}
-VERIFIERS = [name for name, (_, _, secrets, _) in FUNCTIONS.items() if VERIFICATION_SECRET in secrets]
-# The functions that send mail (signup's verification mail, the resent one, the reset link).
-MAILERS = ["SignupFunction", "ResendVerificationFunction", "ForgotPasswordFunction"]
-# Functions power tuning has not measured yet -> the measured function whose MemorySize they
-# take meanwhile (argon2 like login, or a query or two like me). Once BENCHMARKS.md measures
-# one, its measured size is the one checked.
-SIZED_BY_ANALOGY = {
-    "reset-password": "login",
-    "change-password": "login",
-    "delete-account": "login",
-    "verify-email": "me",
-    "resend-verification": "me",
-    "forgot-password": "me",
-    "sessions": "me",
-    "revoke-session": "me",
-}
 # Environment every function gets (Globals), with the value it has by default.
 GLOBAL_VARIABLES = {
     "DB_SSLMODE": {"Ref": "DbSslMode"},
@@ -106,20 +72,109 @@ GLOBAL_VARIABLES = {
     "DB_NAME": {"Ref": "DbName"},
     "SESSION_MAX_LIFETIME_SECONDS": {"Ref": "SessionMaxLifetimeSeconds"},
 }
+FUNCTION_TYPE = "AWS::Serverless::Function"
+# What `make package` writes for a binary, and so the only CodeUri a function may have.
+PACKAGED_ZIP = re.compile(r"target/lambda/([a-z0-9][a-z0-9-]*)/bootstrap\.zip")
+# How the custom metrics are namespaced (Namespace of the alarms on what the functions write).
+METRICS_NAMESPACE = {"Ref": "MetricsNamespace"}
 
 
-def benchmarked_sizes(path):
-    """function name -> the MemorySize `make bench`'s power tuning chose (BENCHMARKS.md)."""
-    sizes = {}
+def refs_in(value):
+    """The names a template fragment `Ref`s (or `${...}`s in an Fn::Sub)."""
+    if isinstance(value, list):
+        return set().union(*(refs_in(item) for item in value))
+    if not isinstance(value, dict):
+        return set()
+    found = set()
+    for key, argument in value.items():
+        if key == "Ref" and isinstance(argument, str):
+            found.add(argument)
+        elif key == "Fn::Sub":
+            text = argument if isinstance(argument, str) else argument[0]
+            found |= set(re.findall(r"\$\{([^}!.]+)\}", text))
+            found |= refs_in(argument[1:] if isinstance(argument, list) else [])
+        else:
+            found |= refs_in(argument)
+    return found
+
+
+class Function:
+    """A function of the source template, as the checks read it."""
+
+    def __init__(self, name, resource, global_function):
+        properties = resource.get("Properties", {})
+        self.name = name
+        self.resource = resource
+        self.properties = properties
+        self.code_uri = properties.get("CodeUri", global_function.get("CodeUri"))
+        packaged = PACKAGED_ZIP.fullmatch(self.code_uri) if isinstance(self.code_uri, str) else None
+        self.binary = packaged[1] if packaged else None
+        events = list((properties.get("Events") or {}).values())
+        # An HttpApi event without Method or Path is the API's catch-all.
+        self.routes = {(e.get("Properties", {}).get("Method", "ANY").upper(), e.get("Properties", {}).get("Path", "$default"))
+                       for e in events if e.get("Type") == "HttpApi"}
+        self.scheduled = any(e.get("Type") in ("Schedule", "ScheduleV2") for e in events)
+        self.variables = dict(global_function.get("Environment", {}).get("Variables", {}),
+                              **properties.get("Environment", {}).get("Variables", {}))
+        # The secrets its environment names: every secret parameter a variable `!Ref`s.
+        self.secrets = {PARAMETERS[p] for value in self.variables.values() for p in refs_in(value)
+                        if p in REQUIRED_SECRET_PARAMETERS}
+        self.vpc = "VpcConfig" in properties or "VpcConfig" in global_function
+        self.mailer = "MAIL_FROM" in self.variables
+
+
+def source_functions(source):
+    """logical id -> Function, for every AWS::Serverless::Function of the source template."""
+    global_function = source.get("Globals", {}).get("Function", {})
+    return {name: Function(name, resource, global_function) for name, resource in source["Resources"].items()
+            if resource.get("Type") == FUNCTION_TYPE}
+
+
+def custom_resources(resources):
+    return {name: r for name, r in resources.items()
+            if r.get("Type") == "AWS::CloudFormation::CustomResource" or r.get("Type", "").startswith("Custom::")}
+
+
+def referenced_function(value, functions):
+    """The function a ServiceToken references in the source template: `!Ref F`, `!Ref F.Alias`
+    (SAM's published alias) or `!GetAtt F.Arn`; None when it names no function."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    (key, argument), = value.items()
+    if key == "Ref" and isinstance(argument, str):
+        target = argument.split(".")[0]
+    elif key == "Fn::GetAtt":
+        target = (argument if isinstance(argument, list) else argument.split("."))[0]
+    else:
+        return None
+    return target if target in functions else None
+
+
+def migration_function(source, functions):
+    """The migration function: the one function a custom resource's ServiceToken references."""
+    targets = {referenced_function(r.get("Properties", {}).get("ServiceToken"), functions)
+               for r in custom_resources(source["Resources"]).values()} - {None}
+    return targets.pop() if len(targets) == 1 else None
+
+
+def power_tuned_binaries(path):
+    """The binaries section 9 of BENCHMARKS.md (power tuning) chose a MemorySize for: the first
+    cell of each row of its `| function | MemorySize |` table. None without the file or section."""
+    if not os.path.exists(path):
+        return None
     with open(path) as handle:
         text = handle.read()
-    table = text.split("| function | MemorySize |", 1)[1] if "| function | MemorySize |" in text else ""
-    for line in table.splitlines()[2:]:
+    section = re.search(r"^## 9\.[^\n]*power tuning[^\n]*\n(.*?)(?=^## |\Z)", text, re.M | re.S | re.I)
+    if section is None:
+        return None
+    table = section[1].split("| function | MemorySize |", 1)
+    binaries = set()
+    for line in (table[1].splitlines()[2:] if len(table) == 2 else []):
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) < 2 or not cells[1].isdigit():
+        if not line.strip().startswith("|") or len(cells) < 2 or not cells[1].isdigit():
             break
-        sizes[cells[0]] = int(cells[1])
-    return sizes
+        binaries.add(cells[0])
+    return binaries
 
 
 class OfflinePolicies:
@@ -134,21 +189,53 @@ def checker():
     results = []
 
     def check(name, condition, detail=""):
-        results.append(condition)
+        results.append(bool(condition))
         print(("ok   " if condition else "FAIL ") + name + ("" if condition else f": {detail}"))
 
     return check, results
 
 
-def secrets_readable_by(role):
+def role_of(resources, name):
+    """The logical id of the role a translated function runs as (SAM's `Fn::GetAtt [Role, Arn]`)."""
+    role = resources.get(name, {}).get("Properties", {}).get("Role")
+    if isinstance(role, dict) and isinstance(role.get("Fn::GetAtt"), list):
+        return role["Fn::GetAtt"][0]
+    return None
+
+
+def policy_documents(resources, role):
+    """The role's inline policies and those of the IAM policy resources attached to it."""
+    documents = [p["PolicyDocument"] for p in resources.get(role, {}).get("Properties", {}).get("Policies", [])]
+    for resource in resources.values():
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy") \
+                and {"Ref": role} in resource["Properties"].get("Roles", []):
+            documents.append(resource["Properties"]["PolicyDocument"])
+    return documents
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def secrets_readable_by(resources, role):
+    """The secrets (as deployed with PARAMETERS) the role may read: every resource of an Allow
+    statement whose actions match secretsmanager:GetSecretValue (wildcards included)."""
     arns = set()
-    for policy in role["Properties"].get("Policies", []):
-        for statement in policy["PolicyDocument"]["Statement"]:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if "secretsmanager:GetSecretValue" in actions:
-                resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-                arns.update(resolve(resource) for resource in resources)
+    for document in policy_documents(resources, role):
+        for statement in as_list(document.get("Statement", [])):
+            actions = [a.lower() for a in as_list(statement.get("Action", [])) if isinstance(a, str)]
+            if statement.get("Effect") == "Allow" and any(
+                    fnmatch.fnmatchcase("secretsmanager:getsecretvalue", action) for action in actions):
+                arns.update(resolve(resource) for resource in as_list(statement.get("Resource", [])))
     return arns
+
+
+def secret_label(secret):
+    return SECRET_PARAMETERS.get(secret, str(secret))
+
+
+def labels(secrets):
+    return sorted(secret_label(secret) for secret in secrets)
 
 
 def resolve(value):
@@ -253,20 +340,31 @@ def deployed_values(template, overrides):
     return parameters, conditions
 
 
-def alarms_by_metric(resources):
-    """metric name -> the alarm's properties; a metric-math alarm counts under the one metric
-    its MetricStat queries read."""
-    alarms = {}
-    for resource in resources.values():
-        if resource["Type"] != "AWS::CloudWatch::Alarm":
-            continue
-        properties = resource["Properties"]
-        names = {properties["MetricName"]} if "MetricName" in properties else {
-            query["MetricStat"]["Metric"]["MetricName"] for query in properties.get("Metrics", []) if "MetricStat" in query
-        }
-        for name in names:
-            alarms[name] = properties
-    return alarms
+
+
+def alarms_of(resources):
+    """logical id -> properties of every CloudWatch alarm."""
+    return {name: r["Properties"] for name, r in resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def metrics_read_by(alarm):
+    """The metrics an alarm reads: (namespace, metric name, dimensions), one for a plain alarm,
+    one per MetricStat query of a metric-math alarm."""
+    if "MetricName" in alarm:
+        return [(alarm.get("Namespace"), alarm["MetricName"], alarm.get("Dimensions", []))]
+    return [(q["MetricStat"]["Metric"].get("Namespace"), q["MetricStat"]["Metric"].get("MetricName"),
+             q["MetricStat"]["Metric"].get("Dimensions", [])) for q in alarm.get("Metrics", []) if "MetricStat" in q]
+
+
+def function_dimensions(alarm):
+    """The values of the FunctionName dimensions of every metric an alarm reads."""
+    return [d.get("Value") for _, _, dimensions in metrics_read_by(alarm) for d in dimensions
+            if d.get("Name") == "FunctionName"]
+
+
+def watched_functions(alarm):
+    """The functions (logical ids) an alarm's FunctionName dimensions `!Ref`."""
+    return {value.get("Ref") for value in function_dimensions(alarm) if isinstance(value, dict)}
 
 
 def cors_of(output, parameters, conditions):
@@ -276,14 +374,18 @@ def cors_of(output, parameters, conditions):
     return None if cors is None else evaluate(cors, parameters, conditions)
 
 
-def routes_to(api_body):
-    """(method, path) -> the function logical id its integration invokes."""
+
+
+def routes_to(api_body, functions):
+    """(method, path) -> the function logical id its integration invokes (None: no function of
+    the template)."""
     routes = {}
     for path, methods in api_body["paths"].items():
         for method, operation in methods.items():
             uri = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
-            target = next((name for name in FUNCTIONS if f"${{{name}.Arn}}" in uri), None)
-            routes[(method.upper(), path)] = target
+            target = next((name for name in functions if f"${{{name}.Arn}}" in uri), None)
+            method = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+            routes[(method, path)] = target
     return routes
 
 
@@ -372,13 +474,19 @@ def check_vpc_options(source, template, check):
           ingress == [("sg-0dbdbdbd", "tcp", 5432, 5432, "sg-0123abcd")], ingress)
 
 
-def check_issuer(source, template, check):
+
+
+def check_issuer(source, template, functions, check):
     """By default the functions derive the issuer (JWT_ISSUER empty, no second deploy); with a
     custom domain it is https://DomainName, served through the domain's resources; the outputs
-    name the issuer, the JWKS and the discovery document either way."""
+    name the issuer and, for each /.well-known/ route of the API, that document's URL under the
+    issuer, either way."""
     declared = source["Parameters"]
     check("parameter Issuer defaults to empty (derived)", declared.get("Issuer", {}).get("Default") == "",
           declared.get("Issuer"))
+    well_known = sorted({path for f in functions.values() for method, path in f.routes
+                         if method == "GET" and path.startswith("/.well-known/")})
+    check("the API serves documents under /.well-known/ (the keys, discovery)", bool(well_known), well_known)
     domain = "auth.example.com"
     with_domain = dict(PARAMETERS, DomainName=domain,
                        CertificateArn="arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f",
@@ -393,17 +501,20 @@ def check_issuer(source, template, check):
         output = transform(copy.deepcopy(template), dict(PARAMETERS, **overrides), OfflinePolicies())
         parameters, conditions = deployed_values(source, dict(PARAMETERS, **overrides))
         issuers = {evaluate(output["Resources"][f]["Properties"]["Environment"]["Variables"].get("JWT_ISSUER"),
-                            parameters, conditions) for f in FUNCTIONS}
+                            parameters, conditions) for f in functions}
         check(f"{name} every function's JWT_ISSUER is {expected_issuer!r}", issuers == {expected_issuer}, issuers)
         outputs = {k: evaluate(v["Value"], parameters, conditions) for k, v in output.get("Outputs", {}).items()}
         check(f"{name} the IssuerUrl output is {expected_output}", outputs.get("IssuerUrl") == expected_output,
               outputs.get("IssuerUrl"))
-        for key, path in [("JwksUrl", "/.well-known/jwks.json"),
-                          ("OpenIdConfigurationUrl", "/.well-known/openid-configuration")]:
-            value = json.dumps(outputs.get(key))
-            check(f"{name} the {key} output is the issuer's {path}",
-                  path in value and (json.dumps(expected_output).strip('"') in value
-                                     or "${AuthApi}.execute-api" in value), value)
+        values = [json.dumps(value) for value in outputs.values()]
+        issuer = json.dumps(expected_output).strip('"')
+        for path in well_known:
+            check(f"{name} an output is the issuer's {path}",
+                  any(path in value and (issuer in value or "${AuthApi}.execute-api" in value) for value in values),
+                  values)
+        published = {url for value in values for url in re.findall(r'/\.well-known/[^"\\\s]+', value)}
+        check(f"{name} every /.well-known/ URL the outputs name is a route of the API", published <= set(well_known),
+              sorted(published - set(well_known)))
         made = {r["Type"] for r in output["Resources"].values() if conditions.get(r.get("Condition"), True)}
         domain_types = {"AWS::ApiGatewayV2::DomainName", "AWS::ApiGatewayV2::ApiMapping", "AWS::Route53::RecordSet"}
         expected = domain_types if overrides else set()
@@ -418,16 +529,17 @@ def check_issuer(source, template, check):
           bool(refused_by_rules(source, dict(PARAMETERS, DomainName=domain))))
 
 
-def check_observability(source, output, check):
-    """Log groups with a retention for every function and for the API's access logs, alarms
-    with the right missing-data treatment, login metrics, tracing off by default, and reserved
-    concurrency for login and signup."""
+def check_observability(source, output, functions, check):
+    """Log groups with a retention for every function and for the API's access logs; alarms on
+    functions of the template, breaching on missing data only for what a schedule writes; each
+    *AlarmThreshold parameter the threshold of one alarm; tracing off by default; and every
+    reserved concurrency a parameter, unreserved by default."""
     resources = output["Resources"]
     declared = source["Parameters"]
     check("parameter LogRetentionDays defaults to 30", str(declared.get("LogRetentionDays", {}).get("Default")) == "30")
     check("parameter TracingMode defaults to PassThrough", declared.get("TracingMode", {}).get("Default") == "PassThrough")
     retention = {"Ref": "LogRetentionDays"}
-    for name in FUNCTIONS:
+    for name in functions:
         props = resources[name]["Properties"]
         logging = props.get("LoggingConfig", {})
         group = resources.get(logging.get("LogGroup", {}).get("Ref", ""), {})
@@ -449,33 +561,74 @@ def check_observability(source, output, check):
           and access_group["Properties"].get("RetentionInDays") == retention
           and {"requestId", "routeKey", "status", "responseLatency"} <= set(fields), access)
 
-    alarms = alarms_by_metric(resources)
-    for metric, treatment in [("DatabaseHealthy", "breaching"), ("Errors", "notBreaching"),
-                              ("5xx", "notBreaching"), ("LoginFailed", "notBreaching"),
-                              ("LoginThrottled", "notBreaching")]:
-        check(f"the {metric} alarm treats missing data as {treatment}",
-              alarms.get(metric, {}).get("TreatMissingData") == treatment, alarms.get(metric))
-    for metric, threshold in [("LoginFailed", "LoginFailureAlarmThreshold"),
-                              ("LoginThrottled", "LoginThrottledAlarmThreshold")]:
-        alarm = alarms.get(metric, {})
-        check(f"the {metric} alarm watches the login function in MetricsNamespace, above {threshold}",
-              alarm.get("Namespace") == {"Ref": "MetricsNamespace"}
-              and alarm.get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": "LoginFunction"}}]
-              and alarm.get("Threshold") == {"Ref": threshold}, alarm)
-    server_errors = alarms.get("5xx", {})
-    check("the 5xx alarm watches the HTTP API by ApiId",
-          server_errors.get("Namespace") == "AWS/ApiGateway"
-          and server_errors.get("Dimensions") == [{"Name": "ApiId", "Value": {"Ref": "AuthApi"}}], server_errors)
-    check("every function is told METRICS_NAMESPACE",
-          all(resources[n]["Properties"]["Environment"]["Variables"].get("METRICS_NAMESPACE") == {"Ref": "MetricsNamespace"}
-              for n in FUNCTIONS))
+    alarms = alarms_of(resources)
+    scheduled = {name for name, f in functions.items() if f.scheduled}
+    check("some function runs on a schedule", bool(scheduled))
+    for alarm_name, alarm in sorted(alarms.items()):
+        dimensions = function_dimensions(alarm)
+        if dimensions:
+            check(f"the {alarm_name} alarm's FunctionName dimensions name functions of the template",
+                  all(isinstance(v, dict) and list(v) == ["Ref"] and v["Ref"] in functions for v in dimensions),
+                  dimensions)
+        metrics = metrics_read_by(alarm)
+        custom = bool(metrics) and all(namespace == METRICS_NAMESPACE for namespace, _, _ in metrics)
+        watched = watched_functions(alarm)
+        of_schedule = custom and bool(watched) and watched <= scheduled
+        treatment = "breaching" if of_schedule else "notBreaching"
+        why = "a metric only a schedule writes, so no data means it did not run" if of_schedule else "nothing written, nothing wrong"
+        check(f"the {alarm_name} alarm treats missing data as {treatment} ({why})",
+              alarm.get("TreatMissingData") == treatment, alarm.get("TreatMissingData"))
+        for topic, expected in [("", None), ("arn:aws:sns:eu-west-1:123456789012:alarms",
+                                             ["arn:aws:sns:eu-west-1:123456789012:alarms"])]:
+            topic_values, topic_conditions = deployed_values(source, dict(PARAMETERS, AlarmTopicArn=topic))
+            actions = evaluate({"x": alarm.get("AlarmActions")}, topic_values, topic_conditions).get("x")
+            check(f"the {alarm_name} alarm notifies {'AlarmTopicArn' if topic else 'no one without AlarmTopicArn'}",
+                  actions == expected, actions)
 
-    for function, parameter in [("LoginFunction", "LoginReservedConcurrency"),
-                                ("SignupFunction", "SignupReservedConcurrency")]:
-        reserved = resources[function]["Properties"].get("ReservedConcurrentExecutions")
+    def watching(name, namespace, metric=None):
+        return [a for a in alarms.values() if {"Ref": name} in function_dimensions(a) and any(
+            ns == namespace and (metric is None or m == metric) for ns, m, _ in metrics_read_by(a))]
+
+    for name in sorted(scheduled):
+        check(f"{name} (it runs on a schedule) has an alarm on a metric it writes to MetricsNamespace, breaching on missing data",
+              any(a.get("TreatMissingData") == "breaching" for a in watching(name, METRICS_NAMESPACE)))
+        check(f"{name} (it runs on a schedule) has an alarm on its Errors", bool(watching(name, "AWS/Lambda", "Errors")))
+    server_errors = [a for a in alarms.values() if any(m == "5xx" for _, m, _ in metrics_read_by(a))]
+    check("the 5xx alarm watches the HTTP API by ApiId",
+          len(server_errors) == 1 and server_errors[0].get("Namespace") == "AWS/ApiGateway"
+          and server_errors[0].get("Dimensions") == [{"Name": "ApiId", "Value": {"Ref": "AuthApi"}}], server_errors)
+    for parameter in sorted(name for name in declared if name.endswith("AlarmThreshold")):
+        using = [a for a in alarms.values() if a.get("Threshold") == {"Ref": parameter}]
+        alarm = using[0] if len(using) == 1 else {}
+        check(f"{parameter} (a Number) is the threshold of one alarm, on a metric a function of the template "
+              "writes to MetricsNamespace, which fires at or above it",
+              len(using) == 1 and declared[parameter].get("Type") == "Number"
+              and alarm.get("Namespace") == METRICS_NAMESPACE and len(alarm.get("Dimensions", [])) == 1
+              and len(watched_functions(alarm)) == 1 and watched_functions(alarm) <= set(functions)
+              and alarm.get("ComparisonOperator") == "GreaterThanOrEqualToThreshold", using)
+    check("every function is told METRICS_NAMESPACE",
+          all(resources[n]["Properties"]["Environment"]["Variables"].get("METRICS_NAMESPACE") == METRICS_NAMESPACE
+              for n in functions))
+
+    reserving = {}
+    for name, function in functions.items():
+        reserved = function.properties.get("ReservedConcurrentExecutions")
+        if reserved is None:
+            continue
+        branches = reserved.get("Fn::If") if isinstance(reserved, dict) and len(reserved) == 1 else None
+        shaped = (isinstance(branches, list) and len(branches) == 3 and branches[0] in source.get("Conditions", {})
+                  and isinstance(branches[1], dict) and list(branches[1]) == ["Ref"] and branches[1]["Ref"] in declared
+                  and branches[2] == {"Ref": "AWS::NoValue"})
+        check(f"{name}'s ReservedConcurrentExecutions is !If [a condition, !Ref a parameter, !Ref AWS::NoValue]",
+              shaped, reserved)
+        if shaped:
+            reserving[name] = (branches[0], branches[1]["Ref"])
+    check("some function's concurrency may be reserved through a parameter", bool(reserving))
+    for name, (condition, parameter) in sorted(reserving.items()):
+        reserved = resources[name]["Properties"].get("ReservedConcurrentExecutions")
         unreserved, unreserved_conditions = deployed_values(source, PARAMETERS)
         bounded, bounded_conditions = deployed_values(source, dict(PARAMETERS, **{parameter: "5"}))
-        check(f"{function} is unreserved by default and reserves {parameter} when set",
+        check(f"{name} is unreserved by default and reserves {parameter} when set ({condition})",
               evaluate({"x": reserved}, unreserved, unreserved_conditions) == {}
               and evaluate(reserved, bounded, bounded_conditions) == "5", reserved)
         check(f"the Rules refuse {parameter} 0 (it would disable the function)",
@@ -483,44 +636,58 @@ def check_observability(source, output, check):
               and not refused_by_rules(source, dict(PARAMETERS, **{parameter: "5"})))
 
 
-def check_migration(template, resources, check):
-    """The deploy migrates: a custom resource invoking the migrate function's published alias,
-    bound to its published version (so a code change re-runs it), that every database function
-    waits for."""
-    custom = {name: r for name, r in resources.items()
-              if r["Type"] == "AWS::CloudFormation::CustomResource" or r["Type"].startswith("Custom::")}
+def check_migration(template, resources, functions, migration, check):
+    """The deploy migrates: a custom resource invoking the migration function's published alias
+    (the migration function is the one function a custom resource's ServiceToken references),
+    bound to its published version (so a code change re-runs it), that every other database
+    function waits for."""
+    custom = custom_resources(resources)
     check("one custom resource, Migration", list(custom) == ["Migration"], list(custom))
-    migration = custom.get("Migration", {}).get("Properties", {})
+    check("a custom resource's ServiceToken references one function of the template (the migration function)",
+          migration is not None, {n: r.get("Properties", {}).get("ServiceToken")
+                                  for n, r in custom_resources(template["Resources"]).items()})
+    if migration is None:
+        return
+    function = functions[migration]
+    check(f"the migration function ({migration}) serves no route", not function.routes, sorted(function.routes))
+    check(f"the migration function ({migration}) is told the migration secret as DB_SECRET_ARN and the application "
+          "secret as DB_APPLICATION_SECRET_ARN, and no other secret",
+          function.secrets == set(MIGRATION_SECRET_VARIABLES)
+          and all(resolve(function.variables.get(v)) == s for s, v in MIGRATION_SECRET_VARIABLES.items()),
+          {v: function.variables.get(v) for v in ALL_SECRET_VARIABLES})
+    migration_properties = custom.get("Migration", {}).get("Properties", {})
     alias = next((n for n, r in resources.items() if r["Type"] == "AWS::Lambda::Alias"
-                  and r["Properties"].get("FunctionName") == {"Ref": "MigrateFunction"}), None)
-    check("the migrate function has a published alias", alias is not None)
-    check("Migration's ServiceToken is the migrate function's alias (an ARN that never changes)",
-          migration.get("ServiceToken") == {"Ref": alias}, migration.get("ServiceToken"))
-    timeout = int(template["Resources"]["MigrateFunction"]["Properties"].get("Timeout", 3))
+                  and r["Properties"].get("FunctionName") == {"Ref": migration}), None)
+    check(f"the migration function ({migration}) has a published alias", alias is not None)
+    check("Migration's ServiceToken is the migration function's alias (an ARN that never changes)",
+          alias is not None and migration_properties.get("ServiceToken") == {"Ref": alias},
+          migration_properties.get("ServiceToken"))
+    global_function = template.get("Globals", {}).get("Function", {})
+    timeout = int(function.properties.get("Timeout", global_function.get("Timeout", 3)))
     check("without an answer the deploy fails within 10 minutes, after Lambda's two retries",
-          3 * timeout <= int(migration.get("ServiceTimeout", 3600)) <= 600, migration.get("ServiceTimeout"))
-    code_version = migration.get("CodeVersion")
+          3 * timeout <= int(migration_properties.get("ServiceTimeout", 3600)) <= 600,
+          (timeout, migration_properties.get("ServiceTimeout")))
+    code_version = migration_properties.get("CodeVersion")
     version = code_version.get("Ref", "") if isinstance(code_version, dict) else ""
-    check("Migration's CodeVersion is the migrate function's published version",
+    check("Migration's CodeVersion is the migration function's published version",
           resources.get(version, {}).get("Type") == "AWS::Lambda::Version"
-          and resources[version]["Properties"].get("FunctionName") == {"Ref": "MigrateFunction"},
-          migration.get("CodeVersion"))
-    # What `sam deploy` does when the migrate zip changes: a new S3 key, so a new version
+          and resources[version]["Properties"].get("FunctionName") == {"Ref": migration},
+          migration_properties.get("CodeVersion"))
+    # What `sam deploy` does when the migration zip changes: a new S3 key, so a new version
     # resource, so a new CodeVersion: CloudFormation sends Migration an Update.
     changed = copy.deepcopy(template)
-    changed["Resources"]["MigrateFunction"]["Properties"]["CodeUri"] += ".changed"
+    changed["Resources"][migration]["Properties"]["CodeUri"] += ".changed"
     changed_resources = transform(changed, PARAMETERS, OfflinePolicies())["Resources"]
-    changed_version = changed_resources["Migration"]["Properties"].get("CodeVersion")
-    check("new migrate code changes Migration's CodeVersion (the migration runs again)",
-          changed_version != migration.get("CodeVersion"), changed_version)
-    database_functions = [n for n, (_, _, secrets, _) in FUNCTIONS.items() if DB_SECRET in secrets and n != "MigrateFunction"]
-    for name in database_functions:
+    changed_version = changed_resources.get("Migration", {}).get("Properties", {}).get("CodeVersion")
+    check("new migration code changes Migration's CodeVersion (the migration runs again)",
+          changed_version != migration_properties.get("CodeVersion"), changed_version)
+    for name in [n for n, f in functions.items() if DB_SECRET in f.secrets and n != migration]:
         depends = resources.get(name, {}).get("DependsOn", [])
         depends = [depends] if isinstance(depends, str) else depends
         check(f"{name} changes only after the migration (DependsOn Migration)", "Migration" in depends, depends)
 
 
-def check_secrets_kms_key(source, resources, check):
+def check_secrets_kms_key(source, resources, functions, check):
     """SecretsKmsKeyArn: optional; when set, every function that reads a secret may decrypt with
     that key, through Secrets Manager only."""
     declaration = source["Parameters"].get("SecretsKmsKeyArn", {})
@@ -543,9 +710,10 @@ def check_secrets_kms_key(source, resources, check):
         exists = conditions.get(policy.get("Condition"), policy.get("Condition") is None)
         check(f"the kms:Decrypt policy {'exists' if expected else 'does not exist'} with SecretsKmsKeyArn={key_arn!r}",
               exists == expected, policy.get("Condition"))
-    readers = {f"{n}Role" for n, (_, _, secrets, _) in FUNCTIONS.items() if secrets}
+    readers = {role_of(resources, n) for n, f in functions.items() if f.secrets}
     roles = {role.get("Ref") for role in policy["Properties"]["Roles"]}
-    check("every function that reads a secret may decrypt with the key", roles == readers, sorted(roles ^ readers))
+    check("every function that reads a secret may decrypt with the key, and no other",
+          roles == readers, sorted(map(str, roles ^ readers)))
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     expected = [{
         "Effect": "Allow", "Action": "kms:Decrypt", "Resource": {"Ref": "SecretsKmsKeyArn"},
@@ -569,12 +737,14 @@ def ses_statements(resource):
     return found
 
 
-def check_mail(source, resources, check):
+
+
+def check_mail(source, resources, functions, check):
     """Mail: MailFrom, MailIdentity and AppUrl are required and checked by pattern (no IAM
-    wildcard can reach the policy, no header can be injected, the links are https); the three
-    sending functions, and no other, are told the mail settings and may call ses:SendEmail, on
-    the MailIdentity identity only; login alone is told REQUIRE_VERIFIED_EMAIL; one alarm sums
-    MailRejected over the three."""
+    wildcard can reach the policy, no header can be injected, the links are https); the sending
+    functions (those whose environment has MAIL_FROM), and no other, are told the mail settings
+    and may call ses:SendEmail, on the MailIdentity identity only; one function, one that issues
+    tokens, is told REQUIRE_VERIFIED_EMAIL; one alarm sums MailRejected over the senders."""
     declared = source["Parameters"]
     patterns = [
         ("MailFrom", ["no-reply@example.com", "Example <no-reply@example.com>", "\"Example, Inc.\" <a+b@mail.example.com>"],
@@ -605,16 +775,21 @@ def check_mail(source, resources, check):
     check("parameter RequireVerifiedEmail defaults to false and allows only true and false",
           verified.get("Default") == "false" and sorted(verified.get("AllowedValues", [])) == ["false", "true"], verified)
 
-    for name in FUNCTIONS:
+
+    mailers = sorted(name for name, f in functions.items() if f.mailer)
+    check("some function sends mail (its environment has MAIL_FROM)", bool(mailers), mailers)
+    for name, function in functions.items():
         variables = resources[name]["Properties"].get("Environment", {}).get("Variables", {})
         told = {variable: variables.get(variable) for variable in MAIL_VARIABLES if variable in variables}
-        expected = {variable: {"Ref": parameter} for variable, parameter in MAIL_VARIABLES.items()} if name in MAILERS else {}
-        check(f"{name} is told {'the mail settings (MAIL_FROM, APP_URL, MAIL_HOURLY_LIMIT)' if name in MAILERS else 'no mail setting'}",
+        expected = {variable: {"Ref": parameter} for variable, parameter in MAIL_VARIABLES.items()} if function.mailer else {}
+        check(f"{name} is told {'the mail settings (MAIL_FROM, APP_URL, MAIL_HOURLY_LIMIT)' if function.mailer else 'no mail setting'}",
               told == expected, told)
-        require = variables.get("REQUIRE_VERIFIED_EMAIL")
-        expected_require = {"Ref": "RequireVerifiedEmail"} if name == "LoginFunction" else None
-        check(f"{name} is {'told REQUIRE_VERIFIED_EMAIL from RequireVerifiedEmail' if expected_require else 'not told REQUIRE_VERIFIED_EMAIL'}",
-              require == expected_require, require)
+    requiring = sorted(name for name, f in functions.items() if "REQUIRE_VERIFIED_EMAIL" in f.variables)
+    check("one function is told REQUIRE_VERIFIED_EMAIL", len(requiring) == 1, requiring)
+    for name in requiring:
+        require = resources[name]["Properties"].get("Environment", {}).get("Variables", {}).get("REQUIRE_VERIFIED_EMAIL")
+        check(f"{name} is told REQUIRE_VERIFIED_EMAIL from RequireVerifiedEmail, and issues tokens (it names the signing secret)",
+              require == {"Ref": "RequireVerifiedEmail"} and SIGNING_SECRET in functions[name].secrets, require)
 
     values, conditions = deployed_values(source, PARAMETERS)
     values.update({name: value for name, value in PARAMETERS.items() if name.startswith("AWS::")})
@@ -626,10 +801,12 @@ def check_mail(source, resources, check):
             managed = [arn for arn in resource["Properties"].get("ManagedPolicyArns", []) if "ses" in json.dumps(arn).lower()]
             if statements or managed:
                 holders[name] = (statements, managed)
-    check("only the three sending functions' roles may call SES",
-          set(holders) == {f"{name}Role" for name in MAILERS}, sorted(holders))
-    for name in MAILERS:
-        statements, managed = holders.get(f"{name}Role", ([], []))
+    roles = {name: role_of(resources, name) for name in functions}
+    senders = {roles[name] for name in mailers}
+    check(f"only the roles of the functions told MAIL_FROM ({len(mailers)}) may call SES",
+          set(holders) == senders, {"may call SES": sorted(holders), "told MAIL_FROM": sorted(map(str, senders))})
+    for name in mailers:
+        statements, managed = holders.get(roles[name], ([], []))
         statement = statements[0] if len(statements) == 1 else {}
         action = statement.get("Action")
         check(f"{name} may call SES through exactly one statement and no managed policy",
@@ -652,38 +829,121 @@ def check_mail(source, resources, check):
     watched = sorted(d["Value"].get("Ref") for s in stats.values() for d in s["Metric"].get("Dimensions", [])
                      if d.get("Name") == "FunctionName" and isinstance(d.get("Value"), dict))
     check("the MailRejected alarm reads the metric of each sending function, and of no other",
-          watched == sorted(MAILERS) and len(stats) == len(MAILERS)
-          and all(s["Metric"].get("Namespace") == {"Ref": "MetricsNamespace"} and s["Metric"].get("MetricName") == "MailRejected"
+          watched == mailers and len(stats) == len(mailers)
+          and all(s["Metric"].get("Namespace") == METRICS_NAMESPACE and s["Metric"].get("MetricName") == "MailRejected"
                   and s.get("Stat") == "Sum" and s.get("Period") == 300 for s in stats.values())
-          and not any(q.get("ReturnData", True) for q in queries if "MetricStat" in q), queries)
+          and not any(q.get("ReturnData", True) for q in queries if "MetricStat" in q), {"watched": watched, "senders": mailers})
     returned = [q for q in queries if q.get("ReturnData", True)]
     expression = returned[0].get("Expression", "") if len(returned) == 1 else ""
     summed = re.fullmatch(r"SUM\(\[([^\]]*)\]\)", expression.replace(" ", ""))
-    check("the MailRejected alarm sums the three (SUM over the queries, the one it returns)",
+    check(f"the MailRejected alarm sums the {len(mailers)} (SUM over the queries, the one it returns)",
           summed is not None and sorted(summed[1].split(",")) == sorted(stats), expression)
     check("the MailRejected alarm fires on one rejected mail in 5 minutes, and no data is not breaching",
           alarm.get("Threshold") == 1 and alarm.get("ComparisonOperator") == "GreaterThanOrEqualToThreshold"
           and alarm.get("EvaluationPeriods") == 1 and alarm.get("TreatMissingData") == "notBreaching", alarm)
-    for topic, expected in [("", None), ("arn:aws:sns:eu-west-1:123456789012:alarms", ["arn:aws:sns:eu-west-1:123456789012:alarms"])]:
-        topic_values, topic_conditions = deployed_values(source, dict(PARAMETERS, AlarmTopicArn=topic))
-        actions = evaluate({"x": alarm.get("AlarmActions")}, topic_values, topic_conditions).get("x")
-        check(f"the MailRejected alarm notifies {'AlarmTopicArn' if topic else 'no one without AlarmTopicArn'}",
-              actions == expected, actions)
+
+
+def check_functions(source, resources, functions, migration, check):
+    """Each function as translated: runtime, architecture, handler, the zip it ships, VPC, the
+    secrets it may read (exactly those its environment names) and the variables that name them,
+    the Globals environment, and where it connects to the database."""
+    for name, function in functions.items():
+        props = resources.get(name, {}).get("Properties", {})
+        check(f"{name} is a Lambda function", resources.get(name, {}).get("Type") == "AWS::Lambda::Function")
+        check(f"{name} runs provided.al2023", props.get("Runtime") == "provided.al2023", props.get("Runtime"))
+        check(f"{name} is arm64", props.get("Architectures") == ["arm64"], props.get("Architectures"))
+        check(f"{name} handler is bootstrap", props.get("Handler") == "bootstrap", props.get("Handler"))
+        zip_path = f"target/lambda/{function.binary}/bootstrap.zip"
+        check(f"{name} ships {zip_path if function.binary else 'target/lambda/<binary>/bootstrap.zip'}, what `make package` writes",
+              function.binary is not None and props.get("Code") == {"S3Bucket": "artifacts", "S3Key": zip_path},
+              (function.code_uri, props.get("Code")))
+        check(f"{name} has no `sam build` metadata", "Metadata" not in function.resource, function.resource.get("Metadata"))
+        check(f"{name} {'is' if function.vpc else 'is not'} in the VPC, as its VpcConfig says", ("VpcConfig" in props) == function.vpc)
+        role = role_of(resources, name)
+        readable = secrets_readable_by(resources, role)
+        check(f"{name} may read exactly the secrets its environment names ({', '.join(labels(function.secrets)) or 'none'})",
+              role is not None and readable == function.secrets, labels(readable))
+        if VERIFICATION_SECRET in function.secrets:
+            check(f"{name} (a verifier) may not read the signing secret", SIGNING_SECRET not in readable, labels(readable))
+        variables = props.get("Environment", {}).get("Variables", {})
+        secret_variables = MIGRATION_SECRET_VARIABLES if name == migration else SECRET_VARIABLES
+        for variable in sorted(ALL_SECRET_VARIABLES):
+            secret = next((s for s, v in secret_variables.items() if v == variable), None)
+            told = variable in variables
+            check(f"{name} is told {variable} iff it may read that secret", told == (secret in readable),
+                  {v: variables[v] for v in sorted(ALL_SECRET_VARIABLES) if v in variables})
+            if told:
+                value = resolve(variables[variable])
+                check(f"{name}'s {variable} names that secret ({secret_label(secret)})", value == secret, value)
+        check(f"{name} is told no obsolete JWT_KEYS_SECRET_ARN", "JWT_KEYS_SECRET_ARN" not in variables)
+        for variable, value in GLOBAL_VARIABLES.items():
+            check(f"{name} gets {variable} from {value['Ref']}", variables.get(variable) == value, variables.get(variable))
+        if function.vpc:
+            # The API connects through DbProxyEndpoint when there is one, as a transaction
+            # pooler's client; the migration function (a session-level advisory lock) always
+            # goes to DbHost.
+            for proxy, overrides in [(False, {"DbHost": "db.internal"}),
+                                     (True, {"DbHost": "db.internal", "DbProxyEndpoint": "auth.proxy-x.rds.amazonaws.com"})]:
+                values, conditions = deployed_values(source, {**PARAMETERS, **overrides})
+                through_proxy = proxy and name != migration
+                host = evaluate(variables.get("DB_HOST"), values, conditions)
+                pooler = evaluate(variables.get("DB_TRANSACTION_POOLER"), values, conditions)
+                expected = ("auth.proxy-x.rds.amazonaws.com", "true") if through_proxy else ("db.internal", "false")
+                check(f"{name} connects to {expected[0]} with DB_TRANSACTION_POOLER={expected[1]}"
+                      f" ({'with' if proxy else 'without'} DbProxyEndpoint)",
+                      (host, pooler) == expected, (host, pooler))
+
+
+def described_routes(description):
+    """The routes a function's Description names: `GET /a and /b` is GET /a and GET /b."""
+    routes, method = set(), None
+    for verb, path in re.findall(r"\b(GET|POST|PUT|PATCH|DELETE|ANY)\b|(?<![\w.])(/[^\s,;()]+)", description or ""):
+        method = verb or method
+        if path and method:
+            routes.add((method, path))
+    return routes
+
+
+def check_structure(functions, migration, check):
+    """The promises no list keeps any more, as rules over the functions template.yaml declares."""
+    check(f"template.yaml declares functions ({len(functions)})", bool(functions))
+    unreachable = sorted(n for n, f in functions.items() if not f.routes and not f.scheduled and n != migration)
+    check("every function is invoked by something: a route, a schedule or the custom resource", not unreachable,
+          unreachable)
+    described = {n: (sorted(described_routes(f.properties.get("Description"))), sorted(f.routes))
+                 for n, f in functions.items() if described_routes(f.properties.get("Description"))}
+    check("the routes a function's Description names are exactly its HttpApi events",
+          all(named == served for named, served in described.values()),
+          {n: {"described": named, "served": served} for n, (named, served) in described.items() if named != served})
+    binaries = [f.binary for f in functions.values() if f.binary]
+    check("no two functions ship the same binary", len(binaries) == len(set(binaries)),
+          sorted({b for b in binaries if binaries.count(b) > 1}))
+    both = sorted(n for n, f in functions.items() if {SIGNING_SECRET, VERIFICATION_SECRET} <= f.secrets)
+    check("no function's environment names both the signing and the verification secret", not both, both)
+    outside = sorted(n for n, f in functions.items() if not f.vpc and f.secrets & DATABASE_SECRETS)
+    check("a function without VpcConfig reads no database secret", not outside, outside)
+    idle = sorted(n for n, f in functions.items() if f.vpc and not f.secrets & DATABASE_SECRETS)
+    check("a function with VpcConfig reads a database secret (the VPC is there for the database)", not idle, idle)
+    others = sorted(n for n, f in functions.items() if MIGRATION_SECRET in f.secrets and n != migration)
+    check("no function but the migration function names the migration secret", not others, others)
+    unknown = {n: sorted(v for v in f.variables if v.endswith("_SECRET_ARN") and v not in ALL_SECRET_VARIABLES)
+               for n, f in functions.items()}
+    unknown = {n: v for n, v in unknown.items() if v}
+    check(f"every *_SECRET_ARN variable a function is told is one of {', '.join(sorted(ALL_SECRET_VARIABLES))}",
+          not unknown, unknown)
 
 
 def main(path):
     with open(path) as handle:
         source = yaml_parse(handle.read())
+    functions = source_functions(source)
+    migration = migration_function(source, functions)
     template = copy.deepcopy(source)
     global_function = template.get("Globals", {}).get("Function", {})
-    code_uris = {}
-    for name in FUNCTIONS:
-        resource = template["Resources"][name]
-        code_uris[name] = (resource, resource["Properties"].get("CodeUri", global_function.get("CodeUri")))
     # What `sam deploy` does before CloudFormation sees the template: each local zip (or folder)
     # is uploaded and its CodeUri replaced by the object's S3 URI.
-    for name, (resource, code_uri) in code_uris.items():
-        resource["Properties"]["CodeUri"] = f"s3://artifacts/{code_uri}"
+    for name, function in functions.items():
+        template["Resources"][name].setdefault("Properties", {})["CodeUri"] = f"s3://artifacts/{function.code_uri}"
     global_function.pop("CodeUri", None)
     output = transform(copy.deepcopy(template), PARAMETERS, OfflinePolicies())
     resources = output["Resources"]
@@ -724,97 +984,54 @@ def main(path):
     cors = cors_of(transform(copy.deepcopy(template), with_origins, OfflinePolicies()), listed, listed_conditions) or {}
     check("listed origins, and only those, may call the API from a browser",
           cors.get("allowOrigins") == origins.split(",") and "*" not in json.dumps(cors), cors)
-    methods = {method for _, routes, _, _ in FUNCTIONS.values() for method, _ in routes}
+    methods = {method for f in functions.values() for method, _ in f.routes}
     check(f"CORS allows every method a route takes ({', '.join(sorted(methods))}) and OPTIONS",
           set(cors.get("allowMethods", [])) == methods | {"OPTIONS"}, cors.get("allowMethods"))
 
     apis = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
     check("one HTTP API", len(apis) == 1, f"{len(apis)} APIs")
-    routes = routes_to(apis[0]["Properties"]["Body"]) if apis else {}
-    expected_routes = {route: name for name, (_, rs, _, _) in FUNCTIONS.items() for route in rs}
-    check("the API has exactly the contract's routes", routes == expected_routes, f"{routes} != {expected_routes}")
+    routes = routes_to(apis[0]["Properties"]["Body"], functions) if apis else {}
+    claimed = [(route, name) for name, f in functions.items() for route in f.routes]
+    expected_routes = dict(claimed)
+    check("no two functions' HttpApi events claim the same route", len(expected_routes) == len(claimed),
+          sorted(r for r, _ in claimed if [c for c, _ in claimed].count(r) > 1))
+    check(f"the API has exactly the routes of the functions' HttpApi events ({len(expected_routes)})",
+          routes == expected_routes,
+          {"missing": sorted(set(expected_routes.items()) - set(routes.items()), key=str),
+           "unexpected": sorted(set(routes.items()) - set(expected_routes.items()), key=str)})
 
-    for name, (binary, _, secrets, vpc) in FUNCTIONS.items():
-        function = resources.get(name, {})
-        props = function.get("Properties", {})
-        check(f"{name} is a Lambda function", function.get("Type") == "AWS::Lambda::Function")
-        check(f"{name} runs provided.al2023", props.get("Runtime") == "provided.al2023", props.get("Runtime"))
-        check(f"{name} is arm64", props.get("Architectures") == ["arm64"], props.get("Architectures"))
-        check(f"{name} handler is bootstrap", props.get("Handler") == "bootstrap", props.get("Handler"))
-        resource, code_uri = code_uris[name]
-        zip_path = f"target/lambda/{binary}/bootstrap.zip"
-        check(f"{name} ships {zip_path}, what `make package` writes", code_uri == zip_path, code_uri)
-        check(f"{name} has no `sam build` metadata", "Metadata" not in resource, resource.get("Metadata"))
-        check(f"{name} {'is' if vpc else 'is not'} in the VPC", ("VpcConfig" in props) == vpc)
-        role = resources.get(f"{name}Role", {"Properties": {}})
-        readable = secrets_readable_by(role)
-        check(f"{name} may read exactly {sorted(secrets)}", readable == secrets, sorted(readable))
-        if name in VERIFIERS:
-            check(f"{name} (a verifier) may not read the signing secret", SIGNING_SECRET not in readable, sorted(readable))
-        variables = props.get("Environment", {}).get("Variables", {})
-        secret_variables = MIGRATE_SECRET_VARIABLES if name == "MigrateFunction" else SECRET_VARIABLES
-        for variable in sorted(set(SECRET_VARIABLES.values()) | set(MIGRATE_SECRET_VARIABLES.values())):
-            secret = next((s for s, v in secret_variables.items() if v == variable), None)
-            told = variable in variables
-            check(f"{name} is told {variable} iff it may read that secret", told == (secret in secrets), variables)
-            if told:
-                value = resolve(variables[variable])
-                check(f"{name}'s {variable} names that secret", value == secret, value)
-        check(f"{name} is told no obsolete JWT_KEYS_SECRET_ARN", "JWT_KEYS_SECRET_ARN" not in variables)
-        for variable, value in GLOBAL_VARIABLES.items():
-            check(f"{name} gets {variable} from {value['Ref']}", variables.get(variable) == value, variables.get(variable))
-        if vpc:
-            # The API connects through DbProxyEndpoint when there is one, as a transaction
-            # pooler's client; migrate (a session-level advisory lock) always goes to DbHost.
-            for proxy, overrides in [(False, {"DbHost": "db.internal"}),
-                                     (True, {"DbHost": "db.internal", "DbProxyEndpoint": "auth.proxy-x.rds.amazonaws.com"})]:
-                values, conditions = deployed_values(source, {**PARAMETERS, **overrides})
-                through_proxy = proxy and name != "MigrateFunction"
-                host = evaluate(variables.get("DB_HOST"), values, conditions)
-                pooler = evaluate(variables.get("DB_TRANSACTION_POOLER"), values, conditions)
-                expected = ("auth.proxy-x.rds.amazonaws.com", "true") if through_proxy else ("db.internal", "false")
-                check(f"{name} connects to {expected[0]} with DB_TRANSACTION_POOLER={expected[1]}"
-                      f" ({'with' if proxy else 'without'} DbProxyEndpoint)",
-                      (host, pooler) == expected, (host, pooler))
-
+    check_structure(functions, migration, check)
+    check_functions(source, resources, functions, migration, check)
     check("the template's Rules reach CloudFormation through the SAM translator",
           source.get("Rules") and output.get("Rules") == source.get("Rules"), sorted(output.get("Rules", {})))
     check_vpc_options(source, template, check)
-    check_issuer(source, template, check)
-    check_observability(source, output, check)
-    check_migration(template, resources, check)
-    check_secrets_kms_key(source, resources, check)
-    check_mail(source, resources, check)
+    check_issuer(source, template, functions, check)
+    check_observability(source, output, functions, check)
+    check_migration(template, resources, functions, migration, check)
+    check_secrets_kms_key(source, resources, functions, check)
+    check_mail(source, resources, functions, check)
 
-    benchmarks = os.path.join(os.path.dirname(os.path.abspath(path)), "BENCHMARKS.md")
-    chosen = benchmarked_sizes(benchmarks)
-    api_binaries = {binary for name, (binary, *_) in FUNCTIONS.items() if name != "MigrateFunction"}
-    unmeasured = api_binaries - set(chosen)
-    check("BENCHMARKS.md chooses a MemorySize for every API function but the ones sized by analogy, and no other",
-          set(chosen) <= api_binaries and unmeasured <= set(SIZED_BY_ANALOGY), sorted(unmeasured - set(SIZED_BY_ANALOGY)))
-    check("every size by analogy names an API function and a function BENCHMARKS.md measured",
-          set(SIZED_BY_ANALOGY) <= api_binaries and set(SIZED_BY_ANALOGY.values()) <= set(chosen),
-          {b: a for b, a in SIZED_BY_ANALOGY.items() if b not in api_binaries or a not in chosen})
-    for name, (binary, *_) in FUNCTIONS.items():
-        # Lambda's default, 128 MB, when the template sets none (migrate runs once per deploy).
-        size = resources.get(name, {}).get("Properties", {}).get("MemorySize", 128)
-        if binary in chosen or binary not in SIZED_BY_ANALOGY:
-            check(f"{name}'s MemorySize is the size the power tuning chose ({chosen.get(binary, 128)} MB)",
-                  size == chosen.get(binary, 128), size)
-        else:
-            analogue = SIZED_BY_ANALOGY[binary]
-            check(f"{name}'s MemorySize, until power tuning measures it, is {analogue}'s ({chosen.get(analogue)} MB)",
-                  size == chosen.get(analogue), size)
-
+    scheduled = {name for name, f in functions.items() if f.scheduled}
     rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
-    health_targets = [
-        t for r in rules for t in r["Properties"].get("Targets", []) if "HealthFunction" in json.dumps(t["Arn"])
-    ]
-    check("an EventBridge schedule invokes the health function", len(health_targets) == 1, rules)
-    alarms = set(alarms_by_metric(resources))
-    check("alarms watch DatabaseHealthy, function Errors and API 5xx", {"DatabaseHealthy", "Errors", "5xx"} <= alarms, alarms)
-    outputs = set(output.get("Outputs", {}))
-    check("outputs name the API URL and every function", {"ApiUrl"} | {f"{n}Name" for n in FUNCTIONS} <= outputs, outputs)
+    targets = [t["Arn"] for r in rules for t in r["Properties"].get("Targets", [])]
+    targeted = [arn["Fn::GetAtt"][0] if isinstance(arn, dict) and "Fn::GetAtt" in arn else arn for arn in targets]
+    check("each EventBridge rule targets a function with a Schedule event, and each such function is targeted once",
+          bool(scheduled) and sorted(targeted) == sorted(scheduled), {"targets": targeted, "scheduled": sorted(scheduled)})
+    outputs = output.get("Outputs", {})
+    missing = sorted(({"ApiUrl"} | {f"{n}Name" for n in functions}) - set(outputs))
+    check("outputs name the API URL and every function (<LogicalId>Name)", not missing, missing)
+    wrong = sorted(n for n in functions if f"{n}Name" in outputs and outputs[f"{n}Name"].get("Value") != {"Ref": n})
+    check("each <LogicalId>Name output is that function's name (!Ref)", not wrong, wrong)
+
+    # Power tuning measures what a request costs at each size, so every function behind a route
+    # needs its row; a function no route reaches (invoked by the deploy) is left out.
+    benchmarks = os.path.join(os.path.dirname(os.path.abspath(path)), "BENCHMARKS.md")
+    tuned = power_tuned_binaries(benchmarks)
+    served = {f.binary or name for name, f in functions.items() if f.routes}
+    untuned = sorted(served - (tuned or set()))
+    check("BENCHMARKS.md section 9 (power tuning) chooses a MemorySize for every function that serves a route",
+          tuned is not None and not untuned,
+          "no section 9 with a `| function | MemorySize |` table" if tuned is None else f"no row for {', '.join(untuned)}")
 
     passed, failed = results.count(True), results.count(False)
     print(f"template: {passed} passed, {failed} failed")

@@ -110,7 +110,7 @@ def main():
             check("every function's code was uploaded to the artifact bucket", len(shipped) == len(zips) == len(functions),
                   {name: p.get("CodeUri") for name, p in functions.items()})
             for function, data in zips.items():
-                # verify-email -> VerifyEmailFunction
+                # a kebab-case binary -> its PascalCase logical id
                 logical_id = next((n for n in functions if n.lower() == f"{function.replace('-', '')}function"), None)
                 check(f"{logical_id or function} runs exactly target/lambda/{function}/bootstrap.zip",
                       shipped.get(logical_id) == data)

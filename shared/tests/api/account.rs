@@ -1,0 +1,611 @@
+//! The account lifecycle through the real handlers, a real Postgres and the real SES SDK
+//! against the local SES (`scripts/with-moto`): verification and reset links read back from
+//! the mail SES accepted, their races, the sending limits, password change, account deletion,
+//! and the session list.
+
+use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, bearer_json, event, json_request};
+use serde_json::{Value, json};
+use shared::domain::MailKind;
+use shared::mail::{Delivery, MailConfig, Mailer};
+use sqlx::PgPool;
+use test_support::{APP_URL, link_token, sent_mail};
+
+const NEW_PASSWORD: &str = "violet tractor umbrella sunrise";
+
+/// A unique address (moto's record of sent mail is shared by every test of the run).
+fn address(tag: &str) -> String {
+    format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// The mail `to` has received, once there are `count` (SES accepted them before the handler
+/// answered, so they are there; this only reads them).
+async fn mail(to: &str, count: usize) -> Vec<String> {
+    let messages = sent_mail(to).await;
+    assert_eq!(messages.len(), count, "mail to {to}: {messages:#?}");
+    messages
+}
+
+/// A login request from a device: its user agent and source address.
+fn login_from(email: &str, user_agent: &str, ip: &str) -> shared::http::Request {
+    let body = json!({ "email": email, "password": PASSWORD }).to_string();
+    let event = json!({
+        "version": "2.0", "routeKey": "POST /auth/login", "rawPath": "/auth/login", "rawQueryString": "",
+        "headers": {"content-type": "application/json", "user-agent": user_agent},
+        "body": body, "isBase64Encoded": false,
+        "requestContext": {
+            "apiId": "testapi", "stage": "$default", "requestId": "test",
+            "http": {"method": "POST", "path": "/auth/login", "protocol": "HTTP/1.1", "sourceIp": ip,
+                     "userAgent": user_agent},
+        },
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event")
+}
+
+impl TestApp {
+    async fn verify(&self, token: &str) -> Response {
+        self.post_json(Endpoint::VerifyEmail, &json!({ "token": token })).await
+    }
+
+    async fn forgot(&self, email: &str) -> Response {
+        self.post_json(Endpoint::ForgotPassword, &json!({ "email": email })).await
+    }
+
+    async fn reset(&self, token: &str, password: &str) -> Response {
+        self.post_json(Endpoint::ResetPassword, &json!({ "token": token, "password": password })).await
+    }
+
+    async fn with_bearer(
+        &self,
+        endpoint: Endpoint,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Response {
+        self.send(endpoint, bearer_json(method, path, token, body.as_ref())).await
+    }
+
+    async fn resend(&self, access: &str) -> Response {
+        self.with_bearer(Endpoint::ResendVerification, "POST", "/auth/verify-email/resend", access, None)
+            .await
+    }
+
+    async fn change(&self, access: &str, current: &str, new: &str) -> Response {
+        let body = json!({ "current_password": current, "new_password": new });
+        self.with_bearer(Endpoint::ChangePassword, "POST", "/auth/password/change", access, Some(body)).await
+    }
+
+    async fn delete_account(&self, access: &str, password: &str) -> Response {
+        let body = json!({ "password": password });
+        self.with_bearer(Endpoint::DeleteAccount, "DELETE", "/auth/me", access, Some(body)).await
+    }
+
+    async fn sessions(&self, access: &str) -> Response {
+        self.with_bearer(Endpoint::Sessions, "GET", "/auth/sessions", access, None).await
+    }
+
+    async fn revoke(&self, access: &str, id: &str) -> Response {
+        let path = format!("/auth/sessions/{id}");
+        let mut request = bearer_json("DELETE", &path, access, None);
+        // API Gateway hands the route's `{id}` over as a path parameter.
+        let parameters: std::collections::HashMap<String, String> = [("id".to_owned(), id.to_owned())].into();
+        request = lambda_http::RequestExt::with_path_parameters(request, parameters);
+        self.send(Endpoint::RevokeSession, request).await
+    }
+
+    /// Moves the address's per-kind "last sent" times back past the 60 s interval, as the
+    /// passing of a minute would.
+    async fn a_minute_later(&self, email: &str) {
+        sqlx::query(
+            "update mail_quota set verify_email_sent_at = verify_email_sent_at - interval '61 seconds',
+                                   reset_password_sent_at = reset_password_sent_at - interval '61 seconds'
+             where email = $1",
+        )
+        .bind(email)
+        .execute(&self.pool)
+        .await
+        .expect("moving the clock of the mail limits");
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn signup_mails_a_verification_link_that_verifies_the_address_once(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("verify");
+
+    let signup = api.signed_up(&email).await;
+    let messages = mail(&email, 1).await;
+    let me_before = api.get_me(&signup.access_token()).await;
+    let token = link_token(&messages[0]);
+    let verified = api.verify(&token).await;
+    let me_after = api.get_me(&signup.access_token()).await;
+    let again = api.verify(&token).await;
+
+    assert_eq!(signup.body["user"]["email_verified_at"], Value::Null);
+    assert_eq!(me_before.body["email_verified_at"], Value::Null);
+    let message = &messages[0];
+    assert!(message.contains("Subject: Verify your email address"), "{message}");
+    assert!(message.contains("From: Auth <no-reply@auth.test>"), "{message}");
+    assert!(message.contains("Content-Type: text/plain") && message.contains("Content-Type: text/html"));
+    assert!(message.contains(&format!("{APP_URL}/verify-email?token={token}")), "{message}");
+    assert_eq!(verified.status, 200, "{:?}", verified.body);
+    assert_eq!(verified.body["user"]["email"], email.as_str());
+    let at = verified.body["user"]["email_verified_at"].as_str().expect("a verification time");
+    assert_eq!(me_after.body["email_verified_at"], at);
+    assert_eq!((again.status, again.error_code()), (400, "invalid_token"), "a link works once");
+    let stored: i64 = api.count("select count(*) from mail_tokens").await;
+    assert_eq!(stored, 0, "a used token is gone");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn only_the_hash_of_a_link_token_is_stored(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("hash");
+    api.signed_up(&email).await;
+    let token = link_token(&mail(&email, 1).await[0]);
+
+    let (kind, hash, lifetime): (String, Vec<u8>, f64) = sqlx::query_as(
+        "select kind, token_hash, extract(epoch from expires_at - created_at)::float8 from mail_tokens",
+    )
+    .fetch_one(&api.pool)
+    .await
+    .unwrap();
+
+    use aws_lc_rs::digest;
+    assert_eq!(kind, "verify_email");
+    assert_eq!(hash, digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+    assert_eq!(lifetime, MailKind::VerifyEmail.lifetime().as_secs_f64(), "24 hours");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn wrong_expired_used_and_replaced_tokens_are_one_400(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("dead");
+    let signup = api.signed_up(&email).await;
+    let first = link_token(&mail(&email, 1).await[0]);
+
+    // A newer link replaces the older one.
+    api.a_minute_later(&email).await;
+    let resent = api.resend(&signup.access_token()).await;
+    let second = link_token(&mail(&email, 2).await[1]);
+    let replaced = api.verify(&first).await;
+    // An expired one.
+    sqlx::query("update mail_tokens set expires_at = now() - interval '1 second'")
+        .execute(&api.pool)
+        .await
+        .unwrap();
+    let expired = api.verify(&second).await;
+    let unknown = api.verify("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").await;
+    let malformed = api.verify("not a token").await;
+    let reset_token_as_verification = {
+        api.forgot(&email).await;
+        let reset = link_token(&mail(&email, 3).await[2]);
+        api.verify(&reset).await
+    };
+
+    assert_eq!(resent.status, 202);
+    assert_ne!(first, second);
+    for (what, response) in [
+        ("replaced", &replaced),
+        ("expired", &expired),
+        ("unknown", &unknown),
+        ("malformed", &malformed),
+        ("of another kind", &reset_token_as_verification),
+    ] {
+        assert_eq!((response.status, response.error_code()), (400, "invalid_token"), "{what}");
+        assert_eq!(response.header("www-authenticate"), None, "{what}: not an access-token problem");
+    }
+    let verified: Option<String> =
+        sqlx::query_scalar("select email_verified_at::text from users").fetch_one(&api.pool).await.unwrap();
+    assert_eq!(verified, None);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_concurrent_uses_of_one_verification_link_verify_once(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("race");
+    api.signed_up(&email).await;
+    let token = link_token(&mail(&email, 1).await[0]);
+
+    let answers = futures_util::future::join_all((0..20).map(|_| {
+        let api = api.clone();
+        let token = token.clone();
+        tokio::spawn(async move { api.verify(&token).await })
+    }))
+    .await;
+
+    let statuses: Vec<u16> = answers.into_iter().map(|answer| answer.expect("no panic").status).collect();
+    assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 400).count(), 19, "{statuses:?}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn forgot_answers_the_same_for_unknown_addresses_and_mails_only_known_ones(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let known = address("known");
+    let unknown = address("unknown");
+    api.signed_up(&known).await;
+
+    let for_known = api.forgot(&known).await;
+    let for_unknown = api.forgot(&unknown).await;
+    let malformed = api.forgot("no-at-sign").await;
+
+    assert_eq!(for_known.status, 202);
+    assert_eq!(
+        (for_known.status, &for_known.headers, &for_known.body),
+        (for_unknown.status, &for_unknown.headers, &for_unknown.body),
+        "nothing tells the two apart"
+    );
+    assert_eq!(for_known.body, Value::Null, "no body");
+    let to_known = mail(&known, 2).await;
+    assert!(to_known[1].contains("Subject: Reset your password"), "{}", to_known[1]);
+    assert!(to_known[1].contains(&format!("{APP_URL}/reset-password?token=")));
+    mail(&unknown, 0).await;
+    let rows: i64 = api.count("select count(*) from mail_quota").await;
+    assert_eq!(rows, 1, "an address without an account leaves no row");
+    assert_eq!((malformed.status, malformed.error_code()), (422, "invalid_email"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_reset_sets_the_password_signs_in_and_ends_every_other_session(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("reset");
+    let signup = api.signed_up(&email).await;
+    let other = api.post_login(&email, PASSWORD).await;
+    api.forgot(&email).await;
+    let token = link_token(&mail(&email, 2).await[1]);
+
+    let weak = api.reset(&token, "password1").await;
+    let reset = api.reset(&token, NEW_PASSWORD).await;
+    let reused = api.reset(&token, NEW_PASSWORD).await;
+
+    assert_eq!((weak.status, weak.error_code()), (422, "weak_password"), "the link survives a weak password");
+    assert_eq!(reset.status, 200, "{:?}", reset.body);
+    assert!(reset.body["user"]["email_verified_at"].is_string(), "the link proved the address");
+    assert_eq!((reused.status, reused.error_code()), (400, "invalid_token"));
+    for old in [&signup, &other] {
+        assert_eq!(api.post_refresh(&old.refresh_token()).await.status, 401, "old refresh tokens are dead");
+        assert_eq!(api.get_me(&old.access_token()).await.status, 401, "old access tokens are dead");
+    }
+    assert_eq!(api.get_me(&reset.access_token()).await.status, 200);
+    assert_eq!(api.post_refresh(&reset.refresh_token()).await.status, 200);
+    assert_eq!(api.post_login(&email, PASSWORD).await.status, 401);
+    assert_eq!(api.post_login(&email, NEW_PASSWORD).await.status, 200);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_concurrent_resets_with_one_link_succeed_once(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("reset-race");
+    api.signed_up(&email).await;
+    api.forgot(&email).await;
+    let token = link_token(&mail(&email, 2).await[1]);
+
+    let answers = futures_util::future::join_all((0..20).map(|n| {
+        let api = api.clone();
+        let token = token.clone();
+        tokio::spawn(async move { api.reset(&token, &format!("{NEW_PASSWORD} {n}")).await })
+    }))
+    .await;
+
+    let answers: Vec<Response> = answers.into_iter().map(|answer| answer.expect("no panic")).collect();
+    let winners: Vec<&Response> = answers.iter().filter(|a| a.status == 200).collect();
+    assert_eq!(winners.len(), 1, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.status != 200)
+            .all(|a| a.status == 400 && a.error_code() == "invalid_token")
+    );
+    let live: i64 = api.count("select count(*) from sessions where revoked_at is null").await;
+    assert_eq!(live, 1, "one new session, the winner's");
+    assert_eq!(api.get_me(&winners[0].access_token()).await.status, 200);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn one_mail_of_a_kind_per_minute_and_five_an_hour_per_address(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("limits");
+    api.signed_up(&email).await; // mail 1: verification
+
+    let reset_a_second_later = api.forgot(&email).await; // mail 2: another kind, not held back
+    let same_kind_again = api.forgot(&email).await; // held back: a reset within the minute
+    mail(&email, 2).await;
+    for _ in 0..4 {
+        api.a_minute_later(&email).await;
+        assert_eq!(api.forgot(&email).await.status, 202); // mails 3, 4, 5, then held back: 5 an hour
+    }
+    let messages = mail(&email, 5).await;
+
+    assert_eq!((reset_a_second_later.status, same_kind_again.status), (202, 202), "a limit is never told");
+    assert!(messages[1].contains("Reset your password"));
+    // The hour passes: the window starts again.
+    sqlx::query("update mail_quota set window_started_at = window_started_at - interval '61 minutes'")
+        .execute(&api.pool)
+        .await
+        .unwrap();
+    api.a_minute_later(&email).await;
+    api.forgot(&email).await;
+    mail(&email, 6).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn ten_concurrent_requests_for_one_address_send_one_mail(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("burst");
+    api.signed_up(&email).await;
+
+    let answers = futures_util::future::join_all((0..10).map(|_| {
+        let api = api.clone();
+        let email = email.clone();
+        tokio::spawn(async move { api.forgot(&email).await.status })
+    }))
+    .await;
+
+    assert!(answers.into_iter().all(|status| status.expect("no panic") == 202));
+    let messages = mail(&email, 2).await;
+    assert_eq!(messages.iter().filter(|m| m.contains("Reset your password")).count(), 1);
+    let tokens: i64 = api.count("select count(*) from mail_tokens where kind = 'reset_password'").await;
+    assert_eq!(tokens, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_global_hourly_cap_holds_across_addresses(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |app| {
+        app.mailer = Mailer::new(Some(MailConfig { hourly_limit: 2, ..crate::helpers::mail_config() }));
+    })
+    .await;
+    let addresses: Vec<String> = (0..3).map(|n| address(&format!("cap{n}"))).collect();
+    for email in &addresses {
+        api.signed_up(email).await;
+    }
+
+    let delivered: Vec<usize> = futures_util::future::join_all(addresses.iter().map(|a| sent_mail(a)))
+        .await
+        .iter()
+        .map(Vec::len)
+        .collect();
+    assert_eq!(delivered, [1, 1, 0], "the third signup's mail is over the cap");
+    let sent: i32 = sqlx::query_scalar("select sent from mail_hourly").fetch_one(&api.pool).await.unwrap();
+    assert_eq!(sent, 2);
+    let tokens: i64 = api.count("select count(*) from mail_tokens").await;
+    assert_eq!(tokens, 2, "no link is stored for a mail not sent");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_mail_ses_refuses_loses_nothing_and_tells_the_client_nothing(pool: PgPool) {
+    // An address of no verified identity: SES refuses every send (MessageRejected).
+    let unverified =
+        MailConfig { from: "Nobody <nobody@unverified.test>".to_owned(), ..crate::helpers::mail_config() };
+    let api = TestApp::with_mail(pool, |app| app.mailer = Mailer::new(Some(unverified.clone()))).await;
+    let email = address("refused");
+
+    let signup = api.signed_up(&email).await;
+    let forgot = api.forgot(&email).await;
+    let direct = Mailer::new(Some(unverified)).send(MailKind::VerifyEmail, &email, "token").await;
+
+    assert_eq!(signup.status, 201);
+    assert_eq!((forgot.status, &forgot.body), (202, &Value::Null));
+    mail(&email, 0).await;
+    let tokens: i64 = api.count("select count(*) from mail_tokens").await;
+    assert_eq!(tokens, 2, "both links are stored, to be asked for again");
+    assert_eq!(direct, Delivery::Failed { code: "MessageRejected".to_owned() });
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn resend_needs_a_live_access_token_and_sends_nothing_once_verified(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("resend");
+    let signup = api.signed_up(&email).await;
+    api.verify(&link_token(&mail(&email, 1).await[0])).await;
+    api.a_minute_later(&email).await;
+
+    let verified = api.resend(&signup.access_token()).await;
+    let anonymous = api.send(Endpoint::ResendVerification, json_request("{}")).await;
+    let forged = api.resend("not.a.jwt").await;
+
+    assert_eq!((verified.status, &verified.body), (202, &Value::Null));
+    mail(&email, 1).await;
+    assert_eq!((anonymous.status, anonymous.error_code()), (401, "missing_token"));
+    assert_eq!((forged.status, forged.error_code()), (401, "invalid_token"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn changing_the_password_keeps_this_session_ends_the_others_and_voids_a_reset_link(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("change");
+    let this = api.signed_up(&email).await;
+    let other = api.post_login(&email, PASSWORD).await;
+    api.forgot(&email).await;
+    let reset_token = link_token(&mail(&email, 2).await[1]);
+
+    let wrong = api.change(&this.access_token(), "not the password", NEW_PASSWORD).await;
+    let weak = api.change(&this.access_token(), PASSWORD, "password1").await;
+    let changed = api.change(&this.access_token(), PASSWORD, NEW_PASSWORD).await;
+
+    assert_eq!((wrong.status, wrong.error_code()), (403, "invalid_password"));
+    assert_eq!(wrong.header("www-authenticate"), None);
+    assert_eq!((weak.status, weak.error_code()), (422, "weak_password"));
+    assert_eq!((changed.status, &changed.body), (204, &Value::Null));
+    assert_eq!(api.get_me(&this.access_token()).await.status, 200, "this session goes on");
+    assert_eq!(api.post_refresh(&this.refresh_token()).await.status, 200);
+    assert_eq!(api.get_me(&other.access_token()).await.status, 401, "the other one ended");
+    assert_eq!(api.post_refresh(&other.refresh_token()).await.status, 401);
+    let reset = api.reset(&reset_token, "another fine passphrase").await;
+    assert_eq!(
+        (reset.status, reset.error_code()),
+        (400, "invalid_token"),
+        "the change voided the reset link"
+    );
+    assert_eq!(api.post_login(&email, PASSWORD).await.status, 401);
+    assert_eq!(api.post_login(&email, NEW_PASSWORD).await.status, 200);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn wrong_passwords_to_change_or_delete_are_throttled_as_logins_are(pool: PgPool) {
+    let api = TestApp::new(pool);
+    let email = address("guess");
+    let access = api.signed_up(&email).await.access_token();
+
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let guess = format!("guess number {n}");
+        let response = if n % 2 == 0 {
+            api.change(&access, &guess, NEW_PASSWORD).await
+        } else {
+            api.delete_account(&access, &guess).await
+        };
+        statuses.push(response.status);
+    }
+    let right_but_throttled = api.delete_account(&access, PASSWORD).await;
+
+    assert_eq!(statuses, [403, 403, 403, 403, 403, 429]);
+    assert_eq!((right_but_throttled.status, right_but_throttled.error_code()), (429, "too_many_attempts"));
+    assert!(right_but_throttled.header("retry-after").is_some());
+    assert_eq!(api.get_me(&access).await.status, 200, "the account is still there");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn deleting_the_account_removes_everything_and_ends_every_token_at_once(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("delete");
+    let signup = api.signed_up(&email).await;
+    let other = api.post_login(&email, PASSWORD).await;
+    api.post_login(&email, "a wrong password").await;
+
+    let wrong = api.delete_account(&signup.access_token(), "a wrong password").await;
+    let deleted = api.delete_account(&signup.access_token(), PASSWORD).await;
+
+    assert_eq!((wrong.status, wrong.error_code()), (403, "invalid_password"));
+    assert_eq!((deleted.status, &deleted.body), (204, &Value::Null));
+    for table in ["users", "sessions", "refresh_tokens", "mail_tokens", "mail_quota", "login_attempts"] {
+        let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
+            .fetch_one(&api.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "{table} keeps nothing of the user");
+    }
+    for old in [&signup, &other] {
+        assert_eq!(api.get_me(&old.access_token()).await.status, 401);
+        assert_eq!(api.post_refresh(&old.refresh_token()).await.status, 401);
+        assert_eq!(api.delete_account(&old.access_token(), PASSWORD).await.status, 401);
+    }
+    assert_eq!(api.post_login(&email, PASSWORD).await.status, 401);
+    assert_eq!(api.post_signup(&email, PASSWORD).await.status, 201, "the address is free again");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_session_list_shows_each_device_and_revokes_only_the_callers_sessions(pool: PgPool) {
+    let api = TestApp::new(pool);
+    let email = address("devices");
+    api.signed_up(&email).await;
+    let phone = api.send(Endpoint::Login, login_from(&email, "Phone/1.0", "198.51.100.7")).await;
+    let laptop = api.send(Endpoint::Login, login_from(&email, "Laptop/2.0", "2001:db8::5")).await;
+    let stranger = api.signed_up(&address("stranger")).await;
+    // The phone refreshes last: it is the most recently used.
+    let phone = api.post_refresh(&phone.refresh_token()).await;
+
+    let listed = api.sessions(&laptop.access_token()).await;
+    let sessions = listed.body["sessions"].as_array().expect("a list").clone();
+
+    assert_eq!(listed.status, 200);
+    assert_eq!(sessions.len(), 3, "{sessions:#?}");
+    assert_eq!(sessions[0]["user_agent"], "Phone/1.0");
+    assert_eq!(sessions[0]["ip"], "198.51.100.7");
+    assert_eq!(sessions[0]["current"], false);
+    let time = |value: &Value| {
+        time::OffsetDateTime::parse(
+            value.as_str().expect("a time"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("RFC 3339")
+    };
+    assert!(
+        time(&sessions[0]["last_used_at"]) > time(&sessions[0]["created_at"]),
+        "the refresh is its last use"
+    );
+    let laptop_entry = sessions.iter().find(|s| s["user_agent"] == "Laptop/2.0").expect("the laptop");
+    assert_eq!((laptop_entry["ip"].as_str(), &laptop_entry["current"]), (Some("2001:db8::5"), &json!(true)));
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    assert_eq!(
+        (&sessions[2]["user_agent"], &sessions[2]["ip"]),
+        (&Value::Null, &json!("192.0.2.1")),
+        "signup's"
+    );
+
+    let stranger_sessions = api.sessions(&stranger.access_token()).await.body["sessions"].clone();
+    let stranger_id = stranger_sessions[0]["id"].as_str().unwrap().to_owned();
+    let phone_id = sessions[0]["id"].as_str().unwrap().to_owned();
+    let not_mine = api.revoke(&laptop.access_token(), &stranger_id).await;
+    let revoked = api.revoke(&laptop.access_token(), &phone_id).await;
+    let twice = api.revoke(&laptop.access_token(), &phone_id).await;
+    let malformed = api.revoke(&laptop.access_token(), "not-a-uuid").await;
+
+    assert_eq!((not_mine.status, not_mine.error_code()), (404, "session_not_found"));
+    assert_eq!(api.get_me(&stranger.access_token()).await.status, 200, "the stranger's session is untouched");
+    assert_eq!((revoked.status, &revoked.body), (204, &Value::Null));
+    assert_eq!(api.post_refresh(&phone.refresh_token()).await.status, 401, "the phone is signed out");
+    assert_eq!(api.get_me(&phone.access_token()).await.status, 401);
+    assert_eq!((twice.status, malformed.status), (404, 404));
+    let after = api.sessions(&laptop.access_token()).await.body["sessions"].as_array().unwrap().len();
+    assert_eq!(after, 2);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn with_require_verified_email_an_unverified_address_cannot_log_in(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |app| app.require_verified_email = true).await;
+    let email = address("required");
+    api.signed_up(&email).await;
+
+    let unverified = api.post_login(&email, PASSWORD).await;
+    let wrong = api.post_login(&email, "a wrong password").await;
+    api.verify(&link_token(&mail(&email, 1).await[0])).await;
+    let verified = api.post_login(&email, PASSWORD).await;
+
+    assert_eq!((unverified.status, unverified.error_code()), (403, "email_not_verified"));
+    assert_eq!(
+        (wrong.status, wrong.error_code()),
+        (401, "invalid_credentials"),
+        "said only to the password's holder"
+    );
+    assert_eq!(verified.status, 200, "{:?}", verified.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn bad_bodies_get_their_4xx_on_every_new_endpoint(pool: PgPool) {
+    let api = TestApp::new(pool);
+    let access = api.signed_up(&address("bodies")).await.access_token();
+    let text = |method: &str, path: &str| {
+        let headers = json!({"authorization": format!("Bearer {access}"), "content-type": "text/plain"});
+        event(method, path, headers, Some("{}"), false)
+    };
+
+    let cases = [
+        (Endpoint::VerifyEmail, json_request("{\"token\":"), 400, "malformed_json"),
+        (Endpoint::VerifyEmail, json_request("{}"), 400, "invalid_request"),
+        (Endpoint::ForgotPassword, json_request("{\"email\": 5}"), 400, "invalid_request"),
+        (Endpoint::ResetPassword, json_request("{\"token\":\"x\"}"), 400, "invalid_request"),
+        (
+            Endpoint::ResetPassword,
+            json_request("{\"token\":\"x\",\"password\":\"long enough pass\"}"),
+            400,
+            "invalid_token",
+        ),
+        (Endpoint::ChangePassword, text("POST", "/auth/password/change"), 415, "unsupported_media_type"),
+        (Endpoint::DeleteAccount, text("DELETE", "/auth/me"), 415, "unsupported_media_type"),
+        (
+            Endpoint::DeleteAccount,
+            bearer_json("DELETE", "/auth/me", &access, Some(&json!({}))),
+            400,
+            "invalid_request",
+        ),
+        (Endpoint::Sessions, json_request("{}"), 401, "missing_token"),
+        (Endpoint::RevokeSession, json_request("{}"), 401, "missing_token"),
+    ];
+    for (endpoint, request, status, code) in cases {
+        let response = api.send(endpoint, request).await;
+        assert_eq!((response.status, response.error_code()), (status, code), "{endpoint:?}");
+    }
+    let users: i64 = api.count("select count(*) from users").await;
+    assert_eq!(users, 1, "nothing was deleted");
+}

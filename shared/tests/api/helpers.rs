@@ -1,0 +1,259 @@
+//! A typed client around the real handlers and a real, per-test Postgres database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use shared::app::App;
+use shared::handlers;
+use shared::http::{Body, Request};
+use shared::runtime::answer;
+use shared::tokens::{TokenSigner, TokenVerifier, public_key_set};
+use sqlx::PgPool;
+pub use test_support::{PASSWORD, REFRESH_TOKEN_KEY};
+
+pub const ISSUER: &str = "https://auth.test";
+pub const AUDIENCE: &str = "auth-test-api";
+
+fn signing_key() -> shared::tokens::SigningKey {
+    test_support::signing_key("test-key")
+}
+
+/// Signs with the test key.
+pub fn token_signer() -> TokenSigner {
+    let refresh_key = SecretString::from(REFRESH_TOKEN_KEY);
+    TokenSigner::new(signing_key(), &refresh_key, ISSUER.into(), AUDIENCE.into(), Duration::from_secs(900))
+        .expect("test signer")
+}
+
+/// Verifies with the test key's public half.
+pub fn token_verifier() -> TokenVerifier {
+    let set = public_key_set(&[&signing_key()]).to_string();
+    TokenVerifier::from_jwks_json(&set, ISSUER.into(), AUDIENCE.into()).expect("test verifier")
+}
+
+/// A response as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+impl Response {
+    fn from(response: shared::http::Response) -> Self {
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap().to_owned()))
+            .collect();
+        let body = match response.body() {
+            Body::Empty => Value::Null,
+            Body::Text(text) => serde_json::from_str(text).expect("every body is JSON"),
+            Body::Binary(bytes) => panic!("a binary body: {bytes:?}"),
+            _ => panic!("an unknown body"),
+        };
+        Self { status: response.status().as_u16(), headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The error code of an error body, checking the error shape on the way.
+    pub fn error_code(&self) -> &str {
+        assert!(self.body["message"].is_string(), "error bodies carry a message: {}", self.body);
+        self.body["error"].as_str().unwrap_or_else(|| panic!("not an error body: {}", self.body))
+    }
+
+    pub fn refresh_token(&self) -> String {
+        self.body["refresh_token"].as_str().expect("a refresh token").to_owned()
+    }
+
+    pub fn access_token(&self) -> String {
+        self.body["access_token"].as_str().expect("an access token").to_owned()
+    }
+}
+
+/// Runs a handler through the functions' own wiring (`runtime::answer`) and reads its answer.
+/// The handler's future is boxed: a debug build's futures are large, and a test that awaits
+/// several in a row would overflow its thread's 2 MiB stack.
+pub async fn call(handler: impl std::future::Future<Output = shared::http::Reply>) -> Response {
+    Response::from(answer(Box::pin(handler)).await)
+}
+
+/// Which endpoint a request goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint {
+    Signup,
+    Login,
+    Refresh,
+    Logout,
+    Me,
+    Health,
+    Jwks,
+    VerifyEmail,
+    ResendVerification,
+    ForgotPassword,
+    ResetPassword,
+    ChangePassword,
+    DeleteAccount,
+    Sessions,
+    RevokeSession,
+}
+
+/// The handlers behind a test database.
+#[derive(Clone)]
+pub struct TestApp {
+    pub app: Arc<App>,
+    pub pool: PgPool,
+}
+
+impl TestApp {
+    /// The handlers with the default settings (a 10 s refresh-reuse grace window).
+    pub fn new(pool: PgPool) -> Self {
+        Self::with_reuse_grace(pool, Duration::from_secs(10))
+    }
+
+    /// The handlers sending mail through the local SES (`scripts/with-moto`), from the tests'
+    /// verified identity, with `configure` applied to the state first.
+    pub async fn with_mail(pool: PgPool, configure: impl FnOnce(&mut App)) -> Self {
+        test_support::verify_mail_identity().await;
+        let mut app = App::with_pool(
+            pool.clone(),
+            token_signer(),
+            token_verifier(),
+            Duration::from_secs(30 * 24 * 3600),
+            Duration::from_secs(10),
+        );
+        app.mailer = shared::mail::Mailer::new(Some(mail_config()));
+        configure(&mut app);
+        Self { app: Arc::new(app), pool }
+    }
+
+    pub fn with_reuse_grace(pool: PgPool, grace: Duration) -> Self {
+        let app = App::with_pool(
+            pool.clone(),
+            token_signer(),
+            token_verifier(),
+            Duration::from_secs(30 * 24 * 3600),
+            grace,
+        );
+        Self { app: Arc::new(app), pool }
+    }
+
+    /// Sends `request` to an endpoint's handler through the functions' own wiring
+    /// (`runtime::answer`: errors and panics become their responses).
+    pub async fn send(&self, endpoint: Endpoint, request: Request) -> Response {
+        let app = &*self.app;
+        match endpoint {
+            Endpoint::Signup => call(handlers::signup::handle(app, request)).await,
+            Endpoint::Login => call(handlers::login::handle(app, request)).await,
+            Endpoint::Refresh => call(handlers::refresh::handle(app, request)).await,
+            Endpoint::Logout => call(handlers::logout::handle(app, request)).await,
+            Endpoint::Me => call(handlers::me::handle(app, request)).await,
+            Endpoint::Health => call(handlers::health::handle(app, request)).await,
+            Endpoint::Jwks => call(handlers::jwks::handle(app, request)).await,
+            Endpoint::VerifyEmail => call(handlers::verify_email::handle(app, request)).await,
+            Endpoint::ResendVerification => call(handlers::resend_verification::handle(app, request)).await,
+            Endpoint::ForgotPassword => call(handlers::forgot_password::handle(app, request)).await,
+            Endpoint::ResetPassword => call(handlers::reset_password::handle(app, request)).await,
+            Endpoint::ChangePassword => call(handlers::change_password::handle(app, request)).await,
+            Endpoint::DeleteAccount => call(handlers::delete_account::handle(app, request)).await,
+            Endpoint::Sessions => call(handlers::sessions::handle(app, request)).await,
+            Endpoint::RevokeSession => call(handlers::revoke_session::handle(app, request)).await,
+        }
+    }
+
+    pub async fn post_json(&self, endpoint: Endpoint, body: &Value) -> Response {
+        self.send(endpoint, json_request(&body.to_string())).await
+    }
+
+    pub async fn post_signup(&self, email: &str, password: &str) -> Response {
+        self.post_json(Endpoint::Signup, &json!({ "email": email, "password": password })).await
+    }
+
+    pub async fn post_login(&self, email: &str, password: &str) -> Response {
+        self.post_json(Endpoint::Login, &json!({ "email": email, "password": password })).await
+    }
+
+    pub async fn post_refresh(&self, refresh_token: &str) -> Response {
+        self.post_json(Endpoint::Refresh, &json!({ "refresh_token": refresh_token })).await
+    }
+
+    pub async fn post_logout(&self, refresh_token: &str) -> Response {
+        self.post_json(Endpoint::Logout, &json!({ "refresh_token": refresh_token })).await
+    }
+
+    pub async fn get_me(&self, access_token: &str) -> Response {
+        self.send(Endpoint::Me, bearer_request(access_token)).await
+    }
+
+    /// Signs up `email` and returns the 201 response.
+    pub async fn signed_up(&self, email: &str) -> Response {
+        let response = self.post_signup(email, PASSWORD).await;
+        assert_eq!(response.status, 201, "signup failed: {:?}", response.body);
+        response
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
+    }
+}
+
+/// The tests' mail settings: their verified identity, their app URL.
+pub fn mail_config() -> shared::mail::MailConfig {
+    shared::mail::MailConfig {
+        from: test_support::MAIL_FROM.to_owned(),
+        app_url: test_support::APP_URL.to_owned(),
+        hourly_limit: 1_000,
+        outbox: None,
+    }
+}
+
+/// An HTTP API (payload 2.0) event, read by lambda_http as the functions' runtime reads it.
+pub fn event(method: &str, path: &str, headers: Value, body: Option<&str>, base64: bool) -> Request {
+    let event = json!({
+        "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": "",
+        "headers": headers, "body": body, "isBase64Encoded": base64,
+        "requestContext": {
+            "apiId": "testapi", "stage": "$default", "requestId": "test",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
+                     "userAgent": "tests"},
+        },
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event")
+}
+
+/// A GET with no headers.
+pub fn get(path: &str) -> Request {
+    event("GET", path, json!({}), None, false)
+}
+
+/// A POST with a JSON body, as API Gateway delivers it.
+pub fn json_request(body: &str) -> Request {
+    request_with(Some("application/json"), body, false)
+}
+
+pub fn request_with(content_type: Option<&str>, body: &str, base64: bool) -> Request {
+    let headers = match content_type {
+        Some(content_type) => json!({ "content-type": content_type }),
+        None => json!({}),
+    };
+    event("POST", "/", headers, Some(body), base64)
+}
+
+pub fn bearer_request(token: &str) -> Request {
+    event("GET", "/auth/me", json!({ "authorization": format!("Bearer {token}") }), None, false)
+}
+
+/// A request with a bearer token and, when given, a JSON body.
+pub fn bearer_json(method: &str, path: &str, token: &str, body: Option<&Value>) -> Request {
+    let mut headers = json!({ "authorization": format!("Bearer {token}") });
+    if body.is_some() {
+        headers["content-type"] = json!("application/json");
+    }
+    event(method, path, headers, body.map(Value::to_string).as_deref(), false)
+}

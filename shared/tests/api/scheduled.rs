@@ -1,0 +1,209 @@
+//! The scheduled health check: EventBridge events are accepted and purge old tokens in bounded,
+//! concurrent-safe batches; other events are refused.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::helpers::{TestApp, call};
+use lambda_http::RequestExt as _;
+use serde_json::json;
+use shared::handlers::health;
+use shared::http::Request;
+use shared::maintenance;
+use sqlx::PgPool;
+
+/// An EventBridge schedule, read by lambda_http as the function's runtime reads it.
+fn scheduled_event() -> Request {
+    let event = json!({
+        "version": "0", "id": "5e1f", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-11-27T05:00:00Z", "region": "eu-west-1",
+        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/health"], "detail": {}
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+/// A session with `old` tokens revoked 8 days ago and `fresh` tokens revoked just now.
+async fn seed_tokens(app: &TestApp, old: i64, fresh: i64) {
+    let refresh = app.signed_up("seed@example.com").await.refresh_token();
+    assert_eq!(app.post_logout(&refresh).await.status, 204);
+    sqlx::query(
+        "insert into refresh_tokens (token_hash, session_id, expires_at, revoked_at)
+         select sha256(('token-' || n)::bytea), s.id, now() + interval '30 days',
+                case when n <= $1 then now() - interval '8 days' else now() end
+         from generate_series(1, $1 + $2) as n, sessions as s",
+    )
+    .bind(old)
+    .bind(fresh)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduled_check_purges_only_long_revoked_tokens(pool: PgPool) {
+    let app = TestApp::new(pool);
+    seed_tokens(&app, 2_500, 40).await;
+
+    let response = call(health::handle(&app.app, scheduled_event())).await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 41, "40 fresh and signup's own");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn two_purges_at_once_both_finish_and_delete_each_row_once(pool: PgPool) {
+    let app = TestApp::new(pool);
+    seed_tokens(&app, 3_000, 10).await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (first, second) =
+        tokio::join!(maintenance::purge(&app.app, deadline), maintenance::purge(&app.app, deadline));
+
+    assert_eq!(first + second, 3_000);
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 11);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_run_deletes_at_most_twenty_batches_and_the_next_run_takes_the_rest(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let rounds = maintenance::PURGE_MAX_BATCHES as i64;
+    let backlog = (rounds + 5) * maintenance::PURGE_BATCH;
+    seed_tokens(&app, backlog, 10).await;
+    let deadline = || Instant::now() + Duration::from_secs(600);
+
+    let first = maintenance::purge(&app.app, deadline()).await;
+
+    assert_eq!(first as i64, rounds * maintenance::PURGE_BATCH);
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 5 * maintenance::PURGE_BATCH + 11);
+    let second = maintenance::purge(&app.app, deadline()).await;
+    assert_eq!(second as i64, 5 * maintenance::PURGE_BATCH);
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 11);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_purge_starts_no_batch_too_close_to_its_deadline_and_the_next_run_resumes(pool: PgPool) {
+    let app = TestApp::new(pool);
+    seed_tokens(&app, 1_500, 10).await;
+
+    let late = maintenance::purge(&app.app, Instant::now() + maintenance::PURGE_MARGIN / 2).await;
+
+    assert_eq!(late, 0);
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 1_511);
+    let next = maintenance::purge(&app.app, Instant::now() + Duration::from_secs(10)).await;
+    assert_eq!(next, 1_500);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_deadline_comes_from_the_invocation_context(pool: PgPool) {
+    let app = TestApp::new(pool);
+    seed_tokens(&app, 1_500, 10).await;
+    let event_due_in = |left: Duration| {
+        let mut context = lambda_runtime::Context::default();
+        let deadline = SystemTime::now() + left;
+        context.deadline = deadline.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        scheduled_event().with_lambda_context(context)
+    };
+
+    let response = call(health::handle(&app.app, event_due_in(maintenance::PURGE_MARGIN / 2))).await;
+
+    assert_eq!(response.status, 200, "the check itself still answers");
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 1_511);
+    call(health::handle(&app.app, event_due_in(Duration::from_secs(10)))).await;
+    assert_eq!(app.count("select count(*) from refresh_tokens").await, 11);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_event_from_another_source_is_refused(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let event = json!({"Records": [{"eventSource": "aws:sqs"}]});
+    let event = lambda_http::request::from_str(&event.to_string()).unwrap();
+
+    let response = call(health::handle(&app.app, event)).await;
+
+    assert_eq!(response.status, 400);
+}
+
+/// Signs up `email` and returns its session's id.
+async fn session_of(app: &TestApp, email: &str) -> uuid::Uuid {
+    app.signed_up(email).await;
+    sqlx::query_scalar(
+        "select s.id from sessions as s join users as u on u.id = s.user_id where u.email = $1",
+    )
+    .bind(email)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+async fn run_sql(app: &TestApp, sql: &'static str, session: uuid::Uuid) {
+    sqlx::query(sql).bind(session).execute(&app.pool).await.unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduled_check_purges_sessions_that_ended_long_ago_and_keeps_the_rest(pool: PgPool) {
+    let app = TestApp::new(pool);
+    // Past the 90-day lifetime by more than the 7-day retention, and by less.
+    let expired_long_ago = session_of(&app, "expired-long-ago@example.com").await;
+    run_sql(
+        &app,
+        "update sessions set created_at = now() - interval '97 days 1 hour' where id = $1",
+        expired_long_ago,
+    )
+    .await;
+    let expired_lately = session_of(&app, "expired-lately@example.com").await;
+    run_sql(
+        &app,
+        "update sessions set created_at = now() - interval '96 days' where id = $1",
+        expired_lately,
+    )
+    .await;
+    // Its one usable token expired unused more than the retention ago, and less.
+    let abandoned_long_ago = session_of(&app, "abandoned-long-ago@example.com").await;
+    run_sql(
+        &app,
+        "update refresh_tokens set expires_at = now() - interval '8 days' where session_id = $1",
+        abandoned_long_ago,
+    )
+    .await;
+    let abandoned_lately = session_of(&app, "abandoned-lately@example.com").await;
+    run_sql(
+        &app,
+        "update refresh_tokens set expires_at = now() - interval '6 days' where session_id = $1",
+        abandoned_lately,
+    )
+    .await;
+    let live = session_of(&app, "live@example.com").await;
+
+    let response = call(health::handle(&app.app, scheduled_event())).await;
+
+    assert_eq!(response.status, 200);
+    let mut left: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select id from sessions").fetch_all(&app.pool).await.unwrap();
+    let mut expected = vec![expired_lately, abandoned_lately, live];
+    left.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(left, expected);
+    assert_eq!(
+        app.count("select count(*) from refresh_tokens").await,
+        3,
+        "the purged sessions' tokens went with them"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduled_check_purges_login_attempts_quiet_for_a_day(pool: PgPool) {
+    let app = TestApp::new(pool);
+    sqlx::query(
+        "insert into login_attempts (email, failed_count, last_failed_at)
+         select 'guess-' || n || '@example.com', 3,
+                case when n <= 2500 then now() - interval '24 hours 1 minute' else now() - interval '23 hours' end
+         from generate_series(1, 2510) as n",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let response = call(health::handle(&app.app, scheduled_event())).await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(app.count("select count(*) from login_attempts").await, 10);
+}

@@ -1,0 +1,175 @@
+//! Login throttling: after 5 consecutive failures an email waits 1 s, doubling per failure up
+//! to 15 minutes, whether or not an account has it. Waiting is simulated by moving
+//! `last_failed_at` into the past.
+
+use crate::helpers::{PASSWORD, TestApp};
+use sqlx::PgPool;
+
+async fn fail_logins(app: &TestApp, email: &str, times: usize) {
+    for _ in 0..times {
+        let response = app.post_login(email, "not the password").await;
+        assert_eq!(response.status, 401);
+    }
+}
+
+async fn set_failures(app: &TestApp, email: &str, count: i32) {
+    sqlx::query(
+        "insert into login_attempts (email, failed_count) values ($1, $2)
+         on conflict (email) do update set failed_count = $2, last_failed_at = now()",
+    )
+    .bind(email)
+    .bind(count)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_sixth_attempt_after_five_failures_is_429_even_with_the_right_password(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    fail_logins(&app, "alice@example.com", 5).await;
+
+    let response = app.post_login("alice@example.com", PASSWORD).await;
+
+    assert_eq!((response.status, response.error_code()), (429, "too_many_attempts"));
+    assert_eq!(response.header("retry-after"), Some("1"));
+    let counted = "select failed_count::int8 from login_attempts where email = 'alice@example.com'";
+    assert_eq!(app.count(counted).await, 5, "a throttled attempt is not verified nor counted");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_email_without_an_account_is_throttled_the_same_way(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    fail_logins(&app, "alice@example.com", 5).await;
+    fail_logins(&app, "nobody@example.com", 5).await;
+
+    let known = app.post_login("alice@example.com", "guess").await;
+    let unknown = app.post_login("nobody@example.com", "guess").await;
+
+    assert_eq!(known.status, 429);
+    assert_eq!((known.body.clone(), known.headers.clone()), (unknown.body, unknown.headers));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_wait_doubles_per_failure_up_to_fifteen_minutes(pool: PgPool) {
+    let app = TestApp::new(pool);
+    for (failures, wait) in [(6, "2"), (8, "8"), (14, "512"), (15, "900"), (40, "900")] {
+        set_failures(&app, "alice@example.com", failures).await;
+
+        let response = app.post_login("alice@example.com", PASSWORD).await;
+
+        assert_eq!(
+            (response.status, response.header("retry-after")),
+            (429, Some(wait)),
+            "{failures} failures"
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn once_the_wait_is_over_a_success_clears_the_count(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    fail_logins(&app, "alice@example.com", 5).await;
+    sqlx::query("update login_attempts set last_failed_at = now() - interval '2 seconds'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let response = app.post_login("alice@example.com", PASSWORD).await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(app.count("select count(*) from login_attempts").await, 0);
+}
+
+async fn seed_attempts(app: &TestApp, email: &str, count: i32, quiet_for: &str) {
+    sqlx::query(
+        "insert into login_attempts (email, failed_count, last_failed_at)
+         values ($1, $2, now() - $3::interval)
+         on conflict (email) do update set failed_count = $2, last_failed_at = now() - $3::interval",
+    )
+    .bind(email)
+    .bind(count)
+    .bind(quiet_for)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+async fn failed_count(app: &TestApp, email: &str) -> i64 {
+    sqlx::query_scalar("select coalesce(max(failed_count), 0)::int8 from login_attempts where email = $1")
+        .bind(email)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn fifty_concurrent_wrong_logins_for_one_email_let_at_most_five_through(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+
+    let attempts = (0..50).map(|_| app.post_login("alice@example.com", "not the password"));
+    let responses = futures_util::future::join_all(attempts).await;
+
+    let mut statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    statuses.sort_unstable();
+    let unauthorized = statuses.iter().filter(|&&s| s == 401).count();
+    assert!(unauthorized <= 5, "{unauthorized} guesses were verified: {statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 401 || s == 429), "{statuses:?}");
+    assert_eq!(failed_count(&app, "alice@example.com").await, unauthorized as i64);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_count_at_the_integer_limit_neither_errors_nor_locks_the_right_password_out(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    // The wait is capped at 15 minutes: 16 minutes after the last failure it is over.
+    seed_attempts(&app, "alice@example.com", i32::MAX, "16 minutes").await;
+
+    let wrong = app.post_login("alice@example.com", "not the password").await;
+    let throttled = app.post_login("alice@example.com", PASSWORD).await;
+    seed_attempts(&app, "alice@example.com", i32::MAX, "16 minutes").await;
+    let right = app.post_login("alice@example.com", PASSWORD).await;
+
+    assert_eq!((wrong.status, wrong.error_code()), (401, "invalid_credentials"), "{:?}", wrong.body);
+    assert_eq!(failed_count(&app, "alice@example.com").await, 0, "cleared by the success");
+    assert_eq!(
+        (throttled.status, throttled.header("retry-after")),
+        (429, Some("900")),
+        "{:?}",
+        throttled.body
+    );
+    assert_eq!(right.status, 200, "{:?}", right.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_count_up_to_the_integer_limit_answers_401_or_429_never_500(pool: PgPool) {
+    let app = TestApp::new(pool);
+    for count in [1_028, 1_029, 1_030, 100_000, i32::MAX - 1, i32::MAX] {
+        set_failures(&app, "alice@example.com", count).await;
+
+        let response = app.post_login("alice@example.com", "not the password").await;
+
+        assert_eq!(
+            (response.status, response.header("retry-after")),
+            (429, Some("900")),
+            "{count} failures: {:?}",
+            response.body
+        );
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_count_quiet_for_a_day_starts_again_from_zero(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    seed_attempts(&app, "alice@example.com", 40, "24 hours 1 minute").await;
+
+    fail_logins(&app, "alice@example.com", 2).await;
+
+    assert_eq!(failed_count(&app, "alice@example.com").await, 2);
+    assert_eq!(app.post_login("alice@example.com", PASSWORD).await.status, 200);
+}

@@ -1,0 +1,246 @@
+//! The house rules that keep one list of functions: template.yaml names the functions (with
+//! their routes, sizes and the secrets each reads), and everything else derives from it. A new
+//! endpoint touches its handler module and its registration line in `shared::handlers`, its
+//! binary (`functions/src/bin/<name>.rs` and its `[[bin]]`), template.yaml, openapi.yaml, its
+//! tests, its sample event and the docs: never a script, a tool or a template check.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use local_lambda::{FunctionSpec, RouteSpec, Template};
+
+use crate::helpers::REGION;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository")
+}
+
+fn functions() -> Vec<FunctionSpec> {
+    Template::load(&repository().join("template.yaml"), REGION).expect("template.yaml").functions
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// The `[[bin]]` entries of functions/Cargo.toml: (name, whether its test harness is off). The
+/// manifest's `[[bin]]` tables are plain `key = value` lines.
+fn declared_binaries() -> Vec<(String, bool)> {
+    let mut declared: Vec<(String, bool)> = Vec::new();
+    let mut in_bin = false;
+    for line in read(&repository().join("functions/Cargo.toml")).lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+            if in_bin {
+                declared.push((String::new(), false));
+            }
+        } else if let (true, Some((key, value)), Some(last)) =
+            (in_bin, line.split_once('='), declared.last_mut())
+        {
+            match key.trim() {
+                "name" => last.0 = value.trim().trim_matches('"').to_owned(),
+                "test" => last.1 = value.trim() == "false",
+                _ => {}
+            }
+        }
+    }
+    declared
+}
+
+#[test]
+fn every_function_of_the_template_has_its_binary_and_sample_event_and_nothing_else_does() {
+    let root = repository();
+    let binaries: BTreeSet<String> = functions().into_iter().map(|function| function.binary).collect();
+    assert!(binaries.len() > 10, "the template's functions were read: {binaries:?}");
+
+    let declared = declared_binaries();
+    let names: BTreeSet<String> = declared.iter().map(|(name, _)| name.clone()).collect();
+    assert_eq!(names, binaries, "functions/Cargo.toml's [[bin]] entries against template.yaml's functions");
+    let harnessed: Vec<&String> = declared.iter().filter(|(_, off)| !off).map(|(name, _)| name).collect();
+    assert!(harnessed.is_empty(), "[[bin]] entries without `test = false`: {harnessed:?}");
+
+    let sources: BTreeSet<String> = std::fs::read_dir(root.join("functions/src/bin"))
+        .expect("functions/src/bin")
+        .map(|entry| entry.expect("an entry").path())
+        .filter_map(|path| path.file_stem().and_then(|stem| stem.to_str()).map(str::to_owned))
+        .collect();
+    assert_eq!(sources, binaries, "functions/src/bin/*.rs against template.yaml's functions");
+
+    for binary in &binaries {
+        let event = root.join("events").join(format!("{binary}.json"));
+        assert!(event.is_file(), "{} is missing: every function has a sample event", event.display());
+    }
+}
+
+/// `METHOD /path` of every operation in openapi.yaml.
+fn documented_routes() -> BTreeSet<String> {
+    let spec: serde_yaml::Value =
+        serde_yaml::from_str(&read(&repository().join("openapi.yaml"))).expect("YAML");
+    let paths = spec.get("paths").and_then(serde_yaml::Value::as_mapping).expect("openapi.yaml has paths");
+    let mut routes = BTreeSet::new();
+    for (path, operations) in paths {
+        for (method, _) in operations.as_mapping().into_iter().flatten() {
+            let method = method.as_str().expect("a method");
+            if ["get", "put", "post", "delete", "patch", "head", "options"].contains(&method) {
+                routes.insert(format!("{} {}", method.to_uppercase(), path.as_str().expect("a path")));
+            }
+        }
+    }
+    routes
+}
+
+#[test]
+fn the_templates_routes_are_exactly_the_documented_operations() {
+    let routed: BTreeSet<String> =
+        functions().iter().flat_map(|function| function.routes.iter().map(RouteSpec::key)).collect();
+    assert_eq!(
+        routed,
+        documented_routes(),
+        "template.yaml's HttpApi routes against openapi.yaml's operations"
+    );
+}
+
+/// The ways a function's name can be typed: its binary (`revoke-session`), its logical id
+/// (`RevokeSessionFunction`), and the binary in snake, camel and Pascal case.
+fn spellings(function: &FunctionSpec) -> Vec<String> {
+    let words: Vec<&str> = function.binary.split('-').collect();
+    let capitalised: Vec<String> = words.iter().map(|word| word[..1].to_uppercase() + &word[1..]).collect();
+    let mut spellings = vec![
+        function.binary.clone(),
+        function.logical_id.clone(),
+        words.join("_"),
+        words[0].to_owned() + &capitalised[1..].concat(),
+        capitalised.concat(),
+    ];
+    spellings.sort();
+    spellings.dedup();
+    spellings
+}
+
+/// Where `spelling` occurs in `text` as a name rather than as part of a word or a route: a
+/// whole identifier when it has several words or is a logical id; a one-word name only where a
+/// tool would use it as a name (a quoted string, a path segment of a binary or an event, a
+/// cargo argument). Routes (`/auth/sessions`) are contract, not names: they are blanked first.
+fn occurrences(text: &str, spelling: &str, one_word: bool) -> Vec<usize> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut found = Vec::new();
+    for (index, _) in text.match_indices(spelling) {
+        let before = text[..index].chars().next_back();
+        let after = text[index + spelling.len()..].chars().next();
+        if before.is_some_and(is_name) || after.is_some_and(is_name) {
+            continue;
+        }
+        let named = if one_word {
+            let quoted = matches!(before, Some('"' | '\'')) && before == after;
+            let path = before == Some('/') && matches!(after, Some('/' | '.' | '"' | '\'') | None);
+            let argument = text[..index].ends_with("--bin ") || text[..index].ends_with("-p ");
+            quoted || path || argument
+        } else {
+            true
+        };
+        if named {
+            found.push(index);
+        }
+    }
+    found
+}
+
+/// The files of the tools, scripts and template checks, which must derive the list of functions.
+fn tool_files() -> Vec<PathBuf> {
+    let root = repository();
+    let mut files = vec![root.join("Makefile")];
+    let mut folders: Vec<PathBuf> =
+        ["scripts", "tools", "tests/template", "tests/support", "tests/e2e/rehearse", ".ci"]
+            .iter()
+            .map(|folder| root.join(folder))
+            .collect();
+    while let Some(folder) = folders.pop() {
+        for entry in
+            std::fs::read_dir(&folder).unwrap_or_else(|error| panic!("{}: {error}", folder.display()))
+        {
+            let path = entry.expect("an entry").path();
+            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+            if path.is_dir() {
+                if !["target", "__pycache__", "fixtures"].contains(&name) {
+                    folders.push(path);
+                }
+            } else if !name.ends_with(".md") {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// The function names typed into `text`, as (spelling, line number).
+fn names_in(text: &str, functions: &[FunctionSpec]) -> Vec<(String, usize)> {
+    let mut routes: Vec<String> = functions
+        .iter()
+        .flat_map(|function| function.routes.iter())
+        .filter_map(|route| match route {
+            RouteSpec::Route { path, .. } => Some(path.clone()),
+            RouteSpec::Default => None,
+        })
+        .collect();
+    routes.sort_by_key(|route| std::cmp::Reverse(route.len()));
+    let mut text = text.to_owned();
+    for route in &routes {
+        text = text.replace(route.as_str(), &" ".repeat(route.len()));
+    }
+    let mut named = Vec::new();
+    for function in functions {
+        let one_word = !function.binary.contains('-');
+        for spelling in spellings(function) {
+            let is_identifier = spelling == function.logical_id || !one_word;
+            for index in occurrences(&text, &spelling, !is_identifier) {
+                named.push((spelling.clone(), text[..index].lines().count().max(1)));
+            }
+        }
+    }
+    named
+}
+
+#[test]
+fn no_tool_script_or_template_check_names_a_function() {
+    let functions = functions();
+    let mut named = Vec::new();
+    for file in tool_files() {
+        let Ok(text) = std::fs::read_to_string(&file) else { continue };
+        for (spelling, line) in names_in(&text, &functions) {
+            named.push(format!("{}:{line}: {spelling}", file.display()));
+        }
+    }
+    assert!(
+        named.is_empty(),
+        "functions named outside template.yaml (derive the list instead):\n{}",
+        named.join("\n")
+    );
+}
+
+#[test]
+fn the_name_check_finds_each_spelling_and_spares_routes_and_words() {
+    let functions = functions();
+    let several = functions.iter().find(|f| f.binary.contains('-')).expect("a function of several words");
+    let single = functions.iter().find(|f| !f.binary.contains('-')).expect("a function of one word");
+    for spelling in spellings(several) {
+        let text = format!("let x = call({spelling});\n");
+        assert_eq!(names_in(&text, &functions).len(), 1, "{spelling} in {text:?}");
+    }
+    for text in [
+        format!("for name in [\"{}\"]:", single.binary),
+        format!("ls target/debug/{}", single.binary),
+        format!("cat events/{}.json", single.binary),
+        format!("cargo build -p {}", single.binary),
+        format!("Ref: {}", single.logical_id),
+    ] {
+        assert_eq!(names_in(&text, &functions).len(), 1, "{text:?}");
+    }
+    let routes: Vec<String> = functions
+        .iter()
+        .flat_map(|f| f.routes.iter().map(RouteSpec::key))
+        .map(|key| format!("curl -X {key}\n"))
+        .collect();
+    let prose =
+        format!("{}\nthe {} of the user, an attempt to {}", routes.concat(), single.binary, single.binary);
+    assert_eq!(names_in(&prose, &functions), vec![], "routes and words are not names");
+}

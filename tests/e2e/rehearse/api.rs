@@ -1,0 +1,198 @@
+//! The emulated HTTP API as the rehearsal calls it, and the invocation reports behind its
+//! answers.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use local_lambda::report::millis;
+use local_lambda::{Emulator, InvocationReport, InvokeOutcome};
+use serde_json::Value;
+
+/// How long a function may take to answer one smoke request, cold start (under qemu) included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn text(body: &Value, field: &str) -> anyhow::Result<String> {
+    body[field].as_str().map(str::to_owned).with_context(|| format!("no {field} in {body}"))
+}
+
+fn jwt_part(token: &str, index: usize) -> anyhow::Result<Value> {
+    let part = token.split('.').nth(index).context("not a JWT")?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).context("not base64url")?;
+    serde_json::from_slice(&bytes).context("not JSON")
+}
+
+pub fn token_header(token: &str) -> anyhow::Result<Value> {
+    jwt_part(token, 0)
+}
+
+pub fn token_claims(token: &str) -> anyhow::Result<Value> {
+    jwt_part(token, 1)
+}
+
+/// The emulated HTTP API, and the invocation reports behind its answers.
+pub struct Api<'a> {
+    emulator: &'a Emulator,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub struct Answer {
+    status: u16,
+    body: Value,
+    text: String,
+}
+
+impl<'a> Api<'a> {
+    pub fn new(emulator: &'a Emulator) -> Self {
+        Self { emulator, client: Client::builder(TokioExecutor::new()).build_http() }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Answer> {
+        let mut builder =
+            Request::builder().method(method).uri(format!("{}{path}", self.emulator.base_url()));
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let payload = body.map(Value::to_string).unwrap_or_default();
+        let request = builder.body(Full::new(Bytes::from(payload)))?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+            .await
+            .with_context(|| format!("{path} did not answer within {REQUEST_TIMEOUT:?}"))??;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Answer { status, body, text })
+    }
+
+    /// How many messages the local SES (moto at `AWS_ENDPOINT_URL_SESV2`) accepted for `to`,
+    /// from moto's record of what it sent.
+    pub async fn mail_accepted_for(&self, to: &str) -> anyhow::Result<usize> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2")
+            .context("AWS_ENDPOINT_URL_SESV2 names no local SES (run under scripts/with-moto)")?;
+        let uri = format!("{}/moto-api/data.json", endpoint.trim_end_matches('/'));
+        let request = Request::builder().method(Method::GET).uri(&uri).body(Full::new(Bytes::new()))?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+            .await
+            .with_context(|| format!("{uri} did not answer"))??;
+        let data: Value = serde_json::from_slice(&response.into_body().collect().await?.to_bytes())?;
+        let messages = data["ses"]["RawMessage"].as_array().cloned().unwrap_or_default();
+        Ok(messages
+            .iter()
+            .filter(|message| {
+                message["destinations"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|d| d.as_str() == Some(to)))
+            })
+            .count())
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        self.request(Method::POST, path, None, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<Answer> {
+        self.request(Method::GET, path, token, None).await
+    }
+
+    /// Checks the status of an answer; the detail names the function that served it and its
+    /// invocation's cold start (init duration) when it had one.
+    pub async fn expect(
+        &self,
+        answer: impl Future<Output = anyhow::Result<Answer>>,
+        status: u16,
+    ) -> anyhow::Result<(Value, String)> {
+        let before = self.emulator.invocations().len();
+        let answer = answer.await?;
+        ensure!(answer.status == status, "answered {} instead of {status}: {}", answer.status, answer.text);
+        let report = self.report_after(before).await?;
+        Ok((answer.body, describe(&report)))
+    }
+
+    /// The first invocation report after the first `skip` reports: the rehearsal sends one
+    /// request at a time. Reports are written when the sandbox is back in `/next`, just after
+    /// its answer.
+    pub async fn report_after(&self, skip: usize) -> anyhow::Result<InvocationReport> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(report) = self.emulator.invocations_since(skip).into_iter().next() {
+                return Ok(report);
+            }
+            ensure!(Instant::now() < deadline, "no invocation report within 5 s");
+            // The reports have no notification to wait on: poll them.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Invokes `function` directly with `event`, as CloudFormation or EventBridge does: its
+    /// answer, which must be a response, not a function error.
+    pub async fn invoke(&self, function: &str, event: Vec<u8>) -> anyhow::Result<(Value, String)> {
+        let before = self.emulator.invocations().len();
+        let outcome =
+            tokio::time::timeout(REQUEST_TIMEOUT, self.emulator.invoke(function, Bytes::from(event)))
+                .await
+                .with_context(|| format!("{function} did not answer within {REQUEST_TIMEOUT:?}"))??;
+        let InvokeOutcome::Response(body) = outcome else {
+            bail!("the invocation failed: {outcome:?}");
+        };
+        let answer: Value = serde_json::from_slice(&body).context("the response is not JSON")?;
+        let report = self.report_after(before).await?;
+        Ok((answer, describe(&report)))
+    }
+
+    /// An EventBridge schedule's event, invoked directly as EventBridge does: the function
+    /// answers, and a metric line it writes with `DatabaseHealthy` (the health check's) says 1.
+    pub async fn scheduled(&self, function: &str) -> anyhow::Result<((), String)> {
+        let event = serde_json::json!({
+            "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": local_lambda::template::ACCOUNT_ID,
+            "time": "2026-01-01T00:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/rehearsal"], "detail": {},
+        });
+        let lines_before = self.emulator.log().lines().len();
+        let (_, detail) = self.invoke(function, event.to_string().into_bytes()).await?;
+        let lines = self.emulator.log().lines();
+        let metric = lines[lines_before.min(lines.len())..]
+            .iter()
+            .filter_map(|line| {
+                line.split_once("] ").and_then(|(_, json)| serde_json::from_str::<Value>(json).ok())
+            })
+            .find(|line| line.get("DatabaseHealthy").is_some());
+        if let Some(metric) = &metric {
+            ensure!(
+                metric["DatabaseHealthy"].as_f64() == Some(1.0),
+                "the metric line says unhealthy: {metric}"
+            );
+        }
+        let health = if metric.is_some() { "DatabaseHealthy 1; " } else { "" };
+        Ok(((), format!("{health}{detail}")))
+    }
+}
+
+pub fn describe(report: &InvocationReport) -> String {
+    let memory = report.max_memory_used_mb.map_or_else(String::new, |mb| format!(", peak RSS {mb} MB"));
+    match report.init_duration {
+        Some(init) => format!(
+            "cold start: init {:.0} ms + invocation {:.0} ms{memory}",
+            millis(init),
+            millis(report.duration)
+        ),
+        None => format!("warm: invocation {:.0} ms{memory}", millis(report.duration)),
+    }
+}
