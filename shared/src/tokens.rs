@@ -277,11 +277,7 @@ impl TokenSigner {
             iat,
             exp: iat + self.ttl.as_secs(),
         };
-        let token = if cfg!(feature = "reparsing-signer") {
-            self.key.sign_reparsing(&claims)?
-        } else {
-            self.key.sign(&claims).context("signing an access token")?
-        };
+        let token = self.key.sign(&claims).context("signing an access token")?;
         Ok(AccessToken { token, expires_in: self.ttl.as_secs() })
     }
 }

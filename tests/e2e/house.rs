@@ -117,32 +117,55 @@ fn spellings(function: &FunctionSpec) -> Vec<String> {
     spellings
 }
 
-/// Where `spelling` occurs in `text` as a name rather than as part of a word or a route: a
-/// whole identifier when it has several words or is a logical id; a one-word name only where a
-/// tool would use it as a name (a quoted string, a path segment of a binary or an event, a
-/// cargo argument). Routes (`/auth/sessions`) are contract, not names: they are blanked first.
-fn occurrences(text: &str, spelling: &str, one_word: bool) -> Vec<usize> {
+/// Where `spelling` occurs in `text` as a function's name rather than as part of a word, a route,
+/// a table or a type: a logical id anywhere; a name of several words as a whole identifier,
+/// unless it names a Rust item (`MailKind::VerifyEmail`, domain code); a one-word name only
+/// where a tool would use it as a name: a quoted string that is no key, index or table
+/// (`"login"`, not `body["sessions"]`), a path to a binary, zip or event
+/// (`target/debug/login`, `events/login.json`), a cargo argument (`-p login`, `--bin login`).
+/// Routes (`/auth/sessions`) are contract, not names: they are blanked first.
+fn occurrences(text: &str, spelling: &str, one_word: bool, tables: &BTreeSet<String>) -> Vec<usize> {
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     let mut found = Vec::new();
     for (index, _) in text.match_indices(spelling) {
-        let before = text[..index].chars().next_back();
-        let after = text[index + spelling.len()..].chars().next();
+        let (head, tail) = (&text[..index], &text[index + spelling.len()..]);
+        let before = head.chars().next_back();
+        let after = tail.chars().next();
         if before.is_some_and(is_name) || after.is_some_and(is_name) {
             continue;
         }
         let named = if one_word {
             let quoted = matches!(before, Some('"' | '\'')) && before == after;
-            let path = before == Some('/') && matches!(after, Some('/' | '.' | '"' | '\'') | None);
-            let argument = text[..index].ends_with("--bin ") || text[..index].ends_with("-p ");
-            quoted || path || argument
+            let closed = tail.get(1..).unwrap_or_default();
+            let key = head.ends_with("[\"") || head.ends_with("['") || closed.starts_with([']', ':']);
+            let token =
+                head.rsplit(|c: char| c.is_whitespace() || "\"'(=".contains(c)).next().unwrap_or_default();
+            let path = before == Some('/')
+                && ["target/", "lambda/", "events/", "bin/"].iter().any(|folder| token.contains(folder));
+            let argument = head.ends_with("--bin ") || head.ends_with("-p ");
+            (quoted && !key && !tables.contains(spelling)) || path || argument
         } else {
-            true
+            !head.ends_with("::")
         };
         if named {
             found.push(index);
         }
     }
     found
+}
+
+/// The tables the migrations create: a function named like one (`sessions`) is not named by
+/// a tool that names the table.
+fn tables() -> BTreeSet<String> {
+    let mut tables = BTreeSet::new();
+    for entry in std::fs::read_dir(repository().join("migrations")).expect("migrations/") {
+        let text = read(&entry.expect("an entry").path()).to_lowercase();
+        for (index, _) in text.match_indices("create table ") {
+            let rest = text[index + "create table ".len()..].trim_start_matches("if not exists ");
+            tables.insert(rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect());
+        }
+    }
+    tables
 }
 
 /// The files of the tools, scripts and template checks, which must derive the list of functions.
@@ -174,6 +197,12 @@ fn tool_files() -> Vec<PathBuf> {
 
 /// The function names typed into `text`, as (spelling, line number).
 fn names_in(text: &str, functions: &[FunctionSpec]) -> Vec<(String, usize)> {
+    // The API's routes, and the web app's pages the mail links open (dev/app stands in for them).
+    let pages = std::fs::read_dir(repository().join("dev/app")).expect("dev/app").filter_map(|entry| {
+        let path = entry.expect("an entry").path();
+        let page = path.file_stem()?.to_str()?.to_owned();
+        (path.extension()? == "html").then(|| format!("/{page}"))
+    });
     let mut routes: Vec<String> = functions
         .iter()
         .flat_map(|function| function.routes.iter())
@@ -181,18 +210,20 @@ fn names_in(text: &str, functions: &[FunctionSpec]) -> Vec<(String, usize)> {
             RouteSpec::Route { path, .. } => Some(path.clone()),
             RouteSpec::Default => None,
         })
+        .chain(pages)
         .collect();
     routes.sort_by_key(|route| std::cmp::Reverse(route.len()));
     let mut text = text.to_owned();
     for route in &routes {
         text = text.replace(route.as_str(), &" ".repeat(route.len()));
     }
+    let tables = tables();
     let mut named = Vec::new();
     for function in functions {
         let one_word = !function.binary.contains('-');
         for spelling in spellings(function) {
             let is_identifier = spelling == function.logical_id || !one_word;
-            for index in occurrences(&text, &spelling, !is_identifier) {
+            for index in occurrences(&text, &spelling, !is_identifier, &tables) {
                 named.push((spelling.clone(), text[..index].lines().count().max(1)));
             }
         }
@@ -227,7 +258,7 @@ fn the_name_check_finds_each_spelling_and_spares_routes_and_words() {
         assert_eq!(names_in(&text, &functions).len(), 1, "{spelling} in {text:?}");
     }
     for text in [
-        format!("for name in [\"{}\"]:", single.binary),
+        format!("for name in (\"{}\",):", single.binary),
         format!("ls target/debug/{}", single.binary),
         format!("cat events/{}.json", single.binary),
         format!("cargo build -p {}", single.binary),
@@ -243,4 +274,24 @@ fn the_name_check_finds_each_spelling_and_spares_routes_and_words() {
     let prose =
         format!("{}\nthe {} of the user, an attempt to {}", routes.concat(), single.binary, single.binary);
     assert_eq!(names_in(&prose, &functions), vec![], "routes and words are not names");
+}
+
+#[test]
+fn sample_events_hold_only_the_placeholders_the_fixture_fills() {
+    let root = repository();
+    for function in functions() {
+        let path = test_support::samples::sample_event_path(&root, &function.binary);
+        let text = read(&path);
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        for (index, _) in text.match_indices("REPLACE_WITH_") {
+            let placeholder: String =
+                text[index..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+            assert!(
+                test_support::samples::PLACEHOLDERS.contains(&placeholder.as_str()),
+                "{}: {placeholder} is no placeholder tests/support/src/samples.rs fills",
+                path.display()
+            );
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod migrate;
 mod outage;
 mod pooler;
 mod rotation;
+mod samples;
 mod secrets;
 mod smoke;
 mod throttling;

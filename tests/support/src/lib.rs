@@ -1,7 +1,9 @@
-//! What the test suites of `shared/` and `emulator/` share (a dev-dependency of both): the test
+//! What the test suites of `shared/` and `tests/e2e`, the bench and the rehearsal share: the test
 //! signing key, the password every test user has, the local Secrets Manager and SES that
-//! `scripts/with-moto` starts (with the mail the functions sent), and login roles on the test
-//! database.
+//! `scripts/with-moto` starts (with the mail the functions sent), login roles on the test
+//! database, and the sample events of `events/` made real ([`samples`]).
+
+pub mod samples;
 
 use std::sync::LazyLock;
 

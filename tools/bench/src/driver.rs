@@ -1,295 +1,80 @@
-//! Driving the API: the endpoints measured, the HTTP driver of one emulator (with the refresh
-//! tokens its answers hand out), the bench's database, roles and secrets, and the emulators.
+//! Driving the functions: the bench's database, roles and secrets ([`Setup`]), the emulators
+//! serving a template's functions, and the [`Driver`] that calls a function with a filled sample
+//! event and checks the answer.
 
-use crate::*;
+use std::path::Path;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-pub(crate) enum Endpoint {
-    Signup,
-    Login,
-    Refresh,
-    Me,
-    Logout,
-    Health,
-    Jwks,
-    Hello,
-}
+use anyhow::{Context as _, bail, ensure};
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use local_lambda::{Emulator, EmulatorConfig, InvocationReport, InvokeOutcome, Log};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+use shared::tokens::{SigningAlgorithm, SigningKey, TokenSigner, generate_private_key_pem, public_key_set};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, PgConnection, PgPool};
+use test_support::samples::{Fixture, SampleRequest};
 
-impl Endpoint {
-    pub(crate) const FUNCTIONS: [Self; 7] =
-        [Self::Signup, Self::Login, Self::Refresh, Self::Me, Self::Logout, Self::Health, Self::Jwks];
+use crate::functions::Function;
+use crate::proxy::CountingProxy;
 
-    pub(crate) fn logical_id(self) -> &'static str {
-        match self {
-            Self::Signup => "SignupFunction",
-            Self::Login => "LoginFunction",
-            Self::Refresh => "RefreshFunction",
-            Self::Me => "MeFunction",
-            Self::Logout => "LogoutFunction",
-            Self::Health => "HealthFunction",
-            Self::Jwks => "JwksFunction",
-            Self::Hello => "HelloFunction",
-        }
-    }
+pub const DATABASE: &str = "auth_bench";
+const ROLE: &str = "auth_bench_fn";
+pub const REGION: &str = "eu-west-1";
+/// The refresh-token HMAC key of the benchmarked signers.
+const REFRESH_TOKEN_KEY: &str = "the benchmark's refresh-token key, 32+ bytes";
+const ISSUER: &str = "https://auth.bench.test";
+const AUDIENCE: &str = "bench";
+const KEY_ID: &str = "bench";
 
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Signup => "signup",
-            Self::Login => "login",
-            Self::Refresh => "refresh",
-            Self::Me => "me",
-            Self::Logout => "logout",
-            Self::Health => "health",
-            Self::Jwks => "jwks",
-            Self::Hello => "hello (floor)",
-        }
-    }
-
-    pub(crate) fn route(self) -> &'static str {
-        match self {
-            Self::Signup => "POST /auth/signup",
-            Self::Login => "POST /auth/login",
-            Self::Refresh => "POST /auth/refresh",
-            Self::Me => "GET /auth/me",
-            Self::Logout => "POST /auth/logout",
-            Self::Health => "GET /health",
-            Self::Jwks => "GET /.well-known/jwks.json",
-            Self::Hello => "GET /hello",
-        }
-    }
-
-    pub(crate) fn expected_status(self) -> u16 {
-        match self {
-            Self::Signup => 201,
-            Self::Logout => 204,
-            _ => 200,
-        }
-    }
-
-    /// The most database round trips the endpoint should need, when warm.
-    pub(crate) fn round_trip_target(self) -> Option<u64> {
-        match self {
-            Self::Refresh | Self::Logout | Self::Me | Self::Health => Some(1),
-            Self::Signup | Self::Login => Some(2),
-            Self::Jwks | Self::Hello => None,
-        }
-    }
-}
-
-/// Refresh tokens not used yet, produced by signups, logins and refreshes; consumed by
-/// refreshes and logouts (which wait for one when none is left).
-pub(crate) struct Spares {
-    pub(crate) sender: mpsc::UnboundedSender<String>,
-    pub(crate) receiver: Mutex<mpsc::UnboundedReceiver<String>>,
-}
-
-impl Spares {
-    pub(crate) fn new() -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        Self { sender, receiver: Mutex::new(receiver) }
-    }
-
-    pub(crate) fn put(&self, token: String) {
-        self.sender.send(token).ok();
-    }
-
-    pub(crate) async fn take(&self) -> anyhow::Result<String> {
-        self.receiver.lock().await.recv().await.context("no refresh token will come")
-    }
-}
-
-/// Drives one emulator's HTTP API and keeps the tokens its answers hand out.
-pub(crate) struct Driver {
-    pub(crate) emulator: Emulator,
-    pub(crate) client: Client<HttpConnector, Full<Bytes>>,
-    pub(crate) email: String,
-    pub(crate) access_token: Mutex<String>,
-    pub(crate) spares: Arc<Spares>,
-    /// Who logins log in as, in turn: the bench user, or several (so that many concurrent
-    /// logins do not trip one email's throttle, which admits 5 at once).
-    logins: std::sync::Mutex<Vec<String>>,
-    next_login: std::sync::atomic::AtomicUsize,
-}
-
-/// One answered request.
-pub(crate) struct Answer {
-    pub(crate) elapsed: Duration,
-}
-
-impl Driver {
-    pub(crate) async fn new(emulator: Emulator, email: &str, spares: Arc<Spares>) -> Self {
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
-        Self {
-            emulator,
-            client,
-            email: email.to_owned(),
-            access_token: Mutex::new(String::new()),
-            spares,
-            logins: std::sync::Mutex::new(vec![email.to_owned()]),
-            next_login: std::sync::atomic::AtomicUsize::new(0),
-        }
-    }
-
-    /// Signs up `count` users and has logins take them in turn.
-    pub(crate) async fn log_in_as_many(&self, count: usize) -> anyhow::Result<()> {
-        let mut emails = Vec::new();
-        for _ in 0..count {
-            let email = format!("bench-login-{}@example.com", uuid::Uuid::new_v4().simple());
-            let (status, body, _) =
-                self.post("/auth/signup", json!({"email": email, "password": PASSWORD})).await?;
-            ensure!(status == 201, "creating a login user: {status} {body}");
-            emails.push(email);
-        }
-        *self.logins.lock().expect("logins lock") = emails;
-        Ok(())
-    }
-
-    pub(crate) async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: String,
-    ) -> anyhow::Result<(u16, Value, Duration)> {
-        let mut builder =
-            Request::builder().method(method).uri(format!("{}{path}", self.emulator.base_url()));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let request = builder.body(Full::new(Bytes::from(body)))?;
-        let started = Instant::now();
-        let response = self.client.request(request).await.with_context(|| format!("{path}: no answer"))?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        let elapsed = started.elapsed();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
-        Ok((status, body, elapsed))
-    }
-
-    pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value, Duration)> {
-        self.send(Method::POST, path, &[("content-type", "application/json")], body.to_string()).await
-    }
-
-    /// One request to `endpoint`, checked; `chain` is the caller's refresh-token chain.
-    pub(crate) async fn call(
-        &self,
-        endpoint: Endpoint,
-        chain: &mut Option<String>,
-    ) -> anyhow::Result<Answer> {
-        let (status, body, elapsed) = match endpoint {
-            Endpoint::Signup => {
-                let email = format!("bench-{}@example.com", uuid::Uuid::new_v4().simple());
-                self.post("/auth/signup", json!({"email": email, "password": PASSWORD})).await?
-            }
-            Endpoint::Login => {
-                let email = {
-                    let logins = self.logins.lock().expect("logins lock");
-                    let turn = self.next_login.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    logins[turn % logins.len()].clone()
-                };
-                self.post("/auth/login", json!({"email": email, "password": PASSWORD})).await?
-            }
-            Endpoint::Refresh => {
-                let parent = match chain.take() {
-                    Some(token) => token,
-                    None => self.spares.take().await?,
-                };
-                let answer = self.post("/auth/refresh", json!({"refresh_token": parent})).await?;
-                *chain = answer.1["refresh_token"].as_str().map(str::to_owned);
-                answer
-            }
-            Endpoint::Me => {
-                let authorization = format!("Bearer {}", self.access_token.lock().await);
-                self.send(Method::GET, "/auth/me", &[("authorization", &authorization)], String::new())
-                    .await?
-            }
-            Endpoint::Logout => {
-                let token = self.spares.take().await?;
-                self.post("/auth/logout", json!({"refresh_token": token})).await?
-            }
-            Endpoint::Health => self.send(Method::GET, "/health", &[], String::new()).await?,
-            Endpoint::Jwks => self.send(Method::GET, "/.well-known/jwks.json", &[], String::new()).await?,
-            Endpoint::Hello => self.send(Method::GET, "/hello", &[], String::new()).await?,
-        };
-        ensure!(
-            status == endpoint.expected_status(),
-            "{} answered {status}, not {}: {body}",
-            endpoint.route(),
-            endpoint.expected_status()
-        );
-        if matches!(endpoint, Endpoint::Signup | Endpoint::Login)
-            && let Some(token) = body["refresh_token"].as_str()
-        {
-            self.spares.put(token.to_owned());
-        }
-        Ok(Answer { elapsed })
-    }
-
-    /// Creates the user that logins use, and takes an access token for `me`.
-    pub(crate) async fn sign_up_bench_user(&self) -> anyhow::Result<()> {
-        let (status, body, _) =
-            self.post("/auth/signup", json!({"email": self.email, "password": PASSWORD})).await?;
-        ensure!(status == 201, "creating the bench user: {status} {body}");
-        self.renew_access_token().await
-    }
-
-    /// A fresh access token for `me` (the bench outlives one).
-    pub(crate) async fn renew_access_token(&self) -> anyhow::Result<()> {
-        let (status, body, _) =
-            self.post("/auth/login", json!({"email": self.email, "password": PASSWORD})).await?;
-        ensure!(status == 200, "login for an access token: {status} {body}");
-        // Its refresh token is not a spare: a logout of it would end the session `me` uses.
-        *self.access_token.lock().await =
-            body["access_token"].as_str().context("an access token")?.to_owned();
-        Ok(())
-    }
-
-    /// The reports of invocations of `endpoint` that ended after the first `skip`, once
-    /// `count` of them exist.
-    pub(crate) async fn reports(
-        &self,
-        endpoint: Endpoint,
-        skip: usize,
-        count: usize,
-    ) -> anyhow::Result<Vec<InvocationReport>> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let reports: Vec<_> = self
-                .emulator
-                .invocations_since(skip)
-                .into_iter()
-                .filter(|report| report.function == endpoint.logical_id())
-                .collect();
-            if reports.len() >= count {
-                return Ok(reports);
-            }
-            ensure!(Instant::now() < deadline, "{count} reports of {} did not come", endpoint.name());
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-/// Everything the functions are configured with.
-pub(crate) struct Setup {
+/// Everything the functions are configured with, and what fills their sample events.
+pub struct Setup {
     /// Postgres behind the counting proxy, as the functions' role.
-    pub(crate) proxied_url: String,
-    pub(crate) admin: PgConnection,
-    pub(crate) proxy: CountingProxy,
-    pub(crate) key_pem: SecretString,
-    pub(crate) db_secret_arn: String,
-    pub(crate) keys_secret_arn: String,
-    /// The public half of `key_pem` as a JWK set, for me and jwks.
-    pub(crate) public_keys: String,
-    pub(crate) verification_secret_arn: String,
-    pub(crate) secrets_endpoint: String,
-    pub(crate) email: String,
+    pub proxied_url: String,
+    /// The bench database as its owner, straight to the server: what the migration connects as.
+    admin_url: String,
+    pub admin: PgConnection,
+    pub proxy: CountingProxy,
+    key_pem: SecretString,
+    db_secret_arn: String,
+    /// The owner's secret, which the migration reads (`DbMigrationSecretArn`).
+    migration_secret_arn: String,
+    keys_secret_arn: String,
+    /// The public half of `key_pem` as a JWK set, for the verifying functions.
+    public_keys: String,
+    verification_secret_arn: String,
+    secrets_endpoint: String,
+    /// Makes the accounts the samples name, in the bench database.
+    pub fixture: Arc<Fixture>,
 }
 
-pub(crate) async fn setup() -> anyhow::Result<Setup> {
+/// The signer the functions sign with, for the fixture's access tokens.
+pub fn signer(key_pem: &SecretString) -> anyhow::Result<TokenSigner> {
+    TokenSigner::new(
+        SigningKey::from_pem(KEY_ID, SigningAlgorithm::Rs256, key_pem)?,
+        &SecretString::from(REFRESH_TOKEN_KEY),
+        ISSUER.into(),
+        AUDIENCE.into(),
+        Duration::from_secs(900),
+    )
+}
+
+impl Setup {
+    /// A fixture making accounts in the database at `url` (sections 10 and 11: their own).
+    pub async fn fixture_for(&self, url: &str) -> anyhow::Result<Arc<Fixture>> {
+        let pool = PgPool::connect(url).await.context("connecting the fixture")?;
+        Ok(Arc::new(Fixture::new(pool, signer(&self.key_pem)?).await?))
+    }
+}
+
+pub async fn setup() -> anyhow::Result<Setup> {
     let server_url = std::env::var("DATABASE_URL").context("DATABASE_URL (run through make bench)")?;
     let secrets_endpoint = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
         .context("AWS_ENDPOINT_URL_SECRETS_MANAGER (run through make bench)")?;
@@ -346,34 +131,44 @@ pub(crate) async fn setup() -> anyhow::Result<Setup> {
                "host": proxy.address.ip().to_string(), "port": proxy.address.port(), "dbname": DATABASE}),
     )
     .await?;
+    let migration_secret_arn = create(
+        format!("bench/{run}/db-migration"),
+        json!({"engine": "postgres", "username": server.get_username(), "password": "",
+               "host": server.get_host(), "port": server.get_port(), "dbname": DATABASE}),
+    )
+    .await?;
     let keys_secret_arn = create(
         format!("bench/{run}/keys"),
-        json!({"current": {"kid": "bench", "algorithm": "RS256", "private_key": key_pem.expose_secret()},
-               "refresh_token_key": BENCH_REFRESH_TOKEN_KEY}),
+        json!({"current": {"kid": KEY_ID, "algorithm": "RS256", "private_key": key_pem.expose_secret()},
+               "refresh_token_key": REFRESH_TOKEN_KEY}),
     )
     .await?;
     let public_keys =
-        public_key_set(&[&SigningKey::from_pem("bench", SigningAlgorithm::Rs256, &key_pem)?]).to_string();
+        public_key_set(&[&SigningKey::from_pem(KEY_ID, SigningAlgorithm::Rs256, &key_pem)?]).to_string();
     let verification_secret_arn =
         create(format!("bench/{run}/verification"), serde_json::from_str(&public_keys)?).await?;
-    let email = format!("bench-{run}@example.com");
+    let pool = PgPool::connect(&admin_url).await.context("connecting the fixture")?;
+    let fixture = Arc::new(Fixture::new(pool, signer(&key_pem)?).await?);
     Ok(Setup {
         proxied_url,
+        admin_url,
         admin,
         proxy,
         key_pem,
         db_secret_arn,
+        migration_secret_arn,
         keys_secret_arn,
         public_keys,
         verification_secret_arn,
         secrets_endpoint,
-        email,
+        fixture,
     })
 }
 
+/// Where the functions' database settings and keys come from.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// DATABASE_URL and JWT_PRIVATE_KEY in the environment.
+pub enum Source {
+    /// DATABASE_URL and the keys in the environment.
     Environment,
     /// As `Environment`, with this DATABASE_URL (sections 10 and 11: their own databases).
     Database(String),
@@ -382,54 +177,67 @@ pub(crate) enum Source {
     Secrets,
 }
 
-/// The template's functions. `memory_mb`: every function at that size, each sandbox held to its
-/// CPU share and memory (power tuning); `None`: unthrottled, the code's own cost on this
-/// machine (sections 1 to 8).
-pub(crate) async fn emulator(
-    setup: &Setup,
-    binaries: &Path,
-    source: Source,
-    sandboxes: u32,
-    memory_mb: Option<u32>,
-) -> anyhow::Result<Emulator> {
-    emulator_with(setup, binaries, source, sandboxes, memory_mb, |_| {}).await
+/// How an emulator serves its template.
+pub struct Serve<'a> {
+    pub template: &'a Path,
+    pub binaries: &'a Path,
+    pub source: Source,
+    pub sandboxes: u32,
+    /// Every function at this size, each sandbox held to its CPU share and memory (power
+    /// tuning); `None`: unthrottled, the code's own cost on this machine.
+    pub memory_mb: Option<u32>,
 }
 
-/// [`emulator`], with `configure` adjusting the configuration last.
-pub(crate) async fn emulator_with(
+/// The functions of a template, configured by `setup`; `configure` adjusts the configuration last.
+pub async fn emulator(
     setup: &Setup,
-    binaries: &Path,
-    source: Source,
-    sandboxes: u32,
-    memory_mb: Option<u32>,
+    serve: Serve<'_>,
     configure: impl FnOnce(&mut EmulatorConfig),
 ) -> anyhow::Result<Emulator> {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
-    let mut config = EmulatorConfig::new(template, binaries);
-    config.max_sandboxes_per_function = sandboxes;
-    config.sandbox_limits = memory_mb.is_some();
-    config.memory_size_mb = memory_mb;
+    let mut config = EmulatorConfig::new(serve.template, serve.binaries);
+    config.max_sandboxes_per_function = serve.sandboxes;
+    config.sandbox_limits = serve.memory_mb.is_some();
+    config.memory_size_mb = serve.memory_mb;
     config.region = REGION.to_owned();
     config.log = Log::Discard;
     let env = &mut config.env_overrides;
-    env.set_for_all("JWT_ISSUER", "https://auth.bench.test");
-    env.set_for_all("JWT_AUDIENCE", "bench");
+    env.set_for_all("JWT_ISSUER", ISSUER);
+    env.set_for_all("JWT_AUDIENCE", AUDIENCE);
     // The template's DB_SSLMODE (require) is for AWS; the bench server is plaintext on loopback.
     env.remove_for_all("DB_SSLMODE");
-    match source {
+    // The function the stack's custom resource invokes (the migration) connects as the
+    // database's owner, as deployed.
+    let migrations: Vec<String> = local_lambda::Template::load(serve.template, REGION)?
+        .functions
+        .into_iter()
+        .filter(|function| function.custom_resource)
+        .map(|function| function.logical_id)
+        .collect();
+    match serve.source {
         Source::Environment | Source::Database(_) => {
-            let url =
-                if let Source::Database(url) = &source { url.clone() } else { setup.proxied_url.clone() };
+            let (url, owner) = match &serve.source {
+                Source::Database(url) => (url.clone(), url.clone()),
+                _ => (setup.proxied_url.clone(), setup.admin_url.clone()),
+            };
+            // Each function reads only the part of these its configuration asks for.
             env.set_for_all("DATABASE_URL", url);
+            for migration in &migrations {
+                env.set_for(migration, "DATABASE_URL", owner.clone());
+            }
             env.set_for_all("JWT_PRIVATE_KEY", setup.key_pem.expose_secret());
-            env.set_for_all("JWT_KEY_ID", "bench");
-            env.set_for_all("REFRESH_TOKEN_HMAC_KEY", BENCH_REFRESH_TOKEN_KEY);
+            env.set_for_all("JWT_KEY_ID", KEY_ID);
+            env.set_for_all("REFRESH_TOKEN_HMAC_KEY", REFRESH_TOKEN_KEY);
             env.set_for_all("JWT_PUBLIC_KEYS", setup.public_keys.clone());
         }
         Source::Secrets => {
-            env.set_for_all("DB_SECRET_ARN", setup.db_secret_arn.clone());
-            env.set_for_all("JWT_SIGNING_KEY_SECRET_ARN", setup.keys_secret_arn.clone());
-            env.set_for_all("JWT_VERIFICATION_KEYS_SECRET_ARN", setup.verification_secret_arn.clone());
+            // The template's own variables, as a deploy fills them in.
+            config.parameters.extend([
+                ("DbSecretArn".to_owned(), setup.db_secret_arn.clone()),
+                ("DbMigrationSecretArn".to_owned(), setup.migration_secret_arn.clone()),
+                ("SigningKeySecretArn".to_owned(), setup.keys_secret_arn.clone()),
+                ("VerificationKeysSecretArn".to_owned(), setup.verification_secret_arn.clone()),
+            ]);
+            let env = &mut config.env_overrides;
             env.set_for_all("AWS_ENDPOINT_URL_SECRETS_MANAGER", setup.secrets_endpoint.clone());
             for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
                 env.set_for_all(name, std::env::var(name).unwrap_or_else(|_| "bench".to_owned()));
@@ -440,11 +248,120 @@ pub(crate) async fn emulator_with(
     Emulator::start(config).await
 }
 
-pub(crate) async fn hello_emulator(binaries: &Path) -> anyhow::Result<Emulator> {
-    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("hello/template.yaml");
-    let mut config = EmulatorConfig::new(template, binaries);
-    config.max_sandboxes_per_function = 1;
-    config.sandbox_limits = false;
-    config.log = Log::Discard;
-    Emulator::start(config).await
+/// A sample filled for one call, ready to send.
+pub enum Call {
+    /// Through the front door.
+    Http(SampleRequest),
+    /// Straight to the function (a custom resource's or a schedule's event).
+    Invoke(String),
+}
+
+/// Calls one emulator's functions and checks their answers.
+pub struct Driver {
+    pub emulator: Emulator,
+    client: Client<HttpConnector, Full<Bytes>>,
+    pub fixture: Arc<Fixture>,
+}
+
+impl Driver {
+    pub fn new(emulator: Emulator, fixture: Arc<Fixture>) -> Self {
+        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(64).build_http();
+        Self { emulator, client, fixture }
+    }
+
+    /// `function`'s sample, filled with a fresh account: the work a call needs before it is sent.
+    pub async fn prepare(&self, function: &Function) -> anyhow::Result<Call> {
+        let filled = self.fixture.fill(&function.sample).await?;
+        Ok(match function.request(&filled)? {
+            Some(request) => Call::Http(request),
+            None => Call::Invoke(filled),
+        })
+    }
+
+    /// Sends a prepared call to `function` and checks that it succeeded (a 2xx, or a response
+    /// rather than a function error); the time the client waited.
+    pub async fn send(&self, function: &Function, call: Call) -> anyhow::Result<Duration> {
+        match call {
+            Call::Http(request) => {
+                let method = Method::from_bytes(request.method.as_bytes())?;
+                let headers: Vec<(&str, &str)> =
+                    request.headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+                let (status, body, elapsed) =
+                    self.request(method, &request.path, &headers, request.body).await?;
+                ensure!((200..300).contains(&status), "{} answered {status}: {body}", function.label);
+                Ok(elapsed)
+            }
+            Call::Invoke(event) => {
+                let started = Instant::now();
+                let outcome = self.emulator.invoke(&function.logical_id, Bytes::from(event)).await?;
+                let elapsed = started.elapsed();
+                match outcome {
+                    InvokeOutcome::Response(_) => Ok(elapsed),
+                    other => bail!("{} failed: {other:?}", function.label),
+                }
+            }
+        }
+    }
+
+    /// [`prepare`](Self::prepare), then [`send`](Self::send).
+    pub async fn call(&self, function: &Function) -> anyhow::Result<Duration> {
+        let call = self.prepare(function).await?;
+        self.send(function, call).await
+    }
+
+    /// One request through the front door: (status, JSON body or null, client time).
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: String,
+    ) -> anyhow::Result<(u16, Value, Duration)> {
+        let mut builder =
+            Request::builder().method(method).uri(format!("{}{path}", self.emulator.base_url()));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(Bytes::from(body)))?;
+        let started = Instant::now();
+        let response = self.client.request(request).await.with_context(|| format!("{path}: no answer"))?;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let elapsed = started.elapsed();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Ok((status, body, elapsed))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value, Duration)> {
+        self.request(Method::POST, path, &[("content-type", "application/json")], body.to_string()).await
+    }
+
+    /// The reports of `function`'s invocations that ended after the first `skip`, once `count`
+    /// of them exist.
+    pub async fn reports(
+        &self,
+        function: &Function,
+        skip: usize,
+        count: usize,
+    ) -> anyhow::Result<Vec<InvocationReport>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reports: Vec<_> = self
+                .emulator
+                .invocations_since(skip)
+                .into_iter()
+                .filter(|report| report.function == function.logical_id)
+                .collect();
+            if reports.len() >= count {
+                return Ok(reports);
+            }
+            ensure!(Instant::now() < deadline, "{count} reports of {} did not come", function.label);
+            // The emulator's reports have no notification to wait on: poll them.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
 }

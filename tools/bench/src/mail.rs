@@ -1,64 +1,121 @@
-//! Section 12: whether `POST /auth/password/forgot` tells a stranger that an address has an
-//! account. The forgot-password function at its template size and CPU share, mailing through
-//! the real SDK to the local SES (moto); known and unknown addresses asked for in turns, each
-//! known one once (so every one of them sends), timed from the client.
+//! Section 12: whether an anonymous request tells a stranger that an address has an account.
+//! Every function whose sample names an account's address and no token, and answers an unknown
+//! address with the same status, at its template size and CPU share, mailing through the real
+//! SDK to the local SES (moto): known and unknown addresses in turns, each known one a fresh
+//! account (so every one of them sends), timed from the client.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use anyhow::ensure;
-use serde_json::json;
 
+use crate::driver::{Call, Driver, Serve, Setup, Source, emulator};
+use crate::functions::Function;
 use crate::stats::{Samples, ms};
-use crate::{Driver, PASSWORD, Setup, Source, Spares, emulator_with, progress};
+use crate::{Args, progress};
+use test_support::samples::{ACCESS_TOKEN, EMAIL, fresh_email};
 
-/// The section, measured with `samples` known and as many unknown addresses.
-pub(crate) async fn section(setup: &Setup, binaries: &Path, samples: usize) -> anyhow::Result<String> {
-    progress(format!("forgot password: {samples} known and {samples} unknown addresses"));
+/// The section, measured with `plan.mail` known and as many unknown addresses per function.
+pub async fn section(setup: &Setup, args: &Args, functions: &[Function]) -> anyhow::Result<String> {
+    let samples = args.plan.mail;
     test_support::verify_mail_identity().await;
     let ses = std::env::var("AWS_ENDPOINT_URL_SESV2")?;
-    let emulator = emulator_with(setup, binaries, Source::Environment, 1, None, |config| {
+    let template = args.template();
+    let serve = Serve {
+        template: &template,
+        binaries: &args.binaries,
+        source: Source::Environment,
+        sandboxes: 1,
+        memory_mb: None,
+    };
+    let emulator = emulator(setup, serve, |config| {
         // Each function at its template size and that size's CPU share, as deployed.
         config.sandbox_limits = true;
+        config.parameters.extend([
+            ("MailFrom".to_owned(), test_support::MAIL_FROM.to_owned()),
+            ("MailIdentity".to_owned(), test_support::MAIL_DOMAIN.to_owned()),
+            ("AppUrl".to_owned(), test_support::APP_URL.to_owned()),
+            ("MailHourlyLimit".to_owned(), "1000000".to_owned()),
+        ]);
         let env = &mut config.env_overrides;
         env.set_for_all("AWS_ENDPOINT_URL_SESV2", ses);
         env.set_for_all("AWS_ACCESS_KEY_ID", "moto");
         env.set_for_all("AWS_SECRET_ACCESS_KEY", "moto");
-        env.set_for_all("MAIL_FROM", test_support::MAIL_FROM);
-        env.set_for_all("APP_URL", test_support::APP_URL);
-        env.set_for_all("MAIL_HOURLY_LIMIT", "1000000");
     })
     .await?;
     let limited = emulator.limits_sandboxes();
-    let driver = Driver::new(emulator, &setup.email, std::sync::Arc::new(Spares::new())).await;
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    // The first five warm the sandbox up: one serving traffic has timed its sends.
-    let known: Vec<String> = (0..samples + 5).map(|n| format!("known-{run}-{n}@example.com")).collect();
-    for email in &known {
-        let (status, body, _) =
-            driver.post("/auth/signup", json!({"email": email, "password": PASSWORD})).await?;
-        ensure!(status == 201, "signing up {email}: {status} {body}");
-    }
-    let forgot = |email: String| {
-        let driver = &driver;
-        async move {
-            let (status, body, elapsed) =
-                driver.post("/auth/password/forgot", json!({"email": email})).await?;
-            ensure!(status == 202, "forgot {email}: {status} {body}");
-            anyhow::Ok(elapsed)
+    let driver = Driver::new(emulator, setup.fixture.clone());
+    let mut out = String::new();
+    writeln!(out, "## 12. What an anonymous request's timing tells a stranger\n")?;
+    writeln!(
+        out,
+        "Every function whose sample request names an account's address and carries no token, \
+         through the emulator to the release function at its template size{}, mailing through the AWS \
+         SDK to moto's SES. Known addresses (each a fresh account, so each one sends what a user \
+         would get) and unknown ones in turns, {samples} of each after five of each to warm the \
+         sandbox, timed at the client. *Later*: the chance that an unknown address's answer comes \
+         later than a known one's (0.50: the times tell nothing; 0 or 1: they tell everything). A \
+         function that answers an unknown address with another status tells it by the status, and \
+         is listed without figures.\n",
+        if limited {
+            " and its CPU share"
+        } else {
+            " (unthrottled: the emulator could apply no limits here)"
+        },
+    )?;
+    writeln!(out, "| function | address | p10 | p50 | p90 | p99 | later |")?;
+    writeln!(out, "|---|---|---|---|---|---|---|")?;
+    for function in functions.iter().filter(|f| f.sample.contains(EMAIL) && !f.sample.contains(ACCESS_TOKEN))
+    {
+        progress(format!("{}: {samples} known and {samples} unknown addresses", function.label));
+        let unknown_sample =
+            || Function { sample: function.sample.replace(EMAIL, &fresh_email()), ..function.clone() };
+        let (known_status, unknown_status) =
+            (status_of(&driver, function).await?, status_of(&driver, &unknown_sample()).await?);
+        if known_status != unknown_status {
+            writeln!(
+                out,
+                "| {} | known {known_status}, unknown {unknown_status} | – | – | – | – | – |",
+                function.binary
+            )?;
+            continue;
         }
-    };
-    for (n, email) in known[..5].iter().enumerate() {
-        forgot(email.clone()).await?;
-        forgot(format!("warm-{run}-{n}@example.com")).await?;
-    }
-    let (mut to_known, mut to_unknown) = (Vec::new(), Vec::new());
-    for (n, email) in known[5..].iter().enumerate() {
-        to_known.push(forgot(email.clone()).await?);
-        to_unknown.push(forgot(format!("unknown-{run}-{n}@example.com")).await?);
+        for _ in 0..5 {
+            driver.call(function).await?;
+            driver.call(&unknown_sample()).await?;
+        }
+        let (mut to_known, mut to_unknown) = (Vec::new(), Vec::new());
+        for _ in 0..samples {
+            to_known.push(driver.call(function).await?);
+            to_unknown.push(driver.call(&unknown_sample()).await?);
+        }
+        let (known, unknown) = (Samples::new(to_known), Samples::new(to_unknown));
+        let later = overlap(&known, &unknown);
+        for (label, samples) in [("with an account", &known), ("without one", &unknown)] {
+            writeln!(
+                out,
+                "| {} | {label} | {} | {} | {} | {} | {later:.2} |",
+                function.binary,
+                ms(samples.percentile(0.1)),
+                ms(samples.median()),
+                ms(samples.percentile(0.9)),
+                ms(samples.percentile(0.99)),
+            )?;
+        }
     }
     driver.emulator.shutdown_all().await;
-    Ok(report(&Samples::new(to_known), &Samples::new(to_unknown), limited))
+    Ok(out)
+}
+
+/// The status `function`'s filled sample gets through the front door.
+async fn status_of(driver: &Driver, function: &Function) -> anyhow::Result<u16> {
+    let Call::Http(request) = driver.prepare(function).await? else {
+        anyhow::bail!("{} is not called through the front door", function.label);
+    };
+    let method = http::Method::from_bytes(request.method.as_bytes())?;
+    let headers: Vec<(&str, &str)> = request.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let (status, _, _) = driver.request(method, &request.path, &headers, request.body).await?;
+    ensure!(status < 500, "{} answered {status}", function.label);
+    Ok(status)
 }
 
 /// The share of (known, unknown) pairs in which the unknown answer came later: 0.5 when the
@@ -78,46 +135,6 @@ fn overlap(known: &Samples, unknown: &Samples) -> f64 {
         }
     }
     later / (known.len() * unknown.len()).max(1) as f64
-}
-
-fn report(known: &Samples, unknown: &Samples, limited: bool) -> String {
-    let mut out = String::new();
-    let row = |name: &str, samples: &Samples| {
-        format!(
-            "| {name} | {} | {} | {} | {} | {} |\n",
-            samples.len(),
-            ms(samples.percentile(0.1)),
-            ms(samples.median()),
-            ms(samples.percentile(0.9)),
-            ms(samples.percentile(0.99)),
-        )
-    };
-    let _ = writeln!(out, "## 12. Forgot password: what its timing tells a stranger\n");
-    let _ = writeln!(
-        out,
-        "`POST /auth/password/forgot` through the emulator to the release function at its template \
-         size{}, mailing through the AWS SDK to moto's SES. Known addresses (each asked for once, \
-         so each one sends a mail) and unknown ones in turns, timed at the client. An unknown \
-         address runs the same statement, then lasts as long as one of this sandbox's last 32 \
-         requests that sent did, drawn at random (`Mailer::pace_from`).\n",
-        if limited {
-            " and its CPU share"
-        } else {
-            " (unthrottled: the emulator could apply no limits here)"
-        },
-    );
-    let _ = writeln!(out, "| address | requests | p10 ms | p50 ms | p90 ms | p99 ms |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
-    out.push_str(&row("with an account (a mail is sent)", known));
-    out.push_str(&row("without one (nothing is sent)", unknown));
-    let _ = writeln!(
-        out,
-        "\nThe chance that an unknown address's answer comes later than a known one's: {:.2} \
-         (0.50: the times tell nothing; 0 or 1: they tell everything). p50 difference: {} ms.",
-        overlap(known, unknown),
-        ms((unknown.median() - known.median()).abs()),
-    );
-    out
 }
 
 #[cfg(test)]

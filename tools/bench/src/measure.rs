@@ -1,145 +1,180 @@
-//! The measurements every section is built from: cold starts, a warm series (with its
-//! round trips and statements), a soak, concurrent load, and argon2 alone.
+//! The measurements every section is built from: cold starts, a warm series (with its round trips
+//! and statements), a soak, concurrent load, and argon2 alone. Each takes a [`Function`] and calls
+//! it with filled samples, prepared before the clock starts.
 
-use crate::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Cold starts of one endpoint: (init durations, first invocations, spawn-to-answer as the
+use anyhow::{Context as _, ensure};
+use sqlx::PgConnection;
+use tokio::sync::Mutex;
+
+use crate::driver::{Call, DATABASE, Driver, Setup};
+use crate::functions::Function;
+use crate::stats::Samples;
+
+/// Cold starts of one function: (init durations, first invocations, spawn-to-answer as the
 /// client saw it).
-pub(crate) struct ColdStarts {
-    pub(crate) init: Samples,
-    pub(crate) first: Samples,
-    pub(crate) client: Samples,
+pub struct ColdStarts {
+    pub init: Samples,
+    pub first: Samples,
+    pub client: Samples,
 }
 
-pub(crate) async fn cold_starts(
-    driver: &Driver,
-    endpoint: Endpoint,
-    count: usize,
-) -> anyhow::Result<ColdStarts> {
+pub async fn cold_starts(driver: &Driver, function: &Function, count: usize) -> anyhow::Result<ColdStarts> {
     let (mut init, mut first, mut client) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..count {
-        driver.emulator.shutdown_sandboxes(endpoint.logical_id()).await?;
+        driver.emulator.shutdown_sandboxes(&function.logical_id).await?;
+        let call = driver.prepare(function).await?;
         let skip = driver.emulator.invocations_since(0).len();
-        let mut chain = None;
-        let answer = driver.call(endpoint, &mut chain).await?;
-        if let Some(token) = chain {
-            driver.spares.put(token);
-        }
-        let report = driver.reports(endpoint, skip, 1).await?.remove(0);
-        let init_duration =
-            report.init_duration.context("the first invocation of a new sandbox is a cold start")?;
-        init.push(init_duration);
+        let elapsed = driver.send(function, call).await?;
+        let report = driver.reports(function, skip, 1).await?.remove(0);
+        init.push(report.init_duration.context("the first invocation of a new sandbox is a cold start")?);
         first.push(report.duration);
-        client.push(answer.elapsed);
+        client.push(elapsed);
     }
-    driver.emulator.shutdown_sandboxes(endpoint.logical_id()).await?;
+    driver.emulator.shutdown_sandboxes(&function.logical_id).await?;
     Ok(ColdStarts { init: Samples::new(init), first: Samples::new(first), client: Samples::new(client) })
 }
 
-/// A warm series through one sandbox.
-pub(crate) struct Warm {
-    pub(crate) client: Samples,
-    pub(crate) function: Samples,
-    pub(crate) round_trips: f64,
-    pub(crate) connections: u64,
-    pub(crate) statements: f64,
-    pub(crate) rss_after: (u64, Option<u64>),
+/// How many calls a series makes: some to warm the sandbox, then the measured ones.
+#[derive(Clone, Copy)]
+pub struct Series {
+    pub warm_up: usize,
+    pub measured: usize,
 }
 
-pub(crate) async fn statements_so_far(setup: &mut Setup) -> anyhow::Result<i64> {
+/// A warm series through one sandbox.
+pub struct Warm {
+    pub client: Samples,
+    pub function: Samples,
+    pub round_trips: f64,
+    pub connections: u64,
+    pub statements: f64,
+    /// The sandbox's invocations and peak RSS (MB) at the end of the series.
+    pub rss_after: (u64, Option<u64>),
+}
+
+/// Statements `pg_stat_statements` has counted in the bench database so far.
+pub async fn statements_so_far(admin: &mut PgConnection) -> anyhow::Result<i64> {
     let calls: i64 = sqlx::query_scalar(
         "select coalesce(sum(calls), 0)::bigint from pg_stat_statements s join pg_database d on d.oid = s.dbid
          where d.datname = $1 and s.query not like '%pg_stat_statements%'",
     )
     .bind(DATABASE)
-    .fetch_one(&mut setup.admin)
+    .fetch_one(admin)
     .await?;
     Ok(calls)
 }
 
-pub(crate) async fn warm(
+/// `series.measured` sequential calls after `series.warm_up`, each with its own filled sample.
+/// The samples are filled first, so that neither the clock nor the round-trip and statement
+/// counters see the fixture's own work. `setup` counts round trips and statements; without it
+/// (a database of its own) they are left at zero.
+pub async fn warm(
     driver: &Driver,
-    setup: &mut Setup,
-    endpoint: Endpoint,
-    plan: Plan,
+    mut setup: Option<&mut Setup>,
+    function: &Function,
+    series: Series,
 ) -> anyhow::Result<Warm> {
-    let mut chain = None;
-    for _ in 0..plan.warm_up {
-        driver.call(endpoint, &mut chain).await?;
+    for _ in 0..series.warm_up {
+        driver.call(function).await?;
+    }
+    let mut calls = Vec::with_capacity(series.measured);
+    for _ in 0..series.measured {
+        calls.push(driver.prepare(function).await?);
     }
     let skip = driver.emulator.invocations_since(0).len();
-    let (trips_before, connections_before) = setup.proxy.counters.read();
-    let statements_before = statements_so_far(setup).await?;
-    let mut client = Vec::with_capacity(plan.warm);
-    for _ in 0..plan.warm {
-        client.push(driver.call(endpoint, &mut chain).await?.elapsed);
+    let trips = |setup: &Option<&mut Setup>| {
+        setup.as_ref().map(|setup| setup.proxy.counters.read()).unwrap_or_default()
+    };
+    let (trips_before, connections_before) = trips(&setup);
+    let statements_before = match setup.as_deref_mut() {
+        Some(setup) => statements_so_far(&mut setup.admin).await?,
+        None => 0,
+    };
+    let mut client = Vec::with_capacity(series.measured);
+    for call in calls {
+        client.push(driver.send(function, call).await?);
     }
-    let reports = driver.reports(endpoint, skip, plan.warm).await?;
-    let (trips_after, connections_after) = setup.proxy.counters.read();
-    let statements_after = statements_so_far(setup).await?;
-    if let Some(token) = chain {
-        driver.spares.put(token);
-    }
-    let sandboxes = driver.emulator.sandboxes(endpoint.logical_id())?;
-    ensure!(sandboxes.len() == 1, "{} should have kept one sandbox: {sandboxes:?}", endpoint.name());
-    let invocations = sandboxes[0].invocations;
-    let rss = reports.last().and_then(|report| report.max_memory_used_mb);
+    let reports = driver.reports(function, skip, series.measured).await?;
+    let (trips_after, connections_after) = trips(&setup);
+    let statements_after = match setup {
+        Some(setup) => statements_so_far(&mut setup.admin).await?,
+        None => 0,
+    };
+    let sandboxes = driver.emulator.sandboxes(&function.logical_id)?;
+    ensure!(sandboxes.len() == 1, "{} should have kept one sandbox: {sandboxes:?}", function.label);
+    let per_call = |count: i64| count as f64 / series.measured as f64;
     Ok(Warm {
         client: Samples::new(client),
         function: Samples::new(reports.iter().map(|report| report.duration)),
-        round_trips: (trips_after - trips_before) as f64 / plan.warm as f64,
+        round_trips: per_call((trips_after - trips_before) as i64),
         connections: connections_after - connections_before,
-        statements: (statements_after - statements_before) as f64 / plan.warm as f64,
-        rss_after: (invocations, rss),
+        statements: per_call(statements_after - statements_before),
+        rss_after: (sandboxes[0].invocations, reports.last().and_then(|report| report.max_memory_used_mb)),
     })
 }
 
-/// Keeps calling `endpoint` until its sandbox has served `total` invocations; its peak RSS then.
-pub(crate) async fn soak(
-    driver: &Driver,
-    endpoint: Endpoint,
-    total: usize,
-) -> anyhow::Result<(u64, Option<u64>)> {
-    let served = |driver: &Driver| -> anyhow::Result<u64> {
-        Ok(driver.emulator.sandboxes(endpoint.logical_id())?.first().map_or(0, |sandbox| sandbox.invocations))
+/// Keeps calling `function` until its sandbox has served `total` invocations; (invocations,
+/// peak RSS in MB) then.
+pub async fn soak(driver: &Driver, function: &Function, total: usize) -> anyhow::Result<(u64, Option<u64>)> {
+    let served = || -> anyhow::Result<u64> {
+        Ok(driver.emulator.sandboxes(&function.logical_id)?.first().map_or(0, |sandbox| sandbox.invocations))
     };
-    let mut chain = None;
-    let mut count = served(driver)?;
+    let mut count = served()?;
     while count < total as u64 {
-        driver.call(endpoint, &mut chain).await?;
+        driver.call(function).await?;
         count += 1;
     }
-    if let Some(token) = chain {
-        driver.spares.put(token);
-    }
     let skip = driver.emulator.invocations_since(0).len().saturating_sub(64);
-    let last = driver.reports(endpoint, skip, 1).await?.pop();
-    Ok((served(driver)?, last.and_then(|report| report.max_memory_used_mb)))
+    let last = driver.reports(function, skip, 1).await?.pop();
+    Ok((served()?, last.and_then(|report| report.max_memory_used_mb)))
 }
 
 /// What [`load`] measured: requests per second, latencies, sandboxes used.
-pub(crate) type Load = (f64, Samples, usize);
+pub type Load = (f64, Samples, usize);
 
-/// Concurrent clients for a while: (requests per second, latencies, sandboxes used).
-pub(crate) async fn load(
+/// `clients` concurrent clients for `duration`, after half a second that warms the sandboxes and
+/// tells how many filled samples the timed part needs (prepared before it starts, with a fifth
+/// more; a client that runs out fills its own).
+pub async fn load(
     driver: &Arc<Driver>,
-    endpoint: Endpoint,
+    function: &Function,
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Load> {
+    let warm_up = run_clients(driver, function, clients, Duration::from_millis(500), Vec::new()).await?;
+    let expected = (warm_up.0 * duration.as_secs_f64() * 1.2).ceil() as usize;
+    let mut calls = Vec::with_capacity(expected);
+    for _ in 0..expected {
+        calls.push(driver.prepare(function).await?);
+    }
+    run_clients(driver, function, clients, duration, calls).await
+}
+
+async fn run_clients(
+    driver: &Arc<Driver>,
+    function: &Function,
+    clients: usize,
+    duration: Duration,
+    calls: Vec<Call>,
+) -> anyhow::Result<Load> {
+    let prepared = Arc::new(Mutex::new(calls));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let driver = driver.clone();
+        let (driver, function, prepared) = (driver.clone(), function.clone(), prepared.clone());
         tasks.push(tokio::spawn(async move {
-            let mut chain = None;
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
-                latencies.push(driver.call(endpoint, &mut chain).await?.elapsed);
-            }
-            if let Some(token) = chain {
-                driver.spares.put(token);
+                let call = prepared.lock().await.pop();
+                let call = match call {
+                    Some(call) => call,
+                    None => driver.prepare(&function).await?,
+                };
+                latencies.push(driver.send(&function, call).await?);
             }
             anyhow::Ok(latencies)
         }));
@@ -149,16 +184,16 @@ pub(crate) async fn load(
         latencies.extend(task.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let sandboxes = driver.emulator.sandboxes(endpoint.logical_id())?.len();
+    let sandboxes = driver.emulator.sandboxes(&function.logical_id)?.len();
     Ok((latencies.len() as f64 / elapsed, Samples::new(latencies), sandboxes))
 }
 
 /// One argon2id verification with the functions' parameters, in this (release) process. With
 /// `evict`, 64 MiB are written before each run, so that argon2's memory starts out of the CPU
 /// caches, as in a function whose sandbox was frozen while other processes ran.
-pub(crate) async fn argon2_alone(samples: usize, evict: bool) -> anyhow::Result<Samples> {
+pub async fn argon2_alone(samples: usize, evict: bool) -> anyhow::Result<Samples> {
     let email = shared::domain::Email::parse("bench@example.com")?;
-    let password = || shared::domain::Password::parse(PASSWORD.to_owned(), &email);
+    let password = || shared::domain::Password::parse(test_support::PASSWORD.to_owned(), &email);
     let stored = shared::passwords::hash(password()?).await?;
     let mut times = Vec::new();
     let mut scratch = vec![0u8; if evict { 64 << 20 } else { 0 }];

@@ -1,18 +1,84 @@
-//! BENCHMARKS.md, written from one run's [`Measurements`](crate::Measurements): the method of
-//! each section beside its table.
+//! BENCHMARKS.md, written from one run's [`Measurements`]: the method of each section beside its
+//! table, a row per function of the template in every per-function section.
 
-use crate::*;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::Args;
+use crate::functions::Function;
+use crate::run::{MANAGED_CONCURRENCY, MANAGED_MEMORY_MB, Measurements};
+use crate::stats::ms;
+
+/// Criterion's median for one benchmark, if `cargo bench` wrote it.
+fn criterion_median_ns(root: &Path, group: &str, function: &str) -> Option<f64> {
+    let path = root.join(group).join(function).join("new/estimates.json");
+    let estimates: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
+
+pub fn mib(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The machine the figures were measured on, in one line.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!(
+        "{cores} cores ({cpu}), Linux {}, {}, PostgreSQL {}",
+        command_output("uname", &["-r"]),
+        command_output("rustc", &["-V"]),
+        command_output("postgres", &["-V"]).trim_start_matches("postgres (PostgreSQL) "),
+    )
+}
+
+/// The release profile as Cargo.toml sets it, in words.
+fn release_profile(root: &Path) -> String {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let section = manifest.split("[profile.release]").nth(1).unwrap_or_default();
+    let settings: Vec<String> = section
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with('['))
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    settings.join(", ")
+}
 
 /// The whole report.
-pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> anyhow::Result<String> {
+pub fn write(
+    args: &Args,
+    functions: &[Function],
+    measured: Measurements,
+    started: Instant,
+) -> anyhow::Result<String> {
     let Measurements {
         cold,
-        warm_results,
+        warm,
         argon2,
         argon2_evicted,
         memory,
         throughput,
-        signer_rates,
         managed,
         memory_alternatives,
         tuning,
@@ -35,14 +101,16 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
     )?;
     writeln!(
         report,
-        "Release build (`[profile.release]`: opt-level 3, fat LTO, 1 codegen unit, stripped), x86_64 here \
-         (Lambda runs the arm64 build). Every request goes through the local emulator \
-         (`emulator/`: the HTTP API, the Runtime API, a real process per sandbox) to a local \
-         PostgreSQL with durable commits, through a TCP proxy that counts round trips. \
-         Sections 1 to 8 run unthrottled (the code's own cost on this machine's cores); section 9 \
-         holds each sandbox to Lambda's CPU share of its memory size, as deployed. \
-         Times are milliseconds; \"median (min–max)\" over repeated runs. \
-         Reproduce with `make bench` (`make bench-quick` for a smoke run).\n"
+        "Release build (`[profile.release]`: {}), x86_64 here (Lambda runs the arm64 build). Every \
+         function of template.yaml, called with its sample event (`events/`, a fresh account for \
+         each call, made before the clock starts). Every request goes through the local emulator \
+         (`tools/emulator`: the HTTP API, the Runtime API, a real process per sandbox) to a local \
+         PostgreSQL with durable commits, through a TCP proxy that counts round trips. Sections 1 to 8 \
+         run unthrottled (the code's own cost on this machine's cores); section 9 holds each sandbox \
+         to Lambda's CPU share of its memory size, as deployed. Compare figures within one run: the \
+         machine's speed varies between runs. Times are milliseconds; \"median (min–max)\" over \
+         repeated runs. Reproduce with `make bench` (`make bench-quick` for a smoke run).\n",
+        release_profile(&args.root)
     )?;
 
     writeln!(report, "## 1. Cold start\n")?;
@@ -50,10 +118,11 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
         report,
         "{} cold starts per function and configuration. *Init* is process spawn to the runtime's first \
          `/next` (our init: configuration, keys, and the warm-up that fetches secrets and opens the \
-         database connection); *first* is the first invocation; *client* is the whole request as the \
-         HTTP client saw it, spawn included. *Environment*: `DATABASE_URL` and `JWT_PRIVATE_KEY` \
-         set; *secrets*: both fetched from Secrets Manager (moto on loopback) during init. Floor: \
-         the `hello` lambda_http binary (`bench/hello`), same profile, same emulator.\n",
+         database connection, so that the first request waits for neither); *first* is the first \
+         invocation; *client* is the whole request as the HTTP client saw it, spawn included. \
+         *Environment*: the database URL and the keys in the environment; *secrets*: each function \
+         reads the secrets its template variables name from Secrets Manager (moto on loopback) during \
+         init. Floor: the `hello` lambda_http binary (`tools/bench/hello`), same profile, same emulator.\n",
         plan.cold_starts
     )?;
     writeln!(
@@ -61,12 +130,12 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
         "| function | init (environment) | init (secrets) | first invocation (environment) | client: spawn to answer (environment) | client (secrets) |"
     )?;
     writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, (from_env, from_secrets)) in &cold {
+    for (function, from_env, from_secrets) in &cold {
         let secrets = from_secrets.as_ref();
         writeln!(
             report,
             "| {} | {} | {} | {} | {} | {} |",
-            endpoint.name(),
+            function.binary,
             from_env.init.summary(),
             secrets.map_or("–".to_owned(), |s| s.init.summary()),
             from_env.first.summary(),
@@ -78,19 +147,23 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
     writeln!(report, "\n## 2. Warm latency\n")?;
     writeln!(
         report,
-        "{} sequential invocations per endpoint through one warm sandbox, after {} to warm it. *Client*: \
-         the HTTP round trip through the emulator; *function*: the REPORT line's duration (event \
-         delivered to response posted). The hello row is the floor: the emulator's and the runtime's \
-         own cost.\n",
+        "{} sequential invocations per function through one warm sandbox, after {} to warm it. *Client*: \
+         the HTTP round trip through the emulator (or the direct invocation); *function*: the REPORT \
+         line's duration (event delivered to response posted). The hello row is the floor: the \
+         emulator's and the runtime's own cost.\n",
         plan.warm, plan.warm_up
     )?;
-    writeln!(report, "| endpoint | client p50 | client p95 | client p99 | function p50 | function p99 |")?;
-    writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, result) in &warm_results {
+    writeln!(
+        report,
+        "| function | called as | client p50 | client p95 | client p99 | function p50 | function p99 |"
+    )?;
+    writeln!(report, "|---|---|---|---|---|---|---|")?;
+    for (function, result) in &warm {
         writeln!(
             report,
-            "| {} | {} | {} | {} | {} | {} |",
-            endpoint.route(),
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            function.binary,
+            function.label,
             ms(result.client.median()),
             ms(result.client.percentile(0.95)),
             ms(result.client.percentile(0.99)),
@@ -105,51 +178,51 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
         "Counted during the {} warm invocations above: *round trips* by the proxy (each time the \
          function starts sending after Postgres answered: statements, pings and protocol messages \
          alike), *statements* by `pg_stat_statements`. New connections opened during the series are \
-         listed apart (0 means the warm pool served every request).\n",
+         listed apart (0 means the warm pool served every request: the connection is kept between \
+         invocations, and pinged only after it has been idle).\n",
         plan.warm
     )?;
-    writeln!(
-        report,
-        "| endpoint | round trips per request | statements per request | new connections | target | met |"
-    )?;
-    writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, result) in &warm_results {
-        let Some(target) = endpoint.round_trip_target() else { continue };
+    writeln!(report, "| function | round trips per request | statements per request | new connections |")?;
+    writeln!(report, "|---|---|---|---|")?;
+    for (function, result) in
+        warm.iter().filter(|(function, _)| functions.iter().any(|f| f.binary == function.binary))
+    {
         writeln!(
             report,
-            "| {} | {:.2} | {:.2} | {} | ≤ {target} | {} |",
-            endpoint.route(),
-            result.round_trips,
-            result.statements,
-            result.connections,
-            if result.round_trips <= target as f64 { "yes" } else { "**no**" },
+            "| {} | {:.2} | {:.2} | {} |",
+            function.binary, result.round_trips, result.statements, result.connections,
         )?;
     }
 
-    let login = &warm_results[&Endpoint::Login];
-    writeln!(report, "\n## 4. argon2's share of login\n")?;
+    writeln!(report, "\n## 4. argon2's share of the password work\n")?;
     writeln!(
         report,
-        "argon2id verification alone (m={}, t={}, p={}), {} runs in this process: in a hot loop, and with 64 MiB \
-         written before each run so its working memory starts out of the CPU caches (as in a sandbox that was \
-         frozen while other processes ran). Login's function p50 is {} (client {}).\n",
+        "argon2id verification alone (m={}, t={}, p={}), {} runs in this process: in a hot loop, and with \
+         64 MiB written before each run so its working memory starts out of the CPU caches (as in a \
+         sandbox that was frozen while other processes ran). Beside it, the warm function p50 of every \
+         function whose sample request carries a password, and what is left of it once one argon2 \
+         run is taken off (hashing costs what verifying does).\n",
         shared::passwords::MEMORY_KIB,
         shared::passwords::ITERATIONS,
         shared::passwords::PARALLELISM,
         argon2.len(),
-        ms(login.function.median()),
-        ms(login.client.median()),
     )?;
-    writeln!(report, "| argon2 alone | time | login − argon2 | (login − argon2) / argon2 |")?;
-    writeln!(report, "|---|---|---|---|")?;
+    writeln!(report, "| argon2 alone | time |")?;
+    writeln!(report, "|---|---|")?;
     for (label, alone) in [("hot loop", &argon2), ("caches evicted first", &argon2_evicted)] {
-        let rest = login.function.median() - alone.median();
+        writeln!(report, "| {label} | {} |", alone.summary())?;
+    }
+    writeln!(report, "\n| function | function p50 | p50 − argon2 (hot) | (p50 − argon2) / argon2 |")?;
+    writeln!(report, "|---|---|---|---|")?;
+    for (function, result) in warm.iter().filter(|(function, _)| function.password_work) {
+        let rest = result.function.median() - argon2.median();
         writeln!(
             report,
-            "| {label} | {} | {} | {:.1} % |",
-            alone.summary(),
+            "| {} | {} | {} | {:.1} % |",
+            function.binary,
+            ms(result.function.median()),
             ms(rest),
-            100.0 * rest / alone.median()
+            100.0 * rest / argon2.median()
         )?;
     }
 
@@ -158,7 +231,7 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
         report,
         "`cargo bench -p shared --bench tokens`, aws-lc-rs. *Sign*: `SigningKey::sign`, the key parsed \
          once per execution environment; *sign, reparsing*: `jsonwebtoken::encode`, which parses \
-         the private key (DER) on every signature, as the functions did before. Medians:\n"
+         the private key (DER) on every signature, as the functions once did. Medians:\n"
     )?;
     writeln!(report, "| algorithm | sign | sign, reparsing | verify |")?;
     writeln!(report, "|---|---|---|---|")?;
@@ -175,18 +248,6 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
             cell("access_token_verify")
         )?;
     }
-    let refresh = &warm_results[&Endpoint::Refresh];
-    if let Some(sign) = criterion_median_ns(&criterion, "access_token_sign", "RS256") {
-        writeln!(
-            report,
-            "\nGoals (issue 12): RS256 sign ≤ 0.7 ms, measured {:.3} ms; refresh function p50 ≤ 2.5 ms, \
-             measured {} (section 2). Refresh signs one RS256 token: {:.1} % of its function p50.",
-            sign / 1e6,
-            ms(refresh.function.median()),
-            100.0 * sign / 1e6 / refresh.function.median(),
-        )?;
-    }
-
     if let (Some(alone), Some(sanitized), Some(schedule)) = (
         criterion_median_ns(&criterion, "event_to_request", "lambda_http"),
         criterion_median_ns(&criterion, "event_to_request", "sanitized"),
@@ -194,10 +255,10 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
     ) {
         writeln!(
             report,
-            "\nReading an event (`cargo bench -p shared --bench events`, a refresh through the HTTP \
+            "\nReading an event (`cargo bench -p shared --bench events`, a request through the HTTP \
              API): lambda_http's conversion alone {:.1} µs; with `event::sanitize` first, as \
-             `runtime::run` does (the JSON value, the clean-up, the conversion), {:.1} µs. The \
-             health schedule, which reaches its handler through `pass_through` once every front \
+             `runtime::run` does (the JSON value, the clean-up, the conversion), {:.1} µs. A \
+             schedule's event, which reaches its handler through `pass_through` once every front \
              door's shape has failed to match: {:.1} µs.",
             alone / 1000.0,
             sanitized / 1000.0,
@@ -208,66 +269,48 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
     writeln!(report, "\n## 6. Throughput\n")?;
     writeln!(
         report,
-        "Up to {} sandboxes per function, concurrent clients for {} s after 0.5 s to warm them. The \
-         login bound is cores ÷ one verification: {cores:.0} ÷ {} ms = {:.0} logins/s.\n",
+        "Up to {} sandboxes per function, concurrent clients for {} s after 0.5 s to warm them; a \
+         function whose request carries a password gets one client per sandbox, since argon2 bounds \
+         it at cores ÷ one verification: {cores:.0} ÷ {} ms = {:.0} requests/s on this machine.\n",
         plan.sandboxes,
         plan.load.as_secs(),
         ms(argon2.median()),
         cores * 1000.0 / argon2.median()
     )?;
-    writeln!(report, "| endpoint | clients | requests/s | p50 | p99 | sandboxes used |")?;
+    writeln!(report, "| function | clients | requests/s | p50 | p99 | sandboxes used |")?;
     writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, clients, (rps, latencies, sandboxes)) in &throughput {
+    for (function, clients, (rps, latencies, sandboxes)) in &throughput {
         writeln!(
             report,
             "| {} | {clients} | {rps:.0} | {} | {} | {sandboxes} |",
-            endpoint.route(),
+            function.binary,
             ms(latencies.median()),
             ms(latencies.percentile(0.99))
-        )?;
-    }
-    if let Some((today, before)) = &signer_rates {
-        let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len() as f64;
-        let show = |rates: &[f64]| rates.iter().map(|rps| format!("{rps:.0}")).collect::<Vec<_>>().join(", ");
-        writeln!(
-            report,
-            "\nRefresh, {} clients on {} sandboxes, three turns each: today's signer {} requests/s \
-             (mean {:.0}); the reparsing signer {} (mean {:.0}). Ratio {:.2}× (goal ≥ 1.8×).",
-            plan.clients,
-            plan.sandboxes,
-            show(today),
-            mean(today),
-            show(before),
-            mean(before),
-            mean(today) / mean(before)
         )?;
     }
 
     writeln!(report, "\n### Managed Instances: one sandbox, N invocations at once\n")?;
     writeln!(
         report,
-        "Each function in one sandbox (`local-lambda --max-concurrency N`, `AWS_LAMBDA_MAX_CONCURRENCY` \
-         = N: the runtime polls N invocations at once, the pool holds N connections) at {MANAGED_MEMORY_MB} MB, \
-         held to that size's CPU share ({:.2} cores; Managed Instances give 2 GB one vCPU), N clients \
-         for {} s after 0.5 s of warm-up. Login is bound by argon2 on the sandbox's CPU whatever N; \
-         refresh by its signature and its one statement.\n",
+        "Each function behind a route in one sandbox (`local-lambda --max-concurrency N`, \
+         `AWS_LAMBDA_MAX_CONCURRENCY` = N: the runtime polls N invocations at once, the pool holds N \
+         connections) at {MANAGED_MEMORY_MB} MB, held to that size's CPU share ({:.2} cores; Managed \
+         Instances give 2 GB one vCPU), N clients for {:.0} s after 0.5 s of warm-up. Requests/s, \
+         then p50 and p99, per N.\n",
         f64::from(MANAGED_MEMORY_MB) / 1769.0,
-        plan.load.as_secs()
+        (plan.load / 2).as_secs_f64()
     )?;
-    writeln!(
-        report,
-        "| N | login requests/s | login p50 | login p99 | refresh requests/s | refresh p50 | refresh p99 |"
-    )?;
-    writeln!(report, "|---|---|---|---|---|---|---|")?;
-    for (n, (login_rps, login, _), (refresh_rps, refresh, _)) in &managed {
-        writeln!(
-            report,
-            "| {n} | {login_rps:.0} | {} | {} | {refresh_rps:.0} | {} | {} |",
-            ms(login.median()),
-            ms(login.percentile(0.99)),
-            ms(refresh.median()),
-            ms(refresh.percentile(0.99))
-        )?;
+    let columns: Vec<String> = MANAGED_CONCURRENCY.iter().map(|n| format!("N = {n}")).collect();
+    writeln!(report, "| function | {} |", columns.join(" | "))?;
+    writeln!(report, "|---|{}", "---|".repeat(columns.len()))?;
+    for (function, rates) in &managed {
+        let cells: Vec<String> = rates
+            .iter()
+            .map(|(_, (rps, latencies, _))| {
+                format!("{rps:.0}/s, {} / {}", ms(latencies.median()), ms(latencies.percentile(0.99)))
+            })
+            .collect();
+        writeln!(report, "| {} | {} |", function.binary, cells.join(" | "))?;
     }
 
     writeln!(report, "\n## 7. Memory\n")?;
@@ -279,9 +322,12 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
     )?;
     writeln!(report, "| function | invocations | max RSS | invocations | max RSS | growth |")?;
     writeln!(report, "|---|---|---|---|---|---|")?;
-    for (endpoint, result) in &warm_results {
+    for (function, result) in &warm {
         let (early_count, early) = result.rss_after;
-        let (late_count, late) = memory.get(endpoint).copied().unwrap_or((0, None));
+        let (late_count, late) = memory
+            .iter()
+            .find(|(soaked, _)| soaked.binary == function.binary)
+            .map_or((0, None), |(_, soaked)| *soaked);
         let show = |rss: Option<u64>| rss.map_or("–".to_owned(), |mb| format!("{mb} MB"));
         let growth = match (early, late) {
             (Some(a), Some(b)) => format!("{:+} MB", b as i64 - a as i64),
@@ -290,7 +336,7 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
         writeln!(
             report,
             "| {} | {early_count} | {} | {late_count} | {} | {growth} |",
-            endpoint.name(),
+            function.binary,
             show(early),
             show(late)
         )?;
@@ -305,16 +351,16 @@ pub(crate) fn write(args: &Args, measured: Measurements, started: Instant) -> an
     )?;
     writeln!(report, "| function | arm64 zip | x86_64 binary |")?;
     writeln!(report, "|---|---|---|")?;
-    for (name, zip) in &zips {
-        let binary = file_size(&args.binaries.join(name));
+    for (binary, zip) in &zips {
+        let built = std::fs::metadata(args.binaries.join(binary)).ok().map(|metadata| metadata.len());
         writeln!(
             report,
-            "| {name} | {} | {} |",
+            "| {binary} | {} | {} |",
             zip.map_or("not packaged".to_owned(), mib),
-            binary.map_or("–".to_owned(), mib)
+            built.map_or("–".to_owned(), mib)
         )?;
     }
-    let profiles = args.root.join("bench/profiles.md");
+    let profiles = args.root.join("tools/bench/profiles.md");
     if let Ok(text) = std::fs::read_to_string(&profiles) {
         writeln!(report, "\n{}", text.trim_end())?;
     }

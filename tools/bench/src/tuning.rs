@@ -47,7 +47,7 @@ pub fn choose(sizes: &[Measurement]) -> Option<&Measurement> {
 
 /// The report's section: every size of every function, then the choice per function.
 pub fn section(
-    functions: &[(&str, Vec<Measurement>)],
+    functions: &[(String, Vec<Measurement>)],
     cold_starts: usize,
     warm_up: usize,
     warm: usize,
@@ -66,7 +66,7 @@ pub fn section(
          series' billed durations (whole milliseconds, rounded up), arm64 in us-east-1 at AWS list \
          prices as of 2026-11: ${PRICE_PER_GB_SECOND} per GB-second plus ${PRICE_PER_MILLION_REQUESTS:.2} \
          per million requests; cold starts are left out (their init is billed too, but rarely). \
-         This run: {minutes:.1} min. `migrate` is left out: it runs once per deploy.\n",
+         This run: {minutes:.1} min.\n",
         SIZES.map(|s| s.to_string()).join(", "),
     )?;
     writeln!(out, "| function | MB | init | first invocation | warm p50 | warm p99 | $ / 1M requests |")?;

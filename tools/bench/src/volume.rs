@@ -1,12 +1,12 @@
-//! Sections 10 and 11 of BENCHMARKS.md (issue 12): every request path on a database at
-//! production's volume beside the same path on an empty one, and the scheduled purge working
-//! off a backlog of a million expired rows while refreshes go on.
+//! Sections 10 and 11 of BENCHMARKS.md: every function's sample and the request paths that
+//! refuse (an unknown email, a replayed token, ...) on a database at production's volume beside
+//! the same on an empty one, and the scheduled purge working off a backlog of a million expired
+//! rows while refreshes go on.
 //!
 //! Two databases on the bench's server, each migrated and served by an emulator of its own:
 //! `auth_bench_empty` and `auth_bench_volume`, the latter seeded with
 //! `shared/tests/fixtures/volume.sql` (the plan guard's fixture) at `--volume-users` users.
 
-use std::path::Path;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +21,11 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
+use crate::driver::{Driver, Serve, Setup, Source, emulator};
+use crate::functions::Function;
 use crate::stats::{Samples, ms};
-use crate::{Driver, Endpoint, PASSWORD, Setup, Source, Spares, emulator, progress};
+use crate::{Args, progress};
+use test_support::PASSWORD;
 
 /// What the volume sections measure.
 #[derive(Clone, Copy)]
@@ -45,12 +48,13 @@ const TABLES: &str = "'users', 'sessions', 'refresh_tokens', 'login_attempts'";
 const LOGOUT_EMAIL: &str = "volume-logout@example.com";
 const THROTTLED_EMAIL: &str = "volume-throttled@example.com";
 
-/// One database of the comparison: its name, an admin connection and the emulator serving it.
+/// The address the refresh chains and the scenario paths' logins use.
+const BENCH_EMAIL: &str = "volume-bench@example.com";
+
+/// One database of the comparison: an admin connection and the emulator serving it.
 struct Database {
     admin: PgConnection,
     driver: Arc<Driver>,
-    /// The bench user's access token (for `me`).
-    access_token: String,
 }
 
 async fn database(name: &str) -> anyhow::Result<(PgConnection, String)> {
@@ -102,34 +106,36 @@ async fn seed(admin: &mut PgConnection, users: i64) -> anyhow::Result<f64> {
     Ok(seconds)
 }
 
-/// The rows every run needs, in both databases alike: the bench user (signed up through the
-/// API), users to fail a login against, and an email throttled for the next 15 minutes.
+/// The rows every run needs, in both databases alike: the bench user and one to log out
+/// (signed up through the API), users to fail a login against, and an email throttled for the
+/// next 15 minutes.
 async fn prepare(
     setup: &Setup,
-    binaries: &Path,
+    args: &Args,
     mut admin: PgConnection,
     url: String,
     plan: VolumePlan,
 ) -> anyhow::Result<Database> {
-    let email = "volume-bench@example.com";
-    let driver = Arc::new(
-        Driver::new(
-            emulator(setup, binaries, Source::Database(url), 1, None).await?,
-            email,
-            Arc::new(Spares::new()),
-        )
-        .await,
-    );
-    driver.sign_up_bench_user().await?;
-    let (status, _, _) =
-        driver.post("/auth/signup", json!({"email": LOGOUT_EMAIL, "password": PASSWORD})).await?;
-    ensure!(status == 201, "signing up {LOGOUT_EMAIL}: {status}");
+    let template = args.template();
+    let serve = Serve {
+        template: &template,
+        binaries: &args.binaries,
+        source: Source::Database(url.clone()),
+        sandboxes: 1,
+        memory_mb: None,
+    };
+    let driver = Arc::new(Driver::new(emulator(setup, serve, |_| {}).await?, setup.fixture_for(&url).await?));
+    for email in [BENCH_EMAIL, LOGOUT_EMAIL] {
+        let (status, _, _) =
+            driver.post("/auth/signup", json!({"email": email, "password": PASSWORD})).await?;
+        ensure!(status == 201, "signing up {email}: {status}");
+    }
     sqlx::query(
         "insert into users (id, email, password_hash, created_at)
          select gen_random_uuid(), 'volume-wrong-' || n || '@example.com', u.password_hash, now()
          from users as u, generate_series(1, $2) as n where u.email = $1",
     )
-    .bind(email)
+    .bind(BENCH_EMAIL)
     .bind(plan.samples as i64 + 10)
     .execute(&mut admin)
     .await?;
@@ -137,8 +143,7 @@ async fn prepare(
         .bind(THROTTLED_EMAIL)
         .execute(&mut admin)
         .await?;
-    let access_token = driver.access_token.lock().await.clone();
-    Ok(Database { admin, driver, access_token })
+    Ok(Database { admin, driver })
 }
 
 fn random_token() -> String {
@@ -149,29 +154,55 @@ fn refresh_token_of(body: &Value) -> anyhow::Result<String> {
     Ok(body["refresh_token"].as_str().context("a refresh token")?.to_owned())
 }
 
-/// The paths of section 10, in order.
-const PATHS: [&str; 16] = [
-    "signup",
-    "login, known email",
+/// The paths of section 10 besides every function's sample: the ways a request is refused,
+/// which a sample (a request that succeeds) does not take.
+const REFUSALS: [&str; 10] = [
     "login, unknown email",
     "login, wrong password",
     "login, throttled",
-    "refresh, valid",
     "refresh, random unknown token",
     "refresh, replayed parent within the grace window",
     "refresh, replayed parent after the grace window",
-    "logout, local",
     "logout, global",
     "logout, others",
-    "me, valid",
     "me, revoked session",
-    "health",
-    "scheduled health check and purge",
+    "scheduled run (health check and purge)",
 ];
 
-/// One timed request of `path` (index into [`PATHS`]), with whatever untimed requests set it up.
-async fn one(db: &mut Database, path: usize, round: usize, chain: &mut String) -> anyhow::Result<Duration> {
+/// A path of section 10: a request and what it takes.
+#[derive(Clone, Copy)]
+enum Route<'a> {
+    /// A function's sample, filled with a fresh account (untimed).
+    Sample(&'a Function),
+    /// One of [`REFUSALS`].
+    Refusal(usize),
+}
+
+impl Route<'_> {
+    fn name(&self) -> String {
+        match self {
+            Route::Sample(function) => format!("{}: its sample", function.binary),
+            Route::Refusal(index) => REFUSALS[*index].to_owned(),
+        }
+    }
+}
+
+/// One timed request of `path`, with whatever untimed requests set it up.
+async fn one(
+    db: &mut Database,
+    path: Route<'_>,
+    scheduled: &Function,
+    round: usize,
+    chain: &mut String,
+) -> anyhow::Result<Duration> {
     let driver = db.driver.clone();
+    let refusal = match path {
+        Route::Sample(function) => {
+            let call = driver.prepare(function).await?;
+            return driver.send(function, call).await;
+        }
+        Route::Refusal(index) => index,
+    };
     let login = |email: &'static str| {
         let driver = driver.clone();
         async move {
@@ -181,17 +212,12 @@ async fn one(db: &mut Database, path: usize, round: usize, chain: &mut String) -
             anyhow::Ok(body)
         }
     };
-    let (expected, (status, body, elapsed)) = match path {
+    let (expected, (status, body, elapsed)) = match refusal {
         0 => {
-            let email = format!("volume-{}@example.com", uuid::Uuid::new_v4().simple());
-            (201, driver.post("/auth/signup", json!({"email": email, "password": PASSWORD})).await?)
-        }
-        1 => (200, driver.post("/auth/login", json!({"email": driver.email, "password": PASSWORD})).await?),
-        2 => {
             let email = format!("nobody-{}@example.com", uuid::Uuid::new_v4().simple());
             (401, driver.post("/auth/login", json!({"email": email, "password": PASSWORD})).await?)
         }
-        3 => {
+        1 => {
             let email = format!("volume-wrong-{round}@example.com");
             (
                 401,
@@ -200,23 +226,18 @@ async fn one(db: &mut Database, path: usize, round: usize, chain: &mut String) -
                     .await?,
             )
         }
-        4 => {
+        2 => {
             (429, driver.post("/auth/login", json!({"email": THROTTLED_EMAIL, "password": PASSWORD})).await?)
         }
-        5 => {
-            let answer = driver.post("/auth/refresh", json!({"refresh_token": chain})).await?;
-            *chain = refresh_token_of(&answer.1)?;
-            (200, answer)
-        }
-        6 => (401, driver.post("/auth/refresh", json!({"refresh_token": random_token()})).await?),
-        7 => {
+        3 => (401, driver.post("/auth/refresh", json!({"refresh_token": random_token()})).await?),
+        4 => {
             let parent = chain.clone();
             let (status, body, _) = driver.post("/auth/refresh", json!({"refresh_token": parent})).await?;
             ensure!(status == 200, "refresh: {status} {body}");
             *chain = refresh_token_of(&body)?;
             (200, driver.post("/auth/refresh", json!({"refresh_token": parent})).await?)
         }
-        8 => {
+        5 => {
             let parent = refresh_token_of(&login(LOGOUT_EMAIL).await?)?;
             let (status, body, _) = driver.post("/auth/refresh", json!({"refresh_token": parent})).await?;
             ensure!(status == 200, "refresh: {status} {body}");
@@ -229,21 +250,12 @@ async fn one(db: &mut Database, path: usize, round: usize, chain: &mut String) -
             .await?;
             (401, driver.post("/auth/refresh", json!({"refresh_token": parent})).await?)
         }
-        9..=11 => {
+        6 | 7 => {
             let token = refresh_token_of(&login(LOGOUT_EMAIL).await?)?;
-            let scope = ["local", "global", "others"][path - 9];
+            let scope = if refusal == 6 { "global" } else { "others" };
             (204, driver.post("/auth/logout", json!({"refresh_token": token, "scope": scope})).await?)
         }
-        12 => {
-            let authorization = format!("Bearer {}", db.access_token);
-            (
-                200,
-                driver
-                    .send(Method::GET, "/auth/me", &[("authorization", &authorization)], String::new())
-                    .await?,
-            )
-        }
-        13 => {
+        8 => {
             let body = login(LOGOUT_EMAIL).await?;
             let access = body["access_token"].as_str().context("an access token")?.to_owned();
             let (status, _, _) =
@@ -253,25 +265,25 @@ async fn one(db: &mut Database, path: usize, round: usize, chain: &mut String) -
             (
                 401,
                 driver
-                    .send(Method::GET, "/auth/me", &[("authorization", &authorization)], String::new())
+                    .request(Method::GET, "/auth/me", &[("authorization", &authorization)], String::new())
                     .await?,
             )
         }
-        14 => (200, driver.send(Method::GET, "/health", &[], String::new()).await?),
         _ => {
-            let elapsed = scheduled_run(&driver).await?;
+            let elapsed = scheduled_run(&driver, scheduled).await?;
             (200, (200, Value::Null, elapsed))
         }
     };
-    ensure!(status == expected, "{}: {status}, not {expected}: {body}", PATHS[path]);
+    ensure!(status == expected, "{}: {status}, not {expected}: {body}", path.name());
     Ok(elapsed)
 }
 
-/// One scheduled invocation of the health function (the EventBridge event), timed.
-async fn scheduled_run(driver: &Driver) -> anyhow::Result<Duration> {
+/// One scheduled invocation of `function` (the EventBridge event: the health check and the
+/// purge), timed.
+async fn scheduled_run(driver: &Driver, function: &Function) -> anyhow::Result<Duration> {
     let event = include_bytes!("../../../events/health-scheduled.json");
     let started = Instant::now();
-    let outcome = driver.emulator.invoke(Endpoint::Health.logical_id(), Bytes::from_static(event)).await?;
+    let outcome = driver.emulator.invoke(&function.logical_id, Bytes::from_static(event)).await?;
     let elapsed = started.elapsed();
     match outcome {
         InvokeOutcome::Response(body) => {
@@ -286,20 +298,25 @@ async fn scheduled_run(driver: &Driver) -> anyhow::Result<Duration> {
 
 /// Every path, `samples` times each after two untimed rounds, on both databases in turn (one
 /// request on one, then one on the other), so that both see the same machine.
-async fn measure(mut dbs: [&mut Database; 2], samples: usize) -> anyhow::Result<[Vec<Samples>; 2]> {
+async fn measure(
+    mut dbs: [&mut Database; 2],
+    paths: &[Route<'_>],
+    scheduled: &Function,
+    samples: usize,
+) -> anyhow::Result<[Vec<Samples>; 2]> {
     let mut chains = Vec::new();
     for db in &dbs {
         let (status, body, _) =
-            db.driver.post("/auth/login", json!({"email": db.driver.email, "password": PASSWORD})).await?;
+            db.driver.post("/auth/login", json!({"email": BENCH_EMAIL, "password": PASSWORD})).await?;
         ensure!(status == 200, "login: {status}");
         chains.push(refresh_token_of(&body)?);
     }
     let mut results = [Vec::new(), Vec::new()];
-    for path in 0..PATHS.len() {
+    for &path in paths {
         let mut times = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
         for round in 0..samples + 2 {
             for (index, db) in dbs.iter_mut().enumerate() {
-                let elapsed = one(db, path, round, &mut chains[index]).await?;
+                let elapsed = one(db, path, scheduled, round, &mut chains[index]).await?;
                 if round >= 2 {
                     times[index].push(elapsed);
                 }
@@ -323,7 +340,7 @@ async fn refreshing(
         let (driver, stop) = (driver.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let (status, body, _) =
-                driver.post("/auth/login", json!({"email": driver.email, "password": PASSWORD})).await?;
+                driver.post("/auth/login", json!({"email": BENCH_EMAIL, "password": PASSWORD})).await?;
             ensure!(status == 200, "login: {status}");
             let mut chain = refresh_token_of(&body)?;
             let mut latencies = Vec::new();
@@ -361,7 +378,7 @@ async fn backlog_left(admin: &mut PgConnection) -> anyhow::Result<i64> {
 /// The scheduled run's three purge statements, as `.sqlx/` recorded them, with the parameters
 /// the health function binds (`maintenance::PURGE_*`, the default session lifetime).
 fn purge_statements() -> anyhow::Result<Vec<(&'static str, String)>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sqlx");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sqlx");
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
         let text = std::fs::read_to_string(entry?.path())?;
@@ -429,11 +446,15 @@ fn collect_scans(node: &Value, scans: &mut Vec<String>) {
 }
 
 /// Sections 10 and 11.
-pub async fn sections(setup: &Setup, binaries: &Path, plan: VolumePlan) -> anyhow::Result<String> {
+pub async fn sections(setup: &Setup, args: &Args, functions: &[Function]) -> anyhow::Result<String> {
     use std::fmt::Write as _;
+    let plan = args.volume;
+    let scheduled = functions.iter().find(|f| f.scheduled).context("a function on a schedule")?;
+    let paths: Vec<Route<'_>> =
+        functions.iter().map(Route::Sample).chain((0..REFUSALS.len()).map(Route::Refusal)).collect();
     progress("volume: an empty database and one seeded at volume");
     let (admin, empty_url) = database("auth_bench_empty").await?;
-    let mut empty = prepare(setup, binaries, admin, empty_url, plan).await?;
+    let mut empty = prepare(setup, args, admin, empty_url, plan).await?;
     let (mut admin, volume_url) = database("auth_bench_volume").await?;
     progress(format!("volume: seeding {} users", plan.users));
     let seconds = seed(&mut admin, plan.users).await?;
@@ -443,35 +464,38 @@ pub async fn sections(setup: &Setup, binaries: &Path, plan: VolumePlan) -> anyho
     )
     .fetch_one(&mut admin)
     .await?;
-    let mut volume = prepare(setup, binaries, admin, volume_url, plan).await?;
+    let mut volume = prepare(setup, args, admin, volume_url, plan).await?;
 
     progress(format!(
         "volume: {} paths, {} requests each, the two databases in turns",
-        PATHS.len(),
+        paths.len(),
         plan.samples
     ));
-    let [at_empty, at_volume] = measure([&mut empty, &mut volume], plan.samples).await?;
+    let [at_empty, at_volume] = measure([&mut empty, &mut volume], &paths, scheduled, plan.samples).await?;
 
     let mut text = String::new();
     writeln!(text, "## 10. At volume\n")?;
     writeln!(
         text,
-        "Each path {} times (after two untimed rounds) through one warm sandbox per function, on an empty \
+        "Every function's sample, and each way a request is refused, {} times (after two untimed rounds) \
+         through one warm sandbox per function, on an empty \
          database and on one seeded with `shared/tests/fixtures/volume.sql` (the plan guard's fixture): \
          {} users, {} sessions, {} refresh tokens in rotation chains, {} login-attempt rows. Seeding took \
          {seconds:.0} s (goal: well under 300 s), secondary indexes built after the rows. Times are the \
          client's (through the emulator), the two databases taking turns request by request; a path's \
-         untimed setup (a login before a logout, say) is not counted. Goal: every ratio ≤ 1.5.\n",
+         untimed setup (a sample's fresh account, a login before a logout) is not counted. Goal: every \
+         ratio ≤ 1.5.\n",
         plan.samples, counts.0, counts.1, counts.2, counts.3
     )?;
     writeln!(text, "| path | p50 empty (ms) | p99 empty | p50 at volume | p99 at volume | ratio (p50) |")?;
     writeln!(text, "|---|---|---|---|---|---|")?;
-    for (index, path) in PATHS.iter().enumerate() {
+    for (index, path) in paths.iter().enumerate() {
         let (e, v) = (&at_empty[index], &at_volume[index]);
         let ratio = v.median() / e.median();
         writeln!(
             text,
-            "| {path} | {} | {} | {} | {} | {}{ratio:.2}{} |",
+            "| {} | {} | {} | {} | {} | {}{ratio:.2}{} |",
+            path.name(),
             ms(e.median()),
             ms(e.percentile(0.99)),
             ms(v.median()),
@@ -525,7 +549,7 @@ pub async fn sections(setup: &Setup, binaries: &Path, plan: VolumePlan) -> anyho
     let mut runs = Vec::new();
     let mut left = backlog;
     for _ in 0..plan.purge_runs {
-        let elapsed = scheduled_run(&volume.driver).await?;
+        let elapsed = scheduled_run(&volume.driver, scheduled).await?;
         let now_left = backlog_left(&mut volume.admin).await?;
         runs.push((elapsed, left - now_left, now_left));
         left = now_left;

@@ -438,7 +438,7 @@ mod tests {
         let route = |method: &str, path: &str| RouteSpec::Route { method: method.into(), path: path.into() };
         table.add(&route("POST", "/auth/signup"), 0);
         table.add(&route("GET", "/users/{id}"), 1);
-        table.add(&route("GET", "/users/me"), 2);
+        table.add(&route("GET", "/users/self"), 2);
         table.add(&route("ANY", "/files/{proxy+}"), 3);
         table.add(&route("DELETE", "/files/{proxy+}"), 4);
         table
@@ -456,7 +456,7 @@ mod tests {
     #[test]
     fn the_most_specific_route_wins() {
         let table = table();
-        assert_eq!(table.find("GET", "/users/me").unwrap().function, 2);
+        assert_eq!(table.find("GET", "/users/self").unwrap().function, 2);
         let user = table.find("GET", "/users/42").unwrap();
         assert_eq!((user.function, user.path_parameters["id"].as_str()), (1, "42"));
         let file = table.find("GET", "/files/a/b%20c").unwrap();

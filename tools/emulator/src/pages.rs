@@ -85,8 +85,8 @@ mod tests {
     #[test]
     fn plain_paths_map_to_html_files_in_the_folder() {
         let pages = pages();
-        assert_eq!(pages.file("/verify-email"), Some(PathBuf::from("/srv/app/verify-email.html")));
-        assert_eq!(pages.file("/reset-password"), Some(PathBuf::from("/srv/app/reset-password.html")));
+        assert_eq!(pages.file("/welcome"), Some(PathBuf::from("/srv/app/welcome.html")));
+        assert_eq!(pages.file("/sign-up"), Some(PathBuf::from("/srv/app/sign-up.html")));
         assert_eq!(pages.file("/Account/sign_in-2"), Some(PathBuf::from("/srv/app/Account/sign_in-2.html")));
         assert_eq!(pages.file("/a/b/c/d/e/f/g/h"), Some(PathBuf::from("/srv/app/a/b/c/d/e/f/g/h.html")));
     }
@@ -97,7 +97,7 @@ mod tests {
         for path in [
             "/",
             "",
-            "verify-email",
+            "welcome",
             "/..",
             "/../secret",
             "/a/../../secret",
@@ -107,7 +107,7 @@ mod tests {
             "/.hidden",
             "/a/.b",
             "/a/b.",
-            "/verify-email.html",
+            "/welcome.html",
             "/a//b",
             "//a",
             "/a/",

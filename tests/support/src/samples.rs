@@ -1,0 +1,154 @@
+//! The sample events of `events/` made real: each placeholder replaced with what a fresh account
+//! has, so that a tool can send any function its sample and expect the answer a user gets. The
+//! bench, the rehearsal and the end-to-end suite drive every function this way, so none of them
+//! keeps a list of the functions or of how to call each one.
+//!
+//! The placeholders (events/README.md): an account's address and password, its access and
+//! refresh tokens, another of its sessions, and the tokens of its verification and reset links;
+//! and an address no account has. Only what an event names is made: a sample that names no
+//! reset link leaves the account's mail limits untouched, so its function sends as it would for
+//! a user.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use shared::db::Database;
+use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
+use shared::store::{self, MailRequest, NewSession};
+use shared::tokens::{MailToken, RefreshToken, TokenSigner};
+use sqlx::PgPool;
+
+use crate::PASSWORD;
+
+/// An address with an account (the account's password is [`PASSWORD`]).
+pub const EMAIL: &str = "REPLACE_WITH_AN_EMAIL";
+/// An address no account has.
+pub const NEW_EMAIL: &str = "REPLACE_WITH_A_NEW_EMAIL";
+/// A live access token of the account.
+pub const ACCESS_TOKEN: &str = "REPLACE_WITH_AN_ACCESS_TOKEN";
+/// A live refresh token of the account (of the access token's session).
+pub const REFRESH_TOKEN: &str = "REPLACE_WITH_A_REFRESH_TOKEN";
+/// Another live session of the account.
+pub const SESSION_ID: &str = "REPLACE_WITH_A_SESSION_ID";
+/// The token of the account's verification link.
+pub const VERIFICATION_LINK_TOKEN: &str = "REPLACE_WITH_THE_TOKEN_OF_A_VERIFICATION_LINK";
+/// The token of the account's password-reset link.
+pub const RESET_LINK_TOKEN: &str = "REPLACE_WITH_THE_TOKEN_OF_A_RESET_LINK";
+
+/// Every placeholder a sample event may hold.
+pub const PLACEHOLDERS: [&str; 7] =
+    [EMAIL, NEW_EMAIL, ACCESS_TOKEN, REFRESH_TOKEN, SESSION_ID, VERIFICATION_LINK_TOKEN, RESET_LINK_TOKEN];
+
+/// The placeholders that need an account.
+const ACCOUNT_PLACEHOLDERS: [&str; 6] =
+    [EMAIL, ACCESS_TOKEN, REFRESH_TOKEN, SESSION_ID, VERIFICATION_LINK_TOKEN, RESET_LINK_TOKEN];
+
+/// `events/<binary>.json` below the repository's `root`.
+pub fn sample_event_path(root: &Path, binary: &str) -> PathBuf {
+    root.join("events").join(format!("{binary}.json"))
+}
+
+/// Makes the accounts the placeholders stand for, in the functions' database, and signs their
+/// access tokens with the functions' key.
+pub struct Fixture {
+    db: Database,
+    signer: TokenSigner,
+    password_hash: String,
+}
+
+impl Fixture {
+    /// A fixture writing through `pool` (the functions' database) and signing with `signer`
+    /// (the functions' key, issuer and audience). Hashes [`PASSWORD`] once.
+    pub async fn new(pool: PgPool, signer: TokenSigner) -> anyhow::Result<Self> {
+        let email = Email::parse("sample@example.com")?;
+        let password_hash = shared::passwords::hash(Password::parse(PASSWORD.to_owned(), &email)?).await?;
+        Ok(Self { db: Database::from_pool(pool), signer, password_hash })
+    }
+
+    /// `event` with every placeholder replaced: a fresh account when it names one, a fresh
+    /// address for [`NEW_EMAIL`].
+    pub async fn fill(&self, event: &str) -> anyhow::Result<String> {
+        let mut filled = event.replace(NEW_EMAIL, &fresh_email());
+        if ACCOUNT_PLACEHOLDERS.iter().any(|placeholder| filled.contains(placeholder)) {
+            for (placeholder, value) in self.account(&filled).await? {
+                filled = filled.replace(placeholder, &value);
+            }
+        }
+        Ok(filled)
+    }
+
+    /// A new account with what `event` names: (placeholder, value) pairs.
+    async fn account(&self, event: &str) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let mut db = self.db.connection().await.context("connecting to the functions' database")?;
+        let email = Email::parse(&fresh_email())?;
+        let device = Device { user_agent: Some("sample event".to_owned()), ip: None };
+        let ttl = Duration::from_secs(3600);
+        let (session, refresh) = (SessionId::generate(), RefreshToken::generate()?);
+        let first = NewSession { id: session, token: &refresh.hash(), ttl, device: &device };
+        let user =
+            store::create_user_with_session(&mut db, UserId::generate(), &email, &self.password_hash, first)
+                .await
+                .context("creating the account")?;
+        let access = self.signer.issue(user.id, session)?;
+        let mut values = vec![
+            (EMAIL, email.as_str().to_owned()),
+            (ACCESS_TOKEN, access.token),
+            (REFRESH_TOKEN, refresh.expose().to_owned()),
+        ];
+        if event.contains(SESSION_ID) {
+            let other = SessionId::generate();
+            let second =
+                NewSession { id: other, token: &RefreshToken::generate()?.hash(), ttl, device: &device };
+            store::start_session(&mut db, user.id, &email, None, second).await.context("a second session")?;
+            values.push((SESSION_ID, other.0.to_string()));
+        }
+        for (placeholder, kind) in
+            [(VERIFICATION_LINK_TOKEN, MailKind::VerifyEmail), (RESET_LINK_TOKEN, MailKind::ResetPassword)]
+        {
+            if event.contains(placeholder) {
+                let token = MailToken::generate()?;
+                let decided = store::request_mail(&mut db, email.as_str(), kind, &token.hash(), u32::MAX)
+                    .await
+                    .context("storing a link")?;
+                anyhow::ensure!(decided == MailRequest::Issued, "the link was not stored: {decided:?}");
+                values.push((placeholder, token.expose().to_owned()));
+            }
+        }
+        db.release();
+        Ok(values)
+    }
+}
+
+/// An address no account has yet.
+pub fn fresh_email() -> String {
+    format!("sample-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// The HTTP request a front door's sample event stands for.
+#[derive(Debug, Clone)]
+pub struct SampleRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// The request of an API Gateway event (payload 2.0 or 1.0), `None` for an event no front door
+/// sends (a schedule, a custom resource's, a direct invocation).
+pub fn request_of(event: &serde_json::Value) -> Option<SampleRequest> {
+    let method = event.pointer("/requestContext/http/method").or_else(|| event.get("httpMethod"));
+    let path = event.get("rawPath").or_else(|| event.get("path"));
+    let (Some(method), Some(path)) = (method.and_then(|m| m.as_str()), path.and_then(|p| p.as_str())) else {
+        return None;
+    };
+    let headers = event
+        .get("headers")
+        .and_then(|headers| headers.as_object())
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_owned())))
+        .collect();
+    let body = event.get("body").and_then(|body| body.as_str()).unwrap_or_default().to_owned();
+    Some(SampleRequest { method: method.to_owned(), path: path.to_owned(), headers, body })
+}
