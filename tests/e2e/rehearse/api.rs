@@ -13,8 +13,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use local_lambda::report::millis;
-use local_lambda::{Emulator, InvocationReport, InvokeOutcome};
+use local_lambda::{Emulator, FunctionSpec, InvocationReport, InvokeOutcome};
 use serde_json::Value;
+use test_support::samples::{Fixture, SampleRequest, request_of};
 
 /// How long a function may take to answer one smoke request, cold start (under qemu) included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -154,6 +155,52 @@ impl<'a> Api<'a> {
         let answer: Value = serde_json::from_slice(&body).context("the response is not JSON")?;
         let report = self.report_after(before).await?;
         Ok((answer, describe(&report)))
+    }
+
+    /// `function`'s sample event (`event`), filled with a fresh account, as its caller sends it:
+    /// through the front door, a 2xx; invoked directly, a response.
+    pub async fn sample(
+        &self,
+        fixture: &Fixture,
+        function: &FunctionSpec,
+        event: &std::path::Path,
+    ) -> anyhow::Result<((), String)> {
+        let sample =
+            std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?;
+        let filled = fixture.fill(&sample).await?;
+        let parsed: Value = serde_json::from_str(&filled).context("the sample is not JSON")?;
+        match request_of(&parsed) {
+            Some(request) => {
+                let before = self.emulator.invocations().len();
+                let answer = self.send(&request).await?;
+                ensure!((200..300).contains(&answer.status), "answered {}: {}", answer.status, answer.text);
+                let report = self.report_after(before).await?;
+                Ok(((), format!("{} {}; {}", request.method, request.path, describe(&report))))
+            }
+            None => {
+                let (_, detail) = self.invoke(&function.logical_id, filled.into_bytes()).await?;
+                Ok(((), format!("invoked; {detail}")))
+            }
+        }
+    }
+
+    /// A sample's request through the emulated front door.
+    async fn send(&self, sample: &SampleRequest) -> anyhow::Result<Answer> {
+        let method = Method::from_bytes(sample.method.as_bytes())?;
+        let mut builder =
+            Request::builder().method(method).uri(format!("{}{}", self.emulator.base_url(), sample.path));
+        for (name, value) in &sample.headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(Full::new(Bytes::from(sample.body.clone())))?;
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+            .await
+            .with_context(|| format!("{} did not answer within {REQUEST_TIMEOUT:?}", sample.path))??;
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Answer { status, body, text })
     }
 
     /// An EventBridge schedule's event, invoked directly as EventBridge does: the function

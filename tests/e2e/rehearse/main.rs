@@ -23,11 +23,16 @@ use serde_json::{Value, json};
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnectOptions;
 
+use secrecy::SecretString;
+use shared::tokens::{SigningAlgorithm, SigningKey, TokenSigner};
+use test_support::samples::Fixture;
+
 use crate::api::{Api, text, token_claims, token_header};
 
 const USAGE: &str = "\
 usage: rehearse --bin-dir DIR --env-vars FILE --database-url URL --database NAME
-                [--parameter NAME=VALUE]... [--template FILE] [--events DIR] [--wrapper COMMAND]
+                --signing-key PEM --kid KID [--parameter NAME=VALUE]... [--template FILE]
+                [--events DIR] [--wrapper COMMAND]
 
 Runs, against the empty database NAME on the server of URL (an administrator's URL), the
 template's functions with the given template parameters (as a deploy passes them): the function
@@ -35,8 +40,9 @@ the stack's custom resource invokes (the migration) with its sample event in EVE
 does at a deploy; then signup, login, me, refresh, logout, refresh after logout, health, the
 JWKS and OpenID configuration, every scheduled function's event, and the account lifecycle
 (sessions, dead links, resend, forgot with the mail SES accepted, password change, a session
-revoked, the account deleted) through the emulated HTTP API; then the shutdown phase, and
-checks that no connection to NAME is left.";
+revoked, the account deleted) through the emulated HTTP API; then every function's sample event
+(EVENTS/<binary>.json, filled with a fresh account whose access token is signed with the key in
+PEM, as KID); then the shutdown phase, and checks that no connection to NAME is left.";
 
 /// Variables whose presence in the environment would mean a secret travels outside Secrets
 /// Manager: a deployed function has none of them.
@@ -71,6 +77,8 @@ async fn main() -> ExitCode {
 
 struct Options {
     template: PathBuf,
+    signing_key: PathBuf,
+    kid: String,
     parameters: BTreeMap<String, String>,
     bin_dir: PathBuf,
     env_vars: PathBuf,
@@ -85,6 +93,7 @@ impl Options {
         let mut template = PathBuf::from("template.yaml");
         let mut events = PathBuf::from("events");
         let (mut bin_dir, mut env_vars, mut database_url, mut database) = (None, None, None, None);
+        let (mut signing_key, mut kid) = (None, None);
         let mut wrapper = Vec::new();
         let mut parameters = BTreeMap::new();
         let mut args = args.iter();
@@ -92,6 +101,8 @@ impl Options {
             let value = args.next().with_context(|| format!("{flag} needs a value"))?.clone();
             match flag.as_str() {
                 "--template" => template = value.into(),
+                "--signing-key" => signing_key = Some(PathBuf::from(value)),
+                "--kid" => kid = Some(value),
                 "--parameter" => {
                     let (name, value) = value.split_once('=').context("--parameter takes NAME=VALUE")?;
                     parameters.insert(name.to_owned(), value.to_owned());
@@ -107,6 +118,8 @@ impl Options {
         }
         Ok(Self {
             template,
+            signing_key: signing_key.context("--signing-key is required")?,
+            kid: kid.context("--kid is required")?,
             parameters,
             bin_dir: bin_dir.context("--bin-dir is required")?,
             env_vars: env_vars.context("--env-vars is required")?,
@@ -176,7 +189,13 @@ async fn rehearse_on(options: &Options, template: &Template, api: &Api<'_>) -> a
     .await?;
     step("schema is up to date", schema_is_current(options, migrations)).await?;
     step("the application role has DML only", application_role_has_dml_only(options, &role)).await?;
-    smoke(api).await?;
+    let claims = smoke(api).await?;
+    let fixture = step("a fixture for the sample events", fixture(options, &claims)).await?;
+    for function in &template.functions {
+        let event = options.events.join(format!("{}.json", function.binary));
+        step(&format!("{}'s sample event", function.logical_id), api.sample(&fixture, function, &event))
+            .await?;
+    }
     for function in template.functions.iter().filter(|f| !f.schedules.is_empty()) {
         step(&format!("{} on its schedule", function.logical_id), api.scheduled(&function.logical_id))
             .await?;
@@ -273,7 +292,7 @@ async fn schema_is_current(options: &Options, migrations: u64) -> anyhow::Result
 }
 
 /// The contract smoke, through the emulated HTTP API.
-async fn smoke(api: &Api<'_>) -> anyhow::Result<()> {
+async fn smoke(api: &Api<'_>) -> anyhow::Result<Value> {
     let email = format!("rehearsal-{}@example.com", uuid::Uuid::new_v4().simple());
     let credentials = json!({ "email": email, "password": PASSWORD });
 
@@ -352,7 +371,27 @@ async fn smoke(api: &Api<'_>) -> anyhow::Result<()> {
     })
     .await?;
 
-    lifecycle(api, &email, &signup_token).await
+    lifecycle(api, &email, &signup_token).await?;
+    token_claims(&signup_token)
+}
+
+/// What fills the sample events: accounts made in the rehearsal's database, access tokens signed
+/// with the deployment's key for the issuer and audience the functions sign for (`claims`, of a
+/// token they signed).
+async fn fixture(options: &Options, claims: &Value) -> anyhow::Result<(Fixture, String)> {
+    let server: PgConnectOptions = options.database_url.parse().context("--database-url")?;
+    let pool = sqlx::PgPool::connect_with(server.database(&options.database)).await?;
+    let pem = std::fs::read_to_string(&options.signing_key)
+        .with_context(|| format!("reading {}", options.signing_key.display()))?;
+    let key = SigningKey::from_pem(&options.kid, SigningAlgorithm::Rs256, &SecretString::from(pem))?;
+    let issuer = claims["iss"].as_str().context("no iss")?.to_owned();
+    let audience = claims["aud"].as_str().context("no aud")?.to_owned();
+    // Refresh tokens the fixture makes are random, as the functions' are: the HMAC key only
+    // derives successors, which the fixture never does.
+    let refresh_key = SecretString::from(uuid::Uuid::new_v4().simple().to_string().repeat(2));
+    let signer =
+        TokenSigner::new(key, &refresh_key, issuer.as_str().into(), audience, Duration::from_secs(900))?;
+    Ok((Fixture::new(pool, signer).await?, format!("issuer {issuer}")))
 }
 
 /// The account lifecycle on the same artifacts, as far as a client without the mailbox goes,
