@@ -31,8 +31,8 @@ fuzz: $(VENV_STAMP) ## schemathesis against the local API, checked against opena
 	$(CARGO) build -p functions -p local-lambda -p shared --bins
 	scripts/with-postgres scripts/with-moto scripts/fuzz-api
 
-connections: ## The database connection budget: each database function's concurrency times its pool, from template.yaml (PARAMETERS="Name=Value ..." as a deploy's)
-	scripts/connections $(PARAMETERS)
+connections: $(VENV_STAMP) ## The database connection budget: each database function's concurrency times its pool, from template.yaml (PARAMETERS="Name=Value ..." as a deploy's)
+	.venv/bin/python scripts/connections $(PARAMETERS)
 
 check-template: $(VENV_STAMP) ## sam validate --lint, cfn-lint and the SAM-translator check of template.yaml
 	scripts/check-template

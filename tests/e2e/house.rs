@@ -295,3 +295,76 @@ fn sample_events_hold_only_the_placeholders_the_fixture_fills() {
         }
     }
 }
+
+/// A measured figure typed into prose: a time in ms or µs, a rate per second, a ratio, a price.
+fn figures_in(text: &str) -> Vec<String> {
+    let mut figures = Vec::new();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for (index, word) in words.iter().enumerate() {
+        let number = word.trim_start_matches(['(', '~', '≈', '*']);
+        let digits = number.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ',').count();
+        if digits == 0 || !number.starts_with(|c: char| c.is_ascii_digit()) {
+            if word.starts_with('$') && word[1..].starts_with(|c: char| c.is_ascii_digit()) {
+                figures.push((*word).to_owned());
+            }
+            continue;
+        }
+        let unit = &number[digits..];
+        let next =
+            words.get(index + 1).copied().unwrap_or_default().trim_end_matches([',', '.', ')', ';', ':']);
+        let timed =
+            |unit: &str| ["ms", "µs", "us"].contains(&unit.trim_end_matches([',', '.', ')', ';', ':']));
+        let ratio = matches!(unit.trim_end_matches([',', '.', ')', ';', ':']), "x" | "×");
+        if timed(unit) || ratio || (unit.is_empty() && (timed(next) || next.starts_with("requests/s"))) {
+            figures.push(format!("{word} {next}"));
+        }
+    }
+    figures
+}
+
+#[test]
+fn no_measured_figure_is_typed_into_the_docs_or_the_template() {
+    let root = repository();
+    let mut files = vec![root.join("README.md"), root.join("template.yaml"), root.join("events/README.md")];
+    for folder in ["docs", "tools/emulator", "tools/bench", "dev/app"] {
+        for entry in std::fs::read_dir(root.join(folder)).expect("a folder") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|extension| extension == "md")
+                && !path.ends_with("tools/bench/profiles.md")
+            {
+                files.push(path);
+            }
+        }
+    }
+    let mut typed = Vec::new();
+    for file in files {
+        for (number, line) in read(&file).lines().enumerate() {
+            for figure in figures_in(line) {
+                typed.push(format!("{}:{}: {figure}", file.display(), number + 1));
+            }
+        }
+    }
+    assert!(
+        typed.is_empty(),
+        "figures belong in BENCHMARKS.md, written by make bench; link to its section instead:\n{}",
+        typed.join("\n")
+    );
+}
+
+#[test]
+fn the_figure_check_finds_times_rates_ratios_and_prices_and_spares_settings() {
+    for line in [
+        "warm p50 15.3 ms here",
+        "sign (697 µs)",
+        "1,104 requests/s",
+        "at most 1.3x",
+        "costs $0.54 per million",
+    ] {
+        assert_eq!(figures_in(line).len(), 1, "{line}");
+    }
+    for line in
+        ["argon2id (9 MiB, t=4, p=1)", "15 minutes by default", "bodies of 16 KiB at most", "section 9"]
+    {
+        assert_eq!(figures_in(line), Vec::<String>::new(), "{line}");
+    }
+}
