@@ -25,7 +25,7 @@ test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesi
 	scripts/with-postgres scripts/with-moto scripts/fuzz-api
 
 quick: $(VENV_STAMP) ## The inner loop: shared's unit tests and its in-process handler tests (real Postgres, local SES and Secrets Manager)
-	scripts/with-postgres scripts/with-moto $(CARGO) test -p shared --lib --test api
+	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --lib --test api
 
 fuzz: $(VENV_STAMP) ## schemathesis against the local API, checked against openapi.yaml
 	$(CARGO) build -p functions -p local-lambda -p shared --bins
