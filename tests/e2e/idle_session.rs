@@ -1,4 +1,4 @@
-//! The database closes connections left idle (`idle_session_timeout`, as the README advises for
+//! The database closes connections left idle (`idle_session_timeout`, as docs/deploy.md advises for
 //! connections held by frozen sandboxes): the warm sandbox's kept connection, idle for longer
 //! than DB_PING_AFTER_IDLE_MS, is pinged before use, found closed and replaced, so the request
 //! after the server closed it succeeds.

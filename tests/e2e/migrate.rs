@@ -1,7 +1,7 @@
 //! The migrate function, the real binary with the template's environment: invoked directly as an
 //! operator would (`events/migrate.json`), and as CloudFormation invokes the stack's `Migration`
 //! custom resource (`events/migrate-create.json`), answering at a `ResponseURL` served by the
-//! test. The database is set up as the README says: an owner role that owns the database (the
+//! test. The database is set up as docs/deploy.md says: an owner role that owns the database (the
 //! migration secret) and an application role with no privileges of its own (the API's secret).
 //! Runs under `scripts/with-postgres scripts/with-moto`.
 
@@ -107,7 +107,7 @@ impl Role {
 }
 
 /// A fresh, empty database owned by a schema-owner role, and an application role that may log
-/// in and nothing more: the README's database setup.
+/// in and nothing more: docs/deploy.md's database setup.
 async fn database_with_two_roles() -> (TestDb, Role, Role) {
     let db = TestDb::create_empty().await;
     let owner = Role::create(&db, "owner").await;
@@ -147,7 +147,7 @@ fn assert_names_the_first_migration(text: &str) {
     assert!(text.contains("already exists"), "Postgres's reason in: {text}");
 }
 
-/// What the README's setup leaves behind, checked as the application role: it reads and writes
+/// What docs/deploy.md's setup leaves behind, checked as the application role: it reads and writes
 /// the API's tables and changes no schema.
 async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app: &Role) {
     let mut connection =
