@@ -107,8 +107,8 @@ impl App {
         }
     }
 
-    /// Lets a derived issuer learn the API from a request's context (see `issuer`); every
-    /// handler that mints, verifies or publishes tokens calls it first.
+    /// Lets a derived issuer learn the API from a request's context (see `issuer`); the runtime
+    /// calls it with every request before its handler ([`crate::runtime::handle`]).
     pub fn learn_issuer(&self, request: &Request) {
         if let (Some(issuer), Origin::ApiGateway { api_id, stage }) = (&self.issuer, request.origin()) {
             issuer.learn(api_id, stage);

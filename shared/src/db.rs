@@ -425,6 +425,25 @@ impl DerefMut for Statement<'_> {
     }
 }
 
+/// Runs `query` (an expression of the connection named by the closure's argument, up to but
+/// not including its `.await`) as one statement on `db` (see [`DbConnection::statement`]).
+///
+/// The aggregates' SQL functions (each `store` module) take the checked-out [`DbConnection`]
+/// rather than any executor, and run their statement through this: through a transaction pooler
+/// (`DB_TRANSACTION_POOLER`) a statement must run in a transaction of its own, which only the
+/// connection knows how to open and end.
+macro_rules! one_statement {
+    ($db:ident, |$connection:ident| $query:expr) => {{
+        let mut statement = $db.statement().await?;
+        let $connection = &mut *statement;
+        let result = $query.await;
+        statement.end(result).await
+    }};
+}
+// A path the stores import (`crate::db::one_statement`), rather than `#[macro_export]`, which
+// would make it part of the crate's public interface.
+pub(crate) use one_statement;
+
 /// A failure to connect as an [`ApiError`], saying so plainly when it is the server's
 /// certificate that was refused: rustls' own words, which sqlx reports as an I/O error
 /// (`error communicating with database: invalid peer certificate: UnknownIssuer`), do not tell

@@ -1,12 +1,13 @@
 //! Everything the auth functions share: configuration, the lazily created Postgres pool, the
-//! domain types, password hashing, tokens, the transactional auth logic and the Lambda wiring.
+//! domain types, password hashing, tokens, the use-cases of each aggregate (accounts, sessions,
+//! mail links) with their SQL, the operations (migration, health, maintenance) and the Lambda
+//! wiring.
 //!
 //! Each binary under `functions/` hands one module of [`handlers`] to [`runtime::run`].
 
+pub mod accounts;
 pub mod app;
-pub mod auth;
 pub mod config;
-pub mod custom_resource;
 pub mod db;
 pub mod domain;
 pub mod error;
@@ -15,11 +16,12 @@ pub mod handlers;
 pub mod http;
 pub mod issuer;
 pub mod keys;
+pub mod links;
 pub mod mail;
-pub mod maintenance;
 pub mod metrics;
+pub mod ops;
 pub mod passwords;
 pub mod runtime;
 pub mod secrets;
-pub mod store;
+pub mod sessions;
 pub mod tokens;

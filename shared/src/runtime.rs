@@ -1,5 +1,6 @@
-//! The Lambda wiring every function shares: logging, the graceful-shutdown hook, and a handler
-//! that never fails (errors and panics become JSON answers, never a 502).
+//! The Lambda wiring every function shares: logging, the graceful-shutdown hook, and the one
+//! path every request takes to its handler (the issuer learnt first; errors and panics become
+//! JSON answers, never a 502).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -71,10 +72,12 @@ pub fn init_tracing() {
 ///
 /// Each event is made safe to convert ([`event::sanitize`](crate::event::sanitize)), then
 /// `lambda_http` turns it into a `Request`, whichever front door sent it, and the handler's
-/// response back into that front door's shape. The handler's `Err` and its panics are answered
-/// here, once for every function ([`answer`]). An event that is no front door's (a direct
-/// invocation) fails the invocation. With `AWS_LAMBDA_MAX_CONCURRENCY` above 1 (Lambda Managed
-/// Instances) the runtime polls that many invocations at once; without it, one at a time.
+/// response back into that front door's shape. Every request reaches the handler through
+/// [`handle`]: a derived issuer learns the API from it first, and the handler's `Err` and its
+/// panics are answered there, once for every function ([`answer`]). An event that is no front
+/// door's (a direct invocation) fails the invocation. With `AWS_LAMBDA_MAX_CONCURRENCY` above 1
+/// (Lambda Managed Instances) the runtime polls that many invocations at once; without it, one at
+/// a time.
 pub async fn run<F, Fut>(needs: crate::config::Needs, handler: F) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
@@ -108,7 +111,7 @@ where
 {
     let app = start(needs).await?;
     let answering = service_fn(move |request: Request| {
-        let response = answer(handler(app, request));
+        let response = handle(app, handler.clone(), request);
         async move { Ok::<_, Infallible>(response.await) }
     });
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| {
@@ -172,6 +175,18 @@ async fn start(needs: crate::config::Needs) -> Result<&'static App, lambda_runti
     Ok(app)
 }
 
+/// Serves one request with `handler`, as every function does (the tests too): a derived issuer
+/// learns the API from the request first ([`App::learn_issuer`]), so no handler has to, then
+/// the handler's outcome is [`answer`]ed.
+pub async fn handle<'a, F, Fut>(app: &'a App, handler: F, request: Request) -> Response
+where
+    F: FnOnce(&'a App, Request) -> Fut,
+    Fut: Future<Output = Reply>,
+{
+    app.learn_issuer(&request);
+    answer(handler(app, request)).await
+}
+
 /// Runs a handler's future into the response the client gets: `Err` through
 /// [`ApiError::into_response`], and a panic as a logged 500 JSON answer so the sandbox keeps
 /// serving (the release profile keeps `panic = "unwind"` for this).
@@ -212,7 +227,7 @@ mod tests {
             assert!(!pinned.would_enable(target, &tracing::Level::DEBUG), "{target} logs at debug");
             assert!(pinned.would_enable(target, &tracing::Level::INFO), "{target} is silenced at info");
         }
-        for target in ["shared::auth", "login", "sqlx::query", "local_lambda"] {
+        for target in ["shared::accounts", "login", "sqlx::query", "local_lambda"] {
             assert!(
                 pinned.would_enable(target, &tracing::Level::TRACE),
                 "{target} is not the user's to raise"

@@ -440,7 +440,7 @@ async fn a_role_name_that_needs_quoting_is_granted_exactly_that_role() {
     let (db, owner, _) = database_with_two_roles().await;
     // Capitals, a space and a double quote: unquoted, this would be another role, or SQL.
     let name = format!("App \"{}\" Role", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let quoted = shared::handlers::migrate::quote_identifier(&name);
+    let quoted = shared::ops::migration::quote_identifier(&name);
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("create role {quoted} login")))
         .execute(&db.pool)
         .await

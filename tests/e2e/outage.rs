@@ -39,7 +39,7 @@ async fn a_database_outage_is_answered_503_and_the_same_warm_sandboxes_recover()
         (Some("unhealthy"), Some("disconnected"))
     );
     assert!(
-        health.elapsed < shared::maintenance::PING_TIMEOUT + Duration::from_secs(1),
+        health.elapsed < shared::ops::maintenance::PING_TIMEOUT + Duration::from_secs(1),
         "{:?}",
         health.elapsed
     );

@@ -5,12 +5,13 @@
 //! the `migrate` function does the same.
 
 use shared::app::App;
-use shared::handlers::migrate::{self, ApplicationRole};
+use shared::handlers::migrate;
+use shared::ops::migration::{self, ApplicationRole};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let app = App::from_env(migrate::NEEDS)?;
-    let done = migrate::run(&app, &ApplicationRole::from_env()).await?;
+    let done = migration::run(&app, &ApplicationRole::from_env()).await?;
     println!("migrations applied: {done}");
     Ok(())
 }

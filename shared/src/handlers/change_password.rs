@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::accounts;
 use crate::app::App;
-use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::domain::Password;
 use crate::error::ApiError;
@@ -25,6 +25,6 @@ pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
     let body: ChangeBody = request.json()?;
     let current = Password::presented(body.current_password).map_err(|_| ApiError::InvalidPassword)?;
-    auth::change_password(app, &caller, current, body.new_password).await?;
+    accounts::change_password(app, &caller, current, body.new_password).await?;
     Ok(http::empty(204))
 }

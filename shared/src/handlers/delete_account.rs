@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
+use crate::accounts;
 use crate::app::App;
-use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::domain::Password;
 use crate::error::ApiError;
@@ -24,6 +24,6 @@ pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
     let body: DeleteBody = request.json()?;
     let password = Password::presented(body.password).map_err(|_| ApiError::InvalidPassword)?;
-    auth::delete_account(app, &caller, password).await?;
+    accounts::delete_account(app, &caller, password).await?;
     Ok(http::empty(204))
 }

@@ -3,10 +3,10 @@
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::domain::Email;
 use crate::http::{self, ApiRequest as _, Reply, Request};
+use crate::links;
 
 /// Forgot-password reads and writes the database and sends mail.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: true };
@@ -22,6 +22,6 @@ struct ForgotBody {
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: ForgotBody = request.json()?;
     let email = Email::parse(&body.email)?;
-    auth::forgot_password(app, &email).await?;
+    links::forgot_password(app, &email).await?;
     Ok(http::empty(202))
 }

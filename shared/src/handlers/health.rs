@@ -1,8 +1,6 @@
 //! The health function: `GET /health` through any front door, and a scheduled check through
-//! EventBridge that also purges old refresh tokens. Only the scheduled check writes the
-//! CloudWatch Embedded Metric Format line the template's alarm watches: public `GET /health`
-//! calls would otherwise feed the metric (anyone can call it, as often as they like), and hide
-//! a schedule that stopped running, which the alarm treats as breaching.
+//! EventBridge that also writes the metric line the template's alarm watches and purges what no
+//! request needs any more ([`ops::maintenance::health`](crate::ops::maintenance::health)).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,8 +13,7 @@ use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Origin, Reply, Request};
-use crate::maintenance::{check, purge};
-use crate::metrics::Metrics;
+use crate::ops::maintenance;
 
 /// Health pings the database; it needs no keys.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false };
@@ -73,7 +70,7 @@ pub async fn handle(app: &App, request: Request) -> Reply {
 }
 
 /// HTTP: 200 `healthy`/`connected`, or 503 `unhealthy`/`disconnected`. Schedule: the same
-/// check, then the purge, which starts no round after `deadline` − [`PURGE_MARGIN`](crate::maintenance::PURGE_MARGIN). Any other
+/// check, then the purge, which starts no round after `deadline` − [`PURGE_MARGIN`](crate::ops::maintenance::PURGE_MARGIN). Any other
 /// event is refused with a log line saying what it was.
 pub async fn handle_until(app: &App, invocation: Invocation, deadline: Instant) -> Reply {
     let scheduled = match invocation {
@@ -86,29 +83,13 @@ pub async fn handle_until(app: &App, invocation: Invocation, deadline: Instant) 
             ));
         }
     };
-    let started = Instant::now();
-    let healthy = check(app).await;
-    if scheduled {
-        println!("{}", metrics_line(&app.metrics, healthy, started.elapsed()));
-        if healthy {
-            purge(app, deadline).await;
-        }
-    }
+    let healthy = maintenance::health(app, scheduled, deadline).await;
     let timestamp = OffsetDateTime::now_utc();
     Ok(if healthy {
         http::json(200, &Health { status: "healthy", database: "connected", timestamp })
     } else {
         http::json(503, &Health { status: "unhealthy", database: "disconnected", timestamp })
     })
-}
-
-/// One CloudWatch Embedded Metric Format line: `DatabaseHealthy` (0/1) and `DatabaseLatency`
-/// (ms), with the function name as the dimension.
-pub fn metrics_line(metrics: &Metrics, healthy: bool, latency: Duration) -> String {
-    metrics.line(&[
-        ("DatabaseHealthy", "None", f64::from(u8::from(healthy))),
-        ("DatabaseLatency", "Milliseconds", latency.as_secs_f64() * 1000.0),
-    ])
 }
 
 #[cfg(test)]
@@ -134,26 +115,5 @@ mod tests {
             panic!("not other")
         };
         assert!(summary.contains("Records"), "{summary}");
-    }
-
-    #[test]
-    fn the_metrics_line_is_embedded_metric_format() {
-        let line: Value = serde_json::from_str(&metrics_line(
-            &Metrics::new("AuthApi", "auth-health"),
-            true,
-            Duration::from_millis(3),
-        ))
-        .unwrap();
-        let directive = &line["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
-        let names: Vec<&str> =
-            directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["DatabaseHealthy", "DatabaseLatency"]);
-        assert_eq!(
-            (line["FunctionName"].as_str(), line["DatabaseHealthy"].as_f64()),
-            (Some("auth-health"), Some(1.0))
-        );
-        assert_eq!(line["DatabaseLatency"].as_f64(), Some(3.0));
-        assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
     }
 }

@@ -17,7 +17,6 @@ pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";
 /// 200 with the key set (`{"keys":[...]}`, public parameters only) or the discovery document,
 /// cacheable for five minutes.
 pub async fn handle(app: &App, request: Request) -> Reply {
-    app.learn_issuer(&request);
     let keys = app.verification_keys().await?;
     // A REST API's path may carry its stage (`/Prod/.well-known/...`).
     let response = if request.raw_http_path().ends_with(OPENID_CONFIGURATION_PATH) {

@@ -1,8 +1,8 @@
 //! `POST /auth/login`: verify credentials and open a session.
 
 use super::{Credentials, token_response};
+use crate::accounts;
 use crate::app::App;
-use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::domain::{Email, Password};
 use crate::error::ApiError;
@@ -16,12 +16,11 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false }
 /// password alike; 403 `email_not_verified` when `REQUIRE_VERIFIED_EMAIL` holds and the address
 /// is not verified.
 pub async fn handle(app: &App, request: Request) -> Reply {
-    app.learn_issuer(&request);
     let body: Credentials = request.json()?;
     // A malformed email cannot belong to an account: the same 401 as any unknown email.
     let email = Email::parse(&body.email).map_err(|_| ApiError::InvalidCredentials);
     let result = match (email, Password::presented(body.password)) {
-        (Ok(email), Ok(password)) => auth::login(app, email, password, &request.device()).await,
+        (Ok(email), Ok(password)) => accounts::login(app, email, password, &request.device()).await,
         (Err(error), _) | (_, Err(error)) => Err(error),
     };
     // Counted for the credential-stuffing alarms; a client's malformed request is not.

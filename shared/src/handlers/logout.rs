@@ -3,9 +3,9 @@
 use serde::Deserialize;
 
 use crate::app::App;
-use crate::auth::{self, LogoutScope};
 use crate::config::{Keys, Needs};
 use crate::http::{self, ApiRequest as _, Reply, Request};
+use crate::sessions::{self, LogoutScope};
 
 /// Logout writes to the database; it signs and verifies nothing.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false };
@@ -23,6 +23,6 @@ struct LogoutBody {
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: LogoutBody = request.json()?;
     let scope = LogoutScope::parse(body.scope.as_deref())?;
-    auth::logout(app, &body.refresh_token, scope).await?;
+    sessions::logout(app, &body.refresh_token, scope).await?;
     Ok(http::empty(204))
 }

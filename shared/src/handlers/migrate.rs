@@ -1,5 +1,6 @@
 //! The migrate function: applies the embedded migrations as the schema owner, then grants the
-//! application role what the API needs, never at a cold start. It runs in two ways:
+//! application role what the API needs, never at a cold start (the migration itself is
+//! [`ops::migration`](crate::ops::migration)). It runs in two ways:
 //!
 //! - as the stack's `Migration` custom resource (template.yaml): CloudFormation sends `Create`
 //!   or `Update` whenever the function's code changes, and waits for the answer PUT to the
@@ -8,81 +9,22 @@
 //! - invoked directly (`aws lambda invoke`, `local-lambda invoke migrate`): it answers
 //!   `{"migrations": N, "application_role": ...}`, and a failure is a failed invocation (a
 //!   function error), never a response.
-//!
-//! Environment: the database settings of every function, here naming the schema owner
-//! (`DB_SECRET_ARN` is the migration secret), and the application role: `DB_APPLICATION_ROLE`,
-//! or the `username` of the secret `DB_APPLICATION_SECRET_ARN` (the other functions' secret).
-//! With neither, nothing is granted (a single-role setup, such as a development database).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use lambda_runtime::{Diagnostic, LambdaEvent};
-use serde::Deserialize;
-use serde_json::{Value, json};
-use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::{AssertSqlSafe, Executor as _};
-use tokio::sync::OnceCell;
+use serde_json::Value;
 
 use crate::app::App;
 use crate::config::{Keys, Needs};
-use crate::custom_resource::{self, Request, RequestType, Status};
-use crate::db::MIGRATOR;
-use crate::secrets::Secrets;
+use crate::ops::custom_resource::Request;
+use crate::ops::migration::{self, ApplicationRole};
 
 /// Migrating needs the database only.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false };
 
 /// The `errorType` of a failed invocation.
 const ERROR_TYPE: &str = "MigrationFailed";
-
-/// Time kept back from the function's deadline to answer CloudFormation when the migration
-/// overruns: without an answer, CloudFormation waits an hour.
-const ANSWER_MARGIN: Duration = Duration::from_secs(5);
-
-/// The custom resource's physical id (one schema per stack; it never changes, so CloudFormation
-/// never replaces the resource, which would send a `Delete`).
-const PHYSICAL_ID: &str = "auth-schema";
-
-/// The custom resource's property naming the migrate code it was created for (template.yaml:
-/// `CodeVersion: !Ref MigrateFunction.Version`, a version ARN).
-const CODE_VERSION_PROPERTY: &str = "CodeVersion";
-
-/// Whom the migration grants the application's privileges to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApplicationRole {
-    /// `DB_APPLICATION_ROLE`.
-    Named(String),
-    /// The `username` of the secret `DB_APPLICATION_SECRET_ARN`, read on every run.
-    FromSecret(String),
-    None,
-}
-
-impl ApplicationRole {
-    /// Reads the process environment.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads `DB_APPLICATION_ROLE`, else `DB_APPLICATION_SECRET_ARN`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-        match (set("DB_APPLICATION_ROLE"), set("DB_APPLICATION_SECRET_ARN")) {
-            (Some(role), _) => Self::Named(role),
-            (None, Some(arn)) => Self::FromSecret(arn),
-            (None, None) => Self::None,
-        }
-    }
-}
-
-/// The application secret's part migrate reads.
-#[derive(Deserialize)]
-struct ApplicationSecret {
-    username: String,
-}
-
-/// The Secrets Manager client of the application secret, built on first use.
-static SECRETS: OnceCell<Secrets> = OnceCell::const_new();
 
 /// Handles one invocation: a custom-resource request or a direct invocation.
 pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
@@ -91,227 +33,12 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Diagn
     if Request::is_one(&event.payload) {
         let request: Request = serde_json::from_value(event.payload)
             .map_err(|error| failure(anyhow::anyhow!("a malformed custom-resource request: {error}")))?;
-        return answer_cloudformation(app, &role, &request, deadline).await.map_err(failure);
+        return migration::answer_cloudformation(app, &role, &request, deadline).await.map_err(failure);
     }
-    run(app, &role).await.map_err(failure)
+    migration::run(app, &role).await.map_err(failure)
 }
 
 fn failure(error: anyhow::Error) -> Diagnostic {
     tracing::error!(error = ?error, "the migration failed");
     Diagnostic { error_type: ERROR_TYPE.to_owned(), error_message: format!("{error:#}") }
-}
-
-/// Migrates on `Create` and `Update`, and PUTs the outcome to the request's `ResponseURL`. Only
-/// a failure to deliver that answer fails the invocation (so Lambda retries it; migrating again
-/// is harmless).
-async fn answer_cloudformation(
-    app: &App,
-    role: &ApplicationRole,
-    request: &Request,
-    deadline: SystemTime,
-) -> anyhow::Result<Value> {
-    tracing::info!(
-        request_type = ?request.request_type,
-        logical_resource_id = %request.logical_resource_id,
-        "custom-resource request"
-    );
-    let (status, reason, data) = match request.request_type {
-        RequestType::Delete => {
-            (Status::Success, "nothing done: migrations are never undone".to_owned(), json!({}))
-        }
-        RequestType::Create | RequestType::Update
-            if is_for_other_code(
-                request,
-                &std::env::var("AWS_LAMBDA_FUNCTION_VERSION").unwrap_or_default(),
-            ) =>
-        {
-            // A rollback's `Update` with the previous properties, sent while this (newer) code
-            // still answers: the schema stays as it is (migrations are backward compatible).
-            (Status::Success, "nothing done: the request is for other migrate code".to_owned(), json!({}))
-        }
-        RequestType::Create | RequestType::Update => {
-            let budget =
-                deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(ANSWER_MARGIN);
-            match tokio::time::timeout(budget, run(app, role)).await {
-                Ok(Ok(done)) => (Status::Success, format!("migrated: {done}"), done),
-                Ok(Err(error)) => {
-                    tracing::error!(error = ?error, "the migration failed");
-                    (Status::Failed, format!("{error:#}"), json!({}))
-                }
-                Err(_) => (
-                    Status::Failed,
-                    format!("the migration did not finish within {budget:?} (raise the function's Timeout)"),
-                    json!({}),
-                ),
-            }
-        }
-    };
-    let response = custom_resource::Response::to(request, status, &reason, PHYSICAL_ID, data);
-    custom_resource::send(&request.response_url, &response)
-        .await
-        .context("answering CloudFormation at the ResponseURL")?;
-    tracing::info!(status = ?status, "answered CloudFormation");
-    Ok(json!({ "Status": status, "Reason": response.reason }))
-}
-
-/// Whether the request names a published version of the migrate code other than `running`
-/// (`AWS_LAMBDA_FUNCTION_VERSION`). Unknown on either side (`$LATEST`, no property) counts as
-/// this code.
-fn is_for_other_code(request: &Request, running: &str) -> bool {
-    let requested = request.resource_properties.get(CODE_VERSION_PROPERTY).and_then(Value::as_str);
-    match (running.parse::<u64>(), requested.and_then(|arn| arn.rsplit(':').next())) {
-        (Ok(running), Some(requested)) => {
-            requested.parse::<u64>().is_ok_and(|requested| requested != running)
-        }
-        _ => false,
-    }
-}
-
-/// Applies every pending migration, then grants the application role its privileges; answers
-/// `{"migrations": N, "application_role": name or null}`. Also `make migrate`'s (db-migrate).
-pub async fn run(app: &App, role: &ApplicationRole) -> anyhow::Result<Value> {
-    // Read before migrating: a missing or unreadable application secret changes nothing.
-    let role_name = match role {
-        ApplicationRole::Named(name) => Some(name.clone()),
-        ApplicationRole::FromSecret(arn) => {
-            let secrets = SECRETS.get_or_init(Secrets::from_env).await;
-            let secret: ApplicationSecret =
-                secrets.json(arn).await.context("reading the application role's secret")?;
-            Some(secret.username)
-        }
-        ApplicationRole::None => None,
-    };
-    // A first connection through `connection()` picks up rotated credentials. With the
-    // template's `DB_MAX_CONNECTIONS=1` it is the pool's only one and is kept between
-    // invocations, so it goes back to the pool for the migrator to take (the migrator on a
-    // borrowed connection makes a future rustc cannot prove `Send`).
-    app.connection().await.map_err(anyhow::Error::new).context("connecting as the schema owner")?.release();
-    let pool = app.db().await.map_err(anyhow::Error::new)?;
-    migrator().run(pool).await.map_err(describe)?;
-    let count = MIGRATOR.iter().count();
-    tracing::info!(migrations = count, "migrations applied");
-    if let Some(name) = &role_name {
-        let mut connection = app.connection().await.map_err(anyhow::Error::new)?;
-        let mut transaction = sqlx::Connection::begin(&mut *connection).await?;
-        transaction
-            .execute(sqlx::raw_sql(AssertSqlSafe(grants(name))))
-            .await
-            .with_context(|| format!("granting the application role {name:?} its privileges"))?;
-        transaction.commit().await?;
-        tracing::info!(role = %name, "privileges granted");
-    }
-    Ok(json!({ "migrations": count, "application_role": role_name }))
-}
-
-/// The embedded migrations, tolerating applied migrations this code does not know: an older
-/// release (a rollback) runs against a schema a newer one extended.
-fn migrator() -> Migrator {
-    let mut migrator = Migrator::with_migrations(MIGRATOR.iter().cloned().collect());
-    migrator.set_ignore_missing(true);
-    migrator
-}
-
-/// A migration error, in one line that names the migration (version and description) when one
-/// failed. Flattened: sqlx's messages already repeat their sources.
-fn describe(error: MigrateError) -> anyhow::Error {
-    let named = |version: &i64| {
-        MIGRATOR.iter().find(|m| m.version == *version).map_or_else(
-            || format!("migration {version}"),
-            |m| format!("migration {} ({})", m.version, m.description),
-        )
-    };
-    match &error {
-        MigrateError::ExecuteMigration(cause, version) => {
-            anyhow::anyhow!("{} failed: {cause}", named(version))
-        }
-        MigrateError::VersionMismatch(version) | MigrateError::Dirty(version) => {
-            anyhow::anyhow!("{}: {error}", named(version))
-        }
-        _ => anyhow::anyhow!("migrating: {error}"),
-    }
-}
-
-/// The statements that give `role` the API's privileges and nothing more, all idempotent:
-/// usage on the current schema; select, insert, update and delete on its tables (but not on the
-/// migrations' history); usage and select on its sequences; the same by default on what the
-/// owner (the role running this) creates later. `create` on the schema is revoked from
-/// `public` (Postgres before 15 grants it to everyone); as a non-owner, Postgres only warns.
-pub fn grants(role: &str) -> String {
-    let role = quote_identifier(role);
-    format!(
-        "do $grants$ begin
-           execute format('revoke create on schema %I from public', current_schema());
-           execute format('grant usage on schema %I to {role}', current_schema());
-           execute format('grant select, insert, update, delete on all tables in schema %I to {role}',
-                          current_schema());
-           execute format('grant usage, select on all sequences in schema %I to {role}', current_schema());
-           execute format('alter default privileges in schema %I
-                             grant select, insert, update, delete on tables to {role}', current_schema());
-           execute format('alter default privileges in schema %I
-                             grant usage, select on sequences to {role}', current_schema());
-         end $grants$;
-         revoke all on table _sqlx_migrations from {role};"
-    )
-}
-
-/// `name` as a quoted SQL identifier: in double quotes, each double quote doubled, so any role
-/// name (capitals, spaces, quotes) is that role and nothing else.
-pub fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_role_name_is_quoted_as_one_identifier() {
-        assert_eq!(quote_identifier("auth_app"), "\"auth_app\"");
-        assert_eq!(quote_identifier("App\"; drop table users; --"), "\"App\"\"; drop table users; --\"");
-    }
-
-    #[test]
-    fn the_role_comes_from_db_application_role_else_the_application_secret() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| pairs.iter().find(|(key, _)| *key == name).map(|(_, v)| (*v).to_owned())
-        };
-        assert_eq!(
-            ApplicationRole::from_lookup(vars(&[
-                ("DB_APPLICATION_ROLE", "app"),
-                ("DB_APPLICATION_SECRET_ARN", "a")
-            ])),
-            ApplicationRole::Named("app".into())
-        );
-        assert_eq!(
-            ApplicationRole::from_lookup(vars(&[("DB_APPLICATION_SECRET_ARN", "arn:app")])),
-            ApplicationRole::FromSecret("arn:app".into())
-        );
-        assert_eq!(
-            ApplicationRole::from_lookup(vars(&[("DB_APPLICATION_ROLE", " ")])),
-            ApplicationRole::None
-        );
-    }
-
-    fn update_for(version: Option<&str>) -> Request {
-        let mut properties = json!({"ServiceToken": "arn:aws:lambda:eu-west-1:123456789012:function:m:live"});
-        if let Some(version) = version {
-            properties[CODE_VERSION_PROPERTY] = json!(version);
-        }
-        serde_json::from_value(json!({
-            "RequestType": "Update", "ResponseURL": "https://s3.test/x", "StackId": "s", "RequestId": "r",
-            "LogicalResourceId": "Migration", "PhysicalResourceId": PHYSICAL_ID,
-            "ResourceProperties": properties,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_request_for_another_published_version_is_a_rollback_and_changes_nothing() {
-        let v7 = "arn:aws:lambda:eu-west-1:123456789012:function:m:7";
-
-        assert!(!is_for_other_code(&update_for(Some(v7)), "7"));
-        assert!(is_for_other_code(&update_for(Some(v7)), "8"));
-        assert!(!is_for_other_code(&update_for(Some(v7)), "$LATEST"), "unknown here: migrate");
-        assert!(!is_for_other_code(&update_for(None), "8"), "unknown there: migrate");
-    }
 }

@@ -1,7 +1,9 @@
 //! One module per endpoint. Each exposes `NEEDS` (what the function reads from its environment)
-//! and `handle`, an `async fn(&App, lambda_http::Request) -> Reply`. A handler's `Err` is an
-//! [`ApiError`](crate::error::ApiError) that the runtime wiring (`runtime::answer`) answers with
-//! its status and code, so no error reaches the front door as a bare 502.
+//! and `handle`, an `async fn(&App, lambda_http::Request) -> Reply` that parses the request,
+//! calls a use-case and answers. The runtime wiring (`runtime::handle`) has let a derived issuer
+//! learn the API from the request before; a handler's `Err` is an
+//! [`ApiError`](crate::error::ApiError) that it answers (`runtime::answer`) with its status and
+//! code, so no error reaches the front door as a bare 502.
 
 pub mod change_password;
 pub mod delete_account;
@@ -23,10 +25,10 @@ pub mod verify_email;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::auth::{self, Caller, Issued};
 use crate::domain::User;
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Request, Response};
+use crate::sessions::{Caller, Issued};
 
 /// `{"email","password"}`, the body of signup and login.
 #[derive(Deserialize)]
@@ -44,9 +46,8 @@ struct RefreshTokenBody {
 /// The caller of an endpoint that takes a bearer access token: 401 `missing_token` without
 /// one, 401 `invalid_token` for a bad token or an ended session.
 async fn caller(app: &App, request: &Request) -> Result<Caller, ApiError> {
-    app.learn_issuer(request);
     let token = request.bearer_token().ok_or(ApiError::MissingToken)?;
-    auth::authenticate(app, token).await
+    crate::sessions::authenticate(app, token).await
 }
 
 /// The token response of signup, login, refresh and password reset.

@@ -2,9 +2,9 @@
 
 use super::{RefreshTokenBody, token_response};
 use crate::app::App;
-use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::http::{ApiRequest as _, Reply, Request};
+use crate::sessions;
 use crate::tokens::RefreshToken;
 
 /// Refresh writes to the database and signs tokens.
@@ -12,9 +12,8 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false }
 
 /// 200 with the token response and a new refresh token; the presented one stops working.
 pub async fn handle(app: &App, request: Request) -> Reply {
-    app.learn_issuer(&request);
     let body: RefreshTokenBody = request.json()?;
     let presented = RefreshToken::parse(&body.refresh_token)?;
-    let issued = auth::refresh(app, presented).await?;
+    let issued = sessions::refresh(app, presented).await?;
     Ok(token_response(200, &issued))
 }

@@ -4,11 +4,11 @@ use lambda_http::RequestExt as _;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::domain::SessionId;
 use crate::error::ApiError;
 use crate::http::{self, Reply, Request};
+use crate::sessions;
 
 /// Revoke-session verifies access tokens and writes to the database.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false };
@@ -18,7 +18,7 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false
 pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
     let session = session_id(&request).ok_or(ApiError::SessionNotFound)?;
-    auth::revoke_session(app, &caller, session).await?;
+    sessions::revoke_session(app, &caller, session).await?;
     Ok(http::empty(204))
 }
 

@@ -3,9 +3,9 @@
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::http::{self, Reply, Request};
+use crate::sessions;
 
 /// Sessions verifies access tokens and reads the database.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false };
@@ -14,6 +14,6 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false
 /// recently used first; 401 without a live access token.
 pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
-    let sessions = auth::sessions(app, &caller).await?;
+    let sessions = sessions::list(app, &caller).await?;
     Ok(http::json(200, &json!({ "sessions": sessions })))
 }

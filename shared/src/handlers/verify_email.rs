@@ -4,9 +4,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::app::App;
-use crate::auth;
 use crate::config::{Keys, Needs};
 use crate::http::{self, ApiRequest as _, Reply, Request};
+use crate::links;
 use crate::tokens::MailToken;
 
 /// Verify-email writes to the database; it signs and verifies nothing.
@@ -23,6 +23,6 @@ struct LinkTokenBody {
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: LinkTokenBody = request.json()?;
     let token = MailToken::parse(&body.token)?;
-    let user = auth::verify_email(app, token).await?;
+    let user = links::verify_email(app, token).await?;
     Ok(http::json(200, &json!({ "user": user })))
 }

@@ -1,9 +1,13 @@
 //! The contract of every endpoint, and every error status, against a real Postgres.
 
-use crate::helpers::{Endpoint, PASSWORD, TestApp, event, get, json_request, request_with};
+use crate::helpers::{AUDIENCE, Endpoint, PASSWORD, TestApp, call, event, get, json_request, request_with};
 use base64::Engine as _;
 use serde_json::json;
+use shared::app::App;
+use shared::config::{Config, Keys, Needs};
+use shared::handlers;
 use shared::http::{MAX_BODY_BYTES, Request};
+use shared::tokens::public_key_set;
 use sqlx::PgPool;
 
 #[sqlx::test(migrations = "../migrations")]
@@ -425,6 +429,22 @@ async fn the_openid_configuration_is_served_by_the_jwks_function(pool: PgPool) {
     assert_eq!(response.body["issuer"], crate::helpers::ISSUER);
     assert_eq!(response.body["jwks_uri"], format!("{}/.well-known/jwks.json", crate::helpers::ISSUER));
     assert_eq!(response.body["id_token_signing_alg_values_supported"], json!(["RS256"]));
+}
+
+#[tokio::test]
+async fn a_derived_issuer_is_learnt_from_the_api_of_the_first_request() {
+    let public_keys = public_key_set(&[&test_support::signing_key("test-key")]).to_string();
+    let vars =
+        [("JWT_PUBLIC_KEYS", public_keys.as_str()), ("JWT_AUDIENCE", AUDIENCE), ("AWS_REGION", "eu-west-1")];
+    let needs = Needs { database: false, keys: Keys::Verify, mail: false };
+    let lookup = |name: &str| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned());
+    let app = App::from_config(Config::from_lookup(needs, lookup).unwrap()).unwrap();
+
+    // Through the HTTP API `testapi`'s `$default` stage, as every helper's request comes.
+    let response = call(&app, handlers::jwks::handle, get("/.well-known/openid-configuration")).await;
+
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.body["issuer"], "https://testapi.execute-api.eu-west-1.amazonaws.com");
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use shared::app::App;
 use shared::handlers;
 use shared::http::{Body, Request};
-use shared::runtime::answer;
+use shared::runtime;
 use shared::tokens::{TokenSigner, TokenVerifier, public_key_set};
 use sqlx::PgPool;
 pub use test_support::{PASSWORD, REFRESH_TOKEN_KEY};
@@ -77,11 +77,16 @@ impl Response {
     }
 }
 
-/// Runs a handler through the functions' own wiring (`runtime::answer`) and reads its answer.
-/// The handler's future is boxed: a debug build's futures are large, and a test that awaits
-/// several in a row would overflow its thread's 2 MiB stack.
-pub async fn call(handler: impl std::future::Future<Output = shared::http::Reply>) -> Response {
-    Response::from(answer(Box::pin(handler)).await)
+/// Sends `request` to `handler` through the functions' own wiring (`runtime::handle`: the issuer
+/// learnt from the request, errors and panics answered) and reads the answer. The future is
+/// boxed: a debug build's futures are large, and a test that awaits several in a row would
+/// overflow its thread's 2 MiB stack.
+pub async fn call<'a, F, Fut>(app: &'a App, handler: F, request: Request) -> Response
+where
+    F: FnOnce(&'a App, Request) -> Fut,
+    Fut: std::future::Future<Output = shared::http::Reply>,
+{
+    Response::from(Box::pin(runtime::handle(app, handler, request)).await)
 }
 
 /// Which endpoint a request goes to.
@@ -144,26 +149,25 @@ impl TestApp {
         Self { app: Arc::new(app), pool }
     }
 
-    /// Sends `request` to an endpoint's handler through the functions' own wiring
-    /// (`runtime::answer`: errors and panics become their responses).
+    /// Sends `request` to an endpoint's handler through the functions' own wiring ([`call`]).
     pub async fn send(&self, endpoint: Endpoint, request: Request) -> Response {
         let app = &*self.app;
         match endpoint {
-            Endpoint::Signup => call(handlers::signup::handle(app, request)).await,
-            Endpoint::Login => call(handlers::login::handle(app, request)).await,
-            Endpoint::Refresh => call(handlers::refresh::handle(app, request)).await,
-            Endpoint::Logout => call(handlers::logout::handle(app, request)).await,
-            Endpoint::Me => call(handlers::me::handle(app, request)).await,
-            Endpoint::Health => call(handlers::health::handle(app, request)).await,
-            Endpoint::Jwks => call(handlers::jwks::handle(app, request)).await,
-            Endpoint::VerifyEmail => call(handlers::verify_email::handle(app, request)).await,
-            Endpoint::ResendVerification => call(handlers::resend_verification::handle(app, request)).await,
-            Endpoint::ForgotPassword => call(handlers::forgot_password::handle(app, request)).await,
-            Endpoint::ResetPassword => call(handlers::reset_password::handle(app, request)).await,
-            Endpoint::ChangePassword => call(handlers::change_password::handle(app, request)).await,
-            Endpoint::DeleteAccount => call(handlers::delete_account::handle(app, request)).await,
-            Endpoint::Sessions => call(handlers::sessions::handle(app, request)).await,
-            Endpoint::RevokeSession => call(handlers::revoke_session::handle(app, request)).await,
+            Endpoint::Signup => call(app, handlers::signup::handle, request).await,
+            Endpoint::Login => call(app, handlers::login::handle, request).await,
+            Endpoint::Refresh => call(app, handlers::refresh::handle, request).await,
+            Endpoint::Logout => call(app, handlers::logout::handle, request).await,
+            Endpoint::Me => call(app, handlers::me::handle, request).await,
+            Endpoint::Health => call(app, handlers::health::handle, request).await,
+            Endpoint::Jwks => call(app, handlers::jwks::handle, request).await,
+            Endpoint::VerifyEmail => call(app, handlers::verify_email::handle, request).await,
+            Endpoint::ResendVerification => call(app, handlers::resend_verification::handle, request).await,
+            Endpoint::ForgotPassword => call(app, handlers::forgot_password::handle, request).await,
+            Endpoint::ResetPassword => call(app, handlers::reset_password::handle, request).await,
+            Endpoint::ChangePassword => call(app, handlers::change_password::handle, request).await,
+            Endpoint::DeleteAccount => call(app, handlers::delete_account::handle, request).await,
+            Endpoint::Sessions => call(app, handlers::sessions::handle, request).await,
+            Endpoint::RevokeSession => call(app, handlers::revoke_session::handle, request).await,
         }
     }
 

@@ -49,7 +49,7 @@ fn app_with_unreachable_database(needs: Needs) -> App {
 async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
     let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Verify, mail: false });
 
-    let response = call(handlers::jwks::handle(&app, get("/.well-known/jwks.json"))).await;
+    let response = call(&app, handlers::jwks::handle, get("/.well-known/jwks.json")).await;
 
     assert_eq!(response.status, 200);
     assert!(!app.database_initialised());
@@ -60,10 +60,10 @@ async fn an_unreachable_database_is_503_json_on_health_and_auth_endpoints() {
     let app = app_with_unreachable_database(Needs { database: true, keys: Keys::Sign, mail: false });
     let started = Instant::now();
 
-    let health = call(handlers::health::handle(&app, get("/health"))).await;
+    let health = call(&app, handlers::health::handle, get("/health")).await;
     let body = json!({ "email": "alice@example.com", "password": PASSWORD }).to_string();
-    let signup = call(handlers::signup::handle(&app, json_request(&body))).await;
-    let login = call(handlers::login::handle(&app, json_request(&body))).await;
+    let signup = call(&app, handlers::signup::handle, json_request(&body)).await;
+    let login = call(&app, handlers::login::handle, json_request(&body)).await;
 
     assert!(app.database_initialised());
     assert_eq!(health.status, 503);

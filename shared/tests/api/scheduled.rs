@@ -8,7 +8,7 @@ use lambda_http::RequestExt as _;
 use serde_json::json;
 use shared::handlers::health;
 use shared::http::Request;
-use shared::maintenance;
+use shared::ops::maintenance;
 use sqlx::PgPool;
 
 /// An EventBridge schedule, read by lambda_http as the function's runtime reads it.
@@ -43,7 +43,7 @@ async fn a_scheduled_check_purges_only_long_revoked_tokens(pool: PgPool) {
     let app = TestApp::new(pool);
     seed_tokens(&app, 2_500, 40).await;
 
-    let response = call(health::handle(&app.app, scheduled_event())).await;
+    let response = call(&app.app, health::handle, scheduled_event()).await;
 
     assert_eq!(response.status, 200);
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 41, "40 fresh and signup's own");
@@ -103,11 +103,11 @@ async fn the_deadline_comes_from_the_invocation_context(pool: PgPool) {
         scheduled_event().with_lambda_context(context)
     };
 
-    let response = call(health::handle(&app.app, event_due_in(maintenance::PURGE_MARGIN / 2))).await;
+    let response = call(&app.app, health::handle, event_due_in(maintenance::PURGE_MARGIN / 2)).await;
 
     assert_eq!(response.status, 200, "the check itself still answers");
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 1_511);
-    call(health::handle(&app.app, event_due_in(Duration::from_secs(10)))).await;
+    call(&app.app, health::handle, event_due_in(Duration::from_secs(10))).await;
     assert_eq!(app.count("select count(*) from refresh_tokens").await, 11);
 }
 
@@ -117,7 +117,7 @@ async fn an_event_from_another_source_is_refused(pool: PgPool) {
     let event = json!({"Records": [{"eventSource": "aws:sqs"}]});
     let event = lambda_http::request::from_str(&event.to_string()).unwrap();
 
-    let response = call(health::handle(&app.app, event)).await;
+    let response = call(&app.app, health::handle, event).await;
 
     assert_eq!(response.status, 400);
 }
@@ -173,7 +173,7 @@ async fn a_scheduled_check_purges_sessions_that_ended_long_ago_and_keeps_the_res
     .await;
     let live = session_of(&app, "live@example.com").await;
 
-    let response = call(health::handle(&app.app, scheduled_event())).await;
+    let response = call(&app.app, health::handle, scheduled_event()).await;
 
     assert_eq!(response.status, 200);
     let mut left: Vec<uuid::Uuid> =
@@ -202,7 +202,7 @@ async fn a_scheduled_check_purges_login_attempts_quiet_for_a_day(pool: PgPool) {
     .await
     .unwrap();
 
-    let response = call(health::handle(&app.app, scheduled_event())).await;
+    let response = call(&app.app, health::handle, scheduled_event()).await;
 
     assert_eq!(response.status, 200);
     assert_eq!(app.count("select count(*) from login_attempts").await, 10);

@@ -42,7 +42,7 @@ async fn database_credentials_come_from_an_rds_format_secret(pool: PgPool) {
     let (role, arn) = role_with_secret(&pool, &client).await;
     let app = app_with(&[("DB_SECRET_ARN", &arn), ("AWS_LAMBDA_FUNCTION_NAME", &role)], DATABASE_ONLY);
 
-    let response = call(health::handle(&app, get("/health"))).await;
+    let response = call(&app, health::handle, get("/health")).await;
 
     assert_eq!(response.status, 200, "{}", response.body);
     let connected: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where usename = $1")
@@ -64,7 +64,7 @@ async fn a_rotated_password_costs_one_retry_not_an_outage(pool: PgPool) {
         ("DB_PING_AFTER_IDLE_MS", "0"),
     ];
     let app = app_with(&vars, DATABASE_ONLY);
-    assert_eq!(call(health::handle(&app, get("/health"))).await.status, 200);
+    assert_eq!(call(&app, health::handle, get("/health")).await.status, 200);
 
     // Rotate as Secrets Manager's rotation function does: the role first, then the secret;
     // then end the warm connection so the next request must log in again.
@@ -84,7 +84,7 @@ async fn a_rotated_password_costs_one_retry_not_an_outage(pool: PgPool) {
         .await
         .unwrap();
 
-    let response = call(health::handle(&app, get("/health"))).await;
+    let response = call(&app, health::handle, get("/health")).await;
 
     assert_eq!(response.status, 200, "{}", response.body);
 }
@@ -99,7 +99,7 @@ async fn a_missing_secret_is_a_503_and_the_error_names_it(pool: PgPool) {
     let error = app.connection().await.expect_err("the secret does not exist");
     let body =
         serde_json::json!({"refresh_token": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}).to_string();
-    let response = call(shared::handlers::logout::handle(&app, crate::helpers::json_request(&body))).await;
+    let response = call(&app, shared::handlers::logout::handle, crate::helpers::json_request(&body)).await;
 
     assert!(format!("{:#}", anyhow::Error::from(error)).contains(arn));
     assert_eq!(response.status, 503);

@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use shared::accounts::store::{create_user_with_session, start_session};
 use shared::db::Database;
 use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
-use shared::store::{self, MailRequest, NewSession};
+use shared::links::store::{MailRequest, request_mail};
+use shared::sessions::store::NewSession;
 use shared::tokens::{MailToken, RefreshToken, TokenSigner};
 use sqlx::PgPool;
 
@@ -86,10 +88,9 @@ impl Fixture {
         let ttl = Duration::from_secs(3600);
         let (session, refresh) = (SessionId::generate(), RefreshToken::generate()?);
         let first = NewSession { id: session, token: &refresh.hash(), ttl, device: &device };
-        let user =
-            store::create_user_with_session(&mut db, UserId::generate(), &email, &self.password_hash, first)
-                .await
-                .context("creating the account")?;
+        let user = create_user_with_session(&mut db, UserId::generate(), &email, &self.password_hash, first)
+            .await
+            .context("creating the account")?;
         let access = self.signer.issue(user.id, session)?;
         let mut values = vec![
             (EMAIL, email.as_str().to_owned()),
@@ -100,7 +101,7 @@ impl Fixture {
             let other = SessionId::generate();
             let second =
                 NewSession { id: other, token: &RefreshToken::generate()?.hash(), ttl, device: &device };
-            store::start_session(&mut db, user.id, &email, None, second).await.context("a second session")?;
+            start_session(&mut db, user.id, &email, None, second).await.context("a second session")?;
             values.push((SESSION_ID, other.0.to_string()));
         }
         for (placeholder, kind) in
@@ -108,7 +109,7 @@ impl Fixture {
         {
             if event.contains(placeholder) {
                 let token = MailToken::generate()?;
-                let decided = store::request_mail(&mut db, email.as_str(), kind, &token.hash(), u32::MAX)
+                let decided = request_mail(&mut db, email.as_str(), kind, &token.hash(), u32::MAX)
                     .await
                     .context("storing a link")?;
                 anyhow::ensure!(decided == MailRequest::Issued, "the link was not stored: {decided:?}");

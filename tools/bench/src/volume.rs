@@ -406,8 +406,8 @@ async fn explain_purge(
     table: &str,
     sql: &str,
 ) -> anyhow::Result<(f64, i64, String)> {
-    let retention = shared::maintenance::PURGE_RETENTION.as_secs_f64();
-    let batch = shared::maintenance::PURGE_BATCH;
+    let retention = shared::ops::maintenance::PURGE_RETENTION.as_secs_f64();
+    let batch = shared::ops::maintenance::PURGE_BATCH;
     let explain = AssertSqlSafe(format!("explain (analyze, buffers, format json) {sql}"));
     let mut transaction = admin.begin().await?;
     let query = sqlx::query_scalar::<_, Value>(explain);
@@ -566,9 +566,9 @@ pub async fn sections(setup: &Setup, args: &Args, functions: &[Function]) -> any
          without pause. A run deletes at most {} rounds of {} rows per table and starts no round with less \
          than {} s left.\n",
         plan.purge_runs,
-        shared::maintenance::PURGE_MAX_BATCHES,
-        shared::maintenance::PURGE_BATCH,
-        shared::maintenance::PURGE_MARGIN.as_secs()
+        shared::ops::maintenance::PURGE_MAX_BATCHES,
+        shared::ops::maintenance::PURGE_BATCH,
+        shared::ops::maintenance::PURGE_MARGIN.as_secs()
     )?;
     writeln!(text, "| run | duration (ms) | expired tokens deleted | left |")?;
     writeln!(text, "|---|---|---|---|")?;

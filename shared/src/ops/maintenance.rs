@@ -1,13 +1,15 @@
-//! The scheduled maintenance of the database: the health check (one bounded round trip) and
-//! the purge of what no request needs any more (ended sessions, old revoked refresh tokens,
-//! login-attempt counts gone quiet), in bounded batches that stop before the invocation's
-//! deadline. The health function runs both; this module knows nothing of events or responses.
+//! The health check of the database (one bounded round trip) and its scheduled maintenance: the
+//! metric line the alarm watches, and the purge of what no request needs any more (ended
+//! sessions, old revoked refresh tokens, login-attempt counts gone quiet), in bounded batches
+//! that stop before the invocation's deadline. The health function runs them; this module knows
+//! nothing of events or responses.
 
 use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::store;
+use crate::metrics::Metrics;
+use crate::ops::store;
 
 /// How long the database has to answer before the service is reported unhealthy.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,6 +26,31 @@ pub const PURGE_MAX_BATCHES: usize = 20;
 /// No purge round starts with less than this left before the invocation's deadline, so a run
 /// ends by itself, answered and logged, whatever the backlog or the database's speed.
 pub const PURGE_MARGIN: Duration = Duration::from_secs(2);
+
+/// The health function's work: the [`check`] and, on a schedule, the metric line the template's
+/// alarm watches (only then: public `GET /health` calls would otherwise feed the metric, and
+/// hide a schedule that stopped running) and, when the database answered, the [`purge`] until
+/// `deadline`. Returns whether the database answered.
+pub async fn health(app: &App, scheduled: bool, deadline: Instant) -> bool {
+    let started = Instant::now();
+    let healthy = check(app).await;
+    if scheduled {
+        println!("{}", metrics_line(&app.metrics, healthy, started.elapsed()));
+        if healthy {
+            purge(app, deadline).await;
+        }
+    }
+    healthy
+}
+
+/// One CloudWatch Embedded Metric Format line: `DatabaseHealthy` (0/1) and `DatabaseLatency`
+/// (ms), with the function name as the dimension.
+pub fn metrics_line(metrics: &Metrics, healthy: bool, latency: Duration) -> String {
+    metrics.line(&[
+        ("DatabaseHealthy", "None", f64::from(u8::from(healthy))),
+        ("DatabaseLatency", "Milliseconds", latency.as_secs_f64() * 1000.0),
+    ])
+}
 
 /// One round trip to the database, bounded by [`PING_TIMEOUT`] including the wait for a
 /// connection.
@@ -96,5 +123,32 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
             tracing::warn!(error = ?error, "the purge failed; the next schedule retries");
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn the_metrics_line_is_embedded_metric_format() {
+        let line: Value = serde_json::from_str(&metrics_line(
+            &Metrics::new("AuthApi", "auth-health"),
+            true,
+            Duration::from_millis(3),
+        ))
+        .unwrap();
+        let directive = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Dimensions"], json!([["FunctionName"]]));
+        let names: Vec<&str> =
+            directive["Metrics"].as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["DatabaseHealthy", "DatabaseLatency"]);
+        assert_eq!(
+            (line["FunctionName"].as_str(), line["DatabaseHealthy"].as_f64()),
+            (Some("auth-health"), Some(1.0))
+        );
+        assert_eq!(line["DatabaseLatency"].as_f64(), Some(3.0));
+        assert!(line["_aws"]["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
     }
 }

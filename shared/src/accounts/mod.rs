@@ -1,0 +1,160 @@
+//! The account, the `users` row and its credentials: signing up, logging in (behind the
+//! address's throttle), changing the password and deleting the account, both after confirming
+//! the password as login does. Its SQL is in [`store`].
+//!
+//! Like every use-case module, each operation validates nothing (handlers pass parsed types),
+//! touches the database in as few atomic statements as it can, and answers with domain results.
+//! Each runs in a span of its own (`auth.login`, ...; no password, token or email in it) that
+//! records the user once known, and each step names itself in a failure's cause chain
+//! (`.context(...)`), so the log line of a 500 or a 503 says which step failed and for whom.
+
+pub mod store;
+
+use tracing::field::Empty;
+
+use crate::app::App;
+use crate::db::DbConnection;
+use crate::domain::{Device, Email, MailKind, Password, SessionId, UserId};
+use crate::error::{ApiError, Context as _};
+use crate::links;
+use crate::passwords::{self, Verified};
+use crate::sessions::store::NewSession;
+use crate::sessions::{Caller, Issued, first_token_ttl};
+use crate::tokens::RefreshToken;
+use store::Admission;
+
+/// The unique constraint a duplicate email violates.
+const EMAIL_CONSTRAINT: &str = "users_email_key";
+
+/// Creates the account, its first session and refresh token, atomically. 409 if the email is
+/// taken, decided by the unique constraint (no check-then-insert race). Then sends the
+/// verification mail; the account stands whatever becomes of the mail.
+#[tracing::instrument(name = "auth.signup", skip_all, fields(user = Empty))]
+pub async fn signup(
+    app: &App,
+    email: Email,
+    password: Password,
+    device: &Device,
+) -> Result<Issued, ApiError> {
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let password_hash = passwords::hash(password).await.context("hashing the password")?;
+    // Acquired after hashing: the connection is not held idle through 30 ms of argon2.
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let (user_id, session) = (UserId::generate(), SessionId::generate());
+    tracing::Span::current().record("user", tracing::field::display(user_id.0));
+    let refresh = RefreshToken::generate().context("generating the refresh token")?;
+    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app), device };
+    let user = store::create_user_with_session(&mut db, user_id, &email, &password_hash, new_session)
+        .await
+        .map_err(|error| match &error {
+        sqlx::Error::Database(db_error) if db_error.constraint() == Some(EMAIL_CONSTRAINT) => {
+            ApiError::EmailTaken
+        }
+        _ => ApiError::from(error).context("creating the user and the session"),
+    })?;
+    let access = tokens.issue(user.id, session).context("signing the access token")?;
+    // The account exists: a failure to record or send the mail is logged, not answered (the
+    // user can ask for it again: `POST /auth/verify-email/resend`).
+    if let Err(error) = links::send_link(app, &mut db, MailKind::VerifyEmail, &user.email).await {
+        tracing::error!(error = ?error, "the verification mail could not be requested");
+    }
+    Ok(Issued { user, access, refresh })
+}
+
+/// Admits the attempt first, in one statement that also counts it (see [`store::admit_login`]):
+/// a throttled email is refused before any argon2 work. Then verifies the password (against a
+/// dummy hash for an unknown email, so both failures cost and look the same). A failure is
+/// already counted; a success clears the count, upgrades an outdated hash and opens a session,
+/// atomically: two round trips on success, one on failure.
+#[tracing::instrument(name = "auth.login", skip_all, fields(user = Empty))]
+pub async fn login(app: &App, email: Email, password: Password, device: &Device) -> Result<Issued, ApiError> {
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let account = match store::admit_login(&mut db, &email).await.context("admitting the attempt")? {
+        Admission::Admitted { account } => account,
+        Admission::Throttled { retry_after_seconds } => {
+            return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
+        }
+    };
+    let (user, stored_hash) = account.unzip();
+    let verified = passwords::verify(password, stored_hash).await.context("verifying the password")?;
+    let (Some(user), Verified::Yes { rehashed }) = (user, verified) else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    tracing::Span::current().record("user", tracing::field::display(user.id.0));
+    // Said only to whoever knows the password. The attempt stays counted, as a failure is.
+    if app.require_verified_email && user.email_verified_at.is_none() {
+        return Err(ApiError::EmailNotVerified);
+    }
+    let session = SessionId::generate();
+    let refresh = RefreshToken::generate().context("generating the refresh token")?;
+    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app), device };
+    store::start_session(&mut db, user.id, &email, rehashed.as_deref(), new_session)
+        .await
+        .context("opening the session")?;
+    let access = tokens.issue(user.id, session).context("signing the access token")?;
+    Ok(Issued { user, access, refresh })
+}
+
+/// Checks the caller's password as login does: the same throttle per address (a stolen access
+/// token buys no faster guessing), the same argon2 verification. Returns the stored hash the
+/// password matched, for the write that follows to be conditional on it. A wrong password is a
+/// 403 `invalid_password` (the access token itself is fine).
+async fn confirm_password(
+    db: &mut DbConnection,
+    caller: &Caller,
+    password: Password,
+) -> Result<String, ApiError> {
+    let email = Email::stored(&caller.user.email)?;
+    let account = match store::admit_login(db, &email).await.context("admitting the attempt")? {
+        Admission::Admitted { account } => account,
+        Admission::Throttled { retry_after_seconds } => {
+            return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
+        }
+    };
+    // The account went away after the token was checked (deleted meanwhile).
+    let Some((_, stored_hash)) = account else { return Err(ApiError::InvalidToken) };
+    match passwords::verify(password, Some(stored_hash.clone())).await.context("verifying the password")? {
+        Verified::Yes { .. } => Ok(stored_hash),
+        Verified::No => Err(ApiError::InvalidPassword),
+    }
+}
+
+/// Changes the caller's password: the new one is held to the signup policy (422 first, before
+/// any guess is counted), the current one confirmed, then, in one statement, the hash replaced,
+/// every other session revoked and a pending reset link voided.
+#[tracing::instrument(name = "auth.change_password", skip_all, fields(user = %caller.user.id.0))]
+pub async fn change_password(
+    app: &App,
+    caller: &Caller,
+    current: Password,
+    new_password: String,
+) -> Result<(), ApiError> {
+    let new_password = Password::parse(new_password, &Email::stored(&caller.user.email)?)?;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let stored_hash = confirm_password(&mut db, caller, current).await?;
+    let new_hash = passwords::hash(new_password).await.context("hashing the password")?;
+    let changed = store::change_password(&mut db, caller.user.id, &stored_hash, &new_hash, caller.session)
+        .await
+        .context("changing the password")?;
+    // A concurrent change replaced the hash the current password matched: it is no longer it.
+    if !changed {
+        return Err(ApiError::InvalidPassword);
+    }
+    Ok(())
+}
+
+/// Deletes the caller's account once their password is confirmed: the user and everything of
+/// theirs, in one statement; every token of theirs stops working at once.
+#[tracing::instrument(name = "auth.delete_account", skip_all, fields(user = %caller.user.id.0))]
+pub async fn delete_account(app: &App, caller: &Caller, password: Password) -> Result<(), ApiError> {
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let stored_hash = confirm_password(&mut db, caller, password).await?;
+    let deleted =
+        store::delete_user(&mut db, caller.user.id, &stored_hash).await.context("deleting the user")?;
+    if !deleted {
+        return Err(ApiError::InvalidPassword);
+    }
+    tracing::info!("account deleted");
+    Ok(())
+}

@@ -1,0 +1,221 @@
+//! The SQL of the `users` row and its credentials, one small function per statement: the
+//! account created with its first session, the login throttle and the session a login opens,
+//! the password changed, the account deleted. Each write is a single statement (data-modifying
+//! CTEs), atomic by itself and one round trip, run through `db::one_statement!`.
+
+use crate::db::{DbConnection, one_statement};
+use crate::domain::{Email, SessionId, User, UserId};
+use crate::sessions::store::NewSession;
+
+/// What admitting a login attempt decided.
+pub enum Admission {
+    /// The attempt was counted as a failure (a success clears the count) and may go on: here
+    /// are the account's user and password hash, if an account has the email.
+    Admitted { account: Option<(User, String)> },
+    /// The email is throttled: nothing was counted; try again in `retry_after_seconds` (>= 1).
+    Throttled { retry_after_seconds: u64 },
+}
+
+/// Inserts a user, a session and its first refresh token in one statement. A duplicate email
+/// violates `users_email_key`.
+pub async fn create_user_with_session(
+    db: &mut DbConnection,
+    id: UserId,
+    email: &Email,
+    password_hash: &str,
+    session: NewSession<'_>,
+) -> Result<User, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_as!(
+        User,
+        r#"
+        with new_user as (
+            insert into users (id, email, password_hash)
+            values ($1, $2, $3)
+            returning id, email, created_at, email_verified_at
+        ), new_session as (
+            insert into sessions (id, user_id, user_agent, ip)
+            select $4, id, $7, $8::text::inet from new_user
+            returning id
+        ), first_token as (
+            insert into refresh_tokens (token_hash, session_id, expires_at)
+            select $5, id, now() + make_interval(secs => $6) from new_session
+        )
+        select id as "id!: UserId", email as "email!", created_at as "created_at!",
+               email_verified_at
+        from new_user
+        "#,
+        id as UserId,
+        email.as_str(),
+        password_hash,
+        session.id as SessionId,
+        &session.token.0[..],
+        session.ttl.as_secs_f64(),
+        session.user_agent(),
+        session.ip(),
+    )
+    .fetch_one(connection))
+}
+
+/// Admits a login attempt for an email, in one statement and before any password work.
+///
+/// The policy, keyed by email whether or not an account has it: 5 consecutive failures are
+/// free; after that the email waits 1 s from its last failure, doubling per failure up to 15
+/// minutes (the exponent is capped, so no count overflows it). A count quiet for 24 hours
+/// starts again from zero. The count saturates at `i32::MAX`.
+///
+/// The upsert counts the attempt (as a failure, cleared by [`start_session`] on success) under
+/// the row lock, and only while the email is not throttled: of many concurrent attempts, each
+/// one sees the count the previous one left, so no more than 5 get through at once. The
+/// account is read in the same statement, only when admitted.
+pub async fn admit_login(db: &mut DbConnection, email: &Email) -> Result<Admission, sqlx::Error> {
+    let row = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with admitted as (
+            insert into login_attempts as a (email, failed_count, last_failed_at)
+            values ($1, 1, now())
+            on conflict on constraint login_attempts_pkey do update
+            set failed_count = case
+                    when a.last_failed_at <= now() - interval '24 hours' then 1
+                    else least(a.failed_count, 2147483646) + 1
+                end,
+                last_failed_at = now()
+            where a.failed_count < 5
+               or a.last_failed_at <= now() - interval '24 hours'
+               or a.last_failed_at
+                  + make_interval(secs => least(900, power(2, least(a.failed_count - 5, 10))))
+                  <= now()
+            returning a.email
+        )
+        select exists (select 1 from admitted) as "admitted!",
+               u.id as "id?: UserId", u.email as "email?", u.created_at as "created_at?",
+               u.email_verified_at as "email_verified_at?", u.password_hash as "password_hash?",
+               -- From the statement's snapshot: a concurrent failure committed since may make
+               -- the true wait a little longer (the caller answers at least 1 s).
+               coalesce(ceil(extract(epoch from
+                   w.last_failed_at
+                   + make_interval(secs => least(900, power(2, least(w.failed_count - 5, 10))))
+                   - now()
+               ))::int8, 0) as "retry_after!"
+        from (select $1::text as email) as e
+        left join users as u on u.email = e.email and exists (select 1 from admitted)
+        left join login_attempts as w
+               on w.email = e.email and w.failed_count >= 5
+              and w.last_failed_at > now() - interval '24 hours'
+        "#,
+        email.as_str(),
+    )
+    .fetch_one(connection))?;
+    if !row.admitted {
+        return Ok(Admission::Throttled { retry_after_seconds: row.retry_after.max(1) as u64 });
+    }
+    let account = match (row.id, row.email, row.created_at, row.password_hash) {
+        (Some(id), Some(email), Some(created_at), Some(hash)) => {
+            Some((User { id, email, created_at, email_verified_at: row.email_verified_at }, hash))
+        }
+        _ => None,
+    };
+    Ok(Admission::Admitted { account })
+}
+
+/// After a successful login: clears the email's failure count, replaces the password hash when
+/// `rehashed` (its parameters were out of date), and creates a session with its first refresh
+/// token, in one statement.
+pub async fn start_session(
+    db: &mut DbConnection,
+    user: UserId,
+    email: &Email,
+    rehashed: Option<&str>,
+    session: NewSession<'_>,
+) -> Result<(), sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with cleared as (
+            delete from login_attempts where email = $2
+        ), rehashed as (
+            update users set password_hash = $6 where id = $1 and $6::text is not null
+        ), new_session as (
+            insert into sessions (id, user_id, user_agent, ip)
+            values ($3, $1, $7, $8::text::inet)
+            returning id
+        )
+        insert into refresh_tokens (token_hash, session_id, expires_at)
+        select $4, id, now() + make_interval(secs => $5) from new_session
+        "#,
+        user as UserId,
+        email.as_str(),
+        session.id as SessionId,
+        &session.token.0[..],
+        session.ttl.as_secs_f64(),
+        rehashed,
+        session.user_agent(),
+        session.ip(),
+    )
+    .execute(connection))?;
+    Ok(())
+}
+
+/// Replaces the password hash of `user`, provided it is still `current_hash` (a concurrent
+/// change wins once), and in the same statement revokes every other session than `keep` with
+/// its tokens, voids a pending reset link, and clears the address's failed logins. Returns
+/// whether the password changed.
+pub async fn change_password(
+    db: &mut DbConnection,
+    user: UserId,
+    current_hash: &str,
+    new_hash: &str,
+    keep: SessionId,
+) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with changed as (
+            update users set password_hash = $3
+            where id = $1 and password_hash = $2
+            returning id, email
+        ), doomed as (
+            update sessions set revoked_at = now()
+            where user_id in (select id from changed) and id <> $4 and revoked_at is null
+            returning id
+        ), revoked_tokens as (
+            update refresh_tokens set revoked_at = now()
+            where session_id in (select id from doomed) and revoked_at is null
+        ), voided as (
+            delete from mail_tokens
+            where user_id in (select id from changed) and kind = 'reset_password'
+        ), cleared as (
+            delete from login_attempts where email in (select email from changed)
+        )
+        select exists (select 1 from changed) as "changed!"
+        "#,
+        user as UserId,
+        current_hash,
+        new_hash,
+        keep as SessionId,
+    )
+    .fetch_one(connection))
+}
+
+/// Deletes `user`, provided the password hash is still `current_hash`: their sessions, refresh
+/// tokens and mail tokens go with them (foreign keys, `on delete cascade`), and their address's
+/// failed-login count and sending limits in the same statement. Returns whether it was deleted.
+pub async fn delete_user(
+    db: &mut DbConnection,
+    user: UserId,
+    current_hash: &str,
+) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with gone as (
+            delete from users where id = $1 and password_hash = $2
+            returning email
+        ), attempts as (
+            delete from login_attempts where email in (select email from gone)
+        ), quota as (
+            delete from mail_quota where email in (select email from gone)
+        )
+        select exists (select 1 from gone) as "deleted!"
+        "#,
+        user as UserId,
+        current_hash,
+    )
+    .fetch_one(connection))
+}

@@ -1,0 +1,138 @@
+//! The mail links: a link sent within the sending limits, the address verified through one, a
+//! verification sent again, a reset link asked for and a password reset through it (which signs
+//! the user in). Its SQL is in [`store`].
+//!
+//! Like every use-case module, each operation validates nothing (handlers pass parsed types),
+//! touches the database in as few atomic statements as it can, and answers with domain results.
+//! Each runs in a span of its own (`auth.forgot_password`, ...; no password, token or email in
+//! it) that records the user once known, and each step names itself in a failure's cause chain
+//! (`.context(...)`), so the log line of a 500 or a 503 says which step failed and for whom.
+
+pub mod store;
+
+use tracing::field::Empty;
+
+use crate::app::App;
+use crate::db::DbConnection;
+use crate::domain::{Device, Email, MailKind, Password, SessionId, User};
+use crate::error::{ApiError, Context as _};
+use crate::mail::Delivery;
+use crate::metrics;
+use crate::passwords;
+use crate::sessions::store::NewSession;
+use crate::sessions::{Caller, Issued, first_token_ttl};
+use crate::tokens::{MailToken, RefreshToken};
+use store::MailRequest;
+
+/// Records a mail request of `kind` for `email` (see [`store::request_mail`]) and, when the
+/// limits allow, sends its link. A limit is logged and counted, never told to the client.
+/// Returns whether a mail was attempted.
+pub(crate) async fn send_link(
+    app: &App,
+    db: &mut DbConnection,
+    kind: MailKind,
+    email: &str,
+) -> Result<bool, ApiError> {
+    let token = MailToken::generate().context("generating the link token")?;
+    let decision = store::request_mail(db, email, kind, &token.hash(), app.mailer.hourly_limit())
+        .await
+        .context("recording the mail request")?;
+    match decision {
+        MailRequest::Issued => {
+            deliver(app, kind, email, &token).await;
+            Ok(true)
+        }
+        MailRequest::AddressLimited | MailRequest::GlobalLimited => {
+            tracing::info!(kind = kind.as_str(), limit = ?decision, "a mail was held back by a sending limit");
+            app.metrics.count(metrics::MAIL_LIMITED);
+            Ok(false)
+        }
+        MailRequest::NoAccount => Ok(false),
+    }
+}
+
+/// Sends a stored link. SES's refusal loses nothing (the token is stored; the user may ask
+/// again) and is not the client's business: it is logged with SES's code and counted.
+async fn deliver(app: &App, kind: MailKind, email: &str, token: &MailToken) {
+    match app.mailer.send(kind, email, token.expose()).await {
+        Delivery::Sent => app.metrics.count(metrics::MAIL_SENT),
+        Delivery::NotConfigured => {
+            tracing::warn!(kind = kind.as_str(), "no mail sent: MAIL_FROM is not set");
+        }
+        Delivery::Failed { code } => {
+            tracing::error!(kind = kind.as_str(), ses_error = %code, "SES did not send the mail; its link is stored");
+            app.metrics.count(metrics::MAIL_REJECTED);
+        }
+    }
+}
+
+/// Consumes a verification link and marks the address verified; 400 `invalid_token` for a
+/// link that is unknown, expired or used.
+#[tracing::instrument(name = "auth.verify_email", skip_all)]
+pub async fn verify_email(app: &App, token: MailToken) -> Result<User, ApiError> {
+    let mut db = app.connection().await.context("connecting to the database")?;
+    store::verify_email(&mut db, &token.hash())
+        .await
+        .context("consuming the verification token")?
+        .ok_or(ApiError::InvalidLinkToken)
+}
+
+/// Sends the caller a new verification link (replacing the previous one), unless the address
+/// is verified already or a sending limit holds it back: the answer is the same either way.
+#[tracing::instrument(name = "auth.resend_verification", skip_all, fields(user = %caller.user.id.0))]
+pub async fn resend_verification(app: &App, caller: &Caller) -> Result<(), ApiError> {
+    let mut db = app.connection().await.context("connecting to the database")?;
+    send_link(app, &mut db, MailKind::VerifyEmail, &caller.user.email).await?;
+    Ok(())
+}
+
+/// Sends a reset link to `email` if an account has it and the limits allow. Whatever the case,
+/// the same statement runs and the answer is the same; a request that sends nothing lasts as
+/// long as a recent one that sent ([`crate::mail::Mailer::pace_from`]), so its timing tells
+/// nothing.
+#[tracing::instrument(name = "auth.forgot_password", skip_all)]
+pub async fn forgot_password(app: &App, email: &Email) -> Result<(), ApiError> {
+    let started = std::time::Instant::now();
+    let mut db = app.connection().await.context("connecting to the database")?;
+    if send_link(app, &mut db, MailKind::ResetPassword, email.as_str()).await? {
+        app.mailer.record_sending_request(started);
+    } else {
+        app.mailer.pace_from(started).await;
+    }
+    Ok(())
+}
+
+/// Sets a new password through a reset link and signs the user in: the link is consumed, every
+/// other session is revoked, the address counts as verified, and a new session opens, in one
+/// statement. 400 `invalid_token` for a dead link (checked before the password, which is held
+/// to the signup policy: 422 `weak_password`).
+#[tracing::instrument(name = "auth.reset_password", skip_all, fields(user = Empty))]
+pub async fn reset_password(
+    app: &App,
+    token: MailToken,
+    password: String,
+    device: &Device,
+) -> Result<Issued, ApiError> {
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let hash = token.hash();
+    // The connection is given back before argon2's work, and taken again after it.
+    let (user_id, email) = {
+        let mut db = app.connection().await.context("connecting to the database")?;
+        store::reset_target(&mut db, &hash).await.context("reading the reset token")?
+    }
+    .ok_or(ApiError::InvalidLinkToken)?;
+    tracing::Span::current().record("user", tracing::field::display(user_id.0));
+    let email = Email::stored(&email)?;
+    let password = Password::parse(password, &email)?;
+    let password_hash = passwords::hash(password).await.context("hashing the password")?;
+    let session = SessionId::generate();
+    let refresh = RefreshToken::generate().context("generating the refresh token")?;
+    let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app), device };
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let user = store::reset_password(&mut db, &hash, user_id, &password_hash, new_session)
+        .await
+        .context("resetting the password")?
+        .ok_or(ApiError::InvalidLinkToken)?;
+    let access = tokens.issue(user.id, session).context("signing the access token")?;
+    Ok(Issued { user, access, refresh })
+}

@@ -1,0 +1,205 @@
+//! The SQL of the mail links, one small function per statement: a mail requested within its
+//! limits (its token stored), a verification link consumed, a reset link read and consumed.
+//! Each write is a single statement (data-modifying CTEs), atomic by itself and one round trip,
+//! run through `db::one_statement!`.
+
+use std::time::Duration;
+
+use crate::db::{DbConnection, one_statement};
+use crate::domain::{MailKind, SessionId, User, UserId};
+use crate::sessions::store::NewSession;
+use crate::tokens::TokenHash;
+
+/// What asking for a mail decided (see [`request_mail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailRequest {
+    /// A new token is stored (the previous one of its kind, if any, no longer matches): send it.
+    Issued,
+    /// No account has the address, or (for a verification) it is verified already: no mail.
+    NoAccount,
+    /// The address had a mail of this kind in the last 60 s, or 5 mails this hour: no mail.
+    AddressLimited,
+    /// The global hourly cap is reached: no mail.
+    GlobalLimited,
+}
+
+/// How often one address may be mailed: one mail of each kind per 60 s, and 5 in all per hour.
+pub const MAIL_KIND_INTERVAL: Duration = Duration::from_secs(60);
+pub const MAIL_HOURLY_PER_ADDRESS: i32 = 5;
+
+/// Decides, in one statement, whether `email` gets a mail of `kind` now, and if so stores its
+/// token (`token`, living `kind.lifetime()`), replacing the user's previous one of that kind.
+///
+/// The limits hold across every sandbox: the per-address upsert takes the address's row lock,
+/// so of concurrent requests each sees what the previous one counted, and the global count is
+/// one row per clock hour, taken only once the address is admitted (a refused address spends
+/// none of it). A mail the global cap refuses still counts against its address. Addresses
+/// without an account leave no row.
+pub async fn request_mail(
+    db: &mut DbConnection,
+    email: &str,
+    kind: MailKind,
+    token: &TokenHash,
+    hourly_limit: u32,
+) -> Result<MailRequest, sqlx::Error> {
+    let row = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with target as (
+            select id, email from users
+            where email = $1 and ($2 = 'reset_password' or email_verified_at is null)
+        ), address as (
+            insert into mail_quota as q
+                (email, verify_email_sent_at, reset_password_sent_at, window_started_at, window_count)
+            select email,
+                   case when $2 = 'verify_email' then now() end,
+                   case when $2 = 'reset_password' then now() end,
+                   now(), 1
+            from target
+            on conflict on constraint mail_quota_pkey do update
+            set verify_email_sent_at =
+                    case when $2 = 'verify_email' then now() else q.verify_email_sent_at end,
+                reset_password_sent_at =
+                    case when $2 = 'reset_password' then now() else q.reset_password_sent_at end,
+                window_started_at = case when q.window_started_at <= now() - interval '1 hour'
+                                         then now() else q.window_started_at end,
+                window_count = case when q.window_started_at <= now() - interval '1 hour'
+                                    then 1 else q.window_count + 1 end
+            where coalesce(case when $2 = 'verify_email' then q.verify_email_sent_at
+                                else q.reset_password_sent_at end, '-infinity')
+                  <= now() - make_interval(secs => $6)
+              and (q.window_started_at <= now() - interval '1 hour' or q.window_count < $7)
+            returning q.email
+        ), global as (
+            insert into mail_hourly as h (hour, sent)
+            select date_trunc('hour', now()), 1 from address
+            on conflict on constraint mail_hourly_pkey do update set sent = h.sent + 1
+            where h.sent < $5
+            returning h.hour
+        ), token as (
+            insert into mail_tokens as m (user_id, kind, token_hash, expires_at)
+            select t.id, $2, $3, now() + make_interval(secs => $4)
+            from target as t
+            where exists (select 1 from global)
+            on conflict on constraint mail_tokens_pkey do update
+            set token_hash = excluded.token_hash, created_at = now(), expires_at = excluded.expires_at
+            returning m.user_id
+        )
+        select exists (select 1 from target) as "known!",
+               exists (select 1 from address) as "address!",
+               exists (select 1 from global) as "global!",
+               exists (select 1 from token) as "issued!"
+        "#,
+        email,
+        kind.as_str(),
+        &token.0[..],
+        kind.lifetime().as_secs_f64(),
+        i32::try_from(hourly_limit).unwrap_or(i32::MAX),
+        MAIL_KIND_INTERVAL.as_secs_f64(),
+        MAIL_HOURLY_PER_ADDRESS,
+    )
+    .fetch_one(connection))?;
+    Ok(match (row.known, row.address, row.global, row.issued) {
+        (false, ..) => MailRequest::NoAccount,
+        (true, false, ..) => MailRequest::AddressLimited,
+        (true, true, false, _) => MailRequest::GlobalLimited,
+        (true, true, true, _) => MailRequest::Issued,
+    })
+}
+
+/// Consumes a live verification token and marks its user's address verified, in one statement;
+/// returns the user, or `None` for a token that is unknown, expired or used. Of concurrent
+/// uses of one token, the first deletes its row; the others wait for the row lock, find it
+/// gone, and match nothing.
+pub async fn verify_email(db: &mut DbConnection, token: &TokenHash) -> Result<Option<User>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_as!(
+        User,
+        r#"
+        with consumed as (
+            delete from mail_tokens
+            where token_hash = $1 and kind = 'verify_email' and expires_at > now()
+            returning user_id
+        )
+        update users as u set email_verified_at = coalesce(u.email_verified_at, now())
+        from consumed
+        where u.id = consumed.user_id
+        returning u.id as "id: UserId", u.email, u.created_at, u.email_verified_at
+        "#,
+        &token.0[..],
+    )
+    .fetch_optional(connection))
+}
+
+/// The user a live reset token belongs to (id and address), without consuming it: the new
+/// password is checked against the address and hashed before [`reset_password`] consumes it.
+pub async fn reset_target(
+    db: &mut DbConnection,
+    token: &TokenHash,
+) -> Result<Option<(UserId, String)>, sqlx::Error> {
+    let row = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        select u.id as "id: UserId", u.email
+        from mail_tokens as m
+        join users as u on u.id = m.user_id
+        where m.token_hash = $1 and m.kind = 'reset_password' and m.expires_at > now()
+        "#,
+        &token.0[..],
+    )
+    .fetch_optional(connection))?;
+    Ok(row.map(|row| (row.id, row.email)))
+}
+
+/// Consumes a live reset token of `user` and, in the same statement: sets the new password
+/// hash, marks the address verified (the link proved it), revokes every session of the user
+/// with its tokens, clears the address's failed logins, and opens `session`. `None` when the
+/// token is no longer live (used by a concurrent reset, replaced, expired): nothing changed.
+pub async fn reset_password(
+    db: &mut DbConnection,
+    token: &TokenHash,
+    user: UserId,
+    password_hash: &str,
+    session: NewSession<'_>,
+) -> Result<Option<User>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_as!(
+        User,
+        r#"
+        with consumed as (
+            delete from mail_tokens
+            where token_hash = $1 and kind = 'reset_password' and expires_at > now() and user_id = $2
+            returning user_id
+        ), updated as (
+            update users as u
+            set password_hash = $3, email_verified_at = coalesce(u.email_verified_at, now())
+            from consumed
+            where u.id = consumed.user_id
+            returning u.id, u.email, u.created_at, u.email_verified_at
+        ), revoked_sessions as (
+            update sessions set revoked_at = now()
+            where user_id in (select user_id from consumed) and revoked_at is null
+            returning id
+        ), revoked_tokens as (
+            update refresh_tokens set revoked_at = now()
+            where session_id in (select id from revoked_sessions) and revoked_at is null
+        ), cleared as (
+            delete from login_attempts where email in (select email from updated)
+        ), new_session as (
+            insert into sessions (id, user_id, user_agent, ip)
+            select $4, user_id, $7, $8::text::inet from consumed
+            returning id
+        ), first_token as (
+            insert into refresh_tokens (token_hash, session_id, expires_at)
+            select $5, id, now() + make_interval(secs => $6) from new_session
+        )
+        select id as "id!: UserId", email as "email!", created_at as "created_at!", email_verified_at
+        from updated
+        "#,
+        &token.0[..],
+        user as UserId,
+        password_hash,
+        session.id as SessionId,
+        &session.token.0[..],
+        session.ttl.as_secs_f64(),
+        session.user_agent(),
+        session.ip(),
+    )
+    .fetch_optional(connection))
+}

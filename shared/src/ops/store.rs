@@ -1,0 +1,138 @@
+//! The SQL of operations, one small function per statement: the ping of the health check, and
+//! the purges of the scheduled maintenance, each deleting one bounded batch of what no request
+//! needs any more. Each runs through `db::one_statement!`.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::db::{DbConnection, one_statement};
+
+/// One round trip that proves the database answers; returns the server's clock.
+pub async fn ping(db: &mut DbConnection) -> Result<OffsetDateTime, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(r#"select now() as "now!""#).fetch_one(connection))
+}
+
+/// Deletes up to `batch` refresh tokens revoked more than `retention` ago, and returns how
+/// many. A session's one unrevoked token is left to [`purge_sessions`], which finds abandoned
+/// sessions by it. `skip locked` keeps each batch short and lets two purges run at once
+/// without waiting on each other or on live traffic.
+pub async fn purge_refresh_tokens(
+    db: &mut DbConnection,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with doomed as (
+            select token_hash from refresh_tokens
+            where revoked_at < now() - make_interval(secs => $1)
+            order by revoked_at
+            limit $2
+            for update skip locked
+        )
+        delete from refresh_tokens as t
+        using doomed
+        where t.token_hash = doomed.token_hash
+        "#,
+        retention.as_secs_f64(),
+        batch,
+    )
+    .execute(connection))?;
+    Ok(deleted.rows_affected())
+}
+
+/// Deletes up to `batch` sessions that ended more than `retention` ago, with their tokens, and
+/// returns how many. A session ends when it is revoked, when it reaches its absolute
+/// `lifetime`, or when it is abandoned: its one usable token expired unused. Each way of ending
+/// is found through an index of its own (a scan of every session would take seconds at 10^6).
+pub async fn purge_sessions(
+    db: &mut DbConnection,
+    retention: Duration,
+    lifetime: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with ended as (
+            (select id from sessions
+             where revoked_at < now() - make_interval(secs => $1)
+             limit $3)
+            union all
+            (select id from sessions
+             where created_at < now() - make_interval(secs => $1) - make_interval(secs => $2)
+             limit $3)
+            union all
+            (select session_id from refresh_tokens
+             where revoked_at is null and expires_at < now() - make_interval(secs => $1)
+             limit $3)
+        ), doomed as (
+            select s.id from sessions as s
+            where s.id in (select id from ended)
+            limit $3
+            for update of s skip locked
+        )
+        delete from sessions as s
+        using doomed
+        where s.id = doomed.id
+        "#,
+        retention.as_secs_f64(),
+        lifetime.as_secs_f64(),
+        batch,
+    )
+    .execute(connection))?;
+    Ok(deleted.rows_affected())
+}
+
+/// Deletes up to `batch` login-attempt rows quiet for 24 hours (they no longer throttle: see
+/// [`admit_login`](crate::accounts::store::admit_login)), and returns how many. A row being
+/// counted right now is locked and skipped.
+pub async fn purge_login_attempts(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
+    let deleted = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with doomed as (
+            select email from login_attempts
+            where last_failed_at <= now() - interval '24 hours'
+            limit $1
+            for update skip locked
+        )
+        delete from login_attempts as a
+        using doomed
+        where a.email = doomed.email
+        "#,
+        batch,
+    )
+    .execute(connection))?;
+    Ok(deleted.rows_affected())
+}
+
+/// Deletes up to `batch` rows of mail state nobody needs any more, and returns how many: link
+/// tokens past their expiry, per-address limits whose window ended over an hour ago (no limit
+/// reads them), and global hourly counts older than two hours.
+pub async fn purge_mail_state(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
+    let deleted = one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with tokens as (
+            delete from mail_tokens as m
+            using (select user_id, kind from mail_tokens where expires_at < now()
+                   limit $1 for update skip locked) as doomed
+            where m.user_id = doomed.user_id and m.kind = doomed.kind
+            returning 1
+        ), quota as (
+            delete from mail_quota as q
+            using (select email from mail_quota where window_started_at < now() - interval '2 hours'
+                   limit $1 for update skip locked) as doomed
+            where q.email = doomed.email
+            returning 1
+        ), hourly as (
+            delete from mail_hourly where hour < now() - interval '2 hours'
+            returning 1
+        )
+        select (select count(*) from tokens) + (select count(*) from quota)
+               + (select count(*) from hourly) as "deleted!"
+        "#,
+        batch,
+    )
+    .fetch_one(connection))?;
+    Ok(deleted.max(0) as u64)
+}

@@ -1,0 +1,317 @@
+//! The SQL of sessions and their refresh tokens, one small function per statement: rotation
+//! and its replays, revocation (of a token's session, of an owner's sessions, of one session),
+//! the caller's live session, the session list; and [`NewSession`], what the statements of the
+//! other aggregates that open a session insert. Each write is a single statement (data-modifying
+//! CTEs), atomic by itself and one round trip, run through `db::one_statement!`.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::db::{DbConnection, one_statement};
+use crate::domain::{Device, SessionId, User, UserId};
+use crate::tokens::TokenHash;
+
+/// A new session's id, its first refresh token, and the device that opened it.
+pub struct NewSession<'a> {
+    pub id: SessionId,
+    pub token: &'a TokenHash,
+    pub ttl: Duration,
+    pub device: &'a Device,
+}
+
+impl NewSession<'_> {
+    /// The device's `User-Agent`, if it sent one.
+    pub(crate) fn user_agent(&self) -> Option<&str> {
+        self.device.user_agent.as_deref()
+    }
+
+    /// The device's address, as text for the statement's `$n::text::inet`.
+    pub(crate) fn ip(&self) -> Option<String> {
+        self.device.ip.map(|ip| ip.to_string())
+    }
+}
+
+/// The owner of a refresh token that was just rotated.
+pub struct Rotated {
+    pub user: User,
+    pub session: SessionId,
+}
+
+/// Revokes a live refresh token of a live session and inserts its successor, in one statement.
+/// A session older than `lifetime` is over: its token is not rotated, and a successor never
+/// outlives its session.
+///
+/// Race-safe without a transaction: of many concurrent calls with one token, the first takes the
+/// row lock and revokes it; the others wait, re-check `revoked_at is null` against the committed
+/// row, match nothing and return `None`.
+pub async fn rotate_refresh_token(
+    db: &mut DbConnection,
+    presented: &TokenHash,
+    successor: &TokenHash,
+    ttl: Duration,
+    lifetime: Duration,
+) -> Result<Option<Rotated>, sqlx::Error> {
+    let row = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with rotated as (
+            update refresh_tokens as t
+            set revoked_at = now()
+            from sessions as s
+            where t.token_hash = $1
+              and t.revoked_at is null
+              and t.expires_at > now()
+              and s.id = t.session_id
+              and s.revoked_at is null
+              and s.created_at > now() - make_interval(secs => $4)
+            returning t.session_id, s.user_id, s.created_at as session_created_at
+        ), successor as (
+            insert into refresh_tokens (token_hash, session_id, parent_hash, expires_at)
+            select $2, session_id, $1,
+                   least(now() + make_interval(secs => $3), session_created_at + make_interval(secs => $4))
+            from rotated
+        )
+        select u.id as "id!: UserId", u.email as "email!", u.created_at as "created_at!",
+               u.email_verified_at, r.session_id as "session_id!: SessionId"
+        from rotated as r
+        join users as u on u.id = r.user_id
+        "#,
+        &presented.0[..],
+        &successor.0[..],
+        ttl.as_secs_f64(),
+        lifetime.as_secs_f64(),
+    )
+    .fetch_optional(connection))?;
+    Ok(row.map(|row| Rotated {
+        user: User {
+            id: row.id,
+            email: row.email,
+            created_at: row.created_at,
+            email_verified_at: row.email_verified_at,
+        },
+        session: row.session_id,
+    }))
+}
+
+/// What presenting a token that could not be rotated means.
+pub enum Replay {
+    /// The token was rotated within the grace window and its successor is still the session's
+    /// active token: hand that successor out again.
+    Grace(Rotated),
+    /// The token was rotated before (past the window, or an older ancestor): its session and
+    /// every token of it are revoked (by this call or an earlier one).
+    Reused,
+    /// Unknown, expired, or revoked without having been rotated (logout).
+    Invalid,
+}
+
+/// Decides, in one statement, what a token that [`rotate_refresh_token`] did not match means,
+/// and revokes its session when it is reuse. Runs after the rotation attempt, so it sees the
+/// rotation that a concurrent request committed.
+pub async fn replay_refresh_token(
+    db: &mut DbConnection,
+    presented: &TokenHash,
+    successor: &TokenHash,
+    grace: Duration,
+    lifetime: Duration,
+) -> Result<Replay, sqlx::Error> {
+    let row = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with presented as (
+            select t.session_id, t.revoked_at, s.user_id, s.revoked_at as session_revoked_at,
+                   s.created_at as session_created_at
+            from refresh_tokens as t
+            join sessions as s on s.id = t.session_id
+            where t.token_hash = $1
+        ), grace as (
+            select p.session_id, u.id, u.email, u.created_at, u.email_verified_at
+            from presented as p
+            join users as u on u.id = p.user_id
+            where p.revoked_at > now() - make_interval(secs => $3)
+              and p.session_revoked_at is null
+              and p.session_created_at > now() - make_interval(secs => $4)
+              and exists (
+                  select 1 from refresh_tokens as c
+                  where c.token_hash = $2 and c.parent_hash = $1
+                    and c.revoked_at is null and c.expires_at > now()
+              )
+        ), reused as (
+            select p.session_id from presented as p
+            where p.revoked_at is not null
+              and exists (select 1 from refresh_tokens as c where c.parent_hash = $1)
+              and not exists (select 1 from grace)
+        ), revoked_session as (
+            update sessions set revoked_at = now()
+            where id in (select session_id from reused) and revoked_at is null
+        ), revoked_tokens as (
+            update refresh_tokens set revoked_at = now()
+            where session_id in (select session_id from reused) and revoked_at is null
+        )
+        select exists (select 1 from reused) as "reused!",
+               g.id as "id?: UserId", g.email as "email?", g.created_at as "created_at?",
+               g.email_verified_at as "email_verified_at?", g.session_id as "session_id?: SessionId"
+        from (values (1)) as one (x)
+        left join grace as g on true
+        "#,
+        &presented.0[..],
+        &successor.0[..],
+        grace.as_secs_f64(),
+        lifetime.as_secs_f64(),
+    )
+    .fetch_one(connection))?;
+    Ok(match (row.id, row.email, row.created_at, row.session_id) {
+        (Some(id), Some(email), Some(created_at), Some(session)) => Replay::Grace(Rotated {
+            user: User { id, email, created_at, email_verified_at: row.email_verified_at },
+            session,
+        }),
+        _ if row.reused => Replay::Reused,
+        _ => Replay::Invalid,
+    })
+}
+
+/// Revokes the session a refresh token belongs to, and every token of that session, in one
+/// statement. An unknown token changes nothing.
+pub async fn revoke_session_of_token(db: &mut DbConnection, token: &TokenHash) -> Result<(), sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with target as (
+            select session_id from refresh_tokens where token_hash = $1
+        ), revoked_session as (
+            update sessions set revoked_at = now()
+            where id in (select session_id from target) and revoked_at is null
+        )
+        update refresh_tokens set revoked_at = now()
+        where session_id in (select session_id from target) and revoked_at is null
+        "#,
+        &token.0[..],
+    )
+    .execute(connection))?;
+    Ok(())
+}
+
+/// Revokes every live session of the user who owns `token` (or every one but the token's own
+/// when `include_own` is false), with their tokens, in one statement. Only a live token may do
+/// this (of a session younger than `lifetime`); returns whether it was one.
+pub async fn revoke_sessions_of_owner(
+    db: &mut DbConnection,
+    token: &TokenHash,
+    include_own: bool,
+    lifetime: Duration,
+) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with owner as (
+            select t.session_id, s.user_id
+            from refresh_tokens as t
+            join sessions as s on s.id = t.session_id
+            where t.token_hash = $1 and t.revoked_at is null and t.expires_at > now()
+              and s.revoked_at is null and s.created_at > now() - make_interval(secs => $3)
+        ), doomed as (
+            update sessions as s set revoked_at = now()
+            from owner
+            where s.user_id = owner.user_id and s.revoked_at is null
+              and ($2 or s.id <> owner.session_id)
+            returning s.id
+        ), revoked_tokens as (
+            update refresh_tokens set revoked_at = now()
+            where session_id in (select id from doomed) and revoked_at is null
+        )
+        select exists (select 1 from owner) as "live!"
+        "#,
+        &token.0[..],
+        include_own,
+        lifetime.as_secs_f64(),
+    )
+    .fetch_one(connection))
+}
+
+/// The user of a session, if the session is theirs, not revoked and younger than `lifetime`.
+pub async fn find_session_user(
+    db: &mut DbConnection,
+    user: UserId,
+    session: SessionId,
+    lifetime: Duration,
+) -> Result<Option<User>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_as!(
+        User,
+        r#"
+        select u.id as "id: UserId", u.email, u.created_at, u.email_verified_at
+        from sessions as s
+        join users as u on u.id = s.user_id
+        where s.id = $1 and s.user_id = $2 and s.revoked_at is null
+          and s.created_at > now() - make_interval(secs => $3)
+        "#,
+        session as SessionId,
+        user as UserId,
+        lifetime.as_secs_f64(),
+    )
+    .fetch_optional(connection))
+}
+
+/// A live session as the session list shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionView {
+    pub id: SessionId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When its refresh token was last rotated (its live token's creation), else its sign-in.
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_used_at: OffsetDateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Whether it is the session of the access token that asked.
+    pub current: bool,
+}
+
+/// The user's live sessions (not revoked, younger than `lifetime`, with an unexpired refresh
+/// token), most recently used first. A session's last use is its live token's creation: each
+/// rotation inserts the successor, so the refresh path records it without a write of its own.
+pub async fn list_sessions(
+    db: &mut DbConnection,
+    user: UserId,
+    current: SessionId,
+    lifetime: Duration,
+) -> Result<Vec<SessionView>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_as!(
+        SessionView,
+        r#"
+        select s.id as "id: SessionId", s.created_at, t.created_at as last_used_at,
+               s.user_agent, host(s.ip) as ip, s.id = $2 as "current!"
+        from sessions as s
+        join refresh_tokens as t
+          on t.session_id = s.id and t.revoked_at is null and t.expires_at > now()
+        where s.user_id = $1 and s.revoked_at is null
+          and s.created_at > now() - make_interval(secs => $3)
+        order by t.created_at desc, s.id desc
+        "#,
+        user as UserId,
+        current as SessionId,
+        lifetime.as_secs_f64(),
+    )
+    .fetch_all(connection))
+}
+
+/// Revokes one session of `user` with its tokens; returns whether the user had it unrevoked
+/// (another user's session id matches nothing).
+pub async fn revoke_session(
+    db: &mut DbConnection,
+    user: UserId,
+    session: SessionId,
+) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with doomed as (
+            update sessions set revoked_at = now()
+            where id = $1 and user_id = $2 and revoked_at is null
+            returning id
+        ), revoked_tokens as (
+            update refresh_tokens set revoked_at = now()
+            where session_id in (select id from doomed) and revoked_at is null
+        )
+        select exists (select 1 from doomed) as "revoked!"
+        "#,
+        session as SessionId,
+        user as UserId,
+    )
+    .fetch_one(connection))
+}
