@@ -1,6 +1,6 @@
 //! Mail: the verification and password-reset links, sent through Amazon SES (the v2
-//! `SendEmail`, one MIME message with a plain-text and an HTML part, links built from
-//! `APP_URL`), from `MAIL_FROM`. Where `MAIL_OUTBOX_DIR` is set (`make run`), every message is
+//! `SendEmail`, one raw MIME message with a plain-text and an HTML part, written by mail-builder,
+//! links built from `APP_URL`), from `MAIL_FROM`. Where `MAIL_OUTBOX_DIR` is set (`make run`), every message is
 //! also written there as one `.eml` file, named so that the newest sorts last.
 //!
 //! A send never fails a request: SES's refusal (or no answer) is returned as
@@ -17,8 +17,9 @@ use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
+use mail_builder::MessageBuilder;
+use mail_builder::headers::address::Address;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc2822;
 use tokio::sync::OnceCell;
 
 use crate::domain::MailKind;
@@ -90,7 +91,11 @@ impl Mailer {
     pub async fn send(&self, kind: MailKind, to: &str, token: &str) -> Delivery {
         let Some(config) = &self.config else { return Delivery::NotConfigured };
         let message = compose(kind, &config.app_url, token);
-        let mime = mime(&config.from, to, &message, OffsetDateTime::now_utc(), &boundary());
+        let sender = Sender::parse(&config.from);
+        let mime = match mime(&sender, to, &message, OffsetDateTime::now_utc()) {
+            Ok(mime) => mime,
+            Err(error) => return Delivery::Failed { code: format!("MimeError: {error}") },
+        };
         if let Some(outbox) = &config.outbox
             && let Err(error) = write_to_outbox(outbox, kind, &mime)
         {
@@ -98,8 +103,11 @@ impl Mailer {
         }
         let client =
             self.client.get_or_init(|| async { Client::new(&crate::secrets::sdk_config().await) }).await;
+        // The sender named apart from the message, so that an `ses:FromAddress` condition in the
+        // function's policy applies to raw sends too.
         let sent = client
             .send_email()
+            .from_email_address(sender.address)
             .destination(Destination::builder().to_addresses(to).build())
             .content(
                 EmailContent::builder()
@@ -234,26 +242,53 @@ fn escape_html(raw: &str) -> String {
     raw.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A MIME boundary no body contains (the bodies hold no `=_`).
-fn boundary() -> String {
-    format!("=_{}", uuid::Uuid::new_v4().simple())
+/// `MAIL_FROM` taken apart: `Name <address>`, `"Name" <address>` or a bare address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender<'a> {
+    pub name: Option<&'a str>,
+    pub address: &'a str,
 }
 
-/// The message as `multipart/alternative` MIME (RFC 2045/2046), the plain-text part first.
-/// Every part is ASCII (the links are URL-safe), so no transfer encoding is needed.
-pub fn mime(from: &str, to: &str, message: &Message, date: OffsetDateTime, boundary: &str) -> Vec<u8> {
-    let date = date.format(&Rfc2822).expect("a UTC date formats as RFC 2822");
-    format!(
-        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {date}\r\nMIME-Version: 1.0\r\n\
-         Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
-         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n\
-         {text}\r\n--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n\
-         Content-Transfer-Encoding: 7bit\r\n\r\n{html}\r\n--{boundary}--\r\n",
-        subject = message.subject,
-        text = message.text,
-        html = message.html,
-    )
-    .into_bytes()
+impl<'a> Sender<'a> {
+    pub fn parse(from: &'a str) -> Self {
+        match from.trim().rsplit_once('<') {
+            Some((name, address)) if address.ends_with('>') => {
+                let name = name.trim().trim_matches('"').trim();
+                Self { name: (!name.is_empty()).then_some(name), address: &address[..address.len() - 1] }
+            }
+            _ => Self { name: None, address: from.trim() },
+        }
+    }
+
+    /// The domain of the address (the right-hand side of a Message-ID).
+    fn domain(&self) -> &'a str {
+        self.address.rsplit_once('@').map_or("localhost", |(_, domain)| domain)
+    }
+}
+
+/// The message as `multipart/alternative` MIME, the plain-text part first, written by
+/// mail-builder: headers that are not ASCII are RFC 2047-encoded, and a body that is not
+/// short-lined ASCII gets a transfer encoding (quoted-printable or base64), so any display
+/// name, language or `APP_URL` length makes a conforming message.
+pub fn mime(
+    from: &Sender<'_>,
+    to: &str,
+    message: &Message,
+    date: OffsetDateTime,
+) -> std::io::Result<Vec<u8>> {
+    let sender: Address<'_> = match from.name {
+        Some(name) => (name, from.address).into(),
+        None => from.address.into(),
+    };
+    MessageBuilder::new()
+        .from(sender)
+        .to(to)
+        .subject(message.subject)
+        .date(date.unix_timestamp())
+        .message_id(format!("{}@{}", uuid::Uuid::new_v4().simple(), from.domain()))
+        .text_body(message.text.as_str())
+        .html_body(message.html.as_str())
+        .write_to_vec()
 }
 
 /// Writes `mime` into `outbox` as `<UTC time>-<kind>-<random>.eml`, whole or not at all (a
@@ -285,24 +320,65 @@ fn write_to_outbox(outbox: &Path, kind: MailKind, mime: &[u8]) -> std::io::Resul
 mod tests {
     use super::*;
 
+    /// A message as a mail client reads it: (from's name, subject, text body, HTML body).
+    fn read(mime: &[u8]) -> (Option<String>, String, String, String) {
+        let parsed = mail_parser::MessageParser::default().parse(mime).expect("a MIME message");
+        let from = parsed.from().and_then(|from| from.first()).and_then(|a| a.name()).map(str::to_owned);
+        let subject = parsed.subject().unwrap_or_default().to_owned();
+        let text = parsed.body_text(0).unwrap_or_default().into_owned();
+        let html = parsed.body_html(0).unwrap_or_default().into_owned();
+        (from, subject, text, html)
+    }
+
+    fn date() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+    }
+
     #[test]
     fn a_link_mail_has_a_text_and_an_html_part_with_the_same_link() {
         let message = compose(MailKind::ResetPassword, "https://app.example.com", "tok-EN_1");
-        let date = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let mime =
-            String::from_utf8(mime("Auth <no-reply@example.com>", "a@b.c", &message, date, "=_b")).unwrap();
+        let sender = Sender::parse("Auth <no-reply@example.com>");
+        let mime = mime(&sender, "a@b.c", &message, date()).unwrap();
 
-        assert!(mime.starts_with(
-            "From: Auth <no-reply@example.com>\r\nTo: a@b.c\r\nSubject: Reset your password\r\n"
-        ));
-        assert!(mime.contains("Content-Type: multipart/alternative; boundary=\"=_b\""));
+        let (from, subject, text, html) = read(&mime);
+        assert_eq!(from.as_deref(), Some("Auth"));
+        assert_eq!(subject, "Reset your password");
         let link = "https://app.example.com/reset-password?token=tok-EN_1";
-        let text = mime.find("text/plain").unwrap();
-        let html = mime.find("text/html").unwrap();
-        assert!(text < html, "the plain-text part comes first");
-        assert_eq!(mime.matches(link).count(), 3, "once in the text, twice (href and text) in the HTML");
-        assert!(mime.ends_with("--=_b--\r\n"));
-        assert!(mime.is_ascii());
+        assert!(text.contains(link), "{text}");
+        assert_eq!(html.matches(link).count(), 2, "href and text: {html}");
+        let raw = String::from_utf8(mime).unwrap();
+        assert!(raw.contains("multipart/alternative"), "{raw}");
+        assert!(
+            raw.find("text/plain").unwrap() < raw.find("text/html").unwrap(),
+            "the plain-text part comes first"
+        );
+        assert!(raw.contains("Message-ID: <") && raw.contains("@example.com>"), "{raw}");
+    }
+
+    #[test]
+    fn a_name_a_language_or_an_app_url_of_any_length_still_makes_a_conforming_message() {
+        let long_url = format!("https://app.example.com/{}", "a-very-long-path/".repeat(8));
+        let mut message = compose(MailKind::VerifyEmail, &long_url, &"t".repeat(43));
+        message.text = format!("Grüße — {}", message.text);
+        let sender = Sender::parse("\"Équipe Auth\" <no-reply@example.com>");
+        let mime = mime(&sender, "a@b.c", &message, date()).unwrap();
+
+        assert!(mime.is_ascii(), "8-bit content is encoded, never sent raw");
+        let raw = String::from_utf8(mime.clone()).unwrap();
+        assert!(raw.split("\r\n").all(|line| line.len() <= 78), "no line over 78 characters:\n{raw}");
+        let (from, _, text, html) = read(&mime);
+        assert_eq!(from.as_deref(), Some("Équipe Auth"));
+        assert!(text.starts_with("Grüße — "), "{text}");
+        let link = format!("{long_url}/verify-email?token={}", "t".repeat(43));
+        assert!(text.contains(&link) && html.contains(&link), "the link survives the encoding");
+    }
+
+    #[test]
+    fn mail_from_is_taken_apart_into_name_and_address() {
+        assert_eq!(Sender::parse("Auth <a@b.c>"), Sender { name: Some("Auth"), address: "a@b.c" });
+        assert_eq!(Sender::parse("\"A, B\" <a@b.c>"), Sender { name: Some("A, B"), address: "a@b.c" });
+        assert_eq!(Sender::parse(" a@b.c "), Sender { name: None, address: "a@b.c" });
+        assert_eq!(Sender::parse("<a@b.c>"), Sender { name: None, address: "a@b.c" });
     }
 
     #[test]

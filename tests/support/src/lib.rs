@@ -154,11 +154,36 @@ pub async fn sent_mail(to: &str) -> Vec<String> {
         .collect()
 }
 
-/// The token of the first link in a message (`...?token=<43 base64url characters>`).
+/// A message as a mail client reads it: its headers and both bodies, decoded from MIME.
+#[derive(Debug, Clone)]
+pub struct ReadMail {
+    pub from: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Reads a raw MIME message (what SES accepted, or an `.eml` copy).
+pub fn read_mail(mime: &str) -> ReadMail {
+    let parsed = mail_parser::MessageParser::default().parse(mime.as_bytes()).expect("a MIME message");
+    let from = parsed.from().and_then(|from| from.first()).expect("a From header");
+    ReadMail {
+        from: match from.name() {
+            Some(name) => format!("{name} <{}>", from.address().unwrap_or_default()),
+            None => from.address().unwrap_or_default().to_owned(),
+        },
+        subject: parsed.subject().unwrap_or_default().to_owned(),
+        text: parsed.body_text(0).expect("a text part").into_owned(),
+        html: parsed.body_html(0).expect("an HTML part").into_owned(),
+    }
+}
+
+/// The token of the first link in a message's text (`...?token=<43 base64url characters>`).
 pub fn link_token(mime: &str) -> String {
-    let start = mime.find("?token=").expect("a link with a token") + "?token=".len();
+    let text = read_mail(mime).text;
+    let start = text.find("?token=").expect("a link with a token") + "?token=".len();
     let token: String =
-        mime[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
+        text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
     assert_eq!(token.len(), 43, "a 256-bit base64url token: {token}");
     token
 }
