@@ -23,28 +23,28 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
-/// The `[[bin]]` entries of functions/Cargo.toml: (name, whether its test harness is off). The
-/// manifest's `[[bin]]` tables are plain `key = value` lines.
+/// The `[[bin]]` entries of functions/Cargo.toml: (name, whether its test and bench harnesses are
+/// off). The manifest's `[[bin]]` tables are plain `key = value` lines.
 fn declared_binaries() -> Vec<(String, bool)> {
-    let mut declared: Vec<(String, bool)> = Vec::new();
+    let mut declared: Vec<(String, u8)> = Vec::new();
     let mut in_bin = false;
     for line in read(&repository().join("functions/Cargo.toml")).lines().map(str::trim) {
         if line.starts_with('[') {
             in_bin = line == "[[bin]]";
             if in_bin {
-                declared.push((String::new(), false));
+                declared.push((String::new(), 0));
             }
         } else if let (true, Some((key, value)), Some(last)) =
             (in_bin, line.split_once('='), declared.last_mut())
         {
             match key.trim() {
                 "name" => last.0 = value.trim().trim_matches('"').to_owned(),
-                "test" => last.1 = value.trim() == "false",
+                "test" | "bench" if value.trim() == "false" => last.1 += 1,
                 _ => {}
             }
         }
     }
-    declared
+    declared.into_iter().map(|(name, off)| (name, off == 2)).collect()
 }
 
 #[test]
@@ -57,7 +57,10 @@ fn every_function_of_the_template_has_its_binary_and_sample_event_and_nothing_el
     let names: BTreeSet<String> = declared.iter().map(|(name, _)| name.clone()).collect();
     assert_eq!(names, binaries, "functions/Cargo.toml's [[bin]] entries against template.yaml's functions");
     let harnessed: Vec<&String> = declared.iter().filter(|(_, off)| !off).map(|(name, _)| name).collect();
-    assert!(harnessed.is_empty(), "[[bin]] entries without `test = false`: {harnessed:?}");
+    assert!(
+        harnessed.is_empty(),
+        "[[bin]] entries without `test = false` and `bench = false`: {harnessed:?}"
+    );
 
     let sources: BTreeSet<String> = std::fs::read_dir(root.join("functions/src/bin"))
         .expect("functions/src/bin")
