@@ -24,7 +24,7 @@ test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesi
 	tests/dev-run/private-clone.sh
 	scripts/with-postgres scripts/with-moto scripts/fuzz-api
 
-quick: $(VENV_STAMP) ## The inner loop: shared's unit tests and its in-process handler tests (real Postgres, local SES and Secrets Manager)
+quick: $(VENV_STAMP) ## The inner loop: the unit tests and shared's in-process handler tests (real Postgres, local SES and Secrets Manager)
 	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --lib --test api
 
 fuzz: $(VENV_STAMP) ## schemathesis against the local API, checked against openapi.yaml
@@ -55,10 +55,10 @@ bench-tuning: $(VENV_STAMP) ## Only the power-tuning table of BENCHMARKS.md: eac
 bench-volume: $(VENV_STAMP) ## Only sections 10 and 11 of BENCHMARKS.md: every path at 10^6 users beside an empty database, the purge against a backlog (USERS=N to change)
 	scripts/bench --volume $(if $(USERS),--volume-users $(USERS))
 
-bench-mail: $(VENV_STAMP) ## Only section 12 of BENCHMARKS.md: forgot password's timing for known against unknown addresses (~2 min after the release build)
+bench-mail: $(VENV_STAMP) ## Only section 12 of BENCHMARKS.md: what the timing of an anonymous request tells about an address
 	scripts/bench --mail
 
-bench-profiles: ## Measure the release profile's options: build cost per function, size, cold start and latency (tools/bench/profiles.md; ~1 h)
+bench-profiles: ## Measure the release profile's options: build cost per function, size, cold start and latency (tools/bench/profiles.md: three full release builds)
 	scripts/bench-profiles
 
 deploy: package ## make package, then sam deploy of those zips (samconfig.toml; PARAMETERS="DbSecretArn=... ..."; MANAGED_INSTANCES=true: on Lambda Managed Instances; needs AWS credentials)
@@ -87,5 +87,5 @@ prepare: ## Refresh .sqlx/ (the offline query data) from a throwaway Postgres
 run: $(VENV_STAMP) ## Serve the API locally as Lambda would, CPU share and memory limit included (PORT=3000; UNTHROTTLED=1 turns the limits off; Postgres kept in .local/, mail written to .local/mail/)
 	CARGO="$(CARGO)" scripts/with-moto scripts/dev-run
 
-invoke: $(VENV_STAMP) ## Invoke one function once: make invoke FN=health EVENT=events/health.json
+invoke: $(VENV_STAMP) ## Invoke one function once: make invoke FN=<binary> EVENT=events/<binary>.json (fill its placeholders first)
 	CARGO="$(CARGO)" scripts/with-moto scripts/dev-run invoke "$(FN)" "$(EVENT)"

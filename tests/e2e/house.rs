@@ -1,6 +1,6 @@
 //! The house rules that keep one list of functions: template.yaml names the functions (with
 //! their routes, sizes and the secrets each reads), and everything else derives from it. A new
-//! endpoint touches its handler module and its registration line in `shared::handlers`, its
+//! endpoint touches its handler module and its line in `shared::handlers`' `endpoints!`, its
 //! binary (`functions/src/bin/<name>.rs` and its `[[bin]]`), template.yaml, openapi.yaml, its
 //! tests, its sample event and the docs: never a script, a tool or a template check.
 
@@ -120,14 +120,29 @@ fn spellings(function: &FunctionSpec) -> Vec<String> {
     spellings
 }
 
+/// The folders a path to a binary, a zip or an event passes through.
+const ARTIFACT_FOLDERS: [&str; 6] = ["target/", "lambda/", "events/", "bin/", "debug/", "release/"];
+
+/// The whitespace- or quote-delimited token that ends `head`.
+fn last_token(head: &str) -> &str {
+    head.rsplit(|c: char| c.is_whitespace() || "\"'(=,{[".contains(c)).next().unwrap_or_default()
+}
+
 /// Where `spelling` occurs in `text` as a function's name rather than as part of a word, a route,
 /// a table or a type: a logical id anywhere; a name of several words as a whole identifier,
-/// unless it names a Rust item (`MailKind::VerifyEmail`, domain code); a one-word name only
-/// where a tool would use it as a name: a quoted string that is no key, index or table
-/// (`"login"`, not `body["sessions"]`), a path to a binary, zip or event
-/// (`target/debug/login`, `events/login.json`), a cargo argument (`-p login`, `--bin login`).
-/// Routes (`/auth/sessions`) are contract, not names: they are blanked first.
-fn occurrences(text: &str, spelling: &str, one_word: bool, tables: &BTreeSet<String>) -> Vec<usize> {
+/// unless it names a Rust item (`MailKind::VerifyEmail`, domain code); a one-word name where a
+/// tool would use it as a name: a quoted string that does not index a value (`"login"`, `{"login":
+/// 512}`, not `body["sessions"]`) or name a table, a path to a binary, zip or event
+/// (`target/debug/login`, `events/login.json`), a cargo argument (`-p login`, `--bin=login`), a
+/// handler's module (`handlers::login`), or, in a shell script or the Makefile, a bare word of
+/// code (`for f in login logout`).
+fn occurrences(
+    text: &str,
+    spelling: &str,
+    one_word: bool,
+    shell: &[bool],
+    tables: &BTreeSet<String>,
+) -> Vec<usize> {
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     let mut found = Vec::new();
     for (index, _) in text.match_indices(spelling) {
@@ -140,15 +155,25 @@ fn occurrences(text: &str, spelling: &str, one_word: bool, tables: &BTreeSet<Str
         let named = if one_word {
             let quoted = matches!(before, Some('"' | '\'')) && before == after;
             let closed = tail.get(1..).unwrap_or_default();
-            let key = head.ends_with("[\"") || head.ends_with("['") || closed.starts_with([']', ':']);
-            let token =
-                head.rsplit(|c: char| c.is_whitespace() || "\"'(=".contains(c)).next().unwrap_or_default();
+            let index_key = (head.ends_with("[\"") || head.ends_with("['")) && closed.starts_with(']');
             let path = before == Some('/')
-                && ["target/", "lambda/", "events/", "bin/"].iter().any(|folder| token.contains(folder));
-            let argument = head.ends_with("--bin ") || head.ends_with("-p ");
-            (quoted && !key && !tables.contains(spelling)) || path || argument
+                && ARTIFACT_FOLDERS.iter().any(|folder| last_token(head).contains(folder));
+            let argument = ["--bin ", "--bin=", "-p ", "--package ", "--package="]
+                .iter()
+                .any(|flag| head.ends_with(flag));
+            let module = head.ends_with("handlers::");
+            let line_start = head.rfind('\n').map_or(0, |at| at + 1);
+            let code = head[line_start..].split('#').next().unwrap_or_default();
+            let shell_word = shell.get(index).copied().unwrap_or(false)
+                && code.len() == head.len() - line_start
+                && !code.trim_start().is_empty()
+                && matches!(before, Some(' ' | '\t' | '('))
+                && matches!(after, None | Some(' ' | '\n' | ';' | ')'))
+                && code.matches('"').count() % 2 == 0
+                && code.matches('\'').count() % 2 == 0;
+            (quoted && !index_key && !tables.contains(spelling)) || path || argument || module || shell_word
         } else {
-            !head.ends_with("::")
+            !head.ends_with("::") || head.ends_with("handlers::")
         };
         if named {
             found.push(index);
@@ -175,11 +200,19 @@ fn tables() -> BTreeSet<String> {
 fn tool_files() -> Vec<PathBuf> {
     let root = repository();
     let mut files = vec![root.join("Makefile")];
-    let mut folders: Vec<PathBuf> =
-        ["scripts", "tools", "tests/template", "tests/support", "tests/e2e/rehearse", ".ci"]
-            .iter()
-            .map(|folder| root.join(folder))
-            .collect();
+    let mut folders: Vec<PathBuf> = [
+        "scripts",
+        "tools",
+        "tests/template",
+        "tests/support",
+        "tests/e2e/rehearse",
+        "tests/dev-run",
+        "dev",
+        ".ci",
+    ]
+    .iter()
+    .map(|folder| root.join(folder))
+    .collect();
     while let Some(folder) = folders.pop() {
         for entry in
             std::fs::read_dir(&folder).unwrap_or_else(|error| panic!("{}: {error}", folder.display()))
@@ -187,7 +220,7 @@ fn tool_files() -> Vec<PathBuf> {
             let path = entry.expect("an entry").path();
             let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
             if path.is_dir() {
-                if !["target", "__pycache__", "fixtures"].contains(&name) {
+                if !["target", "__pycache__"].contains(&name) {
                     folders.push(path);
                 }
             } else if !name.ends_with(".md") {
@@ -198,8 +231,51 @@ fn tool_files() -> Vec<PathBuf> {
     files
 }
 
+/// Whether `file` is shell (a script run by bash or sh, or the Makefile's recipes).
+fn is_shell(file: &Path, text: &str) -> bool {
+    file.ends_with("Makefile")
+        || file.extension().is_some_and(|extension| extension == "sh")
+        || text.lines().next().is_some_and(|first| first.starts_with("#!") && first.contains("sh"))
+}
+
+/// Which bytes of a shell script (or a Makefile) are shell code: not a here-document's body (SQL,
+/// Python: its own language, whose names the other rules see) and, in a Makefile, only the
+/// recipes (target names are make's).
+fn shell_code(text: &str) -> Vec<bool> {
+    let makefile = text.lines().any(|line| line.starts_with(".PHONY"));
+    let mut mask = Vec::with_capacity(text.len());
+    let mut here_document: Option<String> = None;
+    for line in text.split_inclusive('\n') {
+        let code = match &here_document {
+            Some(end) => {
+                if line.trim() == end {
+                    here_document = None;
+                }
+                false
+            }
+            None => {
+                if let Some(at) = line.find("<<") {
+                    let word = line[at + 2..].trim_start_matches('-').trim_start();
+                    let word: String = word
+                        .chars()
+                        .filter(|c| !"'\"".contains(*c))
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if !word.is_empty() {
+                        here_document = Some(word);
+                    }
+                }
+                !makefile || line.starts_with('\t')
+            }
+        };
+        mask.extend(std::iter::repeat_n(code, line.len()));
+    }
+    mask
+}
+
 /// The function names typed into `text`, as (spelling, line number).
-fn names_in(text: &str, functions: &[FunctionSpec]) -> Vec<(String, usize)> {
+fn names_in(text: &str, functions: &[FunctionSpec], shell: bool) -> Vec<(String, usize)> {
+    let shell = if shell { shell_code(text) } else { Vec::new() };
     // The API's routes, and the web app's pages the mail links open (dev/app stands in for them).
     let pages = std::fs::read_dir(repository().join("dev/app")).expect("dev/app").filter_map(|entry| {
         let path = entry.expect("an entry").path();
@@ -216,9 +292,20 @@ fn names_in(text: &str, functions: &[FunctionSpec]) -> Vec<(String, usize)> {
         .chain(pages)
         .collect();
     routes.sort_by_key(|route| std::cmp::Reverse(route.len()));
+    // A route or a page is contract, not a name: blanked, unless it is part of a path to an
+    // artifact (`target/debug/health`, `events/verify-email.json`).
     let mut text = text.to_owned();
     for route in &routes {
-        text = text.replace(route.as_str(), &" ".repeat(route.len()));
+        let mut at = 0;
+        while let Some(found) = text[at..].find(route.as_str()).map(|offset| at + offset) {
+            let end = found + route.len();
+            let extends = text[end..].starts_with(|c: char| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            if !extends && !ARTIFACT_FOLDERS.iter().any(|folder| last_token(&text[..found]).contains(folder))
+            {
+                text.replace_range(found..end, &" ".repeat(route.len()));
+            }
+            at = end;
+        }
     }
     let tables = tables();
     let mut named = Vec::new();
@@ -226,7 +313,7 @@ fn names_in(text: &str, functions: &[FunctionSpec]) -> Vec<(String, usize)> {
         let one_word = !function.binary.contains('-');
         for spelling in spellings(function) {
             let is_identifier = spelling == function.logical_id || !one_word;
-            for index in occurrences(&text, &spelling, !is_identifier, &tables) {
+            for index in occurrences(&text, &spelling, !is_identifier, &shell, &tables) {
                 named.push((spelling.clone(), text[..index].lines().count().max(1)));
             }
         }
@@ -240,7 +327,7 @@ fn no_tool_script_or_template_check_names_a_function() {
     let mut named = Vec::new();
     for file in tool_files() {
         let Ok(text) = std::fs::read_to_string(&file) else { continue };
-        for (spelling, line) in names_in(&text, &functions) {
+        for (spelling, line) in names_in(&text, &functions, is_shell(&file, &text)) {
             named.push(format!("{}:{line}: {spelling}", file.display()));
         }
     }
@@ -254,29 +341,49 @@ fn no_tool_script_or_template_check_names_a_function() {
 #[test]
 fn the_name_check_finds_each_spelling_and_spares_routes_and_words() {
     let functions = functions();
-    let several = functions.iter().find(|f| f.binary.contains('-')).expect("a function of several words");
-    let single = functions.iter().find(|f| !f.binary.contains('-')).expect("a function of one word");
-    for spelling in spellings(several) {
-        let text = format!("let x = call({spelling});\n");
-        assert_eq!(names_in(&text, &functions).len(), 1, "{spelling} in {text:?}");
-    }
-    for text in [
-        format!("for name in (\"{}\",):", single.binary),
-        format!("ls target/debug/{}", single.binary),
-        format!("cat events/{}.json", single.binary),
-        format!("cargo build -p {}", single.binary),
-        format!("Ref: {}", single.logical_id),
-    ] {
-        assert_eq!(names_in(&text, &functions).len(), 1, "{text:?}");
+    let tables = tables();
+    for function in &functions {
+        for spelling in spellings(function) {
+            let text = format!("let x = call({spelling});\n");
+            let expected = usize::from(*spelling == function.logical_id || function.binary.contains('-'));
+            assert_eq!(names_in(&text, &functions, false).len(), expected, "{spelling} in {text:?}");
+        }
+        let binary = &function.binary;
+        let module = binary.replace('-', "_");
+        // A table's name (`sessions`) in quotes is the table's.
+        let quoted = usize::from(!tables.contains(binary));
+        for (text, expected) in [
+            (format!("for name in (\"{binary}\",):"), quoted),
+            (format!("if name == \"{binary}\":"), quoted),
+            (format!("SIZES = {{\"{binary}\": 512}}"), quoted),
+            (format!("MOVED = [\"a\", \"{binary}\"]"), quoted),
+            (format!("ls target/debug/{binary}"), 1),
+            (format!("unzip target/lambda/{binary}/bootstrap.zip"), 1),
+            (format!("cat events/{binary}.json"), 1),
+            (format!("cargo build -p {binary}"), 1),
+            (format!("cargo build --bin={binary}"), 1),
+            (format!("shared::handlers::{module}::handle"), 1),
+            (format!("Ref: {}", function.logical_id), 1),
+        ] {
+            assert_eq!(names_in(&text, &functions, false).len(), expected, "{text:?}");
+        }
+        let shell = format!("for f in {binary} other; do\n  echo \"$f\"\ndone\n");
+        assert_eq!(names_in(&shell, &functions, true).len(), 1, "{shell:?}");
     }
     let routes: Vec<String> = functions
         .iter()
         .flat_map(|f| f.routes.iter().map(RouteSpec::key))
         .map(|key| format!("curl -X {key}\n"))
         .collect();
-    let prose =
-        format!("{}\nthe {} of the user, an attempt to {}", routes.concat(), single.binary, single.binary);
-    assert_eq!(names_in(&prose, &functions), vec![], "routes and words are not names");
+    let single = functions.iter().find(|f| !f.binary.contains('-')).expect("a function of one word");
+    let prose = format!(
+        "{}\n# the {} of the user\nbody[\"{}\"]\necho \"an attempt to {}\"\n",
+        routes.concat(),
+        single.binary,
+        single.binary,
+        single.binary
+    );
+    assert_eq!(names_in(&prose, &functions, true), vec![], "routes, words and indexed fields are not names");
 }
 
 #[test]
@@ -370,4 +477,69 @@ fn the_figure_check_finds_times_rates_ratios_and_prices_and_spares_settings() {
     {
         assert_eq!(figures_in(line), Vec::<String>::new(), "{line}");
     }
+}
+
+/// Each function's environment variables in template.yaml (its own and `Globals`), by binary.
+fn template_variables() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&read(&repository().join("template.yaml"))).expect("YAML");
+    let names = |node: Option<&serde_yaml::Value>| -> BTreeSet<String> {
+        node.and_then(|n| n.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+            .and_then(serde_yaml::Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, _)| name.as_str().map(str::to_owned))
+            .collect()
+    };
+    let globals = names(template.get("Globals").and_then(|g| g.get("Function")));
+    let mut variables = std::collections::BTreeMap::new();
+    for (_, resource) in template["Resources"].as_mapping().expect("Resources") {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let properties = &resource["Properties"];
+        let code_uri = properties["CodeUri"].as_str().expect("a plain CodeUri");
+        let binary =
+            code_uri.trim_end_matches("/bootstrap.zip").rsplit('/').next().expect("a folder").to_owned();
+        variables.insert(binary, globals.union(&names(Some(properties))).cloned().collect());
+    }
+    variables
+}
+
+#[test]
+fn each_function_is_given_exactly_what_its_code_needs() {
+    use shared::config::Keys;
+    let variables = template_variables();
+    let registered: BTreeSet<String> =
+        shared::handlers::FUNCTIONS.iter().map(|(binary, _, _)| (*binary).to_owned()).collect();
+    assert_eq!(
+        registered,
+        variables.keys().cloned().collect::<BTreeSet<_>>(),
+        "shared::handlers::FUNCTIONS against template.yaml's functions"
+    );
+    let mut wrong = Vec::new();
+    for (binary, module, needs) in shared::handlers::FUNCTIONS {
+        let source = read(&repository().join(format!("functions/src/bin/{binary}.rs")));
+        if !source.contains(&format!("handlers::{module}")) {
+            wrong.push(format!("functions/src/bin/{binary}.rs does not run shared::handlers::{module}"));
+        }
+        let given = &variables[*binary];
+        for (variable, needed) in [
+            ("DB_SECRET_ARN", needs.database),
+            ("JWT_SIGNING_KEY_SECRET_ARN", needs.keys == Keys::Sign),
+            ("JWT_VERIFICATION_KEYS_SECRET_ARN", needs.keys == Keys::Verify),
+            ("MAIL_FROM", needs.mail),
+        ] {
+            if given.contains(variable) != needed {
+                let verb = if needed { "needs" } else { "must not be given" };
+                wrong.push(format!("{binary} {verb} {variable} (its handler's NEEDS: {needs:?})"));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "template.yaml and the code disagree on what functions read:\n{}",
+        wrong.join("\n")
+    );
 }

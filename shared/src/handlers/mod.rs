@@ -5,26 +5,43 @@
 //! [`ApiError`](crate::error::ApiError) that it answers (`runtime::answer`) with its status and
 //! code, so no error reaches the front door as a bare 502.
 
-pub mod change_password;
-pub mod delete_account;
-pub mod forgot_password;
-pub mod health;
-pub mod jwks;
-pub mod login;
-pub mod logout;
-pub mod me;
-pub mod migrate;
-pub mod refresh;
-pub mod resend_verification;
-pub mod reset_password;
-pub mod revoke_session;
-pub mod sessions;
-pub mod signup;
-pub mod verify_email;
+/// Declares each endpoint's module and lists it in [`FUNCTIONS`]: one line per endpoint, its
+/// binary's name (template.yaml's `CodeUri` folder, `functions/src/bin/<binary>.rs`) and its
+/// module.
+macro_rules! endpoints {
+    ($($binary:literal => $module:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every endpoint: (binary, module, what its function reads from its environment). The
+        /// one list of the code's functions; tests/e2e's `house` holds template.yaml to it, so
+        /// that each function is given exactly the secrets and settings its code needs.
+        pub const FUNCTIONS: &[(&str, &str, Needs)] = &[$(($binary, stringify!($module), $module::NEEDS)),*];
+    };
+}
+
+endpoints! {
+    "change-password" => change_password,
+    "delete-account" => delete_account,
+    "forgot-password" => forgot_password,
+    "health" => health,
+    "jwks" => jwks,
+    "login" => login,
+    "logout" => logout,
+    "me" => me,
+    "migrate" => migrate,
+    "refresh" => refresh,
+    "resend-verification" => resend_verification,
+    "reset-password" => reset_password,
+    "revoke-session" => revoke_session,
+    "sessions" => sessions,
+    "signup" => signup,
+    "verify-email" => verify_email,
+}
 
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::config::Needs;
 use crate::domain::User;
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Request, Response};

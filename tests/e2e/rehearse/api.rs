@@ -2,6 +2,7 @@
 //! answers.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -204,8 +205,10 @@ impl<'a> Api<'a> {
     }
 
     /// An EventBridge schedule's event, invoked directly as EventBridge does: the function
-    /// answers, and a metric line it writes with `DatabaseHealthy` (the health check's) says 1.
-    pub async fn scheduled(&self, function: &str) -> anyhow::Result<((), String)> {
+    /// answers (no function error), and writes every metric in `watched` (the alarms on it that
+    /// count a missing value as breaching: what only this run writes) at a value that does not
+    /// set its alarm off.
+    pub async fn scheduled(&self, function: &str, watched: &[WatchedMetric]) -> anyhow::Result<((), String)> {
         let event = serde_json::json!({
             "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "Scheduled Event",
             "source": "aws.events", "account": local_lambda::template::ACCOUNT_ID,
@@ -215,20 +218,80 @@ impl<'a> Api<'a> {
         let lines_before = self.emulator.log().lines().len();
         let (_, detail) = self.invoke(function, event.to_string().into_bytes()).await?;
         let lines = self.emulator.log().lines();
-        let metric = lines[lines_before.min(lines.len())..]
+        let written: Vec<Value> = lines[lines_before.min(lines.len())..]
             .iter()
             .filter_map(|line| {
                 line.split_once("] ").and_then(|(_, json)| serde_json::from_str::<Value>(json).ok())
             })
-            .find(|line| line.get("DatabaseHealthy").is_some());
-        if let Some(metric) = &metric {
-            ensure!(
-                metric["DatabaseHealthy"].as_f64() == Some(1.0),
-                "the metric line says unhealthy: {metric}"
-            );
+            .collect();
+        let mut seen = Vec::new();
+        for metric in watched {
+            let value = written
+                .iter()
+                .find_map(|line| line.get(&metric.name).and_then(Value::as_f64))
+                .with_context(|| format!("no metric line with {} in the function's output", metric.name))?;
+            ensure!(!metric.alarms_at(value), "{} is {value}: its alarm would go off", metric.name);
+            seen.push(format!("{} {value}", metric.name));
         }
-        let health = if metric.is_some() { "DatabaseHealthy 1; " } else { "" };
-        Ok(((), format!("{health}{detail}")))
+        seen.push(detail);
+        Ok(((), seen.join("; ")))
+    }
+}
+
+/// A metric a CloudWatch alarm of the template watches on one function, treating a missing
+/// value as breaching: (name, threshold, comparison operator).
+#[derive(Clone)]
+pub struct WatchedMetric {
+    pub name: String,
+    pub threshold: f64,
+    pub comparison: String,
+}
+
+impl WatchedMetric {
+    /// The metrics whose absence alarms, per function's logical id, read from the template.
+    pub fn of(template: &Path) -> anyhow::Result<Vec<(String, WatchedMetric)>> {
+        let text =
+            std::fs::read_to_string(template).with_context(|| format!("reading {}", template.display()))?;
+        let root: serde_yaml::Value = serde_yaml::from_str(&text).context("the template is not YAML")?;
+        let mut watched = Vec::new();
+        for (_, resource) in root["Resources"].as_mapping().into_iter().flatten() {
+            let properties = &resource["Properties"];
+            if resource["Type"].as_str() != Some("AWS::CloudWatch::Alarm")
+                || properties["TreatMissingData"].as_str() != Some("breaching")
+            {
+                continue;
+            }
+            let function =
+                properties["Dimensions"].as_sequence().into_iter().flatten().find_map(|dimension| {
+                    let reference = match &dimension["Value"] {
+                        serde_yaml::Value::Tagged(tagged) if tagged.tag == "!Ref" => tagged.value.as_str(),
+                        other => other.get("Ref").and_then(serde_yaml::Value::as_str),
+                    };
+                    (dimension["Name"].as_str() == Some("FunctionName")).then_some(reference).flatten()
+                });
+            let (Some(function), Some(name)) = (function, properties["MetricName"].as_str()) else {
+                continue;
+            };
+            watched.push((
+                function.to_owned(),
+                WatchedMetric {
+                    name: name.to_owned(),
+                    threshold: properties["Threshold"].as_f64().unwrap_or_default(),
+                    comparison: properties["ComparisonOperator"].as_str().unwrap_or_default().to_owned(),
+                },
+            ));
+        }
+        Ok(watched)
+    }
+
+    fn alarms_at(&self, value: f64) -> bool {
+        match self.comparison.as_str() {
+            "LessThanThreshold" => value < self.threshold,
+            "LessThanOrEqualToThreshold" => value <= self.threshold,
+            "GreaterThanThreshold" => value > self.threshold,
+            "GreaterThanOrEqualToThreshold" => value >= self.threshold,
+            _ => false,
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use secrecy::SecretString;
 use shared::tokens::{SigningAlgorithm, SigningKey, TokenSigner};
 use test_support::samples::Fixture;
 
-use crate::api::{Api, text, token_claims, token_header};
+use crate::api::{Api, WatchedMetric, text, token_claims, token_header};
 
 const USAGE: &str = "\
 usage: rehearse --bin-dir DIR --env-vars FILE --database-url URL --database NAME
@@ -196,9 +196,18 @@ async fn rehearse_on(options: &Options, template: &Template, api: &Api<'_>) -> a
         step(&format!("{}'s sample event", function.logical_id), api.sample(&fixture, function, &event))
             .await?;
     }
+    let watched = WatchedMetric::of(&options.template)?;
     for function in template.functions.iter().filter(|f| !f.schedules.is_empty()) {
-        step(&format!("{} on its schedule", function.logical_id), api.scheduled(&function.logical_id))
-            .await?;
+        let metrics: Vec<WatchedMetric> = watched
+            .iter()
+            .filter(|(watched_function, _)| *watched_function == function.logical_id)
+            .map(|(_, metric)| metric.clone())
+            .collect();
+        step(
+            &format!("{} on its schedule", function.logical_id),
+            api.scheduled(&function.logical_id, &metrics),
+        )
+        .await?;
     }
     step("database connections use TLS", connections_use_tls(options)).await
 }

@@ -38,8 +38,9 @@ const KEY_ID: &str = "bench";
 pub struct Setup {
     /// Postgres behind the counting proxy, as the functions' role.
     pub proxied_url: String,
-    /// The bench database as its owner, straight to the server: what the migration connects as.
-    admin_url: String,
+    /// The bench database as its owner, through the counting proxy: what the migration
+    /// connects as.
+    owner_url: String,
     pub admin: PgConnection,
     pub proxy: CountingProxy,
     key_pem: SecretString,
@@ -112,6 +113,7 @@ pub async fn setup() -> anyhow::Result<Setup> {
         .context("the server's address")?;
     let proxy = CountingProxy::start(upstream).await?;
     let proxied_url = format!("postgres://{ROLE}:{password}@{}/{DATABASE}", proxy.address);
+    let owner_url = format!("postgres://{}@{}/{DATABASE}", server.get_username(), proxy.address);
 
     let key_pem = generate_private_key_pem(SigningAlgorithm::Rs256)?;
     let secrets = aws_sdk_secretsmanager::Client::new(
@@ -134,7 +136,7 @@ pub async fn setup() -> anyhow::Result<Setup> {
     let migration_secret_arn = create(
         format!("bench/{run}/db-migration"),
         json!({"engine": "postgres", "username": server.get_username(), "password": "",
-               "host": server.get_host(), "port": server.get_port(), "dbname": DATABASE}),
+               "host": proxy.address.ip().to_string(), "port": proxy.address.port(), "dbname": DATABASE}),
     )
     .await?;
     let keys_secret_arn = create(
@@ -151,7 +153,7 @@ pub async fn setup() -> anyhow::Result<Setup> {
     let fixture = Arc::new(Fixture::new(pool, signer(&key_pem)?).await?);
     Ok(Setup {
         proxied_url,
-        admin_url,
+        owner_url,
         admin,
         proxy,
         key_pem,
@@ -217,7 +219,7 @@ pub async fn emulator(
         Source::Environment | Source::Database(_) => {
             let (url, owner) = match &serve.source {
                 Source::Database(url) => (url.clone(), url.clone()),
-                _ => (setup.proxied_url.clone(), setup.admin_url.clone()),
+                _ => (setup.proxied_url.clone(), setup.owner_url.clone()),
             };
             // Each function reads only the part of these its configuration asks for.
             env.set_for_all("DATABASE_URL", url);

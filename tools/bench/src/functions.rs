@@ -20,7 +20,8 @@ pub struct Function {
     pub label: String,
     /// Its sample event, placeholders and all.
     pub sample: String,
-    /// Whether its sample request carries a password (argon2 work: section 4).
+    /// Whether its sample request carries a password (a body field `password` or `*_password`:
+    /// argon2 work, section 4).
     pub password_work: bool,
     /// Whether EventBridge invokes it on a schedule (the health check and purge).
     pub scheduled: bool,
@@ -53,8 +54,13 @@ pub fn load(template: &Path, root: &Path) -> anyhow::Result<Vec<Function>> {
             let event: Value =
                 serde_json::from_str(&sample).with_context(|| format!("{} is JSON", path.display()))?;
             let body = request_of(&event).map(|request| request.body).unwrap_or_default();
+            let fields = serde_json::from_str::<Value>(&body).ok();
+            let password_work = fields
+                .as_ref()
+                .and_then(Value::as_object)
+                .is_some_and(|fields| fields.keys().any(|field| field.ends_with("password")));
             Ok(Function {
-                password_work: body.contains("password"),
+                password_work,
                 scheduled: !spec.schedules.is_empty(),
                 logical_id: spec.logical_id,
                 binary: spec.binary,

@@ -10,8 +10,8 @@ use anyhow::ensure;
 
 use crate::driver::{Call, Driver, Serve, Setup, Source, emulator};
 use crate::functions::Function;
+use crate::plan::{Args, progress};
 use crate::stats::{Samples, ms};
-use crate::{Args, progress};
 use test_support::samples::{ACCESS_TOKEN, EMAIL, fresh_email};
 
 /// The section, measured with `plan.mail` known and as many unknown addresses per function.
@@ -54,8 +54,9 @@ pub async fn section(setup: &Setup, args: &Args, functions: &[Function]) -> anyh
          would get) and unknown ones in turns, {samples} of each after five of each to warm the \
          sandbox, timed at the client. *Later*: the chance that an unknown address's answer comes \
          later than a known one's (0.50: the times tell nothing; 0 or 1: they tell everything). A \
-         function that answers an unknown address with another status tells it by the status, and \
-         is listed without figures.\n",
+         function whose sample proves the account (login's carries its password) answers an \
+         unknown address otherwise by design, and is left out: its refusals are compared in the \
+         tests, not here.\n",
         if limited {
             " and its CPU share"
         } else {

@@ -13,6 +13,7 @@ mod functions;
 mod mail;
 mod measure;
 mod memory;
+mod plan;
 mod profiles;
 mod proxy;
 mod report;
@@ -27,77 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 
-/// What one run measures; `--quick` is a smoke run of the whole pipeline.
-#[derive(Clone, Copy)]
-pub struct Plan {
-    pub cold_starts: usize,
-    pub warm_up: usize,
-    pub warm: usize,
-    pub memory: usize,
-    pub load: Duration,
-    pub clients: usize,
-    pub sandboxes: u32,
-    /// Power tuning, per function and size: cold starts, warm-up and warm invocations.
-    pub tuning: (usize, usize, usize),
-    /// Section 12: requests for known addresses, and as many for unknown ones, per function.
-    pub mail: usize,
-}
-
-impl Plan {
-    const FULL: Self = Self {
-        cold_starts: 10,
-        warm_up: 20,
-        warm: 1000,
-        memory: 10_000,
-        load: Duration::from_secs(10),
-        clients: 8,
-        sandboxes: 4,
-        tuning: (5, 5, 100),
-        mail: 200,
-    };
-    const QUICK: Self = Self {
-        cold_starts: 2,
-        warm_up: 5,
-        warm: 50,
-        memory: 200,
-        load: Duration::from_secs(2),
-        clients: 4,
-        sandboxes: 2,
-        tuning: (1, 2, 5),
-        mail: 20,
-    };
-}
-
-/// What `auth-bench` was asked to do.
-pub struct Args {
-    pub plan: Plan,
-    pub quick: bool,
-    /// `--power-tuning`: only section 9, replacing it in `--out`.
-    pub power_tuning_only: bool,
-    /// `--volume`: only sections 10 and 11, replacing them in `--out`.
-    pub volume_only: bool,
-    /// `--mail`: only section 12, replacing it in `--out`.
-    pub mail_only: bool,
-    pub volume: volume::VolumePlan,
-    /// `--profiles LABEL=DIR ...`: only compare builds made with other profiles.
-    pub profiles: Vec<(String, PathBuf)>,
-    pub out: PathBuf,
-    pub binaries: PathBuf,
-    /// The repository: template.yaml, events/, target/.
-    pub root: PathBuf,
-}
-
-impl Args {
-    /// The project's template.
-    pub fn template(&self) -> PathBuf {
-        self.root.join("template.yaml")
-    }
-
-    /// The floor's template, the smallest lambda_http function (`tools/bench/hello`).
-    pub fn hello_template(&self) -> PathBuf {
-        self.root.join("tools/bench/hello/template.yaml")
-    }
-}
+use crate::plan::{Args, Plan, progress};
 
 /// `auth-bench`: measures the functions through the emulator and writes BENCHMARKS.md (run it
 /// through `make bench`, which builds and packages first).
@@ -145,11 +76,8 @@ struct Cli {
 
 fn args(cli: Cli) -> anyhow::Result<Args> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
-    let (mut plan, mut volume) = if cli.quick {
-        (Plan::QUICK, volume::VolumePlan::QUICK)
-    } else {
-        (Plan::FULL, volume::VolumePlan::FULL)
-    };
+    let (mut plan, mut volume) =
+        if cli.quick { (Plan::QUICK, plan::VolumePlan::QUICK) } else { (Plan::FULL, plan::VolumePlan::FULL) };
     if let Some(users) = cli.volume_users {
         (volume.users, volume.backlog) = (users, users);
     }
@@ -177,10 +105,6 @@ fn args(cli: Cli) -> anyhow::Result<Args> {
         binaries: cli.binaries.unwrap_or_else(|| root.join("target/release")),
         root,
     })
-}
-
-pub fn progress(message: impl std::fmt::Display) {
-    eprintln!("[bench] {message}");
 }
 
 #[tokio::main]

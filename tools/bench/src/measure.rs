@@ -136,31 +136,35 @@ pub async fn soak(driver: &Driver, function: &Function, total: usize) -> anyhow:
 pub type Load = (f64, Samples, usize);
 
 /// `clients` concurrent clients for `duration`, after half a second that warms the sandboxes and
-/// tells how many filled samples the timed part needs (prepared before it starts, with a fifth
-/// more; a client that runs out fills its own).
+/// tells how many filled samples the timed part needs: twice what the warm-up's pace would use,
+/// prepared before it starts. The timed part ends at `duration`, or sooner if they run out: no
+/// sample is filled while the clock runs.
 pub async fn load(
     driver: &Arc<Driver>,
     function: &Function,
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Load> {
-    let warm_up = run_clients(driver, function, clients, Duration::from_millis(500), Vec::new()).await?;
-    let expected = (warm_up.0 * duration.as_secs_f64() * 1.2).ceil() as usize;
+    let warm_up = run_clients(driver, function, clients, Duration::from_millis(500), None).await?;
+    let expected = (warm_up.0 * duration.as_secs_f64() * 2.0).ceil() as usize + clients;
     let mut calls = Vec::with_capacity(expected);
     for _ in 0..expected {
         calls.push(driver.prepare(function).await?);
     }
-    run_clients(driver, function, clients, duration, calls).await
+    run_clients(driver, function, clients, duration, Some(calls)).await
 }
 
+/// The clients at work: each sends calls from `prepared` until `duration` has passed or none is
+/// left (or, without prepared calls, fills its own: the warm-up).
 async fn run_clients(
     driver: &Arc<Driver>,
     function: &Function,
     clients: usize,
     duration: Duration,
-    calls: Vec<Call>,
+    prepared: Option<Vec<Call>>,
 ) -> anyhow::Result<Load> {
-    let prepared = Arc::new(Mutex::new(calls));
+    let filling = prepared.is_none();
+    let prepared = Arc::new(Mutex::new(prepared.unwrap_or_default()));
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -168,22 +172,27 @@ async fn run_clients(
         let (driver, function, prepared) = (driver.clone(), function.clone(), prepared.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut ended = Instant::now();
             while Instant::now() < deadline {
                 let call = prepared.lock().await.pop();
                 let call = match call {
                     Some(call) => call,
-                    None => driver.prepare(&function).await?,
+                    None if filling => driver.prepare(&function).await?,
+                    None => break,
                 };
                 latencies.push(driver.send(&function, call).await?);
+                ended = Instant::now();
             }
-            anyhow::Ok(latencies)
+            anyhow::Ok((latencies, ended))
         }));
     }
-    let mut latencies = Vec::new();
+    let (mut latencies, mut ended) = (Vec::new(), started);
     for task in tasks {
-        latencies.extend(task.await??);
+        let (mine, last) = task.await??;
+        latencies.extend(mine);
+        ended = ended.max(last);
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = (ended - started).as_secs_f64().max(f64::EPSILON);
     let sandboxes = driver.emulator.sandboxes(&function.logical_id)?.len();
     Ok((latencies.len() as f64 / elapsed, Samples::new(latencies), sandboxes))
 }

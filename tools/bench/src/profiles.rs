@@ -11,9 +11,9 @@ use anyhow::Context as _;
 use crate::driver::{Driver, Serve, Setup, Source, emulator};
 use crate::functions::Function;
 use crate::measure::{Series, cold_starts, warm};
+use crate::plan::{Args, progress};
 use crate::report::mib;
 use crate::stats::ms;
-use crate::{Args, progress};
 
 pub async fn compare(args: &Args, setup: &Setup, functions: &[Function]) -> anyhow::Result<()> {
     let started = Instant::now();

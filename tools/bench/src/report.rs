@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::Args;
 use crate::functions::Function;
+use crate::plan::Args;
 use crate::run::{MANAGED_CONCURRENCY, MANAGED_MEMORY_MB, Measurements};
 use crate::stats::ms;
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use crate::driver::{Driver, Serve, Setup, Source, emulator};
 use crate::functions::{self, Function};
 use crate::measure::{ColdStarts, Load, Series, Warm, argon2_alone, cold_starts, load, soak, warm};
+use crate::plan::{Args, progress};
 use crate::stats::{Samples, ms};
-use crate::{Args, mail, memory, progress, tuning, volume};
+use crate::{mail, memory, tuning, volume};
 
 /// The concurrency per sandbox section 6 measures Managed Instances at.
 pub const MANAGED_CONCURRENCY: [u32; 3] = [1, 4, 8];

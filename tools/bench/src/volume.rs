@@ -23,26 +23,9 @@ use sqlx::{AssertSqlSafe, Connection as _, PgConnection};
 
 use crate::driver::{Driver, Serve, Setup, Source, emulator};
 use crate::functions::Function;
+use crate::plan::{Args, VolumePlan, progress};
 use crate::stats::{Samples, ms};
-use crate::{Args, progress};
 use test_support::PASSWORD;
-
-/// What the volume sections measure.
-#[derive(Clone, Copy)]
-pub struct VolumePlan {
-    pub users: i64,
-    /// Requests per path and database.
-    pub samples: usize,
-    /// Expired refresh tokens waiting for the purge.
-    pub backlog: i64,
-    /// Scheduled runs measured against that backlog.
-    pub purge_runs: usize,
-}
-
-impl VolumePlan {
-    pub const FULL: Self = Self { users: 1_000_000, samples: 200, backlog: 1_000_000, purge_runs: 10 };
-    pub const QUICK: Self = Self { users: 10_000, samples: 20, backlog: 10_000, purge_runs: 3 };
-}
 
 const TABLES: &str = "'users', 'sessions', 'refresh_tokens', 'login_attempts'";
 const LOGOUT_EMAIL: &str = "volume-logout@example.com";
