@@ -7,10 +7,10 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 use lambda_http::Request;
 use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Diagnostic, LambdaEvent, Service as _, service_fn};
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -78,45 +78,40 @@ pub fn init_tracing() {
 /// door's (a direct invocation) fails the invocation. With `AWS_LAMBDA_MAX_CONCURRENCY` above 1
 /// (Lambda Managed Instances) the runtime polls that many invocations at once; without it, one at
 /// a time.
-pub async fn run<F, Fut>(needs: crate::config::Needs, handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Reply> + Send + 'static,
-{
+pub async fn run(needs: crate::config::Needs, handler: Handler) -> Result<(), lambda_runtime::Error> {
     serve(needs, handler, false).await
 }
+
+/// A handler as the runtime holds it: a plain function whose future is boxed. So the runtime's
+/// machinery (lambda_runtime's poller and tower layers, lambda_http's adapter) is one
+/// non-generic function, compiled once in this crate, and a function's binary compiles and links
+/// little more than its `main` (BENCHMARKS.md, section 8: the build cost per function). The box
+/// costs one allocation per invocation.
+pub type Handler = fn(&'static App, Request) -> BoxFuture<'static, Reply>;
 
 /// Like [`run`], for the health function, which also takes EventBridge's schedule: an event
 /// that is no front door's reaches the handler as a request whose body is the event
 /// (`lambda_http`'s `pass_through`).
-pub async fn run_with_events<F, Fut>(
+pub async fn run_with_events(
     needs: crate::config::Needs,
-    handler: F,
-) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Reply> + Send + 'static,
-{
+    handler: Handler,
+) -> Result<(), lambda_runtime::Error> {
     serve(needs, handler, true).await
 }
 
-async fn serve<F, Fut>(
+async fn serve(
     needs: crate::config::Needs,
-    handler: F,
+    handler: Handler,
     events: bool,
-) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(&'static App, Request) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Reply> + Send + 'static,
-{
+) -> Result<(), lambda_runtime::Error> {
     let app = start(needs).await?;
     let answering = service_fn(move |request: Request| {
-        let response = handle(app, handler.clone(), request);
+        let response = handle(app, handler, request);
         async move { Ok::<_, Infallible>(response.await) }
     });
     lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<Value>| {
         // lambda_http's own adapter: the event's front door decides the response's shape.
-        let mut adapter = lambda_http::Adapter::from(answering.clone());
+        let mut adapter = lambda_http::Adapter::from(answering);
         async move {
             let LambdaEvent { mut payload, context } = event;
             crate::event::sanitize(&mut payload);
@@ -142,18 +137,37 @@ where
 /// is a failed invocation (posted to the runtime's `/error`, so `aws lambda invoke` reports a
 /// `FunctionError` and an asynchronous invoker retries), and it sees the invocation's context
 /// (its deadline).
-pub async fn run_task<E, R, F, Fut>(
-    needs: crate::config::Needs,
-    handler: F,
-) -> Result<(), lambda_runtime::Error>
-where
-    E: DeserializeOwned,
-    R: serde::Serialize,
-    F: Fn(&'static App, LambdaEvent<E>) -> Fut,
-    Fut: Future<Output = Result<R, lambda_runtime::Diagnostic>> + Send,
-{
+pub async fn run_task(needs: crate::config::Needs, task: Task) -> Result<(), lambda_runtime::Error> {
     let app = start(needs).await?;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| handler(app, event))).await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| task(app, event))).await
+}
+
+/// A handler of direct invocations as the runtime holds it ([`Handler`]'s counterpart for
+/// [`run_task`]): the event and the answer as JSON.
+pub type Task = fn(&'static App, LambdaEvent<Value>) -> BoxFuture<'static, Result<Value, Diagnostic>>;
+
+/// A function's whole `main`: logging, then [`run`] on a runtime of one thread.
+pub fn main(needs: crate::config::Needs, handler: Handler) -> Result<(), lambda_runtime::Error> {
+    on_one_thread(run(needs, handler))
+}
+
+/// [`main`] for a function that also takes EventBridge's schedule ([`run_with_events`]).
+pub fn main_with_events(needs: crate::config::Needs, handler: Handler) -> Result<(), lambda_runtime::Error> {
+    on_one_thread(run_with_events(needs, handler))
+}
+
+/// [`main`] for a function invoked directly ([`run_task`]).
+pub fn main_task(needs: crate::config::Needs, task: Task) -> Result<(), lambda_runtime::Error> {
+    on_one_thread(run_task(needs, task))
+}
+
+/// Logging, then `serving` to its end on a runtime of one thread (Managed Instances' concurrent
+/// invocations are polled on it side by side; argon2 runs on its blocking pool).
+fn on_one_thread(
+    serving: impl Future<Output = Result<(), lambda_runtime::Error>>,
+) -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(serving)
 }
 
 /// Builds the function's state and registers the graceful-shutdown hook.

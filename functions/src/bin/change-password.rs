@@ -1,12 +1,7 @@
 //! The `change-password` Lambda function: wiring only; the logic lives in `shared::handlers::change_password`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::change_password;
+use shared::handlers::{boxed, change_password};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(change_password::NEEDS, change_password::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(change_password::NEEDS, boxed::change_password)
 }

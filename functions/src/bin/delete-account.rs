@@ -1,12 +1,7 @@
 //! The `delete-account` Lambda function: wiring only; the logic lives in `shared::handlers::delete_account`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::delete_account;
+use shared::handlers::{boxed, delete_account};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(delete_account::NEEDS, delete_account::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(delete_account::NEEDS, boxed::delete_account)
 }

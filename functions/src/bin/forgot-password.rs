@@ -1,12 +1,7 @@
 //! The `forgot-password` Lambda function: wiring only; the logic lives in `shared::handlers::forgot_password`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::forgot_password;
+use shared::handlers::{boxed, forgot_password};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(forgot_password::NEEDS, forgot_password::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(forgot_password::NEEDS, boxed::forgot_password)
 }

@@ -1,12 +1,7 @@
 //! The `logout` Lambda function: wiring only; the logic lives in `shared::handlers::logout`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::logout;
+use shared::handlers::{boxed, logout};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(logout::NEEDS, logout::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(logout::NEEDS, boxed::logout)
 }

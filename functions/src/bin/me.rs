@@ -1,12 +1,7 @@
 //! The `me` Lambda function: wiring only; the logic lives in `shared::handlers::me`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::me;
+use shared::handlers::{boxed, me};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(me::NEEDS, me::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(me::NEEDS, boxed::me)
 }

@@ -1,12 +1,7 @@
 //! The `refresh` Lambda function: wiring only; the logic lives in `shared::handlers::refresh`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::refresh;
+use shared::handlers::{boxed, refresh};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(refresh::NEEDS, refresh::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(refresh::NEEDS, boxed::refresh)
 }

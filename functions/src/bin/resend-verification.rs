@@ -1,12 +1,7 @@
 //! The `resend-verification` Lambda function: wiring only; the logic lives in `shared::handlers::resend_verification`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::resend_verification;
+use shared::handlers::{boxed, resend_verification};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(resend_verification::NEEDS, resend_verification::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(resend_verification::NEEDS, boxed::resend_verification)
 }

@@ -1,12 +1,7 @@
 //! The `reset-password` Lambda function: wiring only; the logic lives in `shared::handlers::reset_password`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::reset_password;
+use shared::handlers::{boxed, reset_password};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(reset_password::NEEDS, reset_password::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(reset_password::NEEDS, boxed::reset_password)
 }

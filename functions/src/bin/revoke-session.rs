@@ -1,12 +1,7 @@
 //! The `revoke-session` Lambda function: wiring only; the logic lives in `shared::handlers::revoke_session`.
-// The future of `runtime::run` (the handler inside lambda_runtime's tower layers) is deeper
-// than rustc's default query limit allows when it lays the future out in a release build.
-#![recursion_limit = "256"]
 
-use shared::handlers::revoke_session;
+use shared::handlers::{boxed, revoke_session};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::runtime::init_tracing();
-    shared::runtime::run(revoke_session::NEEDS, revoke_session::handle).await
+fn main() -> Result<(), lambda_runtime::Error> {
+    shared::runtime::main(revoke_session::NEEDS, boxed::revoke_session)
 }

@@ -5,37 +5,75 @@
 //! [`ApiError`](crate::error::ApiError) that it answers (`runtime::answer`) with its status and
 //! code, so no error reaches the front door as a bare 502.
 
-/// Declares each endpoint's module and lists it in [`FUNCTIONS`]: one line per endpoint, its
-/// binary's name (template.yaml's `CodeUri` folder, `functions/src/bin/<binary>.rs`) and its
-/// module.
+/// Declares each endpoint's module, lists it in [`FUNCTIONS`] and boxes its handler in
+/// [`boxed`]: one line per endpoint, its binary's name (template.yaml's `CodeUri` folder,
+/// `functions/src/bin/<binary>.rs`) and its module. `http` endpoints answer a front door's
+/// requests (`handle(&App, Request) -> Reply`); `tasks` are invoked directly
+/// (`handle(&App, LambdaEvent<Value>) -> Result<Value, Diagnostic>`).
 macro_rules! endpoints {
-    ($($binary:literal => $module:ident),* $(,)?) => {
+    (
+        http: { $($binary:literal => $module:ident),* $(,)? }
+        tasks: { $($task_binary:literal => $task:ident),* $(,)? }
+    ) => {
         $(pub mod $module;)*
+        $(pub mod $task;)*
 
         /// Every endpoint: (binary, module, what its function reads from its environment). The
         /// one list of the code's functions; tests/e2e's `house` holds template.yaml to it, so
         /// that each function is given exactly the secrets and settings its code needs.
-        pub const FUNCTIONS: &[(&str, &str, Needs)] = &[$(($binary, stringify!($module), $module::NEEDS)),*];
+        pub const FUNCTIONS: &[(&str, &str, Needs)] = &[
+            $(($binary, stringify!($module), $module::NEEDS),)*
+            $(($task_binary, stringify!($task), $task::NEEDS),)*
+        ];
+
+        /// Each endpoint's handler as the runtime takes it (a
+        /// [`Handler`](crate::runtime::Handler) or a [`Task`](crate::runtime::Task)), made here
+        /// once: a function's binary holds its `main` and nothing else to compile.
+        pub mod boxed {
+            use futures_util::future::BoxFuture;
+            use lambda_runtime::{Diagnostic, LambdaEvent};
+            use serde_json::Value;
+
+            use crate::app::App;
+            use crate::http::{Reply, Request};
+
+            $(
+                #[doc = concat!("`", stringify!($module), "::handle`, its future boxed.")]
+                pub fn $module(app: &'static App, request: Request) -> BoxFuture<'static, Reply> {
+                    Box::pin(super::$module::handle(app, request))
+                }
+            )*
+            $(
+                #[doc = concat!("`", stringify!($task), "::handle`, its future boxed.")]
+                pub fn $task(app: &'static App, event: LambdaEvent<Value>) -> BoxFuture<'static, Result<Value, Diagnostic>> {
+                    Box::pin(super::$task::handle(app, event))
+                }
+            )*
+        }
     };
 }
 
 endpoints! {
-    "change-password" => change_password,
-    "delete-account" => delete_account,
-    "forgot-password" => forgot_password,
-    "health" => health,
-    "jwks" => jwks,
-    "login" => login,
-    "logout" => logout,
-    "me" => me,
-    "migrate" => migrate,
-    "refresh" => refresh,
-    "resend-verification" => resend_verification,
-    "reset-password" => reset_password,
-    "revoke-session" => revoke_session,
-    "sessions" => sessions,
-    "signup" => signup,
-    "verify-email" => verify_email,
+    http: {
+        "change-password" => change_password,
+        "delete-account" => delete_account,
+        "forgot-password" => forgot_password,
+        "health" => health,
+        "jwks" => jwks,
+        "login" => login,
+        "logout" => logout,
+        "me" => me,
+        "refresh" => refresh,
+        "resend-verification" => resend_verification,
+        "reset-password" => reset_password,
+        "revoke-session" => revoke_session,
+        "sessions" => sessions,
+        "signup" => signup,
+        "verify-email" => verify_email,
+    }
+    tasks: {
+        "migrate" => migrate,
+    }
 }
 
 use serde::{Deserialize, Serialize};
