@@ -67,18 +67,23 @@ def main():
         for name in ["Makefile", "template.yaml"]:
             shutil.copy(ROOT / name, copy / name)
         shutil.copytree(ROOT / "scripts", copy / "scripts")
-        shutil.copytree(ROOT / "functions", copy / "functions")
         (copy / ".venv").symlink_to(ROOT / ".venv")
         (copy / "samconfig.toml").write_text(samconfig.replace("resolve_s3 = true", f's3_bucket = "{BUCKET}"'))
         zips = {}
-        for function in sorted(p.name for p in (ROOT / "functions").iterdir() if p.is_dir()):
+        template = yaml_parse((ROOT / "template.yaml").read_text())
+        code_uris = {
+            name: resource["Properties"]["CodeUri"]
+            for name, resource in template["Resources"].items()
+            if resource["Type"] == "AWS::Serverless::Function"
+        }
+        for logical_id, uri in sorted(code_uris.items()):
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w") as archive:
                 archive.writestr("bootstrap", os.urandom(4096))
-            path = copy / "target" / "lambda" / function / "bootstrap.zip"
+            path = copy / uri
             path.parent.mkdir(parents=True)
             path.write_bytes(buffer.getvalue())
-            zips[function] = buffer.getvalue()
+            zips[logical_id] = (uri, buffer.getvalue())
 
         boto3.client("s3", endpoint_url=endpoint).create_bucket(
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": os.environ["AWS_REGION"]}
@@ -109,11 +114,8 @@ def main():
                     shipped[name] = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
             check("every function's code was uploaded to the artifact bucket", len(shipped) == len(zips) == len(functions),
                   {name: p.get("CodeUri") for name, p in functions.items()})
-            for function, data in zips.items():
-                # a kebab-case binary -> its PascalCase logical id
-                logical_id = next((n for n in functions if n.lower() == f"{function.replace('-', '')}function"), None)
-                check(f"{logical_id or function} runs exactly target/lambda/{function}/bootstrap.zip",
-                      shipped.get(logical_id) == data)
+            for logical_id, (uri, data) in zips.items():
+                check(f"{logical_id} runs exactly {uri}", shipped.get(logical_id) == data)
             stack = cloudformation.describe_stacks(StackName="auth")["Stacks"][0]
             given = {p["ParameterKey"]: p.get("ParameterValue") for p in stack.get("Parameters", [])}
             tags = {t["Key"]: t["Value"] for t in stack.get("Tags", [])}
