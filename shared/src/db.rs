@@ -295,6 +295,18 @@ impl DbConnection {
         Ok(Statement { db: self, open })
     }
 
+    /// The connection for a few statements in one transaction, ended with [`Statement::end`]
+    /// (through a transaction pooler, the end also deallocates what they prepared). Each
+    /// statement takes its own snapshot (read committed): one that waits for a row lock taken
+    /// by the first sees what the lock's holder committed (see [`locked_then`]).
+    pub async fn transaction(&mut self) -> Result<Statement<'_>, sqlx::Error> {
+        if let Err(error) = sqlx::raw_sql("begin").execute(&mut **self).await {
+            self.broken |= crate::error::is_connectivity(&error);
+            return Err(error);
+        }
+        Ok(Statement { db: self, open: true })
+    }
+
     /// Returns the connection to the pool instead of keeping it, so that something taking
     /// connections from the pool itself (the migrator) finds it there; the next checkout keeps
     /// one again.
@@ -391,7 +403,12 @@ impl Statement<'_> {
         if !self.open {
             return result;
         }
-        let end = if result.is_ok() { "commit; deallocate all" } else { "rollback; deallocate all" };
+        let end = match (result.is_ok(), self.db.pooler) {
+            (true, true) => "commit; deallocate all",
+            (true, false) => "commit",
+            (false, true) => "rollback; deallocate all",
+            (false, false) => "rollback",
+        };
         let ended = sqlx::raw_sql(end).execute(&mut **self.db).await;
         self.open = ended.is_err();
         match (result, ended) {
@@ -443,6 +460,25 @@ macro_rules! one_statement {
 // A path the stores import (`crate::db::one_statement`), rather than `#[macro_export]`, which
 // would make it part of the crate's public interface.
 pub(crate) use one_statement;
+
+/// Runs `$lock` (a statement that takes row locks), then `$query`, both with `$connection`, in
+/// one transaction ([`DbConnection::transaction`]): `$query` runs only once the locks are held,
+/// with a snapshot taken after whatever held them committed. For a write that must see rows
+/// another statement inserted under the same lock (a password reset and the session a login in
+/// flight opens), which a single statement, whose snapshot predates its first lock wait, may
+/// not. Three round trips more than [`one_statement`].
+macro_rules! locked_then {
+    ($db:ident, |$connection:ident| $lock:expr, $query:expr) => {{
+        let mut transaction = $db.transaction().await?;
+        let $connection = &mut *transaction;
+        let result = match $lock.await {
+            Ok(_) => $query.await,
+            Err(error) => Err(error),
+        };
+        transaction.end(result).await
+    }};
+}
+pub(crate) use locked_then;
 
 /// A failure to connect as an [`ApiError`], saying so plainly when it is the server's
 /// certificate that was refused: rustls' own words, which sqlx reports as an I/O error

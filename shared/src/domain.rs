@@ -129,6 +129,7 @@ const MAX_PASSWORD_CHARS: usize = 256;
 /// bundled frequency lists (30,000 common passwords, matched case-insensitively and through
 /// l33t substitutions), must estimate at least 10^8 guesses (score 2 of 4). Held as a secret
 /// so it cannot be logged.
+#[derive(Clone)]
 pub struct Password(SecretString);
 
 /// The lowest zxcvbn score accepted: 2, "somewhat guessable", at least 10^8 guesses.

@@ -14,7 +14,7 @@ const NEW_PASSWORD: &str = "violet tractor umbrella sunrise";
 
 /// The functions mail through the local SES from the tests' verified identity, and write a
 /// copy of every message into `outbox`.
-fn with_mail(config: &mut EmulatorConfig, from: &str, outbox: &Path) {
+pub(crate) fn with_mail(config: &mut EmulatorConfig, from: &str, outbox: &Path) {
     let endpoint = std::env::var("AWS_ENDPOINT_URL_SESV2").expect("a local SES (scripts/with-moto)");
     config.region = REGION.to_owned();
     let env = &mut config.env_overrides;
@@ -39,7 +39,7 @@ fn eml_files(outbox: &Path) -> Vec<String> {
     names.iter().map(|path| std::fs::read_to_string(path).expect("an .eml file")).collect()
 }
 
-async fn bearer(
+pub(crate) async fn bearer(
     api: &TestApi,
     method: Method,
     path: &str,

@@ -16,6 +16,7 @@ mod managed_instances;
 mod metrics;
 mod migrate;
 mod outage;
+mod password_races;
 mod pooler;
 mod rotation;
 mod samples;

@@ -65,7 +65,8 @@ pub async fn signup(
 /// a throttled email is refused before any argon2 work. Then verifies the password (against a
 /// dummy hash for an unknown email, so both failures cost and look the same). A failure is
 /// already counted; a success clears the count, upgrades an outdated hash and opens a session,
-/// atomically: two round trips on success, one on failure.
+/// atomically, provided the hash is still the one the password matched (a reset or change that
+/// landed meanwhile wins): two round trips on success, one on failure.
 #[tracing::instrument(name = "auth.login", skip_all, fields(user = Empty))]
 pub async fn login(app: &App, email: Email, password: Password, device: &Device) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await.context("loading the signing key")?;
@@ -77,8 +78,9 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
         }
     };
     let (user, stored_hash) = account.unzip();
-    let verified = passwords::verify(password, stored_hash).await.context("verifying the password")?;
-    let (Some(user), Verified::Yes { rehashed }) = (user, verified) else {
+    let verified =
+        passwords::verify(password, stored_hash.clone()).await.context("verifying the password")?;
+    let (Some(user), Some(stored_hash), Verified::Yes { rehashed }) = (user, stored_hash, verified) else {
         return Err(ApiError::InvalidCredentials);
     };
     tracing::Span::current().record("user", tracing::field::display(user.id.0));
@@ -89,9 +91,15 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app), device };
-    store::start_session(&mut db, user.id, &email, rehashed.as_deref(), new_session)
-        .await
-        .context("opening the session")?;
+    let opened =
+        store::start_session(&mut db, user.id, &email, &stored_hash, rehashed.as_deref(), new_session)
+            .await
+            .context("opening the session")?;
+    // The password was reset or changed (or the account deleted) while it was being checked:
+    // it is no longer the password, and the answer is a wrong password's.
+    if !opened {
+        return Err(ApiError::InvalidCredentials);
+    }
     let access = tokens.issue(user.id, session).context("signing the access token")?;
     Ok(Issued { user, access, refresh })
 }
@@ -132,16 +140,21 @@ pub async fn change_password(
 ) -> Result<(), ApiError> {
     let new_password = Password::parse(new_password, &Email::stored(&caller.user.email)?)?;
     let mut db = app.connection().await.context("connecting to the database")?;
-    let stored_hash = confirm_password(&mut db, caller, current).await?;
+    let stored_hash = confirm_password(&mut db, caller, current.clone()).await?;
     let new_hash = passwords::hash(new_password).await.context("hashing the password")?;
-    let changed = store::change_password(&mut db, caller.user.id, &stored_hash, &new_hash, caller.session)
-        .await
-        .context("changing the password")?;
-    // A concurrent change replaced the hash the current password matched: it is no longer it.
-    if !changed {
-        return Err(ApiError::InvalidPassword);
+    let change = async |db: &mut DbConnection, stored_hash: &str| {
+        store::change_password(db, caller.user.id, stored_hash, &new_hash, caller.session)
+            .await
+            .context("changing the password")
+    };
+    if change(&mut db, &stored_hash).await? {
+        return Ok(());
     }
-    Ok(())
+    // The hash the current password matched was replaced meanwhile: by a change, and the
+    // password is no longer the current one (checked again, it says so), or by a login that
+    // upgraded its parameters, and the same password matches the new hash. Once more.
+    let stored_hash = confirm_password(&mut db, caller, current).await?;
+    if change(&mut db, &stored_hash).await? { Ok(()) } else { Err(ApiError::InvalidPassword) }
 }
 
 /// Deletes the caller's account once their password is confirmed: the user and everything of
@@ -149,9 +162,15 @@ pub async fn change_password(
 #[tracing::instrument(name = "auth.delete_account", skip_all, fields(user = %caller.user.id.0))]
 pub async fn delete_account(app: &App, caller: &Caller, password: Password) -> Result<(), ApiError> {
     let mut db = app.connection().await.context("connecting to the database")?;
-    let stored_hash = confirm_password(&mut db, caller, password).await?;
-    let deleted =
+    let mut stored_hash = confirm_password(&mut db, caller, password.clone()).await?;
+    let mut deleted =
         store::delete_user(&mut db, caller.user.id, &stored_hash).await.context("deleting the user")?;
+    if !deleted {
+        // As for a change: a concurrent change, or a login's upgraded hash of the same password.
+        stored_hash = confirm_password(&mut db, caller, password).await?;
+        deleted =
+            store::delete_user(&mut db, caller.user.id, &stored_hash).await.context("deleting the user")?;
+    }
     if !deleted {
         return Err(ApiError::InvalidPassword);
     }

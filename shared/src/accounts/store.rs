@@ -3,7 +3,9 @@
 //! the password changed, the account deleted. Each write is a single statement (data-modifying
 //! CTEs), atomic by itself and one round trip, run through `db::one_statement!`.
 
-use crate::db::{DbConnection, one_statement};
+use sqlx::PgConnection;
+
+use crate::db::{DbConnection, locked_then, one_statement};
 use crate::domain::{Email, SessionId, User, UserId};
 use crate::sessions::store::NewSession;
 
@@ -117,29 +119,39 @@ pub async fn admit_login(db: &mut DbConnection, email: &Email) -> Result<Admissi
     Ok(Admission::Admitted { account })
 }
 
-/// After a successful login: clears the email's failure count, replaces the password hash when
-/// `rehashed` (its parameters were out of date), and creates a session with its first refresh
-/// token, in one statement.
+/// After a successful login: opens a session with its first refresh token, clears the email's
+/// failure count and replaces the password hash when `rehashed` (its parameters were out of
+/// date), in one statement, and only while the account's hash is still `verified`, the one the
+/// password matched. The statement locks the user's row first, as a password reset or change
+/// does before its write ([`lock_user`]): one that commits while the login hashes leaves no row
+/// here (no session, and the old password is not written back); one that waits for this lock
+/// sees the session this opened, and ends it. Returns whether the session was opened.
 pub async fn start_session(
     db: &mut DbConnection,
     user: UserId,
     email: &Email,
+    verified: &str,
     rehashed: Option<&str>,
     session: NewSession<'_>,
-) -> Result<(), sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query!(
+) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
-        with cleared as (
-            delete from login_attempts where email = $2
+        with verified as (
+            select id from users where id = $1 and password_hash = $9 for no key update
+        ), cleared as (
+            delete from login_attempts where email = $2 and exists (select 1 from verified)
         ), rehashed as (
-            update users set password_hash = $6 where id = $1 and $6::text is not null
+            update users set password_hash = $6
+            where id in (select id from verified) and $6::text is not null
         ), new_session as (
             insert into sessions (id, user_id, user_agent, ip)
-            values ($3, $1, $7, $8::text::inet)
+            select $3, id, $7, $8::text::inet from verified
             returning id
+        ), first_token as (
+            insert into refresh_tokens (token_hash, session_id, expires_at)
+            select $4, id, now() + make_interval(secs => $5) from new_session
         )
-        insert into refresh_tokens (token_hash, session_id, expires_at)
-        select $4, id, now() + make_interval(secs => $5) from new_session
+        select exists (select 1 from verified) as "opened!"
         "#,
         user as UserId,
         email.as_str(),
@@ -149,13 +161,24 @@ pub async fn start_session(
         rehashed,
         session.user_agent(),
         session.ip(),
+        verified,
     )
-    .execute(connection))?;
+    .fetch_one(connection))
+}
+
+/// Locks the user's row as [`start_session`] does, for the write after it, in the same
+/// transaction ([`locked_then`]), to see every session a login opened before the lock was
+/// granted.
+pub(crate) async fn lock_user(connection: &mut PgConnection, user: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!("select 1 as \"locked!\" from users where id = $1 for no key update", user as UserId)
+        .fetch_optional(connection)
+        .await?;
     Ok(())
 }
 
 /// Replaces the password hash of `user`, provided it is still `current_hash` (a concurrent
-/// change wins once), and in the same statement revokes every other session than `keep` with
+/// change wins once), and in the same statement (after [`lock_user`]: a login in flight either
+/// opened its session before, and it is revoked here, or opens none) revokes every other session than `keep` with
 /// its tokens, voids a pending reset link, and clears the address's failed logins. Returns
 /// whether the password changed.
 pub async fn change_password(
@@ -165,8 +188,11 @@ pub async fn change_password(
     new_hash: &str,
     keep: SessionId,
 ) -> Result<bool, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
-        r#"
+    locked_then!(
+        db,
+        |connection| lock_user(&mut *connection, user),
+        sqlx::query_scalar!(
+            r#"
         with changed as (
             update users set password_hash = $3
             where id = $1 and password_hash = $2
@@ -186,12 +212,13 @@ pub async fn change_password(
         )
         select exists (select 1 from changed) as "changed!"
         "#,
-        user as UserId,
-        current_hash,
-        new_hash,
-        keep as SessionId,
+            user as UserId,
+            current_hash,
+            new_hash,
+            keep as SessionId,
+        )
+        .fetch_one(&mut *connection)
     )
-    .fetch_one(connection))
 }
 
 /// Deletes `user`, provided the password hash is still `current_hash`: their sessions, refresh

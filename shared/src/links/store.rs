@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::db::{DbConnection, one_statement};
+use crate::accounts;
+use crate::db::{DbConnection, locked_then, one_statement};
 use crate::domain::{MailKind, SessionId, User, UserId};
 use crate::sessions::store::NewSession;
 use crate::tokens::TokenHash;
@@ -148,7 +149,8 @@ pub async fn reset_target(
     Ok(row.map(|row| (row.id, row.email)))
 }
 
-/// Consumes a live reset token of `user` and, in the same statement: sets the new password
+/// Consumes a live reset token of `user` and, in the same statement (after the user's row lock:
+/// see [`accounts::store::lock_user`]): sets the new password
 /// hash, marks the address verified (the link proved it), revokes every session of the user
 /// with its tokens, clears the address's failed logins, and opens `session`. `None` when the
 /// token is no longer live (used by a concurrent reset, replaced, expired): nothing changed.
@@ -159,9 +161,12 @@ pub async fn reset_password(
     password_hash: &str,
     session: NewSession<'_>,
 ) -> Result<Option<User>, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_as!(
-        User,
-        r#"
+    locked_then!(
+        db,
+        |connection| accounts::store::lock_user(&mut *connection, user),
+        sqlx::query_as!(
+            User,
+            r#"
         with consumed as (
             delete from mail_tokens
             where token_hash = $1 and kind = 'reset_password' and expires_at > now() and user_id = $2
@@ -192,14 +197,15 @@ pub async fn reset_password(
         select id as "id!: UserId", email as "email!", created_at as "created_at!", email_verified_at
         from updated
         "#,
-        &token.0[..],
-        user as UserId,
-        password_hash,
-        session.id as SessionId,
-        &session.token.0[..],
-        session.ttl.as_secs_f64(),
-        session.user_agent(),
-        session.ip(),
+            &token.0[..],
+            user as UserId,
+            password_hash,
+            session.id as SessionId,
+            &session.token.0[..],
+            session.ttl.as_secs_f64(),
+            session.user_agent(),
+            session.ip(),
+        )
+        .fetch_optional(&mut *connection)
     )
-    .fetch_optional(connection))
 }

@@ -101,7 +101,10 @@ impl Fixture {
             let other = SessionId::generate();
             let second =
                 NewSession { id: other, token: &RefreshToken::generate()?.hash(), ttl, device: &device };
-            start_session(&mut db, user.id, &email, None, second).await.context("a second session")?;
+            let opened = start_session(&mut db, user.id, &email, &self.password_hash, None, second)
+                .await
+                .context("a second session")?;
+            anyhow::ensure!(opened, "the account's hash changed under the second session");
             values.push((SESSION_ID, other.0.to_string()));
         }
         for (placeholder, kind) in
