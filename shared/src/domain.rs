@@ -132,6 +132,17 @@ const MAX_PASSWORD_CHARS: usize = 256;
 #[derive(Clone)]
 pub struct Password(SecretString);
 
+/// How much of a new password zxcvbn reads: its matching grows faster than the input (it runs
+/// on the request's worker, before any throttle), and 100 characters that are guessable make a
+/// guessable password whatever follows them.
+const STRENGTH_CHECKED_CHARS: usize = 100;
+
+/// The first [`STRENGTH_CHECKED_CHARS`] characters of `password`.
+fn strength_checked(password: &str) -> &str {
+    let end = password.char_indices().nth(STRENGTH_CHECKED_CHARS).map_or(password.len(), |(at, _)| at);
+    &password[..end]
+}
+
 /// The lowest zxcvbn score accepted: 2, "somewhat guessable", at least 10^8 guesses.
 const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Two;
 
@@ -152,7 +163,9 @@ impl Password {
         if folded == email.as_str() || folded == local_part {
             return Err(invalid("the password must not be the email address or its name part".to_owned()));
         }
-        if zxcvbn::zxcvbn(raw.expose_secret(), &[email.as_str(), local_part]).score() < MIN_STRENGTH {
+        if zxcvbn::zxcvbn(strength_checked(raw.expose_secret()), &[email.as_str(), local_part]).score()
+            < MIN_STRENGTH
+        {
             return Err(invalid(
                 "the password is too easy to guess: it is a common password or close to one".to_owned(),
             ));
@@ -233,6 +246,20 @@ mod tests {
         let error = Password::parse(format!("{long}x"), &owner).unwrap_err();
         assert_eq!(error.code(), "weak_password");
         assert!(error.to_string().contains("at most 256"), "{error}");
+    }
+
+    #[test]
+    fn the_strength_of_a_long_password_is_judged_on_its_first_100_characters() {
+        let owner = email("a@example.com");
+        let strong_tail = "violet tractor umbrella sunrise ".repeat(5);
+        // Guessable for 100 characters (one word repeated), then strong: the tail is not read.
+        let guessable_head: String = "password".repeat(13).chars().take(100).collect();
+        let error = Password::parse(format!("{guessable_head}{strong_tail}"), &owner).unwrap_err();
+        assert_eq!(error.code(), "weak_password");
+        // Strong within its first 100 characters: accepted, whatever follows.
+        let strong_head: String = strong_tail.chars().take(100).collect();
+        assert!(Password::parse(format!("{strong_head}{}", "a".repeat(150)), &owner).is_ok());
+        assert_eq!(strength_checked("ñ".repeat(120).as_str()).chars().count(), 100, "characters, not bytes");
     }
 
     #[test]

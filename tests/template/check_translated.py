@@ -250,7 +250,8 @@ def resolve(value):
 
 
 def evaluate(value, parameters, conditions):
-    """The value CloudFormation would use: Ref, Fn::If, Fn::Equals, Fn::Not and Fn::Join over
+    """The value CloudFormation would use: Ref, Fn::If, Fn::Equals, Fn::Not, Fn::Split, Fn::Select and
+    Fn::Join over
     parameters (a CommaDelimitedList is a list); `None` stands for AWS::NoValue."""
     if isinstance(value, list):
         items = [evaluate(item, parameters, conditions) for item in value]
@@ -280,6 +281,12 @@ def evaluate(value, parameters, conditions):
             if all(isinstance(parameters.get(name), str) for name in names):
                 return re.sub(r"\$\{([^}]+)\}", lambda match: parameters[match[1]], argument)
             return value  # names a resource or a pseudo parameter
+        if key == "Fn::Split":
+            separator, text = (evaluate(item, parameters, conditions) for item in argument)
+            return text.split(separator) if isinstance(text, str) else value
+        if key == "Fn::Select":
+            index, items = (evaluate(item, parameters, conditions) for item in argument)
+            return items[int(index)] if isinstance(items, list) else value
         if key == "Fn::Join":
             separator, items = argument
             items = evaluate(items, parameters, conditions)
@@ -681,6 +688,13 @@ def check_migration(template, resources, functions, migration, check):
     changed_version = changed_resources.get("Migration", {}).get("Properties", {}).get("CodeVersion")
     check("new migration code changes Migration's CodeVersion (the migration runs again)",
           changed_version != migration_properties.get("CodeVersion"), changed_version)
+    # The network the migration needs (each a resource only under its condition): referenced
+    # from Migration's properties, so made before it and deleted after it.
+    referenced = json.dumps(custom.get("Migration", {}))
+    for network in ["SecretsManagerEndpoint", "S3GatewayEndpoint", "DatabaseIngressFromFunctions"]:
+        check(f"Migration depends on {network} (made before the migration runs, deleted after its answer)",
+              network in template["Resources"] and json.dumps({"Ref": network}) in referenced,
+              custom.get("Migration", {}).get("Properties"))
     for name in [n for n, f in functions.items() if DB_SECRET in f.secrets and n != migration]:
         depends = resources.get(name, {}).get("DependsOn", [])
         depends = [depends] if isinstance(depends, str) else depends
@@ -811,9 +825,20 @@ def check_mail(source, resources, functions, check):
         action = statement.get("Action")
         check(f"{name} may call SES through exactly one statement and no managed policy",
               len(statements) == 1 and not managed, (statements, managed))
-        check(f"{name}'s SES statement allows ses:SendEmail alone, unconditionally",
+        check(f"{name}'s SES statement allows ses:SendEmail alone, on one condition",
               statement.get("Effect") == "Allow" and action in ("ses:SendEmail", ["ses:SendEmail"])
-              and set(statement) == {"Effect", "Action", "Resource"}, statement)
+              and set(statement) == {"Effect", "Action", "Resource", "Condition"}, statement)
+        condition = statement.get("Condition", {})
+        from_address = condition.get("StringEquals", {}).get("ses:FromAddress")
+        sends_from = {}
+        for mail_from, address in [("no-reply@example.com", "no-reply@example.com"),
+                                   ("Example <no-reply@example.com>", "no-reply@example.com"),
+                                   ("\"Example, Inc.\" <a+b@mail.example.com>", "a+b@mail.example.com")]:
+            given, given_conditions = deployed_values(source, dict(PARAMETERS, MailFrom=mail_from))
+            sends_from[mail_from] = (evaluate(from_address, given, given_conditions), address)
+        check(f"{name} may send from MailFrom's address only (ses:FromAddress, with or without a display name)",
+              list(condition) == ["StringEquals"] and list(condition["StringEquals"]) == ["ses:FromAddress"]
+              and all(got == address for got, address in sends_from.values()), sends_from)
         resource = statement.get("Resource")
         check(f"{name} may send from the MailIdentity identity only ({MAIL_IDENTITY_ARN})",
               evaluate(resource, values, conditions) == MAIL_IDENTITY_ARN

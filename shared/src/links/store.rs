@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::accounts;
+use crate::accounts::store::lock_user;
 use crate::db::{DbConnection, locked_then, one_statement};
 use crate::domain::{MailKind, SessionId, User, UserId};
 use crate::sessions::store::NewSession;
@@ -150,7 +150,7 @@ pub async fn reset_target(
 }
 
 /// Consumes a live reset token of `user` and, in the same statement (after the user's row lock:
-/// see [`accounts::store::lock_user`]): sets the new password
+/// see [`lock_user`]): sets the new password
 /// hash, marks the address verified (the link proved it), revokes every session of the user
 /// with its tokens, clears the address's failed logins, and opens `session`. `None` when the
 /// token is no longer live (used by a concurrent reset, replaced, expired): nothing changed.
@@ -163,7 +163,7 @@ pub async fn reset_password(
 ) -> Result<Option<User>, sqlx::Error> {
     locked_then!(
         db,
-        |connection| accounts::store::lock_user(&mut *connection, user),
+        |connection| lock_user(&mut *connection, user),
         sqlx::query_as!(
             User,
             r#"
