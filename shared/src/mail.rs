@@ -30,7 +30,7 @@ pub struct MailConfig {
     /// The `From` header: an address of the verified SES identity, with or without a name.
     pub from: String,
     /// The web app's base URL, without a trailing slash: links open `{app_url}/verify-email`
-    /// and `{app_url}/reset-password`, with `?token=...`.
+    /// and `{app_url}/reset-password`, with `#token=...`.
     pub app_url: String,
     /// Mails sent per clock hour across every sandbox, at most (`MAIL_HOURLY_LIMIT`).
     pub hourly_limit: u32,
@@ -224,7 +224,9 @@ pub fn compose(kind: MailKind, app_url: &str, token: &str) -> Message {
             ("Reset your password", "reset-password", "choose a new password", "1 hour")
         }
     };
-    let link = format!("{app_url}/{page}?token={token}");
+    // The token in the fragment: a browser never sends it to the app's server, so neither the
+    // server's nor a CDN's logs hold it, and no Referer header carries it to another site.
+    let link = format!("{app_url}/{page}#token={token}");
     let text = format!(
         "Hello,\r\n\r\nOpen this link to {action}:\r\n\r\n{link}\r\n\r\nThe link works once and \
          expires in {lifetime}. If you did not ask for it, ignore this mail: nothing changes.\r\n"
@@ -343,7 +345,7 @@ mod tests {
         let (from, subject, text, html) = read(&mime);
         assert_eq!(from.as_deref(), Some("Auth"));
         assert_eq!(subject, "Reset your password");
-        let link = "https://app.example.com/reset-password?token=tok-EN_1";
+        let link = "https://app.example.com/reset-password#token=tok-EN_1";
         assert!(text.contains(link), "{text}");
         assert_eq!(html.matches(link).count(), 2, "href and text: {html}");
         let raw = String::from_utf8(mime).unwrap();
@@ -369,7 +371,7 @@ mod tests {
         let (from, _, text, html) = read(&mime);
         assert_eq!(from.as_deref(), Some("Équipe Auth"));
         assert!(text.starts_with("Grüße — "), "{text}");
-        let link = format!("{long_url}/verify-email?token={}", "t".repeat(43));
+        let link = format!("{long_url}/verify-email#token={}", "t".repeat(43));
         assert!(text.contains(&link) && html.contains(&link), "the link survives the encoding");
     }
 
@@ -382,10 +384,19 @@ mod tests {
     }
 
     #[test]
+    fn the_token_travels_in_the_links_fragment_never_its_query() {
+        for kind in [MailKind::VerifyEmail, MailKind::ResetPassword] {
+            let message = compose(kind, "https://app.example.com", "tok");
+            assert!(message.text.contains("#token=tok"), "{}", message.text);
+            assert!(!message.text.contains("?token") && !message.html.contains("?token"), "{}", message.html);
+        }
+    }
+
+    #[test]
     fn links_are_escaped_in_html() {
         let message = compose(MailKind::VerifyEmail, "https://app.example.com/a?b=1&c=\"2\"", "t");
         assert!(
-            message.html.contains("https://app.example.com/a?b=1&amp;c=&quot;2&quot;/verify-email?token=t")
+            message.html.contains("https://app.example.com/a?b=1&amp;c=&quot;2&quot;/verify-email#token=t")
         );
         assert!(!message.html.contains("c=\"2\""));
     }

@@ -126,7 +126,7 @@ async fn signup_mails_a_verification_link_that_verifies_the_address_once(pool: P
     let message = read_mail(&messages[0]);
     assert_eq!(message.subject, "Verify your email address");
     assert_eq!(message.from, "Auth <no-reply@auth.test>");
-    let link = format!("{APP_URL}/verify-email?token={token}");
+    let link = format!("{APP_URL}/verify-email#token={token}");
     assert!(message.text.contains(&link) && message.html.contains(&link), "{message:?}");
     assert_eq!(verified.status, 200, "{:?}", verified.body);
     assert_eq!(verified.body["user"]["email"], email.as_str());
@@ -240,7 +240,7 @@ async fn forgot_answers_the_same_for_unknown_addresses_and_mails_only_known_ones
     let to_known = mail(&known, 2).await;
     let reset = read_mail(&to_known[1]);
     assert_eq!(reset.subject, "Reset your password");
-    assert!(reset.text.contains(&format!("{APP_URL}/reset-password?token=")), "{reset:?}");
+    assert!(reset.text.contains(&format!("{APP_URL}/reset-password#token=")), "{reset:?}");
     mail(&unknown, 0).await;
     let rows: i64 = api.count("select count(*) from mail_quota").await;
     assert_eq!(rows, 1, "an address without an account leaves no row");

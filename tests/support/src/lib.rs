@@ -178,10 +178,10 @@ pub fn read_mail(mime: &str) -> ReadMail {
     }
 }
 
-/// The token of the first link in a message's text (`...?token=<43 base64url characters>`).
+/// The token of the first link in a message's text (`...#token=<43 base64url characters>`).
 pub fn link_token(mime: &str) -> String {
     let text = read_mail(mime).text;
-    let start = text.find("?token=").expect("a link with a token") + "?token=".len();
+    let start = text.find("#token=").expect("a link with a token") + "#token=".len();
     let token: String =
         text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
     assert_eq!(token.len(), 43, "a 256-bit base64url token: {token}");

@@ -62,6 +62,9 @@ impl Pages {
         let headers = [
             ("content-type", "text/html; charset=utf-8".to_owned()),
             ("cache-control", "no-store".to_owned()),
+            // A page opened by a mail's link holds its token (in the fragment, which no Referer
+            // carries; this keeps the page's own address out of every request it makes).
+            ("referrer-policy", "no-referrer".to_owned()),
             // A HEAD's answer says how long the GET's body is.
             ("content-length", page.len().to_string()),
         ];

@@ -90,12 +90,13 @@ async fn a_get_that_matches_no_route_is_answered_with_its_page() {
     let site = site();
     let emulator = start(&site.path().join("pages")).await;
 
-    let page = send(&emulator, Method::GET, "/app/page?token=abc").await;
+    let page = send(&emulator, Method::GET, "/app/page?from=mail").await;
     let head = send(&emulator, Method::HEAD, "/app/page").await;
 
     assert_eq!((page.status, page.body.as_str()), (200, PAGE));
     assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
     assert_eq!(header(&page, "cache-control"), "no-store");
+    assert_eq!(header(&page, "referrer-policy"), "no-referrer");
     assert_eq!((head.status, head.body.as_str()), (200, ""));
     assert_eq!(header(&head, "content-type"), "text/html; charset=utf-8");
     assert_eq!(header(&head, "content-length"), PAGE.len().to_string());
