@@ -35,6 +35,8 @@ pub struct App {
     pub mailer: Mailer,
     /// Whether login refuses an unverified address (`REQUIRE_VERIFIED_EMAIL`).
     pub require_verified_email: bool,
+    /// Failed logins a source address may make across emails in 10 minutes.
+    pub login_source_limit: u32,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -77,6 +79,7 @@ impl App {
             session_max_lifetime: config.session_max_lifetime,
             mailer: Mailer::new(config.mail),
             require_verified_email: config.require_verified_email,
+            login_source_limit: config.login_source_limit,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
@@ -100,6 +103,7 @@ impl App {
             session_max_lifetime: crate::config::DEFAULT_SESSION_MAX_LIFETIME,
             mailer: Mailer::new(None),
             require_verified_email: false,
+            login_source_limit: crate::config::DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT,
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),

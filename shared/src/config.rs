@@ -70,7 +70,13 @@ pub struct Config {
     /// Whether login refuses an address not yet verified (`REQUIRE_VERIFIED_EMAIL`, default
     /// false): 403 `email_not_verified`.
     pub require_verified_email: bool,
+    /// Failed logins one source address may make across every email in 10 minutes
+    /// (`LOGIN_SOURCE_FAILURE_LIMIT`, default [`DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT`]).
+    pub login_source_limit: u32,
 }
+
+/// The default of `LOGIN_SOURCE_FAILURE_LIMIT`: 200 failures per source address in 10 minutes.
+pub const DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT: u32 = 200;
 
 /// The default of `SESSION_MAX_LIFETIME_SECONDS`: 90 days.
 pub const DEFAULT_SESSION_MAX_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -199,8 +205,21 @@ impl Config {
             metrics_namespace: vars.optional("METRICS_NAMESPACE").unwrap_or_else(|| "AuthApi".to_owned()),
             mail: if needs.mail { mail_config(&vars)? } else { None },
             require_verified_email: vars.parsed("REQUIRE_VERIFIED_EMAIL", false)?,
+            login_source_limit: login_source_limit(&vars)?,
         })
     }
+}
+
+/// `LOGIN_SOURCE_FAILURE_LIMIT`: at least 1.
+fn login_source_limit(vars: &Vars<'_>) -> Result<u32, ConfigError> {
+    let limit = vars.parsed("LOGIN_SOURCE_FAILURE_LIMIT", DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT)?;
+    if limit == 0 {
+        return Err(ConfigError::Malformed {
+            name: "LOGIN_SOURCE_FAILURE_LIMIT",
+            problem: "must be at least 1".to_owned(),
+        });
+    }
+    Ok(limit)
 }
 
 /// The mail settings, when `MAIL_FROM` is set: then `APP_URL` must be an absolute http(s) URL.

@@ -51,6 +51,21 @@ impl Device {
             .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect());
         Self { user_agent, ip }
     }
+
+    /// The source address as the throttles count it: an IPv4 address (an IPv4-mapped IPv6 one
+    /// as IPv4), or the /64 of an IPv6 address, the block one subscriber or host is given.
+    pub fn source(&self) -> Option<String> {
+        match self.ip? {
+            std::net::IpAddr::V4(v4) => Some(v4.to_string()),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Some(v4.to_string()),
+                None => {
+                    let network = u128::from(v6) & !((1u128 << 64) - 1);
+                    Some(format!("{}/64", std::net::Ipv6Addr::from(network)))
+                }
+            },
+        }
+    }
 }
 
 /// What a link sent by mail is for. Each kind has its own token per user (a newer one replaces
@@ -246,6 +261,17 @@ mod tests {
         let error = Password::parse(format!("{long}x"), &owner).unwrap_err();
         assert_eq!(error.code(), "weak_password");
         assert!(error.to_string().contains("at most 256"), "{error}");
+    }
+
+    #[test]
+    fn a_source_address_counts_per_ipv4_address_and_per_ipv6_64() {
+        let source = |ip: &str| Device::new(None, Some(ip.parse().unwrap())).source();
+        assert_eq!(source("203.0.113.7").as_deref(), Some("203.0.113.7"));
+        assert_eq!(source("::ffff:203.0.113.7").as_deref(), Some("203.0.113.7"));
+        assert_eq!(source("2001:db8:1:2:aaaa::1").as_deref(), Some("2001:db8:1:2::/64"));
+        assert_eq!(source("2001:db8:1:2:ffff:ffff:ffff:ffff"), source("2001:db8:1:2::9"), "one /64");
+        assert_ne!(source("2001:db8:1:2::1"), source("2001:db8:1:3::1"), "another /64");
+        assert_eq!(Device::new(None, None).source(), None);
     }
 
     #[test]

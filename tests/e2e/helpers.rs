@@ -263,6 +263,27 @@ impl TestApi {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> TestResponse {
+        self.request_on(&self.client, method, path, headers, body).await
+    }
+
+    /// `post_json` from the local address `ip` (a loopback address, 127.0.0.2 say), which the
+    /// emulator's front door gives the function as the request's source address.
+    pub async fn post_json_from(&self, ip: std::net::IpAddr, path: &str, body: &Value) -> TestResponse {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(ip));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let headers = [("content-type", "application/json")];
+        self.request_on(&client, Method::POST, path, &headers, Some(&body.to_string())).await
+    }
+
+    async fn request_on(
+        &self,
+        client: &Client<HttpConnector, Full<Bytes>>,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> TestResponse {
         let mut builder =
             Request::builder().method(method).uri(format!("{}{path}", self.emulator.base_url()));
         for (name, value) in headers {
@@ -272,7 +293,7 @@ impl TestApi {
             builder.body(Full::new(Bytes::from(body.unwrap_or_default().to_owned()))).expect("a request");
         let started = Instant::now();
         self.sent.fetch_add(1, Ordering::SeqCst);
-        let response = tokio::time::timeout(Duration::from_secs(60), self.client.request(request))
+        let response = tokio::time::timeout(Duration::from_secs(60), client.request(request))
             .await
             .unwrap_or_else(|_| panic!("{path} did not answer within 60 s"))
             .unwrap_or_else(|error| panic!("{path}: {error}"));

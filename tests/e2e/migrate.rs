@@ -295,7 +295,16 @@ async fn migrate_applies_every_migration_to_an_empty_database_then_finds_it_up_t
     assert_eq!(applied_migrations(&api.db).await, known as i64);
     assert_eq!(
         tables(&api.db).await,
-        ["login_attempts", "mail_hourly", "mail_quota", "mail_tokens", "refresh_tokens", "sessions", "users"]
+        [
+            "login_attempts",
+            "login_failure_windows",
+            "mail_hourly",
+            "mail_quota",
+            "mail_tokens",
+            "refresh_tokens",
+            "sessions",
+            "users"
+        ]
     );
 
     let again = migrate_directly(&api).await;
@@ -371,7 +380,16 @@ async fn cloudformation_requests_migrate_on_create_and_update_and_change_nothing
     assert_eq!(deleted["Status"], "SUCCESS", "{deleted}");
     assert_eq!(
         tables(&api.db).await,
-        ["login_attempts", "mail_hourly", "mail_quota", "mail_tokens", "refresh_tokens", "sessions", "users"],
+        [
+            "login_attempts",
+            "login_failure_windows",
+            "mail_hourly",
+            "mail_quota",
+            "mail_tokens",
+            "refresh_tokens",
+            "sessions",
+            "users"
+        ],
         "nothing dropped"
     );
     assert_the_application_role_has_dml_only(&api.db, &owner, &app).await;

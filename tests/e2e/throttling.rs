@@ -37,3 +37,51 @@ async fn fifty_concurrent_wrong_logins_for_one_email_get_at_most_five_401s_and_t
     assert_eq!(verified + throttled, 50, "{statuses:?}");
     assert!(responses.iter().filter(|r| r.status == 429).all(|r| r.header("retry-after").is_some()));
 }
+
+/// One client (127.0.0.1) trying one password against many addresses, as a credential-stuffing
+/// run does: the source address's count refuses it once full, whatever the emails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_trying_a_password_against_four_hundred_emails_is_refused_after_its_limit() {
+    let limit = shared::config::DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT as usize;
+    let api = TestApi::start_with(|config| config.max_sandboxes_per_function = 2).await;
+    let client: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+
+    let mut statuses = Vec::new();
+    for n in 0..2 * limit {
+        let body = json!({ "email": format!("stuffed-{n}@example.com"), "password": "Summer2026!" });
+        statuses.push(api.post_json_from(client, "/auth/login", &body).await.status);
+    }
+    let elsewhere = api
+        .post_json_from(
+            "127.0.0.2".parse().unwrap(),
+            "/auth/login",
+            &json!({ "email": email(), "password": "x" }),
+        )
+        .await;
+
+    assert!(statuses[..limit].iter().all(|&s| s == 401), "{:?}", &statuses[..limit]);
+    assert!(statuses[limit..].iter().all(|&s| s == 429), "{:?}", &statuses[limit..]);
+    assert_eq!(elsewhere.status, 401, "another address keeps its own count");
+}
+
+/// An attacker at one address keeps failing at the owner's email; the owner, at another, gets
+/// in: the backoff holds the attacker's (email, address) alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_gets_in_from_another_address_while_an_attacker_hammers_the_email() {
+    let api = TestApi::start().await;
+    let owner = email();
+    assert_eq!(api.post_signup(&owner).await.status, 201);
+    let attacker: std::net::IpAddr = "127.0.0.3".parse().unwrap();
+
+    let mut statuses = Vec::new();
+    for n in 0..10 {
+        let body = json!({ "email": owner, "password": format!("guess number {n}") });
+        statuses.push(api.post_json_from(attacker, "/auth/login", &body).await.status);
+    }
+    let body = json!({ "email": owner, "password": crate::helpers::PASSWORD });
+    let signed_in = api.post_json_from("127.0.0.4".parse().unwrap(), "/auth/login", &body).await;
+
+    assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text);
+}

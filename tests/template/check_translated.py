@@ -785,6 +785,17 @@ def check_mail(source, resources, functions, check):
     limit = declared.get("MailHourlyLimit", {})
     check("parameter MailHourlyLimit is a Number, default 1000, at least 1",
           limit.get("Type") == "Number" and str(limit.get("Default")) == "1000" and str(limit.get("MinValue")) == "1", limit)
+    per_source = declared.get("LoginFailuresPerSource", {})
+    check("parameter LoginFailuresPerSource is a Number, default 200, at least 1",
+          per_source.get("Type") == "Number" and str(per_source.get("Default")) == "200"
+          and str(per_source.get("MinValue")) == "1", per_source)
+    told = {name: resources[name]["Properties"].get("Environment", {}).get("Variables", {}).get("LOGIN_SOURCE_FAILURE_LIMIT")
+            for name in functions}
+    told = {name: value for name, value in told.items() if value is not None}
+    check("the function told REQUIRE_VERIFIED_EMAIL (the login) is told LOGIN_SOURCE_FAILURE_LIMIT from "
+          "LoginFailuresPerSource, and no other",
+          told == {name: {"Ref": "LoginFailuresPerSource"} for name, f in functions.items()
+                   if "REQUIRE_VERIFIED_EMAIL" in f.variables}, told)
     verified = declared.get("RequireVerifiedEmail", {})
     check("parameter RequireVerifiedEmail defaults to false and allows only true and false",
           verified.get("Default") == "false" and sorted(verified.get("AllowedValues", [])) == ["false", "true"], verified)

@@ -21,7 +21,7 @@ use crate::passwords::{self, Verified};
 use crate::sessions::store::NewSession;
 use crate::sessions::{Caller, Issued, first_token_ttl};
 use crate::tokens::RefreshToken;
-use store::Admission;
+use store::{Admission, Attempt};
 
 /// The unique constraint a duplicate email violates.
 const EMAIL_CONSTRAINT: &str = "users_email_key";
@@ -71,7 +71,9 @@ pub async fn signup(
 pub async fn login(app: &App, email: Email, password: Password, device: &Device) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await.context("loading the signing key")?;
     let mut db = app.connection().await.context("connecting to the database")?;
-    let account = match store::admit_login(&mut db, &email).await.context("admitting the attempt")? {
+    let source = device.source();
+    let attempt = Attempt::Login { source: source.as_deref(), source_limit: app.login_source_limit };
+    let account = match store::admit_login(&mut db, &email, attempt).await.context("admitting the attempt")? {
         Admission::Admitted { account } => account,
         Admission::Throttled { retry_after_seconds } => {
             return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
@@ -91,10 +93,17 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app), device };
-    let opened =
-        store::start_session(&mut db, user.id, &email, &stored_hash, rehashed.as_deref(), new_session)
-            .await
-            .context("opening the session")?;
+    let opened = store::start_session(
+        &mut db,
+        user.id,
+        &email,
+        attempt,
+        &stored_hash,
+        rehashed.as_deref(),
+        new_session,
+    )
+    .await
+    .context("opening the session")?;
     // The password was reset or changed (or the account deleted) while it was being checked:
     // it is no longer the password, and the answer is a wrong password's.
     if !opened {
@@ -104,8 +113,9 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     Ok(Issued { user, access, refresh })
 }
 
-/// Checks the caller's password as login does: the same throttle per address (a stolen access
-/// token buys no faster guessing), the same argon2 verification. Returns the stored hash the
+/// Checks the caller's password as login does: the same backoff, kept for the caller's session
+/// (a stolen access token buys no faster guessing, and nobody else's failures lock the owner out
+/// of their own change or deletion), the same argon2 verification. Returns the stored hash the
 /// password matched, for the write that follows to be conditional on it. A wrong password is a
 /// 403 `invalid_password` (the access token itself is fine).
 async fn confirm_password(
@@ -114,7 +124,8 @@ async fn confirm_password(
     password: Password,
 ) -> Result<String, ApiError> {
     let email = Email::stored(&caller.user.email)?;
-    let account = match store::admit_login(db, &email).await.context("admitting the attempt")? {
+    let attempt = Attempt::Confirmation { session: caller.session };
+    let account = match store::admit_login(db, &email, attempt).await.context("admitting the attempt")? {
         Admission::Admitted { account } => account,
         Admission::Throttled { retry_after_seconds } => {
             return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });

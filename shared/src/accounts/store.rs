@@ -11,11 +11,59 @@ use crate::sessions::store::NewSession;
 
 /// What admitting a login attempt decided.
 pub enum Admission {
-    /// The attempt was counted as a failure (a success clears the count) and may go on: here
-    /// are the account's user and password hash, if an account has the email.
+    /// The attempt was counted as a failure (a success takes it back) and may go on: here are
+    /// the account's user and password hash, if an account has the email.
     Admitted { account: Option<(User, String)> },
-    /// The email is throttled: nothing was counted; try again in `retry_after_seconds` (>= 1).
+    /// Throttled: try again in `retry_after_seconds` (>= 1). Nothing was counted against the
+    /// email; the attempt may have counted against its own source address and backoff.
     Throttled { retry_after_seconds: u64 },
+}
+
+/// Who is trying a password, as the throttle keys it (see [`admit_login`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Attempt<'a> {
+    /// A login: its backoff per (email, source), then the source's failures across every email
+    /// within [`SOURCE_WINDOW`] (at most `source_limit`), then the email's across every source
+    /// within [`EMAIL_WINDOW`] (at most [`EMAIL_CEILING`]). `source` is `None` when the front
+    /// door gave no address: those attempts share one backoff per email and no source count.
+    Login { source: Option<&'a str>, source_limit: u32 },
+    /// A signed-in user confirming their password (a change, a deletion): the backoff of that
+    /// session alone, which nobody else's failures move.
+    Confirmation { session: SessionId },
+}
+
+/// The window of a source address's failures across emails.
+pub const SOURCE_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The window of an email's failures across source addresses, and how many it takes: well above
+/// what one source's backoff lets through in the window (about 15 in its first hour, 4 an hour
+/// after that), so that only many sources at once can hold an address's owner out.
+pub const EMAIL_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+pub const EMAIL_CEILING: i32 = 100;
+
+impl Attempt<'_> {
+    /// The second part of the backoff's key.
+    fn backoff_key(&self) -> String {
+        match self {
+            Attempt::Login { source, .. } => source.unwrap_or_default().to_owned(),
+            Attempt::Confirmation { session } => format!("session:{}", session.0),
+        }
+    }
+
+    /// The source address counted across emails, and its limit: logins from a known address.
+    fn source_count(&self) -> (Option<&str>, i32) {
+        match self {
+            Attempt::Login { source, source_limit } => {
+                (*source, i32::try_from(*source_limit).unwrap_or(i32::MAX))
+            }
+            Attempt::Confirmation { .. } => (None, 0),
+        }
+    }
+
+    /// Whether the email's ceiling across sources counts this attempt: logins only.
+    fn email_count(&self) -> bool {
+        matches!(self, Attempt::Login { .. })
+    }
 }
 
 /// Inserts a user, a session and its first refresh token in one statement. A duplicate email
@@ -60,21 +108,45 @@ pub async fn create_user_with_session(
 
 /// Admits a login attempt for an email, in one statement and before any password work.
 ///
-/// The policy, keyed by email whether or not an account has it: 5 consecutive failures are
-/// free; after that the email waits 1 s from its last failure, doubling per failure up to 15
-/// minutes (the exponent is capped, so no count overflows it). A count quiet for 24 hours
-/// starts again from zero. The count saturates at `i32::MAX`.
+/// The backoff, keyed by (email, source) whether or not an account has the email: 5
+/// consecutive failures are free; after that the key waits 1 s from its last failure, doubling
+/// per failure up to 15 minutes (the exponent is capped, so no count overflows it). A count
+/// quiet for 24 hours starts again from zero. The count saturates at `i32::MAX`.
 ///
-/// The upsert counts the attempt (as a failure, cleared by [`start_session`] on success) under
-/// the row lock, and only while the email is not throttled: of many concurrent attempts, each
-/// one sees the count the previous one left, so no more than 5 get through at once. The
-/// account is read in the same statement, only when admitted.
-pub async fn admit_login(db: &mut DbConnection, email: &Email) -> Result<Admission, sqlx::Error> {
+/// Then, for a login (see [`Attempt`]), two counts in fixed windows, each refused once full:
+/// the source address's failures across every email, and the email's across every source.
+/// They are checked in that order, each only once the one before admitted the attempt: the
+/// source's count goes first (an attempt its own backoff then refuses still counts against its
+/// source), the email's last, so that an attempt refused for its source or its backoff costs the
+/// email's owner nothing.
+///
+/// Each upsert counts the attempt (as a failure, taken back by [`start_session`] on success)
+/// under the row's lock, and only while its limit holds: of many concurrent attempts, each one
+/// sees the count the previous one left. The account is read in the same statement, only when
+/// admitted.
+pub async fn admit_login(
+    db: &mut DbConnection,
+    email: &Email,
+    attempt: Attempt<'_>,
+) -> Result<Admission, sqlx::Error> {
+    let (source, source_limit) = attempt.source_count();
     let row = one_statement!(db, |connection| sqlx::query!(
         r#"
-        with admitted as (
-            insert into login_attempts as a (email, failed_count, last_failed_at)
-            values ($1, 1, now())
+        with by_source as (
+            insert into login_failure_windows as w (scope, key, window_started_at, failed_count)
+            select 'source', $3, now(), 1 where $3::text is not null
+            on conflict on constraint login_failure_windows_pkey do update
+            set window_started_at = case when w.window_started_at <= now() - make_interval(secs => $5)
+                                         then now() else w.window_started_at end,
+                failed_count = case when w.window_started_at <= now() - make_interval(secs => $5)
+                                    then 1 else least(w.failed_count, 2147483646) + 1 end
+            where w.window_started_at <= now() - make_interval(secs => $5) or w.failed_count < $4
+            returning w.key
+        ), source_admitted as (
+            select 1 where $3::text is null or exists (select 1 from by_source)
+        ), admitted as (
+            insert into login_attempts as a (email, source, failed_count, last_failed_at)
+            select $1, $2, 1, now() from source_admitted
             on conflict on constraint login_attempts_pkey do update
             set failed_count = case
                     when a.last_failed_at <= now() - interval '24 hours' then 1
@@ -87,24 +159,57 @@ pub async fn admit_login(db: &mut DbConnection, email: &Email) -> Result<Admissi
                   + make_interval(secs => least(900, power(2, least(a.failed_count - 5, 10))))
                   <= now()
             returning a.email
+        ), by_email as (
+            insert into login_failure_windows as w (scope, key, window_started_at, failed_count)
+            select 'email', $1, now(), 1 from admitted where $6
+            on conflict on constraint login_failure_windows_pkey do update
+            set window_started_at = case when w.window_started_at <= now() - make_interval(secs => $8)
+                                         then now() else w.window_started_at end,
+                failed_count = case when w.window_started_at <= now() - make_interval(secs => $8)
+                                    then 1 else least(w.failed_count, 2147483646) + 1 end
+            where w.window_started_at <= now() - make_interval(secs => $8) or w.failed_count < $7
+            returning w.key
+        ), passed as (
+            select 1 from admitted where not $6 or exists (select 1 from by_email)
         )
-        select exists (select 1 from admitted) as "admitted!",
+        select exists (select 1 from passed) as "admitted!",
                u.id as "id?: UserId", u.email as "email?", u.created_at as "created_at?",
                u.email_verified_at as "email_verified_at?", u.password_hash as "password_hash?",
                -- From the statement's snapshot: a concurrent failure committed since may make
                -- the true wait a little longer (the caller answers at least 1 s).
-               coalesce(ceil(extract(epoch from
-                   w.last_failed_at
-                   + make_interval(secs => least(900, power(2, least(w.failed_count - 5, 10))))
-                   - now()
-               ))::int8, 0) as "retry_after!"
+               greatest(
+                   coalesce(ceil(extract(epoch from
+                       b.last_failed_at
+                       + make_interval(secs => least(900, power(2, least(b.failed_count - 5, 10))))
+                       - now()
+                   )), 0),
+                   coalesce(ceil(extract(epoch from
+                       s.window_started_at + make_interval(secs => $5) - now()
+                   )), 0),
+                   coalesce(ceil(extract(epoch from
+                       m.window_started_at + make_interval(secs => $8) - now()
+                   )), 0)
+               )::int8 as "retry_after!"
         from (select $1::text as email) as e
-        left join users as u on u.email = e.email and exists (select 1 from admitted)
-        left join login_attempts as w
-               on w.email = e.email and w.failed_count >= 5
-              and w.last_failed_at > now() - interval '24 hours'
+        left join users as u on u.email = e.email and exists (select 1 from passed)
+        left join login_attempts as b
+               on b.email = e.email and b.source = $2 and b.failed_count >= 5
+              and b.last_failed_at > now() - interval '24 hours'
+        left join login_failure_windows as s
+               on s.scope = 'source' and s.key = $3 and s.failed_count >= $4
+              and s.window_started_at > now() - make_interval(secs => $5)
+        left join login_failure_windows as m
+               on $6 and m.scope = 'email' and m.key = e.email and m.failed_count >= $7
+              and m.window_started_at > now() - make_interval(secs => $8)
         "#,
         email.as_str(),
+        attempt.backoff_key(),
+        source,
+        source_limit,
+        SOURCE_WINDOW.as_secs_f64(),
+        attempt.email_count(),
+        EMAIL_CEILING,
+        EMAIL_WINDOW.as_secs_f64(),
     )
     .fetch_one(connection))?;
     if !row.admitted {
@@ -119,8 +224,9 @@ pub async fn admit_login(db: &mut DbConnection, email: &Email) -> Result<Admissi
     Ok(Admission::Admitted { account })
 }
 
-/// After a successful login: opens a session with its first refresh token, clears the email's
-/// failure count and replaces the password hash when `rehashed` (its parameters were out of
+/// After a successful login: opens a session with its first refresh token, clears the
+/// attempt's backoff, takes back what its admission counted against its source and its email
+/// (see [`admit_login`]) and replaces the password hash when `rehashed` (its parameters were out of
 /// date), in one statement, and only while the account's hash is still `verified`, the one the
 /// password matched. The statement locks the user's row first, as a password reset or change
 /// does before its write ([`lock_user`]): one that commits while the login hashes leaves no row
@@ -130,6 +236,7 @@ pub async fn start_session(
     db: &mut DbConnection,
     user: UserId,
     email: &Email,
+    attempt: Attempt<'_>,
     verified: &str,
     rehashed: Option<&str>,
     session: NewSession<'_>,
@@ -139,7 +246,12 @@ pub async fn start_session(
         with verified as (
             select id from users where id = $1 and password_hash = $9 for no key update
         ), cleared as (
-            delete from login_attempts where email = $2 and exists (select 1 from verified)
+            delete from login_attempts
+            where email = $2 and source = $10 and exists (select 1 from verified)
+        ), taken_back as (
+            update login_failure_windows set failed_count = greatest(failed_count - 1, 0)
+            where exists (select 1 from verified)
+              and ((scope = 'source' and key = $11) or ($12 and scope = 'email' and key = $2))
         ), rehashed as (
             update users set password_hash = $6
             where id in (select id from verified) and $6::text is not null
@@ -162,6 +274,9 @@ pub async fn start_session(
         session.user_agent(),
         session.ip(),
         verified,
+        attempt.backoff_key(),
+        attempt.source_count().0,
+        attempt.email_count(),
     )
     .fetch_one(connection))
 }

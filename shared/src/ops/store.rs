@@ -84,26 +84,34 @@ pub async fn purge_sessions(
     Ok(deleted.rows_affected())
 }
 
-/// Deletes up to `batch` login-attempt rows quiet for 24 hours (they no longer throttle: see
+/// Deletes up to `batch` login-attempt rows quiet for 24 hours and up to `batch` failure
+/// windows that ended over an hour ago (neither throttles any more: see
 /// [`admit_login`](crate::accounts::store::admit_login)), and returns how many. A row being
 /// counted right now is locked and skipped.
 pub async fn purge_login_attempts(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
-    let deleted = one_statement!(db, |connection| sqlx::query!(
+    let deleted = one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
-        with doomed as (
-            select email from login_attempts
-            where last_failed_at <= now() - interval '24 hours'
-            limit $1
-            for update skip locked
+        with attempts as (
+            delete from login_attempts as a
+            using (select email, source from login_attempts
+                   where last_failed_at <= now() - interval '24 hours'
+                   limit $1 for update skip locked) as doomed
+            where a.email = doomed.email and a.source = doomed.source
+            returning 1
+        ), windows as (
+            delete from login_failure_windows as w
+            using (select scope, key from login_failure_windows
+                   where window_started_at < now() - interval '2 hours'
+                   limit $1 for update skip locked) as doomed
+            where w.scope = doomed.scope and w.key = doomed.key
+            returning 1
         )
-        delete from login_attempts as a
-        using doomed
-        where a.email = doomed.email
+        select (select count(*) from attempts) + (select count(*) from windows) as "deleted!"
         "#,
         batch,
     )
-    .execute(connection))?;
-    Ok(deleted.rows_affected())
+    .fetch_one(connection))?;
+    Ok(deleted.max(0) as u64)
 }
 
 /// Deletes up to `batch` rows of mail state nobody needs any more, and returns how many: link

@@ -467,6 +467,34 @@ async fn wrong_passwords_to_change_or_delete_are_throttled_as_logins_are(pool: P
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn the_owners_change_and_deletion_are_held_by_their_session_alone_not_by_others_failures(pool: PgPool) {
+    let api = TestApp::new(pool);
+    let email = address("held");
+    let access = api.signed_up(&email).await.access_token();
+    // Someone else fails at the owner's email until refused, and a crowd fills its ceiling.
+    for _ in 0..8 {
+        api.post_login_from("198.51.100.7", &email, "a guess", json!({})).await;
+    }
+    sqlx::query(
+        "insert into login_failure_windows (scope, key, window_started_at, failed_count)
+         values ('email', $1, now(), 100000)
+         on conflict (scope, key) do update set window_started_at = now(), failed_count = 100000",
+    )
+    .bind(&email)
+    .execute(&api.pool)
+    .await
+    .expect("a full ceiling");
+    let refused = api.post_login_from("198.51.100.7", &email, PASSWORD, json!({})).await;
+
+    let changed = api.change(&access, PASSWORD, NEW_PASSWORD).await;
+    let deleted = api.delete_account(&access, NEW_PASSWORD).await;
+
+    assert_eq!(refused.status, 429, "the anonymous counts hold the email");
+    assert_eq!(changed.status, 204, "{:?}", changed.body);
+    assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn deleting_the_account_removes_everything_and_ends_every_token_at_once(pool: PgPool) {
     let api = TestApp::with_mail(pool, |_| {}).await;
     let email = address("delete");

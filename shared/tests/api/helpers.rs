@@ -183,6 +183,28 @@ impl TestApp {
         self.post_json(Endpoint::Login, &json!({ "email": email, "password": password })).await
     }
 
+    /// A login from the source address `ip` (API Gateway's `sourceIp`), with `headers` besides
+    /// the content type.
+    pub async fn post_login_from(&self, ip: &str, email: &str, password: &str, headers: Value) -> Response {
+        let body = json!({ "email": email, "password": password }).to_string();
+        let mut all = json!({ "content-type": "application/json" });
+        for (name, value) in headers.as_object().into_iter().flatten() {
+            all[name] = value.clone();
+        }
+        let mut request = event("POST", "/auth/login", all, Some(&body), false);
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) =
+            lambda_http::RequestExt::request_context_ref(&request).cloned()
+        {
+            let mut context = context;
+            context.http.source_ip = Some(ip.to_owned());
+            request = lambda_http::RequestExt::with_request_context(
+                request,
+                lambda_http::request::RequestContext::ApiGatewayV2(context),
+            );
+        }
+        self.send(Endpoint::Login, request).await
+    }
+
     pub async fn post_refresh(&self, refresh_token: &str) -> Response {
         self.post_json(Endpoint::Refresh, &json!({ "refresh_token": refresh_token })).await
     }
@@ -218,13 +240,16 @@ pub fn mail_config() -> shared::mail::MailConfig {
 }
 
 /// An HTTP API (payload 2.0) event, read by lambda_http as the functions' runtime reads it.
+/// The source address of every request [`event`] makes, as API Gateway would give it.
+pub const SOURCE_IP: &str = "192.0.2.1";
+
 pub fn event(method: &str, path: &str, headers: Value, body: Option<&str>, base64: bool) -> Request {
     let event = json!({
         "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": "",
         "headers": headers, "body": body, "isBase64Encoded": base64,
         "requestContext": {
             "apiId": "testapi", "stage": "$default", "requestId": "test",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": SOURCE_IP,
                      "userAgent": "tests"},
         },
     });

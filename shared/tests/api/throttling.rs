@@ -2,7 +2,10 @@
 //! to 15 minutes, whether or not an account has it. Waiting is simulated by moving
 //! `last_failed_at` into the past.
 
-use crate::helpers::{PASSWORD, TestApp};
+use std::sync::Arc;
+
+use crate::helpers::{PASSWORD, SOURCE_IP, TestApp};
+use serde_json::json;
 use sqlx::PgPool;
 
 async fn fail_logins(app: &TestApp, email: &str, times: usize) {
@@ -14,11 +17,12 @@ async fn fail_logins(app: &TestApp, email: &str, times: usize) {
 
 async fn set_failures(app: &TestApp, email: &str, count: i32) {
     sqlx::query(
-        "insert into login_attempts (email, failed_count) values ($1, $2)
-         on conflict (email) do update set failed_count = $2, last_failed_at = now()",
+        "insert into login_attempts (email, source, failed_count) values ($1, $3, $2)
+         on conflict (email, source) do update set failed_count = $2, last_failed_at = now()",
     )
     .bind(email)
     .bind(count)
+    .bind(SOURCE_IP)
     .execute(&app.pool)
     .await
     .unwrap();
@@ -86,13 +90,14 @@ async fn once_the_wait_is_over_a_success_clears_the_count(pool: PgPool) {
 
 async fn seed_attempts(app: &TestApp, email: &str, count: i32, quiet_for: &str) {
     sqlx::query(
-        "insert into login_attempts (email, failed_count, last_failed_at)
-         values ($1, $2, now() - $3::interval)
-         on conflict (email) do update set failed_count = $2, last_failed_at = now() - $3::interval",
+        "insert into login_attempts (email, failed_count, last_failed_at, source)
+         values ($1, $2, now() - $3::interval, $4)
+         on conflict (email, source) do update set failed_count = $2, last_failed_at = now() - $3::interval",
     )
     .bind(email)
     .bind(count)
     .bind(quiet_for)
+    .bind(SOURCE_IP)
     .execute(&app.pool)
     .await
     .unwrap();
@@ -172,4 +177,106 @@ async fn a_count_quiet_for_a_day_starts_again_from_zero(pool: PgPool) {
 
     assert_eq!(failed_count(&app, "alice@example.com").await, 2);
     assert_eq!(app.post_login("alice@example.com", PASSWORD).await.status, 200);
+}
+
+/// The handlers with `limit` failed logins per source address in 10 minutes.
+fn with_source_limit(pool: PgPool, limit: u32) -> TestApp {
+    let mut app = TestApp::new(pool);
+    Arc::get_mut(&mut app.app).expect("a fresh app").login_source_limit = limit;
+    app
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn one_source_trying_a_password_against_many_emails_is_refused_at_its_limit(pool: PgPool) {
+    let app = with_source_limit(pool, 10);
+
+    let mut statuses = Vec::new();
+    for n in 0..15 {
+        let response = app
+            .post_login_from("198.51.100.7", &format!("user{n}@example.com"), "one guess", json!({}))
+            .await;
+        statuses.push((response.status, response.header("retry-after").map(str::to_owned)));
+    }
+    let other = app.post_login_from("198.51.100.8", "user0@example.com", "one guess", json!({})).await;
+
+    assert!(statuses[..10].iter().all(|(status, _)| *status == 401), "{statuses:?}");
+    for (status, retry_after) in &statuses[10..] {
+        let seconds: u64 = retry_after.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0);
+        assert!(*status == 429 && (590..=600).contains(&seconds), "{statuses:?}");
+    }
+    assert_eq!(other.status, 401, "another address is not held by this one's count");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_owner_gets_in_from_another_address_while_an_attacker_hammers_the_email(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+
+    let mut attacker = Vec::new();
+    for n in 0..12 {
+        // A header names another client each time: the address is the front door's, not the header's.
+        let forwarded = json!({ "x-forwarded-for": format!("203.0.113.{n}") });
+        attacker.push(
+            app.post_login_from("198.51.100.7", "alice@example.com", "a guess", forwarded).await.status,
+        );
+    }
+    let owner = app.post_login_from("192.0.2.44", "alice@example.com", PASSWORD, json!({})).await;
+
+    assert_eq!(attacker[..5], [401; 5], "{attacker:?}");
+    assert!(attacker[5..].iter().all(|&status| status == 429), "{attacker:?}");
+    assert_eq!(owner.status, 200, "{:?}", owner.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn addresses_of_one_ipv6_64_share_a_backoff(pool: PgPool) {
+    let app = TestApp::new(pool);
+    for n in 1..=5 {
+        let ip = format!("2001:db8:aa:bb::{n}");
+        assert_eq!(app.post_login_from(&ip, "alice@example.com", "a guess", json!({})).await.status, 401);
+    }
+
+    let same_64 =
+        app.post_login_from("2001:db8:aa:bb:ffff::9", "alice@example.com", "a guess", json!({})).await;
+    let next_64 = app.post_login_from("2001:db8:aa:bc::1", "alice@example.com", "a guess", json!({})).await;
+
+    assert_eq!(same_64.status, 429);
+    assert_eq!(next_64.status, 401);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn many_sources_at_once_meet_the_emails_ceiling(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    sqlx::query(
+        "insert into login_failure_windows (scope, key, window_started_at, failed_count)
+         values ('email', 'alice@example.com', now() - interval '10 minutes', $1)",
+    )
+    .bind(shared::accounts::store::EMAIL_CEILING - 1)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let last_allowed = app.post_login_from("198.51.100.1", "alice@example.com", "a guess", json!({})).await;
+    let over = app.post_login_from("198.51.100.2", "alice@example.com", PASSWORD, json!({})).await;
+
+    assert_eq!(last_allowed.status, 401);
+    let seconds: u64 = over.header("retry-after").and_then(|s| s.parse().ok()).unwrap_or(0);
+    assert!(over.status == 429 && (2990..=3000).contains(&seconds), "{:?} {seconds}", over.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_success_takes_its_attempt_back_from_the_source_and_email_counts(pool: PgPool) {
+    let app = with_source_limit(pool, 3);
+    app.signed_up("alice@example.com").await;
+
+    for _ in 0..10 {
+        assert_eq!(
+            app.post_login_from("198.51.100.7", "alice@example.com", PASSWORD, json!({})).await.status,
+            200
+        );
+    }
+
+    let counted: i64 =
+        app.count("select coalesce(sum(failed_count), 0)::int8 from login_failure_windows").await;
+    assert_eq!(counted, 0, "ten successes from one address, nothing counted against it");
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use shared::accounts::store::{create_user_with_session, start_session};
+use shared::accounts::store::{Attempt, create_user_with_session, start_session};
 use shared::db::Database;
 use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
 use shared::links::store::{MailRequest, request_mail};
@@ -101,7 +101,8 @@ impl Fixture {
             let other = SessionId::generate();
             let second =
                 NewSession { id: other, token: &RefreshToken::generate()?.hash(), ttl, device: &device };
-            let opened = start_session(&mut db, user.id, &email, &self.password_hash, None, second)
+            let attempt = Attempt::Login { source: None, source_limit: 1 };
+            let opened = start_session(&mut db, user.id, &email, attempt, &self.password_hash, None, second)
                 .await
                 .context("a second session")?;
             anyhow::ensure!(opened, "the account's hash changed under the second session");
