@@ -87,17 +87,18 @@ impl Mailer {
         self.config.as_ref().map_or(DEFAULT_HOURLY_LIMIT, |config| config.hourly_limit)
     }
 
-    /// Sends the link of `kind` carrying `token` to `to`.
-    pub async fn send(&self, kind: MailKind, to: &str, token: &str) -> Delivery {
+    /// Sends `letter`, whose link carries `token`, to `to`.
+    pub async fn send(&self, letter: impl Into<Letter>, to: &str, token: &str) -> Delivery {
+        let letter = letter.into();
         let Some(config) = &self.config else { return Delivery::NotConfigured };
-        let message = compose(kind, &config.app_url, token);
+        let message = compose(letter, &config.app_url, token);
         let sender = Sender::parse(&config.from);
         let mime = match mime(&sender, to, &message, OffsetDateTime::now_utc()) {
             Ok(mime) => mime,
             Err(error) => return Delivery::Failed { code: format!("MimeError: {error}") },
         };
         if let Some(outbox) = &config.outbox
-            && let Err(error) = write_to_outbox(outbox, kind, &mime)
+            && let Err(error) = write_to_outbox(outbox, letter, &mime)
         {
             tracing::warn!(error = ?error, outbox = %outbox.display(), "could not write the mail's local copy");
         }
@@ -214,26 +215,70 @@ impl Pacing {
     }
 }
 
-/// The subject and the two bodies of a link of `kind`.
-pub fn compose(kind: MailKind, app_url: &str, token: &str) -> Message {
-    let (subject, page, action, lifetime) = match kind {
-        MailKind::VerifyEmail => {
-            ("Verify your email address", "verify-email", "confirm this email address", "24 hours")
+/// What a mail says: a link of its kind, or, to an address that already has an account when
+/// someone signs up with it, that account's reset link with words that say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Letter {
+    Link(MailKind),
+    AccountExists,
+}
+
+impl Letter {
+    /// The kind of the link the letter carries (its token's kind).
+    pub fn kind(self) -> MailKind {
+        match self {
+            Letter::Link(kind) => kind,
+            Letter::AccountExists => MailKind::ResetPassword,
         }
-        MailKind::ResetPassword => {
-            ("Reset your password", "reset-password", "choose a new password", "1 hour")
+    }
+
+    /// The letter's name, in its local copy's file name.
+    fn name(self) -> &'static str {
+        match self {
+            Letter::Link(MailKind::VerifyEmail) => "verify-email",
+            Letter::Link(MailKind::ResetPassword) => "reset-password",
+            Letter::AccountExists => "account-exists",
         }
+    }
+}
+
+impl From<MailKind> for Letter {
+    fn from(kind: MailKind) -> Self {
+        Letter::Link(kind)
+    }
+}
+
+/// The subject and the two bodies of `letter`, its link carrying `token`.
+pub fn compose(letter: impl Into<Letter>, app_url: &str, token: &str) -> Message {
+    let letter = letter.into();
+    let (subject, page, action, lifetime) = match letter {
+        Letter::Link(MailKind::VerifyEmail) => (
+            "Verify your email address",
+            "verify-email",
+            "Open this link to confirm this email address:",
+            "24 hours",
+        ),
+        Letter::Link(MailKind::ResetPassword) => {
+            ("Reset your password", "reset-password", "Open this link to choose a new password:", "1 hour")
+        }
+        Letter::AccountExists => (
+            "You already have an account",
+            "reset-password",
+            "Someone asked to sign up with this email address, which already has an account. To \
+             sign in, use its password; if you forgot it, open this link to choose a new one:",
+            "1 hour",
+        ),
     };
     // The token in the fragment: a browser never sends it to the app's server, so neither the
     // server's nor a CDN's logs hold it, and no Referer header carries it to another site.
     let link = format!("{app_url}/{page}#token={token}");
     let text = format!(
-        "Hello,\r\n\r\nOpen this link to {action}:\r\n\r\n{link}\r\n\r\nThe link works once and \
+        "Hello,\r\n\r\n{action}\r\n\r\n{link}\r\n\r\nThe link works once and \
          expires in {lifetime}. If you did not ask for it, ignore this mail: nothing changes.\r\n"
     );
     let href = escape_html(&link);
     let html = format!(
-        "<!doctype html>\r\n<html><body>\r\n<p>Hello,</p>\r\n<p>Open this link to {action}:</p>\r\n\
+        "<!doctype html>\r\n<html><body>\r\n<p>Hello,</p>\r\n<p>{action}</p>\r\n\
          <p><a href=\"{href}\">{href}</a></p>\r\n<p>The link works once and expires in {lifetime}. \
          If you did not ask for it, ignore this mail: nothing changes.</p>\r\n</body></html>\r\n"
     );
@@ -295,7 +340,7 @@ pub fn mime(
 
 /// Writes `mime` into `outbox` as `<UTC time>-<kind>-<random>.eml`, whole or not at all (a
 /// temporary name, then a rename): names sort by time, so the newest message sorts last.
-fn write_to_outbox(outbox: &Path, kind: MailKind, mime: &[u8]) -> std::io::Result<()> {
+fn write_to_outbox(outbox: &Path, letter: Letter, mime: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(outbox)?;
     let now = OffsetDateTime::now_utc();
     let stamp = format!(
@@ -308,11 +353,7 @@ fn write_to_outbox(outbox: &Path, kind: MailKind, mime: &[u8]) -> std::io::Resul
         now.second(),
         now.nanosecond()
     );
-    let name = format!(
-        "{stamp}-{}-{}.eml",
-        kind.as_str().replace('_', "-"),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let name = format!("{stamp}-{}-{}.eml", letter.name(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let partial = outbox.join(format!(".{name}.partial"));
     std::fs::write(&partial, mime)?;
     std::fs::rename(&partial, outbox.join(name))
@@ -405,7 +446,8 @@ mod tests {
     fn the_outbox_names_sort_by_time_and_hold_whole_messages() {
         let outbox = std::env::temp_dir().join(format!("outbox-{}", uuid::Uuid::new_v4().simple()));
         for n in 0..3 {
-            write_to_outbox(&outbox, MailKind::VerifyEmail, format!("message {n}").as_bytes()).unwrap();
+            write_to_outbox(&outbox, Letter::Link(MailKind::VerifyEmail), format!("message {n}").as_bytes())
+                .unwrap();
         }
         let mut names: Vec<String> = std::fs::read_dir(&outbox)
             .unwrap()

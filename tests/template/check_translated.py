@@ -792,10 +792,10 @@ def check_mail(source, resources, functions, check):
     told = {name: resources[name]["Properties"].get("Environment", {}).get("Variables", {}).get("LOGIN_SOURCE_FAILURE_LIMIT")
             for name in functions}
     told = {name: value for name, value in told.items() if value is not None}
-    check("the function told REQUIRE_VERIFIED_EMAIL (the login) is told LOGIN_SOURCE_FAILURE_LIMIT from "
-          "LoginFailuresPerSource, and no other",
+    check("the function serving POST /auth/login is told LOGIN_SOURCE_FAILURE_LIMIT from LoginFailuresPerSource, "
+          "and no other",
           told == {name: {"Ref": "LoginFailuresPerSource"} for name, f in functions.items()
-                   if "REQUIRE_VERIFIED_EMAIL" in f.variables}, told)
+                   if ("POST", "/auth/login") in f.routes}, told)
     verified = declared.get("RequireVerifiedEmail", {})
     check("parameter RequireVerifiedEmail defaults to false and allows only true and false",
           verified.get("Default") == "false" and sorted(verified.get("AllowedValues", [])) == ["false", "true"], verified)
@@ -810,7 +810,10 @@ def check_mail(source, resources, functions, check):
         check(f"{name} is told {'the mail settings (MAIL_FROM, APP_URL, MAIL_HOURLY_LIMIT)' if function.mailer else 'no mail setting'}",
               told == expected, told)
     requiring = sorted(name for name, f in functions.items() if "REQUIRE_VERIFIED_EMAIL" in f.variables)
-    check("one function is told REQUIRE_VERIFIED_EMAIL", len(requiring) == 1, requiring)
+    serving = sorted(name for name, f in functions.items()
+                     if f.routes & {("POST", "/auth/login"), ("POST", "/auth/signup")})
+    check("the functions told REQUIRE_VERIFIED_EMAIL are those serving POST /auth/login and POST /auth/signup",
+          requiring == serving and len(serving) == 2, {"told": requiring, "serving": serving})
     for name in requiring:
         require = resources[name]["Properties"].get("Environment", {}).get("Variables", {}).get("REQUIRE_VERIFIED_EMAIL")
         check(f"{name} is told REQUIRE_VERIFIED_EMAIL from RequireVerifiedEmail, and issues tokens (it names the signing secret)",

@@ -17,6 +17,7 @@ use crate::db::DbConnection;
 use crate::domain::{Device, Email, MailKind, Password, SessionId, UserId};
 use crate::error::{ApiError, Context as _};
 use crate::links;
+use crate::mail::Letter;
 use crate::passwords::{self, Verified};
 use crate::sessions::store::NewSession;
 use crate::sessions::{Caller, Issued, first_token_ttl};
@@ -55,10 +56,50 @@ pub async fn signup(
     let access = tokens.issue(user.id, session).context("signing the access token")?;
     // The account exists: a failure to record or send the mail is logged, not answered (the
     // user can ask for it again: `POST /auth/verify-email/resend`).
-    if let Err(error) = links::send_link(app, &mut db, MailKind::VerifyEmail, &user.email).await {
+    let source = device.source();
+    if let Err(error) =
+        links::send_link(app, &mut db, MailKind::VerifyEmail, &user.email, source.as_deref()).await
+    {
         tracing::error!(error = ?error, "the verification mail could not be requested");
     }
     Ok(Issued { user, access, refresh })
+}
+
+/// Signup where an address must be verified before it signs in (`REQUIRE_VERIFIED_EMAIL`): the
+/// same answer whether or not the address has an account, so that signup tells nobody who has
+/// one. A new address gets its account (no session: the user signs in once verified) and a
+/// verification mail; an address with an account gets a mail saying so, with a reset link. Both
+/// hash the password, run one write and ask for one mail within the sending limits; a request
+/// that sends nothing (a limit) lasts as long as a recent one that sent
+/// ([`crate::mail::Mailer::pace_from`]), as forgot-password does.
+#[tracing::instrument(name = "auth.signup_unverified", skip_all, fields(user = Empty))]
+pub async fn signup_pending_verification(
+    app: &App,
+    email: Email,
+    password: Password,
+    device: &Device,
+) -> Result<(), ApiError> {
+    let started = std::time::Instant::now();
+    let password_hash = passwords::hash(password).await.context("hashing the password")?;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let user_id = UserId::generate();
+    let letter = match store::create_user(&mut db, user_id, &email, &password_hash).await {
+        Ok(()) => {
+            tracing::Span::current().record("user", tracing::field::display(user_id.0));
+            Letter::Link(MailKind::VerifyEmail)
+        }
+        Err(sqlx::Error::Database(error)) if error.constraint() == Some(EMAIL_CONSTRAINT) => {
+            Letter::AccountExists
+        }
+        Err(error) => return Err(ApiError::from(error).context("creating the user")),
+    };
+    let source = device.source();
+    if links::send_link(app, &mut db, letter, email.as_str(), source.as_deref()).await? {
+        app.mailer.record_sending_request(started);
+    } else {
+        app.mailer.pace_from(started).await;
+    }
+    Ok(())
 }
 
 /// Admits the attempt first, in one statement that also counts it (see [`store::admit_login`]):

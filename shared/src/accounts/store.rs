@@ -106,6 +106,24 @@ pub async fn create_user_with_session(
     .fetch_one(connection))
 }
 
+/// Inserts a user without a session (one who signs in once the address is verified). A
+/// duplicate email violates `users_email_key`.
+pub async fn create_user(
+    db: &mut DbConnection,
+    id: UserId,
+    email: &Email,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query!(
+        "insert into users (id, email, password_hash) values ($1, $2, $3)",
+        id as UserId,
+        email.as_str(),
+        password_hash,
+    )
+    .execute(connection))?;
+    Ok(())
+}
+
 /// Admits a login attempt for an email, in one statement and before any password work.
 ///
 /// The backoff, keyed by (email, source) whether or not an account has the email: 5
@@ -338,7 +356,9 @@ pub async fn change_password(
 
 /// Deletes `user`, provided the password hash is still `current_hash`: their sessions, refresh
 /// tokens and mail tokens go with them (foreign keys, `on delete cascade`), and their address's
-/// failed-login count and sending limits in the same statement. Returns whether it was deleted.
+/// failed-login backoff in the same statement. The address's sending limits stay (a new
+/// account of the address is still limited; the purge expires them). Returns whether it was
+/// deleted.
 pub async fn delete_user(
     db: &mut DbConnection,
     user: UserId,
@@ -351,8 +371,6 @@ pub async fn delete_user(
             returning email
         ), attempts as (
             delete from login_attempts where email in (select email from gone)
-        ), quota as (
-            delete from mail_quota where email in (select email from gone)
         )
         select exists (select 1 from gone) as "deleted!"
         "#,

@@ -22,6 +22,6 @@ struct ForgotBody {
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: ForgotBody = request.json()?;
     let email = Email::parse(&body.email)?;
-    links::forgot_password(app, &email).await?;
+    links::forgot_password(app, &email, &request.device()).await?;
     Ok(http::empty(202))
 }

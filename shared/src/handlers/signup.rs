@@ -5,16 +5,23 @@ use crate::accounts;
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::domain::{Email, Password};
-use crate::http::{ApiRequest as _, Reply, Request};
+use crate::http::{self, ApiRequest as _, Reply, Request};
 
 /// Signup writes to the database, signs tokens and sends the verification mail.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: true };
 
-/// 201 with the token response; the verification mail is sent (or its failure logged).
+/// 201 with the token response; the verification mail is sent (or its failure logged); 409
+/// `email_taken` when an account has the address. Where `REQUIRE_VERIFIED_EMAIL` holds, 202
+/// with no body for an address with an account and one without alike: the mail says which
+/// (see [`accounts::signup_pending_verification`]).
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: Credentials = request.json()?;
     let email = Email::parse(&body.email)?;
     let password = Password::parse(body.password, &email)?;
+    if app.require_verified_email {
+        accounts::signup_pending_verification(app, email, password, &request.device()).await?;
+        return Ok(http::empty(202));
+    }
     let issued = accounts::signup(app, email, password, &request.device()).await?;
     Ok(token_response(201, &issued))
 }

@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::db::DbConnection;
 use crate::domain::{Device, Email, MailKind, Password, SessionId, User};
 use crate::error::{ApiError, Context as _};
-use crate::mail::Delivery;
+use crate::mail::{Delivery, Letter};
 use crate::metrics;
 use crate::passwords;
 use crate::sessions::store::NewSession;
@@ -24,25 +24,28 @@ use crate::sessions::{Caller, Issued, first_token_ttl};
 use crate::tokens::{MailToken, RefreshToken};
 use store::MailRequest;
 
-/// Records a mail request of `kind` for `email` (see [`store::request_mail`]) and, when the
-/// limits allow, sends its link. A limit is logged and counted, never told to the client.
-/// Returns whether a mail was attempted.
+/// Records a mail request for `email` of the kind of link `letter` carries (see
+/// [`store::request_mail`]) and, when the limits allow, sends it. A limit is logged and counted,
+/// never told to the client. Returns whether a mail was attempted.
 pub(crate) async fn send_link(
     app: &App,
     db: &mut DbConnection,
-    kind: MailKind,
+    letter: impl Into<Letter>,
     email: &str,
+    source: Option<&str>,
 ) -> Result<bool, ApiError> {
+    let letter = letter.into();
+    let kind = letter.kind();
     let token = MailToken::generate().context("generating the link token")?;
-    let decision = store::request_mail(db, email, kind, &token.hash(), app.mailer.hourly_limit())
+    let decision = store::request_mail(db, email, kind, &token.hash(), app.mailer.hourly_limit(), source)
         .await
         .context("recording the mail request")?;
     match decision {
         MailRequest::Issued => {
-            deliver(app, kind, email, &token).await;
+            deliver(app, letter, email, &token).await;
             Ok(true)
         }
-        MailRequest::AddressLimited | MailRequest::GlobalLimited => {
+        MailRequest::AddressLimited | MailRequest::SourceLimited | MailRequest::GlobalLimited => {
             tracing::info!(kind = kind.as_str(), limit = ?decision, "a mail was held back by a sending limit");
             app.metrics.count(metrics::MAIL_LIMITED);
             Ok(false)
@@ -53,8 +56,9 @@ pub(crate) async fn send_link(
 
 /// Sends a stored link. SES's refusal loses nothing (the token is stored; the user may ask
 /// again) and is not the client's business: it is logged with SES's code and counted.
-async fn deliver(app: &App, kind: MailKind, email: &str, token: &MailToken) {
-    match app.mailer.send(kind, email, token.expose()).await {
+async fn deliver(app: &App, letter: Letter, email: &str, token: &MailToken) {
+    let kind = letter.kind();
+    match app.mailer.send(letter, email, token.expose()).await {
         Delivery::Sent => app.metrics.count(metrics::MAIL_SENT),
         Delivery::NotConfigured => {
             tracing::warn!(kind = kind.as_str(), "no mail sent: MAIL_FROM is not set");
@@ -82,7 +86,7 @@ pub async fn verify_email(app: &App, token: MailToken) -> Result<User, ApiError>
 #[tracing::instrument(name = "auth.resend_verification", skip_all, fields(user = %caller.user.id.0))]
 pub async fn resend_verification(app: &App, caller: &Caller) -> Result<(), ApiError> {
     let mut db = app.connection().await.context("connecting to the database")?;
-    send_link(app, &mut db, MailKind::VerifyEmail, &caller.user.email).await?;
+    send_link(app, &mut db, MailKind::VerifyEmail, &caller.user.email, None).await?;
     Ok(())
 }
 
@@ -91,10 +95,11 @@ pub async fn resend_verification(app: &App, caller: &Caller) -> Result<(), ApiEr
 /// long as a recent one that sent ([`crate::mail::Mailer::pace_from`]), so its timing tells
 /// nothing.
 #[tracing::instrument(name = "auth.forgot_password", skip_all)]
-pub async fn forgot_password(app: &App, email: &Email) -> Result<(), ApiError> {
+pub async fn forgot_password(app: &App, email: &Email, device: &Device) -> Result<(), ApiError> {
     let started = std::time::Instant::now();
     let mut db = app.connection().await.context("connecting to the database")?;
-    if send_link(app, &mut db, MailKind::ResetPassword, email.as_str()).await? {
+    let source = device.source();
+    if send_link(app, &mut db, MailKind::ResetPassword, email.as_str(), source.as_deref()).await? {
         app.mailer.record_sending_request(started);
     } else {
         app.mailer.pace_from(started).await;

@@ -20,6 +20,8 @@ pub enum MailRequest {
     NoAccount,
     /// The address had a mail of this kind in the last 60 s, or 5 mails this hour: no mail.
     AddressLimited,
+    /// The request's source address had [`MAIL_HOURLY_PER_SOURCE`] mails this hour: no mail.
+    SourceLimited,
     /// The global hourly cap is reached: no mail.
     GlobalLimited,
 }
@@ -28,20 +30,32 @@ pub enum MailRequest {
 pub const MAIL_KIND_INTERVAL: Duration = Duration::from_secs(60);
 pub const MAIL_HOURLY_PER_ADDRESS: i32 = 5;
 
+/// How many mails the anonymous requests of one source address may have sent in an hour.
+pub const MAIL_HOURLY_PER_SOURCE: i32 = 20;
+
+/// The share of the global hourly cap that only reset links may use: verification mails stop at
+/// four fifths of it, so a flood of signups leaves room for users locked out of their accounts.
+pub const RESET_RESERVED_DIVISOR: i32 = 5;
+
 /// Decides, in one statement, whether `email` gets a mail of `kind` now, and if so stores its
 /// token (`token`, living `kind.lifetime()`), replacing the user's previous one of that kind.
+/// `source` is the source address of an anonymous request (signup, forgot), `None` for a
+/// signed-in user's.
 ///
-/// The limits hold across every sandbox: the per-address upsert takes the address's row lock,
-/// so of concurrent requests each sees what the previous one counted, and the global count is
-/// one row per clock hour, taken only once the address is admitted (a refused address spends
-/// none of it). A mail the global cap refuses still counts against its address. Addresses
-/// without an account leave no row.
+/// The limits hold across every sandbox, and are checked in order, each only once the one
+/// before admitted the mail: the address's (its row lock makes concurrent requests see each
+/// other's counts), the source's, then the global count, one row per clock hour, of which
+/// verification mails may take only four fifths (a refused address or source spends none of
+/// it). A mail a later limit refuses still counts against the earlier ones. Addresses without
+/// an account leave no row; an address's row outlives its account (a deleted and re-created
+/// account is still limited), until the purge finds its window over.
 pub async fn request_mail(
     db: &mut DbConnection,
     email: &str,
     kind: MailKind,
     token: &TokenHash,
     hourly_limit: u32,
+    source: Option<&str>,
 ) -> Result<MailRequest, sqlx::Error> {
     let row = one_statement!(db, |connection| sqlx::query!(
         r#"
@@ -70,11 +84,24 @@ pub async fn request_mail(
                   <= now() - make_interval(secs => $6)
               and (q.window_started_at <= now() - interval '1 hour' or q.window_count < $7)
             returning q.email
+        ), by_source as (
+            insert into mail_sources as s (source, window_started_at, window_count)
+            select $8, now(), 1 from address where $8::text is not null
+            on conflict on constraint mail_sources_pkey do update
+            set window_started_at = case when s.window_started_at <= now() - interval '1 hour'
+                                         then now() else s.window_started_at end,
+                window_count = case when s.window_started_at <= now() - interval '1 hour'
+                                    then 1 else s.window_count + 1 end
+            where s.window_started_at <= now() - interval '1 hour' or s.window_count < $9
+            returning s.source
+        ), source_admitted as (
+            select email from address where $8::text is null or exists (select 1 from by_source)
         ), global as (
             insert into mail_hourly as h (hour, sent)
-            select date_trunc('hour', now()), 1 from address
+            select date_trunc('hour', now()), 1 from source_admitted
             on conflict on constraint mail_hourly_pkey do update set sent = h.sent + 1
-            where h.sent < $5
+            where h.sent < case when $2 = 'reset_password' then $5::int4
+                                else $5::int4 - $5::int4 / $10::int4 end
             returning h.hour
         ), token as (
             insert into mail_tokens as m (user_id, kind, token_hash, expires_at)
@@ -87,8 +114,8 @@ pub async fn request_mail(
         )
         select exists (select 1 from target) as "known!",
                exists (select 1 from address) as "address!",
-               exists (select 1 from global) as "global!",
-               exists (select 1 from token) as "issued!"
+               exists (select 1 from source_admitted) as "source!",
+               exists (select 1 from global) as "global!"
         "#,
         email,
         kind.as_str(),
@@ -97,13 +124,17 @@ pub async fn request_mail(
         i32::try_from(hourly_limit).unwrap_or(i32::MAX),
         MAIL_KIND_INTERVAL.as_secs_f64(),
         MAIL_HOURLY_PER_ADDRESS,
+        source,
+        MAIL_HOURLY_PER_SOURCE,
+        RESET_RESERVED_DIVISOR,
     )
     .fetch_one(connection))?;
-    Ok(match (row.known, row.address, row.global, row.issued) {
+    Ok(match (row.known, row.address, row.source, row.global) {
         (false, ..) => MailRequest::NoAccount,
         (true, false, ..) => MailRequest::AddressLimited,
-        (true, true, false, _) => MailRequest::GlobalLimited,
-        (true, true, true, _) => MailRequest::Issued,
+        (true, true, false, _) => MailRequest::SourceLimited,
+        (true, true, true, false) => MailRequest::GlobalLimited,
+        (true, true, true, true) => MailRequest::Issued,
     })
 }
 

@@ -115,8 +115,8 @@ pub async fn purge_login_attempts(db: &mut DbConnection, batch: i64) -> Result<u
 }
 
 /// Deletes up to `batch` rows of mail state nobody needs any more, and returns how many: link
-/// tokens past their expiry, per-address limits whose window ended over an hour ago (no limit
-/// reads them), and global hourly counts older than two hours.
+/// tokens past their expiry, per-address and per-source limits whose window ended over an hour
+/// ago (no limit reads them), and global hourly counts older than two hours.
 pub async fn purge_mail_state(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
     let deleted = one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
@@ -132,12 +132,18 @@ pub async fn purge_mail_state(db: &mut DbConnection, batch: i64) -> Result<u64, 
                    limit $1 for update skip locked) as doomed
             where q.email = doomed.email
             returning 1
+        ), sources as (
+            delete from mail_sources as s
+            using (select source from mail_sources where window_started_at < now() - interval '2 hours'
+                   limit $1 for update skip locked) as doomed
+            where s.source = doomed.source
+            returning 1
         ), hourly as (
             delete from mail_hourly where hour < now() - interval '2 hours'
             returning 1
         )
         select (select count(*) from tokens) + (select count(*) from quota)
-               + (select count(*) from hourly) as "deleted!"
+               + (select count(*) from sources) + (select count(*) from hourly) as "deleted!"
         "#,
         batch,
     )

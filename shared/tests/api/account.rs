@@ -331,6 +331,64 @@ async fn one_mail_of_a_kind_per_minute_and_five_an_hour_per_address(pool: PgPool
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn three_signup_and_deletion_cycles_within_seconds_mail_the_address_once(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("cycle");
+
+    for _ in 0..3 {
+        let signup = api.signed_up(&email).await;
+        let deleted = api.delete_account(&signup.access_token(), PASSWORD).await;
+        assert_eq!(deleted.status, 204, "{:?}", deleted.body);
+    }
+
+    mail(&email, 1).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn one_source_address_has_anonymous_requests_send_at_most_twenty_mails_an_hour(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |_| {}).await;
+    let per_source = shared::links::store::MAIL_HOURLY_PER_SOURCE as usize;
+    let addresses: Vec<String> = (0..=per_source).map(|n| address(&format!("src{n}"))).collect();
+    let signup = |email: &str| json_request(&json!({ "email": email, "password": PASSWORD }).to_string());
+    let forgot = |email: &str| json_request(&json!({ "email": email }).to_string());
+
+    for email in &addresses {
+        assert_eq!(api.send_from("198.51.100.7", Endpoint::Signup, signup(email)).await.status, 201);
+    }
+    let same_source = api.send_from("198.51.100.7", Endpoint::ForgotPassword, forgot(&addresses[0])).await;
+    let elsewhere = api.send_from("198.51.100.8", Endpoint::ForgotPassword, forgot(&addresses[1])).await;
+
+    let delivered: Vec<usize> = futures_util::future::join_all(addresses.iter().map(|a| sent_mail(a)))
+        .await
+        .iter()
+        .map(Vec::len)
+        .collect();
+    let mut expected = vec![1; per_source + 1];
+    expected[per_source] = 0; // the last signup's verification: over its source's limit
+    expected[1] = 2; // the reset asked for from another address
+    assert_eq!(delivered, expected);
+    assert_eq!((same_source.status, elsewhere.status), (202, 202), "a limit is never told");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn verification_mails_leave_a_fifth_of_the_hourly_cap_to_reset_links(pool: PgPool) {
+    let api = TestApp::with_mail(pool, |app| {
+        app.mailer = Mailer::new(Some(MailConfig { hourly_limit: 10, ..crate::helpers::mail_config() }));
+    })
+    .await;
+    let (early, late) = (address("early"), address("late"));
+    api.signed_up(&early).await;
+    sqlx::query("update mail_hourly set sent = 8").execute(&api.pool).await.unwrap();
+
+    api.signed_up(&late).await; // its verification: over the verifications' four fifths
+    api.forgot(&early).await; // a reset: within the fifth kept for resets
+
+    mail(&late, 0).await;
+    let early_mail = mail(&early, 2).await;
+    assert!(early_mail[1].contains("Reset your password"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn ten_concurrent_requests_for_one_address_send_one_mail(pool: PgPool) {
     let api = TestApp::with_mail(pool, |_| {}).await;
     let email = address("burst");
@@ -507,13 +565,15 @@ async fn deleting_the_account_removes_everything_and_ends_every_token_at_once(po
 
     assert_eq!((wrong.status, wrong.error_code()), (403, "invalid_password"));
     assert_eq!((deleted.status, &deleted.body), (204, &Value::Null));
-    for table in ["users", "sessions", "refresh_tokens", "mail_tokens", "mail_quota", "login_attempts"] {
+    for table in ["users", "sessions", "refresh_tokens", "mail_tokens", "login_attempts"] {
         let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {table}")))
             .fetch_one(&api.pool)
             .await
             .unwrap();
         assert_eq!(rows, 0, "{table} keeps nothing of the user");
     }
+    // The address's sending limits outlive the account, until the purge finds their hour over.
+    assert_eq!(api.count("select count(*) from mail_quota").await, 1);
     for old in [&signup, &other] {
         assert_eq!(api.get_me(&old.access_token()).await.status, 401);
         assert_eq!(api.post_refresh(&old.refresh_token()).await.status, 401);
@@ -584,7 +644,7 @@ async fn the_session_list_shows_each_device_and_revokes_only_the_callers_session
 async fn with_require_verified_email_an_unverified_address_cannot_log_in(pool: PgPool) {
     let api = TestApp::with_mail(pool, |app| app.require_verified_email = true).await;
     let email = address("required");
-    api.signed_up(&email).await;
+    assert_eq!(api.post_signup(&email, PASSWORD).await.status, 202);
 
     let unverified = api.post_login(&email, PASSWORD).await;
     let wrong = api.post_login(&email, "a wrong password").await;
@@ -598,6 +658,41 @@ async fn with_require_verified_email_an_unverified_address_cannot_log_in(pool: P
         "said only to the password's holder"
     );
     assert_eq!(verified.status, 200, "{:?}", verified.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn with_require_verified_email_signup_answers_every_address_alike_and_the_mail_says_which(
+    pool: PgPool,
+) {
+    let api = TestApp::with_mail(pool, |app| app.require_verified_email = true).await;
+    let (new, taken) = (address("new"), address("taken"));
+    assert_eq!(api.post_signup(&taken, PASSWORD).await.status, 202);
+    api.verify(&link_token(&mail(&taken, 1).await[0])).await;
+
+    let fresh = api.post_signup(&new, PASSWORD).await;
+    let again = api.post_signup(&taken, "another fine passphrase").await;
+
+    for answer in [&fresh, &again] {
+        assert_eq!((answer.status, &answer.body), (202, &Value::Null), "no tokens: {:?}", answer.body);
+    }
+    let names = |answer: &Response| answer.headers.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&fresh), names(&again), "the same headers");
+    assert_eq!(api.count("select count(*) from sessions").await, 0, "nobody is signed in by a signup");
+    // The new address: its verification, then it signs in.
+    let verification = read_mail(&mail(&new, 1).await[0]);
+    assert_eq!(verification.subject, "Verify your email address");
+    assert_eq!(api.post_login(&new, PASSWORD).await.error_code(), "email_not_verified");
+    api.verify(&link_token(&mail(&new, 1).await[0])).await;
+    assert_eq!(api.post_login(&new, PASSWORD).await.status, 200);
+    // The taken address: a mail saying so, whose link resets the password; the signup's
+    // password changed nothing.
+    let notice = mail(&taken, 2).await;
+    let read = read_mail(&notice[1]);
+    assert_eq!(read.subject, "You already have an account");
+    assert!(read.text.contains("already has an account"), "{}", read.text);
+    assert_eq!(api.post_login(&taken, "another fine passphrase").await.status, 401);
+    let reset = api.reset(&link_token(&notice[1]), NEW_PASSWORD).await;
+    assert_eq!(reset.status, 200, "{:?}", reset.body);
 }
 
 #[sqlx::test(migrations = "../migrations")]

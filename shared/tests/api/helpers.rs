@@ -191,18 +191,22 @@ impl TestApp {
         for (name, value) in headers.as_object().into_iter().flatten() {
             all[name] = value.clone();
         }
-        let mut request = event("POST", "/auth/login", all, Some(&body), false);
-        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(context)) =
+        self.send_from(ip, Endpoint::Login, event("POST", "/auth/login", all, Some(&body), false)).await
+    }
+
+    /// Sends `request` as if from the source address `ip` (API Gateway's `sourceIp`).
+    pub async fn send_from(&self, ip: &str, endpoint: Endpoint, request: Request) -> Response {
+        let mut request = request;
+        if let Some(lambda_http::request::RequestContext::ApiGatewayV2(mut context)) =
             lambda_http::RequestExt::request_context_ref(&request).cloned()
         {
-            let mut context = context;
             context.http.source_ip = Some(ip.to_owned());
             request = lambda_http::RequestExt::with_request_context(
                 request,
                 lambda_http::request::RequestContext::ApiGatewayV2(context),
             );
         }
-        self.send(Endpoint::Login, request).await
+        self.send(endpoint, request).await
     }
 
     pub async fn post_refresh(&self, refresh_token: &str) -> Response {

@@ -113,7 +113,7 @@ impl Fixture {
         {
             if event.contains(placeholder) {
                 let token = MailToken::generate()?;
-                let decided = request_mail(&mut db, email.as_str(), kind, &token.hash(), u32::MAX)
+                let decided = request_mail(&mut db, email.as_str(), kind, &token.hash(), u32::MAX, None)
                     .await
                     .context("storing a link")?;
                 anyhow::ensure!(decided == MailRequest::Issued, "the link was not stored: {decided:?}");
