@@ -70,7 +70,21 @@ def fail(message):
     sys.exit(1)
 
 
+def exists(sm, secret):
+    try:
+        sm.describe_secret(SecretId=secret)
+        return True
+    except sm.exceptions.ResourceNotFoundException:
+        return False
+
+
 def new(args, sm):
+    # Replacing the keys of a live deployment refuses every token it issued (and every session's
+    # refresh token): only on purpose.
+    existing = [s for s in (args.signing_secret, args.verification_secret) if exists(sm, s)]
+    if existing and not args.force:
+        fail(f"{' and '.join(existing)} already exist: replacing them would refuse every token and session "
+             "issued with them. Rotate with publish/promote/retire, or pass --force to replace them anyway")
     current, jwk = generate(args.algorithm, args.kid)
     signing = {"current": current, "refresh_token_key": secrets.token_urlsafe(48)}
     arns = {"signing_secret_arn": write(sm, args.signing_secret, signing, create=True),
@@ -137,6 +151,9 @@ def main():
         command.add_argument("--signing-secret", required=True, help="name or ARN")
         if needs_verification:
             command.add_argument("--verification-secret", required=True, help="name or ARN")
+        if name == "new":
+            command.add_argument("--force", action="store_true",
+                                 help="replace secrets that already exist (every live token stops working)")
         if name in ("new", "publish"):
             command.add_argument("--algorithm", choices=["RS256", "ES256", "EdDSA"], default="RS256")
             command.add_argument("--kid", default=time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime()))

@@ -10,10 +10,14 @@ use std::time::Duration;
 use crate::helpers::{TestApi, email, eventually, key_id, moto_endpoint, use_local_secrets_manager};
 use serde_json::Value;
 
+fn run_keys(args: &[&str]) -> std::process::Output {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/keys");
+    Command::new(&script).args(args).output().expect("running scripts/keys")
+}
+
 /// Runs `scripts/keys` with `args`; its stdout is one JSON document.
 fn keys(args: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/keys");
-    let output = Command::new(&script).args(args).output().expect("running scripts/keys");
+    let output = run_keys(args);
     assert!(
         output.status.success(),
         "scripts/keys {args:?}: {}{}",
@@ -25,6 +29,26 @@ fn keys(args: &[&str]) -> Value {
 
 fn published(jwks: &Value) -> Vec<String> {
     jwks["keys"].as_array().expect("keys").iter().map(|key| key["kid"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn new_keys_never_replace_existing_secrets_unless_forced() {
+    let prefix = format!("e2e/{}", uuid::Uuid::new_v4().simple());
+    let (signing, verification) = (format!("{prefix}/signing"), format!("{prefix}/verification"));
+    let both = ["--signing-secret", signing.as_str(), "--verification-secret", verification.as_str()];
+    keys(&[&["new"][..], &both, &["--kid", "k1"]].concat());
+
+    let again = run_keys(&[&["new"][..], &both, &["--kid", "k2"]].concat());
+    let kept = keys(&[&["show"][..], &both].concat());
+    let forced = keys(&[&["new"][..], &both, &["--kid", "k3", "--force"]].concat());
+    let replaced = keys(&[&["show"][..], &both].concat());
+
+    assert!(!again.status.success(), "a second new was not refused");
+    let refusal = String::from_utf8_lossy(&again.stderr);
+    assert!(refusal.contains("already exist") && refusal.contains("--force"), "{refusal}");
+    assert_eq!(kept["current"], "k1", "the refused run changed nothing");
+    assert!(forced["signing_secret_arn"].is_string());
+    assert_eq!(replaced["current"], "k3");
 }
 
 #[tokio::test]
