@@ -425,6 +425,11 @@ def check_vpc_options(source, template, check):
         ("a database security group without the functions' groups", {"DatabaseSecurityGroupId": "sg-0bad"}, True),
         ("the S3 endpoint without VpcId", {"SubnetIds": subnets, "SecurityGroupIds": groups,
                                            "S3EndpointRouteTableIds": ["rtb-0123abcd"]}, True),
+        ("the SES endpoint without VpcId",
+         {"SubnetIds": subnets, "SecurityGroupIds": groups, "CreateSesEndpoint": "true"}, True),
+        ("the SES endpoint with VpcId, subnets and security groups",
+         {"SubnetIds": subnets, "SecurityGroupIds": groups, "VpcId": "vpc-0123abcd", "CreateSesEndpoint": "true"},
+         False),
     ]
     for name, overrides, refused in cases:
         failed = refused_by_rules(source, dict(base, **overrides))
@@ -441,7 +446,8 @@ def check_vpc_options(source, template, check):
               if r["Type"].startswith("AWS::EC2::") and off.get(r.get("Condition"), True)]
     check("without the options the template creates no EC2 resource", absent == [], absent)
     endpoints = [name for name, r in output["Resources"].items() if r["Type"] == "AWS::EC2::VPCEndpoint"
-                 and r["Properties"].get("VpcEndpointType") == "Interface"]
+                 and r["Properties"].get("VpcEndpointType") == "Interface"
+                 and "secretsmanager" in json.dumps(r["Properties"].get("ServiceName"))]
     with_s3 = dict(vpc, S3EndpointRouteTableIds=["rtb-0123abcd", "rtb-4567ef01"])
     s3_parameters, s3_conditions = deployed_values(source, with_s3)
     gateways = [evaluate(r["Properties"], s3_parameters, s3_conditions)
@@ -479,6 +485,28 @@ def check_vpc_options(source, template, check):
                for r in deployed.values() if "GroupId" in r and "IpProtocol" in r]
     check("DatabaseSecurityGroupId gets an ingress rule admitting Postgres from the functions' security group",
           ingress == [("sg-0dbdbdbd", "tcp", 5432, 5432, "sg-0123abcd")], ingress)
+
+    # The SES API's endpoint: the mail senders run in the VPC and call SES over HTTPS.
+    with_ses = dict(vpc, CreateSesEndpoint="true")
+    ses_parameters, ses_conditions = deployed_values(source, with_ses)
+    ses_output = transform(copy.deepcopy(template), with_ses, OfflinePolicies())["Resources"]
+    ses = {name: evaluate(r["Properties"], ses_parameters, ses_conditions) for name, r in ses_output.items()
+           if r["Type"] == "AWS::EC2::VPCEndpoint" and ses_conditions.get(r.get("Condition"), True)
+           and json.dumps(r["Properties"].get("ServiceName")).endswith('.email"}')}
+    check("without CreateSesEndpoint there is no SES endpoint",
+          not any(conditions.get(r.get("Condition"), True) for r in output["Resources"].values()
+                  if r["Type"] == "AWS::EC2::VPCEndpoint" and json.dumps(r["Properties"].get("ServiceName")).endswith('.email"}')))
+    (ses_name, ses_endpoint), = ses.items() if len(ses) == 1 else [(None, {})]
+    ses_groups = [g.get("Ref") for g in ses_endpoint.get("SecurityGroupIds", []) if isinstance(g, dict)]
+    ses_group = evaluate(ses_output.get(ses_groups[0], {}).get("Properties", {}), ses_parameters, ses_conditions) \
+        if len(ses_groups) == 1 else {}
+    ses_https = [(r["IpProtocol"], r["FromPort"], r["ToPort"], r.get("SourceSecurityGroupId"))
+                 for r in ses_group.get("SecurityGroupIngress", [])]
+    check("CreateSesEndpoint makes an interface endpoint for the SES API (email, not email-smtp) with private DNS "
+          "in the subnets, admitting HTTPS from the functions' security group alone",
+          ses_endpoint.get("VpcEndpointType") == "Interface" and ses_endpoint.get("PrivateDnsEnabled") is True
+          and ses_endpoint.get("SubnetIds") == subnets and ses_https == [("tcp", 443, 443, "sg-0123abcd")],
+          (ses_name, ses_endpoint, ses_https))
 
 
 
