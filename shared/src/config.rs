@@ -68,7 +68,7 @@ pub struct Config {
     /// sent, which the function warns of at start) or the function sends none.
     pub mail: Option<MailConfig>,
     /// Whether login refuses an address not yet verified (`REQUIRE_VERIFIED_EMAIL`, default
-    /// false): 403 `email_not_verified`.
+    /// false), with a wrong password's 401, and signup answers every address alike (202).
     pub require_verified_email: bool,
     /// Failed logins one source address may make across every email in 10 minutes
     /// (`LOGIN_SOURCE_FAILURE_LIMIT`, default [`DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT`]).

@@ -39,9 +39,6 @@ pub enum ApiError {
     /// the account's. A 403, not a 401: the access token itself is fine.
     #[error("the password is incorrect")]
     InvalidPassword,
-    /// Login refused until the address is verified (`REQUIRE_VERIFIED_EMAIL`).
-    #[error("the email address is not verified yet; follow the link in the verification mail")]
-    EmailNotVerified,
     /// No session of the caller's has this id (another user's sessions are unknown alike).
     #[error("no such session")]
     SessionNotFound,
@@ -77,7 +74,7 @@ impl ApiError {
             | Self::InvalidToken
             | Self::InvalidRefreshToken
             | Self::RefreshTokenReused => 401,
-            Self::InvalidPassword | Self::EmailNotVerified => 403,
+            Self::InvalidPassword => 403,
             Self::SessionNotFound => 404,
             Self::EmailTaken => 409,
             Self::PayloadTooLarge { .. } => 413,
@@ -100,7 +97,6 @@ impl ApiError {
             // The same code as a bad access token: a token the client holds is no good.
             Self::InvalidToken | Self::InvalidLinkToken => "invalid_token",
             Self::InvalidPassword => "invalid_password",
-            Self::EmailNotVerified => "email_not_verified",
             Self::SessionNotFound => "session_not_found",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",

@@ -127,9 +127,12 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
         return Err(ApiError::InvalidCredentials);
     };
     tracing::Span::current().record("user", tracing::field::display(user.id.0));
-    // Said only to whoever knows the password. The attempt stays counted, as a failure is.
+    // Not even to whoever knows the password: with signup answering every address alike, the
+    // password of an unverified account may be one a prober chose at a signup of their own, and
+    // a distinct answer would tell that their signup made the account. A wrong password's answer
+    // (the verification mail told the owner what to do). The attempt stays counted.
     if app.require_verified_email && user.email_verified_at.is_none() {
-        return Err(ApiError::EmailNotVerified);
+        return Err(ApiError::InvalidCredentials);
     }
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;

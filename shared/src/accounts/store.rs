@@ -161,7 +161,14 @@ pub async fn admit_login(
             where w.window_started_at <= now() - make_interval(secs => $5) or w.failed_count < $4
             returning w.key
         ), source_admitted as (
-            select 1 where $3::text is null or exists (select 1 from by_source)
+            -- The email's ceiling is read here and counted last: an attempt it refuses costs
+            -- the attempt's own backoff nothing (an owner waiting out a crowd is not pushed back
+            -- further by their own tries).
+            select 1 where ($3::text is null or exists (select 1 from by_source))
+              and not exists (
+                  select 1 from login_failure_windows
+                  where $6 and scope = 'email' and key = $1 and failed_count >= $7
+                    and window_started_at > now() - make_interval(secs => $8))
         ), admitted as (
             insert into login_attempts as a (email, source, failed_count, last_failed_at)
             select $1, $2, 1, now() from source_admitted
@@ -263,13 +270,22 @@ pub async fn start_session(
         r#"
         with verified as (
             select id from users where id = $1 and password_hash = $9 for no key update
+        ), source_back as (
+            update login_failure_windows set failed_count = greatest(failed_count - 1, 0)
+            where scope = 'source' and key = $11 and exists (select 1 from verified)
+            returning 1
         ), cleared as (
+            -- Each step waits for the one before (the count of its rows), so that the rows are
+            -- locked in admit_login's order (source, backoff, email): two logins of one email
+            -- and address at once queue, never deadlock.
             delete from login_attempts
             where email = $2 and source = $10 and exists (select 1 from verified)
-        ), taken_back as (
+              and (select count(*) from source_back) >= 0
+            returning 1
+        ), email_back as (
             update login_failure_windows set failed_count = greatest(failed_count - 1, 0)
-            where exists (select 1 from verified)
-              and ((scope = 'source' and key = $11) or ($12 and scope = 'email' and key = $2))
+            where scope = 'email' and key = $2 and $12 and exists (select 1 from verified)
+              and (select count(*) from cleared) >= 0
         ), rehashed as (
             update users set password_hash = $6
             where id in (select id from verified) and $6::text is not null
@@ -342,6 +358,11 @@ pub async fn change_password(
             where user_id in (select id from changed) and kind = 'reset_password'
         ), cleared as (
             delete from login_attempts where email in (select email from changed)
+            returning 1
+        ), ceiling as (
+            -- A new password makes earlier guesses moot; after the backoff rows (admit_login's order).
+            delete from login_failure_windows
+            where scope = 'email' and key in (select email from changed) and (select count(*) from cleared) >= 0
         )
         select exists (select 1 from changed) as "changed!"
         "#,

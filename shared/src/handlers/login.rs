@@ -13,8 +13,7 @@ use crate::metrics;
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false };
 
 /// 200 with the token response; 401 `invalid_credentials` for an unknown email or a wrong
-/// password alike; 403 `email_not_verified` when `REQUIRE_VERIFIED_EMAIL` holds and the address
-/// is not verified.
+/// password alike, and, when `REQUIRE_VERIFIED_EMAIL` holds, for an address not verified yet.
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: Credentials = request.json()?;
     // A malformed email cannot belong to an account: the same 401 as any unknown email.

@@ -20,7 +20,7 @@ pub enum MailRequest {
     NoAccount,
     /// The address had a mail of this kind in the last 60 s, or 5 mails this hour: no mail.
     AddressLimited,
-    /// The request's source address had [`MAIL_HOURLY_PER_SOURCE`] mails this hour: no mail.
+    /// The request's source address made [`MAIL_HOURLY_PER_SOURCE`] requests this hour: no mail.
     SourceLimited,
     /// The global hourly cap is reached: no mail.
     GlobalLimited,
@@ -30,7 +30,8 @@ pub enum MailRequest {
 pub const MAIL_KIND_INTERVAL: Duration = Duration::from_secs(60);
 pub const MAIL_HOURLY_PER_ADDRESS: i32 = 5;
 
-/// How many mails the anonymous requests of one source address may have sent in an hour.
+/// How many anonymous requests for a mail (signup, forgot) one source address may make in an
+/// hour, whether or not they send one.
 pub const MAIL_HOURLY_PER_SOURCE: i32 = 20;
 
 /// The share of the global hourly cap that only reset links may use: verification mails stop at
@@ -43,12 +44,13 @@ pub const RESET_RESERVED_DIVISOR: i32 = 5;
 /// signed-in user's.
 ///
 /// The limits hold across every sandbox, and are checked in order, each only once the one
-/// before admitted the mail: the address's (its row lock makes concurrent requests see each
-/// other's counts), the source's, then the global count, one row per clock hour, of which
-/// verification mails may take only four fifths (a refused address or source spends none of
-/// it). A mail a later limit refuses still counts against the earlier ones. Addresses without
-/// an account leave no row; an address's row outlives its account (a deleted and re-created
-/// account is still limited), until the purge finds its window over.
+/// before admitted the request: the source's (every anonymous request counts, whether or not
+/// an account has the address), the address's (its row lock makes concurrent requests see each
+/// other's counts), then the global count, one row per clock hour, of which verification mails
+/// may take only four fifths (a refused source or address spends none of it). A mail a later
+/// limit refuses still counts against the earlier ones. Addresses without an account leave no
+/// row; an address's row outlives its account (a deleted and re-created account is still
+/// limited), until the purge finds its window over.
 pub async fn request_mail(
     db: &mut DbConnection,
     email: &str,
@@ -59,9 +61,25 @@ pub async fn request_mail(
 ) -> Result<MailRequest, sqlx::Error> {
     let row = one_statement!(db, |connection| sqlx::query!(
         r#"
-        with target as (
+        with by_source as (
+            -- Every anonymous request counts, for an address with an account or without: the
+            -- count tells nothing about which, and a source past its limit is refused before it
+            -- can spend anyone's own limit.
+            insert into mail_sources as s (source, window_started_at, window_count)
+            select $8, now(), 1 where $8::text is not null
+            on conflict on constraint mail_sources_pkey do update
+            set window_started_at = case when s.window_started_at <= now() - interval '1 hour'
+                                         then now() else s.window_started_at end,
+                window_count = case when s.window_started_at <= now() - interval '1 hour'
+                                    then 1 else s.window_count + 1 end
+            where s.window_started_at <= now() - interval '1 hour' or s.window_count < $9
+            returning s.source
+        ), source_admitted as (
+            select 1 where $8::text is null or exists (select 1 from by_source)
+        ), target as (
             select id, email from users
             where email = $1 and ($2 = 'reset_password' or email_verified_at is null)
+              and exists (select 1 from source_admitted)
         ), address as (
             insert into mail_quota as q
                 (email, verify_email_sent_at, reset_password_sent_at, window_started_at, window_count)
@@ -84,21 +102,9 @@ pub async fn request_mail(
                   <= now() - make_interval(secs => $6)
               and (q.window_started_at <= now() - interval '1 hour' or q.window_count < $7)
             returning q.email
-        ), by_source as (
-            insert into mail_sources as s (source, window_started_at, window_count)
-            select $8, now(), 1 from address where $8::text is not null
-            on conflict on constraint mail_sources_pkey do update
-            set window_started_at = case when s.window_started_at <= now() - interval '1 hour'
-                                         then now() else s.window_started_at end,
-                window_count = case when s.window_started_at <= now() - interval '1 hour'
-                                    then 1 else s.window_count + 1 end
-            where s.window_started_at <= now() - interval '1 hour' or s.window_count < $9
-            returning s.source
-        ), source_admitted as (
-            select email from address where $8::text is null or exists (select 1 from by_source)
         ), global as (
             insert into mail_hourly as h (hour, sent)
-            select date_trunc('hour', now()), 1 from source_admitted
+            select date_trunc('hour', now()), 1 from address
             on conflict on constraint mail_hourly_pkey do update set sent = h.sent + 1
             where h.sent < case when $2 = 'reset_password' then $5::int4
                                 else $5::int4 - $5::int4 / $10::int4 end
@@ -112,9 +118,9 @@ pub async fn request_mail(
             set token_hash = excluded.token_hash, created_at = now(), expires_at = excluded.expires_at
             returning m.user_id
         )
-        select exists (select 1 from target) as "known!",
+        select exists (select 1 from source_admitted) as "source!",
+               exists (select 1 from target) as "known!",
                exists (select 1 from address) as "address!",
-               exists (select 1 from source_admitted) as "source!",
                exists (select 1 from global) as "global!"
         "#,
         email,
@@ -129,10 +135,10 @@ pub async fn request_mail(
         RESET_RESERVED_DIVISOR,
     )
     .fetch_one(connection))?;
-    Ok(match (row.known, row.address, row.source, row.global) {
-        (false, ..) => MailRequest::NoAccount,
-        (true, false, ..) => MailRequest::AddressLimited,
-        (true, true, false, _) => MailRequest::SourceLimited,
+    Ok(match (row.source, row.known, row.address, row.global) {
+        (false, ..) => MailRequest::SourceLimited,
+        (true, false, ..) => MailRequest::NoAccount,
+        (true, true, false, _) => MailRequest::AddressLimited,
         (true, true, true, false) => MailRequest::GlobalLimited,
         (true, true, true, true) => MailRequest::Issued,
     })
@@ -217,6 +223,11 @@ pub async fn reset_password(
             where session_id in (select id from revoked_sessions) and revoked_at is null
         ), cleared as (
             delete from login_attempts where email in (select email from updated)
+            returning 1
+        ), ceiling as (
+            -- A new password makes earlier guesses moot; after the backoff rows (admit_login's order).
+            delete from login_failure_windows
+            where scope = 'email' and key in (select email from updated) and (select count(*) from cleared) >= 0
         ), new_session as (
             insert into sessions (id, user_id, user_agent, ip)
             select $4, user_id, $7, $8::text::inet from consumed

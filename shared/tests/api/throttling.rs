@@ -280,3 +280,44 @@ async fn a_success_takes_its_attempt_back_from_the_source_and_email_counts(pool:
         app.count("select coalesce(sum(failed_count), 0)::int8 from login_failure_windows").await;
     assert_eq!(counted, 0, "ten successes from one address, nothing counted against it");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn attempts_the_emails_ceiling_refuses_leave_the_owners_own_backoff_alone(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    sqlx::query(
+        "insert into login_failure_windows (scope, key, window_started_at, failed_count)
+         values ('email', 'alice@example.com', now(), 100000)",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    for _ in 0..10 {
+        assert_eq!(app.post_login("alice@example.com", PASSWORD).await.status, 429);
+    }
+
+    assert_eq!(failed_count(&app, "alice@example.com").await, 0, "the owner's backoff did not move");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn rounds_of_five_concurrent_right_logins_from_one_address_all_get_in(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+
+    // Five at once: each is counted until it succeeds, and the backoff admits five.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let logins = (0..5).map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.post_login("alice@example.com", PASSWORD).await.status })
+        });
+        statuses
+            .extend(futures_util::future::join_all(logins).await.into_iter().map(|s| s.expect("no panic")));
+    }
+
+    assert!(statuses.iter().all(|&status| status == 200), "no deadlock, no 429: {statuses:?}");
+    let counted: i64 =
+        app.count("select coalesce(sum(failed_count), 0)::int8 from login_failure_windows").await;
+    assert_eq!(counted, 0, "every success took its count back");
+}
