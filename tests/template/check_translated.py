@@ -158,8 +158,9 @@ def migration_function(source, functions):
 
 
 def power_tuned_binaries(path):
-    """The binaries section 9 of BENCHMARKS.md (power tuning) chose a MemorySize for: the first
-    cell of each row of its `| function | MemorySize |` table. None without the file or section."""
+    """The binaries section 9 of BENCHMARKS.md (power tuning) chose a MemorySize for, with that
+    size: the first two cells of each row of its `| function | MemorySize |` table. None without
+    the file or section."""
     if not os.path.exists(path):
         return None
     with open(path) as handle:
@@ -168,12 +169,12 @@ def power_tuned_binaries(path):
     if section is None:
         return None
     table = section[1].split("| function | MemorySize |", 1)
-    binaries = set()
+    binaries = {}
     for line in (table[1].splitlines()[2:] if len(table) == 2 else []):
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if not line.strip().startswith("|") or len(cells) < 2 or not cells[1].isdigit():
             break
-        binaries.add(cells[0])
+        binaries[cells[0]] = int(cells[1])
     return binaries
 
 
@@ -1095,10 +1096,15 @@ def main(path):
     benchmarks = os.path.join(os.path.dirname(os.path.abspath(path)), "BENCHMARKS.md")
     tuned = power_tuned_binaries(benchmarks)
     served = {f.binary or name for name, f in functions.items() if f.routes}
-    untuned = sorted(served - (tuned or set()))
+    untuned = sorted(served - set(tuned or {}))
     check("BENCHMARKS.md section 9 (power tuning) chooses a MemorySize for every function that serves a route",
           tuned is not None and not untuned,
           "no section 9 with a `| function | MemorySize |` table" if tuned is None else f"no row for {', '.join(untuned)}")
+    sizes = {f.binary or name: resources[name]["Properties"].get("MemorySize") for name, f in functions.items()}
+    differ = {binary: (sizes.get(binary), chosen) for binary, chosen in (tuned or {}).items()
+              if binary in served and str(sizes.get(binary)) != str(chosen)}
+    check("each function that serves a route has the MemorySize BENCHMARKS.md section 9 chose for it", not differ,
+          {binary: f"template {have}, section 9 {chosen}" for binary, (have, chosen) in differ.items()})
 
     passed, failed = results.count(True), results.count(False)
     print(f"template: {passed} passed, {failed} failed")

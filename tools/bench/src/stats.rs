@@ -38,6 +38,13 @@ impl Samples {
         self.percentile(0.5)
     }
 
+    pub fn mean(&self) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.iter().sum::<f64>() / self.0.len() as f64
+    }
+
     pub fn min(&self) -> f64 {
         self.0.first().copied().unwrap_or(f64::NAN)
     }
