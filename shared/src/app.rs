@@ -37,6 +37,8 @@ pub struct App {
     pub require_verified_email: bool,
     /// Failed logins a source address may make across emails in 10 minutes.
     pub login_source_limit: u32,
+    /// Anonymous mail requests a source address may make in an hour.
+    pub mail_source_limit: u32,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -80,6 +82,7 @@ impl App {
             mailer: Mailer::new(config.mail),
             require_verified_email: config.require_verified_email,
             login_source_limit: config.login_source_limit,
+            mail_source_limit: config.mail_source_limit,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
@@ -104,6 +107,7 @@ impl App {
             mailer: Mailer::new(None),
             require_verified_email: false,
             login_source_limit: crate::config::DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT,
+            mail_source_limit: crate::config::DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),

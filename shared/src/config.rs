@@ -73,7 +73,13 @@ pub struct Config {
     /// Failed logins one source address may make across every email in 10 minutes
     /// (`LOGIN_SOURCE_FAILURE_LIMIT`, default [`DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT`]).
     pub login_source_limit: u32,
+    /// Anonymous mail requests (signup, forgot) one source address may make in an hour
+    /// (`MAIL_SOURCE_HOURLY_LIMIT`, default [`DEFAULT_MAIL_SOURCE_HOURLY_LIMIT`]).
+    pub mail_source_limit: u32,
 }
+
+/// The default of `MAIL_SOURCE_HOURLY_LIMIT`: 20 anonymous mail requests per source address an hour.
+pub const DEFAULT_MAIL_SOURCE_HOURLY_LIMIT: u32 = 20;
 
 /// The default of `LOGIN_SOURCE_FAILURE_LIMIT`: 200 failures per source address in 10 minutes.
 pub const DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT: u32 = 200;
@@ -205,19 +211,25 @@ impl Config {
             metrics_namespace: vars.optional("METRICS_NAMESPACE").unwrap_or_else(|| "AuthApi".to_owned()),
             mail: if needs.mail { mail_config(&vars)? } else { None },
             require_verified_email: vars.parsed("REQUIRE_VERIFIED_EMAIL", false)?,
-            login_source_limit: login_source_limit(&vars)?,
+            login_source_limit: at_least_one(
+                &vars,
+                "LOGIN_SOURCE_FAILURE_LIMIT",
+                DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT,
+            )?,
+            mail_source_limit: at_least_one(
+                &vars,
+                "MAIL_SOURCE_HOURLY_LIMIT",
+                DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
+            )?,
         })
     }
 }
 
-/// `LOGIN_SOURCE_FAILURE_LIMIT`: at least 1.
-fn login_source_limit(vars: &Vars<'_>) -> Result<u32, ConfigError> {
-    let limit = vars.parsed("LOGIN_SOURCE_FAILURE_LIMIT", DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT)?;
+/// A count limit from `name`: at least 1 (`default` when unset).
+fn at_least_one(vars: &Vars<'_>, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    let limit = vars.parsed(name, default)?;
     if limit == 0 {
-        return Err(ConfigError::Malformed {
-            name: "LOGIN_SOURCE_FAILURE_LIMIT",
-            problem: "must be at least 1".to_owned(),
-        });
+        return Err(ConfigError::Malformed { name, problem: "must be at least 1".to_owned() });
     }
     Ok(limit)
 }

@@ -22,6 +22,19 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection as _, PgConnection};
 use tokio::sync::mpsc;
 
+/// The schema's tables once every migration ran, by name.
+const TABLES: [&str; 9] = [
+    "login_attempts",
+    "login_failure_windows",
+    "mail_hourly",
+    "mail_quota",
+    "mail_sources",
+    "mail_tokens",
+    "refresh_tokens",
+    "sessions",
+    "users",
+];
+
 /// SQLSTATE `insufficient_privilege`.
 const INSUFFICIENT_PRIVILEGE: &str = "42501";
 
@@ -293,20 +306,7 @@ async fn migrate_applies_every_migration_to_an_empty_database_then_finds_it_up_t
     assert_eq!(first["migrations"], known, "{first}");
     assert_eq!(first["application_role"], Value::Null, "one role: nothing granted");
     assert_eq!(applied_migrations(&api.db).await, known as i64);
-    assert_eq!(
-        tables(&api.db).await,
-        [
-            "login_attempts",
-            "login_failure_windows",
-            "mail_hourly",
-            "mail_quota",
-            "mail_sources",
-            "mail_tokens",
-            "refresh_tokens",
-            "sessions",
-            "users"
-        ]
-    );
+    assert_eq!(tables(&api.db).await, TABLES);
 
     let again = migrate_directly(&api).await;
 
@@ -379,21 +379,7 @@ async fn cloudformation_requests_migrate_on_create_and_update_and_change_nothing
     let deleted = response_url.answer().body;
 
     assert_eq!(deleted["Status"], "SUCCESS", "{deleted}");
-    assert_eq!(
-        tables(&api.db).await,
-        [
-            "login_attempts",
-            "login_failure_windows",
-            "mail_hourly",
-            "mail_quota",
-            "mail_sources",
-            "mail_tokens",
-            "refresh_tokens",
-            "sessions",
-            "users"
-        ],
-        "nothing dropped"
-    );
+    assert_eq!(tables(&api.db).await, TABLES, "nothing dropped");
     assert_the_application_role_has_dml_only(&api.db, &owner, &app).await;
 }
 

@@ -63,7 +63,8 @@ ALL_SECRET_VARIABLES = set(SECRET_VARIABLES.values()) | set(MIGRATION_SECRET_VAR
 MAIL_IDENTITY_ARN = "arn:aws:ses:eu-west-1:123456789012:identity/example.com"
 # The mail settings (variable -> the parameter it names), told to the sending functions only: a
 # function is a sending function when its environment has MAIL_FROM.
-MAIL_VARIABLES = {"MAIL_FROM": "MailFrom", "APP_URL": "AppUrl", "MAIL_HOURLY_LIMIT": "MailHourlyLimit"}
+MAIL_VARIABLES = {"MAIL_FROM": "MailFrom", "APP_URL": "AppUrl", "MAIL_HOURLY_LIMIT": "MailHourlyLimit",
+                  "MAIL_SOURCE_HOURLY_LIMIT": "MailRequestsPerSource"}
 # Environment every function gets (Globals), with the value it has by default.
 GLOBAL_VARIABLES = {
     "DB_SSLMODE": {"Ref": "DbSslMode"},
@@ -836,7 +837,7 @@ def check_mail(source, resources, functions, check):
         variables = resources[name]["Properties"].get("Environment", {}).get("Variables", {})
         told = {variable: variables.get(variable) for variable in MAIL_VARIABLES if variable in variables}
         expected = {variable: {"Ref": parameter} for variable, parameter in MAIL_VARIABLES.items()} if function.mailer else {}
-        check(f"{name} is told {'the mail settings (MAIL_FROM, APP_URL, MAIL_HOURLY_LIMIT)' if function.mailer else 'no mail setting'}",
+        check(f"{name} is told {'the mail settings (' + ', '.join(MAIL_VARIABLES) + ')' if function.mailer else 'no mail setting'}",
               told == expected, told)
     requiring = sorted(name for name, f in functions.items() if "REQUIRE_VERIFIED_EMAIL" in f.variables)
     serving = sorted(name for name, f in functions.items()

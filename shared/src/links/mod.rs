@@ -37,6 +37,7 @@ pub(crate) async fn send_link(
     let letter = letter.into();
     let kind = letter.kind();
     let token = MailToken::generate().context("generating the link token")?;
+    let source = source.map(|source| (source, app.mail_source_limit));
     let decision = store::request_mail(db, email, kind, &token.hash(), app.mailer.hourly_limit(), source)
         .await
         .context("recording the mail request")?;

@@ -20,7 +20,7 @@ pub enum MailRequest {
     NoAccount,
     /// The address had a mail of this kind in the last 60 s, or 5 mails this hour: no mail.
     AddressLimited,
-    /// The request's source address made [`MAIL_HOURLY_PER_SOURCE`] requests this hour: no mail.
+    /// The request's source address made its limit of requests this hour: no mail.
     SourceLimited,
     /// The global hourly cap is reached: no mail.
     GlobalLimited,
@@ -30,18 +30,14 @@ pub enum MailRequest {
 pub const MAIL_KIND_INTERVAL: Duration = Duration::from_secs(60);
 pub const MAIL_HOURLY_PER_ADDRESS: i32 = 5;
 
-/// How many anonymous requests for a mail (signup, forgot) one source address may make in an
-/// hour, whether or not they send one.
-pub const MAIL_HOURLY_PER_SOURCE: i32 = 20;
-
 /// The share of the global hourly cap that only reset links may use: verification mails stop at
 /// four fifths of it, so a flood of signups leaves room for users locked out of their accounts.
 pub const RESET_RESERVED_DIVISOR: i32 = 5;
 
 /// Decides, in one statement, whether `email` gets a mail of `kind` now, and if so stores its
 /// token (`token`, living `kind.lifetime()`), replacing the user's previous one of that kind.
-/// `source` is the source address of an anonymous request (signup, forgot), `None` for a
-/// signed-in user's.
+/// `source` is the source address of an anonymous request (signup, forgot) with the requests it
+/// may make in an hour, whether or not they send a mail; `None` for a signed-in user's.
 ///
 /// The limits hold across every sandbox, and are checked in order, each only once the one
 /// before admitted the request: the source's (every anonymous request counts, whether or not
@@ -57,8 +53,9 @@ pub async fn request_mail(
     kind: MailKind,
     token: &TokenHash,
     hourly_limit: u32,
-    source: Option<&str>,
+    source: Option<(&str, u32)>,
 ) -> Result<MailRequest, sqlx::Error> {
+    let (source, source_limit) = source.unzip();
     let row = one_statement!(db, |connection| sqlx::query!(
         r#"
         with by_source as (
@@ -131,7 +128,7 @@ pub async fn request_mail(
         MAIL_KIND_INTERVAL.as_secs_f64(),
         MAIL_HOURLY_PER_ADDRESS,
         source,
-        MAIL_HOURLY_PER_SOURCE,
+        source_limit.map(|limit| i32::try_from(limit).unwrap_or(i32::MAX)),
         RESET_RESERVED_DIVISOR,
     )
     .fetch_one(connection))?;

@@ -347,7 +347,7 @@ async fn three_signup_and_deletion_cycles_within_seconds_mail_the_address_once(p
 #[sqlx::test(migrations = "../migrations")]
 async fn one_source_address_has_anonymous_requests_send_at_most_twenty_mails_an_hour(pool: PgPool) {
     let api = TestApp::with_mail(pool, |_| {}).await;
-    let per_source = shared::links::store::MAIL_HOURLY_PER_SOURCE as usize;
+    let per_source = shared::config::DEFAULT_MAIL_SOURCE_HOURLY_LIMIT as usize;
     let addresses: Vec<String> = (0..=per_source).map(|n| address(&format!("src{n}"))).collect();
     let signup = |email: &str| json_request(&json!({ "email": email, "password": PASSWORD }).to_string());
     let forgot = |email: &str| json_request(&json!({ "email": email }).to_string());
@@ -376,7 +376,7 @@ async fn a_source_past_its_limit_spends_nobodys_address_limit(pool: PgPool) {
     let victim = address("victim");
     api.signed_up(&victim).await;
     sqlx::query("insert into mail_sources (source, window_started_at, window_count) values ('198.51.100.9', now(), $1)")
-        .bind(shared::links::store::MAIL_HOURLY_PER_SOURCE)
+        .bind(shared::config::DEFAULT_MAIL_SOURCE_HOURLY_LIMIT as i32)
         .execute(&api.pool)
         .await
         .unwrap();
@@ -556,15 +556,7 @@ async fn the_owners_change_and_deletion_are_held_by_their_session_alone_not_by_o
     for _ in 0..8 {
         api.post_login_from("198.51.100.7", &email, "a guess", json!({})).await;
     }
-    sqlx::query(
-        "insert into login_failure_windows (scope, key, window_started_at, failed_count)
-         values ('email', $1, now(), 100000)
-         on conflict (scope, key) do update set window_started_at = now(), failed_count = 100000",
-    )
-    .bind(&email)
-    .execute(&api.pool)
-    .await
-    .expect("a full ceiling");
+    api.set_email_failures(&email, 100_000, 0).await;
     let refused = api.post_login_from("198.51.100.7", &email, PASSWORD, json!({})).await;
 
     let changed = api.change(&access, PASSWORD, NEW_PASSWORD).await;

@@ -228,6 +228,23 @@ impl TestApp {
         response
     }
 
+    /// Sets `email`'s count of failures across source addresses to `count`, its window begun
+    /// `minutes_ago`.
+    pub async fn set_email_failures(&self, email: &str, count: i32, minutes_ago: i32) {
+        sqlx::query(
+            "insert into login_failure_windows (scope, key, window_started_at, failed_count)
+             values ('email', $1, now() - make_interval(mins => $3), $2)
+             on conflict (scope, key) do update
+             set window_started_at = excluded.window_started_at, failed_count = excluded.failed_count",
+        )
+        .bind(email)
+        .bind(count)
+        .bind(minutes_ago)
+        .execute(&self.pool)
+        .await
+        .expect("setting an email's failures across sources");
+    }
+
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
     }

@@ -247,14 +247,7 @@ async fn addresses_of_one_ipv6_64_share_a_backoff(pool: PgPool) {
 async fn many_sources_at_once_meet_the_emails_ceiling(pool: PgPool) {
     let app = TestApp::new(pool);
     app.signed_up("alice@example.com").await;
-    sqlx::query(
-        "insert into login_failure_windows (scope, key, window_started_at, failed_count)
-         values ('email', 'alice@example.com', now() - interval '10 minutes', $1)",
-    )
-    .bind(shared::accounts::store::EMAIL_CEILING - 1)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.set_email_failures("alice@example.com", shared::accounts::store::EMAIL_CEILING - 1, 10).await;
 
     let last_allowed = app.post_login_from("198.51.100.1", "alice@example.com", "a guess", json!({})).await;
     let over = app.post_login_from("198.51.100.2", "alice@example.com", PASSWORD, json!({})).await;
@@ -285,13 +278,7 @@ async fn a_success_takes_its_attempt_back_from_the_source_and_email_counts(pool:
 async fn attempts_the_emails_ceiling_refuses_leave_the_owners_own_backoff_alone(pool: PgPool) {
     let app = TestApp::new(pool);
     app.signed_up("alice@example.com").await;
-    sqlx::query(
-        "insert into login_failure_windows (scope, key, window_started_at, failed_count)
-         values ('email', 'alice@example.com', now(), 100000)",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.set_email_failures("alice@example.com", 100_000, 0).await;
 
     for _ in 0..10 {
         assert_eq!(app.post_login("alice@example.com", PASSWORD).await.status, 429);
