@@ -69,9 +69,8 @@ pub async fn signup(
 /// same answer whether or not the address has an account, so that signup tells nobody who has
 /// one. A new address gets its account (no session: the user signs in once verified) and a
 /// verification mail; an address with an account gets a mail saying so, with a reset link. Both
-/// hash the password, run one write and ask for one mail within the sending limits; a request
-/// that sends nothing (a limit) lasts as long as a recent one that sent
-/// ([`crate::mail::Mailer::pace_from`]), as forgot-password does.
+/// hash the password, run one write and ask for one mail within the sending limits, paced as
+/// forgot-password is ([`links::send_link_paced`]).
 #[tracing::instrument(name = "auth.signup_unverified", skip_all, fields(user = Empty))]
 pub async fn signup_pending_verification(
     app: &App,
@@ -93,13 +92,7 @@ pub async fn signup_pending_verification(
         }
         Err(error) => return Err(ApiError::from(error).context("creating the user")),
     };
-    let source = device.source();
-    if links::send_link(app, &mut db, letter, email.as_str(), source.as_deref()).await? {
-        app.mailer.record_sending_request(started);
-    } else {
-        app.mailer.pace_from(started).await;
-    }
-    Ok(())
+    links::send_link_paced(app, &mut db, letter, email.as_str(), device, started).await
 }
 
 /// Admits the attempt first, in one statement that also counts it (see [`store::admit_login`]):
@@ -197,19 +190,44 @@ pub async fn change_password(
     let mut db = app.connection().await.context("connecting to the database")?;
     let stored_hash = confirm_password(&mut db, caller, current.clone()).await?;
     let new_hash = passwords::hash(new_password).await.context("hashing the password")?;
-    let change = async |db: &mut DbConnection, stored_hash: &str| {
-        store::change_password(db, caller.user.id, stored_hash, &new_hash, caller.session)
-            .await
-            .context("changing the password")
+    write_confirmed(&mut db, caller, current, stored_hash, ConfirmedWrite::Change { new_hash: &new_hash })
+        .await
+}
+
+/// A write a confirmed password allows, conditional on the hash it was confirmed against.
+#[derive(Clone, Copy)]
+enum ConfirmedWrite<'a> {
+    Change { new_hash: &'a str },
+    Delete,
+}
+
+/// Runs `write`, conditional on `stored_hash` (the hash `password` was confirmed against), and
+/// when it finds that hash replaced, confirms the password once more and writes again: the hash
+/// was replaced by a change, and the password is no longer the current one (the check says so),
+/// or by a login that upgraded its parameters, and the same password matches the new hash. A
+/// second miss is a 403 `invalid_password`.
+async fn write_confirmed(
+    db: &mut DbConnection,
+    caller: &Caller,
+    password: Password,
+    stored_hash: String,
+    write: ConfirmedWrite<'_>,
+) -> Result<(), ApiError> {
+    let run = async |db: &mut DbConnection, stored_hash: &str| match write {
+        ConfirmedWrite::Change { new_hash } => {
+            store::change_password(db, caller.user.id, stored_hash, new_hash, caller.session)
+                .await
+                .context("changing the password")
+        }
+        ConfirmedWrite::Delete => {
+            store::delete_user(db, caller.user.id, stored_hash).await.context("deleting the user")
+        }
     };
-    if change(&mut db, &stored_hash).await? {
+    if run(db, &stored_hash).await? {
         return Ok(());
     }
-    // The hash the current password matched was replaced meanwhile: by a change, and the
-    // password is no longer the current one (checked again, it says so), or by a login that
-    // upgraded its parameters, and the same password matches the new hash. Once more.
-    let stored_hash = confirm_password(&mut db, caller, current).await?;
-    if change(&mut db, &stored_hash).await? { Ok(()) } else { Err(ApiError::InvalidPassword) }
+    let stored_hash = confirm_password(db, caller, password).await?;
+    if run(db, &stored_hash).await? { Ok(()) } else { Err(ApiError::InvalidPassword) }
 }
 
 /// Deletes the caller's account once their password is confirmed: the user and everything of
@@ -217,18 +235,8 @@ pub async fn change_password(
 #[tracing::instrument(name = "auth.delete_account", skip_all, fields(user = %caller.user.id.0))]
 pub async fn delete_account(app: &App, caller: &Caller, password: Password) -> Result<(), ApiError> {
     let mut db = app.connection().await.context("connecting to the database")?;
-    let mut stored_hash = confirm_password(&mut db, caller, password.clone()).await?;
-    let mut deleted =
-        store::delete_user(&mut db, caller.user.id, &stored_hash).await.context("deleting the user")?;
-    if !deleted {
-        // As for a change: a concurrent change, or a login's upgraded hash of the same password.
-        stored_hash = confirm_password(&mut db, caller, password).await?;
-        deleted =
-            store::delete_user(&mut db, caller.user.id, &stored_hash).await.context("deleting the user")?;
-    }
-    if !deleted {
-        return Err(ApiError::InvalidPassword);
-    }
+    let stored_hash = confirm_password(&mut db, caller, password.clone()).await?;
+    write_confirmed(&mut db, caller, password, stored_hash, ConfirmedWrite::Delete).await?;
     tracing::info!("account deleted");
     Ok(())
 }

@@ -55,6 +55,27 @@ pub(crate) async fn send_link(
     }
 }
 
+/// [`send_link`] for an anonymous request that answers the same whether or not it sends: one
+/// that sends records how long it took from `started`; one that sends nothing (no account, a
+/// limit) lasts as long as a recent one that sent ([`crate::mail::Mailer::pace_from`]), so its
+/// timing tells nothing.
+pub(crate) async fn send_link_paced(
+    app: &App,
+    db: &mut DbConnection,
+    letter: impl Into<Letter>,
+    email: &str,
+    device: &Device,
+    started: std::time::Instant,
+) -> Result<(), ApiError> {
+    let source = device.source();
+    if send_link(app, db, letter, email, source.as_deref()).await? {
+        app.mailer.record_sending_request(started);
+    } else {
+        app.mailer.pace_from(started).await;
+    }
+    Ok(())
+}
+
 /// Sends a stored link. SES's refusal loses nothing (the token is stored; the user may ask
 /// again) and is not the client's business: it is logged with SES's code and counted.
 async fn deliver(app: &App, letter: Letter, email: &str, token: &MailToken) {
@@ -92,20 +113,12 @@ pub async fn resend_verification(app: &App, caller: &Caller) -> Result<(), ApiEr
 }
 
 /// Sends a reset link to `email` if an account has it and the limits allow. Whatever the case,
-/// the same statement runs and the answer is the same; a request that sends nothing lasts as
-/// long as a recent one that sent ([`crate::mail::Mailer::pace_from`]), so its timing tells
-/// nothing.
+/// the same statement runs and the answer is the same, in the same time ([`send_link_paced`]).
 #[tracing::instrument(name = "auth.forgot_password", skip_all)]
 pub async fn forgot_password(app: &App, email: &Email, device: &Device) -> Result<(), ApiError> {
     let started = std::time::Instant::now();
     let mut db = app.connection().await.context("connecting to the database")?;
-    let source = device.source();
-    if send_link(app, &mut db, MailKind::ResetPassword, email.as_str(), source.as_deref()).await? {
-        app.mailer.record_sending_request(started);
-    } else {
-        app.mailer.pace_from(started).await;
-    }
-    Ok(())
+    send_link_paced(app, &mut db, MailKind::ResetPassword, email.as_str(), device, started).await
 }
 
 /// Sets a new password through a reset link and signs the user in: the link is consumed, every
