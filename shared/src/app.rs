@@ -39,6 +39,8 @@ pub struct App {
     pub login_source_limit: u32,
     /// Anonymous mail requests a source address may make in an hour.
     pub mail_source_limit: u32,
+    /// CloudFront's origin secret, when it fronts the API (see [`crate::http::trust_viewer_address`]).
+    pub origin_secret: Option<secrecy::SecretString>,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -83,6 +85,7 @@ impl App {
             require_verified_email: config.require_verified_email,
             login_source_limit: config.login_source_limit,
             mail_source_limit: config.mail_source_limit,
+            origin_secret: config.origin_secret,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
@@ -108,6 +111,7 @@ impl App {
             require_verified_email: false,
             login_source_limit: crate::config::DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT,
             mail_source_limit: crate::config::DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
+            origin_secret: None,
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),

@@ -76,7 +76,15 @@ pub struct Config {
     /// Anonymous mail requests (signup, forgot) one source address may make in an hour
     /// (`MAIL_SOURCE_HOURLY_LIMIT`, default [`DEFAULT_MAIL_SOURCE_HOURLY_LIMIT`]).
     pub mail_source_limit: u32,
+    /// The value CloudFront sends in its `X-Origin-Verify` header (`ORIGIN_VERIFY_SECRET`, at
+    /// least [`MIN_ORIGIN_SECRET_CHARS`] characters; unset without CloudFront): a request that
+    /// carries it came through CloudFront, and its `CloudFront-Viewer-Address` is the client's.
+    pub origin_secret: Option<secrecy::SecretString>,
 }
+
+/// The shortest `ORIGIN_VERIFY_SECRET` accepted: a guessable one would let a client name its
+/// own source address.
+pub const MIN_ORIGIN_SECRET_CHARS: usize = 32;
 
 /// The default of `MAIL_SOURCE_HOURLY_LIMIT`: 20 anonymous mail requests per source address an hour.
 pub const DEFAULT_MAIL_SOURCE_HOURLY_LIMIT: u32 = 20;
@@ -221,8 +229,22 @@ impl Config {
                 "MAIL_SOURCE_HOURLY_LIMIT",
                 DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
             )?,
+            origin_secret: origin_secret(&vars)?,
         })
     }
+}
+
+/// `ORIGIN_VERIFY_SECRET`, when set: long enough not to be guessed.
+fn origin_secret(vars: &Vars<'_>) -> Result<Option<secrecy::SecretString>, ConfigError> {
+    const NAME: &str = "ORIGIN_VERIFY_SECRET";
+    let Some(secret) = vars.optional(NAME) else { return Ok(None) };
+    if secret.trim().chars().count() < MIN_ORIGIN_SECRET_CHARS {
+        return Err(ConfigError::Malformed {
+            name: NAME,
+            problem: format!("it must be at least {MIN_ORIGIN_SECRET_CHARS} characters"),
+        });
+    }
+    Ok(Some(secret.trim().to_owned().into()))
 }
 
 /// A count limit from `name`: at least 1 (`default` when unset).
@@ -785,5 +807,18 @@ mod tests {
         assert!(!default.require_verified_email);
         assert!(set.require_verified_email);
         assert!(bad.to_string().contains("REQUIRE_VERIFIED_EMAIL"), "{bad}");
+    }
+
+    #[test]
+    fn an_origin_secret_is_optional_and_never_short() {
+        let url = ("DATABASE_URL", "postgres://app@localhost/auth");
+        let with =
+            |secret: &str| Config::from_lookup(DATABASE, lookup(&[url, ("ORIGIN_VERIFY_SECRET", secret)]));
+
+        assert!(Config::from_lookup(DATABASE, lookup(&[url])).unwrap().origin_secret.is_none());
+        assert!(with("").unwrap().origin_secret.is_none(), "empty: no CloudFront (the template's default)");
+        assert!(with(&"s".repeat(MIN_ORIGIN_SECRET_CHARS)).unwrap().origin_secret.is_some());
+        let short = with(&"s".repeat(MIN_ORIGIN_SECRET_CHARS - 1)).unwrap_err();
+        assert!(short.to_string().contains("ORIGIN_VERIFY_SECRET"), "{short}");
     }
 }

@@ -147,18 +147,42 @@ const MAX_PASSWORD_CHARS: usize = 256;
 #[derive(Clone)]
 pub struct Password(SecretString);
 
-/// How much of a new password zxcvbn reads: its matching grows faster than the input (it runs
-/// on the request's worker, before any throttle), and 100 characters that are guessable make a
-/// guessable password whatever follows them.
-const STRENGTH_CHECKED_CHARS: usize = 100;
+/// How much of a new password zxcvbn reads. Its cost grows with the input's length times the
+/// l33t readings it tries, one per combination of the substitutions the input's symbols allow:
+/// 100 characters holding all twenty of its l33t symbols took 0.6 s of CPU (BENCHMARKS.md,
+/// section 7), on an anonymous request. So it reads the first 64 characters (a password whose
+/// first 64 are guessable is guessable), and only the first [`L33T_SYMBOLS_READ`] distinct l33t
+/// symbols as such: any further one stands in as a character of its own that no dictionary,
+/// keyboard or substitution knows, so it still counts as a character but opens no more readings.
+const STRENGTH_CHECKED_CHARS: usize = 64;
 
-/// The first [`STRENGTH_CHECKED_CHARS`] characters of `password`.
-fn strength_checked(password: &str) -> &str {
-    let end = password.char_indices().nth(STRENGTH_CHECKED_CHARS).map_or(password.len(), |(at, _)| at);
-    &password[..end]
+/// The distinct l33t symbols zxcvbn reads as letters in a new password.
+const L33T_SYMBOLS_READ: usize = 4;
+
+/// zxcvbn 3's l33t substitution symbols (its `L33T_TABLE`: `4` and `@` for `a`, `|` for `i`
+/// or `l`, ...).
+const L33T_SYMBOLS: &str = "4@8({[<3691!|70$5+%2";
+
+/// What zxcvbn reads of `password`: its first [`STRENGTH_CHECKED_CHARS`] characters, each l33t
+/// symbol past the first [`L33T_SYMBOLS_READ`] distinct ones replaced by a private-use character
+/// of its own (one per symbol, so a repeated symbol still repeats).
+fn strength_checked(password: &str) -> String {
+    let mut read: Vec<char> = Vec::with_capacity(L33T_SYMBOLS_READ);
+    password
+        .chars()
+        .take(STRENGTH_CHECKED_CHARS)
+        .map(|c| match L33T_SYMBOLS.chars().position(|symbol| symbol == c) {
+            Some(_) if read.contains(&c) => c,
+            Some(_) if read.len() < L33T_SYMBOLS_READ => {
+                read.push(c);
+                c
+            }
+            Some(index) => char::from_u32(0xE000 + index as u32).unwrap_or('\u{E000}'),
+            None => c,
+        })
+        .collect()
 }
 
-/// The lowest zxcvbn score accepted: 2, "somewhat guessable", at least 10^8 guesses.
 const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Two;
 
 impl Password {
@@ -178,7 +202,7 @@ impl Password {
         if folded == email.as_str() || folded == local_part {
             return Err(invalid("the password must not be the email address or its name part".to_owned()));
         }
-        if zxcvbn::zxcvbn(strength_checked(raw.expose_secret()), &[email.as_str(), local_part]).score()
+        if zxcvbn::zxcvbn(&strength_checked(raw.expose_secret()), &[email.as_str(), local_part]).score()
             < MIN_STRENGTH
         {
             return Err(invalid(
@@ -275,17 +299,35 @@ mod tests {
     }
 
     #[test]
-    fn the_strength_of_a_long_password_is_judged_on_its_first_100_characters() {
+    fn the_strength_of_a_long_password_is_judged_on_its_first_64_characters() {
         let owner = email("a@example.com");
         let strong_tail = "violet tractor umbrella sunrise ".repeat(5);
-        // Guessable for 100 characters (one word repeated), then strong: the tail is not read.
-        let guessable_head: String = "password".repeat(13).chars().take(100).collect();
+        // Guessable for 64 characters (one word repeated), then strong: the tail is not read.
+        let guessable_head = "password".repeat(8);
         let error = Password::parse(format!("{guessable_head}{strong_tail}"), &owner).unwrap_err();
         assert_eq!(error.code(), "weak_password");
-        // Strong within its first 100 characters: accepted, whatever follows.
-        let strong_head: String = strong_tail.chars().take(100).collect();
+        // Strong within its first 64 characters: accepted, whatever follows.
+        let strong_head: String = strong_tail.chars().take(64).collect();
         assert!(Password::parse(format!("{strong_head}{}", "a".repeat(150)), &owner).is_ok());
-        assert_eq!(strength_checked("ñ".repeat(120).as_str()).chars().count(), 100, "characters, not bytes");
+        assert_eq!(strength_checked("ñ".repeat(120).as_str()).chars().count(), 64, "characters, not bytes");
+    }
+
+    #[test]
+    fn only_the_first_four_distinct_l33t_symbols_are_read_as_letters() {
+        // Every l33t symbol zxcvbn knows, over and over: only four stay symbols, the rest stand
+        // in as private-use characters, one per symbol, repeats kept.
+        let checked = strength_checked(&L33T_SYMBOLS.repeat(4));
+        let symbols: std::collections::BTreeSet<char> =
+            checked.chars().filter(|c| L33T_SYMBOLS.contains(*c)).collect();
+        assert_eq!(symbols, "4@8(".chars().collect());
+        let distinct: std::collections::BTreeSet<char> = checked.chars().collect();
+        assert_eq!(distinct.len(), L33T_SYMBOLS.chars().count(), "one stand-in per symbol");
+        assert_eq!(checked.chars().count(), 64);
+        // The usual substitutions are still read: a common password dressed in l33t is weak.
+        let owner = email("a@example.com");
+        for dressed in ["P@$$w0rd", "p4ssw0rd!", "1etme1n"] {
+            assert_eq!(Password::parse(dressed.into(), &owner).expect_err(dressed).code(), "weak_password");
+        }
     }
 
     #[test]

@@ -120,6 +120,45 @@ impl ApiRequest for Request {
     }
 }
 
+/// The header CloudFront adds to every request it forwards, with the origin secret.
+pub const ORIGIN_VERIFY_HEADER: &str = "x-origin-verify";
+
+/// The header where CloudFront gives the viewer's address and port (`198.51.100.10:46532`,
+/// `2001:db8::1:46532`).
+pub const VIEWER_ADDRESS_HEADER: &str = "cloudfront-viewer-address";
+
+/// Behind CloudFront every request's source is an edge's address. With an origin `secret`
+/// configured, a request whose `X-Origin-Verify` header holds it came through CloudFront, and
+/// its `CloudFront-Viewer-Address` becomes its source address (the request context's, which
+/// [`ApiRequest::device`] reads). Without the secret, or with a wrong one (a client calling the
+/// API directly), the header is ignored and the front door's address stands. The secret's header
+/// is removed either way, so that nothing after this sees it.
+pub fn trust_viewer_address(request: &mut Request, secret: Option<&secrecy::SecretString>) {
+    use secrecy::ExposeSecret as _;
+    let presented = request.headers_mut().remove(ORIGIN_VERIFY_HEADER);
+    let (Some(secret), Some(presented)) = (secret, presented) else { return };
+    let genuine = aws_lc_rs::constant_time::verify_slices_are_equal(
+        presented.as_bytes(),
+        secret.expose_secret().as_bytes(),
+    )
+    .is_ok();
+    let viewer = request.header(VIEWER_ADDRESS_HEADER).and_then(viewer_address);
+    let (true, Some(viewer)) = (genuine, viewer) else { return };
+    let viewer = Some(viewer.to_string());
+    match request.extensions_mut().get_mut::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip = viewer,
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip = viewer,
+        _ => {}
+    }
+}
+
+/// The address of a `CloudFront-Viewer-Address` value: what precedes its last `:` (the port).
+fn viewer_address(value: &str) -> Option<IpAddr> {
+    let (address, port) = value.trim().rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    address.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
 /// A source address as a front door writes it; anything else is no address.
 fn address(raw: Option<&str>) -> Option<IpAddr> {
     raw?.trim().parse().ok()
@@ -207,6 +246,34 @@ mod tests {
 
     fn code(result: Result<Probe, ApiError>) -> &'static str {
         result.expect_err("the body should be rejected").code()
+    }
+
+    #[test]
+    fn a_viewer_address_is_read_without_its_port() {
+        assert_eq!(viewer_address("198.51.100.10:46532"), Some([198, 51, 100, 10].into()));
+        assert_eq!(viewer_address("2001:db8::1:46532"), "2001:db8::1".parse().ok());
+        assert_eq!(viewer_address("[2001:db8::1]:443"), "2001:db8::1".parse().ok());
+        for malformed in ["198.51.100.10", "198.51.100.10:port", "a host:80", ""] {
+            assert_eq!(viewer_address(malformed), None, "{malformed}");
+        }
+    }
+
+    #[test]
+    fn the_origin_secret_header_never_reaches_a_handler() {
+        let secret = secrecy::SecretString::from("x".repeat(40));
+        let sent = |presented: &str| {
+            let mut request = request(None, "");
+            request.headers_mut().insert(ORIGIN_VERIFY_HEADER, presented.parse().unwrap());
+            request.headers_mut().insert(VIEWER_ADDRESS_HEADER, "192.0.2.1:80".parse().unwrap());
+            request
+        };
+        for (configured, presented) in
+            [(Some(&secret), "x".repeat(40)), (Some(&secret), "y".into()), (None, "z".into())]
+        {
+            let mut request = sent(&presented);
+            trust_viewer_address(&mut request, configured);
+            assert!(request.header(ORIGIN_VERIFY_HEADER).is_none());
+        }
     }
 
     #[test]

@@ -197,6 +197,8 @@ where
     F: FnOnce(&'a App, Request) -> Fut,
     Fut: Future<Output = Reply>,
 {
+    let mut request = request;
+    crate::http::trust_viewer_address(&mut request, app.origin_secret.as_ref());
     app.learn_issuer(&request);
     answer(handler(app, request)).await
 }

@@ -371,3 +371,95 @@ impl Driver {
         }
     }
 }
+
+/// Login taken apart, in this process (section 4): each part's time, and the whole use-case.
+pub struct LoginParts {
+    /// `accounts::login`, the use-case the function runs (no runtime, event or emulator).
+    pub whole: crate::stats::Samples,
+    /// The admission statement (`store::admit_login`), one round trip.
+    pub admit: crate::stats::Samples,
+    /// argon2 verification on the blocking pool (`passwords::verify`).
+    pub verify: crate::stats::Samples,
+    /// The session statement (`store::start_session`), one round trip.
+    pub open: crate::stats::Samples,
+    /// The access token's RS256 signature.
+    pub sign: crate::stats::Samples,
+}
+
+impl Setup {
+    /// Times login's parts as the login function runs them, on the functions' role through the
+    /// counting proxy, one account, `runs` rounds of each.
+    pub async fn login_parts(&self, runs: usize) -> anyhow::Result<LoginParts> {
+        use shared::accounts::{self, store};
+        use shared::domain::{Device, Email, Password, SessionId};
+        use shared::sessions::store::NewSession;
+        use shared::tokens::{RefreshToken, TokenVerifier};
+
+        let pool = PgPool::connect(&self.proxied_url).await.context("connecting as the functions")?;
+        let verifier = TokenVerifier::from_jwks_json(&self.public_keys, ISSUER.into(), AUDIENCE.into())?;
+        let app = shared::app::App::with_pool(
+            pool,
+            signer(&self.key_pem)?,
+            verifier,
+            Duration::from_secs(86_400),
+            Duration::from_secs(10),
+        );
+        let email = Email::parse(&format!("parts-{}@example.com", uuid::Uuid::new_v4()))?;
+        let password = || Password::presented(test_support::PASSWORD.to_owned());
+        let device = Device::new(Some("auth-bench"), Some([192, 0, 2, 1].into()));
+        let source = device.source();
+        let attempt = store::Attempt::Login { source: source.as_deref(), source_limit: u32::MAX };
+        accounts::signup(
+            &app,
+            Email::parse(email.as_str())?,
+            Password::parse(test_support::PASSWORD.into(), &email)?,
+            &device,
+        )
+        .await
+        .map_err(|error| anyhow::anyhow!("{error:?}"))?;
+        let tokens = app.tokens().await.map_err(|error| anyhow::anyhow!("{error:?}"))?;
+        let (mut whole, mut admit, mut verify, mut open, mut sign) = (vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..runs {
+            let started = Instant::now();
+            accounts::login(&app, Email::parse(email.as_str())?, password()?, &device)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error:?}"))?;
+            whole.push(started.elapsed());
+
+            let mut db = app.connection().await.map_err(|error| anyhow::anyhow!("{error:?}"))?;
+            let started = Instant::now();
+            let admission = store::admit_login(&mut db, &email, attempt).await?;
+            admit.push(started.elapsed());
+            let store::Admission::Admitted { account: Some((user, stored)) } = admission else {
+                bail!("the bench's login was not admitted");
+            };
+            let started = Instant::now();
+            let verified = shared::passwords::verify(password()?, Some(stored.clone())).await?;
+            verify.push(started.elapsed());
+            ensure!(matches!(verified, shared::passwords::Verified::Yes { .. }), "the password verifies");
+            let (session, refresh) = (SessionId::generate(), RefreshToken::generate()?);
+            let new_session = NewSession {
+                id: session,
+                token: &refresh.hash(),
+                ttl: Duration::from_secs(86_400),
+                device: &device,
+            };
+            let started = Instant::now();
+            let opened =
+                store::start_session(&mut db, user.id, &email, attempt, &stored, None, new_session).await?;
+            open.push(started.elapsed());
+            ensure!(opened, "the session opens");
+            let started = Instant::now();
+            tokens.issue(user.id, session)?;
+            sign.push(started.elapsed());
+        }
+        use crate::stats::Samples;
+        Ok(LoginParts {
+            whole: Samples::new(whole),
+            admit: Samples::new(admit),
+            verify: Samples::new(verify),
+            open: Samples::new(open),
+            sign: Samples::new(sign),
+        })
+    }
+}

@@ -25,6 +25,8 @@ pub struct Function {
     pub password_work: bool,
     /// Whether EventBridge invokes it on a schedule (the health check and purge).
     pub scheduled: bool,
+    /// Whether an API route serves it (its requests pay the API's price too).
+    pub routed: bool,
 }
 
 impl Function {
@@ -62,6 +64,7 @@ pub fn load(template: &Path, root: &Path) -> anyhow::Result<Vec<Function>> {
             Ok(Function {
                 password_work,
                 scheduled: !spec.schedules.is_empty(),
+                routed: !spec.routes.is_empty(),
                 logical_id: spec.logical_id,
                 binary: spec.binary,
                 label,

@@ -17,6 +17,10 @@ const OWASP: [(u32, u32); 5] = [(47_104, 1), (19_456, 2), (12_288, 3), (9_216, 4
 
 const RUNS: usize = 9;
 
+/// zxcvbn's worst input found: every one of its l33t symbols, over and over, so that it tries
+/// a reading for each combination of their substitutions (`shared::domain::strength_checked`).
+const L33T_WORST: &str = "4@8({[<3691!|70$5+%2";
+
 fn peak_rss_kib() -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let line = status.lines().find(|line| line.starts_with("VmHWM:")).context("no VmHWM")?;
@@ -59,7 +63,23 @@ pub fn probe(variant: &str) -> anyhow::Result<()> {
                 times.push(started.elapsed());
             }
         }
-        _ => bail!("unknown probe {variant}: argon2:MEMORY_KIB,PASSES or zxcvbn"),
+        None if variant == "zxcvbn-worst" || variant == "zxcvbn-worst-unbounded" => {
+            let email = shared::domain::Email::parse("probe@example.com")?;
+            let worst: String = L33T_WORST.chars().cycle().take(256).collect();
+            for _ in 0..RUNS {
+                let started = Instant::now();
+                if variant == "zxcvbn-worst" {
+                    // Strong or weak, the answer does not matter here: its cost does.
+                    let _ = shared::domain::Password::parse(worst.clone(), &email);
+                } else {
+                    zxcvbn::zxcvbn(&worst, &[email.as_str()]);
+                }
+                times.push(started.elapsed());
+            }
+        }
+        _ => bail!(
+            "unknown probe {variant}: argon2:MEMORY_KIB,PASSES, zxcvbn, zxcvbn-worst or zxcvbn-worst-unbounded"
+        ),
     }
     println!("{} {}", peak_rss_kib()? - before, Samples::new(times).median());
     Ok(())
@@ -109,6 +129,16 @@ pub fn alternatives() -> anyhow::Result<String> {
         text,
         "| zxcvbn password check (signup; its dictionaries load on first use) | {mib:.1} MiB | {} |",
         ms(median)
+    )?;
+    let (mib, median) = run_probe("zxcvbn-worst")?;
+    let (unbounded_mib, unbounded) = run_probe("zxcvbn-worst-unbounded")?;
+    writeln!(
+        text,
+        "| zxcvbn's worst input found (256 characters cycling through its 20 l33t symbols), as \
+         signup reads it | {mib:.1} MiB | {} |\n\
+         | the same, all of it given to zxcvbn (which reads 100 characters) | {unbounded_mib:.1} MiB | {} |",
+        ms(median),
+        ms(unbounded)
     )?;
     Ok(text)
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use crate::driver::LoginParts;
 use crate::functions::Function;
 use crate::plan::Args;
 use crate::run::{MANAGED_CONCURRENCY, MANAGED_MEMORY_MB, Measurements};
@@ -77,6 +78,7 @@ pub fn write(
         warm,
         argon2,
         argon2_evicted,
+        login_parts,
         memory,
         throughput,
         managed,
@@ -225,6 +227,9 @@ pub fn write(
             100.0 * rest / argon2.median()
         )?;
     }
+    if let Some((_, login)) = warm.iter().find(|(function, _)| function.label == "POST /auth/login") {
+        write_login_parts(&mut report, &login_parts, login.function.median())?;
+    }
 
     writeln!(report, "\n## 5. Access-token signing (criterion)\n")?;
     writeln!(
@@ -369,4 +374,45 @@ pub fn write(
     writeln!(report, "\n{}", mail.trim_end())?;
 
     Ok(report)
+}
+
+/// Section 4's login, part by part: where its time goes beyond argon2.
+fn write_login_parts(report: &mut String, parts: &LoginParts, function_p50: f64) -> anyhow::Result<()> {
+    writeln!(
+        report,
+        "\nLogin taken apart in this process, {} rounds of each part as the function runs it, on the \
+         functions' role through the counting proxy: the use-case whole (`accounts::login`), then \
+         each of its steps alone. What the use-case adds to its steps is its own glue; what the \
+         function (section 2's warm p50: from the runtime receiving the event to the emulator \
+         receiving the answer) adds to the use-case is the runtime's: the event's conversion, the \
+         handler's dispatch and the answer's HTTP exchange with the Runtime API.\n",
+        parts.whole.len()
+    )?;
+    let steps = [
+        ("the admission statement (`store::admit_login`), one round trip", &parts.admit),
+        ("argon2 verification on the blocking pool (`passwords::verify`)", &parts.verify),
+        ("the session statement (`store::start_session`), one round trip", &parts.open),
+        ("the access token's RS256 signature", &parts.sign),
+    ];
+    let sum: f64 = steps.iter().map(|(_, samples)| samples.median()).sum();
+    writeln!(report, "| part | p50 |")?;
+    writeln!(report, "|---|---|")?;
+    for (label, samples) in steps {
+        writeln!(report, "| {label} | {} |", ms(samples.median()))?;
+    }
+    writeln!(report, "| the steps' sum | {} |", ms(sum))?;
+    writeln!(report, "| the use-case whole | {} |", ms(parts.whole.median()))?;
+    writeln!(report, "| the use-case's glue (whole − steps) | {} |", ms(parts.whole.median() - sum))?;
+    writeln!(report, "| the login function, warm (section 2) | {} |", ms(function_p50))?;
+    writeln!(
+        report,
+        "| the runtime's part (function − use-case) | {} |",
+        ms(function_p50 - parts.whole.median())
+    )?;
+    writeln!(
+        report,
+        "| login − argon2 − its two statements (function − verification − statements) | {} |",
+        ms(function_p50 - parts.verify.median() - parts.admit.median() - parts.open.median())
+    )?;
+    Ok(())
 }

@@ -24,6 +24,7 @@ pub struct Measurements {
     pub warm: Vec<(Function, Warm)>,
     pub argon2: Samples,
     pub argon2_evicted: Samples,
+    pub login_parts: crate::driver::LoginParts,
     /// Per function: (invocations, peak RSS in MB) after the soak.
     pub memory: Vec<(Function, (u64, Option<u64>))>,
     /// Per function: clients, and what they got.
@@ -106,6 +107,8 @@ pub async fn measure_everything(
     let runs = if args.quick { 5 } else { 50 };
     let argon2 = argon2_alone(runs, false).await?;
     let argon2_evicted = argon2_alone(runs, true).await?;
+    progress("login, part by part");
+    let login_parts = setup.login_parts(runs).await?;
 
     // 7. Memory: every function's sandbox carried on to `memory` invocations, all at once.
     progress(format!("memory soak ({} invocations per function)", plan.memory));
@@ -186,6 +189,7 @@ pub async fn measure_everything(
         warm: warm_results,
         argon2,
         argon2_evicted,
+        login_parts,
         memory,
         throughput,
         managed,
@@ -216,7 +220,11 @@ pub async fn power_tuning(args: &Args, setup: &Setup, functions: &[Function]) ->
             sandboxes: 1,
             memory_mb: Some(memory_mb),
         };
-        let driver = Driver::new(emulator(setup, serve, |_| {}).await?, setup.fixture.clone());
+        let log = local_lambda::Log::counted();
+        let driver = Driver::new(
+            emulator(setup, serve, |config| config.log = log.clone()).await?,
+            setup.fixture.clone(),
+        );
         if !driver.emulator.limits_sandboxes() {
             return Ok(
                 "## 9. Power tuning\n\nNot measured: the emulator could not apply the sandbox limits \
@@ -226,12 +234,17 @@ pub async fn power_tuning(args: &Args, setup: &Setup, functions: &[Function]) ->
         }
         for (function, (_, sizes)) in functions.iter().zip(results.iter_mut()) {
             let cold = cold_starts(&driver, function, cold).await?;
+            let before = log.volume(&function.logical_id);
             let warm = warm(&driver, None, function, series).await?;
+            let after = log.volume(&function.logical_id);
             sizes.push(tuning::Measurement {
                 memory_mb,
                 init: cold.init,
                 first: cold.first,
                 warm: warm.function,
+                log_bytes: (after.bytes - before.bytes) as f64
+                    / (after.reports - before.reports).max(1) as f64,
+                routed: function.routed,
             });
         }
         driver.emulator.shutdown_all().await;

@@ -15,6 +15,9 @@ pub const PRICE_PER_MILLION_REQUESTS: f64 = 0.20;
 /// An HTTP API's price per million requests (the first 300 million a month), the same region
 /// and date: what every request of a route pays before its function does.
 pub const HTTP_API_PRICE_PER_MILLION: f64 = 1.00;
+/// CloudWatch Logs' ingestion price per GB (Lambda's logs, the first 10 TB a month), the same
+/// region and date. Storage (per GB-month, compressed) is left out: it depends on retention.
+pub const LOG_INGESTION_PRICE_PER_GB: f64 = 0.50;
 /// The size chosen is the cheapest whose warm p50 and p99 are within this factor of the
 /// fastest p50 and p99.
 pub const WITHIN: f64 = 1.5;
@@ -30,6 +33,11 @@ pub struct Measurement {
     pub first: Samples,
     /// Warm invocations (the REPORT line's duration: what Lambda bills).
     pub warm: Samples,
+    /// What a warm invocation wrote to its log, in bytes: the function's lines and the platform's
+    /// (`START`, `END`, `REPORT`).
+    pub log_bytes: f64,
+    /// Whether an API route serves the function (its requests pay the API's price).
+    pub routed: bool,
 }
 
 impl Measurement {
@@ -39,6 +47,16 @@ impl Measurement {
         let billed_ms = self.warm.values().iter().map(|ms| ms.ceil()).sum::<f64>() / self.warm.len() as f64;
         let gb_seconds = billed_ms / 1000.0 * f64::from(self.memory_mb) / 1024.0;
         gb_seconds * PRICE_PER_GB_SECOND * 1e6 + PRICE_PER_MILLION_REQUESTS
+    }
+
+    /// Dollars per million requests to the API in front, when a route serves the function.
+    pub fn api_per_million(&self) -> f64 {
+        if self.routed { HTTP_API_PRICE_PER_MILLION } else { 0.0 }
+    }
+
+    /// Dollars per million warm requests for ingesting what they log.
+    pub fn logs_per_million(&self) -> f64 {
+        self.log_bytes * 1e6 / 1e9 * LOG_INGESTION_PRICE_PER_GB
     }
 }
 
@@ -121,14 +139,18 @@ pub fn section(
         out,
         "\nThe size chosen per function (template.yaml's `MemorySize`, which `scripts/check-template` \
          holds to this table): the cheapest whose warm p50 and p99 are within {WITHIN}x of the \
-         function's fastest p50 and p99. *With the API*: the function's $ / 1M plus an HTTP API's \
-         ${HTTP_API_PRICE_PER_MILLION:.2} per million requests (logs not included).\n"
+         function's fastest p50 and p99. *Log bytes*: what one warm request wrote to its log (the \
+         function's JSON lines, and the platform's `START`, `END` and `REPORT` lines as the emulator \
+         writes them, in Lambda's text format), ingested at ${LOG_INGESTION_PRICE_PER_GB:.2} per GB \
+         (storage left out: it depends on retention). *All in*: the function's $ / 1M, an HTTP \
+         API's ${HTTP_API_PRICE_PER_MILLION:.2} per million requests when a route serves it, and the \
+         logs' ingestion.\n"
     )?;
     writeln!(
         out,
-        "| function | MemorySize | warm p50 | warm p99 | fastest p50 (at MB) | $ / 1M requests | with the API | $ / 1M at 128 MB |"
+        "| function | MemorySize | warm p50 | warm p99 | fastest p50 (at MB) | $ / 1M requests | log bytes | all in | $ / 1M at 128 MB |"
     )?;
-    writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|")?;
     for (name, sizes) in functions {
         let (Some(chosen), Some(fastest), Some(smallest)) = (
             choose(sizes),
@@ -139,14 +161,15 @@ pub fn section(
         };
         writeln!(
             out,
-            "| {name} | {} | {} | {} | {} ({}) | {:.2} | {:.2} | {:.2} |",
+            "| {name} | {} | {} | {} | {} ({}) | {:.2} | {:.0} | {:.2} | {:.2} |",
             chosen.memory_mb,
             ms(chosen.warm.median()),
             ms(chosen.warm.percentile(0.99)),
             ms(fastest.warm.median()),
             fastest.memory_mb,
             chosen.cost_per_million(),
-            chosen.cost_per_million() + HTTP_API_PRICE_PER_MILLION,
+            chosen.log_bytes,
+            chosen.cost_per_million() + chosen.api_per_million() + chosen.logs_per_million(),
             smallest.cost_per_million(),
         )?;
     }
@@ -159,7 +182,22 @@ mod tests {
 
     fn at(memory_mb: u32, warm_ms: f64) -> Measurement {
         let one = || Samples::from_millis([1.0]);
-        Measurement { memory_mb, init: one(), first: one(), warm: Samples::from_millis([warm_ms; 3]) }
+        Measurement {
+            memory_mb,
+            init: one(),
+            first: one(),
+            warm: Samples::from_millis([warm_ms; 3]),
+            log_bytes: 0.0,
+            routed: true,
+        }
+    }
+
+    #[test]
+    fn a_request_logging_a_kilobyte_pays_half_a_dollar_per_million_kilobytes_ingested() {
+        let logged = Measurement { log_bytes: 1000.0, ..at(1024, 10.0) };
+
+        // 10^6 requests x 1,000 bytes = 1 GB.
+        assert!((logged.logs_per_million() - LOG_INGESTION_PRICE_PER_GB).abs() < 1e-12);
     }
 
     #[test]
@@ -189,6 +227,8 @@ mod tests {
             init: Samples::from_millis([1.0]),
             first: Samples::from_millis([1.0]),
             warm: Samples::from_millis([p50, p50, p50, p99]),
+            log_bytes: 0.0,
+            routed: true,
         };
         // 512 MB: a p50 within 1.5x, but every fourth request waits out the quota.
         let sizes = [steady(512, 30.0, 120.0), steady(1024, 25.0, 40.0), steady(1769, 21.0, 30.0)];

@@ -51,7 +51,7 @@ use crate::pages::Pages;
 use crate::pool::FunctionPool;
 pub use crate::pool::{InvokeOutcome, SandboxInfo};
 pub use crate::report::{
-    InvocationReport, InvocationStatus, Log, ShutdownOutcome, ShutdownReason, ShutdownReport,
+    InvocationReport, InvocationStatus, Log, LogVolume, ShutdownOutcome, ShutdownReason, ShutdownReport,
 };
 use crate::report::{Records, millis};
 use crate::sandbox::FunctionRuntime;

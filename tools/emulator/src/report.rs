@@ -1,5 +1,6 @@
 //! What the emulator observed, as Lambda-style log lines and as values tests can assert on.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +18,18 @@ pub enum Log {
     /// Nowhere (benchmarks, which read the reports through the API instead). The functions'
     /// output is still read, as Lambda reads it.
     Discard,
+    /// Nowhere, but each source's lines and bytes are counted (what a log group would ingest),
+    /// read with [`Log::volume`].
+    Counted(Arc<Mutex<BTreeMap<String, LogVolume>>>),
+}
+
+/// How much one source wrote: lines, and their bytes without the line breaks, and how many of
+/// them were `REPORT` lines (one per invocation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogVolume {
+    pub lines: u64,
+    pub bytes: u64,
+    pub reports: u64,
 }
 
 impl Log {
@@ -36,7 +49,30 @@ impl Log {
                 println!("{line}");
                 lines.lock().expect("captured log lock").push(line);
             }
+            Self::Counted(counts) => {
+                let message = message.to_string();
+                let mut counts = counts.lock().expect("log counts lock");
+                let volume = counts.entry(source.to_owned()).or_default();
+                volume.lines += 1;
+                volume.bytes += message.len() as u64;
+                volume.reports += u64::from(message.starts_with("REPORT RequestId: "));
+            }
             Self::Discard => {}
+        }
+    }
+
+    /// Counts each source's lines instead of writing them (see [`Log::volume`]).
+    pub fn counted() -> Self {
+        Self::Counted(Arc::default())
+    }
+
+    /// What `source` (a function's logical id) wrote so far, when counted.
+    pub fn volume(&self, source: &str) -> LogVolume {
+        match self {
+            Self::Counted(counts) => {
+                counts.lock().expect("log counts lock").get(source).copied().unwrap_or_default()
+            }
+            Self::Stdout | Self::Stderr | Self::Captured(_) | Self::Discard => LogVolume::default(),
         }
     }
 
@@ -44,7 +80,7 @@ impl Log {
     pub fn lines(&self) -> Vec<String> {
         match self {
             Self::Captured(lines) => lines.lock().expect("captured log lock").clone(),
-            Self::Stdout | Self::Stderr | Self::Discard => Vec::new(),
+            Self::Stdout | Self::Stderr | Self::Discard | Self::Counted(_) => Vec::new(),
         }
     }
 }
@@ -237,6 +273,22 @@ pub fn millis(duration: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counted_log_counts_each_sources_lines_bytes_and_reports() {
+        let log = Log::counted();
+        log.line("GreetFunction", "START RequestId: abc Version: $LATEST");
+        log.line("GreetFunction", r#"{"level":"INFO"}"#);
+        log.line("GreetFunction", report(None, InvocationStatus::Success).report_line());
+        log.line("api", "POST /greet 200 3.1 ms");
+
+        let volume = log.volume("GreetFunction");
+        let report_bytes = report(None, InvocationStatus::Success).report_line().len() as u64;
+        assert_eq!(volume, LogVolume { lines: 3, bytes: 37 + 16 + report_bytes, reports: 1 });
+        assert_eq!(log.volume("api").reports, 0);
+        assert_eq!(log.volume("nobody"), LogVolume::default());
+        assert!(log.lines().is_empty(), "counted, not kept");
+    }
 
     fn report(init: Option<Duration>, status: InvocationStatus) -> InvocationReport {
         InvocationReport {
