@@ -149,7 +149,7 @@ pub struct Password(SecretString);
 
 /// How much of a new password zxcvbn reads. Its cost grows with the input's length times the
 /// l33t readings it tries, one per combination of the substitutions the input's symbols allow:
-/// 100 characters holding all twenty of its l33t symbols took 0.6 s of CPU (BENCHMARKS.md,
+/// an input holding all twenty of its l33t symbols costs hundreds of argon2 runs (BENCHMARKS.md,
 /// section 7), on an anonymous request. So it reads the first 64 characters (a password whose
 /// first 64 are guessable is guessable), and only the first [`L33T_SYMBOLS_READ`] distinct l33t
 /// symbols as such: any further one stands in as a character of its own that no dictionary,
