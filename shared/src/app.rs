@@ -39,8 +39,8 @@ pub struct App {
     pub login_source_limit: u32,
     /// Anonymous mail requests a source address may make in an hour.
     pub mail_source_limit: u32,
-    /// CloudFront's origin secret, when it fronts the API (see [`crate::http::trust_viewer_address`]).
-    pub origin_secret: Option<secrecy::SecretString>,
+    /// CloudFront's origin secrets, when it fronts the API (see [`crate::http::through_origin`]).
+    pub origin_secrets: Vec<secrecy::SecretString>,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -85,7 +85,7 @@ impl App {
             require_verified_email: config.require_verified_email,
             login_source_limit: config.login_source_limit,
             mail_source_limit: config.mail_source_limit,
-            origin_secret: config.origin_secret,
+            origin_secrets: config.origin_secrets,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
@@ -111,7 +111,7 @@ impl App {
             require_verified_email: false,
             login_source_limit: crate::config::DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT,
             mail_source_limit: crate::config::DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
-            origin_secret: None,
+            origin_secrets: Vec::new(),
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),

@@ -76,10 +76,12 @@ pub struct Config {
     /// Anonymous mail requests (signup, forgot) one source address may make in an hour
     /// (`MAIL_SOURCE_HOURLY_LIMIT`, default [`DEFAULT_MAIL_SOURCE_HOURLY_LIMIT`]).
     pub mail_source_limit: u32,
-    /// The value CloudFront sends in its `X-Origin-Verify` header (`ORIGIN_VERIFY_SECRET`, at
-    /// least [`MIN_ORIGIN_SECRET_CHARS`] characters; unset without CloudFront): a request that
-    /// carries it came through CloudFront, and its `CloudFront-Viewer-Address` is the client's.
-    pub origin_secret: Option<secrecy::SecretString>,
+    /// The values CloudFront may send in its `X-Origin-Verify` header (`ORIGIN_VERIFY_SECRET`:
+    /// one, or two separated by a comma while it rotates, each at least
+    /// [`MIN_ORIGIN_SECRET_CHARS`] characters; unset without CloudFront). A request carrying one
+    /// came through CloudFront, and its `CloudFront-Viewer-Address` is the client's; a request
+    /// without one is refused.
+    pub origin_secrets: Vec<secrecy::SecretString>,
 }
 
 /// The shortest `ORIGIN_VERIFY_SECRET` accepted: a guessable one would let a client name its
@@ -229,22 +231,25 @@ impl Config {
                 "MAIL_SOURCE_HOURLY_LIMIT",
                 DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
             )?,
-            origin_secret: origin_secret(&vars)?,
+            origin_secrets: origin_secrets(&vars)?,
         })
     }
 }
 
-/// `ORIGIN_VERIFY_SECRET`, when set: long enough not to be guessed.
-fn origin_secret(vars: &Vars<'_>) -> Result<Option<secrecy::SecretString>, ConfigError> {
+/// `ORIGIN_VERIFY_SECRET`, when set: one or two values (the current and, while it rotates, the
+/// previous), each long enough not to be guessed.
+fn origin_secrets(vars: &Vars<'_>) -> Result<Vec<secrecy::SecretString>, ConfigError> {
     const NAME: &str = "ORIGIN_VERIFY_SECRET";
-    let Some(secret) = vars.optional(NAME) else { return Ok(None) };
-    if secret.trim().chars().count() < MIN_ORIGIN_SECRET_CHARS {
-        return Err(ConfigError::Malformed {
-            name: NAME,
-            problem: format!("it must be at least {MIN_ORIGIN_SECRET_CHARS} characters"),
-        });
+    let Some(value) = vars.optional(NAME) else { return Ok(Vec::new()) };
+    let secrets: Vec<&str> = value.split(',').map(str::trim).collect();
+    let malformed = |problem: String| ConfigError::Malformed { name: NAME, problem };
+    if secrets.len() > 2 {
+        return Err(malformed("at most two values (the current and the previous)".into()));
     }
-    Ok(Some(secret.trim().to_owned().into()))
+    if secrets.iter().any(|secret| secret.chars().count() < MIN_ORIGIN_SECRET_CHARS) {
+        return Err(malformed(format!("each value must be at least {MIN_ORIGIN_SECRET_CHARS} characters")));
+    }
+    Ok(secrets.into_iter().map(|secret| secret.to_owned().into()).collect())
 }
 
 /// A count limit from `name`: at least 1 (`default` when unset).
@@ -815,10 +820,18 @@ mod tests {
         let with =
             |secret: &str| Config::from_lookup(DATABASE, lookup(&[url, ("ORIGIN_VERIFY_SECRET", secret)]));
 
-        assert!(Config::from_lookup(DATABASE, lookup(&[url])).unwrap().origin_secret.is_none());
-        assert!(with("").unwrap().origin_secret.is_none(), "empty: no CloudFront (the template's default)");
-        assert!(with(&"s".repeat(MIN_ORIGIN_SECRET_CHARS)).unwrap().origin_secret.is_some());
-        let short = with(&"s".repeat(MIN_ORIGIN_SECRET_CHARS - 1)).unwrap_err();
-        assert!(short.to_string().contains("ORIGIN_VERIFY_SECRET"), "{short}");
+        let (long, short) = ("s".repeat(MIN_ORIGIN_SECRET_CHARS), "s".repeat(MIN_ORIGIN_SECRET_CHARS - 1));
+
+        assert!(Config::from_lookup(DATABASE, lookup(&[url])).unwrap().origin_secrets.is_empty());
+        assert!(with("").unwrap().origin_secrets.is_empty(), "empty: no CloudFront (the template's default)");
+        assert_eq!(with(&long).unwrap().origin_secrets.len(), 1);
+        assert_eq!(with(&format!("{long}, {long}t")).unwrap().origin_secrets.len(), 2, "while rotating");
+        for bad in [short.clone(), format!("{long},{short}"), format!("{long},{long},{long}")] {
+            let error = with(&bad).unwrap_err();
+            assert!(
+                error.to_string().contains("ORIGIN_VERIFY_SECRET") && !error.to_string().contains(&long),
+                "{error}"
+            );
+        }
     }
 }

@@ -142,47 +142,79 @@ const MAX_PASSWORD_CHARS: usize = 256;
 /// A candidate password for a new account (NIST SP 800-63B): 8 to 256 characters, no
 /// composition rules, not the email or its local part, and not guessable: zxcvbn, with its
 /// bundled frequency lists (30,000 common passwords, matched case-insensitively and through
-/// l33t substitutions), must estimate at least 10^8 guesses (score 2 of 4). Held as a secret
+/// l33t substitutions), must estimate at least 10^6 guesses (score 2 of 4). Held as a secret
 /// so it cannot be logged.
 #[derive(Clone)]
 pub struct Password(SecretString);
 
 /// How much of a new password zxcvbn reads. Its cost grows with the input's length times the
-/// l33t readings it tries, one per combination of the substitutions the input's symbols allow:
-/// an input holding all twenty of its l33t symbols costs hundreds of argon2 runs (BENCHMARKS.md,
-/// section 7), on an anonymous request. So it reads the first 64 characters (a password whose
-/// first 64 are guessable is guessable), and only the first [`L33T_SYMBOLS_READ`] distinct l33t
-/// symbols as such: any further one stands in as a character of its own that no dictionary,
-/// keyboard or substitution knows, so it still counts as a character but opens no more readings.
+/// l33t readings it tries: one per way of reading the input's l33t symbols as letters, the
+/// product over letters of the symbols that may stand for each (`c` has four: `(`, `{`, `[`,
+/// `<`). An input holding all twenty symbols costs hundreds of argon2 runs, on an anonymous
+/// request (BENCHMARKS.md, section 7). So zxcvbn reads the first 64 characters (a password
+/// whose first 64 are guessable is guessable), with the l33t symbols kept in order of first
+/// appearance while their readings stay within [`L33T_READINGS`]. A symbol that would take them
+/// past it stands in as a character of its own that no dictionary, keyboard, sequence or
+/// substitution knows: it still counts as a character, but opens no reading. Digits alone never
+/// pass the limit (only `6`/`9` for `g` and `1`/`7` for `l` multiply), so dates, years and
+/// digit runs are always read as such.
 const STRENGTH_CHECKED_CHARS: usize = 64;
 
-/// The distinct l33t symbols zxcvbn reads as letters in a new password.
-const L33T_SYMBOLS_READ: usize = 4;
+/// The most l33t readings zxcvbn is given of a new password.
+const L33T_READINGS: usize = 4;
 
-/// zxcvbn 3's l33t substitution symbols (its `L33T_TABLE`: `4` and `@` for `a`, `|` for `i`
-/// or `l`, ...).
-const L33T_SYMBOLS: &str = "4@8({[<3691!|70$5+%2";
+/// zxcvbn 3's l33t table (`matching::L33T_TABLE`): each letter, and the symbols read as it.
+/// Should zxcvbn's table change, only the bound on its work would be off, not the policy.
+const L33T_TABLE: [(char, &str); 12] = [
+    ('a', "4@"),
+    ('b', "8"),
+    ('c', "({[<"),
+    ('e', "3"),
+    ('g', "69"),
+    ('i', "1!|"),
+    ('l', "1|7"),
+    ('o', "0"),
+    ('s', "$5"),
+    ('t', "+7"),
+    ('x', "%"),
+    ('z', "2"),
+];
 
-/// What zxcvbn reads of `password`: its first [`STRENGTH_CHECKED_CHARS`] characters, each l33t
-/// symbol past the first [`L33T_SYMBOLS_READ`] distinct ones replaced by a private-use character
-/// of its own (one per symbol, so a repeated symbol still repeats).
+/// How many l33t readings zxcvbn tries of an input holding `symbols`.
+fn l33t_readings(symbols: &[char]) -> usize {
+    L33T_TABLE
+        .iter()
+        .map(|(_, read_as)| read_as.chars().filter(|c| symbols.contains(c)).count().max(1))
+        .product()
+}
+
+/// What zxcvbn reads of `password` (see [`STRENGTH_CHECKED_CHARS`]).
 fn strength_checked(password: &str) -> String {
-    let mut read: Vec<char> = Vec::with_capacity(L33T_SYMBOLS_READ);
+    let is_l33t = |c: char| L33T_TABLE.iter().any(|(_, read_as)| read_as.contains(c));
+    let (mut kept, mut stand_ins) = (Vec::new(), Vec::new());
     password
         .chars()
         .take(STRENGTH_CHECKED_CHARS)
-        .map(|c| match L33T_SYMBOLS.chars().position(|symbol| symbol == c) {
-            Some(_) if read.contains(&c) => c,
-            Some(_) if read.len() < L33T_SYMBOLS_READ => {
-                read.push(c);
-                c
+        .map(|c| {
+            if !is_l33t(c) || kept.contains(&c) {
+                return c;
             }
-            Some(index) => char::from_u32(0xE000 + index as u32).unwrap_or('\u{E000}'),
-            None => c,
+            if !stand_ins.contains(&c) {
+                kept.push(c);
+                if l33t_readings(&kept) <= L33T_READINGS {
+                    return c;
+                }
+                kept.pop();
+                stand_ins.push(c);
+            }
+            // Private-use characters, 16 apart: no two of them make a sequence either.
+            let index = stand_ins.iter().position(|&s| s == c).unwrap_or_default() as u32;
+            char::from_u32(0xE000 + 16 * index).unwrap_or('\u{E000}')
         })
         .collect()
 }
 
+/// The lowest zxcvbn score accepted: 2, "somewhat guessable", at least 10^6 guesses.
 const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Two;
 
 impl Password {
@@ -313,20 +345,44 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_four_distinct_l33t_symbols_are_read_as_letters() {
-        // Every l33t symbol zxcvbn knows, over and over: only four stay symbols, the rest stand
-        // in as private-use characters, one per symbol, repeats kept.
-        let checked = strength_checked(&L33T_SYMBOLS.repeat(4));
-        let symbols: std::collections::BTreeSet<char> =
-            checked.chars().filter(|c| L33T_SYMBOLS.contains(*c)).collect();
-        assert_eq!(symbols, "4@8(".chars().collect());
-        let distinct: std::collections::BTreeSet<char> = checked.chars().collect();
-        assert_eq!(distinct.len(), L33T_SYMBOLS.chars().count(), "one stand-in per symbol");
+    fn l33t_symbols_are_read_while_their_readings_stay_few() {
+        // Every l33t symbol zxcvbn knows, over and over: it is given at most four readings.
+        let all: String = L33T_TABLE.iter().map(|(_, read_as)| *read_as).collect();
+        let checked = strength_checked(&all.repeat(4));
+        let symbols: Vec<char> = checked.chars().filter(|c| all.contains(*c)).collect();
+        assert!(l33t_readings(&symbols) <= L33T_READINGS, "{checked:?}");
         assert_eq!(checked.chars().count(), 64);
-        // The usual substitutions are still read: a common password dressed in l33t is weak.
+        let distinct: std::collections::BTreeSet<char> = checked.chars().collect();
+        assert_eq!(
+            distinct.len(),
+            all.chars().collect::<std::collections::BTreeSet<_>>().len(),
+            "one stand-in per symbol"
+        );
+        // Digits, and the symbols people dress a word in, are read as they are.
+        for kept in ["1234567890", "01/02/1985", "p@$$w0rd", "P4@ssw0rd!", "!@#$%^&*"] {
+            assert_eq!(strength_checked(kept), kept);
+        }
+    }
+
+    #[test]
+    fn guessable_passwords_full_of_digits_and_symbols_are_still_rejected() {
         let owner = email("a@example.com");
-        for dressed in ["P@$$w0rd", "p4ssw0rd!", "1etme1n"] {
-            assert_eq!(Password::parse(dressed.into(), &owner).expect_err(dressed).code(), "weak_password");
+        for guessable in [
+            "12345678",
+            "123456789",
+            "1234567890",
+            "87654321",
+            "01/02/1985",
+            "1234p@$$w0rd",
+            "!@#$%^&*",
+            "P@$$w0rd",
+            "p4ssw0rd!",
+            "1etme1n",
+        ] {
+            assert_eq!(
+                Password::parse(guessable.into(), &owner).expect_err(guessable).code(),
+                "weak_password"
+            );
         }
     }
 

@@ -39,6 +39,10 @@ pub enum ApiError {
     /// the account's. A 403, not a 401: the access token itself is fine.
     #[error("the password is incorrect")]
     InvalidPassword,
+    /// The API sits behind CloudFront (`ORIGIN_VERIFY_SECRET`) and this request came another
+    /// way: without the distribution's origin secret.
+    #[error("requests must come through the API's CloudFront distribution")]
+    OriginRequired,
     /// No session of the caller's has this id (another user's sessions are unknown alike).
     #[error("no such session")]
     SessionNotFound,
@@ -74,7 +78,7 @@ impl ApiError {
             | Self::InvalidToken
             | Self::InvalidRefreshToken
             | Self::RefreshTokenReused => 401,
-            Self::InvalidPassword => 403,
+            Self::InvalidPassword | Self::OriginRequired => 403,
             Self::SessionNotFound => 404,
             Self::EmailTaken => 409,
             Self::PayloadTooLarge { .. } => 413,
@@ -97,6 +101,7 @@ impl ApiError {
             // The same code as a bad access token: a token the client holds is no good.
             Self::InvalidToken | Self::InvalidLinkToken => "invalid_token",
             Self::InvalidPassword => "invalid_password",
+            Self::OriginRequired => "origin_required",
             Self::SessionNotFound => "session_not_found",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",

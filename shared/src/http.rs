@@ -127,29 +127,66 @@ pub const ORIGIN_VERIFY_HEADER: &str = "x-origin-verify";
 /// `2001:db8::1:46532`).
 pub const VIEWER_ADDRESS_HEADER: &str = "cloudfront-viewer-address";
 
-/// Behind CloudFront every request's source is an edge's address. With an origin `secret`
-/// configured, a request whose `X-Origin-Verify` header holds it came through CloudFront, and
-/// its `CloudFront-Viewer-Address` becomes its source address (the request context's, which
-/// [`ApiRequest::device`] reads). Without the secret, or with a wrong one (a client calling the
-/// API directly), the header is ignored and the front door's address stands. The secret's header
-/// is removed either way, so that nothing after this sees it.
-pub fn trust_viewer_address(request: &mut Request, secret: Option<&secrecy::SecretString>) {
+/// Behind CloudFront every request's source is an edge's address. With origin `secrets`
+/// configured, CloudFront adds one of them in `X-Origin-Verify` to every request it forwards:
+/// such a request came through CloudFront, and its one `CloudFront-Viewer-Address` becomes its
+/// source address (the request context's, which [`ApiRequest::device`] reads). A front door's
+/// request without a configured secret went around the distribution (and its WAF): refused, 403
+/// `origin_required`. Without configured secrets the headers mean nothing and the front door's
+/// address stands. The secret's header is removed either way, so that nothing after this sees it.
+pub fn through_origin(request: &mut Request, secrets: &[secrecy::SecretString]) -> Result<(), ApiError> {
     use secrecy::ExposeSecret as _;
     let presented = request.headers_mut().remove(ORIGIN_VERIFY_HEADER);
-    let (Some(secret), Some(presented)) = (secret, presented) else { return };
-    let genuine = aws_lc_rs::constant_time::verify_slices_are_equal(
-        presented.as_bytes(),
-        secret.expose_secret().as_bytes(),
-    )
-    .is_ok();
-    let viewer = request.header(VIEWER_ADDRESS_HEADER).and_then(viewer_address);
-    let (true, Some(viewer)) = (genuine, viewer) else { return };
-    let viewer = Some(viewer.to_string());
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let front_door = matches!(
+        request.request_context_ref(),
+        Some(RequestContext::ApiGatewayV2(_) | RequestContext::ApiGatewayV1(_) | RequestContext::Alb(_))
+    );
+    // Every secret is compared, in constant time.
+    let genuine = presented.is_some_and(|presented| {
+        secrets.iter().fold(false, |found, secret| {
+            let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
+                presented.as_bytes(),
+                secret.expose_secret().as_bytes(),
+            )
+            .is_ok();
+            found | equal
+        })
+    });
+    if !genuine {
+        return if front_door { Err(ApiError::OriginRequired) } else { Ok(()) };
+    }
+    // One value, one address: several headers (or values a front door joined with commas) are
+    // not CloudFront's.
+    let mut values = request.headers().get_all(VIEWER_ADDRESS_HEADER).iter();
+    let viewer = match (values.next(), values.next()) {
+        (Some(value), None) => {
+            value.to_str().ok().filter(|value| !value.contains(',')).and_then(viewer_address)
+        }
+        _ => None,
+    };
+    let Some(viewer) = viewer else {
+        tracing::warn!(
+            "a request with the origin secret has no single CloudFront-Viewer-Address: it counts as the \
+             edge's address (forward that header in the distribution's origin request policy)"
+        );
+        return Ok(());
+    };
+    let viewer = viewer.to_string();
     match request.extensions_mut().get_mut::<RequestContext>() {
-        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip = viewer,
-        Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip = viewer,
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip = Some(viewer),
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.source_ip = Some(viewer),
+        // Behind a balancer the address is the last `X-Forwarded-For` entry: the edge's, here.
+        Some(RequestContext::Alb(_)) => {
+            if let Ok(value) = viewer.parse() {
+                request.headers_mut().insert("x-forwarded-for", value);
+            }
+        }
         _ => {}
     }
+    Ok(())
 }
 
 /// The address of a `CloudFront-Viewer-Address` value: what precedes its last `:` (the port).
@@ -260,20 +297,57 @@ mod tests {
 
     #[test]
     fn the_origin_secret_header_never_reaches_a_handler() {
-        let secret = secrecy::SecretString::from("x".repeat(40));
-        let sent = |presented: &str| {
+        let secrets = [secrecy::SecretString::from("x".repeat(40))];
+        for (configured, presented) in
+            [(&secrets[..], "x".repeat(40)), (&secrets[..], "y".into()), (&[][..], "z".into())]
+        {
             let mut request = request(None, "");
             request.headers_mut().insert(ORIGIN_VERIFY_HEADER, presented.parse().unwrap());
-            request.headers_mut().insert(VIEWER_ADDRESS_HEADER, "192.0.2.1:80".parse().unwrap());
-            request
-        };
-        for (configured, presented) in
-            [(Some(&secret), "x".repeat(40)), (Some(&secret), "y".into()), (None, "z".into())]
-        {
-            let mut request = sent(&presented);
-            trust_viewer_address(&mut request, configured);
+            let _ = through_origin(&mut request, configured);
             assert!(request.header(ORIGIN_VERIFY_HEADER).is_none());
         }
+    }
+
+    #[test]
+    fn with_origin_secrets_a_front_doors_request_without_one_is_refused_and_either_secret_admits() {
+        let (current, previous) = ("c".repeat(40), "p".repeat(40));
+        let secrets =
+            [secrecy::SecretString::from(current.clone()), secrecy::SecretString::from(previous.clone())];
+        let through = |presented: Option<&str>, viewers: &[&str]| {
+            let mut request = request(None, "");
+            if let Some(presented) = presented {
+                request.headers_mut().insert(ORIGIN_VERIFY_HEADER, presented.parse().unwrap());
+            }
+            for viewer in viewers {
+                request.headers_mut().append(VIEWER_ADDRESS_HEADER, viewer.parse().unwrap());
+            }
+            through_origin(&mut request, &secrets).map(|()| request.device().ip)
+        };
+
+        assert_eq!(through(None, &[]).unwrap_err().code(), "origin_required");
+        assert_eq!(through(Some("a guess"), &["192.0.2.1:1"]).unwrap_err().code(), "origin_required");
+        assert_eq!(through(Some(&current), &["192.0.2.1:1"]).unwrap(), Some([192, 0, 2, 1].into()));
+        assert_eq!(through(Some(&previous), &["192.0.2.2:1"]).unwrap(), Some([192, 0, 2, 2].into()));
+        // Not one address: the front door's own (none in this event) stands.
+        assert_eq!(through(Some(&current), &["192.0.2.1:1", "192.0.2.9:1"]).unwrap(), None);
+        assert_eq!(through(Some(&current), &["192.0.2.1:1, 192.0.2.9:1"]).unwrap(), None);
+        assert_eq!(through(Some(&current), &[]).unwrap(), None);
+    }
+
+    #[test]
+    fn behind_a_balancer_the_viewer_replaces_the_edge_as_the_last_forwarded_address() {
+        let secret = "s".repeat(40);
+        let event = json!({
+            "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/t/1"}},
+            "httpMethod": "POST", "path": "/auth/login", "body": "", "isBase64Encoded": false,
+            "headers": {"x-forwarded-for": "203.0.113.5, 130.176.0.1", "x-origin-verify": secret,
+                        "cloudfront-viewer-address": "198.51.100.10:46532"},
+        });
+        let mut request = lambda_http::request::from_str(&event.to_string()).expect("an ALB event");
+
+        through_origin(&mut request, &[secrecy::SecretString::from(secret)]).unwrap();
+
+        assert_eq!(request.device().ip, Some([198, 51, 100, 10].into()));
     }
 
     #[test]

@@ -198,7 +198,9 @@ where
     Fut: Future<Output = Reply>,
 {
     let mut request = request;
-    crate::http::trust_viewer_address(&mut request, app.origin_secret.as_ref());
+    if let Err(refused) = crate::http::through_origin(&mut request, &app.origin_secrets) {
+        return refused.into_response();
+    }
     app.learn_issuer(&request);
     answer(handler(app, request)).await
 }

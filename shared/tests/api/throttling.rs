@@ -315,9 +315,9 @@ const EDGE: &str = "130.176.0.1";
 const ORIGIN_SECRET: &str = "an origin secret CloudFront sends, 32+ characters";
 
 #[sqlx::test(migrations = "../migrations")]
-async fn behind_cloudfront_each_viewer_is_counted_and_a_forged_viewer_address_is_not(pool: PgPool) {
+async fn behind_cloudfront_each_viewer_is_counted_and_a_request_around_it_is_refused(pool: PgPool) {
     let mut app = with_source_limit(pool, 3);
-    Arc::get_mut(&mut app.app).expect("a fresh app").origin_secret = Some(ORIGIN_SECRET.to_owned().into());
+    Arc::get_mut(&mut app.app).expect("a fresh app").origin_secrets = vec![ORIGIN_SECRET.to_owned().into()];
     let through_cloudfront = |viewer: &str| json!({ "x-origin-verify": ORIGIN_SECRET, "cloudfront-viewer-address": format!("{viewer}:46532") });
 
     // One viewer reaches its limit; another viewer through the same edge is not held by it.
@@ -330,22 +330,23 @@ async fn behind_cloudfront_each_viewer_is_counted_and_a_forged_viewer_address_is
     }
     let second =
         app.post_login_from(EDGE, "user0@example.com", "a guess", through_cloudfront("2001:db8::7")).await;
-    // A client calling the API directly names a viewer of its own: a wrong secret, or none, and
-    // the address counted is the client's own (here the edge's, whose count is untouched so far).
-    let forged =
-        |secret: &str| json!({ "x-origin-verify": secret, "cloudfront-viewer-address": "192.0.2.99:1234" });
+    // A client calling the API directly, naming a viewer of its own: refused, and counted nowhere.
     let mut direct = Vec::new();
-    for (n, secret) in ["a wrong secret", "", "a wrong secret"].into_iter().enumerate() {
-        let email = format!("direct{n}@example.com");
-        direct.push(app.post_login_from(EDGE, &email, "a guess", forged(secret)).await.status);
+    for secret in ["a wrong secret", ""] {
+        let forged = json!({ "x-origin-verify": secret, "cloudfront-viewer-address": "192.0.2.99:1234" });
+        let response = app.post_login_from("192.0.2.99", "user0@example.com", "a guess", forged).await;
+        direct.push((response.status, response.body["error"].clone()));
     }
-    let after_forgeries = app.post_login_from(EDGE, "direct9@example.com", "a guess", forged("x")).await;
+    let unheaded = app.post_login_from("192.0.2.99", "user0@example.com", "a guess", json!({})).await;
     let genuine_viewer =
-        app.post_login_from(EDGE, "user0@example.com", "a guess", through_cloudfront("192.0.2.99")).await;
+        app.post_login_from(EDGE, "user1@example.com", "a guess", through_cloudfront("192.0.2.99")).await;
 
     assert_eq!(first, [401, 401, 401, 429], "the first viewer's own limit");
     assert_eq!(second.status, 401, "another viewer behind the same edge");
-    assert_eq!(direct, [401; 3], "counted against the caller's own address");
-    assert_eq!(after_forgeries.status, 429, "the forgeries all counted against the edge's address");
-    assert_eq!(genuine_viewer.status, 401, "the forged viewer address was never charged");
+    assert_eq!(direct, [(403, json!("origin_required")), (403, json!("origin_required"))]);
+    assert_eq!((unheaded.status, &unheaded.body["error"]), (403, &json!("origin_required")));
+    assert_eq!(
+        genuine_viewer.status, 401,
+        "the refused requests were never charged to the viewer they named"
+    );
 }

@@ -17,8 +17,8 @@ const OWASP: [(u32, u32); 5] = [(47_104, 1), (19_456, 2), (12_288, 3), (9_216, 4
 
 const RUNS: usize = 9;
 
-/// zxcvbn's worst input found: every one of its l33t symbols, over and over, so that it tries
-/// a reading for each combination of their substitutions (`shared::domain::strength_checked`).
+/// Every one of zxcvbn's l33t symbols, over and over: unbounded, zxcvbn tries hundreds of readings
+/// of it, one per combination of their substitutions (`shared::domain::strength_checked`).
 const L33T_WORST: &str = "4@8({[<3691!|70$5+%2";
 
 fn peak_rss_kib() -> anyhow::Result<u64> {
@@ -134,8 +134,8 @@ pub fn alternatives() -> anyhow::Result<String> {
     let (unbounded_mib, unbounded) = run_probe("zxcvbn-worst-unbounded")?;
     writeln!(
         text,
-        "| zxcvbn's worst input found (256 characters cycling through its 20 l33t symbols), as \
-         signup reads it | {mib:.1} MiB | {} |\n\
+        "| zxcvbn on 256 characters cycling through its 20 l33t symbols, as signup reads them \
+         | {mib:.1} MiB | {} |\n\
          | the same, all of it given to zxcvbn (which reads 100 characters) | {unbounded_mib:.1} MiB | {} |",
         ms(median),
         ms(unbounded)

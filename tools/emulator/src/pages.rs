@@ -143,6 +143,8 @@ mod tests {
         assert_eq!(get.body, Bytes::from_static(b"<p>page</p>"));
         assert!(get.headers.contains(&("content-type".into(), "text/html; charset=utf-8".into())));
         assert!(get.headers.contains(&("cache-control".into(), "no-store".into())));
+        // A page reads a link's token from its fragment; no Referer takes the page's URL anywhere.
+        assert!(get.headers.contains(&("referrer-policy".into(), "no-referrer".into())));
         let head = head.expect("the page's headers");
         assert_eq!((head.status, head.body.len()), (200, 0));
         assert!(head.headers.contains(&("content-length".into(), "11".into())));
