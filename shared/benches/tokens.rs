@@ -7,7 +7,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::jwk::JwkSet;
 use secrecy::SecretString;
-use shared::domain::{SessionId, UserId};
+use shared::domain::{Aal, Assurance, SessionId, UserId};
 use shared::tokens::{
     Claims, SigningAlgorithm, SigningKey, TokenSigner, TokenVerifier, generate_private_key_pem,
 };
@@ -35,6 +35,7 @@ fn access_tokens(c: &mut Criterion) {
     let issuers: Vec<_> =
         ALGORITHMS.iter().map(|(algorithm, name)| (*name, issuer(*algorithm, name))).collect();
     let (user, session) = (UserId::generate(), SessionId::generate());
+    let assurance = Assurance::password();
     let signing_keys: Vec<_> = ALGORITHMS
         .iter()
         .map(|(algorithm, name)| {
@@ -46,7 +47,7 @@ fn access_tokens(c: &mut Criterion) {
     let mut sign = c.benchmark_group("access_token_sign");
     for (name, issuer) in &issuers {
         sign.bench_function(*name, |b| {
-            b.iter(|| issuer.0.issue(black_box(user), black_box(session)).unwrap())
+            b.iter(|| issuer.0.issue(black_box(user), black_box(session), &assurance).unwrap())
         });
     }
     sign.finish();
@@ -59,6 +60,8 @@ fn access_tokens(c: &mut Criterion) {
         sid: session.0,
         iat: 1_800_000_000,
         exp: 1_800_000_900,
+        aal: Aal::Aal1,
+        amr: vec!["pwd".to_owned()],
     };
     let mut reparsing = c.benchmark_group("access_token_sign_reparsing");
     for (name, keys) in &signing_keys {
@@ -68,7 +71,7 @@ fn access_tokens(c: &mut Criterion) {
 
     let mut verify = c.benchmark_group("access_token_verify");
     for (name, issuer) in &issuers {
-        let token = issuer.0.issue(user, session).unwrap().token;
+        let token = issuer.0.issue(user, session, &assurance).unwrap().token;
         verify.bench_function(*name, |b| b.iter(|| issuer.1.verify(black_box(&token)).unwrap()));
     }
     verify.finish();

@@ -41,6 +41,8 @@ pub struct App {
     pub mail_source_limit: u32,
     /// CloudFront's origin secrets, when it fronts the API (see [`crate::http::through_origin`]).
     pub origin_secrets: Vec<secrecy::SecretString>,
+    /// The MFA key ring, for a function that seals or opens second-factor secrets.
+    pub mfa: Option<crate::mfa::MfaKeys>,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -75,6 +77,20 @@ impl App {
                 }
             }
         }
+        // The ring is read again on the token keys' schedule (their defaults without token keys).
+        let (refresh_after, refetch_interval) = config
+            .keys
+            .as_ref()
+            .map_or((std::time::Duration::from_secs(300), std::time::Duration::from_secs(30)), |keys| {
+                (keys.refresh_after, keys.refetch_interval)
+            });
+        let mfa = config
+            .mfa_keys
+            .as_ref()
+            .map(|source| {
+                crate::mfa::MfaKeys::from_config(source, refresh_after, refetch_interval, secrets.clone())
+            })
+            .transpose()?;
         Ok(Self {
             metrics: Metrics::new(config.metrics_namespace, config.function_name.clone()),
             function_name: config.function_name,
@@ -86,6 +102,7 @@ impl App {
             login_source_limit: config.login_source_limit,
             mail_source_limit: config.mail_source_limit,
             origin_secrets: config.origin_secrets,
+            mfa,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
@@ -112,6 +129,7 @@ impl App {
             login_source_limit: crate::config::DEFAULT_LOGIN_SOURCE_FAILURE_LIMIT,
             mail_source_limit: crate::config::DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
             origin_secrets: Vec::new(),
+            mfa: None,
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),

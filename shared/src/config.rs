@@ -24,6 +24,19 @@ pub struct Needs {
     pub keys: Keys,
     /// Sends mail (`MAIL_FROM`, `APP_URL`, `MAIL_HOURLY_LIMIT`).
     pub mail: bool,
+    /// Seals or opens second-factor secrets with the MFA key ring (`MFA_KEYS_SECRET_ARN`, or
+    /// `MFA_KEYS` locally).
+    pub mfa: bool,
+}
+
+/// Where the MFA key ring comes from (see `mfa::seal`).
+#[derive(Debug)]
+pub enum MfaKeySource {
+    /// `MFA_KEYS`: the ring's JSON in the environment (local runs, tests). Static.
+    Env(secrecy::SecretString),
+    /// `MFA_KEYS_SECRET_ARN`: a secret holding the ring, read on first use and again once older
+    /// than `JWT_KEYS_TTL_SECONDS` (or when a sealed value names a key the ring lacks).
+    Secret { arn: String },
 }
 
 /// Which token keys a function holds. A signer never needs the public key set and a verifier
@@ -82,6 +95,8 @@ pub struct Config {
     /// came through CloudFront, and its `CloudFront-Viewer-Address` is the client's; a request
     /// without one is refused.
     pub origin_secrets: Vec<secrecy::SecretString>,
+    /// The MFA key ring, for a function that needs it.
+    pub mfa_keys: Option<MfaKeySource>,
 }
 
 /// The shortest `ORIGIN_VERIFY_SECRET` accepted: a guessable one would let a client name its
@@ -232,8 +247,20 @@ impl Config {
                 DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
             )?,
             origin_secrets: origin_secrets(&vars)?,
+            mfa_keys: if needs.mfa { Some(mfa_key_source(&vars)?) } else { None },
         })
     }
+}
+
+/// `MFA_KEYS_SECRET_ARN`, else `MFA_KEYS`, whose ring is read (and so validated) here.
+fn mfa_key_source(vars: &Vars<'_>) -> Result<MfaKeySource, ConfigError> {
+    if let Some(arn) = vars.optional("MFA_KEYS_SECRET_ARN") {
+        return Ok(MfaKeySource::Secret { arn });
+    }
+    let ring = vars.required("MFA_KEYS")?;
+    crate::mfa::seal::SealingKeys::from_json(&ring)
+        .map_err(|error| ConfigError::Malformed { name: "MFA_KEYS", problem: format!("{error:#}") })?;
+    Ok(MfaKeySource::Env(ring.into()))
 }
 
 /// `ORIGIN_VERIFY_SECRET`, when set: one or two values (the current and, while it rotates, the
@@ -483,10 +510,10 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const ALL: Needs = Needs { database: true, keys: Keys::Sign, mail: false };
-    const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify, mail: false };
-    const DATABASE: Needs = Needs { database: true, keys: Keys::None, mail: false };
-    const MAILER: Needs = Needs { database: true, keys: Keys::None, mail: true };
+    const ALL: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false };
+    const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify, mail: false, mfa: false };
+    const DATABASE: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false };
+    const MAILER: Needs = Needs { database: true, keys: Keys::None, mail: true, mfa: false };
     const REFRESH_KEY: &str = "0123456789abcdef0123456789abcdef";
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -576,7 +603,8 @@ mod tests {
             ("JWT_AUDIENCE", "a"),
         ]);
         let config =
-            Config::from_lookup(Needs { database: false, keys: Keys::Sign, mail: false }, vars).unwrap();
+            Config::from_lookup(Needs { database: false, keys: Keys::Sign, mail: false, mfa: false }, vars)
+                .unwrap();
         assert!(config.database.is_none());
     }
 
@@ -833,5 +861,31 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_function_that_needs_the_mfa_ring_reads_it_and_a_bad_ring_fails_at_init() {
+        const SEALER: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: true };
+        let url = ("DATABASE_URL", "postgres://app@localhost/auth");
+        let ring =
+            serde_json::json!({"current": "k1", "keys": {"k1": crate::mfa::seal::generate_key().unwrap()}})
+                .to_string();
+
+        assert!(
+            Config::from_lookup(DATABASE, lookup(&[url, ("MFA_KEYS", "not json")]))
+                .unwrap()
+                .mfa_keys
+                .is_none()
+        );
+        let missing = Config::from_lookup(SEALER, lookup(&[url])).unwrap_err();
+        assert_eq!(missing.to_string(), "the environment variable MFA_KEYS is not set");
+        let from_env = Config::from_lookup(SEALER, lookup(&[url, ("MFA_KEYS", &ring)])).unwrap();
+        assert!(matches!(from_env.mfa_keys, Some(MfaKeySource::Env(_))));
+        let from_secret =
+            Config::from_lookup(SEALER, lookup(&[url, ("MFA_KEYS_SECRET_ARN", "arn:aws:secretsmanager:x")]))
+                .unwrap();
+        assert!(matches!(from_secret.mfa_keys, Some(MfaKeySource::Secret { .. })));
+        let bad = Config::from_lookup(SEALER, lookup(&[url, ("MFA_KEYS", r#"{"current":"k1","keys":{}}"#)]));
+        assert!(bad.unwrap_err().to_string().contains("MFA_KEYS"));
     }
 }

@@ -31,6 +31,50 @@ impl SessionId {
     }
 }
 
+/// A session's authenticator assurance level (NIST SP 800-63B): one factor, or two.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aal {
+    #[default]
+    Aal1,
+    Aal2,
+}
+
+impl Aal {
+    /// As the `sessions.aal` column and the `aal` claim spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aal1 => "aal1",
+            Self::Aal2 => "aal2",
+        }
+    }
+
+    /// The column's value; anything but `aal2` is one factor.
+    pub fn parse(stored: &str) -> Self {
+        if stored == "aal2" { Self::Aal2 } else { Self::Aal1 }
+    }
+}
+
+/// How a session was proven: its level and the methods used (RFC 8176 `amr` values), kept on the
+/// session and copied into each access token it is issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assurance {
+    pub aal: Aal,
+    pub amr: Vec<String>,
+}
+
+impl Assurance {
+    /// A password sign-in (or a reset link's new password): one factor, `["pwd"]`.
+    pub fn password() -> Self {
+        Self { aal: Aal::Aal1, amr: vec!["pwd".to_owned()] }
+    }
+
+    /// As a session row stores it.
+    pub fn stored(aal: &str, amr: Vec<String>) -> Self {
+        Self { aal: Aal::parse(aal), amr }
+    }
+}
+
 /// What a session records of the client that opened it, for the session list: its
 /// `User-Agent` (cut to [`MAX_USER_AGENT_CHARS`]) and the source address the front door saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

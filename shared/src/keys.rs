@@ -330,7 +330,10 @@ mod tests {
     fn token_of(key: SigningKey) -> String {
         let refresh_key = SecretString::from("r".repeat(32));
         let signer = TokenSigner::new(key, &refresh_key, "iss".into(), "aud".into(), HOUR).unwrap();
-        signer.issue(UserId::generate(), SessionId::generate()).unwrap().token
+        signer
+            .issue(UserId::generate(), SessionId::generate(), &crate::domain::Assurance::password())
+            .unwrap()
+            .token
     }
 
     /// Verifies `token` as [`Verifier::verify`] does, reading the key set through `fetch`.

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod links;
 pub mod mail;
 pub mod metrics;
+pub mod mfa;
 pub mod ops;
 pub mod passwords;
 pub mod runtime;

@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{SessionId, UserId};
+use crate::domain::{Aal, Assurance, SessionId, UserId};
 use crate::error::ApiError;
 use crate::issuer::Issuer;
 
@@ -40,6 +40,12 @@ pub struct Claims {
     pub sid: Uuid,
     pub iat: u64,
     pub exp: u64,
+    /// The session's assurance level; a token signed before sessions had one is `aal1`.
+    #[serde(default)]
+    pub aal: Aal,
+    /// How the session was proven (RFC 8176: `pwd`, `otp`, `hwk`, `swk`, `user`, ...).
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// The signing algorithms on offer. RS256 is the default because API Gateway's built-in JWT
@@ -267,7 +273,12 @@ impl TokenSigner {
     }
 
     /// Signs an access token for `user` in `session`; fails while a derived issuer is unknown.
-    pub fn issue(&self, user: UserId, session: SessionId) -> anyhow::Result<AccessToken> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        session: SessionId,
+        assurance: &Assurance,
+    ) -> anyhow::Result<AccessToken> {
         let iat = unix_now();
         let claims = Claims {
             iss: self.issuer.require()?.to_owned(),
@@ -276,6 +287,8 @@ impl TokenSigner {
             sid: session.0,
             iat,
             exp: iat + self.ttl.as_secs(),
+            aal: assurance.aal,
+            amr: assurance.amr.clone(),
         };
         let token = self.key.sign(&claims).context("signing an access token")?;
         Ok(AccessToken { token, expires_in: self.ttl.as_secs() })
@@ -577,7 +590,7 @@ mod tests {
         for algorithm in [SigningAlgorithm::Rs256, SigningAlgorithm::Es256, SigningAlgorithm::EdDsa] {
             let (signer, verifier) = pair(algorithm, "k1");
             let (user, session) = (UserId::generate(), SessionId::generate());
-            let token = signer.issue(user, session).unwrap();
+            let token = signer.issue(user, session, &Assurance::password()).unwrap();
             let claims = verifier.verify(&token.token).unwrap();
             assert_eq!((claims.sub, claims.sid), (user.0, session.0), "{algorithm:?}");
             assert_eq!(claims.exp - claims.iat, 900);
@@ -591,7 +604,9 @@ mod tests {
         let text = serde_json::to_string(&JwkSet { keys: vec![key.public_jwk().clone()] }).unwrap();
         let verifier =
             TokenVerifier::from_jwks_json(&text, "https://issuer.test".into(), "api".into()).unwrap();
-        let token = signer(key, REFRESH_KEY).issue(UserId::generate(), SessionId::generate()).unwrap();
+        let token = signer(key, REFRESH_KEY)
+            .issue(UserId::generate(), SessionId::generate(), &Assurance::password())
+            .unwrap();
         assert!(verifier.verify(&token.token).is_ok());
     }
 
@@ -627,7 +642,7 @@ mod tests {
     fn a_token_from_another_key_with_the_same_kid_is_rejected() {
         let (_, ours) = pair(SigningAlgorithm::Es256, "k1");
         let (theirs, _) = pair(SigningAlgorithm::Es256, "k1");
-        let forged = theirs.issue(UserId::generate(), SessionId::generate()).unwrap();
+        let forged = theirs.issue(UserId::generate(), SessionId::generate(), &Assurance::password()).unwrap();
         assert_eq!(ours.verify(&forged.token).err(), Some(Rejection::Invalid));
     }
 
@@ -635,7 +650,7 @@ mod tests {
     fn an_unknown_kid_is_rejected_as_an_unknown_key() {
         let (_, ours) = pair(SigningAlgorithm::Es256, "k1");
         let (other, _) = pair(SigningAlgorithm::Es256, "k2");
-        let token = other.issue(UserId::generate(), SessionId::generate()).unwrap();
+        let token = other.issue(UserId::generate(), SessionId::generate(), &Assurance::password()).unwrap();
         assert_eq!(ours.verify(&token.token).err(), Some(Rejection::UnknownKey));
         assert_eq!(ApiError::from(Rejection::UnknownKey).into_response().status(), 401);
     }
@@ -667,6 +682,8 @@ mod tests {
             sid: Uuid::now_v7(),
             iat: now,
             exp: now + 60,
+            aal: Aal::Aal1,
+            amr: vec!["pwd".into()],
         }
     }
 
@@ -709,7 +726,8 @@ mod tests {
     #[test]
     fn a_token_signed_with_the_right_key_under_another_algorithm_name_is_rejected() {
         let (signer, verifier) = pair(SigningAlgorithm::Es256, "k1");
-        let token = signer.issue(UserId::generate(), SessionId::generate()).unwrap().token;
+        let token =
+            signer.issue(UserId::generate(), SessionId::generate(), &Assurance::password()).unwrap().token;
         let (_, rest) = token.split_once('.').unwrap();
         let relabelled = format!("{}.{rest}", b64(&serde_json::json!({"alg": "ES384", "kid": "k1"})));
         assert!(verifier.verify(&relabelled).is_err());

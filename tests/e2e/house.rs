@@ -530,6 +530,7 @@ fn each_function_is_given_exactly_what_its_code_needs() {
             ("JWT_SIGNING_KEY_SECRET_ARN", needs.keys == Keys::Sign),
             ("JWT_VERIFICATION_KEYS_SECRET_ARN", needs.keys == Keys::Verify),
             ("MAIL_FROM", needs.mail),
+            ("MFA_KEYS_SECRET_ARN", needs.mfa),
         ] {
             if given.contains(variable) != needed {
                 let verb = if needed { "needs" } else { "must not be given" };

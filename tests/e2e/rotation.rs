@@ -61,7 +61,10 @@ impl RotationKey {
             Duration::from_secs(ACCESS_TOKEN_TTL_SECONDS),
         )
         .expect("a signer");
-        signer.issue(UserId(id("sub")), SessionId(id("sid"))).expect("signing").token
+        signer
+            .issue(UserId(id("sub")), SessionId(id("sid")), &shared::domain::Assurance::password())
+            .expect("signing")
+            .token
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::field::Empty;
 
 use crate::app::App;
 use crate::db::DbConnection;
-use crate::domain::{Device, Email, MailKind, Password, SessionId, UserId};
+use crate::domain::{Assurance, Device, Email, MailKind, Password, SessionId, UserId};
 use crate::error::{ApiError, Context as _};
 use crate::links;
 use crate::mail::Letter;
@@ -53,7 +53,8 @@ pub async fn signup(
         }
         _ => ApiError::from(error).context("creating the user and the session"),
     })?;
-    let access = tokens.issue(user.id, session).context("signing the access token")?;
+    let access =
+        tokens.issue(user.id, session, &Assurance::password()).context("signing the access token")?;
     // The account exists: a failure to record or send the mail is logged, not answered (the
     // user can ask for it again: `POST /auth/verify-email/resend`).
     let source = device.source();
@@ -146,7 +147,8 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     if !opened {
         return Err(ApiError::InvalidCredentials);
     }
-    let access = tokens.issue(user.id, session).context("signing the access token")?;
+    let access =
+        tokens.issue(user.id, session, &Assurance::password()).context("signing the access token")?;
     Ok(Issued { user, access, refresh })
 }
 

@@ -10,7 +10,7 @@ use crate::http::{ApiRequest as _, Reply, Request};
 use crate::metrics;
 
 /// Login reads and writes the database and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false };
 
 /// 200 with the token response; 401 `invalid_credentials` for an unknown email or a wrong
 /// password alike, and, when `REQUIRE_VERIFIED_EMAIL` holds, for an address not verified yet.

@@ -14,7 +14,7 @@ use tracing::field::Empty;
 
 use crate::app::App;
 use crate::db::DbConnection;
-use crate::domain::{Device, Email, MailKind, Password, SessionId, User};
+use crate::domain::{Assurance, Device, Email, MailKind, Password, SessionId, User};
 use crate::error::{ApiError, Context as _};
 use crate::mail::{Delivery, Letter};
 use crate::metrics;
@@ -152,6 +152,7 @@ pub async fn reset_password(
         .await
         .context("resetting the password")?
         .ok_or(ApiError::InvalidLinkToken)?;
-    let access = tokens.issue(user.id, session).context("signing the access token")?;
+    let access =
+        tokens.issue(user.id, session, &Assurance::password()).context("signing the access token")?;
     Ok(Issued { user, access, refresh })
 }

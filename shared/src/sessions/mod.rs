@@ -71,7 +71,9 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
         },
     };
     tracing::Span::current().record("user", tracing::field::display(rotated.user.id.0));
-    let access = tokens.issue(rotated.user.id, rotated.session).context("signing the access token")?;
+    let access = tokens
+        .issue(rotated.user.id, rotated.session, &rotated.assurance)
+        .context("signing the access token")?;
     Ok(Issued { user: rotated.user, access, refresh: successor })
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::db::{DbConnection, one_statement};
-use crate::domain::{Device, SessionId, User, UserId};
+use crate::domain::{Assurance, Device, SessionId, User, UserId};
 use crate::tokens::TokenHash;
 
 /// A new session's id, its first refresh token, and the device that opened it.
@@ -36,6 +36,8 @@ impl NewSession<'_> {
 pub struct Rotated {
     pub user: User,
     pub session: SessionId,
+    /// How the session was proven, for the access token.
+    pub assurance: Assurance,
 }
 
 /// Revokes a live refresh token of a live session and inserts its successor, in one statement.
@@ -64,7 +66,7 @@ pub async fn rotate_refresh_token(
               and s.id = t.session_id
               and s.revoked_at is null
               and s.created_at > now() - make_interval(secs => $4)
-            returning t.session_id, s.user_id, s.created_at as session_created_at
+            returning t.session_id, s.user_id, s.created_at as session_created_at, s.aal, s.amr
         ), successor as (
             insert into refresh_tokens (token_hash, session_id, parent_hash, expires_at)
             select $2, session_id, $1,
@@ -72,7 +74,8 @@ pub async fn rotate_refresh_token(
             from rotated
         )
         select u.id as "id!: UserId", u.email as "email!", u.created_at as "created_at!",
-               u.email_verified_at, r.session_id as "session_id!: SessionId"
+               u.email_verified_at, r.session_id as "session_id!: SessionId", r.aal as "aal!",
+               r.amr as "amr!"
         from rotated as r
         join users as u on u.id = r.user_id
         "#,
@@ -90,6 +93,7 @@ pub async fn rotate_refresh_token(
             email_verified_at: row.email_verified_at,
         },
         session: row.session_id,
+        assurance: Assurance::stored(&row.aal, row.amr),
     }))
 }
 
@@ -119,12 +123,12 @@ pub async fn replay_refresh_token(
         r#"
         with presented as (
             select t.session_id, t.revoked_at, s.user_id, s.revoked_at as session_revoked_at,
-                   s.created_at as session_created_at
+                   s.created_at as session_created_at, s.aal, s.amr
             from refresh_tokens as t
             join sessions as s on s.id = t.session_id
             where t.token_hash = $1
         ), grace as (
-            select p.session_id, u.id, u.email, u.created_at, u.email_verified_at
+            select p.session_id, p.aal, p.amr, u.id, u.email, u.created_at, u.email_verified_at
             from presented as p
             join users as u on u.id = p.user_id
             where p.revoked_at > now() - make_interval(secs => $3)
@@ -149,7 +153,8 @@ pub async fn replay_refresh_token(
         )
         select exists (select 1 from reused) as "reused!",
                g.id as "id?: UserId", g.email as "email?", g.created_at as "created_at?",
-               g.email_verified_at as "email_verified_at?", g.session_id as "session_id?: SessionId"
+               g.email_verified_at as "email_verified_at?", g.session_id as "session_id?: SessionId",
+               g.aal as "aal?", g.amr as "amr?"
         from (values (1)) as one (x)
         left join grace as g on true
         "#,
@@ -159,11 +164,14 @@ pub async fn replay_refresh_token(
         lifetime.as_secs_f64(),
     )
     .fetch_one(connection))?;
-    Ok(match (row.id, row.email, row.created_at, row.session_id) {
-        (Some(id), Some(email), Some(created_at), Some(session)) => Replay::Grace(Rotated {
-            user: User { id, email, created_at, email_verified_at: row.email_verified_at },
-            session,
-        }),
+    Ok(match (row.id, row.email, row.created_at, row.session_id, row.aal, row.amr) {
+        (Some(id), Some(email), Some(created_at), Some(session), Some(aal), Some(amr)) => {
+            Replay::Grace(Rotated {
+                user: User { id, email, created_at, email_verified_at: row.email_verified_at },
+                session,
+                assurance: Assurance::stored(&aal, amr),
+            })
+        }
         _ if row.reused => Replay::Reused,
         _ => Replay::Invalid,
     })

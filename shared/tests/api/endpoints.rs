@@ -5,6 +5,7 @@ use base64::Engine as _;
 use serde_json::json;
 use shared::app::App;
 use shared::config::{Config, Keys, Needs};
+use shared::domain::Aal;
 use shared::handlers;
 use shared::http::{MAX_BODY_BYTES, Request};
 use shared::tokens::public_key_set;
@@ -222,6 +223,42 @@ async fn refresh_rotates_the_token_and_the_old_one_stops_working(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn access_tokens_carry_how_the_session_was_proven_and_a_refresh_keeps_it(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let signup = app.signed_up("alice@example.com").await;
+    let login = app.post_login("alice@example.com", PASSWORD).await;
+    let claims = async |token: String| app.app.verify_access_token(&token).await.unwrap();
+    // As a second factor will have proven it (its endpoints set these columns).
+    sqlx::query("update sessions set aal = 'aal2', amr = '{pwd,otp}' where id = $1")
+        .bind(claims(login.access_token()).await.sid)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let signup_claims = claims(signup.access_token()).await;
+    let refreshed = claims(app.post_refresh(&login.refresh_token()).await.access_token()).await;
+    let signup_refreshed = claims(app.post_refresh(&signup.refresh_token()).await.access_token()).await;
+
+    assert_eq!((signup_claims.aal, signup_claims.amr), (Aal::Aal1, vec!["pwd".to_owned()]));
+    assert_eq!((refreshed.aal, refreshed.amr), (Aal::Aal2, vec!["pwd".to_owned(), "otp".to_owned()]));
+    assert_eq!((signup_refreshed.aal, signup_refreshed.amr), (Aal::Aal1, vec!["pwd".to_owned()]));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_refresh_replayed_within_the_grace_window_keeps_the_sessions_assurance(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let login = app.signed_up("alice@example.com").await;
+    sqlx::query("update sessions set aal = 'aal2', amr = '{hwk,user}'").execute(&app.pool).await.unwrap();
+
+    let first = app.post_refresh(&login.refresh_token()).await;
+    let again = app.post_refresh(&login.refresh_token()).await;
+
+    assert_eq!((first.status, again.status), (200, 200));
+    let claims = app.app.verify_access_token(&again.access_token()).await.unwrap();
+    assert_eq!((claims.aal, claims.amr), (Aal::Aal2, vec!["hwk".to_owned(), "user".to_owned()]));
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn unknown_malformed_and_expired_refresh_tokens_are_401(pool: PgPool) {
     let app = TestApp::new(pool);
     let signup = app.signed_up("alice@example.com").await;
@@ -436,7 +473,7 @@ async fn a_derived_issuer_is_learnt_from_the_api_of_the_first_request() {
     let public_keys = public_key_set(&[&test_support::signing_key("test-key")]).to_string();
     let vars =
         [("JWT_PUBLIC_KEYS", public_keys.as_str()), ("JWT_AUDIENCE", AUDIENCE), ("AWS_REGION", "eu-west-1")];
-    let needs = Needs { database: false, keys: Keys::Verify, mail: false };
+    let needs = Needs { database: false, keys: Keys::Verify, mail: false, mfa: false };
     let lookup = |name: &str| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned());
     let app = App::from_config(Config::from_lookup(needs, lookup).unwrap()).unwrap();
 

@@ -34,7 +34,7 @@ fn app_with(vars: &[(&str, &str)], needs: Needs) -> App {
     App::from_config(Config::from_lookup(needs, lookup).unwrap()).unwrap()
 }
 
-const DATABASE_ONLY: Needs = Needs { database: true, keys: Keys::None, mail: false };
+const DATABASE_ONLY: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false };
 
 #[sqlx::test(migrations = "../migrations")]
 async fn database_credentials_come_from_an_rds_format_secret(pool: PgPool) {
@@ -106,8 +106,8 @@ async fn a_missing_secret_is_a_503_and_the_error_names_it(pool: PgPool) {
     assert_eq!(response.body["error"], "service_unavailable");
 }
 
-const SIGNER: Needs = Needs { database: false, keys: Keys::Sign, mail: false };
-const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify, mail: false };
+const SIGNER: Needs = Needs { database: false, keys: Keys::Sign, mail: false, mfa: false };
+const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify, mail: false, mfa: false };
 
 fn key(kid: &str, algorithm: SigningAlgorithm) -> (SigningKey, SecretString) {
     let pem = generate_private_key_pem(algorithm).unwrap();
@@ -150,9 +150,13 @@ async fn signers_and_verifiers_read_their_own_secrets_and_every_published_key_ve
     .unwrap();
     let (user, session) = (shared::domain::UserId::generate(), shared::domain::SessionId::generate());
 
-    let fresh =
-        signer_app.tokens().await.expect("the key from the signing secret").issue(user, session).unwrap();
-    let old = old_signer.issue(user, session).unwrap();
+    let fresh = signer_app
+        .tokens()
+        .await
+        .expect("the key from the signing secret")
+        .issue(user, session, &shared::domain::Assurance::password())
+        .unwrap();
+    let old = old_signer.issue(user, session, &shared::domain::Assurance::password()).unwrap();
     let jwks = serde_json::to_value(verifier_app.verification_keys().await.unwrap().jwks()).unwrap();
 
     assert_eq!(kids(&jwks), ["2026-12", "2026-11", "2026-10"], "the JWKS lists next, current and previous");
@@ -195,7 +199,14 @@ async fn a_warm_verifier_finds_a_key_published_after_its_last_read_once_per_refe
             std::time::Duration::from_secs(60),
         )
         .unwrap();
-        signer.issue(shared::domain::UserId::generate(), shared::domain::SessionId::generate()).unwrap().token
+        signer
+            .issue(
+                shared::domain::UserId::generate(),
+                shared::domain::SessionId::generate(),
+                &shared::domain::Assurance::password(),
+            )
+            .unwrap()
+            .token
     };
     verifier_app.verification_keys().await.expect("the first read");
     let publish =

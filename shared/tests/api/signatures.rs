@@ -22,6 +22,8 @@ fn claims() -> Claims {
         sid: Uuid::new_v4(),
         iat: 1_800_000_000,
         exp: 1_800_000_900,
+        aal: shared::domain::Aal::Aal1,
+        amr: vec!["pwd".to_owned()],
     }
 }
 

@@ -91,7 +91,7 @@ impl Fixture {
         let user = create_user_with_session(&mut db, UserId::generate(), &email, &self.password_hash, first)
             .await
             .context("creating the account")?;
-        let access = self.signer.issue(user.id, session)?;
+        let access = self.signer.issue(user.id, session, &shared::domain::Assurance::password())?;
         let mut values = vec![
             (EMAIL, email.as_str().to_owned()),
             (ACCESS_TOKEN, access.token),

@@ -450,7 +450,7 @@ impl Setup {
             open.push(started.elapsed());
             ensure!(opened, "the session opens");
             let started = Instant::now();
-            tokens.issue(user.id, session)?;
+            tokens.issue(user.id, session, &shared::domain::Assurance::password())?;
             sign.push(started.elapsed());
         }
         use crate::stats::Samples;
