@@ -77,6 +77,9 @@ impl App {
                 }
             }
         }
+        if let Some(keys) = &config.verification_keys {
+            verifier = Some(Verifier::from_config(keys, secrets.clone())?);
+        }
         // The ring is read again on the token keys' schedule (their defaults without token keys).
         let (refresh_after, refetch_interval) = config
             .keys
@@ -156,15 +159,20 @@ impl App {
                 None => Ok(()),
             }
         };
-        let keys = async {
-            match (&self.signer, &self.verifier) {
-                (Some(signer), _) => signer.current().await.map(|_| ()),
-                (None, Some(verifier)) => verifier.current().await.map(|_| ()),
-                (None, None) => Ok(()),
+        let signing = async {
+            match &self.signer {
+                Some(signer) => signer.current().await.map(|_| ()),
+                None => Ok(()),
             }
         };
-        let (database, keys) = tokio::join!(database, keys);
-        for error in [database.err(), keys.err()].into_iter().flatten() {
+        let verification = async {
+            match &self.verifier {
+                Some(verifier) => verifier.current().await.map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let (database, signing, verification) = tokio::join!(database, signing, verification);
+        for error in [database.err(), signing.err(), verification.err()].into_iter().flatten() {
             tracing::error!(error = ?error, "warm-up failed; requests will retry");
         }
     }

@@ -39,8 +39,9 @@ pub enum MfaKeySource {
     Secret { arn: String },
 }
 
-/// Which token keys a function holds. A signer never needs the public key set and a verifier
-/// never sees a private key nor the refresh-token key.
+/// Which token keys a function holds. A signer needs the public key set only when it also
+/// checks its caller's access token, and a verifier never sees a private key nor the
+/// refresh-token key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keys {
     None,
@@ -48,6 +49,21 @@ pub enum Keys {
     Sign,
     /// The public key set (me, jwks).
     Verify,
+    /// Both: a signed-in caller's access token is checked, and a new one signed (a step-up, a
+    /// second factor's confirmation).
+    SignAndVerify,
+}
+
+impl Keys {
+    /// Whether the function holds the private key.
+    pub fn signs(self) -> bool {
+        matches!(self, Self::Sign | Self::SignAndVerify)
+    }
+
+    /// Whether the function holds the public key set.
+    pub fn verifies(self) -> bool {
+        matches!(self, Self::Verify | Self::SignAndVerify)
+    }
 }
 
 /// A variable that is missing or malformed, named so the operator knows what to fix.
@@ -66,6 +82,8 @@ pub struct Config {
     pub function_name: String,
     pub database: Option<DatabaseConfig>,
     pub keys: Option<KeyConfig>,
+    /// The public key set of a function that also signs (`Keys::SignAndVerify`).
+    pub verification_keys: Option<KeyConfig>,
     /// How long a refresh token lives; renewed on every rotation.
     pub refresh_token_ttl: Duration,
     /// How long after a rotation the parent token still returns the session's active token
@@ -224,12 +242,21 @@ impl Config {
         let database = needs.database.then(|| database_config(&vars, &function_name)).transpose()?;
         let keys = match needs.keys {
             Keys::None => None,
+            Keys::SignAndVerify => Some(key_config(&vars, Keys::Sign)?),
             role => Some(key_config(&vars, role)?),
+        };
+        // One issuer for both halves: a derived one is learnt once, from the first request.
+        let verification_keys = match (needs.keys, &keys) {
+            (Keys::SignAndVerify, Some(signing)) => {
+                Some(KeyConfig { issuer: signing.issuer.clone(), ..key_config(&vars, Keys::Verify)? })
+            }
+            _ => None,
         };
         Ok(Self {
             function_name,
             database,
             keys,
+            verification_keys,
             refresh_token_ttl: vars.seconds("REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600)?,
             refresh_reuse_grace: vars.seconds("REFRESH_REUSE_GRACE_SECONDS", 10)?,
             session_max_lifetime: session_max_lifetime(&vars)?,
@@ -412,7 +439,7 @@ fn url_names_ssl_mode(url: &str) -> bool {
 
 fn key_config(vars: &Vars<'_>, role: Keys) -> Result<KeyConfig, ConfigError> {
     let source = match role {
-        Keys::Sign => signing_source(vars)?,
+        Keys::Sign | Keys::SignAndVerify => signing_source(vars)?,
         Keys::Verify | Keys::None => match vars.optional("JWT_VERIFICATION_KEYS_SECRET_ARN") {
             Some(arn) => KeySource::VerificationSecret { arn },
             None => KeySource::PublicKeysEnv { jwks: vars.required("JWT_PUBLIC_KEYS")? },
@@ -606,6 +633,24 @@ mod tests {
             Config::from_lookup(Needs { database: false, keys: Keys::Sign, mail: false, mfa: false }, vars)
                 .unwrap();
         assert!(config.database.is_none());
+    }
+
+    #[test]
+    fn a_function_that_signs_and_verifies_reads_both_key_sources() {
+        const BOTH: Needs = Needs { database: false, keys: Keys::SignAndVerify, mail: false, mfa: false };
+        let signing =
+            [("JWT_SIGNING_KEY_SECRET_ARN", "arn:signing"), ("JWT_ISSUER", "i"), ("JWT_AUDIENCE", "a")];
+        let mut both = signing.to_vec();
+        both.push(("JWT_VERIFICATION_KEYS_SECRET_ARN", "arn:verification"));
+
+        let missing = Config::from_lookup(BOTH, lookup(&signing)).unwrap_err();
+        let config = Config::from_lookup(BOTH, lookup(&both)).unwrap();
+        let signer_only = Config::from_lookup(Needs { keys: Keys::Sign, ..BOTH }, lookup(&both)).unwrap();
+
+        assert_eq!(missing.to_string(), "the environment variable JWT_PUBLIC_KEYS is not set");
+        assert!(matches!(config.keys.unwrap().source, KeySource::SigningSecret { .. }));
+        assert!(matches!(config.verification_keys.unwrap().source, KeySource::VerificationSecret { .. }));
+        assert!(signer_only.verification_keys.is_none());
     }
 
     #[test]

@@ -509,7 +509,6 @@ fn template_variables() -> std::collections::BTreeMap<String, BTreeSet<String>> 
 
 #[test]
 fn each_function_is_given_exactly_what_its_code_needs() {
-    use shared::config::Keys;
     let variables = template_variables();
     let registered: BTreeSet<String> =
         shared::handlers::FUNCTIONS.iter().map(|(binary, _, _)| (*binary).to_owned()).collect();
@@ -527,8 +526,8 @@ fn each_function_is_given_exactly_what_its_code_needs() {
         let given = &variables[*binary];
         for (variable, needed) in [
             ("DB_SECRET_ARN", needs.database),
-            ("JWT_SIGNING_KEY_SECRET_ARN", needs.keys == Keys::Sign),
-            ("JWT_VERIFICATION_KEYS_SECRET_ARN", needs.keys == Keys::Verify),
+            ("JWT_SIGNING_KEY_SECRET_ARN", needs.keys.signs()),
+            ("JWT_VERIFICATION_KEYS_SECRET_ARN", needs.keys.verifies()),
             ("MAIL_FROM", needs.mail),
             ("MFA_KEYS_SECRET_ARN", needs.mfa),
         ] {

@@ -469,6 +469,49 @@ async fn the_openid_configuration_is_served_by_the_jwks_function(pool: PgPool) {
 }
 
 #[tokio::test]
+async fn a_function_that_signs_and_verifies_checks_a_callers_token_and_signs_a_new_one() {
+    use secrecy::ExposeSecret as _;
+    let public_keys = test_support::public_keys("k1");
+    let private_key = test_support::key_pem().expose_secret().to_owned();
+    let vars = [
+        ("JWT_PRIVATE_KEY", private_key.as_str()),
+        ("JWT_KEY_ID", "k1"),
+        ("REFRESH_TOKEN_HMAC_KEY", test_support::REFRESH_TOKEN_KEY),
+        ("JWT_PUBLIC_KEYS", public_keys.as_str()),
+        ("JWT_ISSUER", crate::helpers::ISSUER),
+        ("JWT_AUDIENCE", AUDIENCE),
+    ];
+    let lookup = |name: &str| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned());
+    let app = |keys| {
+        let needs = Needs { database: false, keys, mail: false, mfa: false };
+        App::from_config(Config::from_lookup(needs, lookup).unwrap()).unwrap()
+    };
+    let (both, signer) = (app(Keys::SignAndVerify), app(Keys::Sign));
+    // Without JWT_ISSUER, as the template deploys: the issuer is learnt from the first request.
+    let derived_vars: Vec<(&str, &str)> = vars
+        .iter()
+        .filter(|(key, _)| *key != "JWT_ISSUER")
+        .copied()
+        .chain([("AWS_REGION", "eu-west-1")])
+        .collect();
+    let derived_lookup =
+        |name: &str| derived_vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned());
+    let needs = Needs { database: false, keys: Keys::SignAndVerify, mail: false, mfa: false };
+    let derived = App::from_config(Config::from_lookup(needs, derived_lookup).unwrap()).unwrap();
+    derived.learn_issuer(&crate::helpers::event("GET", "/auth/me", json!({}), None, false));
+
+    let (user, session) = (shared::domain::UserId::generate(), shared::domain::SessionId::generate());
+    let password = shared::domain::Assurance::password();
+    let token = both.tokens().await.unwrap().issue(user, session, &password).unwrap();
+    let derived_token = derived.tokens().await.unwrap().issue(user, session, &password).unwrap();
+
+    assert_eq!(both.verify_access_token(&token.token).await.unwrap().sub, user.0);
+    assert!(signer.verify_access_token(&token.token).await.is_err(), "a signer alone holds no key set");
+    let verified = derived.verify_access_token(&derived_token.token).await;
+    assert_eq!(verified.unwrap().sub, user.0, "one issuer for both halves, learnt once");
+}
+
+#[tokio::test]
 async fn a_derived_issuer_is_learnt_from_the_api_of_the_first_request() {
     let public_keys = public_key_set(&[&test_support::signing_key("test-key")]).to_string();
     let vars =
