@@ -23,13 +23,15 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::sync::mpsc;
 
 /// The schema's tables once every migration ran, by name.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 11] = [
     "login_attempts",
     "login_failure_windows",
     "mail_hourly",
     "mail_quota",
     "mail_sources",
     "mail_tokens",
+    "mfa_factors",
+    "recovery_codes",
     "refresh_tokens",
     "sessions",
     "users",

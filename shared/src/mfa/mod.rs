@@ -1,8 +1,9 @@
 //! The second factor: TOTP secrets ([`totp`]) sealed at rest under the MFA key ring ([`seal`]),
-//! and recovery codes ([`recovery`]).
+//! recovery codes ([`recovery`]), and their statements ([`store`]).
 
 pub mod recovery;
 pub mod seal;
+pub mod store;
 pub mod totp;
 
 use std::sync::Arc;

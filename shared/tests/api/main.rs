@@ -12,6 +12,7 @@ mod atomicity;
 mod endpoints;
 mod layers;
 mod lifecycle;
+mod mfa;
 mod plans;
 mod races;
 mod reuse;

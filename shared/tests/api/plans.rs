@@ -1,6 +1,6 @@
 //! The plan guard: every statement the code sends (the compile-checked queries recorded in
 //! `.sqlx/`) is planned against tables at volume, and none may scan `users`, `sessions`,
-//! `refresh_tokens`, `login_attempts` or the mail tables sequentially. A new query without its index fails here,
+//! `refresh_tokens`, `login_attempts`, the mail tables or the second factor's sequentially. A new query without its index fails here,
 //! not in production, where one slow statement that any client can trigger (a refresh with a
 //! random token) keeps the database busy.
 //!
@@ -19,8 +19,16 @@ use sqlx::{AssertSqlSafe, Connection as _, Executor as _, PgPool, Row as _};
 
 /// The tables the guard watches.
 /// (`mail_hourly` is not: one row per clock hour, purged down to two, where a scan is the plan.)
-const TABLES: [&str; 6] =
-    ["users", "sessions", "refresh_tokens", "login_attempts", "mail_tokens", "mail_quota"];
+const TABLES: [&str; 8] = [
+    "users",
+    "sessions",
+    "refresh_tokens",
+    "login_attempts",
+    "mail_tokens",
+    "mail_quota",
+    "mfa_factors",
+    "recovery_codes",
+];
 
 /// Users (one session each, three refresh tokens per session in a rotation chain).
 const USERS: i64 = 100_000;
@@ -134,6 +142,7 @@ fn value_of(kind: &str, session_id: &str) -> String {
         "Text" => "'user-4242@example.com'".to_owned(),
         // A token nobody was ever given: what a client guessing tokens sends.
         "Bytea" => format!("'\\x{}'", "5a".repeat(32)),
+        "ByteaArray" => format!("array['\\x{}']::bytea[]", "5a".repeat(32)),
         "Bool" => "true".to_owned(),
         "Int8" | "Int4" => "1000".to_owned(),
         "Float8" => "604800".to_owned(),

@@ -1,0 +1,151 @@
+//! The second factor's statements against a real Postgres: replacement, confirmation, and each
+//! code accepted once however many requests race with it.
+
+use crate::helpers::TestApp;
+use shared::domain::UserId;
+use shared::mfa::recovery::{self, RecoveryCode};
+use shared::mfa::seal::{SealingKeys, generate_key};
+use shared::mfa::store::{self, FactorId};
+use shared::mfa::totp::TotpSecret;
+use sqlx::PgPool;
+
+fn keys() -> SealingKeys {
+    let ring = serde_json::json!({"current": "k1", "keys": {"k1": generate_key().unwrap()}});
+    SealingKeys::from_json(&ring.to_string()).unwrap()
+}
+
+async fn user(app: &TestApp, email: &str) -> UserId {
+    let body = app.signed_up(email).await.body;
+    UserId(body["user"]["id"].as_str().unwrap().parse().unwrap())
+}
+
+/// A pending factor of `user`, its secret sealed for its row.
+async fn enrol(app: &TestApp, keys: &SealingKeys, user: UserId) -> (FactorId, TotpSecret) {
+    let (id, secret) = (FactorId::generate(), TotpSecret::generate().unwrap());
+    let sealed = keys.seal(secret.expose(), &id.seal_context(user)).unwrap();
+    let mut db = app.app.connection().await.unwrap();
+    store::replace_pending_factor(&mut db, user, id, &sealed).await.unwrap();
+    (id, secret)
+}
+
+async fn count(app: &TestApp, sql: &'static str, user: UserId) -> i64 {
+    sqlx::query_scalar(sql).bind(user.0).fetch_one(&app.pool).await.unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_later_enrolment_replaces_the_pending_one_and_its_secret_opens_only_in_its_row(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (keys, alice, bob) =
+        (keys(), user(&app, "alice@example.com").await, user(&app, "bob@example.com").await);
+
+    let (first, _) = enrol(&app, &keys, alice).await;
+    let (second, secret) = enrol(&app, &keys, alice).await;
+    let mut db = app.app.connection().await.unwrap();
+    let stale = store::pending_factor(&mut db, alice, first).await.unwrap();
+    let pending = store::pending_factor(&mut db, alice, second).await.unwrap().expect("the latest enrolment");
+    let not_bobs = store::pending_factor(&mut db, bob, second).await.unwrap();
+
+    assert!(stale.is_none() && not_bobs.is_none());
+    assert_eq!(count(&app, "select count(*) from mfa_factors where user_id = $1", alice).await, 1);
+    assert_eq!(keys.open(&pending.sealed, &second.seal_context(alice)).unwrap(), secret.expose());
+    assert!(keys.open(&pending.sealed, &second.seal_context(bob)).is_err(), "bound to alice's row");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
+    let (id, _) = enrol(&app, &keys, alice).await;
+
+    let confirmations = (0..10).map(|n| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let codes: Vec<Vec<u8>> =
+                recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
+            let mut db = app.app.connection().await.unwrap();
+            store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes).await.unwrap()
+        })
+    });
+    let confirmed: Vec<bool> =
+        futures_util::future::join_all(confirmations).await.into_iter().map(Result::unwrap).collect();
+
+    assert_eq!(confirmed.iter().filter(|&&c| c).count(), 1, "{confirmed:?}");
+    assert_eq!(count(&app, "select count(*) from recovery_codes where user_id = $1", alice).await, 10);
+    let mut db = app.app.connection().await.unwrap();
+    let live = store::live_factor(&mut db, alice).await.unwrap().expect("a live factor");
+    assert_eq!(live.id, id);
+    assert!(live.last_used_step.is_some_and(|step| (1_000..1_010).contains(&step)));
+    // A new enrolment is pending beside the live factor; it cannot go live while one is.
+    let (next, _) = enrol(&app, &keys, alice).await;
+    assert!(!store::confirm_factor(&mut db, alice, next, 2_000, &[]).await.unwrap());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_concurrent_uses_of_one_totp_step_accept_it_once(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
+    let (id, _) = enrol(&app, &keys, alice).await;
+    let mut db = app.app.connection().await.unwrap();
+    assert!(store::confirm_factor(&mut db, alice, id, 100, &[]).await.unwrap());
+
+    let uses = (0..20).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut db = app.app.connection().await.unwrap();
+            store::accept_step(&mut db, id, 101).await.unwrap()
+        })
+    });
+    let accepted: Vec<bool> =
+        futures_util::future::join_all(uses).await.into_iter().map(Result::unwrap).collect();
+
+    assert_eq!(accepted.iter().filter(|&&a| a).count(), 1, "{accepted:?}");
+    assert!(!store::accept_step(&mut db, id, 100).await.unwrap(), "an earlier step");
+    assert!(!store::accept_step(&mut db, id, 101).await.unwrap(), "the same step again");
+    assert!(store::accept_step(&mut db, id, 102).await.unwrap(), "the next step");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_concurrent_uses_of_one_recovery_code_spend_it_once(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (keys, alice, bob) =
+        (keys(), user(&app, "alice@example.com").await, user(&app, "bob@example.com").await);
+    let (id, _) = enrol(&app, &keys, alice).await;
+    let codes = recovery::generate_set().unwrap();
+    let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
+    let mut db = app.app.connection().await.unwrap();
+    assert!(store::confirm_factor(&mut db, alice, id, 1, &hashes).await.unwrap());
+    let typed = codes[3].expose().to_lowercase();
+
+    let uses = (0..20).map(|_| {
+        let (app, typed) = (app.clone(), typed.clone());
+        tokio::spawn(async move {
+            let mut db = app.app.connection().await.unwrap();
+            let hash = recovery::hash_presented(&typed).unwrap();
+            store::use_recovery_code(&mut db, alice, &hash).await.unwrap()
+        })
+    });
+    let spent: Vec<bool> =
+        futures_util::future::join_all(uses).await.into_iter().map(Result::unwrap).collect();
+
+    assert_eq!(spent.iter().filter(|&&s| s).count(), 1, "{spent:?}");
+    assert!(!store::use_recovery_code(&mut db, bob, &hashes[4]).await.unwrap(), "not bob's code");
+    assert!(store::use_recovery_code(&mut db, alice, &hashes[4]).await.unwrap(), "another of alice's");
+    let stored: Vec<Vec<u8>> =
+        sqlx::query_scalar("select code_hash from recovery_codes").fetch_all(&app.pool).await.unwrap();
+    assert!(stored.iter().all(|hash| hash.len() == 32), "only SHA-256 hashes are stored");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn deleting_the_account_takes_its_factor_and_codes(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
+    let (id, _) = enrol(&app, &keys, alice).await;
+    let hashes: Vec<Vec<u8>> = recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
+    let mut db = app.app.connection().await.unwrap();
+    assert!(store::confirm_factor(&mut db, alice, id, 1, &hashes).await.unwrap());
+
+    sqlx::query("delete from users where id = $1").bind(alice.0).execute(&app.pool).await.unwrap();
+
+    assert_eq!(count(&app, "select count(*) from mfa_factors where user_id = $1", alice).await, 0);
+    assert_eq!(count(&app, "select count(*) from recovery_codes where user_id = $1", alice).await, 0);
+}
