@@ -80,20 +80,7 @@ impl App {
         if let Some(keys) = &config.verification_keys {
             verifier = Some(Verifier::from_config(keys, secrets.clone())?);
         }
-        // The ring is read again on the token keys' schedule (their defaults without token keys).
-        let (refresh_after, refetch_interval) = config
-            .keys
-            .as_ref()
-            .map_or((std::time::Duration::from_secs(300), std::time::Duration::from_secs(30)), |keys| {
-                (keys.refresh_after, keys.refetch_interval)
-            });
-        let mfa = config
-            .mfa_keys
-            .as_ref()
-            .map(|source| {
-                crate::mfa::MfaKeys::from_config(source, refresh_after, refetch_interval, secrets.clone())
-            })
-            .transpose()?;
+        let mfa = config.mfa_keys.map(|source| crate::mfa::MfaKeys::from_config(source, secrets.clone()));
         Ok(Self {
             metrics: Metrics::new(config.metrics_namespace, config.function_name.clone()),
             function_name: config.function_name,

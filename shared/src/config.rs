@@ -32,11 +32,12 @@ pub struct Needs {
 /// Where the MFA key ring comes from (see `mfa::seal`).
 #[derive(Debug)]
 pub enum MfaKeySource {
-    /// `MFA_KEYS`: the ring's JSON in the environment (local runs, tests). Static.
-    Env(secrecy::SecretString),
-    /// `MFA_KEYS_SECRET_ARN`: a secret holding the ring, read on first use and again once older
-    /// than `JWT_KEYS_TTL_SECONDS` (or when a sealed value names a key the ring lacks).
-    Secret { arn: String },
+    /// `MFA_KEYS`: the ring's JSON in the environment (local runs, tests), read here. Static.
+    Env(crate::mfa::seal::SealingKeys),
+    /// `MFA_KEYS_SECRET_ARN`: a secret holding the ring, read on first use and again on the token
+    /// keys' schedule (`JWT_KEYS_TTL_SECONDS`; a sealed value naming a key the ring lacks, at most
+    /// every `JWT_KEYS_REFETCH_INTERVAL_SECONDS`).
+    Secret { arn: String, refresh_after: Duration, refetch_interval: Duration },
 }
 
 /// Which token keys a function holds. A signer needs the public key set only when it also
@@ -282,12 +283,13 @@ impl Config {
 /// `MFA_KEYS_SECRET_ARN`, else `MFA_KEYS`, whose ring is read (and so validated) here.
 fn mfa_key_source(vars: &Vars<'_>) -> Result<MfaKeySource, ConfigError> {
     if let Some(arn) = vars.optional("MFA_KEYS_SECRET_ARN") {
-        return Ok(MfaKeySource::Secret { arn });
+        let (refresh_after, refetch_interval) = reading_schedule(vars)?;
+        return Ok(MfaKeySource::Secret { arn, refresh_after, refetch_interval });
     }
     let ring = vars.required("MFA_KEYS")?;
-    crate::mfa::seal::SealingKeys::from_json(&ring)
+    let keys = crate::mfa::seal::SealingKeys::from_json(&ring)
         .map_err(|error| ConfigError::Malformed { name: "MFA_KEYS", problem: format!("{error:#}") })?;
-    Ok(MfaKeySource::Env(ring.into()))
+    Ok(MfaKeySource::Env(keys))
 }
 
 /// `ORIGIN_VERIFY_SECRET`, when set: one or two values (the current and, while it rotates, the
@@ -445,13 +447,7 @@ fn key_config(vars: &Vars<'_>, role: Keys) -> Result<KeyConfig, ConfigError> {
             None => KeySource::PublicKeysEnv { jwks: vars.required("JWT_PUBLIC_KEYS")? },
         },
     };
-    let refresh_after = vars.seconds("JWT_KEYS_TTL_SECONDS", 300)?;
-    if refresh_after.is_zero() {
-        return Err(ConfigError::Malformed {
-            name: "JWT_KEYS_TTL_SECONDS",
-            problem: "must be at least 1".into(),
-        });
-    }
+    let (refresh_after, refetch_interval) = reading_schedule(vars)?;
     Ok(KeyConfig {
         source,
         issuer: match vars.optional("JWT_ISSUER") {
@@ -464,8 +460,22 @@ fn key_config(vars: &Vars<'_>, role: Keys) -> Result<KeyConfig, ConfigError> {
         audience: vars.required("JWT_AUDIENCE")?,
         access_token_ttl: vars.seconds("ACCESS_TOKEN_TTL_SECONDS", 15 * 60)?,
         refresh_after,
-        refetch_interval: vars.seconds("JWT_KEYS_REFETCH_INTERVAL_SECONDS", 30)?,
+        refetch_interval,
     })
+}
+
+/// How often keys from a secret are read again: once older than `JWT_KEYS_TTL_SECONDS` (default
+/// 300, at least 1), and at most every `JWT_KEYS_REFETCH_INTERVAL_SECONDS` (default 30) for a key
+/// a token or a sealed value names and the keys held lack.
+fn reading_schedule(vars: &Vars<'_>) -> Result<(Duration, Duration), ConfigError> {
+    let refresh_after = vars.seconds("JWT_KEYS_TTL_SECONDS", 300)?;
+    if refresh_after.is_zero() {
+        return Err(ConfigError::Malformed {
+            name: "JWT_KEYS_TTL_SECONDS",
+            problem: "must be at least 1".into(),
+        });
+    }
+    Ok((refresh_after, vars.seconds("JWT_KEYS_REFETCH_INTERVAL_SECONDS", 30)?))
 }
 
 fn signing_source(vars: &Vars<'_>) -> Result<KeySource, ConfigError> {

@@ -41,14 +41,6 @@ pub enum Aal {
 }
 
 impl Aal {
-    /// As the `sessions.aal` column and the `aal` claim spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Aal1 => "aal1",
-            Self::Aal2 => "aal2",
-        }
-    }
-
     /// The column's value; anything but `aal2` is one factor.
     pub fn parse(stored: &str) -> Self {
         if stored == "aal2" { Self::Aal2 } else { Self::Aal1 }

@@ -192,12 +192,11 @@ async fn start(needs: crate::config::Needs) -> Result<&'static App, lambda_runti
 /// Serves one request with `handler`, as every function does (the tests too): a derived issuer
 /// learns the API from the request first ([`App::learn_issuer`]), so no handler has to, then
 /// the handler's outcome is [`answer`]ed.
-pub async fn handle<'a, F, Fut>(app: &'a App, handler: F, request: Request) -> Response
+pub async fn handle<'a, F, Fut>(app: &'a App, handler: F, mut request: Request) -> Response
 where
     F: FnOnce(&'a App, Request) -> Fut,
     Fut: Future<Output = Reply>,
 {
-    let mut request = request;
     if let Err(refused) = crate::http::through_origin(&mut request, &app.origin_secrets) {
         return refused.into_response();
     }

@@ -7,7 +7,6 @@ pub mod store;
 pub mod totp;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -28,24 +27,14 @@ pub struct MfaKeys {
 }
 
 impl MfaKeys {
-    /// From the configuration; a ring in the environment was validated by it.
-    pub fn from_config(
-        source: &MfaKeySource,
-        refresh_after: Duration,
-        refetch_interval: Duration,
-        secrets: SharedSecrets,
-    ) -> anyhow::Result<Self> {
-        Ok(match source {
-            MfaKeySource::Env(ring) => {
-                use secrecy::ExposeSecret as _;
-                Self::fixed(SealingKeys::from_json(ring.expose_secret()).context("MFA_KEYS")?)
+    /// From the configuration, which read a ring in the environment already.
+    pub fn from_config(source: MfaKeySource, secrets: SharedSecrets) -> Self {
+        match source {
+            MfaKeySource::Env(keys) => Self::fixed(keys),
+            MfaKeySource::Secret { arn, refresh_after, refetch_interval } => {
+                Self { cache: KeyCache::refreshing(refresh_after, refetch_interval), arn: Some(arn), secrets }
             }
-            MfaKeySource::Secret { arn } => Self {
-                cache: KeyCache::refreshing(refresh_after, refetch_interval),
-                arn: Some(arn.clone()),
-                secrets,
-            },
-        })
+        }
     }
 
     /// A ring that never changes (tests, tools).

@@ -28,6 +28,33 @@ async fn enrol(app: &TestApp, keys: &SealingKeys, user: UserId) -> (FactorId, To
     (id, secret)
 }
 
+/// Runs `attempt(app, n)` for `n` in `0..times`, all at once, each task on its own connection;
+/// returns how many of them it did (`true`), with every outcome.
+async fn at_once<F, Fut>(app: &TestApp, times: u64, attempt: F) -> (usize, Vec<bool>)
+where
+    F: Fn(TestApp, u64) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let tasks = (0..times).map(|n| tokio::spawn(attempt(app.clone(), n)));
+    let outcomes: Vec<bool> =
+        futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+    (outcomes.iter().filter(|&&did| did).count(), outcomes)
+}
+
+/// A live factor of `user`, confirmed at `step` with `code_hashes` as its recovery codes.
+async fn live(
+    app: &TestApp,
+    keys: &SealingKeys,
+    user: UserId,
+    step: u64,
+    code_hashes: &[Vec<u8>],
+) -> FactorId {
+    let (id, _) = enrol(app, keys, user).await;
+    let mut db = app.app.connection().await.unwrap();
+    assert!(store::confirm_factor(&mut db, user, id, step, code_hashes).await.unwrap());
+    id
+}
+
 async fn count(app: &TestApp, sql: &'static str, user: UserId) -> i64 {
     sqlx::query_scalar(sql).bind(user.0).fetch_one(&app.pool).await.unwrap()
 }
@@ -57,19 +84,14 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
     let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
     let (id, _) = enrol(&app, &keys, alice).await;
 
-    let confirmations = (0..10).map(|n| {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let codes: Vec<Vec<u8>> =
-                recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
-            let mut db = app.app.connection().await.unwrap();
-            store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes).await.unwrap()
-        })
-    });
-    let confirmed: Vec<bool> =
-        futures_util::future::join_all(confirmations).await.into_iter().map(Result::unwrap).collect();
+    let (confirmed, outcomes) = at_once(&app, 10, |app, n| async move {
+        let codes: Vec<Vec<u8>> = recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
+        let mut db = app.app.connection().await.unwrap();
+        store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes).await.unwrap()
+    })
+    .await;
 
-    assert_eq!(confirmed.iter().filter(|&&c| c).count(), 1, "{confirmed:?}");
+    assert_eq!(confirmed, 1, "{outcomes:?}");
     assert_eq!(count(&app, "select count(*) from recovery_codes where user_id = $1", alice).await, 10);
     let mut db = app.app.connection().await.unwrap();
     let live = store::live_factor(&mut db, alice).await.unwrap().expect("a live factor");
@@ -84,21 +106,16 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
 async fn twenty_concurrent_uses_of_one_totp_step_accept_it_once(pool: PgPool) {
     let app = TestApp::new(pool);
     let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
-    let (id, _) = enrol(&app, &keys, alice).await;
+    let id = live(&app, &keys, alice, 100, &[]).await;
+
+    let (accepted, outcomes) = at_once(&app, 20, |app, _| async move {
+        let mut db = app.app.connection().await.unwrap();
+        store::accept_step(&mut db, id, 101).await.unwrap()
+    })
+    .await;
+
+    assert_eq!(accepted, 1, "{outcomes:?}");
     let mut db = app.app.connection().await.unwrap();
-    assert!(store::confirm_factor(&mut db, alice, id, 100, &[]).await.unwrap());
-
-    let uses = (0..20).map(|_| {
-        let app = app.clone();
-        tokio::spawn(async move {
-            let mut db = app.app.connection().await.unwrap();
-            store::accept_step(&mut db, id, 101).await.unwrap()
-        })
-    });
-    let accepted: Vec<bool> =
-        futures_util::future::join_all(uses).await.into_iter().map(Result::unwrap).collect();
-
-    assert_eq!(accepted.iter().filter(|&&a| a).count(), 1, "{accepted:?}");
     assert!(!store::accept_step(&mut db, id, 100).await.unwrap(), "an earlier step");
     assert!(!store::accept_step(&mut db, id, 101).await.unwrap(), "the same step again");
     assert!(store::accept_step(&mut db, id, 102).await.unwrap(), "the next step");
@@ -109,25 +126,23 @@ async fn twenty_concurrent_uses_of_one_recovery_code_spend_it_once(pool: PgPool)
     let app = TestApp::new(pool);
     let (keys, alice, bob) =
         (keys(), user(&app, "alice@example.com").await, user(&app, "bob@example.com").await);
-    let (id, _) = enrol(&app, &keys, alice).await;
     let codes = recovery::generate_set().unwrap();
     let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
-    let mut db = app.app.connection().await.unwrap();
-    assert!(store::confirm_factor(&mut db, alice, id, 1, &hashes).await.unwrap());
+    live(&app, &keys, alice, 1, &hashes).await;
     let typed = codes[3].expose().to_lowercase();
 
-    let uses = (0..20).map(|_| {
-        let (app, typed) = (app.clone(), typed.clone());
-        tokio::spawn(async move {
+    let (spent, outcomes) = at_once(&app, 20, |app, _| {
+        let typed = typed.clone();
+        async move {
             let mut db = app.app.connection().await.unwrap();
             let hash = recovery::hash_presented(&typed).unwrap();
             store::use_recovery_code(&mut db, alice, &hash).await.unwrap()
-        })
-    });
-    let spent: Vec<bool> =
-        futures_util::future::join_all(uses).await.into_iter().map(Result::unwrap).collect();
+        }
+    })
+    .await;
 
-    assert_eq!(spent.iter().filter(|&&s| s).count(), 1, "{spent:?}");
+    assert_eq!(spent, 1, "{outcomes:?}");
+    let mut db = app.app.connection().await.unwrap();
     assert!(!store::use_recovery_code(&mut db, bob, &hashes[4]).await.unwrap(), "not bob's code");
     assert!(store::use_recovery_code(&mut db, alice, &hashes[4]).await.unwrap(), "another of alice's");
     let stored: Vec<Vec<u8>> =
@@ -139,10 +154,8 @@ async fn twenty_concurrent_uses_of_one_recovery_code_spend_it_once(pool: PgPool)
 async fn deleting_the_account_takes_its_factor_and_codes(pool: PgPool) {
     let app = TestApp::new(pool);
     let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
-    let (id, _) = enrol(&app, &keys, alice).await;
     let hashes: Vec<Vec<u8>> = recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
-    let mut db = app.app.connection().await.unwrap();
-    assert!(store::confirm_factor(&mut db, alice, id, 1, &hashes).await.unwrap());
+    live(&app, &keys, alice, 1, &hashes).await;
 
     sqlx::query("delete from users where id = $1").bind(alice.0).execute(&app.pool).await.unwrap();
 

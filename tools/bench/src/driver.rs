@@ -411,22 +411,19 @@ impl Setup {
         let attempt = store::Attempt::Login { source: source.as_deref(), source_limit: u32::MAX };
         accounts::signup(
             &app,
-            Email::parse(email.as_str())?,
+            email.clone(),
             Password::parse(test_support::PASSWORD.into(), &email)?,
             &device,
         )
-        .await
-        .map_err(|error| anyhow::anyhow!("{error:?}"))?;
-        let tokens = app.tokens().await.map_err(|error| anyhow::anyhow!("{error:?}"))?;
+        .await?;
+        let tokens = app.tokens().await?;
         let (mut whole, mut admit, mut verify, mut open, mut sign) = (vec![], vec![], vec![], vec![], vec![]);
         for _ in 0..runs {
             let started = Instant::now();
-            accounts::login(&app, Email::parse(email.as_str())?, password()?, &device)
-                .await
-                .map_err(|error| anyhow::anyhow!("{error:?}"))?;
+            accounts::login(&app, email.clone(), password()?, &device).await?;
             whole.push(started.elapsed());
 
-            let mut db = app.connection().await.map_err(|error| anyhow::anyhow!("{error:?}"))?;
+            let mut db = app.connection().await?;
             let started = Instant::now();
             let admission = store::admit_login(&mut db, &email, attempt).await?;
             admit.push(started.elapsed());
