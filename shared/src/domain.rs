@@ -41,6 +41,14 @@ pub enum Aal {
 }
 
 impl Aal {
+    /// As the column and the `aal` claim spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aal1 => "aal1",
+            Self::Aal2 => "aal2",
+        }
+    }
+
     /// The column's value; anything but `aal2` is one factor.
     pub fn parse(stored: &str) -> Self {
         if stored == "aal2" { Self::Aal2 } else { Self::Aal1 }
@@ -61,9 +69,35 @@ impl Assurance {
         Self { aal: Aal::Aal1, amr: vec!["pwd".to_owned()] }
     }
 
+    /// A password and then a TOTP code, or a recovery code (the methods name it, `"recovery"`,
+    /// beside `"otp"`): two factors.
+    pub fn second_factor(method: SecondFactor) -> Self {
+        Self { aal: Aal::Aal2, amr: ["pwd"].iter().chain(method.amr()).map(|m| (*m).to_owned()).collect() }
+    }
+
     /// As a session row stores it.
     pub fn stored(aal: &str, amr: Vec<String>) -> Self {
         Self { aal: Aal::parse(aal), amr }
+    }
+}
+
+/// How a second factor was proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// A TOTP code.
+    Totp,
+    /// One of the user's recovery codes.
+    RecoveryCode,
+}
+
+impl SecondFactor {
+    /// The methods (RFC 8176 `amr` values) it adds to a session: a one-time password, and for a
+    /// recovery code the marker `"recovery"` (not in RFC 8176's registry) beside it.
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            Self::Totp => &["otp"],
+            Self::RecoveryCode => &["otp", "recovery"],
+        }
     }
 }
 

@@ -43,6 +43,26 @@ pub enum ApiError {
     /// way: without the distribution's origin secret.
     #[error("requests must come through the API's CloudFront distribution")]
     OriginRequired,
+    /// A sensitive action (a password change, a factor enrolled or removed, ...) and the
+    /// session's last proof is not recent enough, or not of a second factor while the user has
+    /// one: `required` names what `POST /auth/reauthenticate` must prove first.
+    #[error("this action needs a fresh proof that it is you: {required}")]
+    StepUpRequired { required: StepUp },
+    /// An `mfa_token` that is unknown, expired, used, voided or out of tries.
+    #[error("the MFA token is invalid, expired or already used")]
+    InvalidMfaToken,
+    /// A second factor's code (or recovery code) that is wrong or already used, at sign-in: 401.
+    #[error("the code is incorrect or was already used")]
+    InvalidMfaCode,
+    /// The same, from a signed-in caller: a 403, the access token itself is fine.
+    #[error("the code is incorrect or was already used")]
+    WrongMfaCode,
+    /// The user has a live TOTP factor already: one per user (remove it to enrol another).
+    #[error("a TOTP factor is already enabled; remove it before enrolling another")]
+    MfaAlreadyEnabled,
+    /// No factor of the caller's has this id (or the caller has none).
+    #[error("no such factor")]
+    FactorNotFound,
     /// No session of the caller's has this id (another user's sessions are unknown alike).
     #[error("no such session")]
     SessionNotFound,
@@ -63,6 +83,25 @@ pub enum ApiError {
     Unexpected(#[from] anyhow::Error),
 }
 
+/// What a sensitive action asks to be proven again (`step_up_required`'s `required`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepUp {
+    /// A sign-in or re-authentication within the last five minutes.
+    RecentAuthentication,
+    /// The same, with the user's second factor.
+    Aal2,
+}
+
+impl std::fmt::Display for StepUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::RecentAuthentication => "recent_authentication",
+            Self::Aal2 => "aal2",
+        })
+    }
+}
+
 impl ApiError {
     /// A 422 for a field that breaks its rule.
     pub fn validation(code: &'static str, message: impl Into<String>) -> Self {
@@ -78,9 +117,13 @@ impl ApiError {
             | Self::InvalidToken
             | Self::InvalidRefreshToken
             | Self::RefreshTokenReused => 401,
-            Self::InvalidPassword | Self::OriginRequired => 403,
-            Self::SessionNotFound => 404,
-            Self::EmailTaken => 409,
+            Self::InvalidMfaToken | Self::InvalidMfaCode => 401,
+            Self::InvalidPassword
+            | Self::OriginRequired
+            | Self::StepUpRequired { .. }
+            | Self::WrongMfaCode => 403,
+            Self::SessionNotFound | Self::FactorNotFound => 404,
+            Self::EmailTaken | Self::MfaAlreadyEnabled => 409,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType => 415,
             Self::TooManyAttempts { .. } => 429,
@@ -103,6 +146,11 @@ impl ApiError {
             Self::InvalidPassword => "invalid_password",
             Self::OriginRequired => "origin_required",
             Self::SessionNotFound => "session_not_found",
+            Self::StepUpRequired { .. } => "step_up_required",
+            Self::InvalidMfaToken => "invalid_mfa_token",
+            Self::InvalidMfaCode | Self::WrongMfaCode => "invalid_mfa_code",
+            Self::MfaAlreadyEnabled => "mfa_already_enabled",
+            Self::FactorNotFound => "factor_not_found",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::TooManyAttempts { .. } => "too_many_attempts",

@@ -240,7 +240,10 @@ impl ApiError {
             Self::Unavailable(cause) => tracing::warn!(error = ?cause, "dependency unavailable"),
             _ => {}
         }
-        let body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        let mut body = serde_json::json!({ "error": self.code(), "message": self.to_string() });
+        if let Self::StepUpRequired { required } = &self {
+            body["required"] = serde_json::json!(required);
+        }
         let response = json(self.status(), &body);
         match self {
             Self::MissingToken => with_header(response, WWW_AUTHENTICATE, "Bearer"),

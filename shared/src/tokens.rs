@@ -544,6 +544,39 @@ impl std::fmt::Debug for MailToken {
     }
 }
 
+/// A sign-in's `mfa_token`: the password was right, the second factor is still to come. 256
+/// random bits like a refresh token, and likewise stored only as its SHA-256.
+pub struct MfaToken(RefreshToken);
+
+impl MfaToken {
+    /// A new random token.
+    pub fn generate() -> anyhow::Result<Self> {
+        RefreshToken::generate().map(Self)
+    }
+
+    /// A presented token; one without the shape of ours is refused as any dead one is (401
+    /// `invalid_mfa_token`), without a database lookup.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        RefreshToken::parse(raw).map(Self).map_err(|_| ApiError::InvalidMfaToken)
+    }
+
+    /// The token's hash, what `mfa_tokens` stores.
+    pub fn hash(&self) -> TokenHash {
+        self.0.hash()
+    }
+
+    /// The token itself, for the response body only.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Debug for MfaToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MfaToken([REDACTED])")
+    }
+}
+
 impl std::fmt::Debug for RefreshToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("RefreshToken([REDACTED])")

@@ -18,11 +18,13 @@ use crate::domain::{Assurance, Device, Email, MailKind, Password, SessionId, Use
 use crate::error::{ApiError, Context as _};
 use crate::links;
 use crate::mail::Letter;
+use crate::mfa::{self, MFA_TOKEN_TTL, Presented};
 use crate::passwords::{self, Verified};
+use crate::sessions::store as sessions_store;
 use crate::sessions::store::NewSession;
-use crate::sessions::{Caller, Issued, first_token_ttl};
-use crate::tokens::RefreshToken;
-use store::{Admission, Attempt};
+use crate::sessions::{Caller, Issued, SignIn, first_token_ttl};
+use crate::tokens::{AccessToken, MfaToken, RefreshToken};
+use store::{Admission, Attempt, Opening, PendingSignIn, Started};
 
 /// The unique constraint a duplicate email violates.
 const EMAIL_CONSTRAINT: &str = "users_email_key";
@@ -103,7 +105,7 @@ pub async fn signup_pending_verification(
 /// atomically, provided the hash is still the one the password matched (a reset or change that
 /// landed meanwhile wins): two round trips on success, one on failure.
 #[tracing::instrument(name = "auth.login", skip_all, fields(user = Empty))]
-pub async fn login(app: &App, email: Email, password: Password, device: &Device) -> Result<Issued, ApiError> {
+pub async fn login(app: &App, email: Email, password: Password, device: &Device) -> Result<SignIn, ApiError> {
     let tokens = app.tokens().await.context("loading the signing key")?;
     let mut db = app.connection().await.context("connecting to the database")?;
     let source = device.source();
@@ -131,25 +133,30 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app), device };
-    let opened = store::start_session(
+    let mfa_token = MfaToken::generate().context("generating the mfa token")?;
+    let pending = PendingSignIn { token: &mfa_token.hash(), ttl: MFA_TOKEN_TTL };
+    let started = store::start_session(
         &mut db,
         user.id,
         &email,
         attempt,
         &stored_hash,
         rehashed.as_deref(),
-        new_session,
+        Opening { session: new_session, pending },
     )
     .await
     .context("opening the session")?;
-    // The password was reset or changed (or the account deleted) while it was being checked:
-    // it is no longer the password, and the answer is a wrong password's.
-    if !opened {
-        return Err(ApiError::InvalidCredentials);
+    match started {
+        // The password was reset or changed (or the account deleted) while it was being
+        // checked: it is no longer the password, and the answer is a wrong password's.
+        Started::No => Err(ApiError::InvalidCredentials),
+        Started::SecondFactorDue { factor } => Ok(SignIn::SecondFactorDue { token: mfa_token, factor }),
+        Started::Session => {
+            let access =
+                tokens.issue(user.id, session, &Assurance::password()).context("signing the access token")?;
+            Ok(SignIn::Session(Issued { user, access, refresh }))
+        }
     }
-    let access =
-        tokens.issue(user.id, session, &Assurance::password()).context("signing the access token")?;
-    Ok(Issued { user, access, refresh })
 }
 
 /// Checks the caller's password as login does: the same backoff, kept for the caller's session
@@ -178,6 +185,50 @@ async fn confirm_password(
     }
 }
 
+/// What a re-authentication presents: the password, or the second factor.
+#[derive(Debug)]
+pub enum Reauthentication {
+    Password(Password),
+    SecondFactor(Presented),
+}
+
+/// Re-authentication, a step-up: the caller proves it is them again, and the session counts as
+/// proven now (`authenticated_at`); a code or a recovery code also proves the second factor and
+/// raises the session to aal2. A fresh access token carries the session's assurance; the
+/// refresh token is unchanged. The password is checked as a password change checks it (the
+/// session's own backoff, then argon2: 403 `invalid_password`), a code as any code (403
+/// `invalid_mfa_code`); a session that ended meanwhile is a 401.
+#[tracing::instrument(name = "auth.reauthenticate", skip_all, fields(user = %caller.user.id.0))]
+pub async fn reauthenticate(
+    app: &App,
+    caller: &Caller,
+    proof: Reauthentication,
+) -> Result<AccessToken, ApiError> {
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let (second_factor, amr) = match proof {
+        Reauthentication::Password(password) => {
+            confirm_password(&mut db, caller, password).await?;
+            (false, &["pwd"][..])
+        }
+        Reauthentication::SecondFactor(presented) => {
+            (true, mfa::prove_signed_in(app, &mut db, caller, &presented).await?.amr())
+        }
+    };
+    let assurance = sessions_store::mark_authenticated(
+        &mut db,
+        caller.user.id,
+        caller.session,
+        second_factor,
+        amr,
+        app.session_max_lifetime,
+    )
+    .await
+    .context("marking the session re-authenticated")?
+    .ok_or(ApiError::InvalidToken)?;
+    tokens.issue(caller.user.id, caller.session, &assurance).context("signing the access token")
+}
+
 /// Changes the caller's password: the new one is held to the signup policy (422 first, before
 /// any guess is counted), the current one confirmed, then, in one statement, the hash replaced,
 /// every other session revoked and a pending reset link voided.
@@ -188,6 +239,7 @@ pub async fn change_password(
     current: Password,
     new_password: String,
 ) -> Result<(), ApiError> {
+    caller.require_second_factor()?;
     let new_password = Password::parse(new_password, &Email::stored(&caller.user.email)?)?;
     let mut db = app.connection().await.context("connecting to the database")?;
     let stored_hash = confirm_password(&mut db, caller, current.clone()).await?;
@@ -236,6 +288,7 @@ async fn write_confirmed(
 /// theirs, in one statement; every token of theirs stops working at once.
 #[tracing::instrument(name = "auth.delete_account", skip_all, fields(user = %caller.user.id.0))]
 pub async fn delete_account(app: &App, caller: &Caller, password: Password) -> Result<(), ApiError> {
+    caller.require_second_factor()?;
     let mut db = app.connection().await.context("connecting to the database")?;
     let stored_hash = confirm_password(&mut db, caller, password.clone()).await?;
     write_confirmed(&mut db, caller, password, stored_hash, ConfirmedWrite::Delete).await?;

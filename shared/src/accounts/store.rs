@@ -7,7 +7,9 @@ use sqlx::PgConnection;
 
 use crate::db::{DbConnection, locked_then, one_statement};
 use crate::domain::{Email, SessionId, User, UserId};
+use crate::mfa::store::FactorId;
 use crate::sessions::store::NewSession;
+use crate::tokens::TokenHash;
 
 /// What admitting a login attempt decided.
 pub enum Admission {
@@ -256,7 +258,11 @@ pub async fn admit_login(
 /// password matched. The statement locks the user's row first, as a password reset or change
 /// does before its write ([`lock_user`]): one that commits while the login hashes leaves no row
 /// here (no session, and the old password is not written back); one that waits for this lock
-/// sees the session this opened, and ends it. Returns whether the session was opened.
+/// sees the session this opened, and ends it.
+///
+/// A user with a live second factor gets no session: the opening's `pending` (an `mfa_token`'s
+/// hash, stored for its lifetime with the device) is stored instead, and the session opens once the factor is
+/// proven ([`crate::mfa::store::open_session_with_token`]).
 pub async fn start_session(
     db: &mut DbConnection,
     user: UserId,
@@ -264,12 +270,16 @@ pub async fn start_session(
     attempt: Attempt<'_>,
     verified: &str,
     rehashed: Option<&str>,
-    session: NewSession<'_>,
-) -> Result<bool, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
+    opening: Opening<'_>,
+) -> Result<Started, sqlx::Error> {
+    let Opening { session, pending } = opening;
+    let row = one_statement!(db, |connection| sqlx::query!(
         r#"
         with verified as (
             select id from users where id = $1 and password_hash = $9 for no key update
+        ), factor as (
+            select id from mfa_factors
+            where user_id in (select id from verified) and confirmed_at is not null
         ), source_back as (
             update login_failure_windows set failed_count = greatest(failed_count - 1, 0)
             where scope = 'source' and key = $11 and exists (select 1 from verified)
@@ -291,13 +301,18 @@ pub async fn start_session(
             where id in (select id from verified) and $6::text is not null
         ), new_session as (
             insert into sessions (id, user_id, user_agent, ip)
-            select $3, id, $7, $8::text::inet from verified
+            select $3, id, $7, $8::text::inet from verified where not exists (select 1 from factor)
             returning id
         ), first_token as (
             insert into refresh_tokens (token_hash, session_id, expires_at)
             select $4, id, now() + make_interval(secs => $5) from new_session
+        ), pending as (
+            insert into mfa_tokens (token_hash, user_id, user_agent, ip, expires_at)
+            select $13, id, $7, $8::text::inet, now() + make_interval(secs => $14)
+            from verified where exists (select 1 from factor)
         )
-        select exists (select 1 from verified) as "opened!"
+        select exists (select 1 from verified) as "opened!",
+               (select id from factor) as "factor?: FactorId"
         "#,
         user as UserId,
         email.as_str(),
@@ -311,8 +326,41 @@ pub async fn start_session(
         attempt.backoff_key(),
         attempt.source_count().0,
         attempt.email_count(),
+        &pending.token.0[..],
+        pending.ttl.as_secs_f64(),
     )
-    .fetch_one(connection))
+    .fetch_one(connection))?;
+    Ok(match (row.opened, row.factor) {
+        (false, _) => Started::No,
+        (true, None) => Started::Session,
+        (true, Some(factor)) => Started::SecondFactorDue { factor },
+    })
+}
+
+/// What a proven password opens: the session, or, when the user has a live second factor, the
+/// sign-in that waits for it.
+#[derive(Clone, Copy)]
+pub struct Opening<'a> {
+    pub session: NewSession<'a>,
+    pub pending: PendingSignIn<'a>,
+}
+
+/// A sign-in's `mfa_token`, stored instead of a session when the user has a second factor.
+#[derive(Clone, Copy)]
+pub struct PendingSignIn<'a> {
+    pub token: &'a TokenHash,
+    pub ttl: std::time::Duration,
+}
+
+/// What a proven password started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Nothing: the password was replaced (or the account deleted) meanwhile.
+    No,
+    /// The session.
+    Session,
+    /// A sign-in waiting for the second factor `factor` (the `mfa_token` was stored).
+    SecondFactorDue { factor: FactorId },
 }
 
 /// Locks the user's row as [`start_session`] does, for the write after it, in the same
@@ -327,9 +375,10 @@ pub(crate) async fn lock_user(connection: &mut PgConnection, user: UserId) -> Re
 
 /// Replaces the password hash of `user`, provided it is still `current_hash` (a concurrent
 /// change wins once), and in the same statement (after [`lock_user`]: a login in flight either
-/// opened its session before, and it is revoked here, or opens none) revokes every other session than `keep` with
-/// its tokens, voids a pending reset link, and clears the address's failed logins. Returns
-/// whether the password changed.
+/// opened its session before, and it is revoked here, or opens none) revokes every other
+/// session than `keep` with its tokens, voids a pending reset link and every sign-in waiting
+/// for its second factor, and clears the address's failed logins. Returns whether the password
+/// changed.
 pub async fn change_password(
     db: &mut DbConnection,
     user: UserId,
@@ -356,6 +405,9 @@ pub async fn change_password(
         ), voided as (
             delete from mail_tokens
             where user_id in (select id from changed) and kind = 'reset_password'
+        ), second_factor_due as (
+            -- A sign-in that proved the old password is not finished by its second factor.
+            delete from mfa_tokens where user_id in (select id from changed)
         ), cleared as (
             delete from login_attempts where email in (select email from changed)
             returning 1

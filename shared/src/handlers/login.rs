@@ -1,6 +1,6 @@
 //! `POST /auth/login`: verify credentials and open a session.
 
-use super::{Credentials, token_response};
+use super::{Credentials, sign_in_response};
 use crate::accounts;
 use crate::app::App;
 use crate::config::{Keys, Needs};
@@ -12,7 +12,8 @@ use crate::metrics;
 /// Login reads and writes the database and signs tokens.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false };
 
-/// 200 with the token response; 401 `invalid_credentials` for an unknown email or a wrong
+/// 200 with the token response, or `mfa_required` with an `mfa_token` for a user with a live
+/// second factor; 401 `invalid_credentials` for an unknown email or a wrong
 /// password alike, and, when `REQUIRE_VERIFIED_EMAIL` holds, for an address not verified yet.
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: Credentials = request.json()?;
@@ -28,5 +29,5 @@ pub async fn handle(app: &App, request: Request) -> Reply {
         Err(ApiError::TooManyAttempts { .. }) => app.metrics.count(metrics::LOGIN_THROTTLED),
         _ => {}
     }
-    Ok(token_response(200, &result?))
+    Ok(sign_in_response(&result?))
 }

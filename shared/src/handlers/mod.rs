@@ -63,6 +63,12 @@ endpoints! {
         "login" => login,
         "logout" => logout,
         "me" => me,
+        "mfa-confirm" => mfa_confirm,
+        "mfa-enroll" => mfa_enroll,
+        "mfa-remove" => mfa_remove,
+        "mfa-verify" => mfa_verify,
+        "reauthenticate" => reauthenticate,
+        "recovery-codes" => recovery_codes,
         "refresh" => refresh,
         "resend-verification" => resend_verification,
         "reset-password" => reset_password,
@@ -76,14 +82,18 @@ endpoints! {
     }
 }
 
+use lambda_http::RequestExt as _;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::app::App;
 use crate::config::Needs;
 use crate::domain::User;
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Request, Response};
-use crate::sessions::{Caller, Issued};
+use crate::mfa::Presented;
+use crate::mfa::store::FactorId;
+use crate::sessions::{Caller, Issued, SignIn};
 
 /// `{"email","password"}`, the body of signup and login.
 #[derive(Deserialize)]
@@ -126,4 +136,73 @@ fn token_response(status: u16, issued: &Issued) -> Response {
             user: &issued.user,
         },
     )
+}
+
+/// The answer of a sign-in (login, a password reset): the token response of a new session, or,
+/// for a user with a live second factor, `{"mfa_required": true, "mfa_token", "factors"}` and no
+/// token (`POST /auth/mfa/verify` finishes it).
+fn sign_in_response(sign_in: &SignIn) -> Response {
+    match sign_in {
+        SignIn::Session(issued) => token_response(200, issued),
+        SignIn::SecondFactorDue { token, factor } => http::json(
+            200,
+            &SecondFactorDue {
+                mfa_required: true,
+                mfa_token: token.expose(),
+                factors: [FactorRef { id: *factor, kind: "totp" }],
+            },
+        ),
+    }
+}
+
+#[derive(Serialize)]
+struct SecondFactorDue<'a> {
+    mfa_required: bool,
+    mfa_token: &'a str,
+    factors: [FactorRef; 1],
+}
+
+#[derive(Serialize)]
+struct FactorRef {
+    id: FactorId,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// `{"code"}` or `{"recovery_code"}`: a second factor in a body.
+#[derive(Deserialize)]
+struct SecondFactorBody {
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+impl SecondFactorBody {
+    fn presented(self) -> Result<Presented, ApiError> {
+        Presented::from_fields(self.code, self.recovery_code)
+    }
+}
+
+/// An access token alone (a step-up, a confirmation: the refresh token is unchanged).
+#[derive(Serialize)]
+struct AccessTokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+impl<'a> AccessTokenResponse<'a> {
+    fn of(access: &'a crate::tokens::AccessToken) -> Self {
+        Self { access_token: &access.token, token_type: "Bearer", expires_in: access.expires_in }
+    }
+}
+
+/// The `{id}` of a route: the front door's path parameter (API Gateway), else the path's last
+/// segment (a function URL or a load balancer, which route nothing).
+fn path_id(request: &Request) -> Option<Uuid> {
+    let parameters = request.path_parameters_ref();
+    let raw = match parameters.and_then(|parameters| parameters.first("id")) {
+        Some(id) => id.to_owned(),
+        None => request.uri().path().trim_end_matches('/').rsplit('/').next()?.to_owned(),
+    };
+    Uuid::parse_str(&raw).ok()
 }

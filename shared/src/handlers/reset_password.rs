@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::token_response;
+use super::sign_in_response;
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::http::{ApiRequest as _, Reply, Request};
@@ -18,11 +18,12 @@ struct ResetBody {
     password: String,
 }
 
-/// 200 with the token response of a new session, every other session of the user revoked; 400
+/// 200 with the token response of a new session (or `mfa_required` with an `mfa_token`, for a
+/// user with a live second factor), every other session of the user revoked; 400
 /// `invalid_token` for a dead link; 422 `weak_password`.
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: ResetBody = request.json()?;
     let token = MailToken::parse(&body.token)?;
-    let issued = links::reset_password(app, token, body.password, &request.device()).await?;
-    Ok(token_response(200, &issued))
+    let signed_in = links::reset_password(app, token, body.password, &request.device()).await?;
+    Ok(sign_in_response(&signed_in))
 }

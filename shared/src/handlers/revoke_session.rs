@@ -1,8 +1,5 @@
 //! `DELETE /auth/sessions/{id}`: end one of the caller's sessions.
 
-use lambda_http::RequestExt as _;
-use uuid::Uuid;
-
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::domain::SessionId;
@@ -17,18 +14,7 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false
 /// the caller's live sessions (malformed, unknown, another user's or already ended alike).
 pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
-    let session = session_id(&request).ok_or(ApiError::SessionNotFound)?;
+    let session = super::path_id(&request).map(SessionId).ok_or(ApiError::SessionNotFound)?;
     sessions::revoke_session(app, &caller, session).await?;
     Ok(http::empty(204))
-}
-
-/// The `{id}` of the route: the front door's path parameter (API Gateway), else the path's
-/// last segment (a function URL or a load balancer, which route nothing).
-fn session_id(request: &Request) -> Option<SessionId> {
-    let parameters = request.path_parameters_ref();
-    let raw = match parameters.and_then(|parameters| parameters.first("id")) {
-        Some(id) => id.to_owned(),
-        None => request.uri().path().trim_end_matches('/').rsplit('/').next()?.to_owned(),
-    };
-    Uuid::parse_str(&raw).ok().map(SessionId)
 }

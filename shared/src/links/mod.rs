@@ -12,16 +12,18 @@ pub mod store;
 
 use tracing::field::Empty;
 
+use crate::accounts::store::{Opening, PendingSignIn, Started};
 use crate::app::App;
 use crate::db::DbConnection;
 use crate::domain::{Assurance, Device, Email, MailKind, Password, SessionId, User};
 use crate::error::{ApiError, Context as _};
 use crate::mail::{Delivery, Letter};
 use crate::metrics;
+use crate::mfa::MFA_TOKEN_TTL;
 use crate::passwords;
 use crate::sessions::store::NewSession;
-use crate::sessions::{Caller, Issued, first_token_ttl};
-use crate::tokens::{MailToken, RefreshToken};
+use crate::sessions::{Caller, Issued, SignIn, first_token_ttl};
+use crate::tokens::{MailToken, MfaToken, RefreshToken};
 use store::MailRequest;
 
 /// Records a mail request for `email` of the kind of link `letter` carries (see
@@ -123,7 +125,7 @@ pub async fn forgot_password(app: &App, email: &Email, device: &Device) -> Resul
 
 /// Sets a new password through a reset link and signs the user in: the link is consumed, every
 /// other session is revoked, the address counts as verified, and a new session opens, in one
-/// statement. 400 `invalid_token` for a dead link (checked before the password, which is held
+/// statement; for a user with a live second factor, a sign-in that waits for it instead. 400 `invalid_token` for a dead link (checked before the password, which is held
 /// to the signup policy: 422 `weak_password`).
 #[tracing::instrument(name = "auth.reset_password", skip_all, fields(user = Empty))]
 pub async fn reset_password(
@@ -131,7 +133,7 @@ pub async fn reset_password(
     token: MailToken,
     password: String,
     device: &Device,
-) -> Result<Issued, ApiError> {
+) -> Result<SignIn, ApiError> {
     let tokens = app.tokens().await.context("loading the signing key")?;
     let hash = token.hash();
     // The connection is given back before argon2's work, and taken again after it.
@@ -147,12 +149,23 @@ pub async fn reset_password(
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app), device };
+    let mfa_token = MfaToken::generate().context("generating the mfa token")?;
+    let pending = PendingSignIn { token: &mfa_token.hash(), ttl: MFA_TOKEN_TTL };
     let mut db = app.connection().await.context("connecting to the database")?;
-    let user = store::reset_password(&mut db, &hash, user_id, &password_hash, new_session)
-        .await
-        .context("resetting the password")?
-        .ok_or(ApiError::InvalidLinkToken)?;
+    let (user, started) = store::reset_password(
+        &mut db,
+        &hash,
+        user_id,
+        &password_hash,
+        Opening { session: new_session, pending },
+    )
+    .await
+    .context("resetting the password")?
+    .ok_or(ApiError::InvalidLinkToken)?;
+    if let Started::SecondFactorDue { factor } = started {
+        return Ok(SignIn::SecondFactorDue { token: mfa_token, factor });
+    }
     let access =
         tokens.issue(user.id, session, &Assurance::password()).context("signing the access token")?;
-    Ok(Issued { user, access, refresh })
+    Ok(SignIn::Session(Issued { user, access, refresh }))
 }

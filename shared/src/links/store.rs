@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use crate::accounts::store::lock_user;
+use crate::accounts::store::{Opening, Started, lock_user};
 use crate::db::{DbConnection, locked_then, one_statement};
 use crate::domain::{MailKind, SessionId, User, UserId};
-use crate::sessions::store::NewSession;
+use crate::mfa::store::FactorId;
 use crate::tokens::TokenHash;
 
 /// What asking for a mail decided (see [`request_mail`]).
@@ -184,27 +184,32 @@ pub async fn reset_target(
 }
 
 /// Consumes a live reset token of `user` and, in the same statement (after the user's row lock:
-/// see [`lock_user`]): sets the new password
-/// hash, marks the address verified (the link proved it), revokes every session of the user
-/// with its tokens, clears the address's failed logins, and opens `session`. `None` when the
-/// token is no longer live (used by a concurrent reset, replaced, expired): nothing changed.
+/// see [`lock_user`]): sets the new password hash, marks the address verified (the link proved
+/// it), revokes every session of the user with its tokens, voids every sign-in waiting for its
+/// second factor, clears the address's failed logins, and opens the opening's session; or, when
+/// the user has a live second factor, stores its `pending` sign-in instead, a sign-in that the factor finishes (a
+/// mailbox alone opens no session). `None` when the token is no longer live (used by a
+/// concurrent reset, replaced, expired): nothing changed.
 pub async fn reset_password(
     db: &mut DbConnection,
     token: &TokenHash,
     user: UserId,
     password_hash: &str,
-    session: NewSession<'_>,
-) -> Result<Option<User>, sqlx::Error> {
-    locked_then!(
+    opening: Opening<'_>,
+) -> Result<Option<(User, Started)>, sqlx::Error> {
+    let Opening { session, pending } = opening;
+    let row = locked_then!(
         db,
         |connection| lock_user(&mut *connection, user),
-        sqlx::query_as!(
-            User,
+        sqlx::query!(
             r#"
         with consumed as (
             delete from mail_tokens
             where token_hash = $1 and kind = 'reset_password' and expires_at > now() and user_id = $2
             returning user_id
+        ), factor as (
+            select id from mfa_factors
+            where user_id in (select user_id from consumed) and confirmed_at is not null
         ), updated as (
             update users as u
             set password_hash = $3, email_verified_at = coalesce(u.email_verified_at, now())
@@ -218,6 +223,8 @@ pub async fn reset_password(
         ), revoked_tokens as (
             update refresh_tokens set revoked_at = now()
             where session_id in (select id from revoked_sessions) and revoked_at is null
+        ), voided as (
+            delete from mfa_tokens where user_id in (select user_id from consumed)
         ), cleared as (
             delete from login_attempts where email in (select email from updated)
             returning 1
@@ -227,13 +234,18 @@ pub async fn reset_password(
             where scope = 'email' and key in (select email from updated) and (select count(*) from cleared) >= 0
         ), new_session as (
             insert into sessions (id, user_id, user_agent, ip)
-            select $4, user_id, $7, $8::text::inet from consumed
+            select $4, user_id, $7, $8::text::inet from consumed where not exists (select 1 from factor)
             returning id
         ), first_token as (
             insert into refresh_tokens (token_hash, session_id, expires_at)
             select $5, id, now() + make_interval(secs => $6) from new_session
+        ), pending as (
+            insert into mfa_tokens (token_hash, user_id, user_agent, ip, expires_at)
+            select $9, user_id, $7, $8::text::inet, now() + make_interval(secs => $10)
+            from consumed where exists (select 1 from factor)
         )
-        select id as "id!: UserId", email as "email!", created_at as "created_at!", email_verified_at
+        select id as "id!: UserId", email as "email!", created_at as "created_at!", email_verified_at,
+               (select id from factor) as "factor?: FactorId"
         from updated
         "#,
             &token.0[..],
@@ -244,7 +256,18 @@ pub async fn reset_password(
             session.ttl.as_secs_f64(),
             session.user_agent(),
             session.ip(),
+            &pending.token.0[..],
+            pending.ttl.as_secs_f64(),
         )
         .fetch_optional(&mut *connection)
-    )
+    )?;
+    Ok(row.map(|row| {
+        let user = User {
+            id: row.id,
+            email: row.email,
+            created_at: row.created_at,
+            email_verified_at: row.email_verified_at,
+        };
+        (user, row.factor.map_or(Started::Session, |factor| Started::SecondFactorDue { factor }))
+    }))
 }

@@ -14,8 +14,9 @@ use tracing::field::Empty;
 
 use crate::app::App;
 use crate::domain::{SessionId, User, UserId};
-use crate::error::{ApiError, Context as _};
-use crate::tokens::{AccessToken, RefreshToken};
+use crate::error::{ApiError, Context as _, StepUp};
+use crate::mfa::store::FactorId;
+use crate::tokens::{AccessToken, MfaToken, RefreshToken};
 use store::{Replay, SessionView};
 
 /// What signup, login and refresh hand back to the client.
@@ -24,6 +25,14 @@ pub struct Issued {
     pub user: User,
     pub access: AccessToken,
     pub refresh: RefreshToken,
+}
+
+/// What a proven password leads to: a session, or, for a user with a live second factor, a
+/// sign-in that waits for it (`mfa_token`, see [`crate::mfa::verify`]).
+#[derive(Debug)]
+pub enum SignIn {
+    Session(Issued),
+    SecondFactorDue { token: MfaToken, factor: FactorId },
 }
 
 /// A new session's first refresh token lives no longer than the session may.
@@ -136,11 +145,44 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
     Ok(())
 }
 
-/// Whom an access token speaks for: the user, and the session the token was issued in.
+/// How long a sign-in or a re-authentication counts as recent for a sensitive action.
+pub const STEP_UP_WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whom an access token speaks for: the user, the session the token was issued in, and where
+/// the session's proofs stand for a sensitive action.
 #[derive(Debug)]
 pub struct Caller {
     pub user: User,
     pub session: SessionId,
+    /// A proof of any kind within [`STEP_UP_WINDOW`].
+    pub recent: bool,
+    /// A proof of the second factor within it.
+    pub recent_second_factor: bool,
+    /// Whether the user has a live second factor.
+    pub mfa: bool,
+}
+
+impl Caller {
+    /// For a sensitive action (enrolling or removing a factor, new recovery codes, ...): a
+    /// proof within the last five minutes, of the second factor when the user has one; otherwise
+    /// 403 `step_up_required`, naming what to prove.
+    pub fn require_step_up(&self) -> Result<(), ApiError> {
+        self.require_second_factor()?;
+        if self.recent {
+            Ok(())
+        } else {
+            Err(ApiError::StepUpRequired { required: StepUp::RecentAuthentication })
+        }
+    }
+
+    /// For an action whose body proves the password again (a password change, the account's
+    /// deletion): a recent proof of the second factor, when the user has one.
+    pub fn require_second_factor(&self) -> Result<(), ApiError> {
+        if self.mfa && !self.recent_second_factor {
+            return Err(ApiError::StepUpRequired { required: StepUp::Aal2 });
+        }
+        Ok(())
+    }
 }
 
 /// The caller behind an access token, provided its session is still live (neither revoked nor
@@ -152,11 +194,23 @@ pub async fn authenticate(app: &App, access_token: &str) -> Result<Caller, ApiEr
     tracing::Span::current().record("user", tracing::field::display(claims.sub));
     let session = SessionId(claims.sid);
     let mut db = app.connection().await.context("connecting to the database")?;
-    let user = store::find_session_user(&mut db, UserId(claims.sub), session, app.session_max_lifetime)
-        .await
-        .context("reading the session's user")?
-        .ok_or(ApiError::InvalidToken)?;
-    Ok(Caller { user, session })
+    let found = store::find_session_user(
+        &mut db,
+        UserId(claims.sub),
+        session,
+        app.session_max_lifetime,
+        STEP_UP_WINDOW,
+    )
+    .await
+    .context("reading the session's user")?
+    .ok_or(ApiError::InvalidToken)?;
+    Ok(Caller {
+        user: found.user,
+        session,
+        recent: found.recent,
+        recent_second_factor: found.recent_second_factor,
+        mfa: found.mfa,
+    })
 }
 
 /// The caller's live sessions, most recently used first.

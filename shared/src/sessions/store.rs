@@ -13,6 +13,7 @@ use crate::domain::{Assurance, Device, SessionId, User, UserId};
 use crate::tokens::TokenHash;
 
 /// A new session's id, its first refresh token, and the device that opened it.
+#[derive(Clone, Copy)]
 pub struct NewSession<'a> {
     pub id: SessionId,
     pub token: &'a TokenHash,
@@ -233,17 +234,34 @@ pub async fn revoke_sessions_of_owner(
     .fetch_one(connection))
 }
 
-/// The user of a session, if the session is theirs, not revoked and younger than `lifetime`.
+/// A session's user and where its proofs stand, as [`find_session_user`] reads them.
+pub struct SessionUser {
+    pub user: User,
+    /// Whether the session's user proved anything (a sign-in, a re-authentication) within the
+    /// step-up window, and whether they proved their second factor within it.
+    pub recent: bool,
+    pub recent_second_factor: bool,
+    /// Whether the user has a live second factor.
+    pub mfa: bool,
+}
+
+/// The user of a session, if the session is theirs, not revoked and younger than `lifetime`,
+/// with where its proofs stand against a step-up `window`.
 pub async fn find_session_user(
     db: &mut DbConnection,
     user: UserId,
     session: SessionId,
     lifetime: Duration,
-) -> Result<Option<User>, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_as!(
-        User,
+    window: Duration,
+) -> Result<Option<SessionUser>, sqlx::Error> {
+    let row = one_statement!(db, |connection| sqlx::query!(
         r#"
-        select u.id as "id: UserId", u.email, u.created_at, u.email_verified_at
+        select u.id as "id: UserId", u.email, u.created_at, u.email_verified_at,
+               coalesce(s.authenticated_at > now() - make_interval(secs => $4), false) as "recent!",
+               coalesce(s.second_factor_at > now() - make_interval(secs => $4), false)
+                   as "recent_second_factor!",
+               exists (select 1 from mfa_factors as f where f.user_id = u.id and f.confirmed_at is not null)
+                   as "mfa!"
         from sessions as s
         join users as u on u.id = s.user_id
         where s.id = $1 and s.user_id = $2 and s.revoked_at is null
@@ -252,8 +270,62 @@ pub async fn find_session_user(
         session as SessionId,
         user as UserId,
         lifetime.as_secs_f64(),
+        window.as_secs_f64(),
     )
-    .fetch_optional(connection))
+    .fetch_optional(connection))?;
+    Ok(row.map(|row| SessionUser {
+        user: User {
+            id: row.id,
+            email: row.email,
+            created_at: row.created_at,
+            email_verified_at: row.email_verified_at,
+        },
+        recent: row.recent,
+        recent_second_factor: row.recent_second_factor,
+        mfa: row.mfa,
+    }))
+}
+
+/// Marks the session re-authenticated now (and its second factor proven now, with `amr` added
+/// to its methods and the session raised to aal2, when `second_factor`), while it is live, and
+/// clears the session's backoff of password confirmations. Returns its assurance for a new
+/// access token; `None` when it ended meanwhile.
+pub async fn mark_authenticated(
+    db: &mut DbConnection,
+    user: UserId,
+    session: SessionId,
+    second_factor: bool,
+    amr: &[&str],
+    lifetime: Duration,
+) -> Result<Option<Assurance>, sqlx::Error> {
+    let amr: Vec<String> = amr.iter().map(|method| (*method).to_owned()).collect();
+    let row = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with marked as (
+            update sessions as s
+            set authenticated_at = now(),
+                second_factor_at = case when $3 then now() else s.second_factor_at end,
+                aal = case when $3 then 'aal2' else s.aal end,
+                amr = array(select m from unnest(s.amr || $4::text[]) with ordinality as a (m, i)
+                            group by m order by min(i))
+            where s.id = $1 and s.user_id = $2 and s.revoked_at is null
+              and s.created_at > now() - make_interval(secs => $5)
+            returning s.aal, s.amr
+        ), cleared as (
+            delete from login_attempts
+            where source = 'session:' || $1::text and email in (select email from users where id = $2)
+              and exists (select 1 from marked)
+        )
+        select aal as "aal!", amr as "amr!" from marked
+        "#,
+        session as SessionId,
+        user as UserId,
+        second_factor,
+        &amr,
+        lifetime.as_secs_f64(),
+    )
+    .fetch_optional(connection))?;
+    Ok(row.map(|row| Assurance::stored(&row.aal, row.amr)))
 }
 
 /// A live session as the session list shows it.

@@ -2,7 +2,7 @@
 //! code accepted once however many requests race with it.
 
 use crate::helpers::TestApp;
-use shared::domain::UserId;
+use shared::domain::{SessionId, UserId};
 use shared::mfa::recovery::{self, RecoveryCode};
 use shared::mfa::seal::{SealingKeys, generate_key};
 use shared::mfa::store::{self, FactorId};
@@ -17,6 +17,17 @@ fn keys() -> SealingKeys {
 async fn user(app: &TestApp, email: &str) -> UserId {
     let body = app.signed_up(email).await.body;
     UserId(body["user"]["id"].as_str().unwrap().parse().unwrap())
+}
+
+/// The session `user`'s signup opened.
+async fn session_of(app: &TestApp, user: UserId) -> SessionId {
+    SessionId(
+        sqlx::query_scalar("select id from sessions where user_id = $1")
+            .bind(user.0)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap(),
+    )
 }
 
 /// A pending factor of `user`, its secret sealed for its row.
@@ -50,8 +61,9 @@ async fn live(
     code_hashes: &[Vec<u8>],
 ) -> FactorId {
     let (id, _) = enrol(app, keys, user).await;
+    let session = session_of(app, user).await;
     let mut db = app.app.connection().await.unwrap();
-    assert!(store::confirm_factor(&mut db, user, id, step, code_hashes).await.unwrap());
+    assert!(store::confirm_factor(&mut db, user, id, step, code_hashes, session).await.unwrap());
     id
 }
 
@@ -83,11 +95,12 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
     let app = TestApp::new(pool);
     let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
     let (id, _) = enrol(&app, &keys, alice).await;
+    let session = session_of(&app, alice).await;
 
     let (confirmed, outcomes) = at_once(&app, 10, |app, n| async move {
         let codes: Vec<Vec<u8>> = recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
         let mut db = app.app.connection().await.unwrap();
-        store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes).await.unwrap()
+        store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes, session).await.unwrap()
     })
     .await;
 
@@ -99,7 +112,7 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
     assert!(live.last_used_step.is_some_and(|step| (1_000..1_010).contains(&step)));
     // A new enrolment is pending beside the live factor; it cannot go live while one is.
     let (next, _) = enrol(&app, &keys, alice).await;
-    assert!(!store::confirm_factor(&mut db, alice, next, 2_000, &[]).await.unwrap());
+    assert!(!store::confirm_factor(&mut db, alice, next, 2_000, &[], session).await.unwrap());
 }
 
 #[sqlx::test(migrations = "../migrations")]

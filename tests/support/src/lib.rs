@@ -23,6 +23,14 @@ pub const REFRESH_TOKEN_KEY: &str = "the tests' refresh-token key, 32+ bytes";
 /// The region of the local Secrets Manager and of the functions that read it.
 pub const REGION: &str = "eu-west-1";
 
+/// The tests' MFA key ring (`MFA_KEYS`): one AES-256 key, `t1`, that seals TOTP secrets.
+pub const MFA_KEYS: &str = r#"{"current":"t1","keys":{"t1":"dGhlIHRlc3RzIE1GQSBrZXksIDMyIGJ5dGVzIGxvbmc="}}"#;
+
+/// [`MFA_KEYS`], parsed.
+pub fn mfa_keys() -> shared::mfa::seal::SealingKeys {
+    shared::mfa::seal::SealingKeys::from_json(MFA_KEYS).expect("the tests' MFA ring")
+}
+
 /// One RSA key per test binary: generating a 2048-bit key per test is wasted time.
 static KEY_PEM: LazyLock<SecretString> =
     LazyLock::new(|| generate_private_key_pem(SigningAlgorithm::Rs256).expect("key generation"));

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use shared::accounts::store::{Attempt, create_user_with_session, start_session};
+use shared::accounts::store::{
+    Attempt, Opening, PendingSignIn, Started, create_user_with_session, start_session,
+};
 use shared::db::Database;
 use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
 use shared::links::store::{MailRequest, request_mail};
 use shared::sessions::store::NewSession;
-use shared::tokens::{MailToken, RefreshToken, TokenSigner};
+use shared::tokens::{MailToken, MfaToken, RefreshToken, TokenSigner};
 use sqlx::PgPool;
 
 use crate::PASSWORD;
@@ -102,10 +104,20 @@ impl Fixture {
             let second =
                 NewSession { id: other, token: &RefreshToken::generate()?.hash(), ttl, device: &device };
             let attempt = Attempt::Login { source: None, source_limit: 1 };
-            let opened = start_session(&mut db, user.id, &email, attempt, &self.password_hash, None, second)
-                .await
-                .context("a second session")?;
-            anyhow::ensure!(opened, "the account's hash changed under the second session");
+            let unused = MfaToken::generate()?.hash();
+            let pending = PendingSignIn { token: &unused, ttl };
+            let started = start_session(
+                &mut db,
+                user.id,
+                &email,
+                attempt,
+                &self.password_hash,
+                None,
+                Opening { session: second, pending },
+            )
+            .await
+            .context("a second session")?;
+            anyhow::ensure!(started == Started::Session, "no second session: {started:?}");
             values.push((SESSION_ID, other.0.to_string()));
         }
         for (placeholder, kind) in

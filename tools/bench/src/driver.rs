@@ -441,11 +441,21 @@ impl Setup {
                 ttl: Duration::from_secs(86_400),
                 device: &device,
             };
+            let unused = shared::tokens::MfaToken::generate()?.hash();
+            let pending = store::PendingSignIn { token: &unused, ttl: Duration::from_secs(300) };
             let started = Instant::now();
-            let opened =
-                store::start_session(&mut db, user.id, &email, attempt, &stored, None, new_session).await?;
+            let opened = store::start_session(
+                &mut db,
+                user.id,
+                &email,
+                attempt,
+                &stored,
+                None,
+                store::Opening { session: new_session, pending },
+            )
+            .await?;
             open.push(started.elapsed());
-            ensure!(opened, "the session opens");
+            ensure!(opened == store::Started::Session, "the session opens");
             let started = Instant::now();
             tokens.issue(user.id, session, &shared::domain::Assurance::password())?;
             sign.push(started.elapsed());
