@@ -28,3 +28,4 @@ create table mfa_tokens (
 -- the scheduled purge finds expired ones by the other.
 create index mfa_tokens_user_id_idx on mfa_tokens (user_id);
 create index mfa_tokens_expires_at_idx on mfa_tokens (expires_at);
+

@@ -23,6 +23,7 @@ pub mod mfa;
 pub mod ops;
 pub mod passwords;
 pub mod runtime;
+pub mod second_factor;
 pub mod secrets;
 pub mod sessions;
 pub mod tokens;

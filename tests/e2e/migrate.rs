@@ -23,7 +23,7 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::sync::mpsc;
 
 /// The schema's tables once every migration ran, by name.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 12] = [
     "login_attempts",
     "login_failure_windows",
     "mail_hourly",
@@ -31,6 +31,7 @@ const TABLES: [&str; 11] = [
     "mail_sources",
     "mail_tokens",
     "mfa_factors",
+    "mfa_tokens",
     "recovery_codes",
     "refresh_tokens",
     "sessions",

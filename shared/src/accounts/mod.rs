@@ -18,8 +18,8 @@ use crate::domain::{Assurance, Device, Email, MailKind, Password, SessionId, Use
 use crate::error::{ApiError, Context as _};
 use crate::links;
 use crate::mail::Letter;
-use crate::mfa::{self, MFA_TOKEN_TTL, Presented};
 use crate::passwords::{self, Verified};
+use crate::second_factor::{self, MFA_TOKEN_TTL, Presented};
 use crate::sessions::store as sessions_store;
 use crate::sessions::store::NewSession;
 use crate::sessions::{Caller, Issued, SignIn, first_token_ttl};
@@ -212,7 +212,7 @@ pub async fn reauthenticate(
             (false, &["pwd"][..])
         }
         Reauthentication::SecondFactor(presented) => {
-            (true, mfa::prove_signed_in(app, &mut db, caller, &presented).await?.amr())
+            (true, second_factor::prove_signed_in(app, &mut db, caller, &presented).await?.amr())
         }
     };
     let assurance = sessions_store::mark_authenticated(

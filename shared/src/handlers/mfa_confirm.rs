@@ -8,7 +8,8 @@ use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Reply, Request};
-use crate::mfa::{self, store::FactorId};
+use crate::mfa::store::FactorId;
+use crate::second_factor;
 
 /// Confirm verifies the caller's access token, opens the pending secret, writes, and signs the
 /// session's new access token.
@@ -35,7 +36,7 @@ pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
     let body: ConfirmBody = request.json()?;
     let factor = Uuid::parse_str(&body.factor_id).map(FactorId).map_err(|_| ApiError::FactorNotFound)?;
-    let confirmed = mfa::confirm(app, &caller, factor, &body.code).await?;
+    let confirmed = second_factor::confirm(app, &caller, factor, &body.code).await?;
     Ok(http::json(
         200,
         &ConfirmResponse {

@@ -5,7 +5,8 @@ use serde::Serialize;
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::http::{self, Reply, Request};
-use crate::mfa::{self, store::FactorId};
+use crate::mfa::store::FactorId;
+use crate::second_factor;
 
 /// Enroll verifies access tokens, seals the new secret and writes it.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: true };
@@ -22,7 +23,7 @@ struct EnrolmentResponse<'a> {
 /// `mfa_already_enabled`.
 pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
-    let enrolment = mfa::enroll(app, &caller).await?;
+    let enrolment = second_factor::enroll(app, &caller).await?;
     let secret = enrolment.secret.base32();
     Ok(http::json(
         200,

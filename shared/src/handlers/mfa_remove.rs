@@ -5,7 +5,8 @@ use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Reply, Request};
-use crate::mfa::{self, store::FactorId};
+use crate::mfa::store::FactorId;
+use crate::second_factor;
 
 /// Remove verifies access tokens, opens the factor's secret to check a code, and writes.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: true };
@@ -17,6 +18,6 @@ pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
     let factor = super::path_id(&request).map(FactorId).ok_or(ApiError::FactorNotFound)?;
     let body: SecondFactorBody = request.json()?;
-    mfa::remove(app, &caller, factor, body.presented()?).await?;
+    second_factor::remove(app, &caller, factor, body.presented()?).await?;
     Ok(http::empty(204))
 }

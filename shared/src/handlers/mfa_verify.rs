@@ -6,7 +6,7 @@ use super::token_response;
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::http::{ApiRequest as _, Reply, Request};
-use crate::mfa::{self, Presented};
+use crate::second_factor::{self, Presented};
 use crate::tokens::MfaToken;
 
 /// Verify reads and writes the database, opens the factor's sealed secret and signs tokens.
@@ -26,6 +26,6 @@ pub async fn handle(app: &App, request: Request) -> Reply {
     let body: VerifyBody = request.json()?;
     let token = MfaToken::parse(&body.mfa_token)?;
     let presented = Presented::from_fields(body.code, body.recovery_code)?;
-    let issued = mfa::verify(app, token, presented).await?;
+    let issued = second_factor::verify(app, token, presented).await?;
     Ok(token_response(200, &issued))
 }

@@ -91,8 +91,8 @@ use crate::config::Needs;
 use crate::domain::User;
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Request, Response};
-use crate::mfa::Presented;
 use crate::mfa::store::FactorId;
+use crate::second_factor::Presented;
 use crate::sessions::{Caller, Issued, SignIn};
 
 /// `{"email","password"}`, the body of signup and login.

@@ -9,7 +9,7 @@ use crate::config::{Keys, Needs};
 use crate::domain::Password;
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Reply, Request};
-use crate::mfa::Presented;
+use crate::second_factor::Presented;
 
 /// Reauthenticate verifies the caller's access token, checks a password or opens the factor's
 /// secret to check a code, writes, and signs the session's new access token.

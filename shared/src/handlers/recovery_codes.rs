@@ -6,7 +6,7 @@ use super::SecondFactorBody;
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::http::{self, ApiRequest as _, Reply, Request};
-use crate::mfa;
+use crate::second_factor;
 
 /// Recovery-codes verifies access tokens, opens the factor's secret to check a code, and writes.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: true };
@@ -21,6 +21,6 @@ struct CodesResponse<'a> {
 pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
     let body: SecondFactorBody = request.json()?;
-    let codes = mfa::regenerate_recovery_codes(app, &caller, body.presented()?).await?;
+    let codes = second_factor::regenerate_recovery_codes(app, &caller, body.presented()?).await?;
     Ok(http::json(200, &CodesResponse { recovery_codes: codes.iter().map(|code| code.expose()).collect() }))
 }

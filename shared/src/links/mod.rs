@@ -19,8 +19,8 @@ use crate::domain::{Assurance, Device, Email, MailKind, Password, SessionId, Use
 use crate::error::{ApiError, Context as _};
 use crate::mail::{Delivery, Letter};
 use crate::metrics;
-use crate::mfa::MFA_TOKEN_TTL;
 use crate::passwords;
+use crate::second_factor::MFA_TOKEN_TTL;
 use crate::sessions::store::NewSession;
 use crate::sessions::{Caller, Issued, SignIn, first_token_ttl};
 use crate::tokens::{MailToken, MfaToken, RefreshToken};

@@ -104,8 +104,9 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
             let tokens = store::purge_refresh_tokens(&mut db, PURGE_RETENTION, PURGE_BATCH).await?;
             let attempts = store::purge_login_attempts(&mut db, PURGE_BATCH).await?;
             let mail = store::purge_mail_state(&mut db, PURGE_BATCH).await?;
-            deleted += tokens + sessions + attempts + mail;
-            if [tokens, sessions, attempts, mail].iter().all(|&rows| rows < PURGE_BATCH as u64) {
+            let second_factor = store::purge_mfa_tokens(&mut db, PURGE_BATCH).await?;
+            deleted += tokens + sessions + attempts + mail + second_factor;
+            if [tokens, sessions, attempts, mail, second_factor].iter().all(|&rows| rows < PURGE_BATCH as u64) {
                 break;
             }
         }
@@ -115,7 +116,7 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
         Ok(deleted) => {
             tracing::info!(
                 deleted,
-                "purged ended sessions, old refresh tokens, quiet login attempts and mail state"
+                "purged ended sessions, old refresh tokens, quiet login attempts, mail state and expired sign-ins"
             );
             deleted
         }

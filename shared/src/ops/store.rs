@@ -114,6 +114,22 @@ pub async fn purge_login_attempts(db: &mut DbConnection, batch: i64) -> Result<u
     Ok(deleted.max(0) as u64)
 }
 
+/// Deletes up to `batch` sign-ins whose `mfa_token` expired, and returns how many. (An
+/// enrolment left pending stays: one per user at most, replaced by the next.)
+pub async fn purge_mfa_tokens(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
+    let deleted = one_statement!(db, |connection| sqlx::query!(
+        r#"
+        delete from mfa_tokens as t
+        using (select token_hash from mfa_tokens where expires_at <= now()
+               limit $1 for update skip locked) as doomed
+        where t.token_hash = doomed.token_hash
+        "#,
+        batch,
+    )
+    .execute(connection))?;
+    Ok(deleted.rows_affected())
+}
+
 /// Deletes up to `batch` rows of mail state nobody needs any more, and returns how many: link
 /// tokens past their expiry, per-address and per-source limits whose window ended over an hour
 /// ago (no limit reads them), and global hourly counts older than two hours.

@@ -28,7 +28,7 @@ pub struct Issued {
 }
 
 /// What a proven password leads to: a session, or, for a user with a live second factor, a
-/// sign-in that waits for it (`mfa_token`, see [`crate::mfa::verify`]).
+/// sign-in that waits for it (`mfa_token`, see [`crate::second_factor::verify`]).
 #[derive(Debug)]
 pub enum SignIn {
     Session(Issued),

@@ -107,6 +107,12 @@ pub enum Endpoint {
     DeleteAccount,
     Sessions,
     RevokeSession,
+    MfaVerify,
+    MfaEnroll,
+    MfaConfirm,
+    MfaRemove,
+    RecoveryCodes,
+    Reauthenticate,
 }
 
 /// The handlers behind a test database.
@@ -134,18 +140,20 @@ impl TestApp {
             Duration::from_secs(10),
         );
         app.mailer = shared::mail::Mailer::new(Some(mail_config()));
+        app.mfa = Some(shared::mfa::MfaKeys::fixed(test_support::mfa_keys()));
         configure(&mut app);
         Self { app: Arc::new(app), pool }
     }
 
     pub fn with_reuse_grace(pool: PgPool, grace: Duration) -> Self {
-        let app = App::with_pool(
+        let mut app = App::with_pool(
             pool.clone(),
             token_signer(),
             token_verifier(),
             Duration::from_secs(30 * 24 * 3600),
             grace,
         );
+        app.mfa = Some(shared::mfa::MfaKeys::fixed(test_support::mfa_keys()));
         Self { app: Arc::new(app), pool }
     }
 
@@ -168,6 +176,12 @@ impl TestApp {
             Endpoint::DeleteAccount => call(app, handlers::delete_account::handle, request).await,
             Endpoint::Sessions => call(app, handlers::sessions::handle, request).await,
             Endpoint::RevokeSession => call(app, handlers::revoke_session::handle, request).await,
+            Endpoint::MfaVerify => call(app, handlers::mfa_verify::handle, request).await,
+            Endpoint::MfaEnroll => call(app, handlers::mfa_enroll::handle, request).await,
+            Endpoint::MfaConfirm => call(app, handlers::mfa_confirm::handle, request).await,
+            Endpoint::MfaRemove => call(app, handlers::mfa_remove::handle, request).await,
+            Endpoint::RecoveryCodes => call(app, handlers::recovery_codes::handle, request).await,
+            Endpoint::Reauthenticate => call(app, handlers::reauthenticate::handle, request).await,
         }
     }
 

@@ -17,6 +17,7 @@ mod plans;
 mod races;
 mod reuse;
 mod scheduled;
+mod second_factor;
 mod secrets;
 mod session_lifetime;
 mod signatures;

@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Executor as _, PgPool, Row as _};
 
 /// The tables the guard watches.
 /// (`mail_hourly` is not: one row per clock hour, purged down to two, where a scan is the plan.)
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "users",
     "sessions",
     "refresh_tokens",
@@ -28,6 +28,7 @@ const TABLES: [&str; 8] = [
     "mail_quota",
     "mfa_factors",
     "recovery_codes",
+    "mfa_tokens",
 ];
 
 /// Users (one session each, three refresh tokens per session in a rotation chain).
@@ -143,6 +144,7 @@ fn value_of(kind: &str, session_id: &str) -> String {
         // A token nobody was ever given: what a client guessing tokens sends.
         "Bytea" => format!("'\\x{}'", "5a".repeat(32)),
         "ByteaArray" => format!("array['\\x{}']::bytea[]", "5a".repeat(32)),
+        "TextArray" => "array['pwd', 'otp']::text[]".to_owned(),
         "Bool" => "true".to_owned(),
         "Int8" | "Int4" => "1000".to_owned(),
         "Float8" => "604800".to_owned(),

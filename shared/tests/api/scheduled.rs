@@ -207,3 +207,23 @@ async fn a_scheduled_check_purges_login_attempts_quiet_for_a_day(pool: PgPool) {
     assert_eq!(response.status, 200);
     assert_eq!(app.count("select count(*) from login_attempts").await, 10);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduled_check_purges_expired_mfa_tokens(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
+    sqlx::query(
+        "insert into mfa_tokens (token_hash, user_id, expires_at)
+         select sha256(('token-' || n)::bytea), (select id from users),
+                now() + case when n <= 2500 then interval '-1 second' else interval '4 minutes' end
+         from generate_series(1, 2510) as n",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let response = call(&app.app, health::handle, scheduled_event()).await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(app.count("select count(*) from mfa_tokens").await, 10);
+}

@@ -1,0 +1,284 @@
+//! The second factor's use-cases: enrol and confirm a TOTP factor, finish a sign-in with it (a
+//! code or a recovery code), prove it again for a sensitive action, remove it, renew the
+//! recovery codes. Its parts (secrets, sealing, codes, statements) are in `mfa`.
+//!
+//! Every code is checked the same way ([`prove`]): admitted first, in one statement that counts
+//! it as a wrong one (the `mfa_token`'s tries, the user's backoff), then compared in constant
+//! time, then accepted once by the statement that advances the factor's last step (or spends the
+//! recovery code), which takes the count back.
+//!
+//! Like every use-case module, each operation validates nothing (handlers pass parsed types),
+//! touches the database in as few atomic statements as it can, and answers with domain results.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::field::Empty;
+
+use crate::app::App;
+use crate::db::DbConnection;
+use crate::domain::{Assurance, SecondFactor, SessionId, UserId};
+use crate::error::{ApiError, Context as _};
+use crate::mfa::MfaKeys;
+use crate::mfa::recovery::{self, RecoveryCode};
+use crate::mfa::store::{self, CodeAdmission, FactorId, Presenter, StoredFactor};
+use crate::mfa::totp::{self, TotpSecret};
+use crate::sessions::{Caller, Issued, first_token_ttl};
+use crate::tokens::{AccessToken, MfaToken, RefreshToken};
+
+/// How long a sign-in waits for its second factor (an `mfa_token`'s life).
+pub const MFA_TOKEN_TTL: Duration = Duration::from_secs(300);
+
+/// The issuer an authenticator app shows beside the account.
+const TOTP_ISSUER: &str = "Auth";
+
+/// A second factor as a client presents it.
+#[derive(Debug)]
+pub enum Presented {
+    /// A TOTP code from the authenticator app.
+    Code(String),
+    /// One of the user's recovery codes.
+    RecoveryCode(String),
+}
+
+impl Presented {
+    /// From a body's `code` and `recovery_code` fields: exactly one of them, else a 422
+    /// `mfa_code_required`.
+    pub fn from_fields(code: Option<String>, recovery_code: Option<String>) -> Result<Self, ApiError> {
+        match (code, recovery_code) {
+            (Some(code), None) => Ok(Self::Code(code)),
+            (None, Some(code)) => Ok(Self::RecoveryCode(code)),
+            _ => Err(ApiError::validation("mfa_code_required", "give exactly one of code and recovery_code")),
+        }
+    }
+}
+
+/// The MFA key ring of a function that opens second-factor secrets.
+fn ring(app: &App) -> Result<&MfaKeys, ApiError> {
+    app.mfa
+        .as_ref()
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("this function holds no MFA key ring")))
+}
+
+/// The current TOTP step.
+fn now_step() -> u64 {
+    totp::step_of(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs()))
+}
+
+/// The factor's secret, unsealed.
+async fn open_secret(app: &App, user: UserId, factor: &StoredFactor) -> Result<TotpSecret, ApiError> {
+    let bytes = ring(app)?.open(&factor.sealed, &factor.id.seal_context(user)).await?;
+    TotpSecret::from_bytes(&bytes)
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("a sealed TOTP secret of the wrong length")))
+}
+
+/// What a proof established.
+struct Proven {
+    user: UserId,
+    method: SecondFactor,
+}
+
+/// Checks a second factor, for a sign-in's `mfa_token` or a signed-in user (see the module's
+/// doc). A wrong or reused code is `wrong` (401 at sign-in, 403 for a signed-in caller).
+async fn prove(
+    app: &App,
+    db: &mut DbConnection,
+    presenter: Presenter<'_>,
+    presented: &Presented,
+    wrong: fn() -> ApiError,
+) -> Result<Proven, ApiError> {
+    let (user, factor) = match store::admit_code(db, presenter, None).await.context("admitting the code")? {
+        CodeAdmission::DeadToken => return Err(ApiError::InvalidMfaToken),
+        CodeAdmission::Throttled { retry_after_seconds } => {
+            return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
+        }
+        CodeAdmission::Admitted { user, factor } => (user, factor),
+    };
+    tracing::Span::current().record("user", tracing::field::display(user.0));
+    match presented {
+        Presented::Code(code) => {
+            let Some(factor) = factor else { return Err(wrong()) };
+            let secret = open_secret(app, user, &factor).await?;
+            let Some(step) = secret.matching_step(code, now_step(), factor.last_used_step) else {
+                return Err(wrong());
+            };
+            if !store::accept_step(db, factor.id, step).await.context("accepting the code")? {
+                return Err(wrong());
+            }
+            Ok(Proven { user, method: SecondFactor::Totp })
+        }
+        Presented::RecoveryCode(code) => {
+            let Some(hash) = recovery::hash_presented(code) else { return Err(wrong()) };
+            if !store::use_recovery_code(db, user, &hash).await.context("spending the recovery code")? {
+                return Err(wrong());
+            }
+            Ok(Proven { user, method: SecondFactor::RecoveryCode })
+        }
+    }
+}
+
+/// Finishes a sign-in that waits for its second factor: the `mfa_token` (checked first: 401
+/// `invalid_mfa_token`), then the code (401 `invalid_mfa_code`; 429 once the user's backoff
+/// holds), then the token consumed and the session opened at aal2, in one statement.
+#[tracing::instrument(name = "auth.mfa_verify", skip_all, fields(user = Empty))]
+pub async fn verify(app: &App, token: MfaToken, presented: Presented) -> Result<Issued, ApiError> {
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let hash = token.hash();
+    let proven =
+        prove(app, &mut db, Presenter::Token(&hash), &presented, || ApiError::InvalidMfaCode).await?;
+    let assurance = Assurance::second_factor(proven.method);
+    let session = SessionId::generate();
+    let refresh = RefreshToken::generate().context("generating the refresh token")?;
+    let user = store::open_session_with_token(
+        &mut db,
+        &hash,
+        session,
+        &refresh.hash(),
+        first_token_ttl(app),
+        &assurance,
+    )
+    .await
+    .context("opening the session")?
+    // The token was used by a concurrent verification (with another code) or voided meanwhile.
+    .ok_or(ApiError::InvalidMfaToken)?;
+    let access = tokens.issue(proven.user, session, &assurance).context("signing the access token")?;
+    Ok(Issued { user, access, refresh })
+}
+
+/// A new TOTP enrolment, shown once.
+pub struct Enrolment {
+    pub factor: FactorId,
+    pub secret: TotpSecret,
+    pub uri: String,
+}
+
+/// Starts an enrolment (after a step-up): a new secret, sealed and stored pending, replacing
+/// any earlier pending one. 409 `mfa_already_enabled` when the user has a live factor.
+#[tracing::instrument(name = "auth.mfa_enroll", skip_all, fields(user = %caller.user.id.0))]
+pub async fn enroll(app: &App, caller: &Caller) -> Result<Enrolment, ApiError> {
+    caller.require_step_up()?;
+    if caller.mfa {
+        return Err(ApiError::MfaAlreadyEnabled);
+    }
+    let secret = TotpSecret::generate().context("generating the secret")?;
+    let factor = FactorId::generate();
+    let sealed = ring(app)?.seal(secret.expose(), &factor.seal_context(caller.user.id)).await?;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    store::replace_pending_factor(&mut db, caller.user.id, factor, &sealed)
+        .await
+        .context("storing the enrolment")?;
+    let uri = totp::otpauth_uri(&secret, TOTP_ISSUER, &caller.user.email);
+    Ok(Enrolment { factor, secret, uri })
+}
+
+/// A confirmed factor: its recovery codes (shown once) and the session's new access token.
+pub struct Confirmed {
+    pub factor: FactorId,
+    pub recovery_codes: Vec<RecoveryCode>,
+    pub access: AccessToken,
+}
+
+/// Confirms a pending enrolment with its first code (throttled as any code; 403
+/// `invalid_mfa_code` when wrong): the factor goes live with new recovery codes, this session is
+/// raised to aal2 and every other session of the user ends. 404 `factor_not_found` for an id
+/// that is not the caller's pending enrolment; 409 when a factor went live meanwhile.
+#[tracing::instrument(name = "auth.mfa_confirm", skip_all, fields(user = %caller.user.id.0))]
+pub async fn confirm(
+    app: &App,
+    caller: &Caller,
+    factor: FactorId,
+    code: &str,
+) -> Result<Confirmed, ApiError> {
+    if caller.mfa {
+        return Err(ApiError::MfaAlreadyEnabled);
+    }
+    let tokens = app.tokens().await.context("loading the signing key")?;
+    let user = caller.user.id;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let pending = match store::admit_code(&mut db, Presenter::User(user), Some(factor))
+        .await
+        .context("admitting the code")?
+    {
+        CodeAdmission::DeadToken => return Err(ApiError::InvalidToken),
+        CodeAdmission::Throttled { retry_after_seconds } => {
+            return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
+        }
+        CodeAdmission::Admitted { factor, .. } => factor.ok_or(ApiError::FactorNotFound)?,
+    };
+    let secret = open_secret(app, user, &pending).await?;
+    let step = secret.matching_step(code, now_step(), None).ok_or(ApiError::WrongMfaCode)?;
+    let codes = recovery::generate_set().context("generating the recovery codes")?;
+    let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
+    if !store::confirm_factor(&mut db, user, factor, step, &hashes, caller.session)
+        .await
+        .context("confirming the factor")?
+    {
+        // A concurrent confirmation won, or a later enrolment replaced this one.
+        return Err(ApiError::FactorNotFound);
+    }
+    let access = tokens
+        .issue(user, caller.session, &Assurance::second_factor(SecondFactor::Totp))
+        .context("signing the access token")?;
+    Ok(Confirmed { factor, recovery_codes: codes, access })
+}
+
+/// A signed-in user's proof of their second factor, for a step-up or a sensitive action on the
+/// factor itself: 403 `invalid_mfa_code` when wrong (or when they have none to prove).
+pub(crate) async fn prove_signed_in(
+    app: &App,
+    db: &mut DbConnection,
+    caller: &Caller,
+    presented: &Presented,
+) -> Result<SecondFactor, ApiError> {
+    let proven =
+        prove(app, db, Presenter::User(caller.user.id), presented, || ApiError::WrongMfaCode).await?;
+    Ok(proven.method)
+}
+
+/// Removes the caller's factor (after a step-up, and with a code of it or a recovery code):
+/// their recovery codes and sign-ins waiting for it go with it. 404 `factor_not_found` for an
+/// id that is not the caller's live factor.
+#[tracing::instrument(name = "auth.mfa_remove", skip_all, fields(user = %caller.user.id.0))]
+pub async fn remove(
+    app: &App,
+    caller: &Caller,
+    factor: FactorId,
+    presented: Presented,
+) -> Result<(), ApiError> {
+    if !caller.mfa {
+        return Err(ApiError::FactorNotFound);
+    }
+    caller.require_step_up()?;
+    let mut db = app.connection().await.context("connecting to the database")?;
+    prove_signed_in(app, &mut db, caller, &presented).await?;
+    if !store::remove_factor(&mut db, caller.user.id, factor).await.context("removing the factor")? {
+        return Err(ApiError::FactorNotFound);
+    }
+    tracing::info!("second factor removed");
+    Ok(())
+}
+
+/// A new set of recovery codes (after a step-up, and with a code or a recovery code): the old
+/// ones stop working. 404 `factor_not_found` when the caller has no live factor.
+#[tracing::instrument(name = "auth.mfa_recovery_codes", skip_all, fields(user = %caller.user.id.0))]
+pub async fn regenerate_recovery_codes(
+    app: &App,
+    caller: &Caller,
+    presented: Presented,
+) -> Result<Vec<RecoveryCode>, ApiError> {
+    caller.require_step_up()?;
+    if !caller.mfa {
+        return Err(ApiError::FactorNotFound);
+    }
+    let mut db = app.connection().await.context("connecting to the database")?;
+    prove_signed_in(app, &mut db, caller, &presented).await?;
+    let codes = recovery::generate_set().context("generating the recovery codes")?;
+    let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
+    if !store::replace_recovery_codes(&mut db, caller.user.id, &hashes)
+        .await
+        .context("replacing the codes")?
+    {
+        return Err(ApiError::FactorNotFound);
+    }
+    Ok(codes)
+}

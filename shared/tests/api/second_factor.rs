@@ -1,0 +1,399 @@
+//! The second factor through the real handlers and a real Postgres: enrolment and confirmation,
+//! sign-in with a code or a recovery code, step-up and its refusals, a reset with MFA on, what
+//! voids a sign-in waiting for its factor, and each single-use credential raced 20 ways.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, bearer_json};
+use serde_json::{Value, json};
+use shared::domain::{Aal, MailKind};
+use shared::mfa::totp::{self, TotpSecret};
+use shared::tokens::{Claims, MailToken};
+use sqlx::PgPool;
+
+const EMAIL: &str = "alice@example.com";
+
+/// The current TOTP step.
+fn now_step() -> u64 {
+    totp::step_of(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs())
+}
+
+/// A user with a live factor: the secret their app holds, the factor's id, their recovery codes
+/// and the confirming session's tokens (its access token at aal2).
+struct Enrolled {
+    secret: TotpSecret,
+    factor_id: String,
+    recovery_codes: Vec<String>,
+    access: String,
+    refresh: String,
+    /// The step whose code confirmed the factor (used: only later ones are accepted).
+    confirmed_step: u64,
+}
+
+impl TestApp {
+    async fn bearer(
+        &self,
+        endpoint: Endpoint,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> Response {
+        self.send(endpoint, bearer_json(method, path, token, Some(&body))).await
+    }
+
+    async fn enroll(&self, access: &str) -> Response {
+        self.send(Endpoint::MfaEnroll, bearer_json("POST", "/auth/mfa/totp/enroll", access, None)).await
+    }
+
+    async fn confirm(&self, access: &str, factor_id: &str, code: &str) -> Response {
+        let body = json!({ "factor_id": factor_id, "code": code });
+        self.bearer(Endpoint::MfaConfirm, "POST", "/auth/mfa/totp/confirm", access, body).await
+    }
+
+    async fn verify_mfa(&self, mfa_token: &str, proof: Value) -> Response {
+        let mut body = proof;
+        body["mfa_token"] = json!(mfa_token);
+        self.post_json(Endpoint::MfaVerify, &body).await
+    }
+
+    async fn reauthenticate(&self, access: &str, proof: Value) -> Response {
+        self.bearer(Endpoint::Reauthenticate, "POST", "/auth/reauthenticate", access, proof).await
+    }
+
+    async fn remove_factor(&self, access: &str, factor_id: &str, proof: Value) -> Response {
+        let path = format!("/auth/mfa/totp/{factor_id}");
+        self.bearer(Endpoint::MfaRemove, "DELETE", &path, access, proof).await
+    }
+
+    async fn new_recovery_codes(&self, access: &str, proof: Value) -> Response {
+        self.bearer(Endpoint::RecoveryCodes, "POST", "/auth/mfa/recovery-codes", access, proof).await
+    }
+
+    async fn claims(&self, access: &str) -> Claims {
+        self.app.verify_access_token(access).await.expect("a valid access token")
+    }
+
+    /// Signs `email` up and makes a TOTP factor live for them.
+    async fn enrolled(&self, email: &str) -> Enrolled {
+        let signup = self.signed_up(email).await;
+        let enrolment = self.enroll(&signup.access_token()).await;
+        assert_eq!(enrolment.status, 200, "{}", enrolment.body);
+        let secret = TotpSecret::from_base32(enrolment.body["secret"].as_str().unwrap()).unwrap();
+        let factor_id = enrolment.body["factor_id"].as_str().unwrap().to_owned();
+        let step = now_step();
+        let confirmed = self.confirm(&signup.access_token(), &factor_id, &secret.code_at(step)).await;
+        assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+        let recovery_codes = confirmed.body["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|code| code.as_str().unwrap().to_owned())
+            .collect();
+        Enrolled {
+            secret,
+            factor_id,
+            recovery_codes,
+            access: confirmed.access_token(),
+            refresh: signup.refresh_token(),
+            confirmed_step: step,
+        }
+    }
+
+    /// A login that the factor must finish: its `mfa_token`.
+    async fn mfa_token(&self, email: &str) -> String {
+        let login = self.post_login(email, PASSWORD).await;
+        assert_eq!(login.status, 200, "{}", login.body);
+        assert_eq!(login.body["mfa_required"], true, "{}", login.body);
+        login.body["mfa_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Moves the session's proofs back by `minutes`, as time passing would.
+    async fn proofs_ago(&self, access: &str, minutes: i32) {
+        let session = self.claims(access).await.sid;
+        sqlx::query(
+            "update sessions set authenticated_at = authenticated_at - make_interval(mins => $2),
+                                 second_factor_at = second_factor_at - make_interval(mins => $2)
+             where id = $1",
+        )
+        .bind(session)
+        .bind(minutes)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+}
+
+fn amr(claims: &Claims) -> Vec<&str> {
+    claims.amr.iter().map(String::as_str).collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_enrolled_user_signs_in_with_a_code_then_a_recovery_code_at_aal2(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up(EMAIL).await;
+    let other = app.post_login(EMAIL, PASSWORD).await;
+    let signup_access = app.post_login(EMAIL, PASSWORD).await.access_token();
+    let enrolment = app.enroll(&signup_access).await;
+    let secret = TotpSecret::from_base32(enrolment.body["secret"].as_str().unwrap()).unwrap();
+    let factor_id = enrolment.body["factor_id"].as_str().unwrap().to_owned();
+    let uri = enrolment.body["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/") && uri.contains(&secret.base32()), "{uri}");
+    let step = now_step();
+    let confirmed = app.confirm(&signup_access, &factor_id, &secret.code_at(step)).await;
+
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    assert_eq!(confirmed.body["factor_id"], factor_id.as_str());
+    let codes = confirmed.body["recovery_codes"].as_array().unwrap();
+    assert_eq!(codes.len(), 10);
+    let confirmed_claims = app.claims(&confirmed.access_token()).await;
+    assert_eq!((confirmed_claims.aal, amr(&confirmed_claims)), (Aal::Aal2, vec!["pwd", "otp"]));
+    // Every other session of the user ended with the confirmation.
+    assert_eq!(app.post_refresh(&other.refresh_token()).await.status, 401);
+
+    let login = app.post_login(EMAIL, PASSWORD).await;
+    assert_eq!(login.status, 200);
+    assert_eq!(login.body["mfa_required"], true);
+    assert_eq!(login.body["factors"], json!([{ "id": factor_id, "type": "totp" }]));
+    assert!(login.body.get("access_token").is_none() && login.body.get("refresh_token").is_none());
+    let token = login.body["mfa_token"].as_str().unwrap();
+
+    let replayed = app.verify_mfa(token, json!({ "code": secret.code_at(step) })).await;
+    let unknown = app.verify_mfa(&"A".repeat(43), json!({ "code": secret.code_at(step + 1) })).await;
+    let signed_in = app.verify_mfa(token, json!({ "code": secret.code_at(step + 1) })).await;
+    let again = app.verify_mfa(token, json!({ "code": secret.code_at(step + 1) })).await;
+
+    assert_eq!(
+        (replayed.status, replayed.error_code()),
+        (401, "invalid_mfa_code"),
+        "the confirming code, again"
+    );
+    assert_eq!((unknown.status, unknown.error_code()), (401, "invalid_mfa_token"));
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!((again.status, again.error_code()), (401, "invalid_mfa_token"), "an mfa_token works once");
+    let claims = app.claims(&signed_in.access_token()).await;
+    assert_eq!((claims.aal, amr(&claims)), (Aal::Aal2, vec!["pwd", "otp"]));
+    let refreshed = app.post_refresh(&signed_in.refresh_token()).await;
+    let refreshed_claims = app.claims(&refreshed.access_token()).await;
+    assert_eq!((refreshed_claims.aal, amr(&refreshed_claims)), (Aal::Aal2, vec!["pwd", "otp"]));
+
+    let code = codes[3].as_str().unwrap().to_lowercase();
+    let with_recovery = app.verify_mfa(&app.mfa_token(EMAIL).await, json!({ "recovery_code": code })).await;
+    let spent = app.verify_mfa(&app.mfa_token(EMAIL).await, json!({ "recovery_code": code })).await;
+
+    assert_eq!(with_recovery.status, 200, "{}", with_recovery.body);
+    let claims = app.claims(&with_recovery.access_token()).await;
+    assert_eq!((claims.aal, amr(&claims)), (Aal::Aal2, vec!["pwd", "otp", "recovery"]));
+    assert_eq!((spent.status, spent.error_code()), (401, "invalid_mfa_code"), "a recovery code works once");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn wrong_codes_are_held_back_per_user_and_an_mfa_token_dies_after_five(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let token = app.mfa_token(EMAIL).await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(app.verify_mfa(&token, json!({ "code": "000000" })).await.status);
+    }
+    let right = enrolled.secret.code_at(enrolled.confirmed_step + 1);
+    let after = app.verify_mfa(&token, json!({ "code": right })).await;
+    let fresh_token = app.mfa_token(EMAIL).await;
+    let held_back = app.verify_mfa(&fresh_token, json!({ "code": right })).await;
+
+    // A wrong code that happens to be right is one in a million; the test would say so.
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 401], "five tries on the token, then it is dead");
+    assert_eq!((after.status, after.error_code()), (401, "invalid_mfa_token"));
+    assert_eq!(held_back.status, 429, "the user's backoff holds any token: {}", held_back.body);
+    assert!(held_back.header("retry-after").is_some());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sensitive_actions_need_a_recent_proof_and_of_the_second_factor_when_there_is_one(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let signup = app.signed_up(EMAIL).await;
+    app.proofs_ago(&signup.access_token(), 6).await;
+
+    let stale = app.enroll(&signup.access_token()).await;
+    let wrong = app.reauthenticate(&signup.access_token(), json!({ "password": "not it at all" })).await;
+    let two =
+        app.reauthenticate(&signup.access_token(), json!({ "password": PASSWORD, "code": "123456" })).await;
+    let stepped_up = app.reauthenticate(&signup.access_token(), json!({ "password": PASSWORD })).await;
+    let fresh = app.enroll(&stepped_up.access_token()).await;
+
+    assert_eq!((stale.status, stale.error_code()), (403, "step_up_required"));
+    assert_eq!(stale.body["required"], "recent_authentication");
+    assert_eq!((wrong.status, wrong.error_code()), (403, "invalid_password"));
+    assert_eq!((two.status, two.error_code()), (422, "proof_required"));
+    assert_eq!(stepped_up.status, 200, "{}", stepped_up.body);
+    assert!(stepped_up.body.get("refresh_token").is_none(), "the refresh token is unchanged");
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+
+    let bob = app.enrolled("bob@example.com").await;
+    app.proofs_ago(&bob.access, 6).await;
+    let code = bob.secret.code_at(bob.confirmed_step + 1);
+
+    let stale = app.remove_factor(&bob.access, &bob.factor_id, json!({ "code": code })).await;
+    let password_only = app.reauthenticate(&bob.access, json!({ "password": PASSWORD })).await;
+    let still = app.remove_factor(&bob.access, &bob.factor_id, json!({ "code": code })).await;
+    let change = app
+        .bearer(
+            Endpoint::ChangePassword,
+            "POST",
+            "/auth/password/change",
+            &bob.access,
+            json!({ "current_password": PASSWORD, "new_password": "violet tractor umbrella sunrise" }),
+        )
+        .await;
+    let with_code = app.reauthenticate(&bob.access, json!({ "code": code })).await;
+    let removed = app.remove_factor(&with_code.access_token(), &bob.factor_id, json!({ "code": code })).await;
+    let recovery = json!({ "recovery_code": bob.recovery_codes[0] });
+    let removed_now = app.remove_factor(&with_code.access_token(), &bob.factor_id, recovery).await;
+    let login = app.post_login("bob@example.com", PASSWORD).await;
+
+    assert_eq!((stale.status, stale.body["required"].as_str()), (403, Some("aal2")));
+    assert_eq!(password_only.status, 200);
+    assert_eq!(
+        (still.status, still.body["required"].as_str()),
+        (403, Some("aal2")),
+        "a password renews the proof's time, not the second factor's"
+    );
+    assert_eq!((change.status, change.body["required"].as_str()), (403, Some("aal2")));
+    assert_eq!(with_code.status, 200, "{}", with_code.body);
+    assert_eq!(app.claims(&with_code.access_token()).await.aal, Aal::Aal2);
+    assert_eq!(
+        (removed.status, removed.error_code()),
+        (403, "invalid_mfa_code"),
+        "the step-up's code, again"
+    );
+    assert_eq!(removed_now.status, 204, "{}", removed_now.body);
+    assert!(login.body.get("access_token").is_some(), "no factor left: {}", login.body);
+    assert_eq!(app.count("select count(*) from recovery_codes").await, 0, "bob's went with the factor");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn new_recovery_codes_replace_the_old_ones(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let old = &enrolled.recovery_codes[0];
+
+    let renewed = app.new_recovery_codes(&enrolled.access, json!({ "recovery_code": old })).await;
+    let replayed = app.new_recovery_codes(&enrolled.access, json!({ "recovery_code": old })).await;
+
+    assert_eq!(renewed.status, 200, "{}", renewed.body);
+    let codes = renewed.body["recovery_codes"].as_array().unwrap();
+    assert_eq!(codes.len(), 10);
+    assert_eq!((replayed.status, replayed.error_code()), (403, "invalid_mfa_code"));
+    let old_two = app
+        .verify_mfa(&app.mfa_token(EMAIL).await, json!({ "recovery_code": enrolled.recovery_codes[1] }))
+        .await;
+    let new_one = app.verify_mfa(&app.mfa_token(EMAIL).await, json!({ "recovery_code": codes[1] })).await;
+    assert_eq!(old_two.status, 401, "the old set died");
+    assert_eq!(new_one.status, 200, "{}", new_one.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_reset_with_mfa_on_signs_in_only_through_the_factor_and_voids_waiting_sign_ins(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let waiting = app.mfa_token(EMAIL).await;
+    let link = MailToken::generate().unwrap();
+    let mut db = app.app.connection().await.unwrap();
+    shared::links::store::request_mail(&mut db, EMAIL, MailKind::ResetPassword, &link.hash(), u32::MAX, None)
+        .await
+        .unwrap();
+    db.release();
+
+    let new_password = "violet tractor umbrella sunrise";
+    let reset = app
+        .post_json(Endpoint::ResetPassword, &json!({ "token": link.expose(), "password": new_password }))
+        .await;
+
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    assert_eq!(reset.body["mfa_required"], true, "a mailbox alone opens no session: {}", reset.body);
+    assert!(reset.body.get("access_token").is_none());
+    assert_eq!(app.post_refresh(&enrolled.refresh).await.status, 401, "every session ended");
+    let code = enrolled.secret.code_at(enrolled.confirmed_step + 1);
+    let voided = app.verify_mfa(&waiting, json!({ "code": code })).await;
+    assert_eq!((voided.status, voided.error_code()), (401, "invalid_mfa_token"), "the reset voided it");
+    let signed_in = app.verify_mfa(reset.body["mfa_token"].as_str().unwrap(), json!({ "code": code })).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(app.claims(&signed_in.access_token()).await.aal, Aal::Aal2);
+}
+
+/// Sends `times` requests at once through `send`, and returns their statuses.
+async fn at_once<F, Fut>(app: &TestApp, times: usize, send: F) -> Vec<u16>
+where
+    F: Fn(TestApp, usize) -> Fut,
+    Fut: std::future::Future<Output = u16> + Send + 'static,
+{
+    let tasks = (0..times).map(|n| tokio::spawn(send(app.clone(), n)));
+    futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect()
+}
+
+fn successes(statuses: &[u16]) -> usize {
+    assert!(statuses.iter().all(|status| [200, 401, 429].contains(status)), "{statuses:?}");
+    statuses.iter().filter(|&&status| status == 200).count()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_verifications_of_one_token_and_one_code_at_once_sign_in_once(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let token = app.mfa_token(EMAIL).await;
+    let code = enrolled.secret.code_at(enrolled.confirmed_step + 1);
+
+    let statuses = at_once(&app, 20, |app, _| {
+        let (token, code) = (token.clone(), code.clone());
+        async move { app.verify_mfa(&token, json!({ "code": code })).await.status }
+    })
+    .await;
+
+    assert_eq!(successes(&statuses), 1, "{statuses:?}");
+    let sessions = app.count("select count(*) from sessions where revoked_at is null").await;
+    assert_eq!(sessions, 2, "the confirming session and one more: {statuses:?}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_sign_ins_with_one_recovery_code_at_once_succeed_once(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let mut tokens = Vec::new();
+    for _ in 0..20 {
+        tokens.push(app.mfa_token(EMAIL).await);
+    }
+    let code = enrolled.recovery_codes[0].clone();
+
+    let statuses = at_once(&app, 20, |app, n| {
+        let (token, code) = (tokens[n].clone(), code.clone());
+        async move { app.verify_mfa(&token, json!({ "recovery_code": code })).await.status }
+    })
+    .await;
+
+    assert_eq!(successes(&statuses), 1, "{statuses:?}");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn removing_the_factor_voids_sign_ins_waiting_for_it(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let waiting = app.mfa_token(EMAIL).await;
+
+    let removed = app
+        .remove_factor(
+            &enrolled.access,
+            &enrolled.factor_id,
+            json!({ "recovery_code": enrolled.recovery_codes[0] }),
+        )
+        .await;
+    let voided = app.verify_mfa(&waiting, json!({ "recovery_code": enrolled.recovery_codes[1] })).await;
+    let unknown = app
+        .remove_factor(&enrolled.access, &uuid::Uuid::now_v7().to_string(), json!({ "code": "123456" }))
+        .await;
+
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    assert_eq!((voided.status, voided.error_code()), (401, "invalid_mfa_token"));
+    assert_eq!(app.count("select count(*) from recovery_codes").await, 0);
+    assert_eq!((unknown.status, unknown.error_code()), (404, "factor_not_found"));
+}
