@@ -282,3 +282,9 @@ pub async fn regenerate_recovery_codes(
     }
     Ok(codes)
 }
+
+/// The caller's live factors, as `me` shows them.
+pub async fn factors(app: &App, caller: &Caller) -> Result<Vec<store::FactorView>, ApiError> {
+    let mut db = app.connection().await.context("connecting to the database")?;
+    store::list_factors(&mut db, caller.user.id).await.context("listing the factors")
+}

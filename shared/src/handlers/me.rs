@@ -1,14 +1,28 @@
-//! `GET /auth/me`: the user behind a bearer access token.
+//! `GET /auth/me`: the user behind a bearer access token, with their second factors.
+
+use serde::Serialize;
 
 use crate::app::App;
 use crate::config::{Keys, Needs};
+use crate::domain::User;
 use crate::http::{self, Reply, Request};
+use crate::mfa::store::FactorView;
+use crate::second_factor;
 
 /// Me verifies tokens (public keys only) and reads the database (to refuse revoked sessions).
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false };
 
-/// 200 `{"id","email","created_at","email_verified_at"}`; 401 with `WWW-Authenticate: Bearer` otherwise.
+#[derive(Serialize)]
+struct MeResponse<'a> {
+    #[serde(flatten)]
+    user: &'a User,
+    factors: Vec<FactorView>,
+}
+
+/// 200 `{"id","email","created_at","email_verified_at","factors"}`; 401 with
+/// `WWW-Authenticate: Bearer` otherwise.
 pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
-    Ok(http::json(200, &caller.user))
+    let factors = if caller.mfa { second_factor::factors(app, &caller).await? } else { Vec::new() };
+    Ok(http::json(200, &MeResponse { user: &caller.user, factors }))
 }

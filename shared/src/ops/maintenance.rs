@@ -106,7 +106,8 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
             let mail = store::purge_mail_state(&mut db, PURGE_BATCH).await?;
             let second_factor = store::purge_mfa_tokens(&mut db, PURGE_BATCH).await?;
             deleted += tokens + sessions + attempts + mail + second_factor;
-            if [tokens, sessions, attempts, mail, second_factor].iter().all(|&rows| rows < PURGE_BATCH as u64) {
+            if [tokens, sessions, attempts, mail, second_factor].iter().all(|&rows| rows < PURGE_BATCH as u64)
+            {
                 break;
             }
         }

@@ -185,6 +185,13 @@ async fn an_enrolled_user_signs_in_with_a_code_then_a_recovery_code_at_aal2(pool
     let claims = app.claims(&with_recovery.access_token()).await;
     assert_eq!((claims.aal, amr(&claims)), (Aal::Aal2, vec!["pwd", "otp", "recovery"]));
     assert_eq!((spent.status, spent.error_code()), (401, "invalid_mfa_code"), "a recovery code works once");
+    let me = app.get_me(&with_recovery.access_token()).await;
+    assert_eq!(me.body["email"], EMAIL);
+    let factors = me.body["factors"].as_array().unwrap();
+    assert_eq!(factors.len(), 1, "{}", me.body);
+    assert_eq!((&factors[0]["id"], &factors[0]["type"]), (&json!(factor_id), &json!("totp")));
+    assert_eq!(factors[0]["recovery_codes_left"], 9);
+    assert!(factors[0]["created_at"].is_string() && factors[0]["last_used_at"].is_string());
 }
 
 #[sqlx::test(migrations = "../migrations")]

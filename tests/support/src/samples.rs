@@ -5,7 +5,8 @@
 //!
 //! The placeholders (events/README.md): an account's address and password, its access and
 //! refresh tokens, another of its sessions, and the tokens of its verification and reset links;
-//! and an address no account has. Only what an event names is made: a sample that names no
+//! its TOTP factor (live or pending), a code and a recovery code of it, and a sign-in waiting
+//! for it; and an address no account has. Only what an event names is made: a sample that names no
 //! reset link leaves the account's mail limits untouched, so its function sends as it would for
 //! a user.
 
@@ -16,9 +17,12 @@ use anyhow::Context as _;
 use shared::accounts::store::{
     Attempt, Opening, PendingSignIn, Started, create_user_with_session, start_session,
 };
-use shared::db::Database;
+use shared::db::{Database, DbConnection};
 use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
 use shared::links::store::{MailRequest, request_mail};
+use shared::mfa::recovery::{self, RecoveryCode};
+use shared::mfa::store::{FactorId, confirm_factor, replace_pending_factor};
+use shared::mfa::totp::{self, TotpSecret};
 use shared::sessions::store::NewSession;
 use shared::tokens::{MailToken, MfaToken, RefreshToken, TokenSigner};
 use sqlx::PgPool;
@@ -40,13 +44,50 @@ pub const VERIFICATION_LINK_TOKEN: &str = "REPLACE_WITH_THE_TOKEN_OF_A_VERIFICAT
 /// The token of the account's password-reset link.
 pub const RESET_LINK_TOKEN: &str = "REPLACE_WITH_THE_TOKEN_OF_A_RESET_LINK";
 
+/// A sign-in of the account waiting for its TOTP factor (the account then has a live one).
+pub const MFA_TOKEN: &str = "REPLACE_WITH_AN_MFA_TOKEN";
+/// A code of the account's TOTP factor, for now (its live factor's, or its pending one's).
+pub const TOTP_CODE: &str = "REPLACE_WITH_A_TOTP_CODE";
+/// The id of the account's live TOTP factor (its session then proved it just now).
+pub const FACTOR_ID: &str = "REPLACE_WITH_A_FACTOR_ID";
+/// The id of the account's pending TOTP enrolment (the account then has no live factor).
+pub const PENDING_FACTOR_ID: &str = "REPLACE_WITH_A_PENDING_FACTOR_ID";
+/// An unused recovery code of the account's live factor.
+pub const RECOVERY_CODE: &str = "REPLACE_WITH_A_RECOVERY_CODE";
+
 /// Every placeholder a sample event may hold.
-pub const PLACEHOLDERS: [&str; 7] =
-    [EMAIL, NEW_EMAIL, ACCESS_TOKEN, REFRESH_TOKEN, SESSION_ID, VERIFICATION_LINK_TOKEN, RESET_LINK_TOKEN];
+pub const PLACEHOLDERS: [&str; 12] = [
+    EMAIL,
+    NEW_EMAIL,
+    ACCESS_TOKEN,
+    REFRESH_TOKEN,
+    SESSION_ID,
+    VERIFICATION_LINK_TOKEN,
+    RESET_LINK_TOKEN,
+    MFA_TOKEN,
+    TOTP_CODE,
+    FACTOR_ID,
+    PENDING_FACTOR_ID,
+    RECOVERY_CODE,
+];
 
 /// The placeholders that need an account.
-const ACCOUNT_PLACEHOLDERS: [&str; 6] =
-    [EMAIL, ACCESS_TOKEN, REFRESH_TOKEN, SESSION_ID, VERIFICATION_LINK_TOKEN, RESET_LINK_TOKEN];
+const ACCOUNT_PLACEHOLDERS: [&str; 11] = [
+    EMAIL,
+    ACCESS_TOKEN,
+    REFRESH_TOKEN,
+    SESSION_ID,
+    VERIFICATION_LINK_TOKEN,
+    RESET_LINK_TOKEN,
+    MFA_TOKEN,
+    TOTP_CODE,
+    FACTOR_ID,
+    PENDING_FACTOR_ID,
+    RECOVERY_CODE,
+];
+
+/// The placeholders that need a live TOTP factor.
+const LIVE_FACTOR_PLACEHOLDERS: [&str; 4] = [MFA_TOKEN, TOTP_CODE, FACTOR_ID, RECOVERY_CODE];
 
 /// `events/<binary>.json` below the repository's `root`.
 pub fn sample_event_path(root: &Path, binary: &str) -> PathBuf {
@@ -99,6 +140,40 @@ impl Fixture {
             (ACCESS_TOKEN, access.token),
             (REFRESH_TOKEN, refresh.expose().to_owned()),
         ];
+        if event.contains(PENDING_FACTOR_ID) {
+            let (factor, secret) = enrol(&mut db, user.id).await?;
+            values.push((PENDING_FACTOR_ID, factor.0.to_string()));
+            values.push((TOTP_CODE, secret.code_at(now_step())));
+        } else if LIVE_FACTOR_PLACEHOLDERS.iter().any(|placeholder| event.contains(placeholder)) {
+            // Confirmed two steps back, within the session: its code for now is fresh, and the
+            // session proved the factor just now.
+            let (factor, secret) = enrol(&mut db, user.id).await?;
+            let codes = recovery::generate_set()?;
+            let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
+            let confirmed =
+                confirm_factor(&mut db, user.id, factor, now_step() - 2, &hashes, session).await?;
+            anyhow::ensure!(confirmed, "the sample's factor was not confirmed");
+            values.push((FACTOR_ID, factor.0.to_string()));
+            values.push((TOTP_CODE, secret.code_at(now_step())));
+            values.push((RECOVERY_CODE, codes[0].expose().to_owned()));
+            if event.contains(MFA_TOKEN) {
+                let token = MfaToken::generate()?;
+                let pending = PendingSignIn { token: &token.hash(), ttl: Duration::from_secs(300) };
+                let unused = RefreshToken::generate()?.hash();
+                let session = NewSession { id: SessionId::generate(), token: &unused, ttl, device: &device };
+                let attempt = Attempt::Login { source: None, source_limit: 1 };
+                let opening = Opening { session, pending };
+                let started =
+                    start_session(&mut db, user.id, &email, attempt, &self.password_hash, None, opening)
+                        .await
+                        .context("a sign-in waiting for the factor")?;
+                anyhow::ensure!(
+                    matches!(started, Started::SecondFactorDue { .. }),
+                    "no mfa token: {started:?}"
+                );
+                values.push((MFA_TOKEN, token.expose().to_owned()));
+            }
+        }
         if event.contains(SESSION_ID) {
             let other = SessionId::generate();
             let second =
@@ -135,6 +210,22 @@ impl Fixture {
         db.release();
         Ok(values)
     }
+}
+
+/// The current TOTP step.
+fn now_step() -> u64 {
+    totp::step_of(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    )
+}
+
+/// A pending TOTP enrolment of `user`, its secret sealed with the tests' ring (the one every
+/// local run gives the functions: [`crate::MFA_KEYS`]).
+async fn enrol(db: &mut DbConnection, user: UserId) -> anyhow::Result<(FactorId, TotpSecret)> {
+    let (factor, secret) = (FactorId::generate(), TotpSecret::generate()?);
+    let sealed = crate::mfa_keys().seal(secret.expose(), &factor.seal_context(user))?;
+    replace_pending_factor(db, user, factor, &sealed).await.context("storing the enrolment")?;
+    Ok((factor, secret))
 }
 
 /// An address no account has yet.
