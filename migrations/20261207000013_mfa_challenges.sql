@@ -29,3 +29,29 @@ create table mfa_tokens (
 create index mfa_tokens_user_id_idx on mfa_tokens (user_id);
 create index mfa_tokens_expires_at_idx on mfa_tokens (expires_at);
 
+
+-- "This wasn't me": each change to a user's second factor (a factor added or removed, recovery
+-- codes renewed) mails its owner a link whose token (only its SHA-256 here) undoes it for seven
+-- days. The row holds the factor and the unused recovery codes as they were before the change
+-- (the factor's secret still sealed), which the undo puts back; it also ends every session.
+create table security_undo_tokens (
+    token_hash bytea not null,
+    user_id uuid not null,
+    change text not null,
+    factor_id uuid,
+    factor_key_id text,
+    factor_sealed bytea,
+    factor_confirmed_at timestamptz,
+    factor_last_used_step bigint,
+    code_hashes bytea[] not null,
+    created_at timestamptz not null default now(),
+    expires_at timestamptz not null,
+    constraint security_undo_tokens_pkey primary key (token_hash),
+    constraint security_undo_tokens_user_id_fkey foreign key (user_id) references users (id) on delete cascade,
+    constraint security_undo_tokens_change_known
+        check (change in ('factor_added', 'factor_removed', 'recovery_codes_renewed')),
+    constraint security_undo_tokens_token_hash_length check (octet_length(token_hash) = 32)
+);
+
+create index security_undo_tokens_user_id_idx on security_undo_tokens (user_id);
+create index security_undo_tokens_expires_at_idx on security_undo_tokens (expires_at);

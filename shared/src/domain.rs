@@ -81,6 +81,20 @@ impl Assurance {
     }
 }
 
+/// A change to a user's second factor, which mails its owner a "this wasn't me" link that
+/// undoes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityChange {
+    FactorAdded,
+    FactorRemoved,
+    RecoveryCodesRenewed,
+}
+
+impl SecurityChange {
+    /// How long its undo link works.
+    pub const UNDO_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+}
+
 /// How a second factor was proven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecondFactor {

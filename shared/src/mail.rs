@@ -22,7 +22,7 @@ use mail_builder::headers::address::Address;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
-use crate::domain::MailKind;
+use crate::domain::{MailKind, SecurityChange};
 
 /// Where mail comes from and what its links open (`MAIL_FROM`, `APP_URL`, ...).
 #[derive(Debug, Clone)]
@@ -221,23 +221,30 @@ impl Pacing {
 pub enum Letter {
     Link(MailKind),
     AccountExists,
+    /// A change to the second factor, told to its owner with a link that undoes it.
+    SecurityChange(SecurityChange),
 }
 
 impl Letter {
-    /// The kind of the link the letter carries (its token's kind).
-    pub fn kind(self) -> MailKind {
+    /// The kind of the mail link the letter carries (its token's kind in `mail_tokens`); `None`
+    /// for a security notice, whose token is the change's own.
+    pub fn kind(self) -> Option<MailKind> {
         match self {
-            Letter::Link(kind) => kind,
-            Letter::AccountExists => MailKind::ResetPassword,
+            Letter::Link(kind) => Some(kind),
+            Letter::AccountExists => Some(MailKind::ResetPassword),
+            Letter::SecurityChange(_) => None,
         }
     }
 
-    /// The letter's name, in its local copy's file name.
-    fn name(self) -> &'static str {
+    /// The letter's name, in its local copy's file name and in logs.
+    pub fn name(self) -> &'static str {
         match self {
             Letter::Link(MailKind::VerifyEmail) => "verify-email",
             Letter::Link(MailKind::ResetPassword) => "reset-password",
             Letter::AccountExists => "account-exists",
+            Letter::SecurityChange(SecurityChange::FactorAdded) => "factor-added",
+            Letter::SecurityChange(SecurityChange::FactorRemoved) => "factor-removed",
+            Letter::SecurityChange(SecurityChange::RecoveryCodesRenewed) => "recovery-codes-renewed",
         }
     }
 }
@@ -267,6 +274,32 @@ pub fn compose(letter: impl Into<Letter>, app_url: &str, token: &str) -> Message
             "Someone asked to sign up with this email address, which already has an account. To \
              sign in, use its password; if you forgot it, open this link to choose a new one:",
             "1 hour",
+        ),
+        Letter::SecurityChange(change) => (
+            match change {
+                SecurityChange::FactorAdded => "A second factor was added to your account",
+                SecurityChange::FactorRemoved => "The second factor of your account was removed",
+                SecurityChange::RecoveryCodesRenewed => "Your recovery codes were replaced",
+            },
+            "undo-change",
+            match change {
+                SecurityChange::FactorAdded => {
+                    "An authenticator app was just added to your account as its second factor. If \
+                     this wasn't you, open this link: it removes it and signs every device out. \
+                     Then reset your password."
+                }
+                SecurityChange::FactorRemoved => {
+                    "The authenticator app of your account was just removed. If this wasn't you, \
+                     open this link: it puts it back and signs every device out. Then reset your \
+                     password."
+                }
+                SecurityChange::RecoveryCodesRenewed => {
+                    "The recovery codes of your account were just replaced by new ones. If this \
+                     wasn't you, open this link: it puts the old ones back and signs every device \
+                     out. Then reset your password."
+                }
+            },
+            "7 days",
         ),
     };
     // The token in the fragment: a browser never sends it to the app's server, so neither the

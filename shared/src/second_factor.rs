@@ -10,23 +10,21 @@
 //! Like every use-case module, each operation validates nothing (handlers pass parsed types),
 //! touches the database in as few atomic statements as it can, and answers with domain results.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::Empty;
 
 use crate::app::App;
 use crate::db::DbConnection;
-use crate::domain::{Assurance, SecondFactor, SessionId, UserId};
+use crate::domain::{Assurance, SecondFactor, SecurityChange, SessionId, UserId};
 use crate::error::{ApiError, Context as _};
+use crate::mail::Letter;
 use crate::mfa::MfaKeys;
 use crate::mfa::recovery::{self, RecoveryCode};
-use crate::mfa::store::{self, CodeAdmission, FactorId, Presenter, StoredFactor};
+use crate::mfa::store::{self, CodeAdmission, FactorId, Presenter, StoredFactor, UndoToken};
 use crate::mfa::totp::{self, TotpSecret};
 use crate::sessions::{Caller, Issued, first_token_ttl};
-use crate::tokens::{AccessToken, MfaToken, RefreshToken};
-
-/// How long a sign-in waits for its second factor (an `mfa_token`'s life).
-pub const MFA_TOKEN_TTL: Duration = Duration::from_secs(300);
+use crate::tokens::{AccessToken, MailToken, MfaToken, RefreshToken};
 
 /// The issuer an authenticator app shows beside the account.
 const TOTP_ISSUER: &str = "Auth";
@@ -209,13 +207,16 @@ pub async fn confirm(
     let step = secret.matching_step(code, now_step(), None).ok_or(ApiError::WrongMfaCode)?;
     let codes = recovery::generate_set().context("generating the recovery codes")?;
     let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
-    if !store::confirm_factor(&mut db, user, factor, step, &hashes, caller.session)
+    let undo = MailToken::generate().context("generating the undo link")?;
+    let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
+    if !store::confirm_factor(&mut db, user, factor, step, &hashes, caller.session, undo_token)
         .await
         .context("confirming the factor")?
     {
         // A concurrent confirmation won, or a later enrolment replaced this one.
         return Err(ApiError::FactorNotFound);
     }
+    tell_owner(app, caller, SecurityChange::FactorAdded, &undo).await;
     let access = tokens
         .issue(user, caller.session, &Assurance::second_factor(SecondFactor::Totp))
         .context("signing the access token")?;
@@ -251,9 +252,15 @@ pub async fn remove(
     caller.require_step_up()?;
     let mut db = app.connection().await.context("connecting to the database")?;
     prove_signed_in(app, &mut db, caller, &presented).await?;
-    if !store::remove_factor(&mut db, caller.user.id, factor).await.context("removing the factor")? {
+    let undo = MailToken::generate().context("generating the undo link")?;
+    let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
+    if !store::remove_factor(&mut db, caller.user.id, factor, undo_token)
+        .await
+        .context("removing the factor")?
+    {
         return Err(ApiError::FactorNotFound);
     }
+    tell_owner(app, caller, SecurityChange::FactorRemoved, &undo).await;
     tracing::info!("second factor removed");
     Ok(())
 }
@@ -274,12 +281,15 @@ pub async fn regenerate_recovery_codes(
     prove_signed_in(app, &mut db, caller, &presented).await?;
     let codes = recovery::generate_set().context("generating the recovery codes")?;
     let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
-    if !store::replace_recovery_codes(&mut db, caller.user.id, &hashes)
+    let undo = MailToken::generate().context("generating the undo link")?;
+    let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
+    if !store::replace_recovery_codes(&mut db, caller.user.id, &hashes, undo_token)
         .await
         .context("replacing the codes")?
     {
         return Err(ApiError::FactorNotFound);
     }
+    tell_owner(app, caller, SecurityChange::RecoveryCodesRenewed, &undo).await;
     Ok(codes)
 }
 
@@ -287,4 +297,27 @@ pub async fn regenerate_recovery_codes(
 pub async fn factors(app: &App, caller: &Caller) -> Result<Vec<store::FactorView>, ApiError> {
     let mut db = app.connection().await.context("connecting to the database")?;
     store::list_factors(&mut db, caller.user.id).await.context("listing the factors")
+}
+
+/// Mails the owner that their second factor changed, with the link that undoes it. The change
+/// stands whatever becomes of the mail (SES's refusal is logged and counted); the mail is not
+/// held back by the address's sending limits: whoever made the change had to prove the account's
+/// factors first, and the owner must hear of every change.
+async fn tell_owner(app: &App, caller: &Caller, change: SecurityChange, undo: &MailToken) {
+    crate::links::deliver(app, Letter::SecurityChange(change), &caller.user.email, undo).await;
+}
+
+/// "This wasn't me": undoes the change a live undo link was mailed for (see
+/// [`store::undo_security_change`]): the factor and recovery codes as they were, every session
+/// ended. 400 `invalid_token` for a dead link.
+#[tracing::instrument(name = "auth.undo_change", skip_all, fields(user = Empty))]
+pub async fn undo(app: &App, token: MailToken) -> Result<(), ApiError> {
+    let mut db = app.connection().await.context("connecting to the database")?;
+    let user = store::undo_security_change(&mut db, &token.hash())
+        .await
+        .context("undoing the change")?
+        .ok_or(ApiError::InvalidLinkToken)?;
+    tracing::Span::current().record("user", tracing::field::display(user.0));
+    tracing::warn!("a second-factor change was undone by its owner's link; every session ended");
+    Ok(())
 }

@@ -23,7 +23,7 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::sync::mpsc;
 
 /// The schema's tables once every migration ran, by name.
-const TABLES: [&str; 12] = [
+const TABLES: [&str; 13] = [
     "login_attempts",
     "login_failure_windows",
     "mail_hourly",
@@ -34,6 +34,7 @@ const TABLES: [&str; 12] = [
     "mfa_tokens",
     "recovery_codes",
     "refresh_tokens",
+    "security_undo_tokens",
     "sessions",
     "users",
 ];

@@ -18,8 +18,9 @@ use crate::domain::{Assurance, Device, Email, MailKind, Password, SessionId, Use
 use crate::error::{ApiError, Context as _};
 use crate::links;
 use crate::mail::Letter;
+use crate::mfa::MFA_TOKEN_TTL;
 use crate::passwords::{self, Verified};
-use crate::second_factor::{self, MFA_TOKEN_TTL, Presented};
+use crate::second_factor::{self, Presented};
 use crate::sessions::store as sessions_store;
 use crate::sessions::store::NewSession;
 use crate::sessions::{Caller, Issued, SignIn, first_token_ttl};

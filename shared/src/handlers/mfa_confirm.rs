@@ -13,7 +13,7 @@ use crate::second_factor;
 
 /// Confirm verifies the caller's access token, opens the pending secret, writes, and signs the
 /// session's new access token.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::SignAndVerify, mail: false, mfa: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::SignAndVerify, mail: true, mfa: true };
 
 #[derive(Deserialize)]
 struct ConfirmBody {

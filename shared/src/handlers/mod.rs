@@ -75,6 +75,7 @@ endpoints! {
         "revoke-session" => revoke_session,
         "sessions" => sessions,
         "signup" => signup,
+        "undo-change" => undo_change,
         "verify-email" => verify_email,
     }
     tasks: {

@@ -9,7 +9,7 @@ use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::second_factor;
 
 /// Recovery-codes verifies access tokens, opens the factor's secret to check a code, and writes.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: true };
 
 #[derive(Serialize)]
 struct CodesResponse<'a> {

@@ -19,8 +19,8 @@ use crate::domain::{Assurance, Device, Email, MailKind, Password, SessionId, Use
 use crate::error::{ApiError, Context as _};
 use crate::mail::{Delivery, Letter};
 use crate::metrics;
+use crate::mfa::MFA_TOKEN_TTL;
 use crate::passwords;
-use crate::second_factor::MFA_TOKEN_TTL;
 use crate::sessions::store::NewSession;
 use crate::sessions::{Caller, Issued, SignIn, first_token_ttl};
 use crate::tokens::{MailToken, MfaToken, RefreshToken};
@@ -37,7 +37,9 @@ pub(crate) async fn send_link(
     source: Option<&str>,
 ) -> Result<bool, ApiError> {
     let letter = letter.into();
-    let kind = letter.kind();
+    let kind = letter
+        .kind()
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("a security notice is not a mail link")))?;
     let token = MailToken::generate().context("generating the link token")?;
     let source = source.map(|source| (source, app.mail_source_limit));
     let decision = store::request_mail(db, email, kind, &token.hash(), app.mailer.hourly_limit(), source)
@@ -80,15 +82,15 @@ pub(crate) async fn send_link_paced(
 
 /// Sends a stored link. SES's refusal loses nothing (the token is stored; the user may ask
 /// again) and is not the client's business: it is logged with SES's code and counted.
-async fn deliver(app: &App, letter: Letter, email: &str, token: &MailToken) {
-    let kind = letter.kind();
+pub(crate) async fn deliver(app: &App, letter: Letter, email: &str, token: &MailToken) {
+    let kind = letter.name();
     match app.mailer.send(letter, email, token.expose()).await {
         Delivery::Sent => app.metrics.count(metrics::MAIL_SENT),
         Delivery::NotConfigured => {
-            tracing::warn!(kind = kind.as_str(), "no mail sent: MAIL_FROM is not set");
+            tracing::warn!(kind, "no mail sent: MAIL_FROM is not set");
         }
         Delivery::Failed { code } => {
-            tracing::error!(kind = kind.as_str(), ses_error = %code, "SES did not send the mail; its link is stored");
+            tracing::error!(kind, ses_error = %code, "SES did not send the mail; its link is stored");
             app.metrics.count(metrics::MAIL_REJECTED);
         }
     }

@@ -9,3 +9,6 @@ pub mod store;
 pub mod totp;
 
 pub use keys::MfaKeys;
+
+/// How long a sign-in waits for its second factor (an `mfa_token`'s life).
+pub const MFA_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(300);

@@ -128,6 +128,7 @@ pub async fn confirm_factor(
     step: u64,
     code_hashes: &[Vec<u8>],
     session: SessionId,
+    undo: UndoToken<'_>,
 ) -> Result<bool, sqlx::Error> {
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     one_statement!(db, |connection| {
@@ -162,6 +163,17 @@ pub async fn confirm_factor(
         ), cleared as (
             delete from login_attempts
             where source = 'mfa' and email in (select email from users where id in (select user_id from confirmed))
+        ), undo as (
+            insert into security_undo_tokens
+                (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
+                 factor_confirmed_at, factor_last_used_step, code_hashes, expires_at)
+            select $6, c.user_id, 'factor_added', f.id, f.secret_key_id, f.secret_sealed,
+                   f.confirmed_at, f.last_used_step,
+                   array(select r.code_hash from recovery_codes as r
+                         where r.user_id = c.user_id and r.used_at is null),
+                   now() + make_interval(secs => $7)
+            from confirmed as c
+            left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
         )
         select exists (select 1 from confirmed) as "confirmed!"
         "#,
@@ -170,6 +182,8 @@ pub async fn confirm_factor(
         step,
         code_hashes,
         session as SessionId,
+        &undo.token.0[..],
+        undo.ttl.as_secs_f64(),
     )
     .fetch_one(connection)
     })
@@ -177,7 +191,12 @@ pub async fn confirm_factor(
 
 /// Removes the user's live factor `id` with their recovery codes, and voids their sign-ins
 /// waiting for it, in one statement. Returns whether there was such a factor.
-pub async fn remove_factor(db: &mut DbConnection, user: UserId, id: FactorId) -> Result<bool, sqlx::Error> {
+pub async fn remove_factor(
+    db: &mut DbConnection,
+    user: UserId,
+    id: FactorId,
+    undo: UndoToken<'_>,
+) -> Result<bool, sqlx::Error> {
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         with removed as (
@@ -187,11 +206,24 @@ pub async fn remove_factor(db: &mut DbConnection, user: UserId, id: FactorId) ->
             delete from recovery_codes where user_id in (select user_id from removed)
         ), voided as (
             delete from mfa_tokens where user_id in (select user_id from removed)
+        ), undo as (
+            insert into security_undo_tokens
+                (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
+                 factor_confirmed_at, factor_last_used_step, code_hashes, expires_at)
+            select $3, c.user_id, 'factor_removed', f.id, f.secret_key_id, f.secret_sealed,
+                   f.confirmed_at, f.last_used_step,
+                   array(select r.code_hash from recovery_codes as r
+                         where r.user_id = c.user_id and r.used_at is null),
+                   now() + make_interval(secs => $4)
+            from removed as c
+            left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
         )
         select exists (select 1 from removed) as "removed!"
         "#,
         id as FactorId,
         user as UserId,
+        &undo.token.0[..],
+        undo.ttl.as_secs_f64(),
     )
     .fetch_one(connection))
 }
@@ -202,6 +234,7 @@ pub async fn replace_recovery_codes(
     db: &mut DbConnection,
     user: UserId,
     code_hashes: &[Vec<u8>],
+    undo: UndoToken<'_>,
 ) -> Result<bool, sqlx::Error> {
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
@@ -212,13 +245,93 @@ pub async fn replace_recovery_codes(
         ), new_codes as (
             insert into recovery_codes (user_id, code_hash)
             select o.user_id, h.hash from owner as o, unnest($2::bytea[]) as h (hash)
+        ), undo as (
+            insert into security_undo_tokens
+                (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
+                 factor_confirmed_at, factor_last_used_step, code_hashes, expires_at)
+            select $3, c.user_id, 'recovery_codes_renewed', f.id, f.secret_key_id, f.secret_sealed,
+                   f.confirmed_at, f.last_used_step,
+                   array(select r.code_hash from recovery_codes as r
+                         where r.user_id = c.user_id and r.used_at is null),
+                   now() + make_interval(secs => $4)
+            from owner as c
+            left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
         )
         select exists (select 1 from owner) as "replaced!"
         "#,
         user as UserId,
         code_hashes,
+        &undo.token.0[..],
+        undo.ttl.as_secs_f64(),
     )
     .fetch_one(connection))
+}
+
+/// The "this wasn't me" link a change to the second factor stores (see
+/// [`undo_security_change`]): its token's hash and how long it works.
+#[derive(Clone, Copy)]
+pub struct UndoToken<'a> {
+    pub token: &'a TokenHash,
+    pub ttl: Duration,
+}
+
+/// Undoes the change a live "this wasn't me" token was mailed for, in one statement: the
+/// token is consumed (once), with every later one of the user (each would put back a state the
+/// attacker made); the user's factor and unused recovery codes become what they were before the
+/// change; every session of theirs ends and every sign-in waiting for a factor is voided.
+/// Returns the user, or `None` for a dead token.
+pub async fn undo_security_change(
+    db: &mut DbConnection,
+    token: &TokenHash,
+) -> Result<Option<UserId>, sqlx::Error> {
+    one_statement!(db, |connection| {
+        sqlx::query_scalar!(
+        r#"
+        with consumed as (
+            delete from security_undo_tokens where token_hash = $1 and expires_at > now()
+            returning *
+        ), later as (
+            delete from security_undo_tokens as t using consumed as c
+            where t.user_id = c.user_id and t.created_at >= c.created_at
+        ), replaced as (
+            update mfa_factors as f
+            set id = c.factor_id, secret_key_id = c.factor_key_id, secret_sealed = c.factor_sealed,
+                created_at = c.factor_confirmed_at, confirmed_at = c.factor_confirmed_at,
+                last_used_step = c.factor_last_used_step
+            from consumed as c
+            where f.user_id = c.user_id and f.confirmed_at is not null and c.factor_id is not null
+        ), restored as (
+            insert into mfa_factors (id, user_id, secret_key_id, secret_sealed, created_at, confirmed_at, last_used_step)
+            select c.factor_id, c.user_id, c.factor_key_id, c.factor_sealed, c.factor_confirmed_at,
+                   c.factor_confirmed_at, c.factor_last_used_step
+            from consumed as c
+            where c.factor_id is not null
+              and not exists (select 1 from mfa_factors as f where f.user_id = c.user_id and f.confirmed_at is not null)
+        ), removed as (
+            delete from mfa_factors as f using consumed as c
+            where f.user_id = c.user_id and f.confirmed_at is not null and c.factor_id is null
+        ), old_codes as (
+            delete from recovery_codes where user_id in (select user_id from consumed)
+        ), codes as (
+            insert into recovery_codes (user_id, code_hash)
+            select c.user_id, h.hash from consumed as c, unnest(c.code_hashes) as h (hash)
+            on conflict do nothing
+        ), ended as (
+            update sessions set revoked_at = now()
+            where user_id in (select user_id from consumed) and revoked_at is null
+            returning id
+        ), ended_tokens as (
+            update refresh_tokens set revoked_at = now()
+            where session_id in (select id from ended) and revoked_at is null
+        ), voided as (
+            delete from mfa_tokens where user_id in (select user_id from consumed)
+        )
+        select user_id as "user_id: UserId" from consumed
+        "#,
+        &token.0[..],
+    )
+    .fetch_optional(connection)
+    })
 }
 
 /// A live factor as `me` shows it.

@@ -104,7 +104,7 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
             let tokens = store::purge_refresh_tokens(&mut db, PURGE_RETENTION, PURGE_BATCH).await?;
             let attempts = store::purge_login_attempts(&mut db, PURGE_BATCH).await?;
             let mail = store::purge_mail_state(&mut db, PURGE_BATCH).await?;
-            let second_factor = store::purge_mfa_tokens(&mut db, PURGE_BATCH).await?;
+            let second_factor = store::purge_second_factor_state(&mut db, PURGE_BATCH).await?;
             deleted += tokens + sessions + attempts + mail + second_factor;
             if [tokens, sessions, attempts, mail, second_factor].iter().all(|&rows| rows < PURGE_BATCH as u64)
             {
@@ -117,7 +117,7 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
         Ok(deleted) => {
             tracing::info!(
                 deleted,
-                "purged ended sessions, old refresh tokens, quiet login attempts, mail state and expired sign-ins"
+                "purged ended sessions, old refresh tokens, quiet login attempts, mail and second-factor state"
             );
             deleted
         }

@@ -114,20 +114,31 @@ pub async fn purge_login_attempts(db: &mut DbConnection, batch: i64) -> Result<u
     Ok(deleted.max(0) as u64)
 }
 
-/// Deletes up to `batch` sign-ins whose `mfa_token` expired, and returns how many. (An
-/// enrolment left pending stays: one per user at most, replaced by the next.)
-pub async fn purge_mfa_tokens(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
-    let deleted = one_statement!(db, |connection| sqlx::query!(
+/// Deletes up to `batch` sign-ins whose `mfa_token` expired and up to `batch` expired "this
+/// wasn't me" links, and returns how many. (An enrolment left pending stays: one per user at
+/// most, replaced by the next.)
+pub async fn purge_second_factor_state(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
+    let deleted = one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
-        delete from mfa_tokens as t
-        using (select token_hash from mfa_tokens where expires_at <= now()
-               limit $1 for update skip locked) as doomed
-        where t.token_hash = doomed.token_hash
+        with tokens as (
+            delete from mfa_tokens as t
+            using (select token_hash from mfa_tokens where expires_at <= now()
+                   limit $1 for update skip locked) as doomed
+            where t.token_hash = doomed.token_hash
+            returning 1
+        ), links as (
+            delete from security_undo_tokens as u
+            using (select token_hash from security_undo_tokens where expires_at <= now()
+                   limit $1 for update skip locked) as doomed
+            where u.token_hash = doomed.token_hash
+            returning 1
+        )
+        select (select count(*) from tokens) + (select count(*) from links) as "deleted!"
         "#,
         batch,
     )
-    .execute(connection))?;
-    Ok(deleted.rows_affected())
+    .fetch_one(connection))?;
+    Ok(deleted.max(0) as u64)
 }
 
 /// Deletes up to `batch` rows of mail state nobody needs any more, and returns how many: link

@@ -113,6 +113,7 @@ pub enum Endpoint {
     MfaRemove,
     RecoveryCodes,
     Reauthenticate,
+    UndoChange,
 }
 
 /// The handlers behind a test database.
@@ -182,6 +183,7 @@ impl TestApp {
             Endpoint::MfaRemove => call(app, handlers::mfa_remove::handle, request).await,
             Endpoint::RecoveryCodes => call(app, handlers::recovery_codes::handle, request).await,
             Endpoint::Reauthenticate => call(app, handlers::reauthenticate::handle, request).await,
+            Endpoint::UndoChange => call(app, handlers::undo_change::handle, request).await,
         }
     }
 

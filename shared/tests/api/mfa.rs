@@ -5,8 +5,9 @@ use crate::helpers::TestApp;
 use shared::domain::{SessionId, UserId};
 use shared::mfa::recovery::{self, RecoveryCode};
 use shared::mfa::seal::{SealingKeys, generate_key};
-use shared::mfa::store::{self, FactorId};
+use shared::mfa::store::{self, FactorId, UndoToken};
 use shared::mfa::totp::TotpSecret;
+use shared::tokens::{MailToken, TokenHash};
 use sqlx::PgPool;
 
 fn keys() -> SealingKeys {
@@ -17,6 +18,16 @@ fn keys() -> SealingKeys {
 async fn user(app: &TestApp, email: &str) -> UserId {
     let body = app.signed_up(email).await.body;
     UserId(body["user"]["id"].as_str().unwrap().parse().unwrap())
+}
+
+/// A fresh undo link's hash.
+fn hash() -> TokenHash {
+    MailToken::generate().unwrap().hash()
+}
+
+/// An undo link of `hash`, for a minute.
+fn undo(hash: &TokenHash) -> UndoToken<'_> {
+    UndoToken { token: hash, ttl: std::time::Duration::from_secs(60) }
 }
 
 /// The session `user`'s signup opened.
@@ -63,7 +74,9 @@ async fn live(
     let (id, _) = enrol(app, keys, user).await;
     let session = session_of(app, user).await;
     let mut db = app.app.connection().await.unwrap();
-    assert!(store::confirm_factor(&mut db, user, id, step, code_hashes, session).await.unwrap());
+    assert!(
+        store::confirm_factor(&mut db, user, id, step, code_hashes, session, undo(&hash())).await.unwrap()
+    );
     id
 }
 
@@ -100,7 +113,7 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
     let (confirmed, outcomes) = at_once(&app, 10, |app, n| async move {
         let codes: Vec<Vec<u8>> = recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
         let mut db = app.app.connection().await.unwrap();
-        store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes, session).await.unwrap()
+        store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes, session, undo(&hash())).await.unwrap()
     })
     .await;
 
@@ -112,7 +125,7 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
     assert!(live.last_used_step.is_some_and(|step| (1_000..1_010).contains(&step)));
     // A new enrolment is pending beside the live factor; it cannot go live while one is.
     let (next, _) = enrol(&app, &keys, alice).await;
-    assert!(!store::confirm_factor(&mut db, alice, next, 2_000, &[], session).await.unwrap());
+    assert!(!store::confirm_factor(&mut db, alice, next, 2_000, &[], session, undo(&hash())).await.unwrap());
 }
 
 #[sqlx::test(migrations = "../migrations")]

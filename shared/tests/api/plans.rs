@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Executor as _, PgPool, Row as _};
 
 /// The tables the guard watches.
 /// (`mail_hourly` is not: one row per clock hour, purged down to two, where a scan is the plan.)
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 10] = [
     "users",
     "sessions",
     "refresh_tokens",
@@ -29,6 +29,7 @@ const TABLES: [&str; 9] = [
     "mfa_factors",
     "recovery_codes",
     "mfa_tokens",
+    "security_undo_tokens",
 ];
 
 /// Users (one session each, three refresh tokens per session in a rotation chain).

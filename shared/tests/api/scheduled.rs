@@ -209,7 +209,7 @@ async fn a_scheduled_check_purges_login_attempts_quiet_for_a_day(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn a_scheduled_check_purges_expired_mfa_tokens(pool: PgPool) {
+async fn a_scheduled_check_purges_expired_mfa_tokens_and_undo_links(pool: PgPool) {
     let app = TestApp::new(pool);
     app.signed_up("alice@example.com").await;
     sqlx::query(
@@ -222,8 +222,19 @@ async fn a_scheduled_check_purges_expired_mfa_tokens(pool: PgPool) {
     .await
     .unwrap();
 
+    sqlx::query(
+        "insert into security_undo_tokens (token_hash, user_id, change, code_hashes, expires_at)
+         select sha256(('undo-' || n)::bytea), (select id from users), 'factor_added', '{}',
+                now() + case when n <= 3 then interval '-1 second' else interval '7 days' end
+         from generate_series(1, 5) as n",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
     let response = call(&app.app, health::handle, scheduled_event()).await;
 
     assert_eq!(response.status, 200);
     assert_eq!(app.count("select count(*) from mfa_tokens").await, 10);
+    assert_eq!(app.count("select count(*) from security_undo_tokens").await, 2);
 }

@@ -404,3 +404,94 @@ async fn removing_the_factor_voids_sign_ins_waiting_for_it(pool: PgPool) {
     assert_eq!(app.count("select count(*) from recovery_codes").await, 0);
     assert_eq!((unknown.status, unknown.error_code()), (404, "factor_not_found"));
 }
+
+/// A unique address (moto's record of sent mail is shared by every test of the run).
+fn address(tag: &str) -> String {
+    format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    /// The "this wasn't me" links mailed to `email`, oldest first, with their subjects (the
+    /// signup's verification mail left out).
+    async fn undo_links(&self, email: &str) -> Vec<(String, String)> {
+        test_support::sent_mail(email)
+            .await
+            .iter()
+            .map(|mime| (test_support::read_mail(mime).subject, test_support::link_token(mime)))
+            .filter(|(subject, _)| subject != "Verify your email address")
+            .collect()
+    }
+
+    async fn undo(&self, token: &str) -> Response {
+        self.post_json(Endpoint::UndoChange, &json!({ "token": token })).await
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_factor_added_by_someone_else_is_undone_by_the_owners_link_which_ends_every_session(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("hijacked");
+    // Someone with the password and a session enrols their own authenticator app.
+    let enrolled = app.enrolled(&email).await;
+    let links = app.undo_links(&email).await;
+    assert_eq!(links.len(), 1, "one mail: {links:?}");
+    assert_eq!(links[0].0, "A second factor was added to your account");
+    assert!(app.post_login(&email, PASSWORD).await.body["mfa_required"] == true);
+
+    let undone = app.undo(&links[0].1).await;
+    let again = app.undo(&links[0].1).await;
+
+    assert_eq!(undone.status, 204, "{}", undone.body);
+    assert_eq!((again.status, again.error_code()), (400, "invalid_token"), "the link works once");
+    assert_eq!(app.post_refresh(&enrolled.refresh).await.status, 401, "every session ended");
+    assert_eq!(app.get_me(&enrolled.access).await.status, 401);
+    let login = app.post_login(&email, PASSWORD).await;
+    assert!(login.body.get("access_token").is_some(), "the intruder's factor is gone: {}", login.body);
+    assert_eq!(app.count("select count(*) from recovery_codes").await, 0);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_removed_factor_and_renewed_codes_are_put_back_by_their_links(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("owner");
+    let enrolled = app.enrolled(&email).await;
+    let renewed = app
+        .new_recovery_codes(&enrolled.access, json!({ "recovery_code": enrolled.recovery_codes[0] }))
+        .await;
+    assert_eq!(renewed.status, 200);
+    let removed = app
+        .remove_factor(
+            &enrolled.access,
+            &enrolled.factor_id,
+            json!({ "recovery_code": renewed.body["recovery_codes"][0] }),
+        )
+        .await;
+    assert_eq!(removed.status, 204);
+    let links = app.undo_links(&email).await;
+    let subjects: Vec<&str> = links.iter().map(|(subject, _)| subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "A second factor was added to your account",
+            "Your recovery codes were replaced",
+            "The second factor of your account was removed"
+        ]
+    );
+
+    // The codes' link first: the factor is back with the codes it had before their renewal,
+    // and the later link (the removal's) died with it.
+    let undone = app.undo(&links[1].1).await;
+    let later = app.undo(&links[2].1).await;
+
+    assert_eq!(undone.status, 204, "{}", undone.body);
+    assert_eq!((later.status, later.error_code()), (400, "invalid_token"));
+    let token = app.mfa_token(&email).await;
+    let new_code =
+        app.verify_mfa(&token, json!({ "recovery_code": renewed.body["recovery_codes"][1] })).await;
+    let old_code = app.verify_mfa(&token, json!({ "recovery_code": enrolled.recovery_codes[1] })).await;
+    assert_eq!(new_code.status, 401, "the renewed set is gone");
+    assert_eq!(old_code.status, 200, "{}", old_code.body);
+    let code = enrolled.secret.code_at(enrolled.confirmed_step + 1);
+    let with_app = app.verify_mfa(&app.mfa_token(&email).await, json!({ "code": code })).await;
+    assert_eq!(with_app.status, 200, "the owner's authenticator app works again: {}", with_app.body);
+}

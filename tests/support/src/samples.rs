@@ -21,7 +21,7 @@ use shared::db::{Database, DbConnection};
 use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
 use shared::links::store::{MailRequest, request_mail};
 use shared::mfa::recovery::{self, RecoveryCode};
-use shared::mfa::store::{FactorId, confirm_factor, replace_pending_factor};
+use shared::mfa::store::{FactorId, UndoToken, confirm_factor, replace_pending_factor};
 use shared::mfa::totp::{self, TotpSecret};
 use shared::sessions::store::NewSession;
 use shared::tokens::{MailToken, MfaToken, RefreshToken, TokenSigner};
@@ -150,8 +150,10 @@ impl Fixture {
             let (factor, secret) = enrol(&mut db, user.id).await?;
             let codes = recovery::generate_set()?;
             let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
+            let undo_hash = MailToken::generate()?.hash();
+            let undo = UndoToken { token: &undo_hash, ttl: Duration::from_secs(60) };
             let confirmed =
-                confirm_factor(&mut db, user.id, factor, now_step() - 2, &hashes, session).await?;
+                confirm_factor(&mut db, user.id, factor, now_step() - 2, &hashes, session, undo).await?;
             anyhow::ensure!(confirmed, "the sample's factor was not confirmed");
             values.push((FACTOR_ID, factor.0.to_string()));
             values.push((TOTP_CODE, secret.code_at(now_step())));
