@@ -20,6 +20,7 @@ mod password_races;
 mod pooler;
 mod rotation;
 mod samples;
+mod second_factor;
 mod secrets;
 mod smoke;
 mod throttling;

@@ -77,12 +77,52 @@ impl Pages {
     }
 }
 
+/// The path the stand-in pages ask for a QR code at: `POST` with the text as the body.
+pub const QR_PATH: &str = "/_dev/qr";
+
+/// The most text a QR code is drawn for.
+const QR_MAX_BYTES: usize = 2048;
+
+/// `text` drawn as a QR code (SVG), for a stand-in page (the MFA page shows the otpauth URI of an
+/// enrolment so that an authenticator app can scan it). Drawn here rather than by a script in the
+/// page: the pages load nothing from elsewhere, and the secret never leaves the machine.
+pub fn qr_code(text: &[u8]) -> GatewayResponse {
+    let code = match (text.len() <= QR_MAX_BYTES).then(|| qrcode::QrCode::new(text)) {
+        Some(Ok(code)) => code,
+        _ => {
+            return GatewayResponse {
+                status: 400,
+                headers: vec![("content-type".to_owned(), "text/plain".to_owned())],
+                body: Bytes::from_static(b"no QR code for this text"),
+            };
+        }
+    };
+    let svg = code.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).build();
+    GatewayResponse {
+        status: 200,
+        headers: vec![
+            ("content-type".to_owned(), "image/svg+xml".to_owned()),
+            ("cache-control".to_owned(), "no-store".to_owned()),
+        ],
+        body: Bytes::from(svg),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn pages() -> Pages {
         Pages::new(PathBuf::from("/srv/app"))
+    }
+
+    #[test]
+    fn a_qr_code_is_drawn_as_svg_for_text_of_a_qr_codes_size_only() {
+        let uri = b"otpauth://totp/Auth:alice%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=Auth";
+        let drawn = qr_code(uri);
+        assert_eq!(drawn.status, 200);
+        assert!(String::from_utf8_lossy(&drawn.body).contains("<svg"), "{:?}", drawn.body);
+        assert_eq!(qr_code(&[b'a'; QR_MAX_BYTES + 1]).status, 400);
     }
 
     #[test]
