@@ -1,4 +1,4 @@
-"""The token keys in Secrets Manager (see scripts/keys for the commands)."""
+"""The token keys and the MFA key ring in Secrets Manager (see scripts/keys for the commands)."""
 
 import argparse
 import base64
@@ -136,6 +136,39 @@ def retire(args, sm):
     print(json.dumps({"kept": [key["kid"] for key in kept], "dropped": dropped}))
 
 
+def mfa_key():
+    """A new AES-256 key of the MFA ring: 32 random bytes, base64."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def mfa_new(args, sm):
+    # Every enrolled factor's secret is sealed under a key of the ring: a new ring opens none of
+    # them, and their users could no longer sign in with their second factor.
+    if exists(sm, args.mfa_secret) and not args.force:
+        fail(f"{args.mfa_secret} already exists: replacing it would leave every enrolled second factor "
+             "unreadable. Rotate with mfa-rotate, or pass --force to replace it anyway")
+    ring = {"current": args.key_id, "keys": {args.key_id: mfa_key()}}
+    print(json.dumps({"mfa_secret_arn": write(sm, args.mfa_secret, ring, create=True)}))
+
+
+def mfa_rotate(args, sm):
+    ring = read(sm, args.mfa_secret)
+    if args.key_id in ring["keys"]:
+        fail(f"the MFA key ring already has a key {args.key_id}")
+    previous = ring["current"]
+    # The old keys stay: each still opens the secrets it sealed. A function that meets a secret
+    # sealed under a key its ring lacks reads the ring again, so no order of reads breaks.
+    ring["keys"][args.key_id] = mfa_key()
+    ring["current"] = args.key_id
+    write(sm, args.mfa_secret, ring)
+    print(json.dumps({"current": args.key_id, "previous": previous, "keys": sorted(ring["keys"])}))
+
+
+def mfa_show(args, sm):
+    ring = read(sm, args.mfa_secret)
+    print(json.dumps({"current": ring["current"], "keys": sorted(ring["keys"])}))
+
+
 def show(args, sm):
     signing, verification = read(sm, args.signing_secret), read(sm, args.verification_secret)
     print(json.dumps({"current": signing["current"]["kid"], "next": signing.get("next", {}).get("kid"),
@@ -160,8 +193,17 @@ def main():
         if name in ("promote", "retire"):
             default = PUBLISHED_FOR if name == "promote" else PROMOTED_FOR
             command.add_argument("--min-age", type=int, default=default, help=f"seconds (default {default})")
+    for name in ("mfa-new", "mfa-rotate", "mfa-show"):
+        command = commands.add_parser(name)
+        command.add_argument("--mfa-secret", required=True, help="name or ARN")
+        if name == "mfa-new":
+            command.add_argument("--force", action="store_true",
+                                 help="replace a ring that already exists (every enrolled factor stops opening)")
+        if name in ("mfa-new", "mfa-rotate"):
+            command.add_argument("--key-id", default=time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime()))
     args = parser.parse_args()
-    {"new": new, "publish": publish, "promote": promote, "retire": retire, "show": show}[args.command](args, client())
+    {"new": new, "publish": publish, "promote": promote, "retire": retire, "show": show,
+     "mfa-new": mfa_new, "mfa-rotate": mfa_rotate, "mfa-show": mfa_show}[args.command](args, client())
 
 
 if __name__ == "__main__":

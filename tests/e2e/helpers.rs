@@ -215,6 +215,10 @@ impl TestApi {
         env.set_for_all("JWT_KEY_ID", KEY_ID);
         env.set_for_all("REFRESH_TOKEN_HMAC_KEY", REFRESH_TOKEN_KEY);
         env.set_for_all("JWT_PUBLIC_KEYS", test_support::public_keys(KEY_ID));
+        // The second-factor functions seal and open TOTP secrets with the tests' ring. Like the
+        // other secrets' ARNs, the template's MFA_KEYS_SECRET_ARN is left out: its parameter
+        // (MfaKeysSecretArn) has no default and no test gives it, so MFA_KEYS is what they read.
+        env.set_for_all("MFA_KEYS", test_support::MFA_KEYS);
         env.set_for_all("JWT_ISSUER", ISSUER);
         env.set_for_all("JWT_AUDIENCE", AUDIENCE);
         env.set_for_all("AWS_LAMBDA_LOG_FORMAT", "Text");

@@ -1,7 +1,8 @@
 //! `scripts/keys`, the operator's key recipe, end to end against the local Secrets Manager: the
 //! secrets it makes are what the real binaries sign and verify with, and its rotation (publish,
 //! promote, retire) keeps tokens from before and after valid while the sandboxes stay warm,
-//! until the old key is retired. Runs under `scripts/with-moto`.
+//! until the old key is retired; and the MFA key ring it makes and rotates keeps opening what its
+//! old keys sealed. Runs under `scripts/with-moto`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -111,4 +112,42 @@ async fn the_key_script_makes_working_secrets_and_rotates_them_under_warm_sandbo
         (published(&api.get("/.well-known/jwks.json").await.body) == ["k2"]).then_some(())
     })
     .await;
+}
+
+/// The MFA key ring in `secret`, as the functions read it.
+async fn mfa_ring(secret: &str) -> shared::mfa::seal::SealingKeys {
+    let client = crate::helpers::secrets_client(&moto_endpoint(), "moto", "moto").await;
+    let value = client.get_secret_value().secret_id(secret).send().await.expect("reading the ring");
+    shared::mfa::seal::SealingKeys::from_json(value.secret_string().expect("a string secret"))
+        .expect("a ring the functions accept")
+}
+
+#[tokio::test]
+async fn the_mfa_ring_rotates_to_a_new_key_and_still_opens_what_the_old_one_sealed() {
+    let secret = format!("e2e/{}/mfa-keys", uuid::Uuid::new_v4().simple());
+    let ring = ["--mfa-secret", secret.as_str()];
+    let created = keys(&[&["mfa-new"][..], &ring, &["--key-id", "m1"]].concat());
+    let sealed_before = mfa_ring(&secret).await.seal(b"a TOTP secret", b"user 1, factor 1").expect("sealing");
+
+    let again = run_keys(&[&["mfa-new"][..], &ring, &["--key-id", "m9"]].concat());
+    let rotated = keys(&[&["mfa-rotate"][..], &ring, &["--key-id", "m2"]].concat());
+    let shown = keys(&[&["mfa-show"][..], &ring].concat());
+    let after = mfa_ring(&secret).await;
+    let sealed_after = after.seal(b"another secret", b"user 2, factor 2").expect("sealing");
+
+    assert!(created["mfa_secret_arn"].is_string(), "{created}");
+    assert!(!again.status.success(), "a second mfa-new was not refused");
+    let refusal = String::from_utf8_lossy(&again.stderr);
+    assert!(refusal.contains("already exists") && refusal.contains("--force"), "{refusal}");
+    assert_eq!((rotated["current"].as_str(), rotated["previous"].as_str()), (Some("m2"), Some("m1")));
+    assert_eq!(shown, serde_json::json!({"current": "m2", "keys": ["m1", "m2"]}));
+    assert_eq!(
+        (sealed_before.key_id.as_str(), sealed_after.key_id.as_str()),
+        ("m1", "m2"),
+        "the new key seals"
+    );
+    assert_eq!(
+        after.open(&sealed_before, b"user 1, factor 1").expect("the old key still opens"),
+        b"a TOTP secret"
+    );
 }

@@ -66,7 +66,8 @@ async fn enrolled(api: &TestApi) -> Enrolled {
     let factor_id = enrolment.body["factor_id"].as_str().unwrap().to_owned();
     let step = now_step();
     let body = json!({ "factor_id": factor_id, "code": secret.code_at(step) });
-    let confirmed = api.bearer(Method::POST, "/auth/mfa/totp/confirm", &signup.access_token(), Some(body)).await;
+    let confirmed =
+        api.bearer(Method::POST, "/auth/mfa/totp/confirm", &signup.access_token(), Some(body)).await;
     assert_eq!(confirmed.status, 200, "{}", confirmed.text);
     let codes = confirmed.body["recovery_codes"].as_array().unwrap();
     let codes = codes.iter().map(|code| code.as_str().unwrap().to_owned()).collect();
@@ -98,12 +99,20 @@ async fn an_authenticator_app_signs_its_user_in_at_aal2_through_the_binaries() {
     let body = json!({ "mfa_token": token, "recovery_code": user.codes[0] });
     let recovered = api.post_json("/auth/mfa/verify", &body).await;
     assert_eq!(recovered.status, 200, "{}", recovered.text);
-    assert_eq!(assurance(&recovered.access_token()), ("aal2".to_owned(), methods(&["pwd", "otp", "recovery"])));
+    assert_eq!(
+        assurance(&recovered.access_token()),
+        ("aal2".to_owned(), methods(&["pwd", "otp", "recovery"]))
+    );
 
     let me = api.get_me(&recovered.access_token()).await;
     assert_eq!(me.body["factors"][0]["recovery_codes_left"], 9, "{}", me.text);
     let password = api
-        .bearer(Method::POST, "/auth/reauthenticate", &recovered.access_token(), Some(json!({ "password": PASSWORD })))
+        .bearer(
+            Method::POST,
+            "/auth/reauthenticate",
+            &recovered.access_token(),
+            Some(json!({ "password": PASSWORD })),
+        )
         .await;
     assert_eq!(password.status, 200, "{}", password.text);
     assert_eq!(assurance(&password.access_token()).0, "aal2", "the session keeps its level");
@@ -126,7 +135,8 @@ async fn twenty_clients_with_one_mfa_token_and_code_sign_in_once() {
     let token = api.mfa_token(&user.address).await;
     let code = user.secret.code_at(user.step + 1);
 
-    let statuses = at_once(&api, "/auth/mfa/verify", vec![json!({ "mfa_token": token, "code": code }); 20]).await;
+    let statuses =
+        at_once(&api, "/auth/mfa/verify", vec![json!({ "mfa_token": token, "code": code }); 20]).await;
 
     one_success(&statuses);
 }
@@ -142,7 +152,8 @@ async fn ten_clients_with_one_code_and_ten_with_one_recovery_code_each_sign_in_o
     let code = user.secret.code_at(user.step + 1);
     let recovery = &user.codes[0];
 
-    let with_code: Vec<Value> = tokens[..10].iter().map(|t| json!({ "mfa_token": t, "code": code })).collect();
+    let with_code: Vec<Value> =
+        tokens[..10].iter().map(|t| json!({ "mfa_token": t, "code": code })).collect();
     let with_recovery: Vec<Value> =
         tokens[10..].iter().map(|t| json!({ "mfa_token": t, "recovery_code": recovery })).collect();
 

@@ -50,15 +50,21 @@ fn configure_aws(
     env.set_for_all("DB_SECRET_ARN", db_arn);
 }
 
-/// Points the signing functions at `signing_arn` and the verifying ones at `verification_arn`
-/// instead of keys in the environment.
-fn configure_key_secrets(config: &mut EmulatorConfig, signing_arn: &str, verification_arn: &str) {
+/// Points the signing functions at `signing_arn`, the verifying ones at `verification_arn` and
+/// the second factor's at `mfa_arn` (its key ring) instead of keys in the environment.
+fn configure_key_secrets(
+    config: &mut EmulatorConfig,
+    signing_arn: &str,
+    verification_arn: &str,
+    mfa_arn: &str,
+) {
     let env = &mut config.env_overrides;
-    for name in ["JWT_PRIVATE_KEY", "JWT_KEY_ID", "REFRESH_TOKEN_HMAC_KEY", "JWT_PUBLIC_KEYS"] {
+    for name in ["JWT_PRIVATE_KEY", "JWT_KEY_ID", "REFRESH_TOKEN_HMAC_KEY", "JWT_PUBLIC_KEYS", "MFA_KEYS"] {
         env.remove_for_all(name);
     }
     env.set_for_all("JWT_SIGNING_KEY_SECRET_ARN", signing_arn);
     env.set_for_all("JWT_VERIFICATION_KEYS_SECRET_ARN", verification_arn);
+    env.set_for_all("MFA_KEYS_SECRET_ARN", mfa_arn);
 }
 
 #[tokio::test]
@@ -89,14 +95,27 @@ async fn the_functions_read_their_credentials_and_keys_from_secrets_manager() {
         ]),
     )
     .await;
+    let mfa_arn = create_secret(&client, &serde_json::from_str(test_support::MFA_KEYS).unwrap()).await;
     let api = TestApi::start_on(db, lock, |config| {
         configure_aws(config, &endpoint, "moto", "moto", &db_arn);
-        configure_key_secrets(config, &signing_arn, &verification_arn);
+        configure_key_secrets(config, &signing_arn, &verification_arn, &mfa_arn);
     })
     .await;
     let user = email();
 
     let signup = api.post_signup(&user).await;
+    // The ring seals the enrolment's secret in one function and opens it in another.
+    let authorization = format!("Bearer {}", signup.access_token());
+    let bearer = [("authorization", authorization.as_str()), ("content-type", "application/json")];
+    let enrolment = api.request(http::Method::POST, "/auth/mfa/totp/enroll", &bearer[..1], None).await;
+    let secret =
+        shared::mfa::totp::TotpSecret::from_base32(enrolment.body["secret"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let body = json!({"factor_id": enrolment.body["factor_id"], "code": secret.code_at(shared::mfa::totp::step_of(now))});
+    let confirm =
+        api.request(http::Method::POST, "/auth/mfa/totp/confirm", &bearer, Some(&body.to_string())).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    sqlx::query("delete from mfa_factors").execute(&api.db.pool).await.unwrap();
     let login = api.post_login(&user).await;
     let me = api.get_me(&login.access_token()).await;
     let refresh = api.post_refresh(&login.refresh_token()).await;

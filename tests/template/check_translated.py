@@ -5,8 +5,9 @@ target/lambda/<binary>/bootstrap.zip`, its HttpApi routes, the secret parameters
 environment `!Ref`s, whether it has a VpcConfig, whether it is told MAIL_FROM), then checks the
 translated template against that: runtime, architecture, code (the zip `make package` writes),
 routes, and least privilege (each function may read exactly the secrets its environment names;
-no function names both the signing and the verification secret; only the functions told
-MAIL_FROM may call SES, and only to send from MailIdentity), the required parameters, the CORS
+only the functions whose code both checks an access token and signs one, `Keys::SignAndVerify`
+in their handler's NEEDS, name both the signing and the verification secret; only the functions
+told MAIL_FROM may call SES, and only to send from MailIdentity), the required parameters, the CORS
 default, the schedule, the alarms and the migration custom resource. cfn-lint alone does not see
 inside SAM resources (a wrong Runtime or Method passes it), so this is the check that does.
 
@@ -28,6 +29,7 @@ MIGRATION_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/db
 KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SIGNING_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/signing-AbCdEf"
 VERIFICATION_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/verification-AbCdEf"
+MFA_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:auth/mfa-keys-AbCdEf"
 PARAMETERS = {
     "AWS::Region": "eu-west-1",
     "AWS::AccountId": "123456789012",
@@ -37,13 +39,15 @@ PARAMETERS = {
     "DbMigrationSecretArn": MIGRATION_SECRET,
     "SigningKeySecretArn": SIGNING_SECRET,
     "VerificationKeysSecretArn": VERIFICATION_SECRET,
+    "MfaKeysSecretArn": MFA_SECRET,
     "SubnetIds": "subnet-1,subnet-2",
     "SecurityGroupIds": "sg-1",
     "MailFrom": "Example <no-reply@example.com>",
     "MailIdentity": "example.com",
     "AppUrl": "https://app.example.com",
 }
-REQUIRED_SECRET_PARAMETERS = ["DbSecretArn", "DbMigrationSecretArn", "SigningKeySecretArn", "VerificationKeysSecretArn"]
+REQUIRED_SECRET_PARAMETERS = ["DbSecretArn", "DbMigrationSecretArn", "SigningKeySecretArn", "VerificationKeysSecretArn",
+                              "MfaKeysSecretArn"]
 # secret ARN -> the parameter that names it (a function's environment `!Ref`s the parameter)
 SECRET_PARAMETERS = {PARAMETERS[name]: name for name in REQUIRED_SECRET_PARAMETERS}
 # The secrets a function may read only from inside the VPC (where the database is).
@@ -53,6 +57,7 @@ SECRET_VARIABLES = {
     DB_SECRET: "DB_SECRET_ARN",
     SIGNING_SECRET: "JWT_SIGNING_KEY_SECRET_ARN",
     VERIFICATION_SECRET: "JWT_VERIFICATION_KEYS_SECRET_ARN",
+    MFA_SECRET: "MFA_KEYS_SECRET_ARN",
 }
 # The migration function (the one the stack's custom resource invokes) connects as the schema
 # owner (DB_SECRET_ARN) and reads the application secret only for the role it grants to
@@ -122,6 +127,26 @@ class Function:
                         if p in REQUIRED_SECRET_PARAMETERS}
         self.vpc = "VpcConfig" in properties or "VpcConfig" in global_function
         self.mailer = "MAIL_FROM" in self.variables
+
+
+def token_keys_of(root, functions):
+    """logical id -> the `Keys::` variant of the NEEDS of the handler its binary runs
+    (functions/src/bin/<binary>.rs names `<module>::NEEDS`; shared/src/handlers/<module>.rs
+    declares it), None when the code cannot be read that way. The code decides which token keys
+    a function holds (tests/e2e/house.rs holds the template to it); this reads it only to know
+    which functions may name both key secrets."""
+    keys = {}
+    for name, function in functions.items():
+        keys[name] = None
+        try:
+            with open(os.path.join(root, "functions", "src", "bin", f"{function.binary}.rs")) as handle:
+                module = re.search(r"\b(\w+)::NEEDS\b", handle.read())
+            with open(os.path.join(root, "shared", "src", "handlers", f"{module[1]}.rs")) as handle:
+                needs = re.search(r"pub const NEEDS: Needs = Needs \{[^}]*\bkeys: Keys::(\w+)", handle.read())
+            keys[name] = needs[1]
+        except (OSError, TypeError):
+            pass
+    return keys
 
 
 def source_functions(source):
@@ -932,7 +957,7 @@ def check_functions(source, resources, functions, migration, check):
         readable = secrets_readable_by(resources, role)
         check(f"{name} may read exactly the secrets its environment names ({', '.join(labels(function.secrets)) or 'none'})",
               role is not None and readable == function.secrets, labels(readable))
-        if VERIFICATION_SECRET in function.secrets:
+        if VERIFICATION_SECRET in function.secrets and SIGNING_SECRET not in function.secrets:
             check(f"{name} (a verifier) may not read the signing secret", SIGNING_SECRET not in readable, labels(readable))
         variables = props.get("Environment", {}).get("Variables", {})
         secret_variables = MIGRATION_SECRET_VARIABLES if name == migration else SECRET_VARIABLES
@@ -973,7 +998,7 @@ def described_routes(description):
     return routes
 
 
-def check_structure(functions, migration, check):
+def check_structure(functions, migration, token_keys, check):
     """The promises no list keeps any more, as rules over the functions template.yaml declares."""
     check(f"template.yaml declares functions ({len(functions)})", bool(functions))
     unreachable = sorted(n for n, f in functions.items() if not f.routes and not f.scheduled and n != migration)
@@ -987,8 +1012,14 @@ def check_structure(functions, migration, check):
     binaries = [f.binary for f in functions.values() if f.binary]
     check("no two functions ship the same binary", len(binaries) == len(set(binaries)),
           sorted({b for b in binaries if binaries.count(b) > 1}))
+    unread = sorted(n for n, keys in token_keys.items() if keys is None)
+    check("each function's NEEDS is read from its code (functions/src/bin/<binary>.rs, shared/src/handlers/<module>.rs)",
+          not unread, unread)
     both = sorted(n for n, f in functions.items() if {SIGNING_SECRET, VERIFICATION_SECRET} <= f.secrets)
-    check("no function's environment names both the signing and the verification secret", not both, both)
+    signing_verifiers = sorted(n for n, keys in token_keys.items() if keys == "SignAndVerify")
+    check("the functions whose environment names both the signing and the verification secret are exactly those "
+          "whose code checks an access token and signs one (Keys::SignAndVerify)",
+          both == signing_verifiers, {"both secrets": both, "Keys::SignAndVerify": signing_verifiers})
     outside = sorted(n for n, f in functions.items() if not f.vpc and f.secrets & DATABASE_SECRETS)
     check("a function without VpcConfig reads no database secret", not outside, outside)
     idle = sorted(n for n, f in functions.items() if f.vpc and not f.secrets & DATABASE_SECRETS)
@@ -1069,7 +1100,8 @@ def main(path):
           {"missing": sorted(set(expected_routes.items()) - set(routes.items()), key=str),
            "unexpected": sorted(set(routes.items()) - set(expected_routes.items()), key=str)})
 
-    check_structure(functions, migration, check)
+    root = os.path.dirname(os.path.abspath(path))
+    check_structure(functions, migration, token_keys_of(root, functions), check)
     check_functions(source, resources, functions, migration, check)
     check("the template's Rules reach CloudFormation through the SAM translator",
           source.get("Rules") and output.get("Rules") == source.get("Rules"), sorted(output.get("Rules", {})))

@@ -34,6 +34,7 @@ GIVEN = {
            ("DbMigrationSecretArn", "db-migration"),
            ("SigningKeySecretArn", "signing"),
            ("VerificationKeysSecretArn", "verification"),
+           ("MfaKeysSecretArn", "mfa-keys"),
        ]},
     # A value with spaces, quoted as `make deploy PARAMETERS='... MailFrom="Example <...>"'` does.
     "MailFrom": "Example <no-reply@example.com>",

@@ -11,8 +11,8 @@ use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::mfa::store::FactorId;
 use crate::second_factor;
 
-/// Confirm verifies the caller's access token, opens the pending secret, writes, and signs the
-/// session's new access token.
+/// Confirm verifies the caller's access token, opens the pending secret, writes, signs the
+/// session's new access token, and mails the owner.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::SignAndVerify, mail: true, mfa: true };
 
 #[derive(Deserialize)]

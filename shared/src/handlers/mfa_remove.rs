@@ -8,7 +8,8 @@ use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::mfa::store::FactorId;
 use crate::second_factor;
 
-/// Remove verifies access tokens, opens the factor's secret to check a code, and writes.
+/// Remove verifies access tokens, opens the factor's secret to check a code, writes, and mails
+/// the owner.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: true };
 
 /// 204, the recovery codes gone with the factor; 403 `step_up_required` (a recent proof of the

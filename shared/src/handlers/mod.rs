@@ -68,7 +68,7 @@ endpoints! {
         "mfa-remove" => mfa_remove,
         "mfa-verify" => mfa_verify,
         "reauthenticate" => reauthenticate,
-        "recovery-codes" => recovery_codes,
+        "mfa-recovery-codes" => mfa_recovery_codes,
         "refresh" => refresh,
         "resend-verification" => resend_verification,
         "reset-password" => reset_password,

@@ -181,7 +181,7 @@ impl TestApp {
             Endpoint::MfaEnroll => call(app, handlers::mfa_enroll::handle, request).await,
             Endpoint::MfaConfirm => call(app, handlers::mfa_confirm::handle, request).await,
             Endpoint::MfaRemove => call(app, handlers::mfa_remove::handle, request).await,
-            Endpoint::RecoveryCodes => call(app, handlers::recovery_codes::handle, request).await,
+            Endpoint::RecoveryCodes => call(app, handlers::mfa_recovery_codes::handle, request).await,
             Endpoint::Reauthenticate => call(app, handlers::reauthenticate::handle, request).await,
             Endpoint::UndoChange => call(app, handlers::undo_change::handle, request).await,
         }

@@ -46,8 +46,14 @@ PEM, as KID); then the shutdown phase, and checks that no connection to NAME is 
 
 /// Variables whose presence in the environment would mean a secret travels outside Secrets
 /// Manager: a deployed function has none of them.
-const SECRET_VARIABLES: [&str; 5] =
-    ["DATABASE_URL", "DB_PASSWORD", "JWT_PRIVATE_KEY", "REFRESH_TOKEN_HMAC_KEY", "JWT_PUBLIC_KEYS"];
+const SECRET_VARIABLES: [&str; 6] = [
+    "DATABASE_URL",
+    "DB_PASSWORD",
+    "JWT_PRIVATE_KEY",
+    "REFRESH_TOKEN_HMAC_KEY",
+    "JWT_PUBLIC_KEYS",
+    "MFA_KEYS",
+];
 
 const PASSWORD: &str = "rehearsal: correct horse battery staple";
 const NEW_PASSWORD: &str = "rehearsal: violet tractor umbrella sunrise";

@@ -5,8 +5,8 @@
 //!
 //! The placeholders (events/README.md): an account's address and password, its access and
 //! refresh tokens, another of its sessions, and the tokens of its verification and reset links;
-//! its TOTP factor (live or pending), a code and a recovery code of it, and a sign-in waiting
-//! for it; and an address no account has. Only what an event names is made: a sample that names no
+//! its TOTP factor (live or pending), a code and a recovery code of it, a sign-in waiting for
+//! it and the "this wasn't me" link of its enrolment; and an address no account has. Only what an event names is made: a sample that names no
 //! reset link leaves the account's mail limits untouched, so its function sends as it would for
 //! a user.
 
@@ -46,7 +46,8 @@ pub const RESET_LINK_TOKEN: &str = "REPLACE_WITH_THE_TOKEN_OF_A_RESET_LINK";
 
 /// A sign-in of the account waiting for its TOTP factor (the account then has a live one).
 pub const MFA_TOKEN: &str = "REPLACE_WITH_AN_MFA_TOKEN";
-/// A code of the account's TOTP factor, for now (its live factor's, or its pending one's).
+/// A code of the account's TOTP factor (its live factor's, or its pending one's), of the next
+/// 30-second step: accepted for a minute or more.
 pub const TOTP_CODE: &str = "REPLACE_WITH_A_TOTP_CODE";
 /// The id of the account's live TOTP factor (its session then proved it just now).
 pub const FACTOR_ID: &str = "REPLACE_WITH_A_FACTOR_ID";
@@ -54,9 +55,11 @@ pub const FACTOR_ID: &str = "REPLACE_WITH_A_FACTOR_ID";
 pub const PENDING_FACTOR_ID: &str = "REPLACE_WITH_A_PENDING_FACTOR_ID";
 /// An unused recovery code of the account's live factor.
 pub const RECOVERY_CODE: &str = "REPLACE_WITH_A_RECOVERY_CODE";
+/// The token of the "this wasn't me" link its live factor's enrolment mailed.
+pub const UNDO_LINK_TOKEN: &str = "REPLACE_WITH_THE_TOKEN_OF_AN_UNDO_LINK";
 
 /// Every placeholder a sample event may hold.
-pub const PLACEHOLDERS: [&str; 12] = [
+pub const PLACEHOLDERS: [&str; 13] = [
     EMAIL,
     NEW_EMAIL,
     ACCESS_TOKEN,
@@ -69,10 +72,11 @@ pub const PLACEHOLDERS: [&str; 12] = [
     FACTOR_ID,
     PENDING_FACTOR_ID,
     RECOVERY_CODE,
+    UNDO_LINK_TOKEN,
 ];
 
 /// The placeholders that need an account.
-const ACCOUNT_PLACEHOLDERS: [&str; 11] = [
+const ACCOUNT_PLACEHOLDERS: [&str; 12] = [
     EMAIL,
     ACCESS_TOKEN,
     REFRESH_TOKEN,
@@ -84,10 +88,11 @@ const ACCOUNT_PLACEHOLDERS: [&str; 11] = [
     FACTOR_ID,
     PENDING_FACTOR_ID,
     RECOVERY_CODE,
+    UNDO_LINK_TOKEN,
 ];
 
 /// The placeholders that need a live TOTP factor.
-const LIVE_FACTOR_PLACEHOLDERS: [&str; 4] = [MFA_TOKEN, TOTP_CODE, FACTOR_ID, RECOVERY_CODE];
+const LIVE_FACTOR_PLACEHOLDERS: [&str; 5] = [MFA_TOKEN, TOTP_CODE, FACTOR_ID, RECOVERY_CODE, UNDO_LINK_TOKEN];
 
 /// `events/<binary>.json` below the repository's `root`.
 pub fn sample_event_path(root: &Path, binary: &str) -> PathBuf {
@@ -143,21 +148,23 @@ impl Fixture {
         if event.contains(PENDING_FACTOR_ID) {
             let (factor, secret) = enrol(&mut db, user.id).await?;
             values.push((PENDING_FACTOR_ID, factor.0.to_string()));
-            values.push((TOTP_CODE, secret.code_at(now_step())));
+            values.push((TOTP_CODE, secret.code_at(now_step() + 1)));
         } else if LIVE_FACTOR_PLACEHOLDERS.iter().any(|placeholder| event.contains(placeholder)) {
-            // Confirmed two steps back, within the session: its code for now is fresh, and the
-            // session proved the factor just now.
+            // Confirmed two steps back, within the session: the session proved the factor just
+            // now, and the code (of the next step, so that a sample filled ahead of its call
+            // still works for a minute or more) is fresh.
             let (factor, secret) = enrol(&mut db, user.id).await?;
             let codes = recovery::generate_set()?;
             let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
-            let undo_hash = MailToken::generate()?.hash();
-            let undo = UndoToken { token: &undo_hash, ttl: Duration::from_secs(60) };
+            let undo_link = MailToken::generate()?;
+            let undo = UndoToken { token: &undo_link.hash(), ttl: Duration::from_secs(3600) };
             let confirmed =
                 confirm_factor(&mut db, user.id, factor, now_step() - 2, &hashes, session, undo).await?;
             anyhow::ensure!(confirmed, "the sample's factor was not confirmed");
             values.push((FACTOR_ID, factor.0.to_string()));
-            values.push((TOTP_CODE, secret.code_at(now_step())));
+            values.push((TOTP_CODE, secret.code_at(now_step() + 1)));
             values.push((RECOVERY_CODE, codes[0].expose().to_owned()));
+            values.push((UNDO_LINK_TOKEN, undo_link.expose().to_owned()));
             if event.contains(MFA_TOKEN) {
                 let token = MfaToken::generate()?;
                 let pending = PendingSignIn { token: &token.hash(), ttl: Duration::from_secs(300) };

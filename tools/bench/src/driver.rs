@@ -51,6 +51,9 @@ pub struct Setup {
     /// The public half of `key_pem` as a JWK set, for the verifying functions.
     public_keys: String,
     verification_secret_arn: String,
+    /// The tests' MFA key ring (`test_support::MFA_KEYS`, which the fixture seals with) as a
+    /// secret (`MfaKeysSecretArn`).
+    mfa_secret_arn: String,
     secrets_endpoint: String,
     /// Makes the accounts the samples name, in the bench database.
     pub fixture: Arc<Fixture>,
@@ -149,6 +152,8 @@ pub async fn setup() -> anyhow::Result<Setup> {
         public_key_set(&[&SigningKey::from_pem(KEY_ID, SigningAlgorithm::Rs256, &key_pem)?]).to_string();
     let verification_secret_arn =
         create(format!("bench/{run}/verification"), serde_json::from_str(&public_keys)?).await?;
+    let mfa_secret_arn =
+        create(format!("bench/{run}/mfa-keys"), serde_json::from_str(test_support::MFA_KEYS)?).await?;
     let pool = PgPool::connect(&admin_url).await.context("connecting the fixture")?;
     let fixture = Arc::new(Fixture::new(pool, signer(&key_pem)?).await?);
     Ok(Setup {
@@ -162,6 +167,7 @@ pub async fn setup() -> anyhow::Result<Setup> {
         keys_secret_arn,
         public_keys,
         verification_secret_arn,
+        mfa_secret_arn,
         secrets_endpoint,
         fixture,
     })
@@ -234,6 +240,7 @@ pub async fn emulator(
             env.set_for_all("JWT_KEY_ID", KEY_ID);
             env.set_for_all("REFRESH_TOKEN_HMAC_KEY", REFRESH_TOKEN_KEY);
             env.set_for_all("JWT_PUBLIC_KEYS", setup.public_keys.clone());
+            env.set_for_all("MFA_KEYS", test_support::MFA_KEYS);
         }
         Source::Secrets => {
             // The template's own variables, as a deploy fills them in.
@@ -242,6 +249,7 @@ pub async fn emulator(
                 ("DbMigrationSecretArn".to_owned(), setup.migration_secret_arn.clone()),
                 ("SigningKeySecretArn".to_owned(), setup.keys_secret_arn.clone()),
                 ("VerificationKeysSecretArn".to_owned(), setup.verification_secret_arn.clone()),
+                ("MfaKeysSecretArn".to_owned(), setup.mfa_secret_arn.clone()),
             ]);
             let env = &mut config.env_overrides;
             env.set_for_all("AWS_ENDPOINT_URL_SECRETS_MANAGER", setup.secrets_endpoint.clone());

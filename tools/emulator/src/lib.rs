@@ -428,7 +428,10 @@ async fn route(
     request_id: &str,
 ) -> GatewayResponse {
     let Some(route) = inner.routes.find(request.method().as_str(), request.uri().path()) else {
-        if inner.pages.is_some() && request.method() == http::Method::POST && request.uri().path() == pages::QR_PATH {
+        if inner.pages.is_some()
+            && request.method() == http::Method::POST
+            && request.uri().path() == pages::QR_PATH
+        {
             let Ok(text) = Limited::new(request.into_body(), MAX_REQUEST_BYTES).collect().await else {
                 return GatewayResponse::payload_too_large();
             };

@@ -8,7 +8,7 @@ use crate::config::{Keys, Needs};
 use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::second_factor;
 
-/// Recovery-codes verifies access tokens, opens the factor's secret to check a code, and writes.
+/// It verifies access tokens, opens the factor's secret to check a code, writes, and mails the owner.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: true };
 
 #[derive(Serialize)]
