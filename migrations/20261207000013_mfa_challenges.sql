@@ -7,6 +7,10 @@
 set local lock_timeout = '5s';
 alter table sessions add column second_factor_at timestamptz;
 
+-- Every factor row of a user, live or pending, by one index: a login locks them all to read a
+-- confirmation that committed while it waited.
+create index mfa_factors_user_id_idx on mfa_factors (user_id);
+
 -- A sign-in waiting for its second factor: a login (or a password reset) of a user with a live
 -- factor proved the password and holds this token (`mfa_token`, only its SHA-256 stored) for five
 -- minutes, once. The session it opens is described here (the device of the login), and each

@@ -31,6 +31,23 @@ impl SessionId {
     }
 }
 
+/// A TOTP factor's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct FactorId(pub Uuid);
+
+impl FactorId {
+    /// A new, time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// What a factor's sealed secret is bound to (the associated data): its user and its id.
+    pub fn seal_context(self, user: UserId) -> Vec<u8> {
+        [user.0.as_bytes().as_slice(), self.0.as_bytes().as_slice()].concat()
+    }
+}
+
 /// A session's authenticator assurance level (NIST SP 800-63B): one factor, or two.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

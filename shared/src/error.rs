@@ -188,9 +188,16 @@ impl<T, E: Into<ApiError>> Context<T> for Result<T, E> {
 }
 
 impl From<sqlx::Error> for ApiError {
-    /// Connection-level failures are answered 503 (retry), everything else is a bug (500).
+    /// Connection-level failures, and a transaction Postgres rolled back to undo a deadlock or a
+    /// serialization failure (class 40: the request may simply be sent again), are answered 503
+    /// (retry); everything else is a bug (500).
     fn from(error: sqlx::Error) -> Self {
-        if is_connectivity(&error) { Self::Unavailable(error.into()) } else { Self::Unexpected(error.into()) }
+        let rolled_back = matches!(&error, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("40")));
+        if is_connectivity(&error) || rolled_back {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Unexpected(error.into())
+        }
     }
 }
 

@@ -136,9 +136,13 @@ pub enum Verified {
     Yes { rehashed: Option<String> },
 }
 
-/// Checks `password` against `stored`. With no stored hash (unknown email) it still does one
-/// full verification, against [`DUMMY_HASH`], and answers [`Verified::No`].
+/// Checks `password` against `stored`. With no stored hash (unknown email), or an unusable one
+/// ([`UNUSABLE`]), it still does one full verification, against [`DUMMY_HASH`], and answers
+/// [`Verified::No`].
 pub async fn verify(password: Password, stored: Option<String>) -> anyhow::Result<Verified> {
+    // An unusable password (an undone second-factor change's) matches nothing: checked against
+    // the dummy hash, so that it costs what a wrong password does.
+    let stored = stored.filter(|hash| !hash.starts_with(UNUSABLE));
     in_a_slot("password-verification", move || {
         let phc = stored.as_deref().unwrap_or(DUMMY_HASH);
         let parsed = PasswordHash::new(phc)
@@ -153,6 +157,10 @@ pub async fn verify(password: Password, stored: Option<String>) -> anyhow::Resul
     .await
 }
 
+/// How a stored password hash that nothing matches begins (no PHC string does): the account
+/// signs in again only through a reset link.
+pub const UNUSABLE: &str = "!";
+
 /// Whether a stored hash uses today's algorithm, version and parameters.
 fn is_current(hash: &PasswordHash) -> bool {
     let params = Params::try_from(hash);
@@ -164,6 +172,13 @@ fn is_current(hash: &PasswordHash) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_unusable_hash_matches_no_password() {
+        let password = Password::presented("correct horse battery staple".to_owned()).unwrap();
+        let verified = verify(password, Some(format!("{UNUSABLE}reset-required"))).await.unwrap();
+        assert!(matches!(verified, Verified::No));
+    }
     use crate::domain::Email;
     use argon2::PasswordHasher as _;
 

@@ -16,12 +16,13 @@ use tracing::field::Empty;
 
 use crate::app::App;
 use crate::db::DbConnection;
+use crate::domain::FactorId;
 use crate::domain::{Assurance, SecondFactor, SecurityChange, SessionId, UserId};
 use crate::error::{ApiError, Context as _};
 use crate::mail::Letter;
 use crate::mfa::MfaKeys;
 use crate::mfa::recovery::{self, RecoveryCode};
-use crate::mfa::store::{self, CodeAdmission, FactorId, Presenter, StoredFactor, UndoToken};
+use crate::mfa::store::{self, Change, CodeAdmission, NewSessionAt, Presenter, StoredFactor, UndoToken};
 use crate::mfa::totp::{self, TotpSecret};
 use crate::sessions::{Caller, Issued, first_token_ttl};
 use crate::tokens::{AccessToken, MailToken, MfaToken, RefreshToken};
@@ -75,16 +76,23 @@ struct Proven {
     method: SecondFactor,
 }
 
-/// Checks a second factor, for a sign-in's `mfa_token` or a signed-in user (see the module's
-/// doc). A wrong or reused code is `wrong` (401 at sign-in, 403 for a signed-in caller).
+/// Checks a second factor, for a sign-in's `mfa_token` or a signed-in caller (see the module's
+/// doc). A wrong or reused code is `wrong` (401 at sign-in, 403 for a signed-in caller), as is
+/// any code of a user without a live factor. With `expected`, the live factor must be that one
+/// (404 `factor_not_found` before any code is spent).
 async fn prove(
     app: &App,
     db: &mut DbConnection,
     presenter: Presenter<'_>,
     presented: &Presented,
+    expected: Option<FactorId>,
     wrong: fn() -> ApiError,
 ) -> Result<Proven, ApiError> {
     let (user, factor) = match store::admit_code(db, presenter, None).await.context("admitting the code")? {
+        // A signed-in caller's user is gone (deleted meanwhile): their token is no good.
+        CodeAdmission::DeadToken if matches!(presenter, Presenter::Session { .. }) => {
+            return Err(ApiError::InvalidToken);
+        }
         CodeAdmission::DeadToken => return Err(ApiError::InvalidMfaToken),
         CodeAdmission::Throttled { retry_after_seconds } => {
             return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
@@ -92,26 +100,37 @@ async fn prove(
         CodeAdmission::Admitted { user, factor } => (user, factor),
     };
     tracing::Span::current().record("user", tracing::field::display(user.0));
+    let Some(factor) = factor else { return Err(wrong()) };
+    if expected.is_some_and(|expected| expected != factor.id) {
+        return Err(ApiError::FactorNotFound);
+    }
     match presented {
         Presented::Code(code) => {
-            let Some(factor) = factor else { return Err(wrong()) };
             let secret = open_secret(app, user, &factor).await?;
             let Some(step) = secret.matching_step(code, now_step(), factor.last_used_step) else {
                 return Err(wrong());
             };
-            if !store::accept_step(db, factor.id, step).await.context("accepting the code")? {
+            if !store::accept_step(db, factor.id, step, presenter).await.context("accepting the code")? {
                 return Err(wrong());
             }
             Ok(Proven { user, method: SecondFactor::Totp })
         }
         Presented::RecoveryCode(code) => {
             let Some(hash) = recovery::hash_presented(code) else { return Err(wrong()) };
-            if !store::use_recovery_code(db, user, &hash).await.context("spending the recovery code")? {
+            if !store::use_recovery_code(db, user, &hash, presenter)
+                .await
+                .context("spending the recovery code")?
+            {
                 return Err(wrong());
             }
             Ok(Proven { user, method: SecondFactor::RecoveryCode })
         }
     }
+}
+
+/// The answer to a change the hourly cap refused: retry within the hour.
+fn capped() -> ApiError {
+    ApiError::TooManyAttempts { retry_after: 3600 }
 }
 
 /// Finishes a sign-in that waits for its second factor: the `mfa_token` (checked first: 401
@@ -123,22 +142,16 @@ pub async fn verify(app: &App, token: MfaToken, presented: Presented) -> Result<
     let mut db = app.connection().await.context("connecting to the database")?;
     let hash = token.hash();
     let proven =
-        prove(app, &mut db, Presenter::Token(&hash), &presented, || ApiError::InvalidMfaCode).await?;
+        prove(app, &mut db, Presenter::Token(&hash), &presented, None, || ApiError::InvalidMfaCode).await?;
     let assurance = Assurance::second_factor(proven.method);
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
-    let user = store::open_session_with_token(
-        &mut db,
-        &hash,
-        session,
-        &refresh.hash(),
-        first_token_ttl(app),
-        &assurance,
-    )
-    .await
-    .context("opening the session")?
-    // The token was used by a concurrent verification (with another code) or voided meanwhile.
-    .ok_or(ApiError::InvalidMfaToken)?;
+    let new_session = NewSessionAt { id: session, refresh: &refresh.hash(), ttl: first_token_ttl(app) };
+    let user = store::open_session_with_token(&mut db, proven.user, &hash, new_session, &assurance)
+        .await
+        .context("opening the session")?
+        // The token was used by a concurrent verification (with another code) or voided meanwhile.
+        .ok_or(ApiError::InvalidMfaToken)?;
     let access = tokens.issue(proven.user, session, &assurance).context("signing the access token")?;
     Ok(Issued { user, access, refresh })
 }
@@ -176,10 +189,11 @@ pub struct Confirmed {
     pub access: AccessToken,
 }
 
-/// Confirms a pending enrolment with its first code (throttled as any code; 403
-/// `invalid_mfa_code` when wrong): the factor goes live with new recovery codes, this session is
-/// raised to aal2 and every other session of the user ends. 404 `factor_not_found` for an id
-/// that is not the caller's pending enrolment; 409 when a factor went live meanwhile.
+/// Confirms a pending enrolment with its first code, within a step-up (as the enrolment was) and
+/// the enrolment's 15 minutes (throttled as any code; 403 `invalid_mfa_code` when wrong): the
+/// factor goes live with new recovery codes, this session is raised to aal2 and every other
+/// session of the user ends. 404 `factor_not_found` for an id that is not the caller's pending,
+/// recent enrolment; 409 when a factor is live already; 429 past the changes' hourly cap.
 #[tracing::instrument(name = "auth.mfa_confirm", skip_all, fields(user = %caller.user.id.0))]
 pub async fn confirm(
     app: &App,
@@ -190,31 +204,33 @@ pub async fn confirm(
     if caller.mfa {
         return Err(ApiError::MfaAlreadyEnabled);
     }
+    caller.require_step_up()?;
     let tokens = app.tokens().await.context("loading the signing key")?;
     let user = caller.user.id;
     let mut db = app.connection().await.context("connecting to the database")?;
-    let pending = match store::admit_code(&mut db, Presenter::User(user), Some(factor))
-        .await
-        .context("admitting the code")?
-    {
-        CodeAdmission::DeadToken => return Err(ApiError::InvalidToken),
-        CodeAdmission::Throttled { retry_after_seconds } => {
-            return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
-        }
-        CodeAdmission::Admitted { factor, .. } => factor.ok_or(ApiError::FactorNotFound)?,
-    };
+    let presenter = Presenter::Session { user, session: caller.session };
+    let pending =
+        match store::admit_code(&mut db, presenter, Some(factor)).await.context("admitting the code")? {
+            CodeAdmission::DeadToken => return Err(ApiError::InvalidToken),
+            CodeAdmission::Throttled { retry_after_seconds } => {
+                return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
+            }
+            CodeAdmission::Admitted { factor, .. } => factor.ok_or(ApiError::FactorNotFound)?,
+        };
     let secret = open_secret(app, user, &pending).await?;
     let step = secret.matching_step(code, now_step(), None).ok_or(ApiError::WrongMfaCode)?;
     let codes = recovery::generate_set().context("generating the recovery codes")?;
     let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
-    if !store::confirm_factor(&mut db, user, factor, step, &hashes, caller.session, undo_token)
+    match store::confirm_factor(&mut db, user, factor, step, &hashes, caller.session, undo_token)
         .await
         .context("confirming the factor")?
     {
+        Change::Done => {}
+        Change::Capped => return Err(capped()),
         // A concurrent confirmation won, or a later enrolment replaced this one.
-        return Err(ApiError::FactorNotFound);
+        Change::Missing => return Err(ApiError::FactorNotFound),
     }
     tell_owner(app, caller, SecurityChange::FactorAdded, &undo).await;
     let access = tokens
@@ -231,8 +247,19 @@ pub(crate) async fn prove_signed_in(
     caller: &Caller,
     presented: &Presented,
 ) -> Result<SecondFactor, ApiError> {
-    let proven =
-        prove(app, db, Presenter::User(caller.user.id), presented, || ApiError::WrongMfaCode).await?;
+    prove_signed_in_factor(app, db, caller, presented, None).await
+}
+
+/// [`prove_signed_in`], of the live factor `expected` when given.
+async fn prove_signed_in_factor(
+    app: &App,
+    db: &mut DbConnection,
+    caller: &Caller,
+    presented: &Presented,
+    expected: Option<FactorId>,
+) -> Result<SecondFactor, ApiError> {
+    let presenter = Presenter::Session { user: caller.user.id, session: caller.session };
+    let proven = prove(app, db, presenter, presented, expected, || ApiError::WrongMfaCode).await?;
     Ok(proven.method)
 }
 
@@ -251,14 +278,16 @@ pub async fn remove(
     }
     caller.require_step_up()?;
     let mut db = app.connection().await.context("connecting to the database")?;
-    prove_signed_in(app, &mut db, caller, &presented).await?;
+    prove_signed_in_factor(app, &mut db, caller, &presented, Some(factor)).await?;
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
-    if !store::remove_factor(&mut db, caller.user.id, factor, undo_token)
+    match store::remove_factor(&mut db, caller.user.id, factor, undo_token)
         .await
         .context("removing the factor")?
     {
-        return Err(ApiError::FactorNotFound);
+        Change::Done => {}
+        Change::Capped => return Err(capped()),
+        Change::Missing => return Err(ApiError::FactorNotFound),
     }
     tell_owner(app, caller, SecurityChange::FactorRemoved, &undo).await;
     tracing::info!("second factor removed");
@@ -273,21 +302,23 @@ pub async fn regenerate_recovery_codes(
     caller: &Caller,
     presented: Presented,
 ) -> Result<Vec<RecoveryCode>, ApiError> {
-    caller.require_step_up()?;
     if !caller.mfa {
         return Err(ApiError::FactorNotFound);
     }
+    caller.require_step_up()?;
     let mut db = app.connection().await.context("connecting to the database")?;
     prove_signed_in(app, &mut db, caller, &presented).await?;
     let codes = recovery::generate_set().context("generating the recovery codes")?;
     let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
-    if !store::replace_recovery_codes(&mut db, caller.user.id, &hashes, undo_token)
+    match store::replace_recovery_codes(&mut db, caller.user.id, &hashes, undo_token)
         .await
         .context("replacing the codes")?
     {
-        return Err(ApiError::FactorNotFound);
+        Change::Done => {}
+        Change::Capped => return Err(capped()),
+        Change::Missing => return Err(ApiError::FactorNotFound),
     }
     tell_owner(app, caller, SecurityChange::RecoveryCodesRenewed, &undo).await;
     Ok(codes)

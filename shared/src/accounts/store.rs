@@ -3,12 +3,11 @@
 //! the password changed, the account deleted. Each write is a single statement (data-modifying
 //! CTEs), atomic by itself and one round trip, run through `db::one_statement!`.
 
-use sqlx::PgConnection;
-
 use crate::db::{DbConnection, locked_then, one_statement};
+use crate::domain::FactorId;
 use crate::domain::{Email, SessionId, User, UserId};
-use crate::mfa::store::FactorId;
 use crate::sessions::store::NewSession;
+use crate::sessions::store::lock_user;
 use crate::tokens::TokenHash;
 
 /// What admitting a login attempt decided.
@@ -277,9 +276,13 @@ pub async fn start_session(
         r#"
         with verified as (
             select id from users where id = $1 and password_hash = $9 for no key update
+        ), factors as (
+            -- Locked, and so read as committed once the lock is granted: a confirmation that
+            -- held the user's row while this waited for it made its factor live, and the login
+            -- must then ask for it.
+            select id, confirmed_at from mfa_factors where user_id in (select id from verified) for share
         ), factor as (
-            select id from mfa_factors
-            where user_id in (select id from verified) and confirmed_at is not null
+            select id from factors where confirmed_at is not null
         ), source_back as (
             update login_failure_windows set failed_count = greatest(failed_count - 1, 0)
             where scope = 'source' and key = $11 and exists (select 1 from verified)
@@ -361,16 +364,6 @@ pub enum Started {
     Session,
     /// A sign-in waiting for the second factor `factor` (the `mfa_token` was stored).
     SecondFactorDue { factor: FactorId },
-}
-
-/// Locks the user's row as [`start_session`] does, for the write after it, in the same
-/// transaction ([`locked_then`]), to see every session a login opened before the lock was
-/// granted.
-pub(crate) async fn lock_user(connection: &mut PgConnection, user: UserId) -> Result<(), sqlx::Error> {
-    sqlx::query_scalar!("select 1 as \"locked!\" from users where id = $1 for no key update", user as UserId)
-        .fetch_optional(connection)
-        .await?;
-    Ok(())
 }
 
 /// Replaces the password hash of `user`, provided it is still `current_hash` (a concurrent

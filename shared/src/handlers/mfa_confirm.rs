@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Reply, Request};
-use crate::mfa::store::FactorId;
+use crate::domain::FactorId;
 use crate::second_factor;
 
 /// Confirm verifies the caller's access token, opens the pending secret, writes, signs the

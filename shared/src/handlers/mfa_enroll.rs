@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::http::{self, Reply, Request};
-use crate::mfa::store::FactorId;
+use crate::domain::FactorId;
 use crate::second_factor;
 
 /// Enroll verifies access tokens, seals the new secret and writes it.

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Reply, Request};
-use crate::mfa::store::FactorId;
+use crate::domain::FactorId;
 use crate::second_factor;
 
 /// Remove verifies access tokens, opens the factor's secret to check a code, writes, and mails

@@ -89,10 +89,10 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::config::Needs;
+use crate::domain::FactorId;
 use crate::domain::User;
 use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Request, Response};
-use crate::mfa::store::FactorId;
 use crate::second_factor::Presented;
 use crate::sessions::{Caller, Issued, SignIn};
 

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use crate::accounts::store::{Opening, Started, lock_user};
+use crate::accounts::store::{Opening, Started};
 use crate::db::{DbConnection, locked_then, one_statement};
+use crate::domain::FactorId;
 use crate::domain::{MailKind, SessionId, User, UserId};
-use crate::mfa::store::FactorId;
+use crate::sessions::store::lock_user;
 use crate::tokens::TokenHash;
 
 /// What asking for a mail decided (see [`request_mail`]).

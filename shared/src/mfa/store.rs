@@ -2,31 +2,14 @@
 //! the condition re-checked on the committed row), through `db::one_statement!`.
 
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::seal::Sealed;
 use std::time::Duration;
 
-use crate::db::{DbConnection, one_statement};
-use crate::domain::{Assurance, SessionId, User, UserId};
+use crate::db::{DbConnection, locked_then, one_statement};
+use crate::domain::{Assurance, FactorId, SessionId, User, UserId};
+use crate::sessions::store::lock_user;
 use crate::tokens::TokenHash;
-
-/// A TOTP factor's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
-#[sqlx(transparent)]
-pub struct FactorId(pub Uuid);
-
-impl FactorId {
-    /// A new, time-ordered id.
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    /// What a factor's sealed secret is bound to (the associated data): its user and its id.
-    pub fn seal_context(self, user: UserId) -> Vec<u8> {
-        [user.0.as_bytes().as_slice(), self.0.as_bytes().as_slice()].concat()
-    }
-}
 
 /// A factor as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,12 +98,37 @@ pub async fn pending_factor(
     Ok(row.map(StoredFactor::from))
 }
 
+/// The changes to a user's second factor (each mails its owner) allowed in an hour.
+pub const CHANGES_PER_HOUR: i64 = 5;
+
+/// What a change to the second factor came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Done,
+    /// Nothing to change (no such factor, or no longer pending).
+    Missing,
+    /// The user made [`CHANGES_PER_HOUR`] changes in the last hour already.
+    Capped,
+}
+
+impl Change {
+    fn of(done: bool, capped: bool) -> Self {
+        match (done, capped) {
+            (true, _) => Self::Done,
+            (false, true) => Self::Capped,
+            (false, false) => Self::Missing,
+        }
+    }
+}
+
 /// Makes the pending factor `id` live with the step its first code was for, replaces the
 /// user's recovery codes with `code_hashes`, raises `session` to two factors proven now
 /// (`["pwd","otp"]`), ends every other session of the user, voids their sign-ins waiting for a
-/// factor and clears their backoff of wrong codes, in one statement; only while the enrolment
-/// is pending, the user has no live factor (of two confirmations at once, one) and the session
-/// is live. Returns whether it did.
+/// factor, clears their backoff of wrong codes and stores the change's undo link, in one
+/// statement after the user's row lock ([`lock_user`]: a login or a verification in flight
+/// either opened its session before, and it ends here, or sees the live factor); only while the
+/// enrolment is pending, the user has no live factor and the session is live, within
+/// [`CHANGES_PER_HOUR`].
 pub async fn confirm_factor(
     db: &mut DbConnection,
     user: UserId,
@@ -129,17 +137,22 @@ pub async fn confirm_factor(
     code_hashes: &[Vec<u8>],
     session: SessionId,
     undo: UndoToken<'_>,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Change, sqlx::Error> {
     let step = i64::try_from(step).unwrap_or(i64::MAX);
-    one_statement!(db, |connection| {
-        sqlx::query_scalar!(
-        r#"
-        with live_session as (
+    let row = locked_then!(
+        db,
+        |connection| lock_user(&mut *connection, user),
+        sqlx::query!(
+            r#"
+        with allowed as (
+            select 1 where (select count(*) from security_undo_tokens
+                            where user_id = $2 and created_at > now() - interval '1 hour') < $8
+        ), live_session as (
             select id from sessions where id = $5 and user_id = $2 and revoked_at is null
         ), confirmed as (
             update mfa_factors set confirmed_at = now(), last_used_step = $3, last_used_at = now()
             where id = $1 and user_id = $2 and confirmed_at is null
-              and exists (select 1 from live_session)
+              and exists (select 1 from live_session) and exists (select 1 from allowed)
               and not exists (select 1 from mfa_factors where user_id = $2 and confirmed_at is not null)
             returning user_id
         ), old_codes as (
@@ -162,7 +175,8 @@ pub async fn confirm_factor(
             delete from mfa_tokens where user_id in (select user_id from confirmed)
         ), cleared as (
             delete from login_attempts
-            where source = 'mfa' and email in (select email from users where id in (select user_id from confirmed))
+            where source = 'mfa:session:' || $5::text
+              and email in (select email from users where id in (select user_id from confirmed))
         ), undo as (
             insert into security_undo_tokens
                 (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
@@ -175,32 +189,43 @@ pub async fn confirm_factor(
             from confirmed as c
             left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
         )
-        select exists (select 1 from confirmed) as "confirmed!"
+        select exists (select 1 from confirmed) as "done!", not exists (select 1 from allowed) as "capped!"
         "#,
-        id as FactorId,
-        user as UserId,
-        step,
-        code_hashes,
-        session as SessionId,
-        &undo.token.0[..],
-        undo.ttl.as_secs_f64(),
-    )
-    .fetch_one(connection)
-    })
+            id as FactorId,
+            user as UserId,
+            step,
+            code_hashes,
+            session as SessionId,
+            &undo.token.0[..],
+            undo.ttl.as_secs_f64(),
+            CHANGES_PER_HOUR,
+        )
+        .fetch_one(&mut *connection)
+    )?;
+    Ok(Change::of(row.done, row.capped))
 }
 
-/// Removes the user's live factor `id` with their recovery codes, and voids their sign-ins
-/// waiting for it, in one statement. Returns whether there was such a factor.
+/// Removes the user's live factor `id` with their recovery codes, voids their sign-ins waiting
+/// for it and stores the change's undo link, in one statement after the user's row lock (a
+/// verification in flight either opened its session before, or finds its token gone), within
+/// [`CHANGES_PER_HOUR`].
 pub async fn remove_factor(
     db: &mut DbConnection,
     user: UserId,
     id: FactorId,
     undo: UndoToken<'_>,
-) -> Result<bool, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
-        r#"
-        with removed as (
-            delete from mfa_factors where id = $1 and user_id = $2 and confirmed_at is not null
+) -> Result<Change, sqlx::Error> {
+    let row = locked_then!(
+        db,
+        |connection| lock_user(&mut *connection, user),
+        sqlx::query!(
+            r#"
+        with allowed as (
+            select 1 where (select count(*) from security_undo_tokens
+                            where user_id = $2 and created_at > now() - interval '1 hour') < $5
+        ), removed as (
+            delete from mfa_factors
+            where id = $1 and user_id = $2 and confirmed_at is not null and exists (select 1 from allowed)
             returning user_id
         ), codes as (
             delete from recovery_codes where user_id in (select user_id from removed)
@@ -218,28 +243,39 @@ pub async fn remove_factor(
             from removed as c
             left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
         )
-        select exists (select 1 from removed) as "removed!"
+        select exists (select 1 from removed) as "done!", not exists (select 1 from allowed) as "capped!"
         "#,
-        id as FactorId,
-        user as UserId,
-        &undo.token.0[..],
-        undo.ttl.as_secs_f64(),
-    )
-    .fetch_one(connection))
+            id as FactorId,
+            user as UserId,
+            &undo.token.0[..],
+            undo.ttl.as_secs_f64(),
+            CHANGES_PER_HOUR,
+        )
+        .fetch_one(&mut *connection)
+    )?;
+    Ok(Change::of(row.done, row.capped))
 }
 
-/// Replaces the user's recovery codes with `code_hashes`, while they have a live factor.
-/// Returns whether it did.
+/// Replaces the user's recovery codes with `code_hashes` and stores the change's undo link, in
+/// one statement after the user's row lock, while they have a live factor, within
+/// [`CHANGES_PER_HOUR`].
 pub async fn replace_recovery_codes(
     db: &mut DbConnection,
     user: UserId,
     code_hashes: &[Vec<u8>],
     undo: UndoToken<'_>,
-) -> Result<bool, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
-        r#"
-        with owner as (
-            select user_id from mfa_factors where user_id = $1 and confirmed_at is not null
+) -> Result<Change, sqlx::Error> {
+    let row = locked_then!(
+        db,
+        |connection| lock_user(&mut *connection, user),
+        sqlx::query!(
+            r#"
+        with allowed as (
+            select 1 where (select count(*) from security_undo_tokens
+                            where user_id = $1 and created_at > now() - interval '1 hour') < $5
+        ), owner as (
+            select user_id from mfa_factors
+            where user_id = $1 and confirmed_at is not null and exists (select 1 from allowed)
         ), old_codes as (
             delete from recovery_codes where user_id in (select user_id from owner)
         ), new_codes as (
@@ -257,14 +293,17 @@ pub async fn replace_recovery_codes(
             from owner as c
             left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
         )
-        select exists (select 1 from owner) as "replaced!"
+        select exists (select 1 from owner) as "done!", not exists (select 1 from allowed) as "capped!"
         "#,
-        user as UserId,
-        code_hashes,
-        &undo.token.0[..],
-        undo.ttl.as_secs_f64(),
-    )
-    .fetch_one(connection))
+            user as UserId,
+            code_hashes,
+            &undo.token.0[..],
+            undo.ttl.as_secs_f64(),
+            CHANGES_PER_HOUR,
+        )
+        .fetch_one(&mut *connection)
+    )?;
+    Ok(Change::of(row.done, row.capped))
 }
 
 /// The "this wasn't me" link a change to the second factor stores (see
@@ -275,16 +314,32 @@ pub struct UndoToken<'a> {
     pub ttl: Duration,
 }
 
-/// Undoes the change a live "this wasn't me" token was mailed for, in one statement: the
-/// token is consumed (once), with every later one of the user (each would put back a state the
-/// attacker made); the user's factor and unused recovery codes become what they were before the
-/// change; every session of theirs ends and every sign-in waiting for a factor is voided.
-/// Returns the user, or `None` for a dead token.
+/// The password hash an undo leaves: no password matches it (see `passwords::UNUSABLE`), so the
+/// next sign-in goes through a reset.
+const UNUSABLE_PASSWORD: &str = "!reset-required";
+
+/// Undoes the change a live "this wasn't me" token was mailed for, in one statement after the
+/// user's row lock: the token is consumed (once), with every later one of the user (each would
+/// put back a state the change's author made); the user's factor and unused recovery codes
+/// become what they were before the change, and a pending enrolment goes; every session ends,
+/// every sign-in waiting for a factor is voided, and the password stops working (whoever made
+/// the change proved it: the owner sets a new one through a reset link). Returns the user, or
+/// `None` for a dead token.
 pub async fn undo_security_change(
     db: &mut DbConnection,
     token: &TokenHash,
 ) -> Result<Option<UserId>, sqlx::Error> {
-    one_statement!(db, |connection| {
+    locked_then!(
+        db,
+        |connection| sqlx::query_scalar!(
+            r#"
+            select 1 as "locked!" from users
+            where id = (select user_id from security_undo_tokens where token_hash = $1)
+            for no key update
+            "#,
+            &token.0[..],
+        )
+        .fetch_optional(&mut *connection),
         sqlx::query_scalar!(
         r#"
         with consumed as (
@@ -310,12 +365,17 @@ pub async fn undo_security_change(
         ), removed as (
             delete from mfa_factors as f using consumed as c
             where f.user_id = c.user_id and f.confirmed_at is not null and c.factor_id is null
+        ), pending as (
+            delete from mfa_factors as f using consumed as c
+            where f.user_id = c.user_id and f.confirmed_at is null
         ), old_codes as (
             delete from recovery_codes where user_id in (select user_id from consumed)
         ), codes as (
             insert into recovery_codes (user_id, code_hash)
             select c.user_id, h.hash from consumed as c, unnest(c.code_hashes) as h (hash)
             on conflict do nothing
+        ), password as (
+            update users set password_hash = $2 where id in (select user_id from consumed)
         ), ended as (
             update sessions set revoked_at = now()
             where user_id in (select user_id from consumed) and revoked_at is null
@@ -329,9 +389,10 @@ pub async fn undo_security_change(
         select user_id as "user_id: UserId" from consumed
         "#,
         &token.0[..],
+        UNUSABLE_PASSWORD,
     )
-    .fetch_optional(connection)
-    })
+    .fetch_optional(&mut *connection)
+    )
 }
 
 /// A live factor as `me` shows it.
@@ -376,7 +437,12 @@ pub async fn list_factors(db: &mut DbConnection, user: UserId) -> Result<Vec<Fac
 /// Accepts a code of the live factor `id` for `step`: advances its last used step, only past the
 /// one stored (of many requests with one code at once, one), and clears the user's backoff of
 /// wrong codes. Returns whether it did.
-pub async fn accept_step(db: &mut DbConnection, id: FactorId, step: u64) -> Result<bool, sqlx::Error> {
+pub async fn accept_step(
+    db: &mut DbConnection,
+    id: FactorId,
+    step: u64,
+    presenter: Presenter<'_>,
+) -> Result<bool, sqlx::Error> {
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     one_statement!(db, |connection| {
         sqlx::query_scalar!(
@@ -387,12 +453,13 @@ pub async fn accept_step(db: &mut DbConnection, id: FactorId, step: u64) -> Resu
             returning user_id
         ), cleared as (
             delete from login_attempts
-            where source = 'mfa' and email in (select email from users where id in (select user_id from accepted))
+            where source = $3 and email in (select email from users where id in (select user_id from accepted))
         )
         select exists (select 1 from accepted) as "accepted!"
         "#,
         id as FactorId,
         step,
+        presenter.backoff_key(),
     )
     .fetch_one(connection)
     })
@@ -405,6 +472,7 @@ pub async fn use_recovery_code(
     db: &mut DbConnection,
     user: UserId,
     code_hash: &[u8],
+    presenter: Presenter<'_>,
 ) -> Result<bool, sqlx::Error> {
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
@@ -414,28 +482,41 @@ pub async fn use_recovery_code(
             returning user_id
         ), cleared as (
             delete from login_attempts
-            where source = 'mfa' and email in (select email from users where id in (select user_id from used))
+            where source = $3 and email in (select email from users where id in (select user_id from used))
         )
         select exists (select 1 from used) as "used!"
         "#,
         user as UserId,
         code_hash,
+        presenter.backoff_key(),
     )
     .fetch_one(connection))
 }
 
-/// Whose code is being checked: a sign-in's, by its `mfa_token`, or a signed-in user's.
+/// Whose code is being checked: a sign-in's, by its `mfa_token`, or a signed-in caller's.
 #[derive(Debug, Clone, Copy)]
 pub enum Presenter<'a> {
     Token(&'a TokenHash),
-    User(UserId),
+    Session { user: UserId, session: SessionId },
+}
+
+impl Presenter<'_> {
+    /// The backoff's key (`login_attempts.source`) under the user's address: one per user for
+    /// sign-ins (an `mfa_token` is only had with the password), one per session for a signed-in
+    /// caller (a stolen session's guesses hold back no one else).
+    fn backoff_key(&self) -> String {
+        match self {
+            Self::Token(_) => "mfa".to_owned(),
+            Self::Session { session, .. } => format!("mfa:session:{}", session.0),
+        }
+    }
 }
 
 /// What admitting a code decided.
 pub enum CodeAdmission {
-    /// The `mfa_token` is unknown, expired, used or out of tries.
+    /// The `mfa_token` is unknown, expired, used or out of tries (or the caller's user is gone).
     DeadToken,
-    /// The user's backoff holds: try again in `retry_after_seconds` (>= 1).
+    /// The backoff holds: try again in `retry_after_seconds` (>= 1).
     Throttled { retry_after_seconds: u64 },
     /// Counted as a wrong code (a right one takes it back): the user, and the factor to check
     /// the code against (`None` when there is none).
@@ -445,11 +526,15 @@ pub enum CodeAdmission {
 /// The tries an `mfa_token` allows.
 pub const TOKEN_TRIES: i32 = 5;
 
+/// How long an enrolment may stay pending before its confirmation is refused.
+pub const ENROLMENT_TTL: Duration = Duration::from_secs(900);
+
 /// Admits a code, in one statement, before it is checked: the `mfa_token` (when it is a
-/// sign-in's) must be live, and has a try counted, at most [`TOKEN_TRIES`]; then the user's
-/// backoff of wrong codes (`login_attempts` under the source `mfa`, the login's rule: 5 free,
-/// then 1 s doubling up to 15 minutes) admits it and counts it, under the row's lock. Reads the
-/// factor the code is for: the live one, or the pending enrolment `pending`.
+/// sign-in's) must be live with tries left; then the backoff of wrong codes ([`Presenter`]'s
+/// key; the login's rule: 5 free, then 1 s doubling up to 15 minutes) admits it and counts it,
+/// under the row's lock; then, only when admitted, the token's try is counted (at most
+/// [`TOKEN_TRIES`], re-checked under its row's lock). Reads the factor the code is for: the live
+/// one, or the enrolment `pending` while it is pending and younger than [`ENROLMENT_TTL`].
 pub async fn admit_code(
     db: &mut DbConnection,
     presenter: Presenter<'_>,
@@ -457,19 +542,19 @@ pub async fn admit_code(
 ) -> Result<CodeAdmission, sqlx::Error> {
     let (token, user) = match presenter {
         Presenter::Token(hash) => (Some(&hash.0[..]), None),
-        Presenter::User(user) => (None, Some(user)),
+        Presenter::Session { user, .. } => (None, Some(user)),
     };
-    let row = one_statement!(db, |connection| sqlx::query!(
+    let row = one_statement!(db, |connection| {
+        sqlx::query!(
         r#"
-        with token as (
-            update mfa_tokens set failed_count = failed_count + 1
-            where token_hash = $1 and expires_at > now() and failed_count < $4
-            returning user_id
-        ), target as (
-            select id, email from users where id = coalesce((select user_id from token), $2)
+        with target as (
+            select id, email from users
+            where id = coalesce(
+                (select user_id from mfa_tokens where token_hash = $1 and expires_at > now() and failed_count < $4),
+                $2)
         ), admitted as (
             insert into login_attempts as a (email, source, failed_count, last_failed_at)
-            select email, 'mfa', 1, now() from target
+            select email, $5, 1, now() from target
             on conflict on constraint login_attempts_pkey do update
             set failed_count = case
                     when a.last_failed_at <= now() - interval '24 hours' then 1
@@ -482,9 +567,16 @@ pub async fn admit_code(
                   + make_interval(secs => least(900, power(2, least(a.failed_count - 5, 10))))
                   <= now()
             returning 1
+        ), tried as (
+            update mfa_tokens set failed_count = failed_count + 1
+            where token_hash = $1 and expires_at > now() and failed_count < $4
+              and exists (select 1 from admitted)
+            returning 1
         )
         select t.id as "user?: UserId",
-               exists (select 1 from admitted) as "admitted!",
+               exists (select 1 from admitted) and ($1::bytea is null or exists (select 1 from tried))
+                   as "admitted!",
+               exists (select 1 from admitted) as "backoff_admitted!",
                coalesce(ceil(extract(epoch from
                    b.last_failed_at
                    + make_interval(secs => least(900, power(2, least(b.failed_count - 5, 10))))
@@ -494,21 +586,29 @@ pub async fn admit_code(
                f.secret_sealed as "secret_sealed?", f.last_used_step
         from (select 1) as one
         left join target as t on true
-        left join login_attempts as b on b.email = t.email and b.source = 'mfa'
+        left join login_attempts as b on b.email = t.email and b.source = $5
         left join mfa_factors as f
                on f.user_id = t.id
               and (case when $3::uuid is null then f.confirmed_at is not null
-                        else f.id = $3 and f.confirmed_at is null end)
+                        else f.id = $3 and f.confirmed_at is null
+                             and f.created_at > now() - make_interval(secs => $6) end)
         "#,
         token,
         user as Option<UserId>,
         pending as Option<FactorId>,
         TOKEN_TRIES,
+        presenter.backoff_key(),
+        ENROLMENT_TTL.as_secs_f64(),
     )
-    .fetch_one(connection))?;
+    .fetch_one(connection)
+    })?;
     let Some(user) = row.user else { return Ok(CodeAdmission::DeadToken) };
-    if !row.admitted {
+    if !row.backoff_admitted {
         return Ok(CodeAdmission::Throttled { retry_after_seconds: row.retry_after.max(1) as u64 });
+    }
+    // The token ran out of tries between the read and the count (concurrent tries).
+    if !row.admitted {
+        return Ok(CodeAdmission::DeadToken);
     }
     let factor = match (row.factor_id, row.secret_key_id, row.secret_sealed) {
         (Some(id), Some(secret_key_id), Some(secret_sealed)) => Some(StoredFactor::from(FactorRow {
@@ -524,19 +624,24 @@ pub async fn admit_code(
 
 /// After the second factor of a sign-in was accepted: consumes its `mfa_token` (once: of many
 /// requests with one token at once, one) and opens the session it was for, at `assurance`,
-/// proven now, with its first refresh token, in one statement. `None` when the token was no
-/// longer live (used, voided, expired): no session.
+/// proven now, with its first refresh token, in one statement after the user's row lock (a
+/// reset, a password change or a factor's removal either voided the token before, or ends the
+/// session after). `None` when the token was no longer live (used, voided, expired): no
+/// session.
 pub async fn open_session_with_token(
     db: &mut DbConnection,
+    user: UserId,
     token: &TokenHash,
-    session: SessionId,
-    refresh: &TokenHash,
-    ttl: Duration,
+    session: NewSessionAt<'_>,
     assurance: &Assurance,
 ) -> Result<Option<User>, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_as!(
-        User,
-        r#"
+    let NewSessionAt { id: session, refresh, ttl } = session;
+    locked_then!(
+        db,
+        |connection| lock_user(&mut *connection, user),
+        sqlx::query_as!(
+            User,
+            r#"
         with consumed as (
             delete from mfa_tokens where token_hash = $1 and expires_at > now()
             returning user_id, user_agent, ip
@@ -552,12 +657,22 @@ pub async fn open_session_with_token(
                u.email_verified_at
         from users as u join consumed as c on c.user_id = u.id
         "#,
-        &token.0[..],
-        session as SessionId,
-        &refresh.0[..],
-        ttl.as_secs_f64(),
-        assurance.aal.as_str(),
-        &assurance.amr,
+            &token.0[..],
+            session as SessionId,
+            &refresh.0[..],
+            ttl.as_secs_f64(),
+            assurance.aal.as_str(),
+            &assurance.amr,
+        )
+        .fetch_optional(&mut *connection)
     )
-    .fetch_optional(connection))
+}
+
+/// A session a verified second factor opens: its id, its first refresh token's hash and how
+/// long that token lives.
+#[derive(Clone, Copy)]
+pub struct NewSessionAt<'a> {
+    pub id: SessionId,
+    pub refresh: &'a TokenHash,
+    pub ttl: Duration,
 }

@@ -13,9 +13,9 @@ pub mod store;
 use tracing::field::Empty;
 
 use crate::app::App;
+use crate::domain::FactorId;
 use crate::domain::{SessionId, User, UserId};
 use crate::error::{ApiError, Context as _, StepUp};
-use crate::mfa::store::FactorId;
 use crate::tokens::{AccessToken, MfaToken, RefreshToken};
 use store::{Replay, SessionView};
 

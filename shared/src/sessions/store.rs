@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use sqlx::PgConnection;
 use time::OffsetDateTime;
 
 use crate::db::{DbConnection, one_statement};
@@ -326,6 +327,17 @@ pub async fn mark_authenticated(
     )
     .fetch_optional(connection))?;
     Ok(row.map(|row| Assurance::stored(&row.aal, row.amr)))
+}
+
+/// Locks the user's row, as a login opening a session does (`accounts::store::start_session`),
+/// for the write after it, in the same transaction (`db::locked_then`): a write that ends
+/// sessions or voids sign-ins then sees every session a login or a second factor opened before
+/// the lock was granted, and one that opens a session sees what such a write committed.
+pub(crate) async fn lock_user(connection: &mut PgConnection, user: UserId) -> Result<(), sqlx::Error> {
+    sqlx::query_scalar!("select 1 as \"locked!\" from users where id = $1 for no key update", user as UserId)
+        .fetch_optional(connection)
+        .await?;
+    Ok(())
 }
 
 /// A live session as the session list shows it.

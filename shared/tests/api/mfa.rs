@@ -2,11 +2,13 @@
 //! code accepted once however many requests race with it.
 
 use crate::helpers::TestApp;
-use shared::domain::{SessionId, UserId};
+use shared::accounts::store::{Attempt, Opening, PendingSignIn, Started, start_session};
+use shared::domain::{Assurance, Device, Email, FactorId, MailKind, SessionId, UserId};
 use shared::mfa::recovery::{self, RecoveryCode};
 use shared::mfa::seal::{SealingKeys, generate_key};
-use shared::mfa::store::{self, FactorId, UndoToken};
+use shared::mfa::store::{self, Change, NewSessionAt, Presenter, UndoToken};
 use shared::mfa::totp::TotpSecret;
+use shared::sessions::store::NewSession;
 use shared::tokens::{MailToken, TokenHash};
 use sqlx::PgPool;
 
@@ -19,6 +21,9 @@ async fn user(app: &TestApp, email: &str) -> UserId {
     let body = app.signed_up(email).await.body;
     UserId(body["user"]["id"].as_str().unwrap().parse().unwrap())
 }
+
+/// A code presented at sign-in (the statements key the backoff they clear by it).
+const SIGN_IN: Presenter<'static> = Presenter::Token(&TokenHash([0; 32]));
 
 /// A fresh undo link's hash.
 fn hash() -> TokenHash {
@@ -76,6 +81,7 @@ async fn live(
     let mut db = app.app.connection().await.unwrap();
     assert!(
         store::confirm_factor(&mut db, user, id, step, code_hashes, session, undo(&hash())).await.unwrap()
+            == Change::Done
     );
     id
 }
@@ -114,6 +120,7 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
         let codes: Vec<Vec<u8>> = recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
         let mut db = app.app.connection().await.unwrap();
         store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes, session, undo(&hash())).await.unwrap()
+            == Change::Done
     })
     .await;
 
@@ -125,7 +132,9 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
     assert!(live.last_used_step.is_some_and(|step| (1_000..1_010).contains(&step)));
     // A new enrolment is pending beside the live factor; it cannot go live while one is.
     let (next, _) = enrol(&app, &keys, alice).await;
-    assert!(!store::confirm_factor(&mut db, alice, next, 2_000, &[], session, undo(&hash())).await.unwrap());
+    let again =
+        store::confirm_factor(&mut db, alice, next, 2_000, &[], session, undo(&hash())).await.unwrap();
+    assert_eq!(again, Change::Missing);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -136,15 +145,15 @@ async fn twenty_concurrent_uses_of_one_totp_step_accept_it_once(pool: PgPool) {
 
     let (accepted, outcomes) = at_once(&app, 20, |app, _| async move {
         let mut db = app.app.connection().await.unwrap();
-        store::accept_step(&mut db, id, 101).await.unwrap()
+        store::accept_step(&mut db, id, 101, SIGN_IN).await.unwrap()
     })
     .await;
 
     assert_eq!(accepted, 1, "{outcomes:?}");
     let mut db = app.app.connection().await.unwrap();
-    assert!(!store::accept_step(&mut db, id, 100).await.unwrap(), "an earlier step");
-    assert!(!store::accept_step(&mut db, id, 101).await.unwrap(), "the same step again");
-    assert!(store::accept_step(&mut db, id, 102).await.unwrap(), "the next step");
+    assert!(!store::accept_step(&mut db, id, 100, SIGN_IN).await.unwrap(), "an earlier step");
+    assert!(!store::accept_step(&mut db, id, 101, SIGN_IN).await.unwrap(), "the same step again");
+    assert!(store::accept_step(&mut db, id, 102, SIGN_IN).await.unwrap(), "the next step");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -162,15 +171,18 @@ async fn twenty_concurrent_uses_of_one_recovery_code_spend_it_once(pool: PgPool)
         async move {
             let mut db = app.app.connection().await.unwrap();
             let hash = recovery::hash_presented(&typed).unwrap();
-            store::use_recovery_code(&mut db, alice, &hash).await.unwrap()
+            store::use_recovery_code(&mut db, alice, &hash, SIGN_IN).await.unwrap()
         }
     })
     .await;
 
     assert_eq!(spent, 1, "{outcomes:?}");
     let mut db = app.app.connection().await.unwrap();
-    assert!(!store::use_recovery_code(&mut db, bob, &hashes[4]).await.unwrap(), "not bob's code");
-    assert!(store::use_recovery_code(&mut db, alice, &hashes[4]).await.unwrap(), "another of alice's");
+    assert!(!store::use_recovery_code(&mut db, bob, &hashes[4], SIGN_IN).await.unwrap(), "not bob's code");
+    assert!(
+        store::use_recovery_code(&mut db, alice, &hashes[4], SIGN_IN).await.unwrap(),
+        "another of alice's"
+    );
     let stored: Vec<Vec<u8>> =
         sqlx::query_scalar("select code_hash from recovery_codes").fetch_all(&app.pool).await.unwrap();
     assert!(stored.iter().all(|hash| hash.len() == 32), "only SHA-256 hashes are stored");
@@ -187,4 +199,151 @@ async fn deleting_the_account_takes_its_factor_and_codes(pool: PgPool) {
 
     assert_eq!(count(&app, "select count(*) from mfa_factors where user_id = $1", alice).await, 0);
     assert_eq!(count(&app, "select count(*) from recovery_codes where user_id = $1", alice).await, 0);
+}
+
+/// What a login and a reset open: a session, or a sign-in waiting for the factor.
+fn opening<'a>(device: &'a Device, refresh: &'a TokenHash, pending: &'a TokenHash) -> Opening<'a> {
+    let ttl = std::time::Duration::from_secs(3600);
+    Opening {
+        session: NewSession { id: SessionId::generate(), token: refresh, ttl, device },
+        pending: PendingSignIn { token: pending, ttl },
+    }
+}
+
+async fn live_sessions(app: &TestApp, user: UserId) -> i64 {
+    count(app, "select count(*) from sessions where user_id = $1 and revoked_at is null", user).await
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn logins_racing_a_confirmation_keep_no_session_without_the_factor(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
+    let session = session_of(&app, alice).await;
+    let email = Email::parse("alice@example.com").unwrap();
+    let password_hash: String =
+        sqlx::query_scalar("select password_hash from users").fetch_one(&app.pool).await.unwrap();
+    for round in 0..10 {
+        let (id, _) = enrol(&app, &keys, alice).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Logins that proved the password, each opening a session as fast as its statement goes.
+        let logins: Vec<_> = (0..3)
+            .map(|_| {
+                let (app, email, stored, stop) =
+                    (app.clone(), email.clone(), password_hash.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let device = Device { user_agent: None, ip: None };
+                    let mut db = app.app.connection().await.unwrap();
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let (refresh, pending) = (hash_of_new_token(), hash_of_new_token());
+                        let attempt = Attempt::Login { source: None, source_limit: u32::MAX };
+                        start_session(
+                            &mut db,
+                            alice,
+                            &email,
+                            attempt,
+                            &stored,
+                            None,
+                            opening(&device, &refresh, &pending),
+                        )
+                        .await
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let mut db = app.app.connection().await.unwrap();
+        let confirmed = store::confirm_factor(&mut db, alice, id, 1_000 + round, &[], session, undo(&hash()))
+            .await
+            .unwrap();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        futures_util::future::join_all(logins).await;
+
+        assert_eq!(confirmed, Change::Done, "round {round}");
+        assert_eq!(live_sessions(&app, alice).await, 1, "round {round}: only the confirming session");
+        // Back to no factor, for the next round (and under the hourly cap).
+        sqlx::raw_sql("delete from mfa_factors; delete from security_undo_tokens")
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_verification_racing_a_reset_keeps_no_session(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let (keys, alice) = (keys(), user(&app, "alice@example.com").await);
+    live(&app, &keys, alice, 100, &[]).await;
+    let email = Email::parse("alice@example.com").unwrap();
+    let device = Device { user_agent: None, ip: None };
+    let assurance = Assurance::second_factor(shared::domain::SecondFactor::Totp);
+    for round in 0..20 {
+        let stored: String =
+            sqlx::query_scalar("select password_hash from users").fetch_one(&app.pool).await.unwrap();
+        let mut db = app.app.connection().await.unwrap();
+        let (unused, waiting) = (hash_of_new_token(), hash_of_new_token());
+        let attempt = Attempt::Login { source: None, source_limit: u32::MAX };
+        let started = start_session(
+            &mut db,
+            alice,
+            &email,
+            attempt,
+            &stored,
+            None,
+            opening(&device, &unused, &waiting),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(started, Started::SecondFactorDue { .. }));
+        let link = MailToken::generate().unwrap();
+        sqlx::query("delete from mail_quota").execute(&app.pool).await.unwrap();
+        shared::links::store::request_mail(
+            &mut db,
+            email.as_str(),
+            MailKind::ResetPassword,
+            &link.hash(),
+            u32::MAX,
+            None,
+        )
+        .await
+        .unwrap();
+        let (refresh, next_pending) = (hash_of_new_token(), hash_of_new_token());
+        let new_hash = format!("{stored}-{round}");
+
+        let verify = async {
+            let mut db = app.app.connection().await.unwrap();
+            let session = NewSessionAt {
+                id: SessionId::generate(),
+                refresh: &refresh,
+                ttl: std::time::Duration::from_secs(60),
+            };
+            store::open_session_with_token(&mut db, alice, &waiting, session, &assurance).await.unwrap()
+        };
+        let reset = async {
+            let mut db = app.app.connection().await.unwrap();
+            let (unused, _) = (hash_of_new_token(), ());
+            shared::links::store::reset_password(
+                &mut db,
+                &link.hash(),
+                alice,
+                &new_hash,
+                opening(&device, &unused, &next_pending),
+            )
+            .await
+            .unwrap()
+        };
+        let (verified, reset) = tokio::join!(verify, reset);
+
+        assert!(reset.is_some(), "round {round}: the reset went through");
+        assert_eq!(
+            live_sessions(&app, alice).await,
+            0,
+            "round {round}: the verification {} a session, and the reset ended every one",
+            if verified.is_some() { "opened" } else { "opened no" }
+        );
+    }
+}
+
+fn hash_of_new_token() -> TokenHash {
+    MailToken::generate().unwrap().hash()
 }

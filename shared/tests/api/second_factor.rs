@@ -12,6 +12,7 @@ use shared::tokens::{Claims, MailToken};
 use sqlx::PgPool;
 
 const EMAIL: &str = "alice@example.com";
+const NEW_PASSWORD: &str = "violet tractor umbrella sunrise";
 
 /// The current TOTP step.
 fn now_step() -> u64 {
@@ -102,10 +103,44 @@ impl TestApp {
 
     /// A login that the factor must finish: its `mfa_token`.
     async fn mfa_token(&self, email: &str) -> String {
-        let login = self.post_login(email, PASSWORD).await;
+        self.mfa_token_with(email, PASSWORD).await
+    }
+
+    /// [`Self::mfa_token`], with `password`.
+    async fn mfa_token_with(&self, email: &str, password: &str) -> String {
+        let login = self.post_login(email, password).await;
         assert_eq!(login.status, 200, "{}", login.body);
         assert_eq!(login.body["mfa_required"], true, "{}", login.body);
         login.body["mfa_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A password reset through a link stored for `email` (as the forgot-password mail would
+    /// carry it): the reset's answer.
+    async fn reset_by_link(&self, email: &str, password: &str) -> Response {
+        let link = MailToken::generate().unwrap();
+        // As if the minute between two reset mails had passed.
+        sqlx::query("update mail_quota set reset_password_sent_at = null, window_count = 1 where email = $1")
+            .bind(email)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        let mut db = self.app.connection().await.unwrap();
+        shared::links::store::request_mail(
+            &mut db,
+            email,
+            MailKind::ResetPassword,
+            &link.hash(),
+            u32::MAX,
+            None,
+        )
+        .await
+        .unwrap();
+        db.release();
+        let reset = self
+            .post_json(Endpoint::ResetPassword, &json!({ "token": link.expose(), "password": password }))
+            .await;
+        assert_eq!(reset.status, 200, "{}", reset.body);
+        reset
     }
 
     /// Moves the session's proofs back by `minutes`, as time passing would.
@@ -305,19 +340,9 @@ async fn a_reset_with_mfa_on_signs_in_only_through_the_factor_and_voids_waiting_
     let app = TestApp::new(pool);
     let enrolled = app.enrolled(EMAIL).await;
     let waiting = app.mfa_token(EMAIL).await;
-    let link = MailToken::generate().unwrap();
-    let mut db = app.app.connection().await.unwrap();
-    shared::links::store::request_mail(&mut db, EMAIL, MailKind::ResetPassword, &link.hash(), u32::MAX, None)
-        .await
-        .unwrap();
-    db.release();
 
-    let new_password = "violet tractor umbrella sunrise";
-    let reset = app
-        .post_json(Endpoint::ResetPassword, &json!({ "token": link.expose(), "password": new_password }))
-        .await;
+    let reset = app.reset_by_link(EMAIL, NEW_PASSWORD).await;
 
-    assert_eq!(reset.status, 200, "{}", reset.body);
     assert_eq!(reset.body["mfa_required"], true, "a mailbox alone opens no session: {}", reset.body);
     assert!(reset.body.get("access_token").is_none());
     assert_eq!(app.post_refresh(&enrolled.refresh).await.status, 401, "every session ended");
@@ -445,8 +470,11 @@ async fn a_factor_added_by_someone_else_is_undone_by_the_owners_link_which_ends_
     assert_eq!((again.status, again.error_code()), (400, "invalid_token"), "the link works once");
     assert_eq!(app.post_refresh(&enrolled.refresh).await.status, 401, "every session ended");
     assert_eq!(app.get_me(&enrolled.access).await.status, 401);
+    // The intruder proved the password: it stops working, and a reset link sets a new one.
     let login = app.post_login(&email, PASSWORD).await;
-    assert!(login.body.get("access_token").is_some(), "the intruder's factor is gone: {}", login.body);
+    assert_eq!((login.status, login.error_code()), (401, "invalid_credentials"));
+    let reset = app.reset_by_link(&email, NEW_PASSWORD).await;
+    assert!(reset.body.get("access_token").is_some(), "the intruder's factor is gone: {}", reset.body);
     assert_eq!(app.count("select count(*) from recovery_codes").await, 0);
 }
 
@@ -485,13 +513,86 @@ async fn a_removed_factor_and_renewed_codes_are_put_back_by_their_links(pool: Pg
 
     assert_eq!(undone.status, 204, "{}", undone.body);
     assert_eq!((later.status, later.error_code()), (400, "invalid_token"));
-    let token = app.mfa_token(&email).await;
+    let reset = app.reset_by_link(&email, NEW_PASSWORD).await;
+    assert_eq!(reset.body["mfa_required"], true, "the factor is back: {}", reset.body);
+    let token = app.mfa_token_with(&email, NEW_PASSWORD).await;
     let new_code =
         app.verify_mfa(&token, json!({ "recovery_code": renewed.body["recovery_codes"][1] })).await;
     let old_code = app.verify_mfa(&token, json!({ "recovery_code": enrolled.recovery_codes[1] })).await;
     assert_eq!(new_code.status, 401, "the renewed set is gone");
     assert_eq!(old_code.status, 200, "{}", old_code.body);
     let code = enrolled.secret.code_at(enrolled.confirmed_step + 1);
-    let with_app = app.verify_mfa(&app.mfa_token(&email).await, json!({ "code": code })).await;
+    let with_app =
+        app.verify_mfa(&app.mfa_token_with(&email, NEW_PASSWORD).await, json!({ "code": code })).await;
     assert_eq!(with_app.status, 200, "the owner's authenticator app works again: {}", with_app.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_sixth_change_to_the_factor_within_an_hour_is_refused(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let mut codes = enrolled.recovery_codes.clone();
+
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let renewed = app.new_recovery_codes(&enrolled.access, json!({ "recovery_code": codes[0] })).await;
+        statuses.push(renewed.status);
+        if renewed.status == 200 {
+            codes = renewed.body["recovery_codes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
+        }
+    }
+
+    // The confirmation was the first change of the hour.
+    assert_eq!(statuses, [200, 200, 200, 200, 429], "four renewals after it, then the cap");
+    assert_eq!(app.count("select count(*) from security_undo_tokens").await, 5, "five changes mailed");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_enrolment_is_confirmed_within_fifteen_minutes_and_a_step_up(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let signup = app.signed_up(EMAIL).await;
+    let enrolment = app.enroll(&signup.access_token()).await;
+    let secret = TotpSecret::from_base32(enrolment.body["secret"].as_str().unwrap()).unwrap();
+    let factor_id = enrolment.body["factor_id"].as_str().unwrap();
+    let code = secret.code_at(now_step());
+
+    sqlx::query("update mfa_factors set created_at = now() - interval '16 minutes'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let stale = app.confirm(&signup.access_token(), factor_id, &code).await;
+    sqlx::query("update mfa_factors set created_at = now()").execute(&app.pool).await.unwrap();
+    app.proofs_ago(&signup.access_token(), 6).await;
+    let no_step_up = app.confirm(&signup.access_token(), factor_id, &code).await;
+
+    assert_eq!((stale.status, stale.error_code()), (404, "factor_not_found"));
+    assert_eq!((no_step_up.status, no_step_up.error_code()), (403, "step_up_required"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn no_verification_racing_a_reset_keeps_a_session(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let mut password = PASSWORD.to_owned();
+    for round in 0..4 {
+        let token = app.mfa_token_with(EMAIL, &password).await;
+        let next = format!("{NEW_PASSWORD} {round}");
+        let code = json!({ "recovery_code": enrolled.recovery_codes[round] });
+
+        let (verified, reset) = tokio::join!(app.verify_mfa(&token, code), app.reset_by_link(EMAIL, &next));
+
+        assert_eq!(reset.body["mfa_required"], true);
+        let live = app.count("select count(*) from sessions where revoked_at is null").await;
+        assert_eq!(
+            live, 0,
+            "round {round}: verify answered {}, and the reset ended every session",
+            verified.status
+        );
+        password = next;
+    }
 }

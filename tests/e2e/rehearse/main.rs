@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail, ensure};
 use http::Method;
@@ -24,6 +24,8 @@ use sqlx::Connection as _;
 use sqlx::postgres::PgConnectOptions;
 
 use secrecy::SecretString;
+use shared::mfa::seal::SealingKeys;
+use shared::mfa::totp::{self, TotpSecret};
 use shared::tokens::{SigningAlgorithm, SigningKey, TokenSigner};
 use test_support::samples::Fixture;
 
@@ -31,7 +33,8 @@ use crate::api::{Api, WatchedMetric, text, token_claims, token_header};
 
 const USAGE: &str = "\
 usage: rehearse --bin-dir DIR --env-vars FILE --database-url URL --database NAME
-                --signing-key PEM --kid KID [--parameter NAME=VALUE]... [--template FILE]
+                --signing-key PEM --kid KID --mfa-keys FILE [--parameter NAME=VALUE]...
+                [--template FILE]
                 [--events DIR] [--wrapper COMMAND]
 
 Runs, against the empty database NAME on the server of URL (an administrator's URL), the
@@ -85,6 +88,8 @@ struct Options {
     template: PathBuf,
     signing_key: PathBuf,
     kid: String,
+    /// The MFA key ring's JSON (the secret's value), which the fixture seals factors with.
+    mfa_keys: PathBuf,
     parameters: BTreeMap<String, String>,
     bin_dir: PathBuf,
     env_vars: PathBuf,
@@ -99,7 +104,7 @@ impl Options {
         let mut template = PathBuf::from("template.yaml");
         let mut events = PathBuf::from("events");
         let (mut bin_dir, mut env_vars, mut database_url, mut database) = (None, None, None, None);
-        let (mut signing_key, mut kid) = (None, None);
+        let (mut signing_key, mut kid, mut mfa_keys) = (None, None, None);
         let mut wrapper = Vec::new();
         let mut parameters = BTreeMap::new();
         let mut args = args.iter();
@@ -109,6 +114,7 @@ impl Options {
                 "--template" => template = value.into(),
                 "--signing-key" => signing_key = Some(PathBuf::from(value)),
                 "--kid" => kid = Some(value),
+                "--mfa-keys" => mfa_keys = Some(PathBuf::from(value)),
                 "--parameter" => {
                     let (name, value) = value.split_once('=').context("--parameter takes NAME=VALUE")?;
                     parameters.insert(name.to_owned(), value.to_owned());
@@ -126,6 +132,7 @@ impl Options {
             template,
             signing_key: signing_key.context("--signing-key is required")?,
             kid: kid.context("--kid is required")?,
+            mfa_keys: mfa_keys.context("--mfa-keys is required")?,
             parameters,
             bin_dir: bin_dir.context("--bin-dir is required")?,
             env_vars: env_vars.context("--env-vars is required")?,
@@ -387,7 +394,50 @@ async fn smoke(api: &Api<'_>) -> anyhow::Result<Value> {
     .await?;
 
     lifecycle(api, &email, &signup_token).await?;
+    second_factor(api).await?;
     token_claims(&signup_token)
+}
+
+/// The TOTP flow on the same artifacts: an authenticator app enrolled and confirmed (the secret
+/// sealed with the ring from Secrets Manager in one function, opened in another), a login that
+/// asks for it, and its code finishing the sign-in at aal2.
+async fn second_factor(api: &Api<'_>) -> anyhow::Result<()> {
+    let email = format!("rehearsal-mfa-{}@example.com", uuid::Uuid::new_v4().simple());
+    let credentials = json!({ "email": email, "password": PASSWORD });
+    let (signup, _) = api.expect(api.post("/auth/signup", &credentials), 201).await?;
+    let access = text(&signup, "access_token")?;
+    let (secret, factor) = step("POST /auth/mfa/totp/enroll", async {
+        let (enrolment, detail) =
+            api.expect(api.request(Method::POST, "/auth/mfa/totp/enroll", Some(&access), None), 200).await?;
+        let secret = TotpSecret::from_base32(&text(&enrolment, "secret")?).context("a base32 secret")?;
+        Ok(((secret, text(&enrolment, "factor_id")?), detail))
+    })
+    .await?;
+    let step_now = totp::step_of(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs());
+    step("POST /auth/mfa/totp/confirm", async {
+        let body = json!({ "factor_id": factor, "code": secret.code_at(step_now) });
+        let (confirmed, detail) = api
+            .expect(api.request(Method::POST, "/auth/mfa/totp/confirm", Some(&access), Some(&body)), 200)
+            .await?;
+        let codes = confirmed["recovery_codes"].as_array().map_or(0, Vec::len);
+        ensure!(codes == 10, "{codes} recovery codes");
+        Ok(((), detail))
+    })
+    .await?;
+    let mfa_token = step("POST /auth/login asks for the second factor", async {
+        let (login, detail) = api.expect(api.post("/auth/login", &credentials), 200).await?;
+        ensure!(login["mfa_required"] == true && login.get("access_token").is_none(), "{login}");
+        Ok((text(&login, "mfa_token")?, detail))
+    })
+    .await?;
+    step("POST /auth/mfa/verify signs in at aal2", async {
+        let body = json!({ "mfa_token": mfa_token, "code": secret.code_at(step_now + 1) });
+        let (tokens, detail) = api.expect(api.post("/auth/mfa/verify", &body), 200).await?;
+        let claims = token_claims(&text(&tokens, "access_token")?)?;
+        ensure!(claims["aal"] == "aal2" && claims["amr"] == json!(["pwd", "otp"]), "claims {claims}");
+        Ok(((), detail))
+    })
+    .await
 }
 
 /// What fills the sample events: accounts made in the rehearsal's database, access tokens signed
@@ -406,7 +456,10 @@ async fn fixture(options: &Options, claims: &Value) -> anyhow::Result<(Fixture, 
     let refresh_key = SecretString::from(uuid::Uuid::new_v4().simple().to_string().repeat(2));
     let signer =
         TokenSigner::new(key, &refresh_key, issuer.as_str().into(), audience, Duration::from_secs(900))?;
-    Ok((Fixture::new(pool, signer).await?, format!("issuer {issuer}")))
+    let ring = std::fs::read_to_string(&options.mfa_keys)
+        .with_context(|| format!("reading {}", options.mfa_keys.display()))?;
+    let fixture = Fixture::new(pool, signer).await?.with_mfa_keys(SealingKeys::from_json(&ring)?);
+    Ok((fixture, format!("issuer {issuer}")))
 }
 
 /// The account lifecycle on the same artifacts, as far as a client without the mailbox goes,

@@ -18,10 +18,12 @@ use shared::accounts::store::{
     Attempt, Opening, PendingSignIn, Started, create_user_with_session, start_session,
 };
 use shared::db::{Database, DbConnection};
+use shared::domain::FactorId;
 use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
 use shared::links::store::{MailRequest, request_mail};
 use shared::mfa::recovery::{self, RecoveryCode};
-use shared::mfa::store::{FactorId, UndoToken, confirm_factor, replace_pending_factor};
+use shared::mfa::seal::SealingKeys;
+use shared::mfa::store::{Change, UndoToken, confirm_factor, replace_pending_factor};
 use shared::mfa::totp::{self, TotpSecret};
 use shared::sessions::store::NewSession;
 use shared::tokens::{MailToken, MfaToken, RefreshToken, TokenSigner};
@@ -105,6 +107,7 @@ pub struct Fixture {
     db: Database,
     signer: TokenSigner,
     password_hash: String,
+    mfa_keys: SealingKeys,
 }
 
 impl Fixture {
@@ -113,7 +116,13 @@ impl Fixture {
     pub async fn new(pool: PgPool, signer: TokenSigner) -> anyhow::Result<Self> {
         let email = Email::parse("sample@example.com")?;
         let password_hash = shared::passwords::hash(Password::parse(PASSWORD.to_owned(), &email)?).await?;
-        Ok(Self { db: Database::from_pool(pool), signer, password_hash })
+        Ok(Self { db: Database::from_pool(pool), signer, password_hash, mfa_keys: crate::mfa_keys() })
+    }
+
+    /// Seals the factors it makes with `keys`, the functions' MFA key ring (by default the tests'
+    /// ring, [`crate::MFA_KEYS`], which every local run but the rehearsal gives them).
+    pub fn with_mfa_keys(self, keys: SealingKeys) -> Self {
+        Self { mfa_keys: keys, ..self }
     }
 
     /// `event` with every placeholder replaced: a fresh account when it names one, a fresh
@@ -146,21 +155,24 @@ impl Fixture {
             (REFRESH_TOKEN, refresh.expose().to_owned()),
         ];
         if event.contains(PENDING_FACTOR_ID) {
-            let (factor, secret) = enrol(&mut db, user.id).await?;
+            let (factor, secret) = enrol(&mut db, &self.mfa_keys, user.id).await?;
             values.push((PENDING_FACTOR_ID, factor.0.to_string()));
             values.push((TOTP_CODE, secret.code_at(now_step() + 1)));
         } else if LIVE_FACTOR_PLACEHOLDERS.iter().any(|placeholder| event.contains(placeholder)) {
             // Confirmed two steps back, within the session: the session proved the factor just
             // now, and the code (of the next step, so that a sample filled ahead of its call
             // still works for a minute or more) is fresh.
-            let (factor, secret) = enrol(&mut db, user.id).await?;
+            let (factor, secret) = enrol(&mut db, &self.mfa_keys, user.id).await?;
             let codes = recovery::generate_set()?;
             let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
             let undo_link = MailToken::generate()?;
             let undo = UndoToken { token: &undo_link.hash(), ttl: Duration::from_secs(3600) };
             let confirmed =
                 confirm_factor(&mut db, user.id, factor, now_step() - 2, &hashes, session, undo).await?;
-            anyhow::ensure!(confirmed, "the sample's factor was not confirmed");
+            anyhow::ensure!(
+                confirmed == Change::Done,
+                "the sample's factor was not confirmed: {confirmed:?}"
+            );
             values.push((FACTOR_ID, factor.0.to_string()));
             values.push((TOTP_CODE, secret.code_at(now_step() + 1)));
             values.push((RECOVERY_CODE, codes[0].expose().to_owned()));
@@ -228,11 +240,14 @@ fn now_step() -> u64 {
     )
 }
 
-/// A pending TOTP enrolment of `user`, its secret sealed with the tests' ring (the one every
-/// local run gives the functions: [`crate::MFA_KEYS`]).
-async fn enrol(db: &mut DbConnection, user: UserId) -> anyhow::Result<(FactorId, TotpSecret)> {
+/// A pending TOTP enrolment of `user`, its secret sealed with `keys`.
+async fn enrol(
+    db: &mut DbConnection,
+    keys: &SealingKeys,
+    user: UserId,
+) -> anyhow::Result<(FactorId, TotpSecret)> {
     let (factor, secret) = (FactorId::generate(), TotpSecret::generate()?);
-    let sealed = crate::mfa_keys().seal(secret.expose(), &factor.seal_context(user))?;
+    let sealed = keys.seal(secret.expose(), &factor.seal_context(user))?;
     replace_pending_factor(db, user, factor, &sealed).await.context("storing the enrolment")?;
     Ok((factor, secret))
 }
