@@ -166,3 +166,76 @@ async fn ten_clients_with_one_code_and_ten_with_one_recovery_code_each_sign_in_o
     one_success(&code_statuses);
     one_success(&recovery_statuses);
 }
+
+/// The emulator with mail through the local SES (the change notices carry their undo links).
+async fn with_mail() -> TestApi {
+    test_support::verify_mail_identity().await;
+    let outbox = std::env::temp_dir().join(format!("outbox-{}", uuid::Uuid::new_v4().simple()));
+    TestApi::start_with(|config| crate::account::with_mail(config, test_support::MAIL_FROM, &outbox)).await
+}
+
+/// The token of the newest mail to `address` whose subject is `subject`.
+async fn link_in(address: &str, subject: &str) -> String {
+    let mails = test_support::sent_mail(address).await;
+    let mail = mails.iter().rev().find(|mime| test_support::read_mail(mime).subject == subject);
+    test_support::link_token(mail.unwrap_or_else(|| panic!("no mail {subject:?} to {address}")))
+}
+
+#[tokio::test]
+async fn step_ups_a_reset_with_the_factor_on_and_the_owners_undo_link_through_the_binaries() {
+    let api = with_mail().await;
+    let user = enrolled(&api).await;
+
+    // Step-up: a proof older than five minutes is not enough to remove the factor; a
+    // password re-entered is not a second factor; a code is.
+    sqlx::query("update sessions set authenticated_at = now() - interval '6 minutes', second_factor_at = now() - interval '6 minutes'")
+        .execute(&api.db.pool)
+        .await
+        .unwrap();
+    let remove_path = format!("/auth/mfa/totp/{}", user.factor_id);
+    let code = json!({ "code": user.secret.code_at(user.step + 1) });
+    let stale = api.bearer(Method::DELETE, &remove_path, &user.access, Some(code.clone())).await;
+    let password = api
+        .bearer(Method::POST, "/auth/reauthenticate", &user.access, Some(json!({ "password": PASSWORD })))
+        .await;
+    let still = api.bearer(Method::DELETE, &remove_path, &password.access_token(), Some(code.clone())).await;
+    let stepped_up = api.bearer(Method::POST, "/auth/reauthenticate", &user.access, Some(code)).await;
+    assert_eq!((stale.status, stale.body["required"].as_str()), (403, Some("aal2")), "{}", stale.text);
+    assert_eq!(password.status, 200, "{}", password.text);
+    assert_eq!((still.status, still.body["required"].as_str()), (403, Some("aal2")), "{}", still.text);
+    assert_eq!(stepped_up.status, 200, "{}", stepped_up.text);
+    assert_eq!(assurance(&stepped_up.access_token()).0, "aal2");
+
+    // A reset link sets the password and ends every session, and only the factor signs in.
+    api.post_json("/auth/password/forgot", &json!({ "email": user.address })).await;
+    let token = link_in(&user.address, "Reset your password").await;
+    let new_password = "violet tractor umbrella sunrise";
+    let reset =
+        api.post_json("/auth/password/reset", &json!({ "token": token, "password": new_password })).await;
+    assert_eq!((reset.status, &reset.body["mfa_required"]), (200, &json!(true)), "{}", reset.text);
+    assert!(reset.body.get("access_token").is_none());
+    assert_eq!(api.get_me(&stepped_up.access_token()).await.status, 401, "every session ended");
+    let body = json!({ "mfa_token": reset.body["mfa_token"], "recovery_code": user.codes[0] });
+    let signed_in = api.post_json("/auth/mfa/verify", &body).await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text);
+
+    // "This wasn't me": the link of the enrolment's mail takes the factor off, ends every
+    // session and leaves the password unusable until a reset.
+    let undo = link_in(&user.address, "A second factor was added to your account").await;
+    let undone = api.post_json("/auth/security/undo", &json!({ "token": undo })).await;
+    let again = api.post_json("/auth/security/undo", &json!({ "token": undo })).await;
+    assert_eq!(undone.status, 204, "{}", undone.text);
+    assert_eq!((again.status, again.body["error"].as_str()), (400, Some("invalid_token")));
+    assert_eq!(api.post_refresh(&signed_in.refresh_token()).await.status, 401);
+    let login =
+        api.post_json("/auth/login", &json!({ "email": user.address, "password": new_password })).await;
+    assert_eq!(
+        (login.status, login.body["error"].as_str()),
+        (401, Some("invalid_credentials")),
+        "{}",
+        login.text
+    );
+    let factors: i64 =
+        sqlx::query_scalar("select count(*) from mfa_factors").fetch_one(&api.db.pool).await.unwrap();
+    assert_eq!(factors, 0, "the factor is gone");
+}
