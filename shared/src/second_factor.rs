@@ -133,6 +133,14 @@ fn capped() -> ApiError {
     ApiError::TooManyAttempts { retry_after: 3600 }
 }
 
+/// Refuses a change past the hourly cap before its proof spends a code.
+async fn within_the_cap(db: &mut DbConnection, user: UserId) -> Result<(), ApiError> {
+    if store::changes_capped(db, user).await.context("counting the factor's changes")? {
+        return Err(capped());
+    }
+    Ok(())
+}
+
 /// Finishes a sign-in that waits for its second factor: the `mfa_token` (checked first: 401
 /// `invalid_mfa_token`), then the code (401 `invalid_mfa_code`; 429 once the user's backoff
 /// holds), then the token consumed and the session opened at aal2, in one statement.
@@ -208,6 +216,7 @@ pub async fn confirm(
     let tokens = app.tokens().await.context("loading the signing key")?;
     let user = caller.user.id;
     let mut db = app.connection().await.context("connecting to the database")?;
+    within_the_cap(&mut db, user).await?;
     let presenter = Presenter::Session { user, session: caller.session };
     let pending =
         match store::admit_code(&mut db, presenter, Some(factor)).await.context("admitting the code")? {
@@ -278,6 +287,7 @@ pub async fn remove(
     }
     caller.require_step_up()?;
     let mut db = app.connection().await.context("connecting to the database")?;
+    within_the_cap(&mut db, caller.user.id).await?;
     prove_signed_in_factor(app, &mut db, caller, &presented, Some(factor)).await?;
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
@@ -307,6 +317,7 @@ pub async fn regenerate_recovery_codes(
     }
     caller.require_step_up()?;
     let mut db = app.connection().await.context("connecting to the database")?;
+    within_the_cap(&mut db, caller.user.id).await?;
     prove_signed_in(app, &mut db, caller, &presented).await?;
     let codes = recovery::generate_set().context("generating the recovery codes")?;
     let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();

@@ -121,6 +121,21 @@ impl Change {
     }
 }
 
+/// Whether the user made [`CHANGES_PER_HOUR`] changes to their factor in the last hour: read
+/// before a change spends a code on its proof (the change's own statement counts again, under
+/// the user's lock).
+pub async fn changes_capped(db: &mut DbConnection, user: UserId) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        select count(*) >= $2 as "capped!" from security_undo_tokens
+        where user_id = $1 and created_at > now() - interval '1 hour'
+        "#,
+        user as UserId,
+        CHANGES_PER_HOUR,
+    )
+    .fetch_one(connection))
+}
+
 /// Makes the pending factor `id` live with the step its first code was for, replaces the
 /// user's recovery codes with `code_hashes`, raises `session` to two factors proven now
 /// (`["pwd","otp"]`), ends every other session of the user, voids their sign-ins waiting for a

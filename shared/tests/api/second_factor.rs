@@ -550,6 +550,8 @@ async fn a_sixth_change_to_the_factor_within_an_hour_is_refused(pool: PgPool) {
     // The confirmation was the first change of the hour.
     assert_eq!(statuses, [200, 200, 200, 200, 429], "four renewals after it, then the cap");
     assert_eq!(app.count("select count(*) from security_undo_tokens").await, 5, "five changes mailed");
+    let kept = app.verify_mfa(&app.mfa_token(EMAIL).await, json!({ "recovery_code": codes[0] })).await;
+    assert_eq!(kept.status, 200, "the refused renewal spent no code: {}", kept.body);
 }
 
 #[sqlx::test(migrations = "../migrations")]
