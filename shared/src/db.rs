@@ -396,14 +396,26 @@ impl Statement<'_> {
     /// succeeded, rolled back when it failed, and in both cases with every prepared statement
     /// deallocated, in one round trip. Hands back the statement's own result (or, after a
     /// success, the commit's failure).
-    pub async fn end<T>(mut self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+    pub async fn end<T>(self, result: Result<T, sqlx::Error>) -> Result<T, sqlx::Error> {
+        let commit = result.is_ok();
+        self.finish(result, commit).await
+    }
+
+    /// Ends a transaction ([`DbConnection::transaction`]) rolled back though its statements
+    /// succeeded (what they wrote is not wanted after all), handing back `value`, or the
+    /// rollback's failure.
+    pub async fn roll_back<T>(self, value: T) -> Result<T, sqlx::Error> {
+        self.finish(Ok(value), false).await
+    }
+
+    async fn finish<T>(mut self, result: Result<T, sqlx::Error>, commit: bool) -> Result<T, sqlx::Error> {
         if let Err(error) = &result {
             self.db.broken |= crate::error::is_connectivity(error);
         }
         if !self.open {
             return result;
         }
-        let end = match (result.is_ok(), self.db.pooler) {
+        let end = match (commit, self.db.pooler) {
             (true, true) => "commit; deallocate all",
             (true, false) => "commit",
             (false, true) => "rollback; deallocate all",

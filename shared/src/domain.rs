@@ -108,6 +108,15 @@ pub enum SecurityChange {
 }
 
 impl SecurityChange {
+    /// As `security_undo_tokens.change` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FactorAdded => "factor_added",
+            Self::FactorRemoved => "factor_removed",
+            Self::RecoveryCodesRenewed => "recovery_codes_renewed",
+        }
+    }
+
     /// How long its undo link works.
     pub const UNDO_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 }

@@ -6,8 +6,10 @@ use serde::Serialize;
 use super::seal::Sealed;
 use std::time::Duration;
 
+use sqlx::PgConnection;
+
 use crate::db::{DbConnection, locked_then, one_statement};
-use crate::domain::{Assurance, FactorId, SessionId, User, UserId};
+use crate::domain::{Assurance, FactorId, SecurityChange, SessionId, User, UserId};
 use crate::sessions::store::lock_user;
 use crate::tokens::TokenHash;
 
@@ -63,41 +65,6 @@ impl From<FactorRow> for StoredFactor {
     }
 }
 
-/// The user's live factor.
-pub async fn live_factor(db: &mut DbConnection, user: UserId) -> Result<Option<StoredFactor>, sqlx::Error> {
-    let row = one_statement!(db, |connection| sqlx::query_as!(
-        FactorRow,
-        r#"
-        select id as "id: FactorId", secret_key_id, secret_sealed, last_used_step
-        from mfa_factors
-        where user_id = $1 and confirmed_at is not null
-        "#,
-        user as UserId,
-    )
-    .fetch_optional(connection))?;
-    Ok(row.map(StoredFactor::from))
-}
-
-/// The user's enrolment `id`, while it is pending.
-pub async fn pending_factor(
-    db: &mut DbConnection,
-    user: UserId,
-    id: FactorId,
-) -> Result<Option<StoredFactor>, sqlx::Error> {
-    let row = one_statement!(db, |connection| sqlx::query_as!(
-        FactorRow,
-        r#"
-        select id as "id: FactorId", secret_key_id, secret_sealed, last_used_step
-        from mfa_factors
-        where id = $1 and user_id = $2 and confirmed_at is null
-        "#,
-        id as FactorId,
-        user as UserId,
-    )
-    .fetch_optional(connection))?;
-    Ok(row.map(StoredFactor::from))
-}
-
 /// The changes to a user's second factor (each mails its owner) allowed in an hour.
 pub const CHANGES_PER_HOUR: i64 = 5;
 
@@ -111,19 +78,9 @@ pub enum Change {
     Capped,
 }
 
-impl Change {
-    fn of(done: bool, capped: bool) -> Self {
-        match (done, capped) {
-            (true, _) => Self::Done,
-            (false, true) => Self::Capped,
-            (false, false) => Self::Missing,
-        }
-    }
-}
-
 /// Whether the user made [`CHANGES_PER_HOUR`] changes to their factor in the last hour: read
-/// before a change spends a code on its proof (the change's own statement counts again, under
-/// the user's lock).
+/// before a change spends a code on its proof (the change counts again under the user's lock,
+/// in [`with_undo_link`]).
 pub async fn changes_capped(db: &mut DbConnection, user: UserId) -> Result<bool, sqlx::Error> {
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
@@ -136,14 +93,64 @@ pub async fn changes_capped(db: &mut DbConnection, user: UserId) -> Result<bool,
     .fetch_one(connection))
 }
 
+/// Runs a change to the user's second factor in one transaction: the user's row lock first
+/// ([`lock_user`]: a login or a verification in flight either opened its session before, and
+/// the change sees it, or sees the change), then the change's undo link stored with the factor
+/// and unused recovery codes as they are now (what the link puts back), within
+/// [`CHANGES_PER_HOUR`], then `apply`, the change's own statement (true when it changed
+/// something). A capped or missing change is rolled back: it leaves no link.
+async fn with_undo_link(
+    db: &mut DbConnection,
+    user: UserId,
+    change: SecurityChange,
+    undo: UndoToken<'_>,
+    apply: impl AsyncFnOnce(&mut PgConnection) -> Result<bool, sqlx::Error>,
+) -> Result<Change, sqlx::Error> {
+    let mut transaction = db.transaction().await?;
+    let outcome = async {
+        lock_user(&mut transaction, user).await?;
+        let stored = sqlx::query_scalar!(
+            r#"
+            insert into security_undo_tokens
+                (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
+                 factor_confirmed_at, factor_last_used_step, code_hashes, expires_at)
+            select $1, u.id, $3, f.id, f.secret_key_id, f.secret_sealed, f.confirmed_at, f.last_used_step,
+                   array(select r.code_hash from recovery_codes as r where r.user_id = u.id and r.used_at is null),
+                   now() + make_interval(secs => $4)
+            from users as u
+            left join mfa_factors as f on f.user_id = u.id and f.confirmed_at is not null
+            where u.id = $2
+              and (select count(*) from security_undo_tokens
+                   where user_id = $2 and created_at > now() - interval '1 hour') < $5
+            returning 1 as "stored!"
+            "#,
+            &undo.token.0[..],
+            user as UserId,
+            change.as_str(),
+            undo.ttl.as_secs_f64(),
+            CHANGES_PER_HOUR,
+        )
+        .fetch_optional(&mut *transaction)
+        .await?;
+        if stored.is_none() {
+            return Ok(Change::Capped);
+        }
+        Ok(if apply(&mut transaction).await? { Change::Done } else { Change::Missing })
+    }
+    .await;
+    match outcome {
+        Ok(Change::Done) => transaction.end(outcome).await,
+        Ok(undone) => transaction.roll_back(undone).await,
+        Err(error) => transaction.end(Err(error)).await,
+    }
+}
+
 /// Makes the pending factor `id` live with the step its first code was for, replaces the
 /// user's recovery codes with `code_hashes`, raises `session` to two factors proven now
 /// (`["pwd","otp"]`), ends every other session of the user, voids their sign-ins waiting for a
-/// factor, clears their backoff of wrong codes and stores the change's undo link, in one
-/// statement after the user's row lock ([`lock_user`]: a login or a verification in flight
-/// either opened its session before, and it ends here, or sees the live factor); only while the
-/// enrolment is pending, the user has no live factor and the session is live, within
-/// [`CHANGES_PER_HOUR`].
+/// factor and clears their backoff of wrong codes, in one statement, with its undo link
+/// ([`with_undo_link`]); only while the enrolment is pending, the user has no live factor and the
+/// session is live.
 pub async fn confirm_factor(
     db: &mut DbConnection,
     user: UserId,
@@ -154,171 +161,118 @@ pub async fn confirm_factor(
     undo: UndoToken<'_>,
 ) -> Result<Change, sqlx::Error> {
     let step = i64::try_from(step).unwrap_or(i64::MAX);
-    let row = locked_then!(
-        db,
-        |connection| lock_user(&mut *connection, user),
-        sqlx::query!(
+    with_undo_link(db, user, SecurityChange::FactorAdded, undo, async |connection: &mut PgConnection| {
+        sqlx::query_scalar!(
             r#"
-        with allowed as (
-            select 1 where (select count(*) from security_undo_tokens
-                            where user_id = $2 and created_at > now() - interval '1 hour') < $8
-        ), live_session as (
-            select id from sessions where id = $5 and user_id = $2 and revoked_at is null
-        ), confirmed as (
-            update mfa_factors set confirmed_at = now(), last_used_step = $3, last_used_at = now()
-            where id = $1 and user_id = $2 and confirmed_at is null
-              and exists (select 1 from live_session) and exists (select 1 from allowed)
-              and not exists (select 1 from mfa_factors where user_id = $2 and confirmed_at is not null)
-            returning user_id
-        ), old_codes as (
-            delete from recovery_codes where user_id in (select user_id from confirmed)
-        ), new_codes as (
-            insert into recovery_codes (user_id, code_hash)
-            select c.user_id, h.hash from confirmed as c, unnest($4::bytea[]) as h (hash)
-        ), raised as (
-            update sessions
-            set aal = 'aal2', amr = '{pwd,otp}', authenticated_at = now(), second_factor_at = now()
-            where id = $5 and exists (select 1 from confirmed)
-        ), others as (
-            update sessions set revoked_at = now()
-            where user_id in (select user_id from confirmed) and id <> $5 and revoked_at is null
-            returning id
-        ), others_tokens as (
-            update refresh_tokens set revoked_at = now()
-            where session_id in (select id from others) and revoked_at is null
-        ), voided as (
-            delete from mfa_tokens where user_id in (select user_id from confirmed)
-        ), cleared as (
-            delete from login_attempts
-            where source = 'mfa:session:' || $5::text
-              and email in (select email from users where id in (select user_id from confirmed))
-        ), undo as (
-            insert into security_undo_tokens
-                (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
-                 factor_confirmed_at, factor_last_used_step, code_hashes, expires_at)
-            select $6, c.user_id, 'factor_added', f.id, f.secret_key_id, f.secret_sealed,
-                   f.confirmed_at, f.last_used_step,
-                   array(select r.code_hash from recovery_codes as r
-                         where r.user_id = c.user_id and r.used_at is null),
-                   now() + make_interval(secs => $7)
-            from confirmed as c
-            left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
-        )
-        select exists (select 1 from confirmed) as "done!", not exists (select 1 from allowed) as "capped!"
-        "#,
+            with live_session as (
+                select id from sessions where id = $5 and user_id = $2 and revoked_at is null
+            ), confirmed as (
+                update mfa_factors set confirmed_at = now(), last_used_step = $3, last_used_at = now()
+                where id = $1 and user_id = $2 and confirmed_at is null
+                  and exists (select 1 from live_session)
+                  and not exists (select 1 from mfa_factors where user_id = $2 and confirmed_at is not null)
+                returning user_id
+            ), old_codes as (
+                delete from recovery_codes where user_id in (select user_id from confirmed)
+            ), new_codes as (
+                insert into recovery_codes (user_id, code_hash)
+                select c.user_id, h.hash from confirmed as c, unnest($4::bytea[]) as h (hash)
+            ), raised as (
+                update sessions
+                set aal = 'aal2', amr = '{pwd,otp}', authenticated_at = now(), second_factor_at = now()
+                where id = $5 and exists (select 1 from confirmed)
+            ), others as (
+                update sessions set revoked_at = now()
+                where user_id in (select user_id from confirmed) and id <> $5 and revoked_at is null
+                returning id
+            ), others_tokens as (
+                update refresh_tokens set revoked_at = now()
+                where session_id in (select id from others) and revoked_at is null
+            ), voided as (
+                delete from mfa_tokens where user_id in (select user_id from confirmed)
+            ), cleared as (
+                delete from login_attempts
+                where source = 'mfa:session:' || $5::text
+                  and email in (select email from users where id in (select user_id from confirmed))
+            )
+            select exists (select 1 from confirmed) as "done!"
+            "#,
             id as FactorId,
             user as UserId,
             step,
             code_hashes,
             session as SessionId,
-            &undo.token.0[..],
-            undo.ttl.as_secs_f64(),
-            CHANGES_PER_HOUR,
         )
-        .fetch_one(&mut *connection)
-    )?;
-    Ok(Change::of(row.done, row.capped))
+        .fetch_one(connection)
+        .await
+    })
+    .await
 }
 
-/// Removes the user's live factor `id` with their recovery codes, voids their sign-ins waiting
-/// for it and stores the change's undo link, in one statement after the user's row lock (a
-/// verification in flight either opened its session before, or finds its token gone), within
-/// [`CHANGES_PER_HOUR`].
+/// Removes the user's live factor `id` with their recovery codes and voids their sign-ins
+/// waiting for it, in one statement, with its undo link ([`with_undo_link`]).
 pub async fn remove_factor(
     db: &mut DbConnection,
     user: UserId,
     id: FactorId,
     undo: UndoToken<'_>,
 ) -> Result<Change, sqlx::Error> {
-    let row = locked_then!(
-        db,
-        |connection| lock_user(&mut *connection, user),
-        sqlx::query!(
+    with_undo_link(db, user, SecurityChange::FactorRemoved, undo, async |connection: &mut PgConnection| {
+        sqlx::query_scalar!(
             r#"
-        with allowed as (
-            select 1 where (select count(*) from security_undo_tokens
-                            where user_id = $2 and created_at > now() - interval '1 hour') < $5
-        ), removed as (
-            delete from mfa_factors
-            where id = $1 and user_id = $2 and confirmed_at is not null and exists (select 1 from allowed)
-            returning user_id
-        ), codes as (
-            delete from recovery_codes where user_id in (select user_id from removed)
-        ), voided as (
-            delete from mfa_tokens where user_id in (select user_id from removed)
-        ), undo as (
-            insert into security_undo_tokens
-                (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
-                 factor_confirmed_at, factor_last_used_step, code_hashes, expires_at)
-            select $3, c.user_id, 'factor_removed', f.id, f.secret_key_id, f.secret_sealed,
-                   f.confirmed_at, f.last_used_step,
-                   array(select r.code_hash from recovery_codes as r
-                         where r.user_id = c.user_id and r.used_at is null),
-                   now() + make_interval(secs => $4)
-            from removed as c
-            left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
-        )
-        select exists (select 1 from removed) as "done!", not exists (select 1 from allowed) as "capped!"
-        "#,
+            with removed as (
+                delete from mfa_factors where id = $1 and user_id = $2 and confirmed_at is not null
+                returning user_id
+            ), codes as (
+                delete from recovery_codes where user_id in (select user_id from removed)
+            ), voided as (
+                delete from mfa_tokens where user_id in (select user_id from removed)
+            )
+            select exists (select 1 from removed) as "done!"
+            "#,
             id as FactorId,
             user as UserId,
-            &undo.token.0[..],
-            undo.ttl.as_secs_f64(),
-            CHANGES_PER_HOUR,
         )
-        .fetch_one(&mut *connection)
-    )?;
-    Ok(Change::of(row.done, row.capped))
+        .fetch_one(connection)
+        .await
+    })
+    .await
 }
 
-/// Replaces the user's recovery codes with `code_hashes` and stores the change's undo link, in
-/// one statement after the user's row lock, while they have a live factor, within
-/// [`CHANGES_PER_HOUR`].
+/// Replaces the user's recovery codes with `code_hashes` while they have a live factor, in one
+/// statement, with its undo link ([`with_undo_link`]).
 pub async fn replace_recovery_codes(
     db: &mut DbConnection,
     user: UserId,
     code_hashes: &[Vec<u8>],
     undo: UndoToken<'_>,
 ) -> Result<Change, sqlx::Error> {
-    let row = locked_then!(
+    with_undo_link(
         db,
-        |connection| lock_user(&mut *connection, user),
-        sqlx::query!(
-            r#"
-        with allowed as (
-            select 1 where (select count(*) from security_undo_tokens
-                            where user_id = $1 and created_at > now() - interval '1 hour') < $5
-        ), owner as (
-            select user_id from mfa_factors
-            where user_id = $1 and confirmed_at is not null and exists (select 1 from allowed)
-        ), old_codes as (
-            delete from recovery_codes where user_id in (select user_id from owner)
-        ), new_codes as (
-            insert into recovery_codes (user_id, code_hash)
-            select o.user_id, h.hash from owner as o, unnest($2::bytea[]) as h (hash)
-        ), undo as (
-            insert into security_undo_tokens
-                (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
-                 factor_confirmed_at, factor_last_used_step, code_hashes, expires_at)
-            select $3, c.user_id, 'recovery_codes_renewed', f.id, f.secret_key_id, f.secret_sealed,
-                   f.confirmed_at, f.last_used_step,
-                   array(select r.code_hash from recovery_codes as r
-                         where r.user_id = c.user_id and r.used_at is null),
-                   now() + make_interval(secs => $4)
-            from owner as c
-            left join mfa_factors as f on f.user_id = c.user_id and f.confirmed_at is not null
-        )
-        select exists (select 1 from owner) as "done!", not exists (select 1 from allowed) as "capped!"
-        "#,
-            user as UserId,
-            code_hashes,
-            &undo.token.0[..],
-            undo.ttl.as_secs_f64(),
-            CHANGES_PER_HOUR,
-        )
-        .fetch_one(&mut *connection)
-    )?;
-    Ok(Change::of(row.done, row.capped))
+        user,
+        SecurityChange::RecoveryCodesRenewed,
+        undo,
+        async |connection: &mut PgConnection| {
+            sqlx::query_scalar!(
+                r#"
+            with owner as (
+                select user_id from mfa_factors where user_id = $1 and confirmed_at is not null
+            ), old_codes as (
+                delete from recovery_codes where user_id in (select user_id from owner)
+            ), new_codes as (
+                insert into recovery_codes (user_id, code_hash)
+                select o.user_id, h.hash from owner as o, unnest($2::bytea[]) as h (hash)
+            )
+            select exists (select 1 from owner) as "done!"
+            "#,
+                user as UserId,
+                code_hashes,
+            )
+            .fetch_one(connection)
+            .await
+        },
+    )
+    .await
 }
 
 /// The "this wasn't me" link a change to the second factor stores (see

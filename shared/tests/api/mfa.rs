@@ -6,7 +6,7 @@ use shared::accounts::store::{Attempt, Opening, PendingSignIn, Started, start_se
 use shared::domain::{Assurance, Device, Email, FactorId, MailKind, SessionId, UserId};
 use shared::mfa::recovery::{self, RecoveryCode};
 use shared::mfa::seal::{SealingKeys, generate_key};
-use shared::mfa::store::{self, Change, NewSessionAt, Presenter, UndoToken};
+use shared::mfa::store::{self, Change, CodeAdmission, NewSessionAt, Presenter, StoredFactor, UndoToken};
 use shared::mfa::totp::TotpSecret;
 use shared::sessions::store::NewSession;
 use shared::tokens::{MailToken, TokenHash};
@@ -44,6 +44,17 @@ async fn session_of(app: &TestApp, user: UserId) -> SessionId {
             .await
             .unwrap(),
     )
+}
+
+/// The factor a code of `user` is checked against, as the code's admission reads it: the
+/// enrolment `pending`, or the live factor.
+async fn factor_of(app: &TestApp, user: UserId, pending: Option<FactorId>) -> Option<StoredFactor> {
+    let session = session_of(app, user).await;
+    let mut db = app.app.connection().await.unwrap();
+    match store::admit_code(&mut db, Presenter::Session { user, session }, pending).await.unwrap() {
+        CodeAdmission::Admitted { factor, .. } => factor,
+        _ => panic!("the code was not admitted"),
+    }
 }
 
 /// A pending factor of `user`, its secret sealed for its row.
@@ -98,10 +109,9 @@ async fn a_later_enrolment_replaces_the_pending_one_and_its_secret_opens_only_in
 
     let (first, _) = enrol(&app, &keys, alice).await;
     let (second, secret) = enrol(&app, &keys, alice).await;
-    let mut db = app.app.connection().await.unwrap();
-    let stale = store::pending_factor(&mut db, alice, first).await.unwrap();
-    let pending = store::pending_factor(&mut db, alice, second).await.unwrap().expect("the latest enrolment");
-    let not_bobs = store::pending_factor(&mut db, bob, second).await.unwrap();
+    let stale = factor_of(&app, alice, Some(first)).await;
+    let pending = factor_of(&app, alice, Some(second)).await.expect("the latest enrolment");
+    let not_bobs = factor_of(&app, bob, Some(second)).await;
 
     assert!(stale.is_none() && not_bobs.is_none());
     assert_eq!(count(&app, "select count(*) from mfa_factors where user_id = $1", alice).await, 1);
@@ -126,8 +136,8 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
 
     assert_eq!(confirmed, 1, "{outcomes:?}");
     assert_eq!(count(&app, "select count(*) from recovery_codes where user_id = $1", alice).await, 10);
+    let live = factor_of(&app, alice, None).await.expect("a live factor");
     let mut db = app.app.connection().await.unwrap();
-    let live = store::live_factor(&mut db, alice).await.unwrap().expect("a live factor");
     assert_eq!(live.id, id);
     assert!(live.last_used_step.is_some_and(|step| (1_000..1_010).contains(&step)));
     // A new enrolment is pending beside the live factor; it cannot go live while one is.
