@@ -43,6 +43,8 @@ pub struct App {
     pub origin_secrets: Vec<secrecy::SecretString>,
     /// The MFA key ring, for a function that seals or opens second-factor secrets.
     pub mfa: Option<crate::mfa::MfaKeys>,
+    /// The WebAuthn relying party (`APP_URL`), for a function that runs passkey ceremonies.
+    pub passkeys: Option<crate::passkeys::RelyingParty>,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -81,6 +83,8 @@ impl App {
             verifier = Some(Verifier::from_config(keys, secrets.clone())?);
         }
         let mfa = config.mfa_keys.map(|source| crate::mfa::MfaKeys::from_config(source, secrets.clone()));
+        let passkeys =
+            config.passkey_origin.as_deref().map(crate::passkeys::RelyingParty::new).transpose()?;
         Ok(Self {
             metrics: Metrics::new(config.metrics_namespace, config.function_name.clone()),
             function_name: config.function_name,
@@ -93,6 +97,7 @@ impl App {
             mail_source_limit: config.mail_source_limit,
             origin_secrets: config.origin_secrets,
             mfa,
+            passkeys,
             db: config.database.map(|db| Database::lazy(db, secrets.clone())),
             signer,
             verifier,
@@ -120,6 +125,7 @@ impl App {
             mail_source_limit: crate::config::DEFAULT_MAIL_SOURCE_HOURLY_LIMIT,
             origin_secrets: Vec::new(),
             mfa: None,
+            passkeys: None,
             db: Some(Database::from_pool(pool)),
             signer: Some(Signer::fixed(signer)),
             verifier: Some(Verifier::fixed(verifier)),

@@ -27,6 +27,9 @@ pub struct Needs {
     /// Seals or opens second-factor secrets with the MFA key ring (`MFA_KEYS_SECRET_ARN`, or
     /// `MFA_KEYS` locally).
     pub mfa: bool,
+    /// Runs WebAuthn ceremonies for the web app at `APP_URL` (its host is the relying party id,
+    /// its origin the one the browser must report).
+    pub passkeys: bool,
 }
 
 /// Where the MFA key ring comes from (see `mfa::seal`).
@@ -116,6 +119,8 @@ pub struct Config {
     pub origin_secrets: Vec<secrecy::SecretString>,
     /// The MFA key ring, for a function that needs it.
     pub mfa_keys: Option<MfaKeySource>,
+    /// The web app's URL (`APP_URL`) of a function that runs passkey ceremonies.
+    pub passkey_origin: Option<String>,
 }
 
 /// The shortest `ORIGIN_VERIFY_SECRET` accepted: a guessable one would let a client name its
@@ -276,6 +281,7 @@ impl Config {
             )?,
             origin_secrets: origin_secrets(&vars)?,
             mfa_keys: if needs.mfa { Some(mfa_key_source(&vars)?) } else { None },
+            passkey_origin: if needs.passkeys { Some(app_url(&vars)?) } else { None },
         })
     }
 }
@@ -317,9 +323,8 @@ fn at_least_one(vars: &Vars<'_>, name: &'static str, default: u32) -> Result<u32
     Ok(limit)
 }
 
-/// The mail settings, when `MAIL_FROM` is set: then `APP_URL` must be an absolute http(s) URL.
-fn mail_config(vars: &Vars<'_>) -> Result<Option<MailConfig>, ConfigError> {
-    let Some(from) = vars.optional("MAIL_FROM") else { return Ok(None) };
+/// `APP_URL`, the web app's base URL: an absolute http(s) URL, without a trailing slash.
+fn app_url(vars: &Vars<'_>) -> Result<String, ConfigError> {
     let app_url = vars.required("APP_URL")?;
     let malformed = |problem: &str| ConfigError::Malformed { name: "APP_URL", problem: problem.to_owned() };
     let app_url = app_url.trim().trim_end_matches('/').to_owned();
@@ -332,6 +337,13 @@ fn mail_config(vars: &Vars<'_>) -> Result<Option<MailConfig>, ConfigError> {
     if !app_url.is_ascii() || app_url.contains(['?', '#']) || app_url.chars().any(char::is_whitespace) {
         return Err(malformed("must be ASCII, without spaces, a query or a fragment"));
     }
+    Ok(app_url)
+}
+
+/// The mail settings, when `MAIL_FROM` is set: then `APP_URL` must be an absolute http(s) URL.
+fn mail_config(vars: &Vars<'_>) -> Result<Option<MailConfig>, ConfigError> {
+    let Some(from) = vars.optional("MAIL_FROM") else { return Ok(None) };
+    let app_url = app_url(vars)?;
     if !from.contains('@') || from.contains(['\r', '\n']) {
         return Err(ConfigError::Malformed { name: "MAIL_FROM", problem: "not an address".into() });
     }
@@ -547,10 +559,12 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const ALL: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false };
-    const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify, mail: false, mfa: false };
-    const DATABASE: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false };
-    const MAILER: Needs = Needs { database: true, keys: Keys::None, mail: true, mfa: false };
+    const ALL: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: false };
+    const VERIFIER: Needs =
+        Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+    const DATABASE: Needs =
+        Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
+    const MAILER: Needs = Needs { database: true, keys: Keys::None, mail: true, mfa: false, passkeys: false };
     const REFRESH_KEY: &str = "0123456789abcdef0123456789abcdef";
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -639,15 +653,18 @@ mod tests {
             ("JWT_ISSUER", "i"),
             ("JWT_AUDIENCE", "a"),
         ]);
-        let config =
-            Config::from_lookup(Needs { database: false, keys: Keys::Sign, mail: false, mfa: false }, vars)
-                .unwrap();
+        let config = Config::from_lookup(
+            Needs { database: false, keys: Keys::Sign, mail: false, mfa: false, passkeys: false },
+            vars,
+        )
+        .unwrap();
         assert!(config.database.is_none());
     }
 
     #[test]
     fn a_function_that_signs_and_verifies_reads_both_key_sources() {
-        const BOTH: Needs = Needs { database: false, keys: Keys::SignAndVerify, mail: false, mfa: false };
+        const BOTH: Needs =
+            Needs { database: false, keys: Keys::SignAndVerify, mail: false, mfa: false, passkeys: false };
         let signing =
             [("JWT_SIGNING_KEY_SECRET_ARN", "arn:signing"), ("JWT_ISSUER", "i"), ("JWT_AUDIENCE", "a")];
         let mut both = signing.to_vec();
@@ -920,7 +937,8 @@ mod tests {
 
     #[test]
     fn only_a_function_that_needs_the_mfa_ring_reads_it_and_a_bad_ring_fails_at_init() {
-        const SEALER: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: true };
+        const SEALER: Needs =
+            Needs { database: true, keys: Keys::None, mail: false, mfa: true, passkeys: false };
         let url = ("DATABASE_URL", "postgres://app@localhost/auth");
         let ring =
             serde_json::json!({"current": "k1", "keys": {"k1": crate::mfa::seal::generate_key().unwrap()}})

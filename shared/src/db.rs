@@ -546,10 +546,13 @@ mod tests {
 
     fn config(pairs: &[(&str, &str)]) -> DatabaseConfig {
         let lookup = |name: &str| pairs.iter().find(|(key, _)| *key == name).map(|(_, v)| v.to_string());
-        Config::from_lookup(Needs { database: true, keys: Keys::None, mail: false, mfa: false }, lookup)
-            .unwrap()
-            .database
-            .unwrap()
+        Config::from_lookup(
+            Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false },
+            lookup,
+        )
+        .unwrap()
+        .database
+        .unwrap()
     }
 
     fn ssl_mode_of(secret_host: &str, host_override: Option<&str>, pairs: &[(&str, &str)]) -> PgSslMode {

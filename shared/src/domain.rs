@@ -48,6 +48,18 @@ impl FactorId {
     }
 }
 
+/// A passkey's id (ours, not the authenticator's credential id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct PasskeyId(pub Uuid);
+
+impl PasskeyId {
+    /// A new, time-ordered id.
+    pub fn generate() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
 /// A session's authenticator assurance level (NIST SP 800-63B): one factor, or two.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,19 +104,34 @@ impl Assurance {
         Self { aal: Aal::Aal2, amr: ["pwd"].iter().chain(method.amr()).map(|m| (*m).to_owned()).collect() }
     }
 
+    /// A passkey with user verification: something the user has, unlocked by something they are
+    /// or know, so two factors at once. `"hwk"` for a key bound to its device, `"swk"` for a
+    /// synced one (backup-eligible: a copy lives in a password manager's cloud), and `"user"`
+    /// for the verification.
+    pub fn passkey(synced: bool) -> Self {
+        Self { aal: Aal::Aal2, amr: Self::passkey_methods(synced).iter().map(|m| (*m).to_owned()).collect() }
+    }
+
+    /// [`Assurance::passkey`]'s methods.
+    pub fn passkey_methods(synced: bool) -> &'static [&'static str] {
+        if synced { &["swk", "user"] } else { &["hwk", "user"] }
+    }
+
     /// As a session row stores it.
     pub fn stored(aal: &str, amr: Vec<String>) -> Self {
         Self { aal: Aal::parse(aal), amr }
     }
 }
 
-/// A change to a user's second factor, which mails its owner a "this wasn't me" link that
-/// undoes it.
+/// A change to a user's second factor or passkeys, which mails its owner a "this wasn't me"
+/// link that undoes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityChange {
     FactorAdded,
     FactorRemoved,
     RecoveryCodesRenewed,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl SecurityChange {
@@ -114,6 +141,8 @@ impl SecurityChange {
             Self::FactorAdded => "factor_added",
             Self::FactorRemoved => "factor_removed",
             Self::RecoveryCodesRenewed => "recovery_codes_renewed",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
         }
     }
 

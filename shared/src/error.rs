@@ -63,6 +63,27 @@ pub enum ApiError {
     /// No factor of the caller's has this id (or the caller has none).
     #[error("no such factor")]
     FactorNotFound,
+    /// No passkey of the caller's has this id (another user's passkeys are unknown alike).
+    #[error("no such passkey")]
+    PasskeyNotFound,
+    /// A passkey ceremony's `challenge_id` that is unknown, expired, used, voided, or not of this
+    /// session: begin again.
+    #[error("the challenge is invalid, expired or already used; begin again")]
+    InvalidChallenge,
+    /// The authenticator's answer to a registration failed its checks (origin, challenge, user
+    /// verification, ...).
+    #[error("the credential could not be verified")]
+    InvalidPasskeyCredential,
+    /// This authenticator's credential is registered already (to this account or another).
+    #[error("this passkey is already registered")]
+    PasskeyAlreadyRegistered,
+    /// The account holds as many passkeys as it may.
+    #[error("this account has as many passkeys as it may have; remove one first")]
+    TooManyPasskeys,
+    /// A passkey re-authentication that failed (not one of the caller's passkeys, or its
+    /// assertion did not verify): a 403, the access token itself is fine.
+    #[error("the passkey could not be verified")]
+    WrongPasskey,
     /// No session of the caller's has this id (another user's sessions are unknown alike).
     #[error("no such session")]
     SessionNotFound,
@@ -111,7 +132,11 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::MalformedJson(_) | Self::InvalidRequest(_) | Self::InvalidLinkToken => 400,
+            Self::MalformedJson(_)
+            | Self::InvalidRequest(_)
+            | Self::InvalidLinkToken
+            | Self::InvalidChallenge
+            | Self::InvalidPasskeyCredential => 400,
             Self::InvalidCredentials
             | Self::MissingToken
             | Self::InvalidToken
@@ -121,9 +146,13 @@ impl ApiError {
             Self::InvalidPassword
             | Self::OriginRequired
             | Self::StepUpRequired { .. }
-            | Self::WrongMfaCode => 403,
-            Self::SessionNotFound | Self::FactorNotFound => 404,
-            Self::EmailTaken | Self::MfaAlreadyEnabled => 409,
+            | Self::WrongMfaCode
+            | Self::WrongPasskey => 403,
+            Self::SessionNotFound | Self::FactorNotFound | Self::PasskeyNotFound => 404,
+            Self::EmailTaken
+            | Self::MfaAlreadyEnabled
+            | Self::PasskeyAlreadyRegistered
+            | Self::TooManyPasskeys => 409,
             Self::PayloadTooLarge { .. } => 413,
             Self::UnsupportedMediaType => 415,
             Self::TooManyAttempts { .. } => 429,
@@ -151,6 +180,12 @@ impl ApiError {
             Self::InvalidMfaCode | Self::WrongMfaCode => "invalid_mfa_code",
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::FactorNotFound => "factor_not_found",
+            Self::PasskeyNotFound => "passkey_not_found",
+            Self::InvalidChallenge => "invalid_challenge",
+            Self::InvalidPasskeyCredential => "invalid_credential",
+            Self::PasskeyAlreadyRegistered => "passkey_already_registered",
+            Self::TooManyPasskeys => "too_many_passkeys",
+            Self::WrongPasskey => "invalid_passkey",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::TooManyAttempts { .. } => "too_many_attempts",

@@ -21,6 +21,7 @@ pub mod mail;
 pub mod metrics;
 pub mod mfa;
 pub mod ops;
+pub mod passkeys;
 pub mod passwords;
 pub mod runtime;
 pub mod second_factor;

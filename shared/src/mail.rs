@@ -245,6 +245,8 @@ impl Letter {
             Letter::SecurityChange(SecurityChange::FactorAdded) => "factor-added",
             Letter::SecurityChange(SecurityChange::FactorRemoved) => "factor-removed",
             Letter::SecurityChange(SecurityChange::RecoveryCodesRenewed) => "recovery-codes-renewed",
+            Letter::SecurityChange(SecurityChange::PasskeyAdded) => "passkey-added",
+            Letter::SecurityChange(SecurityChange::PasskeyRemoved) => "passkey-removed",
         }
     }
 }
@@ -280,6 +282,8 @@ pub fn compose(letter: impl Into<Letter>, app_url: &str, token: &str) -> Message
                 SecurityChange::FactorAdded => "A second factor was added to your account",
                 SecurityChange::FactorRemoved => "The second factor of your account was removed",
                 SecurityChange::RecoveryCodesRenewed => "Your recovery codes were replaced",
+                SecurityChange::PasskeyAdded => "A passkey was added to your account",
+                SecurityChange::PasskeyRemoved => "A passkey was removed from your account",
             },
             "undo-change",
             match change {
@@ -297,6 +301,15 @@ pub fn compose(letter: impl Into<Letter>, app_url: &str, token: &str) -> Message
                     "The recovery codes of your account were just replaced by new ones. If this \
                      wasn't you, open this link: it puts the old ones back and signs every device \
                      out. Then reset your password."
+                }
+                SecurityChange::PasskeyAdded => {
+                    "A passkey was just added to your account: it signs in without a password. If \
+                     this wasn't you, open this link: it removes it and signs every device out. \
+                     Then reset your password."
+                }
+                SecurityChange::PasskeyRemoved => {
+                    "A passkey was just removed from your account. If this wasn't you, open this \
+                     link: it puts it back and signs every device out. Then reset your password."
                 }
             },
             "7 days",

@@ -345,7 +345,7 @@ pub async fn factors(app: &App, caller: &Caller) -> Result<Vec<store::FactorView
 /// stands whatever becomes of the mail (SES's refusal is logged and counted); the mail is not
 /// held back by the address's sending limits: whoever made the change had to prove the account's
 /// factors first, and the owner must hear of every change.
-async fn tell_owner(app: &App, caller: &Caller, change: SecurityChange, undo: &MailToken) {
+pub(crate) async fn tell_owner(app: &App, caller: &Caller, change: SecurityChange, undo: &MailToken) {
     crate::links::deliver(app, Letter::SecurityChange(change), &caller.user.email, undo).await;
 }
 

@@ -571,6 +571,39 @@ impl MfaToken {
     }
 }
 
+/// A passkey ceremony's `challenge_id`: names the ceremony's state between its begin and its
+/// finish. 256 random bits like a refresh token, and likewise stored only as its SHA-256.
+pub struct ChallengeId(RefreshToken);
+
+impl ChallengeId {
+    /// A new random id.
+    pub fn generate() -> anyhow::Result<Self> {
+        RefreshToken::generate().map(Self)
+    }
+
+    /// A presented id; `None` for one without the shape of ours (refused as a dead one is,
+    /// without a database lookup).
+    pub fn parse(raw: &str) -> Option<Self> {
+        RefreshToken::parse(raw).ok().map(Self)
+    }
+
+    /// The id's hash, what `webauthn_challenges` stores.
+    pub fn hash(&self) -> TokenHash {
+        self.0.hash()
+    }
+
+    /// The id itself, for the response body only.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+impl std::fmt::Debug for ChallengeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChallengeId([REDACTED])")
+    }
+}
+
 impl std::fmt::Debug for MfaToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MfaToken([REDACTED])")

@@ -369,8 +369,8 @@ pub enum Started {
 /// Replaces the password hash of `user`, provided it is still `current_hash` (a concurrent
 /// change wins once), and in the same statement (after [`lock_user`]: a login in flight either
 /// opened its session before, and it is revoked here, or opens none) revokes every other
-/// session than `keep` with its tokens, voids a pending reset link and every sign-in waiting
-/// for its second factor, and clears the address's failed logins. Returns whether the password
+/// session than `keep` with its tokens, voids a pending reset link, every sign-in waiting
+/// for its second factor and every passkey registration begun in another session, and clears the address's failed logins. Returns whether the password
 /// changed.
 pub async fn change_password(
     db: &mut DbConnection,
@@ -401,6 +401,9 @@ pub async fn change_password(
         ), second_factor_due as (
             -- A sign-in that proved the old password is not finished by its second factor.
             delete from mfa_tokens where user_id in (select id from changed)
+        ), ceremonies as (
+            -- A passkey registration begun in a session the change ends.
+            delete from webauthn_challenges where user_id in (select id from changed) and session_id <> $4
         ), cleared as (
             delete from login_attempts where email in (select email from changed)
             returning 1

@@ -10,7 +10,7 @@ use crate::second_factor::{self, Presented};
 use crate::tokens::MfaToken;
 
 /// Verify reads and writes the database, opens the factor's sealed secret and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: true, passkeys: false };
 
 #[derive(Deserialize)]
 struct VerifyBody {

@@ -67,6 +67,12 @@ endpoints! {
         "mfa-enroll" => mfa_enroll,
         "mfa-remove" => mfa_remove,
         "mfa-verify" => mfa_verify,
+        "passkey-login-begin" => passkey_login_begin,
+        "passkey-login-finish" => passkey_login_finish,
+        "passkey-register-begin" => passkey_register_begin,
+        "passkey-register-finish" => passkey_register_finish,
+        "passkey-remove" => passkey_remove,
+        "passkeys" => passkeys,
         "reauthenticate" => reauthenticate,
         "mfa-recovery-codes" => mfa_recovery_codes,
         "refresh" => refresh,
@@ -195,6 +201,18 @@ impl<'a> AccessTokenResponse<'a> {
     fn of(access: &'a crate::tokens::AccessToken) -> Self {
         Self { access_token: &access.token, token_type: "Bearer", expires_in: access.expires_in }
     }
+}
+
+/// `{"challenge_id","publicKey"}`: a passkey ceremony begun, its options as the browser's
+/// `PublicKeyCredential.parseCreationOptionsFromJSON` (or `...RequestOptions...`) reads them.
+fn ceremony_response(begun: &crate::passkeys::Begun) -> Response {
+    #[derive(Serialize)]
+    struct Ceremony<'a> {
+        challenge_id: &'a str,
+        #[serde(rename = "publicKey")]
+        public_key: &'a serde_json::Value,
+    }
+    http::json(200, &Ceremony { challenge_id: begun.challenge.expose(), public_key: &begun.options })
 }
 
 /// The `{id}` of a route: the front door's path parameter (API Gateway), else the path's last

@@ -8,7 +8,7 @@ use crate::sessions;
 use crate::tokens::RefreshToken;
 
 /// Refresh writes to the database and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: false };
 
 /// 200 with the token response and a new refresh token; the presented one stops working.
 pub async fn handle(app: &App, request: Request) -> Reply {

@@ -10,7 +10,7 @@ use crate::links;
 use crate::tokens::MailToken;
 
 /// Verify-email writes to the database; it signs and verifies nothing.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
 
 /// `{"token"}`: the token of the verification link.
 #[derive(Deserialize)]

@@ -187,7 +187,7 @@ pub async fn reset_target(
 /// Consumes a live reset token of `user` and, in the same statement (after the user's row lock:
 /// see [`lock_user`]): sets the new password hash, marks the address verified (the link proved
 /// it), revokes every session of the user with its tokens, voids every sign-in waiting for its
-/// second factor, clears the address's failed logins, and opens the opening's session; or, when
+/// second factor and every passkey registration begun, clears the address's failed logins, and opens the opening's session; or, when
 /// the user has a live second factor, stores its `pending` sign-in instead, a sign-in that the factor finishes (a
 /// mailbox alone opens no session). `None` when the token is no longer live (used by a
 /// concurrent reset, replaced, expired): nothing changed.
@@ -226,6 +226,8 @@ pub async fn reset_password(
             where session_id in (select id from revoked_sessions) and revoked_at is null
         ), voided as (
             delete from mfa_tokens where user_id in (select user_id from consumed)
+        ), ceremonies as (
+            delete from webauthn_challenges where user_id in (select user_id from consumed)
         ), cleared as (
             delete from login_attempts where email in (select email from updated)
             returning 1

@@ -93,13 +93,13 @@ pub async fn changes_capped(db: &mut DbConnection, user: UserId) -> Result<bool,
     .fetch_one(connection))
 }
 
-/// Runs a change to the user's second factor in one transaction: the user's row lock first
-/// ([`lock_user`]: a login or a verification in flight either opened its session before, and
-/// the change sees it, or sees the change), then the change's undo link stored with the factor
-/// and unused recovery codes as they are now (what the link puts back), within
-/// [`CHANGES_PER_HOUR`], then `apply`, the change's own statement (true when it changed
-/// something). A capped or missing change is rolled back: it leaves no link.
-async fn with_undo_link(
+/// Runs a change to the user's second factor or passkeys in one transaction: the user's row
+/// lock first ([`lock_user`]: a login or a verification in flight either opened its session
+/// before, and the change sees it, or sees the change), then the change's undo link stored with
+/// the factor, the unused recovery codes and the passkeys as they are now (what the link puts
+/// back), within [`CHANGES_PER_HOUR`], then `apply`, the change's own statement (true when it
+/// changed something). A capped or missing change is rolled back: it leaves no link.
+pub(crate) async fn with_undo_link(
     db: &mut DbConnection,
     user: UserId,
     change: SecurityChange,
@@ -113,9 +113,10 @@ async fn with_undo_link(
             r#"
             insert into security_undo_tokens
                 (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
-                 factor_confirmed_at, factor_last_used_step, code_hashes, expires_at)
+                 factor_confirmed_at, factor_last_used_step, code_hashes, passkeys, expires_at)
             select $1, u.id, $3, f.id, f.secret_key_id, f.secret_sealed, f.confirmed_at, f.last_used_step,
                    array(select r.code_hash from recovery_codes as r where r.user_id = u.id and r.used_at is null),
+                   coalesce((select jsonb_agg(to_jsonb(p)) from passkeys as p where p.user_id = u.id), '[]'),
                    now() + make_interval(secs => $4)
             from users as u
             left join mfa_factors as f on f.user_id = u.id and f.confirmed_at is not null
@@ -210,7 +211,7 @@ pub async fn confirm_factor(
 }
 
 /// Removes the user's live factor `id` with their recovery codes and voids their sign-ins
-/// waiting for it, in one statement, with its undo link ([`with_undo_link`]).
+/// waiting for it and their passkey registrations begun, in one statement, with its undo link ([`with_undo_link`]).
 pub async fn remove_factor(
     db: &mut DbConnection,
     user: UserId,
@@ -227,6 +228,8 @@ pub async fn remove_factor(
                 delete from recovery_codes where user_id in (select user_id from removed)
             ), voided as (
                 delete from mfa_tokens where user_id in (select user_id from removed)
+            ), ceremonies as (
+                delete from webauthn_challenges where user_id in (select user_id from removed)
             )
             select exists (select 1 from removed) as "done!"
             "#,
@@ -289,9 +292,10 @@ const UNUSABLE_PASSWORD: &str = "!reset-required";
 
 /// Undoes the change a live "this wasn't me" token was mailed for, in one statement after the
 /// user's row lock: the token is consumed (once), with every later one of the user (each would
-/// put back a state the change's author made); the user's factor and unused recovery codes
-/// become what they were before the change, and a pending enrolment goes; every session ends,
-/// every sign-in waiting for a factor is voided, and the password stops working (whoever made
+/// put back a state the change's author made); the user's factor, unused recovery codes and
+/// passkeys become what they were before the change (a passkey still there keeps its counter),
+/// and a pending enrolment goes; every session ends, every sign-in waiting for a factor and
+/// every passkey registration is voided, and the password stops working (whoever made
 /// the change proved it: the owner sets a new one through a reset link). Returns the user, or
 /// `None` for a dead token.
 pub async fn undo_security_change(
@@ -354,6 +358,16 @@ pub async fn undo_security_change(
             where session_id in (select id from ended) and revoked_at is null
         ), voided as (
             delete from mfa_tokens where user_id in (select user_id from consumed)
+        ), ceremonies as (
+            delete from webauthn_challenges where user_id in (select user_id from consumed)
+        ), passkeys_gone as (
+            delete from passkeys as p using consumed as c
+            where p.user_id = c.user_id
+              and p.id not in (select (e ->> 'id')::uuid from jsonb_array_elements(c.passkeys) as e)
+        ), passkeys_back as (
+            insert into passkeys
+            select r.* from consumed as c, jsonb_populate_recordset(null::passkeys, c.passkeys) as r
+            on conflict do nothing
         )
         select user_id as "user_id: UserId" from consumed
         "#,

@@ -114,6 +114,12 @@ pub enum Endpoint {
     RecoveryCodes,
     Reauthenticate,
     UndoChange,
+    PasskeyRegisterBegin,
+    PasskeyRegisterFinish,
+    Passkeys,
+    PasskeyRemove,
+    PasskeyLoginBegin,
+    PasskeyLoginFinish,
 }
 
 /// The handlers behind a test database.
@@ -142,6 +148,7 @@ impl TestApp {
         );
         app.mailer = shared::mail::Mailer::new(Some(mail_config()));
         app.mfa = Some(shared::mfa::MfaKeys::fixed(test_support::mfa_keys()));
+        app.passkeys = Some(relying_party());
         configure(&mut app);
         Self { app: Arc::new(app), pool }
     }
@@ -155,6 +162,7 @@ impl TestApp {
             grace,
         );
         app.mfa = Some(shared::mfa::MfaKeys::fixed(test_support::mfa_keys()));
+        app.passkeys = Some(relying_party());
         Self { app: Arc::new(app), pool }
     }
 
@@ -184,6 +192,16 @@ impl TestApp {
             Endpoint::RecoveryCodes => call(app, handlers::mfa_recovery_codes::handle, request).await,
             Endpoint::Reauthenticate => call(app, handlers::reauthenticate::handle, request).await,
             Endpoint::UndoChange => call(app, handlers::undo_change::handle, request).await,
+            Endpoint::PasskeyRegisterBegin => {
+                call(app, handlers::passkey_register_begin::handle, request).await
+            }
+            Endpoint::PasskeyRegisterFinish => {
+                call(app, handlers::passkey_register_finish::handle, request).await
+            }
+            Endpoint::Passkeys => call(app, handlers::passkeys::handle, request).await,
+            Endpoint::PasskeyRemove => call(app, handlers::passkey_remove::handle, request).await,
+            Endpoint::PasskeyLoginBegin => call(app, handlers::passkey_login_begin::handle, request).await,
+            Endpoint::PasskeyLoginFinish => call(app, handlers::passkey_login_finish::handle, request).await,
         }
     }
 
@@ -264,6 +282,11 @@ impl TestApp {
     pub async fn count(&self, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.pool).await.expect("count query")
     }
+}
+
+/// The tests' WebAuthn relying party: their app URL.
+pub fn relying_party() -> shared::passkeys::RelyingParty {
+    shared::passkeys::RelyingParty::new(test_support::APP_URL).expect("the tests' APP_URL as a relying party")
 }
 
 /// The tests' mail settings: their verified identity, their app URL.

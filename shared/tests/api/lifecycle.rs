@@ -47,8 +47,13 @@ fn app_with_unreachable_database(needs: Needs) -> App {
 
 #[tokio::test]
 async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
-    let app =
-        app_with_unreachable_database(Needs { database: true, keys: Keys::Verify, mail: false, mfa: false });
+    let app = app_with_unreachable_database(Needs {
+        database: true,
+        keys: Keys::Verify,
+        mail: false,
+        mfa: false,
+        passkeys: false,
+    });
 
     let response = call(&app, handlers::jwks::handle, get("/.well-known/jwks.json")).await;
 
@@ -58,8 +63,13 @@ async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
 
 #[tokio::test]
 async fn an_unreachable_database_is_503_json_on_health_and_auth_endpoints() {
-    let app =
-        app_with_unreachable_database(Needs { database: true, keys: Keys::Sign, mail: false, mfa: false });
+    let app = app_with_unreachable_database(Needs {
+        database: true,
+        keys: Keys::Sign,
+        mail: false,
+        mfa: false,
+        passkeys: false,
+    });
     let started = Instant::now();
 
     let health = call(&app, handlers::health::handle, get("/health")).await;

@@ -13,6 +13,7 @@ mod endpoints;
 mod layers;
 mod lifecycle;
 mod mfa;
+mod passkeys;
 mod plans;
 mod races;
 mod reuse;

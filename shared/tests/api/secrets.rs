@@ -34,7 +34,8 @@ fn app_with(vars: &[(&str, &str)], needs: Needs) -> App {
     App::from_config(Config::from_lookup(needs, lookup).unwrap()).unwrap()
 }
 
-const DATABASE_ONLY: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false };
+const DATABASE_ONLY: Needs =
+    Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
 
 #[sqlx::test(migrations = "../migrations")]
 async fn database_credentials_come_from_an_rds_format_secret(pool: PgPool) {
@@ -106,8 +107,9 @@ async fn a_missing_secret_is_a_503_and_the_error_names_it(pool: PgPool) {
     assert_eq!(response.body["error"], "service_unavailable");
 }
 
-const SIGNER: Needs = Needs { database: false, keys: Keys::Sign, mail: false, mfa: false };
-const VERIFIER: Needs = Needs { database: false, keys: Keys::Verify, mail: false, mfa: false };
+const SIGNER: Needs = Needs { database: false, keys: Keys::Sign, mail: false, mfa: false, passkeys: false };
+const VERIFIER: Needs =
+    Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
 
 fn key(kid: &str, algorithm: SigningAlgorithm) -> (SigningKey, SecretString) {
     let pem = generate_private_key_pem(algorithm).unwrap();

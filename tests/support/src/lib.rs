@@ -3,6 +3,7 @@
 //! `scripts/with-moto` starts (with the mail the functions sent), login roles on the test
 //! database, and the sample events of `events/` made real ([`samples`]).
 
+pub mod authenticator;
 pub mod samples;
 
 use std::sync::LazyLock;

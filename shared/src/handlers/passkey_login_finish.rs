@@ -1,0 +1,30 @@
+//! `POST /auth/passkeys/login/finish`: sign in with the passkey's answer.
+
+use serde::Deserialize;
+use webauthn_rs::prelude::PublicKeyCredential;
+
+use super::token_response;
+use crate::app::App;
+use crate::config::{Keys, Needs};
+use crate::error::ApiError;
+use crate::http::{ApiRequest as _, Reply, Request};
+use crate::passkeys;
+use crate::tokens::ChallengeId;
+
+/// Login-finish checks the assertion, writes the session and signs its tokens.
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: true };
+
+#[derive(Deserialize)]
+struct FinishBody {
+    challenge_id: String,
+    credential: PublicKeyCredential,
+}
+
+/// 200 with the token response of a session at aal2; 401 `invalid_credentials` for any
+/// failure (a used or expired ceremony, an unknown passkey, a bad signature).
+pub async fn handle(app: &App, request: Request) -> Reply {
+    let body: FinishBody = request.json()?;
+    let challenge = ChallengeId::parse(&body.challenge_id).ok_or(ApiError::InvalidCredentials)?;
+    let issued = passkeys::finish_sign_in(app, challenge, body.credential, &request.device()).await?;
+    Ok(token_response(200, &issued))
+}

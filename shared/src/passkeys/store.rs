@@ -1,0 +1,384 @@
+//! The passkeys' statements: one per decision, each race-safe on its own, through
+//! `db::one_statement!` (a ceremony's state is taken once by `delete ... returning`).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::PgConnection;
+
+use crate::db::{DbConnection, locked_then, one_statement};
+use crate::domain::{Assurance, PasskeyId, SecurityChange, SessionId, User, UserId};
+use crate::mfa::store::{Change, UndoToken, with_undo_link};
+use crate::sessions::store::{NewSession, lock_user};
+use crate::tokens::TokenHash;
+
+/// The passkeys an account may hold.
+pub const MAX_PASSKEYS: i64 = 10;
+
+/// Sign-in ceremonies one source address may begin in ten minutes.
+pub const SIGN_INS_PER_SOURCE: i32 = 100;
+
+/// A ceremony about to be stored: its id's hash, its state (JSON) and how long it lives.
+#[derive(Clone, Copy)]
+pub struct NewCeremony<'a> {
+    pub challenge: &'a TokenHash,
+    pub state: &'a str,
+    pub ttl: Duration,
+}
+
+/// Stores a registration ceremony for the caller's live `session`, replacing the one it began
+/// before (one at a time per session). Returns whether the session was live.
+pub async fn begin_registration(
+    db: &mut DbConnection,
+    user: UserId,
+    session: SessionId,
+    ceremony: NewCeremony<'_>,
+) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with replaced as (
+            delete from webauthn_challenges where session_id = $2 and purpose = 'registration'
+        ), stored as (
+            insert into webauthn_challenges (challenge_hash, purpose, user_id, session_id, state, expires_at)
+            select $3, 'registration', s.user_id, s.id, $4::text::jsonb, now() + make_interval(secs => $5)
+            from sessions as s where s.id = $2 and s.user_id = $1 and s.revoked_at is null
+            returning 1
+        )
+        select exists (select 1 from stored) as "stored!"
+        "#,
+        user as UserId,
+        session as SessionId,
+        &ceremony.challenge.0[..],
+        ceremony.state,
+        ceremony.ttl.as_secs_f64(),
+    )
+    .fetch_one(connection))
+}
+
+/// Takes the registration ceremony `challenge` of `user`'s `session` (once: of many requests
+/// with one id at once, one), while it is live. Returns its state.
+pub async fn take_registration(
+    db: &mut DbConnection,
+    challenge: &TokenHash,
+    user: UserId,
+    session: SessionId,
+) -> Result<Option<String>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        delete from webauthn_challenges
+        where challenge_hash = $1 and purpose = 'registration' and user_id = $2 and session_id = $3
+          and expires_at > now()
+        returning state::text as "state!"
+        "#,
+        &challenge.0[..],
+        user as UserId,
+        session as SessionId,
+    )
+    .fetch_optional(connection))
+}
+
+/// Stores a sign-in ceremony (no account named), counted against its `source` address's
+/// [`SIGN_INS_PER_SOURCE`] in ten minutes (under the source row's lock, so concurrent begins
+/// see each other). Returns whether it was admitted.
+pub async fn begin_sign_in(
+    db: &mut DbConnection,
+    ceremony: NewCeremony<'_>,
+    source: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with by_source as (
+            insert into passkey_sources as s (source, window_started_at, window_count)
+            select $4, now(), 1 where $4::text is not null
+            on conflict on constraint passkey_sources_pkey do update
+            set window_started_at = case when s.window_started_at <= now() - interval '10 minutes'
+                                         then now() else s.window_started_at end,
+                window_count = case when s.window_started_at <= now() - interval '10 minutes'
+                                    then 1 else s.window_count + 1 end
+            where s.window_started_at <= now() - interval '10 minutes' or s.window_count < $5
+            returning 1
+        ), stored as (
+            insert into webauthn_challenges (challenge_hash, purpose, state, expires_at)
+            select $1, 'authentication', $2::text::jsonb, now() + make_interval(secs => $3)
+            where $4::text is null or exists (select 1 from by_source)
+            returning 1
+        )
+        select exists (select 1 from stored) as "stored!"
+        "#,
+        &ceremony.challenge.0[..],
+        ceremony.state,
+        ceremony.ttl.as_secs_f64(),
+        source,
+        SIGN_INS_PER_SOURCE,
+    )
+    .fetch_one(connection))
+}
+
+/// Takes the sign-in ceremony `challenge` (once), while it is live. Returns its state.
+pub async fn take_sign_in(
+    db: &mut DbConnection,
+    challenge: &TokenHash,
+) -> Result<Option<String>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        delete from webauthn_challenges
+        where challenge_hash = $1 and purpose = 'authentication' and expires_at > now()
+        returning state::text as "state!"
+        "#,
+        &challenge.0[..],
+    )
+    .fetch_optional(connection))
+}
+
+/// The credential ids of the user's passkeys (a registration excludes them: an authenticator
+/// holding one refuses to make another).
+pub async fn credential_ids(db: &mut DbConnection, user: UserId) -> Result<Vec<Vec<u8>>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        "select credential_id from passkeys where user_id = $1 order by created_at",
+        user as UserId,
+    )
+    .fetch_all(connection))
+}
+
+/// A new passkey, as a registration made it.
+pub struct NewPasskey<'a> {
+    pub id: PasskeyId,
+    pub credential_id: &'a [u8],
+    /// The credential as webauthn-rs serialises it.
+    pub credential: &'a str,
+    pub name: &'a str,
+    pub backup_eligible: bool,
+    pub sign_count: u32,
+}
+
+/// Adds the passkey to `user`'s while `session` is live, their credential is not registered to
+/// anyone and they hold fewer than [`MAX_PASSKEYS`], in one statement, with its undo link
+/// (`mfa::store::with_undo_link`). `Missing` when one of those failed ([`why_not_added`] says
+/// which).
+pub async fn add_passkey(
+    db: &mut DbConnection,
+    user: UserId,
+    session: SessionId,
+    passkey: NewPasskey<'_>,
+    undo: UndoToken<'_>,
+) -> Result<Change, sqlx::Error> {
+    with_undo_link(db, user, SecurityChange::PasskeyAdded, undo, async |connection: &mut PgConnection| {
+        sqlx::query_scalar!(
+            r#"
+            with added as (
+                insert into passkeys (id, user_id, credential_id, credential, name, backup_eligible, sign_count)
+                select $1, $2, $4, $5::text::jsonb, $6, $7, $8
+                where exists (select 1 from sessions where id = $3 and user_id = $2 and revoked_at is null)
+                  and (select count(*) from passkeys where user_id = $2) < $9
+                on conflict on constraint passkeys_credential_id_key do nothing
+                returning 1
+            )
+            select exists (select 1 from added) as "added!"
+            "#,
+            passkey.id as PasskeyId,
+            user as UserId,
+            session as SessionId,
+            passkey.credential_id,
+            passkey.credential,
+            passkey.name,
+            passkey.backup_eligible,
+            i64::from(passkey.sign_count),
+            MAX_PASSKEYS,
+        )
+        .fetch_one(connection)
+        .await
+    })
+    .await
+}
+
+/// Why [`add_passkey`] added nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdded {
+    SessionEnded,
+    CredentialTaken,
+    TooMany,
+}
+
+/// Reads why [`add_passkey`] added nothing (after it: the answer only names the refusal).
+pub async fn why_not_added(
+    db: &mut DbConnection,
+    user: UserId,
+    session: SessionId,
+    credential_id: &[u8],
+) -> Result<NotAdded, sqlx::Error> {
+    let row = one_statement!(db, |connection| {
+        sqlx::query!(
+        r#"
+        select exists (select 1 from sessions where id = $2 and user_id = $1 and revoked_at is null) as "live!",
+               exists (select 1 from passkeys where credential_id = $3) as "taken!"
+        "#,
+        user as UserId,
+        session as SessionId,
+        credential_id,
+    )
+    .fetch_one(connection)
+    })?;
+    Ok(match (row.live, row.taken) {
+        (false, _) => NotAdded::SessionEnded,
+        (true, true) => NotAdded::CredentialTaken,
+        (true, false) => NotAdded::TooMany,
+    })
+}
+
+/// Removes the user's passkey `id`, in one statement, with its undo link.
+pub async fn remove_passkey(
+    db: &mut DbConnection,
+    user: UserId,
+    id: PasskeyId,
+    undo: UndoToken<'_>,
+) -> Result<Change, sqlx::Error> {
+    with_undo_link(db, user, SecurityChange::PasskeyRemoved, undo, async |connection: &mut PgConnection| {
+        sqlx::query_scalar!(
+            r#"
+            with removed as (
+                delete from passkeys where id = $1 and user_id = $2 returning 1
+            )
+            select exists (select 1 from removed) as "removed!"
+            "#,
+            id as PasskeyId,
+            user as UserId,
+        )
+        .fetch_one(connection)
+        .await
+    })
+    .await
+}
+
+/// A passkey as a sign-in reads it.
+pub struct StoredPasskey {
+    pub id: PasskeyId,
+    /// The credential as webauthn-rs serialises it.
+    pub credential: String,
+}
+
+/// The passkey of `user` with this credential id.
+pub async fn find_passkey(
+    db: &mut DbConnection,
+    user: UserId,
+    credential_id: &[u8],
+) -> Result<Option<StoredPasskey>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_as!(
+        StoredPasskey,
+        r#"
+        select id as "id: PasskeyId", credential::text as "credential!"
+        from passkeys where user_id = $1 and credential_id = $2
+        "#,
+        user as UserId,
+        credential_id,
+    )
+    .fetch_optional(connection))
+}
+
+/// A passkey's verified use: the credential as it now is (its counter and backup state
+/// updated) and the counter the authenticator reported.
+#[derive(Clone, Copy)]
+pub struct Use<'a> {
+    pub id: PasskeyId,
+    pub credential: &'a str,
+    pub sign_count: u32,
+}
+
+/// Records a use of the passkey for a step-up: stores its updated credential, only while the
+/// passkey exists and its counter moves forward past the stored one (or both stay zero, an
+/// authenticator without a counter), so that of two uses reporting one counter, one counts.
+/// Returns whether it did.
+pub async fn use_passkey(db: &mut DbConnection, user: UserId, used: Use<'_>) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with used as (
+            update passkeys set credential = $3::text::jsonb, sign_count = $4, last_used_at = now()
+            where id = $1 and user_id = $2 and (sign_count < $4 or ($4 = 0 and sign_count = 0))
+            returning 1
+        )
+        select exists (select 1 from used) as "used!"
+        "#,
+        used.id as PasskeyId,
+        user as UserId,
+        used.credential,
+        i64::from(used.sign_count),
+    )
+    .fetch_one(connection))
+}
+
+/// Opens a session with a verified passkey, in one statement after the user's row lock (a
+/// removal of the passkey, a reset or a deletion either happened before, and nothing opens, or
+/// sees the session): records the use as [`use_passkey`] does, and only then opens the session
+/// at `assurance`, proven now, with its first refresh token. `None` when the passkey is gone or
+/// its counter did not move forward.
+pub async fn open_session_with_passkey(
+    db: &mut DbConnection,
+    user: UserId,
+    used: Use<'_>,
+    session: NewSession<'_>,
+    assurance: &Assurance,
+) -> Result<Option<User>, sqlx::Error> {
+    let user_agent = session.user_agent();
+    let ip = session.ip();
+    locked_then!(
+        db,
+        |connection| lock_user(&mut *connection, user),
+        sqlx::query_as!(
+            User,
+            r#"
+        with used as (
+            update passkeys set credential = $3::text::jsonb, sign_count = $4, last_used_at = now()
+            where id = $1 and user_id = $2 and (sign_count < $4 or ($4 = 0 and sign_count = 0))
+            returning user_id
+        ), new_session as (
+            insert into sessions (id, user_id, user_agent, ip, aal, amr, second_factor_at)
+            select $5, user_id, $6, $7::text::inet, $8, $9, now() from used
+            returning id
+        ), first_token as (
+            insert into refresh_tokens (token_hash, session_id, expires_at)
+            select $10, id, now() + make_interval(secs => $11) from new_session
+        )
+        select u.id as "id!: UserId", u.email as "email!", u.created_at as "created_at!",
+               u.email_verified_at
+        from users as u join used on used.user_id = u.id
+        "#,
+            used.id as PasskeyId,
+            user as UserId,
+            used.credential,
+            i64::from(used.sign_count),
+            session.id as SessionId,
+            user_agent,
+            ip,
+            assurance.aal.as_str(),
+            &assurance.amr,
+            &session.token.0[..],
+            session.ttl.as_secs_f64(),
+        )
+        .fetch_optional(&mut *connection)
+    )
+}
+
+/// A passkey as its owner sees it (the list, `me`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PasskeyView {
+    pub id: PasskeyId,
+    pub name: String,
+    /// Whether it is synced (backup-eligible: a copy in a password manager's cloud).
+    pub synced: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<time::OffsetDateTime>,
+}
+
+/// The user's passkeys, oldest first.
+pub async fn list_passkeys(db: &mut DbConnection, user: UserId) -> Result<Vec<PasskeyView>, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_as!(
+        PasskeyView,
+        r#"
+        select id as "id: PasskeyId", name, backup_eligible as synced, created_at, last_used_at
+        from passkeys where user_id = $1 order by created_at, id
+        "#,
+        user as UserId,
+    )
+    .fetch_all(connection))
+}

@@ -1,0 +1,408 @@
+//! Passkeys through the real handlers, a real Postgres and a software authenticator (passkey-rs):
+//! registration after a step-up, usernameless sign-in at aal2, a step-up with a passkey, the
+//! counter of a cloned authenticator, removal and the owner's undo link, the per-source limit
+//! of anonymous ceremonies, and each ceremony raced 20 ways.
+
+use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, bearer_json, json_request};
+use serde_json::{Value, json};
+use shared::domain::Aal;
+use shared::tokens::Claims;
+use sqlx::PgPool;
+use test_support::APP_URL;
+use test_support::authenticator::SoftwareAuthenticator;
+
+fn address(tag: &str) -> String {
+    format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+/// A user with a passkey: their authenticator, the passkey's id, and the session that added it.
+struct WithPasskey {
+    email: String,
+    authenticator: SoftwareAuthenticator,
+    passkey_id: String,
+    access: String,
+}
+
+impl TestApp {
+    async fn passkey_call(
+        &self,
+        endpoint: Endpoint,
+        method: &str,
+        path: &str,
+        access: &str,
+        body: Option<Value>,
+    ) -> Response {
+        self.send(endpoint, bearer_json(method, path, access, body.as_ref())).await
+    }
+
+    async fn register_begin(&self, access: &str) -> Response {
+        self.passkey_call(
+            Endpoint::PasskeyRegisterBegin,
+            "POST",
+            "/auth/passkeys/register/begin",
+            access,
+            None,
+        )
+        .await
+    }
+
+    async fn register_finish(&self, access: &str, challenge_id: &str, credential: &Value) -> Response {
+        let body = json!({ "challenge_id": challenge_id, "credential": credential, "name": "Laptop" });
+        self.passkey_call(
+            Endpoint::PasskeyRegisterFinish,
+            "POST",
+            "/auth/passkeys/register/finish",
+            access,
+            Some(body),
+        )
+        .await
+    }
+
+    /// Registers a passkey of `authenticator` for the session of `access`.
+    async fn register(&self, access: &str, authenticator: &mut SoftwareAuthenticator) -> Response {
+        let begun = self.register_begin(access).await;
+        assert_eq!(begun.status, 200, "{}", begun.body);
+        let credential = authenticator.register(&begun.body["publicKey"]).await.unwrap();
+        self.register_finish(access, begun.body["challenge_id"].as_str().unwrap(), &credential).await
+    }
+
+    async fn login_begin(&self) -> Response {
+        self.send(Endpoint::PasskeyLoginBegin, json_request("{}")).await
+    }
+
+    /// A sign-in ceremony begun and answered by `authenticator`: its id and the credential.
+    async fn signed_ceremony(&self, authenticator: &mut SoftwareAuthenticator) -> (String, Value) {
+        let begun = self.login_begin().await;
+        assert_eq!(begun.status, 200, "{}", begun.body);
+        let credential = authenticator.sign(&begun.body["publicKey"]).await.unwrap();
+        (begun.body["challenge_id"].as_str().unwrap().to_owned(), credential)
+    }
+
+    async fn login_finish(&self, challenge_id: &str, credential: &Value) -> Response {
+        let body = json!({ "challenge_id": challenge_id, "credential": credential });
+        self.post_json(Endpoint::PasskeyLoginFinish, &body).await
+    }
+
+    async fn passkey_sign_in(&self, authenticator: &mut SoftwareAuthenticator) -> Response {
+        let (challenge_id, credential) = self.signed_ceremony(authenticator).await;
+        self.login_finish(&challenge_id, &credential).await
+    }
+
+    async fn remove_passkey(&self, access: &str, id: &str) -> Response {
+        let path = format!("/auth/passkeys/{id}");
+        self.passkey_call(Endpoint::PasskeyRemove, "DELETE", &path, access, None).await
+    }
+
+    async fn list_passkeys(&self, access: &str) -> Response {
+        self.passkey_call(Endpoint::Passkeys, "GET", "/auth/passkeys", access, None).await
+    }
+
+    async fn claims_of(&self, access: &str) -> Claims {
+        self.app.verify_access_token(access).await.expect("a valid access token")
+    }
+
+    /// Signs `email` up (a recent proof) and registers a passkey for them.
+    async fn with_passkey(&self, email: &str, counter: bool) -> WithPasskey {
+        let signup = self.signed_up(email).await;
+        let mut authenticator = SoftwareAuthenticator::new(APP_URL, counter);
+        let registered = self.register(&signup.access_token(), &mut authenticator).await;
+        assert_eq!(registered.status, 201, "{}", registered.body);
+        WithPasskey {
+            email: email.to_owned(),
+            authenticator,
+            passkey_id: registered.body["id"].as_str().unwrap().to_owned(),
+            access: signup.access_token(),
+        }
+    }
+
+    /// Moves the session's proofs back by `minutes`, as time passing would.
+    async fn proven_ago(&self, access: &str, minutes: i32) {
+        let session = self.claims_of(access).await.sid;
+        sqlx::query("update sessions set authenticated_at = authenticated_at - make_interval(mins => $2) where id = $1")
+            .bind(session)
+            .bind(minutes)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+}
+
+fn amr(claims: &Claims) -> Vec<&str> {
+    claims.amr.iter().map(String::as_str).collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_passkey_registered_after_a_step_up_signs_in_without_a_username_at_aal2(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("passkey");
+    let mut user = app.with_passkey(&email, true).await;
+
+    let begun = app.login_begin().await;
+    assert_eq!(begun.status, 200, "{}", begun.body);
+    let options = &begun.body["publicKey"];
+    assert!(
+        options.get("allowCredentials").is_none_or(|list| list.as_array().is_some_and(Vec::is_empty)),
+        "{options}"
+    );
+    assert_eq!(options["userVerification"], "required");
+    let credential = user.authenticator.sign(options).await.unwrap();
+    let signed_in = app.login_finish(begun.body["challenge_id"].as_str().unwrap(), &credential).await;
+
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    assert_eq!(signed_in.body["user"]["email"], email.as_str());
+    let claims = app.claims_of(&signed_in.access_token()).await;
+    assert_eq!(claims.aal, Aal::Aal2);
+    let methods = amr(&claims);
+    assert!(methods == ["hwk", "user"] || methods == ["swk", "user"], "{methods:?}");
+    let refreshed = app.post_refresh(&signed_in.refresh_token()).await;
+    assert_eq!(app.claims_of(&refreshed.access_token()).await.aal, Aal::Aal2, "a refresh keeps aal2");
+    let listed = app.list_passkeys(&user.access).await;
+    assert_eq!(listed.body["passkeys"].as_array().unwrap().len(), 1, "{}", listed.body);
+    assert_eq!(listed.body["passkeys"][0]["id"], user.passkey_id.as_str());
+    assert_eq!(listed.body["passkeys"][0]["name"], "Laptop");
+    assert!(listed.body["passkeys"][0]["last_used_at"].is_string(), "{}", listed.body);
+    let me = app.get_me(&signed_in.access_token()).await;
+    assert_eq!(me.body["passkeys"][0]["id"], user.passkey_id.as_str(), "{}", me.body);
+    let mail = test_support::sent_mail(&user.email).await;
+    assert!(
+        mail.iter()
+            .any(|mime| test_support::read_mail(mime).subject == "A passkey was added to your account"),
+        "the owner is told"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn adding_or_removing_a_passkey_needs_a_recent_proof_and_reauthenticate_takes_a_passkey(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let mut user = app.with_passkey(&address("step-up"), false).await;
+    let other = app.with_passkey(&address("other"), false).await;
+    app.proven_ago(&user.access, 6).await;
+
+    let begin = app.register_begin(&user.access).await;
+    let remove = app.remove_passkey(&user.access, &user.passkey_id).await;
+    assert_eq!((begin.status, begin.error_code()), (403, "step_up_required"));
+    assert_eq!(begin.body["required"], "recent_authentication");
+    assert_eq!((remove.status, remove.error_code()), (403, "step_up_required"));
+
+    // Another account's passkey proves nothing about this one.
+    let mut stranger = other.authenticator;
+    let (challenge_id, credential) = app.signed_ceremony(&mut stranger).await;
+    let body = json!({ "challenge_id": challenge_id, "credential": credential });
+    let wrong = app
+        .passkey_call(Endpoint::Reauthenticate, "POST", "/auth/reauthenticate", &user.access, Some(body))
+        .await;
+    assert_eq!((wrong.status, wrong.error_code()), (403, "invalid_passkey"));
+
+    let (challenge_id, credential) = app.signed_ceremony(&mut user.authenticator).await;
+    let body = json!({ "challenge_id": challenge_id, "credential": credential });
+    let proven = app
+        .passkey_call(
+            Endpoint::Reauthenticate,
+            "POST",
+            "/auth/reauthenticate",
+            &user.access,
+            Some(body.clone()),
+        )
+        .await;
+    let replayed = app
+        .passkey_call(Endpoint::Reauthenticate, "POST", "/auth/reauthenticate", &user.access, Some(body))
+        .await;
+    assert_eq!(proven.status, 200, "{}", proven.body);
+    assert_eq!((replayed.status, replayed.error_code()), (403, "invalid_passkey"), "a ceremony works once");
+    let claims = app.claims_of(&proven.body["access_token"].as_str().unwrap()).await;
+    assert_eq!(claims.aal, Aal::Aal2);
+    assert!(amr(&claims).contains(&"user") && amr(&claims).contains(&"pwd"), "{:?}", claims.amr);
+
+    let unknown = app.remove_passkey(&user.access, &uuid::Uuid::new_v4().to_string()).await;
+    let theirs = app.remove_passkey(&user.access, &other.passkey_id).await;
+    let removed = app.remove_passkey(&user.access, &user.passkey_id).await;
+    assert_eq!((unknown.status, unknown.error_code()), (404, "passkey_not_found"));
+    assert_eq!(
+        (theirs.status, theirs.error_code()),
+        (404, "passkey_not_found"),
+        "another user's is unknown alike"
+    );
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    let signed_in = app.passkey_sign_in(&mut user.authenticator).await;
+    assert_eq!(
+        (signed_in.status, signed_in.error_code()),
+        (401, "invalid_credentials"),
+        "a removed passkey signs no one in"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_cloned_authenticator_whose_counter_went_back_is_refused(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let mut user = app.with_passkey(&address("clone"), true).await;
+    assert_eq!(app.passkey_sign_in(&mut user.authenticator).await.status, 200);
+    let clone = user.authenticator.snapshot();
+    assert_eq!(app.passkey_sign_in(&mut user.authenticator).await.status, 200);
+
+    user.authenticator.restore(clone);
+    let cloned = app.passkey_sign_in(&mut user.authenticator).await;
+
+    assert_eq!((cloned.status, cloned.error_code()), (401, "invalid_credentials"), "{}", cloned.body);
+}
+
+/// Sends `times` requests at once through `send`, and returns their statuses.
+async fn at_once<F, Fut>(app: &TestApp, times: usize, send: F) -> Vec<u16>
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: std::future::Future<Output = u16> + Send + 'static,
+{
+    let tasks = (0..times).map(|_| tokio::spawn(send(app.clone())));
+    futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_finishes_of_one_sign_in_ceremony_sign_in_once(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let mut user = app.with_passkey(&address("race"), false).await;
+    let (challenge_id, credential) = app.signed_ceremony(&mut user.authenticator).await;
+    let sessions_before = app.count("select count(*) from sessions").await;
+
+    let statuses = at_once(&app, 20, |app| {
+        let (challenge_id, credential) = (challenge_id.clone(), credential.clone());
+        async move { app.login_finish(&challenge_id, &credential).await.status }
+    })
+    .await;
+
+    assert_eq!(statuses.iter().filter(|&&status| status == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|status| [200, 401].contains(status)), "{statuses:?}");
+    assert_eq!(app.count("select count(*) from sessions").await, sessions_before + 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn twenty_finishes_of_one_registration_add_one_passkey(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let signup = app.signed_up(&address("register-race")).await;
+    let mut authenticator = SoftwareAuthenticator::new(APP_URL, false);
+    let begun = app.register_begin(&signup.access_token()).await;
+    let credential = authenticator.register(&begun.body["publicKey"]).await.unwrap();
+    let challenge_id = begun.body["challenge_id"].as_str().unwrap().to_owned();
+    let access = signup.access_token();
+
+    let statuses = at_once(&app, 20, |app| {
+        let (access, challenge_id, credential) = (access.clone(), challenge_id.clone(), credential.clone());
+        async move { app.register_finish(&access, &challenge_id, &credential).await.status }
+    })
+    .await;
+
+    assert_eq!(statuses.iter().filter(|&&status| status == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|status| [201, 400].contains(status)), "{statuses:?}");
+    assert_eq!(app.count("select count(*) from passkeys").await, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_registration_is_finished_only_by_the_session_that_began_it_within_five_minutes(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("ceremony");
+    let signup = app.signed_up(&email).await;
+    let second = app.post_login(&email, PASSWORD).await;
+    let mut authenticator = SoftwareAuthenticator::new(APP_URL, false);
+    let begun = app.register_begin(&signup.access_token()).await;
+    let credential = authenticator.register(&begun.body["publicKey"]).await.unwrap();
+    let challenge_id = begun.body["challenge_id"].as_str().unwrap();
+
+    let elsewhere = app.register_finish(&second.access_token(), challenge_id, &credential).await;
+    let garbage = app.register_finish(&signup.access_token(), "not-a-challenge", &credential).await;
+    sqlx::query("update webauthn_challenges set expires_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let late = app.register_finish(&signup.access_token(), challenge_id, &credential).await;
+
+    assert_eq!((elsewhere.status, elsewhere.error_code()), (400, "invalid_challenge"));
+    assert_eq!((garbage.status, garbage.error_code()), (400, "invalid_challenge"));
+    assert_eq!((late.status, late.error_code()), (400, "invalid_challenge"));
+    assert_eq!(app.count("select count(*) from passkeys").await, 0);
+    let tampered = app.register_finish(&signup.access_token(), challenge_id, &json!({ "id": "x" })).await;
+    assert_eq!((tampered.status, tampered.error_code()), (400, "invalid_request"), "{}", tampered.body);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_password_change_or_reset_voids_registrations_begun_in_other_sessions(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("voided");
+    let signup = app.signed_up(&email).await;
+    let other = app.post_login(&email, PASSWORD).await;
+    assert_eq!(app.register_begin(&signup.access_token()).await.status, 200);
+    assert_eq!(app.register_begin(&other.access_token()).await.status, 200);
+
+    let body = json!({ "current_password": PASSWORD, "new_password": "violet tractor umbrella sunrise" });
+    let changed = app
+        .send(
+            Endpoint::ChangePassword,
+            bearer_json("POST", "/auth/password/change", &signup.access_token(), Some(&body)),
+        )
+        .await;
+
+    assert_eq!(changed.status, 204, "{}", changed.body);
+    let left: Vec<uuid::Uuid> =
+        sqlx::query_scalar("select session_id from webauthn_challenges").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(
+        left,
+        [app.claims_of(&signup.access_token()).await.sid],
+        "only the changing session's own stays"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn an_added_passkey_is_removed_by_the_owners_link_and_a_removed_one_put_back(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("undo-passkey");
+    let mut user = app.with_passkey(&email, false).await;
+    let links = undo_links(&email).await;
+    assert_eq!(links.len(), 1, "{links:?}");
+
+    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[0] })).await;
+    assert_eq!(undone.status, 204, "{}", undone.body);
+    assert_eq!(app.count("select count(*) from passkeys").await, 0, "the added passkey is gone");
+    assert_eq!(app.get_me(&user.access).await.status, 401, "every session ended");
+    assert_eq!(app.passkey_sign_in(&mut user.authenticator).await.status, 401);
+
+    // Another owner's passkey, removed by someone else: the owner's link puts it back.
+    let owner = app.with_passkey(&address("owner"), false).await;
+    let removed = app.remove_passkey(&owner.access, &owner.passkey_id).await;
+    assert_eq!(removed.status, 204);
+    let links = undo_links(&owner.email).await;
+    assert_eq!(links.len(), 2, "added, then removed: {links:?}");
+    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[1] })).await;
+    assert_eq!(undone.status, 204, "{}", undone.body);
+    let mut authenticator = owner.authenticator;
+    let signed_in = app.passkey_sign_in(&mut authenticator).await;
+    assert_eq!(signed_in.status, 200, "the passkey is back: {}", signed_in.body);
+}
+
+/// The "this wasn't me" links mailed to `email`, oldest first.
+async fn undo_links(email: &str) -> Vec<String> {
+    test_support::sent_mail(email)
+        .await
+        .iter()
+        .filter(|mime| test_support::read_mail(mime).subject != "Verify your email address")
+        .map(|mime| test_support::link_token(mime))
+        .collect()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn anonymous_sign_in_ceremonies_are_limited_per_source_address(pool: PgPool) {
+    let app = TestApp::new(pool);
+    sqlx::query("insert into passkey_sources values ($1, now(), $2)")
+        .bind(crate::helpers::SOURCE_IP)
+        .bind(shared::passkeys::store::SIGN_INS_PER_SOURCE)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let limited = app.login_begin().await;
+    let elsewhere = app.send_from("198.51.100.7", Endpoint::PasskeyLoginBegin, json_request("{}")).await;
+
+    assert_eq!((limited.status, limited.error_code()), (429, "too_many_attempts"));
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+    assert_eq!(
+        app.count("select count(*) from webauthn_challenges").await,
+        1,
+        "the limited one stored nothing"
+    );
+}
