@@ -219,6 +219,8 @@ impl TestApi {
         // other secrets' ARNs, the template's MFA_KEYS_SECRET_ARN is left out: its parameter
         // (MfaKeysSecretArn) has no default and no test gives it, so MFA_KEYS is what they read.
         env.set_for_all("MFA_KEYS", test_support::MFA_KEYS);
+        // The passkeys' relying party (and the mail links' base, where a test sends mail).
+        env.set_for_all("APP_URL", test_support::APP_URL);
         env.set_for_all("JWT_ISSUER", ISSUER);
         env.set_for_all("JWT_AUDIENCE", AUDIENCE);
         env.set_for_all("AWS_LAMBDA_LOG_FORMAT", "Text");

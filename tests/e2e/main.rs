@@ -6,6 +6,7 @@
 mod helpers;
 
 mod account;
+mod browser;
 mod contract;
 mod house;
 mod idle_session;

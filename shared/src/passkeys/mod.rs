@@ -54,13 +54,86 @@ impl RelyingParty {
             .map_err(|error| anyhow::anyhow!("APP_URL as a WebAuthn relying party: {error}"))?;
         Ok(Self { webauthn })
     }
+
+    /// A registration for `user`: the creation options (a discoverable credential, user
+    /// verification required, the credentials `exclude` names refused) and the ceremony's
+    /// state, serialised.
+    pub fn registration(
+        &self,
+        user: UserId,
+        email: &str,
+        exclude: Vec<Vec<u8>>,
+    ) -> anyhow::Result<(Value, String)> {
+        let exclude = (!exclude.is_empty()).then(|| exclude.into_iter().map(Into::into).collect());
+        let (options, state) = self
+            .webauthn
+            .start_passkey_registration(user.0, email, email, exclude)
+            .map_err(|error| anyhow::anyhow!("starting the registration: {error}"))?;
+        let mut options = serde_json::to_value(&options.public_key)?;
+        // A passkey is a discoverable credential: it signs in without a username.
+        if let Some(selection) = options.get_mut("authenticatorSelection").and_then(Value::as_object_mut) {
+            selection.insert("residentKey".to_owned(), Value::from("required"));
+            selection.insert("requireResidentKey".to_owned(), Value::from(true));
+        }
+        Ok((options, serde_json::to_string(&state)?))
+    }
+
+    /// The authenticator's answer to a registration, verified against the ceremony's `state`:
+    /// the credential to store, or `None` when it does not verify.
+    pub fn registered(
+        &self,
+        credential: &RegisterPublicKeyCredential,
+        state: &str,
+    ) -> anyhow::Result<Option<NewCredential>> {
+        let state: PasskeyRegistration = serde_json::from_str(state)?;
+        let passkey = match self.webauthn.finish_passkey_registration(credential, &state) {
+            Ok(passkey) => passkey,
+            Err(error) => {
+                tracing::info!(%error, "a passkey registration did not verify");
+                return Ok(None);
+            }
+        };
+        let stored = serde_json::to_string(&passkey)?;
+        let value: Value = serde_json::from_str(&stored)?;
+        let inner = &value["cred"];
+        let (Some(counter), Some(backup_eligible)) =
+            (inner["counter"].as_u64(), inner["backup_eligible"].as_bool())
+        else {
+            anyhow::bail!("a serialised passkey without its counter or flags");
+        };
+        Ok(Some(NewCredential {
+            id: AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec(),
+            stored,
+            counter: u32::try_from(counter).unwrap_or(u32::MAX),
+            backup_eligible,
+        }))
+    }
+
+    /// A sign-in (or step-up): request options naming no credential, and the ceremony's state,
+    /// serialised.
+    pub fn sign_in(&self) -> anyhow::Result<(Value, String)> {
+        let (options, state) = self
+            .webauthn
+            .start_discoverable_authentication()
+            .map_err(|error| anyhow::anyhow!("starting the sign-in: {error}"))?;
+        Ok((serde_json::to_value(&options.public_key)?, serde_json::to_string(&state)?))
+    }
+}
+
+/// A credential a registration made, as it is stored: its id, webauthn-rs's serialised
+/// `Passkey`, and what a statement checks of it (kept inside that `Passkey`): its signature
+/// counter and whether it is backup-eligible (synced).
+pub struct NewCredential {
+    pub id: Vec<u8>,
+    pub stored: String,
+    pub counter: u32,
+    pub backup_eligible: bool,
 }
 
 /// The relying party of a function that runs ceremonies.
-fn relying_party(app: &App) -> Result<&Webauthn, ApiError> {
+fn relying_party(app: &App) -> Result<&RelyingParty, ApiError> {
     app.passkeys
         .as_ref()
-        .map(|party| &party.webauthn)
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("this function runs no passkey ceremony")))
 }
 
@@ -85,23 +158,11 @@ fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &'static str) -> 
 #[tracing::instrument(name = "auth.passkey_register_begin", skip_all, fields(user = %caller.user.id.0))]
 pub async fn begin_registration(app: &App, caller: &Caller) -> Result<Begun, ApiError> {
     caller.require_step_up()?;
-    let webauthn = relying_party(app)?;
+    let party = relying_party(app)?;
     let mut db = app.connection().await.context("connecting to the database")?;
     let existing = store::credential_ids(&mut db, caller.user.id).await.context("reading the passkeys")?;
-    let exclude = (!existing.is_empty()).then(|| existing.into_iter().map(Into::into).collect());
-    let email = &caller.user.email;
-    let (options, state) = webauthn
-        .start_passkey_registration(caller.user.id.0, email, email, exclude)
-        .map_err(|error| ApiError::Unexpected(anyhow::anyhow!("starting the registration: {error}")))?;
-    let mut options = serde_json::to_value(&options.public_key)
-        .map_err(|error| ApiError::Unexpected(anyhow::Error::new(error).context("the creation options")))?;
-    // A passkey is a discoverable credential: it signs in without a username.
-    if let Some(selection) = options.get_mut("authenticatorSelection").and_then(Value::as_object_mut) {
-        selection.insert("residentKey".to_owned(), Value::from("required"));
-        selection.insert("requireResidentKey".to_owned(), Value::from(true));
-    }
+    let (options, state) = party.registration(caller.user.id, &caller.user.email, existing)?;
     let challenge = ChallengeId::generate().context("generating the challenge id")?;
-    let state = to_json(&state, "the registration state")?;
     let ceremony = NewCeremony { challenge: &challenge.hash(), state: &state, ttl: CEREMONY_TTL };
     if !store::begin_registration(&mut db, caller.user.id, caller.session, ceremony)
         .await
@@ -139,31 +200,24 @@ pub async fn finish_registration(
     credential: RegisterPublicKeyCredential,
     name: String,
 ) -> Result<PasskeyView, ApiError> {
-    let webauthn = relying_party(app)?;
+    let party = relying_party(app)?;
     let user = caller.user.id;
     let mut db = app.connection().await.context("connecting to the database")?;
     let state = store::take_registration(&mut db, &challenge.hash(), user, caller.session)
         .await
         .context("taking the ceremony")?
         .ok_or(ApiError::InvalidChallenge)?;
-    let state: PasskeyRegistration = from_json(&state, "the stored registration state")?;
-    let passkey = webauthn.finish_passkey_registration(&credential, &state).map_err(|error| {
-        tracing::info!(%error, "a passkey registration did not verify");
-        ApiError::InvalidPasskeyCredential
-    })?;
-    let stored = to_json(&passkey, "the passkey")?;
-    let flags = CredentialFlags::of(&stored)?;
+    let credential = party.registered(&credential, &state)?.ok_or(ApiError::InvalidPasskeyCredential)?;
     let id = PasskeyId::generate();
-    let credential_id: &[u8] = passkey.cred_id().as_ref();
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
     let new_passkey = NewPasskey {
         id,
-        credential_id,
-        credential: &stored,
+        credential_id: &credential.id,
+        credential: &credential.stored,
         name: &name,
-        backup_eligible: flags.backup_eligible,
-        sign_count: flags.counter,
+        backup_eligible: credential.backup_eligible,
+        sign_count: credential.counter,
     };
     match store::add_passkey(&mut db, user, caller.session, new_passkey, undo_token)
         .await
@@ -173,7 +227,7 @@ pub async fn finish_registration(
         Change::Capped => return Err(ApiError::TooManyAttempts { retry_after: 3600 }),
         Change::Missing => {
             return Err(
-                match store::why_not_added(&mut db, user, caller.session, credential_id)
+                match store::why_not_added(&mut db, user, caller.session, &credential.id)
                     .await
                     .context("reading why the passkey was refused")?
                 {
@@ -186,29 +240,7 @@ pub async fn finish_registration(
     }
     crate::second_factor::tell_owner(app, caller, SecurityChange::PasskeyAdded, &undo).await;
     let created_at = time::OffsetDateTime::now_utc();
-    Ok(PasskeyView { id, name, synced: flags.backup_eligible, created_at, last_used_at: None })
-}
-
-/// What the stored credential says of itself that a statement checks: the signature counter
-/// and whether it is backup-eligible (webauthn-rs keeps both inside its serialised `Passkey`).
-struct CredentialFlags {
-    counter: u32,
-    backup_eligible: bool,
-}
-
-impl CredentialFlags {
-    fn of(stored: &str) -> Result<Self, ApiError> {
-        let value: Value = from_json(stored, "the passkey")?;
-        let credential = &value["cred"];
-        match (credential["counter"].as_u64(), credential["backup_eligible"].as_bool()) {
-            (Some(counter), Some(backup_eligible)) => {
-                Ok(Self { counter: u32::try_from(counter).unwrap_or(u32::MAX), backup_eligible })
-            }
-            _ => Err(ApiError::Unexpected(anyhow::anyhow!(
-                "a serialised passkey without its counter or flags"
-            ))),
-        }
-    }
+    Ok(PasskeyView { id, name, synced: credential.backup_eligible, created_at, last_used_at: None })
 }
 
 /// Begins a sign-in (or a step-up) with a passkey: request options naming no credential (the
@@ -217,14 +249,8 @@ impl CredentialFlags {
 /// address.
 #[tracing::instrument(name = "auth.passkey_login_begin", skip_all)]
 pub async fn begin_sign_in(app: &App, device: &Device) -> Result<Begun, ApiError> {
-    let webauthn = relying_party(app)?;
-    let (options, state) = webauthn
-        .start_discoverable_authentication()
-        .map_err(|error| ApiError::Unexpected(anyhow::anyhow!("starting the sign-in: {error}")))?;
-    let options = serde_json::to_value(&options.public_key)
-        .map_err(|error| ApiError::Unexpected(anyhow::Error::new(error).context("the request options")))?;
+    let (options, state) = relying_party(app)?.sign_in()?;
     let challenge = ChallengeId::generate().context("generating the challenge id")?;
-    let state = to_json(&state, "the sign-in state")?;
     let ceremony = NewCeremony { challenge: &challenge.hash(), state: &state, ttl: CEREMONY_TTL };
     let mut db = app.connection().await.context("connecting to the database")?;
     if !store::begin_sign_in(&mut db, ceremony, device.source().as_deref())
@@ -255,7 +281,7 @@ async fn assert(
     credential: &PublicKeyCredential,
     refused: fn() -> ApiError,
 ) -> Result<Asserted, ApiError> {
-    let webauthn = relying_party(app)?;
+    let webauthn = &relying_party(app)?.webauthn;
     let state = store::take_sign_in(db, &challenge.hash())
         .await
         .context("taking the ceremony")?

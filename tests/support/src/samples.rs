@@ -18,18 +18,21 @@ use shared::accounts::store::{
     Attempt, Opening, PendingSignIn, Started, create_user_with_session, start_session,
 };
 use shared::db::{Database, DbConnection};
-use shared::domain::FactorId;
 use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
+use shared::domain::{FactorId, PasskeyId};
 use shared::links::store::{MailRequest, request_mail};
 use shared::mfa::recovery::{self, RecoveryCode};
 use shared::mfa::seal::SealingKeys;
 use shared::mfa::store::{Change, UndoToken, confirm_factor, replace_pending_factor};
 use shared::mfa::totp::{self, TotpSecret};
+use shared::passkeys::store::{self as passkeys, NewCeremony, NewPasskey};
+use shared::passkeys::{CEREMONY_TTL, RelyingParty};
 use shared::sessions::store::NewSession;
-use shared::tokens::{MailToken, MfaToken, RefreshToken, TokenSigner};
+use shared::tokens::{ChallengeId, MailToken, MfaToken, RefreshToken, TokenSigner};
 use sqlx::PgPool;
 
 use crate::PASSWORD;
+use crate::authenticator::SoftwareAuthenticator;
 
 /// An address with an account (the account's password is [`PASSWORD`]).
 pub const EMAIL: &str = "REPLACE_WITH_AN_EMAIL";
@@ -60,8 +63,20 @@ pub const RECOVERY_CODE: &str = "REPLACE_WITH_A_RECOVERY_CODE";
 /// The token of the "this wasn't me" link its live factor's enrolment mailed.
 pub const UNDO_LINK_TOKEN: &str = "REPLACE_WITH_THE_TOKEN_OF_AN_UNDO_LINK";
 
+/// The id of one of the account's passkeys.
+pub const PASSKEY_ID: &str = "REPLACE_WITH_A_PASSKEY_ID";
+/// The `challenge_id` of a passkey ceremony begun for the account (a registration by its
+/// session, or a sign-in), which the event's credential answers.
+pub const CHALLENGE_ID: &str = "REPLACE_WITH_A_CHALLENGE_ID";
+/// An authenticator's answer (JSON) to a registration of the account's session; in an event's
+/// body where the JSON object goes (the body is JSON once filled).
+pub const REGISTRATION_CREDENTIAL: &str = "REPLACE_WITH_A_REGISTRATION_CREDENTIAL";
+/// A passkey's answer (JSON) to a sign-in ceremony, by a passkey of the account; placed as
+/// [`REGISTRATION_CREDENTIAL`] is.
+pub const ASSERTION_CREDENTIAL: &str = "REPLACE_WITH_A_PASSKEY_ASSERTION";
+
 /// Every placeholder a sample event may hold.
-pub const PLACEHOLDERS: [&str; 13] = [
+pub const PLACEHOLDERS: [&str; 17] = [
     EMAIL,
     NEW_EMAIL,
     ACCESS_TOKEN,
@@ -75,6 +90,10 @@ pub const PLACEHOLDERS: [&str; 13] = [
     PENDING_FACTOR_ID,
     RECOVERY_CODE,
     UNDO_LINK_TOKEN,
+    PASSKEY_ID,
+    CHALLENGE_ID,
+    REGISTRATION_CREDENTIAL,
+    ASSERTION_CREDENTIAL,
 ];
 
 /// The placeholders that need a live TOTP factor.
@@ -92,6 +111,8 @@ pub struct Fixture {
     signer: TokenSigner,
     password_hash: String,
     mfa_keys: SealingKeys,
+    relying_party: RelyingParty,
+    app_url: String,
 }
 
 impl Fixture {
@@ -100,7 +121,21 @@ impl Fixture {
     pub async fn new(pool: PgPool, signer: TokenSigner) -> anyhow::Result<Self> {
         let email = Email::parse("sample@example.com")?;
         let password_hash = shared::passwords::hash(Password::parse(PASSWORD.to_owned(), &email)?).await?;
-        Ok(Self { db: Database::from_pool(pool), signer, password_hash, mfa_keys: crate::mfa_keys() })
+        let relying_party = RelyingParty::new(crate::APP_URL)?;
+        Ok(Self {
+            db: Database::from_pool(pool),
+            signer,
+            password_hash,
+            mfa_keys: crate::mfa_keys(),
+            relying_party,
+            app_url: crate::APP_URL.to_owned(),
+        })
+    }
+
+    /// Makes its passkeys for the web app at `app_url`, the functions' `APP_URL` (by default the
+    /// tests', [`crate::APP_URL`]).
+    pub fn with_app_url(self, app_url: &str) -> anyhow::Result<Self> {
+        Ok(Self { relying_party: RelyingParty::new(app_url)?, app_url: app_url.to_owned(), ..self })
     }
 
     /// Seals the factors it makes with `keys`, the functions' MFA key ring (by default the tests'
@@ -180,6 +215,9 @@ impl Fixture {
                 values.push((MFA_TOKEN, token.expose().to_owned()));
             }
         }
+        if [PASSKEY_ID, CHALLENGE_ID].iter().any(|placeholder| event.contains(placeholder)) {
+            values.extend(self.passkey_ceremony(&mut db, user.id, email.as_str(), session, event).await?);
+        }
         if event.contains(SESSION_ID) {
             let other = SessionId::generate();
             let second =
@@ -216,6 +254,71 @@ impl Fixture {
         db.release();
         Ok(values)
     }
+}
+
+impl Fixture {
+    /// The passkey placeholders `event` names: a registration begun by the account's `session`
+    /// and answered by a software authenticator, or a passkey of the account (registered in
+    /// that session) with a sign-in ceremony it answered.
+    async fn passkey_ceremony(
+        &self,
+        db: &mut DbConnection,
+        user: UserId,
+        email: &str,
+        session: SessionId,
+        event: &str,
+    ) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let party = &self.relying_party;
+        let mut authenticator = SoftwareAuthenticator::new(&self.app_url, false);
+        let challenge = ChallengeId::generate()?;
+        let (options, state) = party.registration(user, email, Vec::new())?;
+        let ceremony = NewCeremony { challenge: &challenge.hash(), state: &state, ttl: CEREMONY_TTL };
+        anyhow::ensure!(passkeys::begin_registration(db, user, session, ceremony).await?, "no registration");
+        let credential = authenticator.register(&options).await?;
+        if event.contains(REGISTRATION_CREDENTIAL) {
+            return Ok(vec![
+                (CHALLENGE_ID, challenge.expose().to_owned()),
+                embedded(REGISTRATION_CREDENTIAL, &credential),
+            ]);
+        }
+        let state = passkeys::take_registration(db, &challenge.hash(), user, session)
+            .await?
+            .context("the ceremony")?;
+        let registered = party
+            .registered(&serde_json::from_value(credential)?, &state)?
+            .context("the sample's passkey did not verify")?;
+        let id = PasskeyId::generate();
+        let undo_link = MailToken::generate()?;
+        let undo = UndoToken { token: &undo_link.hash(), ttl: Duration::from_secs(3600) };
+        let passkey = NewPasskey {
+            id,
+            credential_id: &registered.id,
+            credential: &registered.stored,
+            name: "Sample",
+            backup_eligible: registered.backup_eligible,
+            sign_count: registered.counter,
+        };
+        let added = passkeys::add_passkey(db, user, session, passkey, undo).await?;
+        anyhow::ensure!(added == Change::Done, "the sample's passkey was not added: {added:?}");
+        let mut values = vec![(PASSKEY_ID, id.0.to_string())];
+        if event.contains(ASSERTION_CREDENTIAL) {
+            let challenge = ChallengeId::generate()?;
+            let (options, state) = party.sign_in()?;
+            let ceremony = NewCeremony { challenge: &challenge.hash(), state: &state, ttl: CEREMONY_TTL };
+            anyhow::ensure!(passkeys::begin_sign_in(db, ceremony, None).await?, "no sign-in ceremony");
+            let assertion = authenticator.sign(&options).await?;
+            values.push((CHALLENGE_ID, challenge.expose().to_owned()));
+            values.push(embedded(ASSERTION_CREDENTIAL, &assertion));
+        }
+        Ok(values)
+    }
+}
+
+/// A JSON value in place of `placeholder` in an event's body (a JSON string inside the event's
+/// JSON): the value escaped as the body's text is.
+fn embedded(placeholder: &'static str, value: &serde_json::Value) -> (&'static str, String) {
+    let escaped = serde_json::to_string(&value.to_string()).expect("a string serialises");
+    (placeholder, escaped[1..escaped.len() - 1].to_owned())
 }
 
 /// The current TOTP step.
