@@ -44,8 +44,11 @@ create table webauthn_challenges (
     constraint webauthn_challenges_challenge_hash_length check (octet_length(challenge_hash) = 32)
 );
 
--- A reset, a password change, a factor's removal or the undo link void a user's ceremonies by
--- the one index; the scheduled purge finds expired ones by the other.
+-- One registration at a time per session (a later begin replaces it, found by this index); a
+-- reset, a password change, a factor's removal or the undo link void a user's ceremonies by the
+-- next; the scheduled purge finds expired ones by the last.
+create unique index webauthn_challenges_registration_key on webauthn_challenges (session_id)
+    where purpose = 'registration';
 create index webauthn_challenges_user_id_idx on webauthn_challenges (user_id) where user_id is not null;
 create index webauthn_challenges_expires_at_idx on webauthn_challenges (expires_at);
 

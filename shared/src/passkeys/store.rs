@@ -36,12 +36,13 @@ pub async fn begin_registration(
 ) -> Result<bool, sqlx::Error> {
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
-        with replaced as (
-            delete from webauthn_challenges where session_id = $2 and purpose = 'registration'
-        ), stored as (
-            insert into webauthn_challenges (challenge_hash, purpose, user_id, session_id, state, expires_at)
+        with stored as (
+            insert into webauthn_challenges as c (challenge_hash, purpose, user_id, session_id, state, expires_at)
             select $3, 'registration', s.user_id, s.id, $4::text::jsonb, now() + make_interval(secs => $5)
             from sessions as s where s.id = $2 and s.user_id = $1 and s.revoked_at is null
+            on conflict (session_id) where purpose = 'registration' do update
+            set challenge_hash = excluded.challenge_hash, state = excluded.state, created_at = now(),
+                expires_at = excluded.expires_at
             returning 1
         )
         select exists (select 1 from stored) as "stored!"

@@ -306,6 +306,11 @@ async fn a_registration_is_finished_only_by_the_session_that_began_it_within_fiv
     let challenge_id = begun.body["challenge_id"].as_str().unwrap();
 
     let elsewhere = app.register_finish(&second.access_token(), challenge_id, &credential).await;
+    // A later begin of the same session replaces the ceremony.
+    let replaced = app.register_begin(&signup.access_token()).await;
+    let earlier = app.register_finish(&signup.access_token(), challenge_id, &credential).await;
+    assert_eq!((earlier.status, earlier.error_code()), (400, "invalid_challenge"));
+    let challenge_id = replaced.body["challenge_id"].as_str().unwrap();
     let garbage = app.register_finish(&signup.access_token(), "not-a-challenge", &credential).await;
     sqlx::query("update webauthn_challenges set expires_at = now() - interval '1 second'")
         .execute(&app.pool)

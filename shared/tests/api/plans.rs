@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Executor as _, PgPool, Row as _};
 
 /// The tables the guard watches.
 /// (`mail_hourly` is not: one row per clock hour, purged down to two, where a scan is the plan.)
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 13] = [
     "users",
     "sessions",
     "refresh_tokens",
@@ -30,6 +30,9 @@ const TABLES: [&str; 10] = [
     "recovery_codes",
     "mfa_tokens",
     "security_undo_tokens",
+    "passkeys",
+    "webauthn_challenges",
+    "passkey_sources",
 ];
 
 /// Users (one session each, three refresh tokens per session in a rotation chain).
@@ -108,6 +111,9 @@ async fn sequential_scans(pool: &PgPool) -> Vec<String> {
                 // A text parameter the statement reads as an address (a session's source IP).
                 if statement.sql.contains(&format!("${}::text::inet", index + 1)) {
                     "'192.0.2.1'".to_owned()
+                } else if statement.sql.contains(&format!("${}::text::jsonb", index + 1)) {
+                    // A text parameter the statement reads as JSON (a passkey, a ceremony's state).
+                    "'{}'".to_owned()
                 } else {
                     value_of(kind, &session.0.to_string())
                 }

@@ -238,3 +238,31 @@ async fn a_scheduled_check_purges_expired_mfa_tokens_and_undo_links(pool: PgPool
     assert_eq!(app.count("select count(*) from mfa_tokens").await, 10);
     assert_eq!(app.count("select count(*) from security_undo_tokens").await, 2);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduled_check_purges_expired_passkey_ceremonies_and_ended_source_windows(pool: PgPool) {
+    let app = TestApp::new(pool);
+    sqlx::query(
+        "insert into webauthn_challenges (challenge_hash, purpose, state, expires_at)
+         select sha256(('ceremony-' || n)::bytea), 'authentication', '{}',
+                now() + case when n <= 2500 then interval '-1 second' else interval '4 minutes' end
+         from generate_series(1, 2507) as n",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into passkey_sources (source, window_started_at, window_count)
+         select '198.51.100.' || n, now() - case when n <= 4 then interval '21 minutes' else interval '9 minutes' end, 3
+         from generate_series(1, 6) as n",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let response = call(&app.app, health::handle, scheduled_event()).await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(app.count("select count(*) from webauthn_challenges").await, 7);
+    assert_eq!(app.count("select count(*) from passkey_sources").await, 2, "a window still counting stays");
+}

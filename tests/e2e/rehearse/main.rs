@@ -458,7 +458,11 @@ async fn fixture(options: &Options, claims: &Value) -> anyhow::Result<(Fixture, 
         TokenSigner::new(key, &refresh_key, issuer.as_str().into(), audience, Duration::from_secs(900))?;
     let ring = std::fs::read_to_string(&options.mfa_keys)
         .with_context(|| format!("reading {}", options.mfa_keys.display()))?;
-    let fixture = Fixture::new(pool, signer).await?.with_mfa_keys(SealingKeys::from_json(&ring)?);
+    let mut fixture = Fixture::new(pool, signer).await?.with_mfa_keys(SealingKeys::from_json(&ring)?);
+    // The passkeys it registers are for the functions' relying party, the deploy's AppUrl.
+    if let Some(app_url) = options.parameters.get("AppUrl") {
+        fixture = fixture.with_app_url(app_url)?;
+    }
     Ok((fixture, format!("issuer {issuer}")))
 }
 
