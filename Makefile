@@ -18,6 +18,7 @@ build: ## Build every crate (debug)
 
 test: $(VENV_STAMP) ## Run every test: Rust suites, template checks, schemathesis (throwaway Postgres, local Secrets Manager and SES)
 	scripts/install-pgbouncer
+	scripts/install-chromium
 	$(CARGO) build --workspace --all-targets
 	scripts/with-postgres scripts/with-moto $(CARGO) test --workspace --lib --tests --bench '*'
 	scripts/check-template

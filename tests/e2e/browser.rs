@@ -39,23 +39,32 @@ impl Drop for TempDir {
 impl Browser {
     async fn launch() -> Self {
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
-        let profile = TempDir(std::env::temp_dir().join(format!("chromium-{}", uuid::Uuid::new_v4().simple())));
+        let profile =
+            TempDir(std::env::temp_dir().join(format!("chromium-{}", uuid::Uuid::new_v4().simple())));
         std::fs::create_dir_all(&profile.0).unwrap();
         let process = Command::new(&binary)
-            .args(["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--remote-debugging-port=0"])
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+            ])
             .arg(format!("--user-data-dir={}", profile.0.display()))
             .arg("about:blank")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|error| panic!("{binary} does not start ({error}): run scripts/install-chromium"));
-        let endpoint = eventually("Chromium's DevTools port", Duration::from_secs(30), || {
-            devtools_endpoint(&profile.0)
-        })
-        .await;
+            .unwrap_or_else(|error| {
+                panic!("{binary} does not start ({error}): run scripts/install-chromium")
+            });
+        let endpoint =
+            eventually("Chromium's DevTools port", Duration::from_secs(30), || devtools_endpoint(&profile.0))
+                .await;
         let (socket, _) = connect_async(endpoint.as_str()).await.expect("the DevTools socket");
-        let mut browser = Self { _process: process, _profile: profile, socket, session: String::new(), next_id: 0 };
+        let mut browser =
+            Self { _process: process, _profile: profile, socket, session: String::new(), next_id: 0 };
         let target = browser.send("Target.createTarget", json!({ "url": "about:blank" })).await;
         let attached = browser
             .send("Target.attachToTarget", json!({ "targetId": target["targetId"], "flatten": true }))
@@ -101,7 +110,10 @@ impl Browser {
     /// Runs `script` in the page and returns its value (a promise awaited).
     async fn evaluate(&mut self, script: &str) -> Value {
         let result = self
-            .page("Runtime.evaluate", json!({ "expression": script, "awaitPromise": true, "returnByValue": true }))
+            .page(
+                "Runtime.evaluate",
+                json!({ "expression": script, "awaitPromise": true, "returnByValue": true }),
+            )
             .await;
         assert!(result.get("exceptionDetails").is_none(), "{script}: {result}");
         result["result"]["value"].clone()
@@ -117,7 +129,10 @@ impl Browser {
             if outcome.contains(expected) {
                 return outcome;
             }
-            assert!(tokio::time::Instant::now() < deadline, "waiting for {expected:?}, the page says {outcome:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waiting for {expected:?}, the page says {outcome:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -172,8 +187,9 @@ async fn the_passkey_page_registers_and_signs_in_with_chromiums_own_webauthn() {
     let signed_in = browser.outcome("Signed in with a passkey").await;
 
     assert!(signed_in.contains("(aal2, hwk user)") || signed_in.contains("(aal2, swk user)"), "{signed_in}");
-    let credentials =
-        browser.page("WebAuthn.getCredentials", json!({ "authenticatorId": authenticator["authenticatorId"] })).await;
+    let credentials = browser
+        .page("WebAuthn.getCredentials", json!({ "authenticatorId": authenticator["authenticatorId"] }))
+        .await;
     let credentials = credentials["credentials"].as_array().unwrap();
     assert_eq!(credentials.len(), 1, "{credentials:?}");
     assert_eq!(credentials[0]["isResidentCredential"], true, "a discoverable credential: {credentials:?}");

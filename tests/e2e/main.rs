@@ -17,6 +17,7 @@ mod managed_instances;
 mod metrics;
 mod migrate;
 mod outage;
+mod passkeys;
 mod password_races;
 mod pooler;
 mod rotation;

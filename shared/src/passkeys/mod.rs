@@ -64,7 +64,7 @@ impl RelyingParty {
         email: &str,
         exclude: Vec<Vec<u8>>,
     ) -> anyhow::Result<(Value, String)> {
-        let exclude = (!exclude.is_empty()).then(|| exclude.into_iter().map(Into::into).collect());
+        let exclude = (!exclude.is_empty()).then_some(exclude);
         let (options, state) = self
             .webauthn
             .start_passkey_registration(user.0, email, email, exclude)

@@ -34,7 +34,8 @@ pub async fn begin_registration(
     session: SessionId,
     ceremony: NewCeremony<'_>,
 ) -> Result<bool, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
+    one_statement!(db, |connection| {
+        sqlx::query_scalar!(
         r#"
         with stored as (
             insert into webauthn_challenges as c (challenge_hash, purpose, user_id, session_id, state, expires_at)
@@ -53,7 +54,8 @@ pub async fn begin_registration(
         ceremony.state,
         ceremony.ttl.as_secs_f64(),
     )
-    .fetch_one(connection))
+    .fetch_one(connection)
+    })
 }
 
 /// Takes the registration ceremony `challenge` of `user`'s `session` (once: of many requests

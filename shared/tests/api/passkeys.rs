@@ -209,7 +209,7 @@ async fn adding_or_removing_a_passkey_needs_a_recent_proof_and_reauthenticate_ta
         .await;
     assert_eq!(proven.status, 200, "{}", proven.body);
     assert_eq!((replayed.status, replayed.error_code()), (403, "invalid_passkey"), "a ceremony works once");
-    let claims = app.claims_of(&proven.body["access_token"].as_str().unwrap()).await;
+    let claims = app.claims_of(proven.body["access_token"].as_str().unwrap()).await;
     assert_eq!(claims.aal, Aal::Aal2);
     assert!(amr(&claims).contains(&"user") && amr(&claims).contains(&"pwd"), "{:?}", claims.amr);
 

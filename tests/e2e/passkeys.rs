@@ -1,0 +1,101 @@
+//! Passkeys through the real binaries and the emulator, with a software authenticator: one
+//! registered after signup and used usernameless at aal2, then for a step-up; one sign-in
+//! ceremony raced by 20 clients across sandboxes, one registration by 20.
+
+use futures_util::future::join_all;
+use http::Method;
+use serde_json::{Value, json};
+use test_support::APP_URL;
+use test_support::authenticator::SoftwareAuthenticator;
+
+use crate::helpers::{TestApi, TestResponse, email, jwt_part};
+
+impl TestApi {
+    async fn with_bearer(
+        &self,
+        method: Method,
+        path: &str,
+        access: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let authorization = format!("Bearer {access}");
+        let mut headers = vec![("authorization", authorization.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        self.request(method, path, &headers, body.map(|body| body.to_string()).as_deref()).await
+    }
+
+    /// A sign-in ceremony answered by `authenticator`: the finish's body.
+    async fn answered(&self, authenticator: &mut SoftwareAuthenticator) -> Value {
+        let begun = self.post_json("/auth/passkeys/login/begin", &json!({})).await;
+        assert_eq!(begun.status, 200, "{}", begun.text);
+        let credential = authenticator.sign(&begun.body["publicKey"]).await.unwrap();
+        json!({ "challenge_id": begun.body["challenge_id"], "credential": credential })
+    }
+}
+
+/// Signs up and registers a passkey: the authenticator and signup's access token.
+async fn with_passkey(api: &TestApi) -> (SoftwareAuthenticator, String) {
+    let signup = api.post_signup(&email()).await;
+    assert_eq!(signup.status, 201, "{}", signup.text);
+    let access = signup.access_token();
+    let mut authenticator = SoftwareAuthenticator::new(APP_URL, true);
+    let begun = api.with_bearer(Method::POST, "/auth/passkeys/register/begin", &access, None).await;
+    assert_eq!(begun.status, 200, "{}", begun.text);
+    let credential = authenticator.register(&begun.body["publicKey"]).await.unwrap();
+    let body = json!({ "challenge_id": begun.body["challenge_id"], "credential": credential, "name": "Key" });
+    let finished = api.with_bearer(Method::POST, "/auth/passkeys/register/finish", &access, Some(body)).await;
+    assert_eq!(finished.status, 201, "{}", finished.text);
+    (authenticator, access)
+}
+
+#[tokio::test]
+async fn a_passkey_signs_its_user_in_without_a_username_and_steps_a_session_up_through_the_binaries() {
+    let api = TestApi::start().await;
+    let (mut authenticator, access) = with_passkey(&api).await;
+
+    let body = api.answered(&mut authenticator).await;
+    let signed_in = api.post_json("/auth/passkeys/login/finish", &body).await;
+    let replayed = api.post_json("/auth/passkeys/login/finish", &body).await;
+
+    assert_eq!(signed_in.status, 200, "{}", signed_in.text);
+    let claims = jwt_part(&signed_in.access_token(), 1);
+    assert_eq!(claims["aal"], "aal2");
+    assert_eq!(claims["amr"][1], "user", "{claims}");
+    assert_eq!((replayed.status, &replayed.body["error"]), (401, &json!("invalid_credentials")));
+    let body = api.answered(&mut authenticator).await;
+    let stepped_up = api.with_bearer(Method::POST, "/auth/reauthenticate", &access, Some(body)).await;
+    assert_eq!(stepped_up.status, 200, "{}", stepped_up.text);
+    assert_eq!(jwt_part(stepped_up.body["access_token"].as_str().unwrap(), 1)["aal"], "aal2");
+    let listed = api.with_bearer(Method::GET, "/auth/passkeys", &access, None).await;
+    assert_eq!(listed.body["passkeys"][0]["name"], "Key", "{}", listed.text);
+}
+
+fn one_success(statuses: &[u16], success: u16, failure: u16) {
+    assert!(statuses.iter().all(|status| [success, failure].contains(status)), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&status| status == success).count(), 1, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn twenty_clients_with_one_ceremony_sign_in_once_and_twenty_finishes_of_one_registration_add_one() {
+    let api = TestApi::start().await;
+    let (mut authenticator, access) = with_passkey(&api).await;
+    let body = api.answered(&mut authenticator).await;
+
+    let sign_ins = join_all((0..20).map(|_| api.post_json("/auth/passkeys/login/finish", &body))).await;
+
+    one_success(&sign_ins.iter().map(|r| r.status).collect::<Vec<_>>(), 200, 401);
+    let mut other = SoftwareAuthenticator::new(APP_URL, false);
+    let begun = api.with_bearer(Method::POST, "/auth/passkeys/register/begin", &access, None).await;
+    let credential = other.register(&begun.body["publicKey"]).await.unwrap();
+    let body = json!({ "challenge_id": begun.body["challenge_id"], "credential": credential });
+    let finishes = join_all((0..20).map(|_| {
+        api.with_bearer(Method::POST, "/auth/passkeys/register/finish", &access, Some(body.clone()))
+    }))
+    .await;
+    one_success(&finishes.iter().map(|r| r.status).collect::<Vec<_>>(), 201, 400);
+    let count: i64 =
+        sqlx::query_scalar("select count(*) from passkeys").fetch_one(&api.db.pool).await.unwrap();
+    assert_eq!(count, 2);
+}
