@@ -23,53 +23,50 @@ create table passkeys (
 
 create index passkeys_user_id_idx on passkeys (user_id);
 
--- A WebAuthn ceremony between its begin and its finish: the state webauthn-rs needs to check
--- the answer (the challenge among it), for five minutes, used once (`delete ... returning`). Only
--- the SHA-256 of its `challenge_id` is stored. A registration belongs to a user's session; a
--- sign-in's (also used for a re-authentication) to no one, counted per source address instead
--- (`passkey_sources`).
+-- A passkey registration between its begin and its finish: the state webauthn-rs needs to check
+-- the authenticator's answer (the challenge among it), for five minutes, used once (`delete ...
+-- returning`), by the session that began it (one at a time per session: a later begin replaces
+-- it). Only the SHA-256 of its `challenge_id` is stored.
 create table webauthn_challenges (
     challenge_hash bytea not null,
-    purpose text not null,
-    user_id uuid,
-    session_id uuid,
+    user_id uuid not null,
+    session_id uuid not null,
     state jsonb not null,
     created_at timestamptz not null default now(),
     expires_at timestamptz not null,
     constraint webauthn_challenges_pkey primary key (challenge_hash),
+    constraint webauthn_challenges_session_id_key unique (session_id),
     constraint webauthn_challenges_user_id_fkey foreign key (user_id) references users (id) on delete cascade,
-    constraint webauthn_challenges_purpose_known check (purpose in ('registration', 'authentication')),
-    constraint webauthn_challenges_registration_owned
-        check (purpose <> 'registration' or (user_id is not null and session_id is not null)),
     constraint webauthn_challenges_challenge_hash_length check (octet_length(challenge_hash) = 32)
 );
 
--- One registration at a time per session (a later begin replaces it, found by this index); a
--- reset, a password change, a factor's removal or the undo link void a user's ceremonies by the
--- next; the scheduled purge finds expired ones by the last.
-create unique index webauthn_challenges_registration_key on webauthn_challenges (session_id)
-    where purpose = 'registration';
-create index webauthn_challenges_user_id_idx on webauthn_challenges (user_id) where user_id is not null;
+-- A reset, a password change, a factor's removal or the undo link void a user's registrations by
+-- the one index; the scheduled purge finds expired ones by the other.
+create index webauthn_challenges_user_id_idx on webauthn_challenges (user_id);
 create index webauthn_challenges_expires_at_idx on webauthn_challenges (expires_at);
 
--- Sign-in ceremonies an anonymous source address (an IPv4 address, an IPv6 /64) began, in
--- windows of ten minutes: each writes a row above, so one client cannot fill the table.
-create table passkey_sources (
-    source text not null,
-    window_started_at timestamptz not null,
-    window_count integer not null,
-    constraint passkey_sources_pkey primary key (source),
-    constraint passkey_sources_window_count_positive check (window_count > 0)
+-- A sign-in (or step-up) ceremony is not stored when it begins: anyone may begin one, so its
+-- state travels sealed (AES-GCM under the MFA key ring) in its `challenge_id`, with its expiry.
+-- Its single use is recorded here when a passkey's answer to it verified: the SHA-256 of the
+-- `challenge_id`, until the ceremony would have expired anyway.
+create table webauthn_used_challenges (
+    challenge_hash bytea not null,
+    expires_at timestamptz not null,
+    constraint webauthn_used_challenges_pkey primary key (challenge_hash),
+    constraint webauthn_used_challenges_challenge_hash_length check (octet_length(challenge_hash) = 32)
 );
 
-create index passkey_sources_window_started_at_idx on passkey_sources (window_started_at);
+create index webauthn_used_challenges_expires_at_idx on webauthn_used_challenges (expires_at);
 
 -- "This wasn't me" for passkeys: each link also keeps the user's passkeys as they were before
--- the change (rows of `passkeys`, as JSON), which the undo puts back. Adding a column with a
--- constant default rewrites nothing; the constraint is replaced under the same short lock.
+-- the change (rows of `passkeys`, as JSON), which the undo puts back, and a passkey_added link
+-- names the passkey it added (any undo takes back every passkey a live link names). Adding
+-- columns with a constant default, or none, rewrites nothing; the constraint is replaced under
+-- the same short lock.
 set local lock_timeout = '5s';
 alter table security_undo_tokens
     add column passkeys jsonb not null default '[]',
+    add column passkey_id uuid,
     drop constraint security_undo_tokens_change_known,
     add constraint security_undo_tokens_change_known check (
         change in ('factor_added', 'factor_removed', 'recovery_codes_renewed', 'passkey_added', 'passkey_removed')

@@ -44,7 +44,7 @@ pub struct App {
     /// The MFA key ring, for a function that seals or opens second-factor secrets.
     pub mfa: Option<crate::mfa::MfaKeys>,
     /// The WebAuthn relying party (`APP_URL`), for a function that runs passkey ceremonies.
-    pub passkeys: Option<crate::passkeys::RelyingParty>,
+    pub passkeys: Option<crate::passkeys::relying_party::RelyingParty>,
     db: Option<Database>,
     signer: Option<Signer>,
     verifier: Option<Verifier>,
@@ -83,8 +83,11 @@ impl App {
             verifier = Some(Verifier::from_config(keys, secrets.clone())?);
         }
         let mfa = config.mfa_keys.map(|source| crate::mfa::MfaKeys::from_config(source, secrets.clone()));
-        let passkeys =
-            config.passkey_origin.as_deref().map(crate::passkeys::RelyingParty::new).transpose()?;
+        let passkeys = config
+            .passkey_origin
+            .as_deref()
+            .map(crate::passkeys::relying_party::RelyingParty::new)
+            .transpose()?;
         Ok(Self {
             metrics: Metrics::new(config.metrics_namespace, config.function_name.clone()),
             function_name: config.function_name,

@@ -309,7 +309,8 @@ pub fn compose(letter: impl Into<Letter>, app_url: &str, token: &str) -> Message
                 }
                 SecurityChange::PasskeyRemoved => {
                     "A passkey was just removed from your account. If this wasn't you, open this \
-                     link: it puts it back and signs every device out. Then reset your password."
+                     link: it puts it back and signs every device out (a passkey added in the last \
+                     seven days is removed instead: add it again). Then reset your password."
                 }
             },
             "7 days",

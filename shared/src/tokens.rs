@@ -482,6 +482,14 @@ pub struct RefreshToken(SecretString);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenHash(pub [u8; 32]);
 
+impl TokenHash {
+    /// The SHA-256 of any bearer value (a sealed sign-in ceremony's id).
+    pub fn of(value: &[u8]) -> Self {
+        let digest = digest::digest(&digest::SHA256, value);
+        Self(digest.as_ref().try_into().expect("SHA-256 is 32 bytes"))
+    }
+}
+
 impl RefreshToken {
     /// A new random token.
     pub fn generate() -> anyhow::Result<Self> {

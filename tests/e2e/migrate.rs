@@ -23,7 +23,7 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::sync::mpsc;
 
 /// The schema's tables once every migration ran, by name.
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 16] = [
     "login_attempts",
     "login_failure_windows",
     "mail_hourly",
@@ -32,11 +32,14 @@ const TABLES: [&str; 13] = [
     "mail_tokens",
     "mfa_factors",
     "mfa_tokens",
+    "passkeys",
     "recovery_codes",
     "refresh_tokens",
     "security_undo_tokens",
     "sessions",
     "users",
+    "webauthn_challenges",
+    "webauthn_used_challenges",
 ];
 
 /// SQLSTATE `insufficient_privilege`.

@@ -6,13 +6,12 @@ use webauthn_rs::prelude::PublicKeyCredential;
 use super::token_response;
 use crate::app::App;
 use crate::config::{Keys, Needs};
-use crate::error::ApiError;
 use crate::http::{ApiRequest as _, Reply, Request};
 use crate::passkeys;
-use crate::tokens::ChallengeId;
 
-/// Login-finish checks the assertion, writes the session and signs its tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: true };
+/// Login-finish opens the sealed ceremony, checks the assertion, writes the session and signs
+/// its tokens.
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: true, passkeys: true };
 
 #[derive(Deserialize)]
 struct FinishBody {
@@ -24,7 +23,6 @@ struct FinishBody {
 /// failure (a used or expired ceremony, an unknown passkey, a bad signature).
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: FinishBody = request.json()?;
-    let challenge = ChallengeId::parse(&body.challenge_id).ok_or(ApiError::InvalidCredentials)?;
-    let issued = passkeys::finish_sign_in(app, challenge, body.credential, &request.device()).await?;
+    let issued = passkeys::finish_sign_in(app, &body.challenge_id, body.credential, &request.device()).await?;
     Ok(token_response(200, &issued))
 }

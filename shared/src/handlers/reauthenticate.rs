@@ -12,7 +12,6 @@ use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::passkeys;
 use crate::second_factor::Presented;
-use crate::tokens::ChallengeId;
 
 /// Reauthenticate verifies the caller's access token, checks a password, opens the factor's
 /// secret to check a code or checks a passkey's assertion, writes, and signs the session's new
@@ -42,8 +41,7 @@ pub async fn handle(app: &App, request: Request) -> Reply {
         (None, Some(code), None, None, None) => Reauthentication::SecondFactor(Presented::Code(code)),
         (None, None, Some(code), None, None) => Reauthentication::SecondFactor(Presented::RecoveryCode(code)),
         (None, None, None, Some(challenge), Some(credential)) => {
-            let challenge = ChallengeId::parse(&challenge).ok_or(ApiError::WrongPasskey)?;
-            let access = passkeys::reauthenticate(app, &caller, challenge, credential).await?;
+            let access = passkeys::reauthenticate(app, &caller, &challenge, credential).await?;
             return Ok(http::json(200, &AccessTokenResponse::of(&access)));
         }
         _ => {

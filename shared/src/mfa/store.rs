@@ -294,6 +294,9 @@ const UNUSABLE_PASSWORD: &str = "!reset-required";
 /// user's row lock: the token is consumed (once), with every later one of the user (each would
 /// put back a state the change's author made); the user's factor, unused recovery codes and
 /// passkeys become what they were before the change (a passkey still there keeps its counter),
+/// except that every passkey added under a link still live, an earlier one's too, goes (it
+/// signs in without the password, which the undo stops: an intruder's passkey added before the
+/// change undone would stay otherwise),
 /// and a pending enrolment goes; every session ends, every sign-in waiting for a factor and
 /// every passkey registration is voided, and the password stops working (whoever made
 /// the change proved it: the owner sets a new one through a reset link). Returns the user, or
@@ -321,6 +324,11 @@ pub async fn undo_security_change(
         ), later as (
             delete from security_undo_tokens as t using consumed as c
             where t.user_id = c.user_id and t.created_at >= c.created_at
+        ), intruding as (
+            -- Every passkey added under a link still live, this one's or an earlier one's: a
+            -- passkey signs in without the password, so none of them outlives an undo.
+            select t.passkey_id from security_undo_tokens as t join consumed as c on c.user_id = t.user_id
+            where t.passkey_id is not null and t.expires_at > now()
         ), replaced as (
             update mfa_factors as f
             set id = c.factor_id, secret_key_id = c.factor_key_id, secret_sealed = c.factor_sealed,
@@ -363,10 +371,15 @@ pub async fn undo_security_change(
         ), passkeys_gone as (
             delete from passkeys as p using consumed as c
             where p.user_id = c.user_id
-              and p.id not in (select (e ->> 'id')::uuid from jsonb_array_elements(c.passkeys) as e)
+              and (p.id not in (select (e ->> 'id')::uuid from jsonb_array_elements(c.passkeys) as e)
+                   or p.id in (select passkey_id from intruding))
         ), passkeys_back as (
             insert into passkeys
-            select r.* from consumed as c, jsonb_populate_recordset(null::passkeys, c.passkeys) as r
+                (id, user_id, credential_id, credential, name, backup_eligible, sign_count, created_at, last_used_at)
+            select r.id, r.user_id, r.credential_id, r.credential, r.name, r.backup_eligible, r.sign_count,
+                   r.created_at, r.last_used_at
+            from consumed as c, jsonb_populate_recordset(null::passkeys, c.passkeys) as r
+            where r.id not in (select passkey_id from intruding)
             on conflict do nothing
         )
         select user_id as "user_id: UserId" from consumed

@@ -115,8 +115,8 @@ pub async fn purge_login_attempts(db: &mut DbConnection, batch: i64) -> Result<u
 }
 
 /// Deletes up to `batch` each of: sign-ins whose `mfa_token` expired, expired "this wasn't me"
-/// links, expired passkey ceremonies and passkey sign-in sources whose window ended over ten
-/// minutes ago (no limit reads them); returns how many. (An enrolment left pending stays: one
+/// links, expired passkey registrations and spent sign-in ceremonies past their expiry (no
+/// finish could take them any more); returns how many. (An enrolment left pending stays: one
 /// per user at most, replaced by the next.)
 pub async fn purge_second_factor_state(db: &mut DbConnection, batch: i64) -> Result<u64, sqlx::Error> {
     let deleted = one_statement!(db, |connection| sqlx::query_scalar!(
@@ -139,15 +139,15 @@ pub async fn purge_second_factor_state(db: &mut DbConnection, batch: i64) -> Res
                    limit $1 for update skip locked) as doomed
             where c.challenge_hash = doomed.challenge_hash
             returning 1
-        ), sources as (
-            delete from passkey_sources as p
-            using (select source from passkey_sources where window_started_at < now() - interval '20 minutes'
+        ), spent as (
+            delete from webauthn_used_challenges as u
+            using (select challenge_hash from webauthn_used_challenges where expires_at <= now()
                    limit $1 for update skip locked) as doomed
-            where p.source = doomed.source
+            where u.challenge_hash = doomed.challenge_hash
             returning 1
         )
         select (select count(*) from tokens) + (select count(*) from links)
-             + (select count(*) from ceremonies) + (select count(*) from sources) as "deleted!"
+             + (select count(*) from ceremonies) + (select count(*) from spent) as "deleted!"
         "#,
         batch,
     )

@@ -10,15 +10,15 @@
 //! credential, and the counter once more by the statement that records the use (two uses at
 //! once reporting one counter: one counts).
 
+pub mod relying_party;
 pub mod store;
 
-use std::time::Duration;
-
 use serde_json::Value;
+use time::OffsetDateTime;
 use tracing::field::Empty;
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, Url, Webauthn, WebauthnBuilder,
+    DiscoverableAuthentication, DiscoverableKey, Passkey, PublicKeyCredential, RegisterPublicKeyCredential,
+    WebauthnError,
 };
 
 use crate::app::App;
@@ -27,108 +27,14 @@ use crate::error::{ApiError, Context as _};
 use crate::mfa::store::{Change, UndoToken};
 use crate::sessions::store::{NewSession, mark_authenticated};
 use crate::sessions::{Caller, Issued, first_token_ttl};
-use crate::tokens::{AccessToken, ChallengeId, MailToken, RefreshToken};
+use crate::tokens::{AccessToken, ChallengeId, MailToken, RefreshToken, TokenHash};
+use relying_party::{
+    CEREMONY_TTL, RelyingParty, SIGN_IN_CONTEXT, SignInCeremony, ceremony_id, sealed_ceremony,
+};
 use store::{NewCeremony, NewPasskey, NotAdded, PasskeyView, Use};
-
-/// How long a ceremony may take, from its begin to its finish (also the browser's timeout).
-pub const CEREMONY_TTL: Duration = Duration::from_secs(300);
 
 /// The longest name a passkey may be given, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
-
-/// The relying party: the web app at `APP_URL`.
-pub struct RelyingParty {
-    webauthn: Webauthn,
-}
-
-impl RelyingParty {
-    /// From `APP_URL`: its host, a domain name (`localhost` locally; browsers refuse an IP
-    /// address), is the relying party id, and its origin is the one accepted.
-    pub fn new(app_url: &str) -> anyhow::Result<Self> {
-        let origin = Url::parse(app_url).map_err(|error| anyhow::anyhow!("APP_URL: {error}"))?;
-        let Some(id) = origin.domain() else {
-            anyhow::bail!("APP_URL's host must be a domain name (localhost locally), not an IP address");
-        };
-        let webauthn = WebauthnBuilder::new(id, &origin)
-            .and_then(|builder| builder.rp_name(id).timeout(CEREMONY_TTL).build())
-            .map_err(|error| anyhow::anyhow!("APP_URL as a WebAuthn relying party: {error}"))?;
-        Ok(Self { webauthn })
-    }
-
-    /// A registration for `user`: the creation options (a discoverable credential, user
-    /// verification required, the credentials `exclude` names refused) and the ceremony's
-    /// state, serialised.
-    pub fn registration(
-        &self,
-        user: UserId,
-        email: &str,
-        exclude: Vec<Vec<u8>>,
-    ) -> anyhow::Result<(Value, String)> {
-        let exclude = (!exclude.is_empty()).then_some(exclude);
-        let (options, state) = self
-            .webauthn
-            .start_passkey_registration(user.0, email, email, exclude)
-            .map_err(|error| anyhow::anyhow!("starting the registration: {error}"))?;
-        let mut options = serde_json::to_value(&options.public_key)?;
-        // A passkey is a discoverable credential: it signs in without a username.
-        if let Some(selection) = options.get_mut("authenticatorSelection").and_then(Value::as_object_mut) {
-            selection.insert("residentKey".to_owned(), Value::from("required"));
-            selection.insert("requireResidentKey".to_owned(), Value::from(true));
-        }
-        Ok((options, serde_json::to_string(&state)?))
-    }
-
-    /// The authenticator's answer to a registration, verified against the ceremony's `state`:
-    /// the credential to store, or `None` when it does not verify.
-    pub fn registered(
-        &self,
-        credential: &RegisterPublicKeyCredential,
-        state: &str,
-    ) -> anyhow::Result<Option<NewCredential>> {
-        let state: PasskeyRegistration = serde_json::from_str(state)?;
-        let passkey = match self.webauthn.finish_passkey_registration(credential, &state) {
-            Ok(passkey) => passkey,
-            Err(error) => {
-                tracing::info!(%error, "a passkey registration did not verify");
-                return Ok(None);
-            }
-        };
-        let stored = serde_json::to_string(&passkey)?;
-        let value: Value = serde_json::from_str(&stored)?;
-        let inner = &value["cred"];
-        let (Some(counter), Some(backup_eligible)) =
-            (inner["counter"].as_u64(), inner["backup_eligible"].as_bool())
-        else {
-            anyhow::bail!("a serialised passkey without its counter or flags");
-        };
-        Ok(Some(NewCredential {
-            id: AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec(),
-            stored,
-            counter: u32::try_from(counter).unwrap_or(u32::MAX),
-            backup_eligible,
-        }))
-    }
-
-    /// A sign-in (or step-up): request options naming no credential, and the ceremony's state,
-    /// serialised.
-    pub fn sign_in(&self) -> anyhow::Result<(Value, String)> {
-        let (options, state) = self
-            .webauthn
-            .start_discoverable_authentication()
-            .map_err(|error| anyhow::anyhow!("starting the sign-in: {error}"))?;
-        Ok((serde_json::to_value(&options.public_key)?, serde_json::to_string(&state)?))
-    }
-}
-
-/// A credential a registration made, as it is stored: its id, webauthn-rs's serialised
-/// `Passkey`, and what a statement checks of it (kept inside that `Passkey`): its signature
-/// counter and whether it is backup-eligible (synced).
-pub struct NewCredential {
-    pub id: Vec<u8>,
-    pub stored: String,
-    pub counter: u32,
-    pub backup_eligible: bool,
-}
 
 /// The relying party of a function that runs ceremonies.
 fn relying_party(app: &App) -> Result<&RelyingParty, ApiError> {
@@ -243,27 +149,36 @@ pub async fn finish_registration(
     Ok(PasskeyView { id, name, synced: credential.backup_eligible, created_at, last_used_at: None })
 }
 
+/// The MFA key ring, which seals sign-in ceremonies.
+fn ring(app: &App) -> Result<&crate::mfa::MfaKeys, ApiError> {
+    app.mfa
+        .as_ref()
+        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("this function holds no MFA key ring")))
+}
+
+/// A sign-in ceremony begun: its id (the ceremony itself, sealed) and the browser's options.
+pub struct SignInBegun {
+    pub challenge: String,
+    pub options: Value,
+}
+
 /// Begins a sign-in (or a step-up) with a passkey: request options naming no credential (the
-/// authenticator offers the user's own; nothing about any account is said), the ceremony stored
-/// for anyone who holds its id. 429 past [`store::SIGN_INS_PER_SOURCE`] from the caller's
-/// address.
+/// authenticator offers the user's own; nothing about any account is said). Anyone may begin
+/// one, so nothing is stored: the ceremony's state and expiry travel sealed (AES-256-GCM under
+/// the MFA key ring) in its `challenge_id`, and its single use is recorded when an answer to it
+/// verified.
 #[tracing::instrument(name = "auth.passkey_login_begin", skip_all)]
-pub async fn begin_sign_in(app: &App, device: &Device) -> Result<Begun, ApiError> {
+pub async fn begin_sign_in(app: &App) -> Result<SignInBegun, ApiError> {
     let (options, state) = relying_party(app)?.sign_in()?;
-    let challenge = ChallengeId::generate().context("generating the challenge id")?;
-    let ceremony = NewCeremony { challenge: &challenge.hash(), state: &state, ttl: CEREMONY_TTL };
-    let mut db = app.connection().await.context("connecting to the database")?;
-    if !store::begin_sign_in(&mut db, ceremony, device.source().as_deref())
-        .await
-        .context("storing the ceremony")?
-    {
-        return Err(ApiError::TooManyAttempts { retry_after: 600 });
-    }
-    Ok(Begun { challenge, options })
+    let ceremony = SignInCeremony { state, expires_at: OffsetDateTime::now_utc() + CEREMONY_TTL };
+    let sealed = ring(app)?.seal(&ceremony.to_bytes()?, SIGN_IN_CONTEXT).await?;
+    Ok(SignInBegun { challenge: ceremony_id(&sealed)?, options })
 }
 
 /// A passkey's assertion, verified against its stored credential.
 struct Asserted {
+    ceremony: TokenHash,
+    ceremony_expires_at: OffsetDateTime,
     user: UserId,
     passkey: PasskeyId,
     credential: String,
@@ -271,22 +186,40 @@ struct Asserted {
     synced: bool,
 }
 
-/// Takes the sign-in ceremony (once), reads whose passkey answered and verifies the assertion
-/// against it. `refused` is the answer to every failure (a dead ceremony, an unknown credential,
-/// a bad signature, a counter that went back): one answer, which tells nothing of which.
+impl Asserted {
+    fn used(&self) -> Use<'_> {
+        Use {
+            ceremony: &self.ceremony,
+            ceremony_expires_at: self.ceremony_expires_at,
+            id: self.passkey,
+            credential: &self.credential,
+            sign_count: self.counter,
+        }
+    }
+}
+
+/// Opens the sign-in ceremony sealed in `challenge` (unexpired), reads whose passkey answered
+/// and verifies the assertion against it; the ceremony is spent by the statement that records
+/// the use. `refused` is the answer to every failure (a forged, expired or spent ceremony, an
+/// unknown credential, a bad signature, a counter that went back): one answer, which tells
+/// nothing of which.
 async fn assert(
     app: &App,
     db: &mut crate::db::DbConnection,
-    challenge: &ChallengeId,
+    challenge: &str,
     credential: &PublicKeyCredential,
     refused: fn() -> ApiError,
 ) -> Result<Asserted, ApiError> {
-    let webauthn = &relying_party(app)?.webauthn;
-    let state = store::take_sign_in(db, &challenge.hash())
-        .await
-        .context("taking the ceremony")?
-        .ok_or_else(refused)?;
-    let state: DiscoverableAuthentication = from_json(&state, "the stored sign-in state")?;
+    let webauthn = relying_party(app)?.webauthn();
+    let sealed = sealed_ceremony(challenge).ok_or_else(refused)?;
+    let opened = match ring(app)?.open(&sealed, SIGN_IN_CONTEXT).await {
+        Ok(opened) => opened,
+        // The ring cannot be read: the client may retry.
+        Err(unavailable @ ApiError::Unavailable(_)) => return Err(unavailable),
+        Err(_) => return Err(refused()),
+    };
+    let ceremony = SignInCeremony::from_bytes(&opened, OffsetDateTime::now_utc()).ok_or_else(refused)?;
+    let state: DiscoverableAuthentication = from_json(&ceremony.state, "the sealed sign-in state")?;
     let (user, credential_id) =
         webauthn.identify_discoverable_authentication(credential).map_err(|_| refused())?;
     let user = UserId(user);
@@ -299,11 +232,18 @@ async fn assert(
     let result = webauthn
         .finish_discoverable_authentication_v2(credential, state, DiscoverableKey::from(&passkey))
         .map_err(|error| {
-            tracing::info!(%error, "a passkey assertion did not verify");
+            if matches!(error, WebauthnError::CredentialPossibleCompromise) {
+                // The counter went back: a copy of the authenticator may be in use.
+                tracing::warn!(passkey = %stored.id.0, "a passkey's signature counter went back; refused");
+            } else {
+                tracing::info!(%error, "a passkey assertion did not verify");
+            }
             refused()
         })?;
     passkey.update_credential(&result);
     Ok(Asserted {
+        ceremony: TokenHash::of(challenge.as_bytes()),
+        ceremony_expires_at: ceremony.expires_at,
         user,
         passkey: stored.id,
         credential: to_json(&passkey, "the passkey")?,
@@ -318,23 +258,24 @@ async fn assert(
 #[tracing::instrument(name = "auth.passkey_login_finish", skip_all, fields(user = Empty))]
 pub async fn finish_sign_in(
     app: &App,
-    challenge: ChallengeId,
+    challenge: &str,
     credential: PublicKeyCredential,
     device: &Device,
 ) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await.context("loading the signing key")?;
     let mut db = app.connection().await.context("connecting to the database")?;
-    let asserted = assert(app, &mut db, &challenge, &credential, || ApiError::InvalidCredentials).await?;
+    let asserted = assert(app, &mut db, challenge, &credential, || ApiError::InvalidCredentials).await?;
     let assurance = Assurance::passkey(asserted.synced);
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
     let new_session = NewSession { id: session, token: &refresh.hash(), ttl: first_token_ttl(app), device };
-    let used = Use { id: asserted.passkey, credential: &asserted.credential, sign_count: asserted.counter };
-    let user = store::open_session_with_passkey(&mut db, asserted.user, used, new_session, &assurance)
-        .await
-        .context("opening the session")?
-        // Removed meanwhile, or another use reported the same counter first.
-        .ok_or(ApiError::InvalidCredentials)?;
+    let user =
+        store::open_session_with_passkey(&mut db, asserted.user, asserted.used(), new_session, &assurance)
+            .await
+            .context("opening the session")?
+            // Spent by a concurrent finish, removed meanwhile, or another use reported the same
+            // counter first.
+            .ok_or(ApiError::InvalidCredentials)?;
     let access = tokens.issue(asserted.user, session, &assurance).context("signing the access token")?;
     Ok(Issued { user, access, refresh })
 }
@@ -347,17 +288,19 @@ pub async fn finish_sign_in(
 pub async fn reauthenticate(
     app: &App,
     caller: &Caller,
-    challenge: ChallengeId,
+    challenge: &str,
     credential: PublicKeyCredential,
 ) -> Result<AccessToken, ApiError> {
     let tokens = app.tokens().await.context("loading the signing key")?;
     let mut db = app.connection().await.context("connecting to the database")?;
-    let asserted = assert(app, &mut db, &challenge, &credential, || ApiError::WrongPasskey).await?;
+    let asserted = assert(app, &mut db, challenge, &credential, || ApiError::WrongPasskey).await?;
     if asserted.user != caller.user.id {
         return Err(ApiError::WrongPasskey);
     }
-    let used = Use { id: asserted.passkey, credential: &asserted.credential, sign_count: asserted.counter };
-    if !store::use_passkey(&mut db, caller.user.id, used).await.context("recording the passkey's use")? {
+    if !store::use_passkey(&mut db, caller.user.id, asserted.used())
+        .await
+        .context("recording the passkey's use")?
+    {
         return Err(ApiError::WrongPasskey);
     }
     let assurance = mark_authenticated(
@@ -404,14 +347,6 @@ pub async fn remove(app: &App, caller: &Caller, id: PasskeyId) -> Result<(), Api
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_relying_party_is_the_app_urls_host_which_must_be_a_name() {
-        assert!(RelyingParty::new("https://app.example.com").is_ok());
-        assert!(RelyingParty::new("http://localhost:3000").is_ok());
-        let error = RelyingParty::new("http://127.0.0.1:3000").err().unwrap();
-        assert!(error.to_string().contains("domain name"), "{error}");
-    }
 
     #[test]
     fn a_name_is_trimmed_bounded_and_printable() {

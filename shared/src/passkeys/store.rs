@@ -1,5 +1,6 @@
 //! The passkeys' statements: one per decision, each race-safe on its own, through
-//! `db::one_statement!` (a ceremony's state is taken once by `delete ... returning`).
+//! `db::one_statement!` (a registration's state is taken once by `delete ... returning`; a
+//! sign-in ceremony, sealed in its id, is spent once by the statement that records its use).
 
 use std::time::Duration;
 
@@ -14,9 +15,6 @@ use crate::tokens::TokenHash;
 
 /// The passkeys an account may hold.
 pub const MAX_PASSKEYS: i64 = 10;
-
-/// Sign-in ceremonies one source address may begin in ten minutes.
-pub const SIGN_INS_PER_SOURCE: i32 = 100;
 
 /// A ceremony about to be stored: its id's hash, its state (JSON) and how long it lives.
 #[derive(Clone, Copy)]
@@ -36,25 +34,25 @@ pub async fn begin_registration(
 ) -> Result<bool, sqlx::Error> {
     one_statement!(db, |connection| {
         sqlx::query_scalar!(
-        r#"
+            r#"
         with stored as (
-            insert into webauthn_challenges as c (challenge_hash, purpose, user_id, session_id, state, expires_at)
-            select $3, 'registration', s.user_id, s.id, $4::text::jsonb, now() + make_interval(secs => $5)
+            insert into webauthn_challenges as c (challenge_hash, user_id, session_id, state, expires_at)
+            select $3, s.user_id, s.id, $4::text::jsonb, now() + make_interval(secs => $5)
             from sessions as s where s.id = $2 and s.user_id = $1 and s.revoked_at is null
-            on conflict (session_id) where purpose = 'registration' do update
+            on conflict on constraint webauthn_challenges_session_id_key do update
             set challenge_hash = excluded.challenge_hash, state = excluded.state, created_at = now(),
                 expires_at = excluded.expires_at
             returning 1
         )
         select exists (select 1 from stored) as "stored!"
         "#,
-        user as UserId,
-        session as SessionId,
-        &ceremony.challenge.0[..],
-        ceremony.state,
-        ceremony.ttl.as_secs_f64(),
-    )
-    .fetch_one(connection)
+            user as UserId,
+            session as SessionId,
+            &ceremony.challenge.0[..],
+            ceremony.state,
+            ceremony.ttl.as_secs_f64(),
+        )
+        .fetch_one(connection)
     })
 }
 
@@ -69,66 +67,12 @@ pub async fn take_registration(
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         delete from webauthn_challenges
-        where challenge_hash = $1 and purpose = 'registration' and user_id = $2 and session_id = $3
-          and expires_at > now()
+        where challenge_hash = $1 and user_id = $2 and session_id = $3 and expires_at > now()
         returning state::text as "state!"
         "#,
         &challenge.0[..],
         user as UserId,
         session as SessionId,
-    )
-    .fetch_optional(connection))
-}
-
-/// Stores a sign-in ceremony (no account named), counted against its `source` address's
-/// [`SIGN_INS_PER_SOURCE`] in ten minutes (under the source row's lock, so concurrent begins
-/// see each other). Returns whether it was admitted.
-pub async fn begin_sign_in(
-    db: &mut DbConnection,
-    ceremony: NewCeremony<'_>,
-    source: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
-        r#"
-        with by_source as (
-            insert into passkey_sources as s (source, window_started_at, window_count)
-            select $4, now(), 1 where $4::text is not null
-            on conflict on constraint passkey_sources_pkey do update
-            set window_started_at = case when s.window_started_at <= now() - interval '10 minutes'
-                                         then now() else s.window_started_at end,
-                window_count = case when s.window_started_at <= now() - interval '10 minutes'
-                                    then 1 else s.window_count + 1 end
-            where s.window_started_at <= now() - interval '10 minutes' or s.window_count < $5
-            returning 1
-        ), stored as (
-            insert into webauthn_challenges (challenge_hash, purpose, state, expires_at)
-            select $1, 'authentication', $2::text::jsonb, now() + make_interval(secs => $3)
-            where $4::text is null or exists (select 1 from by_source)
-            returning 1
-        )
-        select exists (select 1 from stored) as "stored!"
-        "#,
-        &ceremony.challenge.0[..],
-        ceremony.state,
-        ceremony.ttl.as_secs_f64(),
-        source,
-        SIGN_INS_PER_SOURCE,
-    )
-    .fetch_one(connection))
-}
-
-/// Takes the sign-in ceremony `challenge` (once), while it is live. Returns its state.
-pub async fn take_sign_in(
-    db: &mut DbConnection,
-    challenge: &TokenHash,
-) -> Result<Option<String>, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
-        r#"
-        delete from webauthn_challenges
-        where challenge_hash = $1 and purpose = 'authentication' and expires_at > now()
-        returning state::text as "state!"
-        "#,
-        &challenge.0[..],
     )
     .fetch_optional(connection))
 }
@@ -174,7 +118,11 @@ pub async fn add_passkey(
                 where exists (select 1 from sessions where id = $3 and user_id = $2 and revoked_at is null)
                   and (select count(*) from passkeys where user_id = $2) < $9
                 on conflict on constraint passkeys_credential_id_key do nothing
-                returning 1
+                returning id
+            ), named as (
+                -- The link names the passkey it would take back.
+                update security_undo_tokens set passkey_id = (select id from added)
+                where token_hash = $10 and exists (select 1 from added)
             )
             select exists (select 1 from added) as "added!"
             "#,
@@ -187,6 +135,7 @@ pub async fn add_passkey(
             passkey.backup_eligible,
             i64::from(passkey.sign_count),
             MAX_PASSKEYS,
+            &undo.token.0[..],
         )
         .fetch_one(connection)
         .await
@@ -277,25 +226,34 @@ pub async fn find_passkey(
     .fetch_optional(connection))
 }
 
-/// A passkey's verified use: the credential as it now is (its counter and backup state
-/// updated) and the counter the authenticator reported.
+/// A passkey's verified use: the sign-in ceremony it answered (its id's hash, and when it would
+/// expire), the credential as it now is (its counter and backup state updated) and the counter
+/// the authenticator reported.
 #[derive(Clone, Copy)]
 pub struct Use<'a> {
+    pub ceremony: &'a TokenHash,
+    pub ceremony_expires_at: time::OffsetDateTime,
     pub id: PasskeyId,
     pub credential: &'a str,
     pub sign_count: u32,
 }
 
-/// Records a use of the passkey for a step-up: stores its updated credential, only while the
-/// passkey exists and its counter moves forward past the stored one (or both stay zero, an
+/// Records a use of the passkey for a step-up, in one statement: spends the ceremony (once: of
+/// many requests with one, one), then stores the updated credential, only while the passkey
+/// exists and its counter moves forward past the stored one (or both stay zero, an
 /// authenticator without a counter), so that of two uses reporting one counter, one counts.
 /// Returns whether it did.
 pub async fn use_passkey(db: &mut DbConnection, user: UserId, used: Use<'_>) -> Result<bool, sqlx::Error> {
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
-        with used as (
+        with spent as (
+            insert into webauthn_used_challenges (challenge_hash, expires_at) values ($5, $6)
+            on conflict do nothing
+            returning 1
+        ), used as (
             update passkeys set credential = $3::text::jsonb, sign_count = $4, last_used_at = now()
             where id = $1 and user_id = $2 and (sign_count < $4 or ($4 = 0 and sign_count = 0))
+              and exists (select 1 from spent)
             returning 1
         )
         select exists (select 1 from used) as "used!"
@@ -304,15 +262,17 @@ pub async fn use_passkey(db: &mut DbConnection, user: UserId, used: Use<'_>) -> 
         user as UserId,
         used.credential,
         i64::from(used.sign_count),
+        &used.ceremony.0[..],
+        used.ceremony_expires_at,
     )
     .fetch_one(connection))
 }
 
 /// Opens a session with a verified passkey, in one statement after the user's row lock (a
 /// removal of the passkey, a reset or a deletion either happened before, and nothing opens, or
-/// sees the session): records the use as [`use_passkey`] does, and only then opens the session
-/// at `assurance`, proven now, with its first refresh token. `None` when the passkey is gone or
-/// its counter did not move forward.
+/// sees the session): records the use as [`use_passkey`] does (the ceremony spent once), and
+/// only then opens the session at `assurance`, proven now, with its first refresh token. `None`
+/// when the ceremony was spent already, the passkey is gone or its counter did not move forward.
 pub async fn open_session_with_passkey(
     db: &mut DbConnection,
     user: UserId,
@@ -328,9 +288,14 @@ pub async fn open_session_with_passkey(
         sqlx::query_as!(
             User,
             r#"
-        with used as (
+        with spent as (
+            insert into webauthn_used_challenges (challenge_hash, expires_at) values ($12, $13)
+            on conflict do nothing
+            returning 1
+        ), used as (
             update passkeys set credential = $3::text::jsonb, sign_count = $4, last_used_at = now()
             where id = $1 and user_id = $2 and (sign_count < $4 or ($4 = 0 and sign_count = 0))
+              and exists (select 1 from spent)
             returning user_id
         ), new_session as (
             insert into sessions (id, user_id, user_agent, ip, aal, amr, second_factor_at)
@@ -355,6 +320,8 @@ pub async fn open_session_with_passkey(
             &assurance.amr,
             &session.token.0[..],
             session.ttl.as_secs_f64(),
+            &used.ceremony.0[..],
+            used.ceremony_expires_at,
         )
         .fetch_optional(&mut *connection)
     )

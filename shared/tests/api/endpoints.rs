@@ -313,7 +313,8 @@ async fn me_answers_the_user_behind_the_token(pool: PgPool) {
     assert_eq!(me.status, 200);
     let mut expected = signup.body["user"].clone();
     expected["factors"] = serde_json::json!([]);
-    assert_eq!(me.body, expected, "the user, and no second factor yet");
+    expected["passkeys"] = serde_json::json!([]);
+    assert_eq!(me.body, expected, "the user, and no second factor or passkey yet");
 }
 
 #[sqlx::test(migrations = "../migrations")]

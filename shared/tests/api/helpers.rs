@@ -285,8 +285,9 @@ impl TestApp {
 }
 
 /// The tests' WebAuthn relying party: their app URL.
-pub fn relying_party() -> shared::passkeys::RelyingParty {
-    shared::passkeys::RelyingParty::new(test_support::APP_URL).expect("the tests' APP_URL as a relying party")
+pub fn relying_party() -> shared::passkeys::relying_party::RelyingParty {
+    shared::passkeys::relying_party::RelyingParty::new(test_support::APP_URL)
+        .expect("the tests' APP_URL as a relying party")
 }
 
 /// The tests' mail settings: their verified identity, their app URL.

@@ -12,7 +12,7 @@ const WHOLE: [&str; 1] = ["handlers"];
 
 /// The aggregates: folders of use-cases (`mod.rs`, and any module but `store`) over their SQL
 /// (`store`).
-const AGGREGATES: [&str; 4] = ["accounts", "sessions", "links", "ops"];
+const AGGREGATES: [&str; 5] = ["accounts", "sessions", "links", "ops", "passkeys"];
 
 /// The wiring at the top, which no use-case and no SQL may name.
 const TOP: [&str; 2] = ["handlers", "runtime"];

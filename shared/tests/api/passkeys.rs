@@ -1,11 +1,12 @@
 //! Passkeys through the real handlers, a real Postgres and a software authenticator (passkey-rs):
 //! registration after a step-up, usernameless sign-in at aal2, a step-up with a passkey, the
-//! counter of a cloned authenticator, removal and the owner's undo link, the per-source limit
-//! of anonymous ceremonies, and each ceremony raced 20 ways.
+//! counter of a cloned authenticator, removal and the owner's undo link, the sealed sign-in
+//! ceremony (stored nowhere, used once), and each ceremony raced 20 ways.
 
 use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, bearer_json, json_request};
 use serde_json::{Value, json};
 use shared::domain::Aal;
+use shared::passkeys::relying_party::{SIGN_IN_CONTEXT, SignInCeremony, ceremony_id};
 use shared::tokens::Claims;
 use sqlx::PgPool;
 use test_support::APP_URL;
@@ -367,8 +368,13 @@ async fn an_added_passkey_is_removed_by_the_owners_link_and_a_removed_one_put_ba
     assert_eq!(app.get_me(&user.access).await.status, 401, "every session ended");
     assert_eq!(app.passkey_sign_in(&mut user.authenticator).await.status, 401);
 
-    // Another owner's passkey, removed by someone else: the owner's link puts it back.
+    // Another owner's passkey, added over a week ago (its link expired), removed by someone
+    // else: the owner's link puts it back.
     let owner = app.with_passkey(&address("owner"), false).await;
+    sqlx::query("update security_undo_tokens set expires_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let removed = app.remove_passkey(&owner.access, &owner.passkey_id).await;
     assert_eq!(removed.status, 204);
     let links = undo_links(&owner.email).await;
@@ -391,23 +397,62 @@ async fn undo_links(email: &str) -> Vec<String> {
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn anonymous_sign_in_ceremonies_are_limited_per_source_address(pool: PgPool) {
-    let app = TestApp::new(pool);
-    sqlx::query("insert into passkey_sources values ($1, now(), $2)")
-        .bind(crate::helpers::SOURCE_IP)
-        .bind(shared::passkeys::store::SIGN_INS_PER_SOURCE)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+async fn a_sign_in_ceremony_is_stored_nowhere_until_used_and_a_forged_or_expired_one_signs_no_one_in(
+    pool: PgPool,
+) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let mut user = app.with_passkey(&address("sealed"), false).await;
+    for _ in 0..50 {
+        assert_eq!(app.login_begin().await.status, 200);
+    }
+    assert_eq!(app.count("select count(*) from webauthn_used_challenges").await, 0, "a begin writes nothing");
+    let (challenge_id, credential) = app.signed_ceremony(&mut user.authenticator).await;
 
-    let limited = app.login_begin().await;
-    let elsewhere = app.send_from("198.51.100.7", Endpoint::PasskeyLoginBegin, json_request("{}")).await;
+    // The same state, sealed to expire a second ago (as the ring seals it): refused.
+    let (options, state) = crate::helpers::relying_party().sign_in().unwrap();
+    let expired =
+        SignInCeremony { state, expires_at: time::OffsetDateTime::now_utc() - time::Duration::seconds(1) };
+    let keys = test_support::mfa_keys();
+    let expired_id = ceremony_id(&keys.seal(&expired.to_bytes().unwrap(), SIGN_IN_CONTEXT).unwrap()).unwrap();
+    let late_credential = user.authenticator.sign(&options).await.unwrap();
+    let late = app.login_finish(&expired_id, &late_credential).await;
+    let mut forged = challenge_id.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = app.login_finish(&String::from_utf8(forged).unwrap(), &credential).await;
+    let garbage = app.login_finish("not a ceremony", &credential).await;
+    let signed_in = app.login_finish(&challenge_id, &credential).await;
+    let replayed = app.login_finish(&challenge_id, &credential).await;
 
-    assert_eq!((limited.status, limited.error_code()), (429, "too_many_attempts"));
-    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+    for refused in [&late, &forged, &garbage, &replayed] {
+        assert_eq!((refused.status, refused.error_code()), (401, "invalid_credentials"), "{}", refused.body);
+    }
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
     assert_eq!(
-        app.count("select count(*) from webauthn_challenges").await,
+        app.count("select count(*) from webauthn_used_challenges").await,
         1,
-        "the limited one stored nothing"
+        "its single use, recorded"
     );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_owners_link_of_a_later_change_also_takes_back_a_passkey_added_before_it(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("two-changes");
+    // An intruder with the password adds their passkey, then makes another change.
+    let mut intruder = app.with_passkey(&email, false).await;
+    let mut second = SoftwareAuthenticator::new(APP_URL, false);
+    assert_eq!(app.register(&intruder.access, &mut second).await.status, 201);
+    let links = undo_links(&email).await;
+    assert_eq!(links.len(), 2, "{links:?}");
+
+    // The owner opens only the newest mail's link.
+    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[1] })).await;
+    let earlier = app.post_json(Endpoint::UndoChange, &json!({ "token": links[0] })).await;
+
+    assert_eq!(undone.status, 204, "{}", undone.body);
+    assert_eq!(app.count("select count(*) from passkeys").await, 0, "both passkeys are gone");
+    assert_eq!(app.passkey_sign_in(&mut intruder.authenticator).await.status, 401);
+    assert_eq!(earlier.status, 204, "the earlier link still works: {}", earlier.body);
+    assert_eq!(app.count("select count(*) from passkeys").await, 0);
 }

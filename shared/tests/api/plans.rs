@@ -32,7 +32,7 @@ const TABLES: [&str; 13] = [
     "security_undo_tokens",
     "passkeys",
     "webauthn_challenges",
-    "passkey_sources",
+    "webauthn_used_challenges",
 ];
 
 /// Users (one session each, three refresh tokens per session in a rotation chain).
@@ -155,6 +155,7 @@ fn value_of(kind: &str, session_id: &str) -> String {
         "Bool" => "true".to_owned(),
         "Int8" | "Int4" => "1000".to_owned(),
         "Float8" => "604800".to_owned(),
+        "Timestamptz" => "now() + interval '4 minutes'".to_owned(),
         other => panic!("the plan guard has no value for a parameter of type {other}: add one"),
     }
 }

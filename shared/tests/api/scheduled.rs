@@ -240,11 +240,12 @@ async fn a_scheduled_check_purges_expired_mfa_tokens_and_undo_links(pool: PgPool
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn a_scheduled_check_purges_expired_passkey_ceremonies_and_ended_source_windows(pool: PgPool) {
+async fn a_scheduled_check_purges_expired_passkey_registrations_and_spent_sign_in_ceremonies(pool: PgPool) {
     let app = TestApp::new(pool);
+    app.signed_up("alice@example.com").await;
     sqlx::query(
-        "insert into webauthn_challenges (challenge_hash, purpose, state, expires_at)
-         select sha256(('ceremony-' || n)::bytea), 'authentication', '{}',
+        "insert into webauthn_used_challenges (challenge_hash, expires_at)
+         select sha256(('spent-' || n)::bytea),
                 now() + case when n <= 2500 then interval '-1 second' else interval '4 minutes' end
          from generate_series(1, 2507) as n",
     )
@@ -252,8 +253,9 @@ async fn a_scheduled_check_purges_expired_passkey_ceremonies_and_ended_source_wi
     .await
     .unwrap();
     sqlx::query(
-        "insert into passkey_sources (source, window_started_at, window_count)
-         select '198.51.100.' || n, now() - case when n <= 4 then interval '21 minutes' else interval '9 minutes' end, 3
+        "insert into webauthn_challenges (challenge_hash, user_id, session_id, state, expires_at)
+         select sha256(('registration-' || n)::bytea), (select id from users), gen_random_uuid(), '{}',
+                now() + case when n <= 4 then interval '-1 second' else interval '4 minutes' end
          from generate_series(1, 6) as n",
     )
     .execute(&app.pool)
@@ -263,6 +265,6 @@ async fn a_scheduled_check_purges_expired_passkey_ceremonies_and_ended_source_wi
     let response = call(&app.app, health::handle, scheduled_event()).await;
 
     assert_eq!(response.status, 200);
-    assert_eq!(app.count("select count(*) from webauthn_challenges").await, 7);
-    assert_eq!(app.count("select count(*) from passkey_sources").await, 2, "a window still counting stays");
+    assert_eq!(app.count("select count(*) from webauthn_used_challenges").await, 7);
+    assert_eq!(app.count("select count(*) from webauthn_challenges").await, 2, "a live registration stays");
 }

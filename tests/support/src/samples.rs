@@ -25,8 +25,10 @@ use shared::mfa::recovery::{self, RecoveryCode};
 use shared::mfa::seal::SealingKeys;
 use shared::mfa::store::{Change, UndoToken, confirm_factor, replace_pending_factor};
 use shared::mfa::totp::{self, TotpSecret};
+use shared::passkeys::relying_party::{
+    CEREMONY_TTL, RelyingParty, SIGN_IN_CONTEXT, SignInCeremony, ceremony_id,
+};
 use shared::passkeys::store::{self as passkeys, NewCeremony, NewPasskey};
-use shared::passkeys::{CEREMONY_TTL, RelyingParty};
 use shared::sessions::store::NewSession;
 use shared::tokens::{ChallengeId, MailToken, MfaToken, RefreshToken, TokenSigner};
 use sqlx::PgPool;
@@ -302,12 +304,13 @@ impl Fixture {
         anyhow::ensure!(added == Change::Done, "the sample's passkey was not added: {added:?}");
         let mut values = vec![(PASSKEY_ID, id.0.to_string())];
         if event.contains(ASSERTION_CREDENTIAL) {
-            let challenge = ChallengeId::generate()?;
+            // Sealed with the functions' ring, as `login/begin` seals it.
             let (options, state) = party.sign_in()?;
-            let ceremony = NewCeremony { challenge: &challenge.hash(), state: &state, ttl: CEREMONY_TTL };
-            anyhow::ensure!(passkeys::begin_sign_in(db, ceremony, None).await?, "no sign-in ceremony");
+            let ceremony =
+                SignInCeremony { state, expires_at: time::OffsetDateTime::now_utc() + CEREMONY_TTL };
+            let challenge = ceremony_id(&self.mfa_keys.seal(&ceremony.to_bytes()?, SIGN_IN_CONTEXT)?)?;
             let assertion = authenticator.sign(&options).await?;
-            values.push((CHALLENGE_ID, challenge.expose().to_owned()));
+            values.push((CHALLENGE_ID, challenge));
             values.push(embedded(ASSERTION_CREDENTIAL, &assertion));
         }
         Ok(values)
