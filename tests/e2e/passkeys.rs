@@ -1,14 +1,21 @@
 //! Passkeys through the real binaries and the emulator, with a software authenticator: one
 //! registered after signup and used usernameless at aal2, then for a step-up; one sign-in
-//! ceremony raced by 20 clients across sandboxes, one registration by 20.
+//! ceremony raced by 20 clients across sandboxes, one registration by 20; and the MFA ring that
+//! seals sign-in ceremonies rotated while the sandboxes stay warm.
+
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::Method;
 use serde_json::{Value, json};
+use shared::passkeys::relying_party::sealed_ceremony;
 use test_support::APP_URL;
 use test_support::authenticator::SoftwareAuthenticator;
 
-use crate::helpers::{TestApi, TestResponse, email, jwt_part};
+use crate::helpers::{
+    TestApi, TestResponse, create_secret, email, eventually, jwt_part, moto_endpoint, secrets_client,
+    use_local_secrets_manager,
+};
 
 impl TestApi {
     async fn with_bearer(
@@ -98,4 +105,61 @@ async fn twenty_clients_with_one_ceremony_sign_in_once_and_twenty_finishes_of_on
     let count: i64 =
         sqlx::query_scalar("select count(*) from passkeys").fetch_one(&api.db.pool).await.unwrap();
     assert_eq!(count, 2);
+}
+
+/// A ring of one AES-256 key per id, `current` the first.
+fn ring(keys: &[&str]) -> Value {
+    let mut ring = json!({ "current": keys[0], "keys": {} });
+    for id in keys {
+        ring["keys"][id] = json!(shared::mfa::seal::generate_key().unwrap());
+    }
+    ring
+}
+
+#[tokio::test]
+async fn a_sign_in_sealed_under_a_new_mfa_key_is_finished_by_a_warm_sandbox_holding_the_old_ring() {
+    let endpoint = moto_endpoint();
+    let client = secrets_client(&endpoint, "moto", "moto").await;
+    let old = ring(&["m1"]);
+    let secret = create_secret(&client, &old).await;
+    let api = TestApi::start_with(|config| {
+        use_local_secrets_manager(config, &endpoint, "moto", "moto");
+        let env = &mut config.env_overrides;
+        env.remove_for_all("MFA_KEYS");
+        env.set_for_all("MFA_KEYS_SECRET_ARN", secret.clone());
+        // The ring is read again after an hour, on an unknown key at most every second; the
+        // begin sandbox alone reads it every second, so it seals under a new key at once.
+        env.set_for_all("JWT_KEYS_TTL_SECONDS", "3600");
+        env.set_for_all("JWT_KEYS_REFETCH_INTERVAL_SECONDS", "1");
+        env.set_for("PasskeyLoginBeginFunction", "JWT_KEYS_TTL_SECONDS", "1");
+    })
+    .await;
+    let (mut authenticator, _) = with_passkey(&api).await;
+    let warm = api.answered(&mut authenticator).await;
+    assert_eq!(api.post_json("/auth/passkeys/login/finish", &warm).await.status, 200, "finish is warm");
+    let before = api.answered(&mut authenticator).await;
+
+    // The operator rotates: m2 seals from now on, m1 still opens what it sealed.
+    let mut rotated = ring(&["m2"]);
+    rotated["keys"]["m1"] = old["keys"]["m1"].clone();
+    client.put_secret_value().secret_id(&secret).secret_string(rotated.to_string()).send().await.unwrap();
+    let begun = eventually("a begin sealed under m2", Duration::from_secs(30), || async {
+        let begun = api.post_json("/auth/passkeys/login/begin", &json!({})).await;
+        let sealed = sealed_ceremony(begun.body["challenge_id"].as_str()?)?;
+        (sealed.key_id == "m2").then_some(begun)
+    })
+    .await;
+    let credential = authenticator.sign(&begun.body["publicKey"]).await.unwrap();
+    let after = json!({ "challenge_id": begun.body["challenge_id"], "credential": credential });
+
+    let old_key = api.post_json("/auth/passkeys/login/finish", &before).await;
+    let new_key = api.post_json("/auth/passkeys/login/finish", &after).await;
+
+    assert_eq!(old_key.status, 200, "sealed before the rotation: {}", old_key.text);
+    assert_eq!(new_key.status, 200, "sealed under the new key: {}", new_key.text);
+    assert_eq!(
+        api.only_sandbox("PasskeyLoginFinishFunction").invocations,
+        3,
+        "one warm sandbox finished all three"
+    );
 }

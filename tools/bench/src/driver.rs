@@ -211,6 +211,9 @@ pub async fn emulator(
     let env = &mut config.env_overrides;
     env.set_for_all("JWT_ISSUER", ISSUER);
     env.set_for_all("JWT_AUDIENCE", AUDIENCE);
+    // The passkeys' relying party, which the fixture registers its passkeys for (and the mail
+    // links' base, where a section sends mail).
+    env.set_for_all("APP_URL", test_support::APP_URL);
     // The bench is one client (127.0.0.1) standing for many: the limits per source address would
     // refuse it long before it has measured anything.
     env.set_for_all("LOGIN_SOURCE_FAILURE_LIMIT", i32::MAX.to_string());
