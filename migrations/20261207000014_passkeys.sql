@@ -48,7 +48,7 @@ create index webauthn_challenges_expires_at_idx on webauthn_challenges (expires_
 -- A sign-in (or step-up) ceremony is not stored when it begins: anyone may begin one, so its
 -- state travels sealed (AES-GCM under the MFA key ring) in its `challenge_id`, with its expiry.
 -- Its single use is recorded here when a passkey's answer to it verified: the SHA-256 of the
--- `challenge_id`, until the ceremony would have expired anyway.
+-- sealed ceremony, until the ceremony would have expired anyway.
 create table webauthn_used_challenges (
     challenge_hash bytea not null,
     expires_at timestamptz not null,

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::helpers::{REGION, TestApi, TestResponse, email};
+use crate::helpers::{REGION, TestApi, email};
 use http::Method;
 use local_lambda::{EmulatorConfig, Log};
-use serde_json::{Value, json};
+use serde_json::json;
 use test_support::{APP_URL, MAIL_FROM, PASSWORD, link_token, sent_mail, verify_mail_identity};
 
 const NEW_PASSWORD: &str = "violet tractor umbrella sunrise";
@@ -37,21 +37,6 @@ fn eml_files(outbox: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names.iter().map(|path| std::fs::read_to_string(path).expect("an .eml file")).collect()
-}
-
-pub(crate) async fn bearer(
-    api: &TestApi,
-    method: Method,
-    path: &str,
-    access: &str,
-    body: Option<Value>,
-) -> TestResponse {
-    let authorization = format!("Bearer {access}");
-    let mut headers = vec![("authorization", authorization.as_str())];
-    if body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    api.request(method, path, &headers, body.map(|b| b.to_string()).as_deref()).await
 }
 
 #[tokio::test]
@@ -85,7 +70,7 @@ async fn signup_mail_verify_then_forgot_mail_reset_ends_the_old_sessions() {
 
     // The sessions list names the device and the address the front door saw.
     let second = api.post_login(&address).await;
-    let sessions = bearer(&api, Method::GET, "/auth/sessions", &second.access_token(), None).await;
+    let sessions = api.bearer(Method::GET, "/auth/sessions", &second.access_token(), None).await;
     assert_eq!(sessions.status, 200, "{}", sessions.text);
     let listed = sessions.body["sessions"].as_array().expect("a list").clone();
     assert_eq!(listed.len(), 2);
@@ -121,7 +106,7 @@ async fn sessions_are_revoked_by_id_and_the_account_deleted_through_the_routes()
     let address = email();
     let first = api.post_signup(&address).await;
     let second = api.post_login(&address).await;
-    let listed = bearer(&api, Method::GET, "/auth/sessions", &second.access_token(), None).await;
+    let listed = api.bearer(Method::GET, "/auth/sessions", &second.access_token(), None).await;
     let first_id = listed.body["sessions"]
         .as_array()
         .expect("a list")
@@ -133,34 +118,23 @@ async fn sessions_are_revoked_by_id_and_the_account_deleted_through_the_routes()
         .to_owned();
 
     let revoked =
-        bearer(&api, Method::DELETE, &format!("/auth/sessions/{first_id}"), &second.access_token(), None)
-            .await;
+        api.bearer(Method::DELETE, &format!("/auth/sessions/{first_id}"), &second.access_token(), None).await;
     let unknown =
-        bearer(&api, Method::DELETE, "/auth/sessions/not-a-session", &second.access_token(), None).await;
-    let change = bearer(
-        &api,
-        Method::POST,
-        "/auth/password/change",
-        &second.access_token(),
-        Some(json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD })),
-    )
-    .await;
-    let wrong = bearer(
-        &api,
-        Method::DELETE,
-        "/auth/me",
-        &second.access_token(),
-        Some(json!({ "password": PASSWORD })),
-    )
-    .await;
-    let deleted = bearer(
-        &api,
-        Method::DELETE,
-        "/auth/me",
-        &second.access_token(),
-        Some(json!({ "password": NEW_PASSWORD })),
-    )
-    .await;
+        api.bearer(Method::DELETE, "/auth/sessions/not-a-session", &second.access_token(), None).await;
+    let change = api
+        .bearer(
+            Method::POST,
+            "/auth/password/change",
+            &second.access_token(),
+            Some(json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD })),
+        )
+        .await;
+    let wrong = api
+        .bearer(Method::DELETE, "/auth/me", &second.access_token(), Some(json!({ "password": PASSWORD })))
+        .await;
+    let deleted = api
+        .bearer(Method::DELETE, "/auth/me", &second.access_token(), Some(json!({ "password": NEW_PASSWORD })))
+        .await;
 
     assert_eq!(revoked.status, 204, "{}", revoked.text);
     assert_eq!(api.get_me(&first.access_token()).await.status, 401);

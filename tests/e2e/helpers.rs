@@ -315,6 +315,22 @@ impl TestApi {
         TestResponse { status, headers, text, body, elapsed: started.elapsed() }
     }
 
+    /// A request with a bearer access token and, when given, a JSON body.
+    pub async fn bearer(
+        &self,
+        method: Method,
+        path: &str,
+        access: &str,
+        body: Option<Value>,
+    ) -> TestResponse {
+        let authorization = format!("Bearer {access}");
+        let mut headers = vec![("authorization", authorization.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        self.request(method, path, &headers, body.map(|body| body.to_string()).as_deref()).await
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> TestResponse {
         self.request(Method::POST, path, &[("content-type", "application/json")], Some(&body.to_string()))
             .await

@@ -13,26 +13,11 @@ use test_support::APP_URL;
 use test_support::authenticator::SoftwareAuthenticator;
 
 use crate::helpers::{
-    TestApi, TestResponse, create_secret, email, eventually, jwt_part, moto_endpoint, secrets_client,
+    TestApi, create_secret, email, eventually, jwt_part, moto_endpoint, secrets_client,
     use_local_secrets_manager,
 };
 
 impl TestApi {
-    async fn with_bearer(
-        &self,
-        method: Method,
-        path: &str,
-        access: &str,
-        body: Option<Value>,
-    ) -> TestResponse {
-        let authorization = format!("Bearer {access}");
-        let mut headers = vec![("authorization", authorization.as_str())];
-        if body.is_some() {
-            headers.push(("content-type", "application/json"));
-        }
-        self.request(method, path, &headers, body.map(|body| body.to_string()).as_deref()).await
-    }
-
     /// A sign-in ceremony answered by `authenticator`: the finish's body.
     async fn answered(&self, authenticator: &mut SoftwareAuthenticator) -> Value {
         let begun = self.post_json("/auth/passkeys/login/begin", &json!({})).await;
@@ -48,11 +33,11 @@ async fn with_passkey(api: &TestApi) -> (SoftwareAuthenticator, String) {
     assert_eq!(signup.status, 201, "{}", signup.text);
     let access = signup.access_token();
     let mut authenticator = SoftwareAuthenticator::new(APP_URL, true);
-    let begun = api.with_bearer(Method::POST, "/auth/passkeys/register/begin", &access, None).await;
+    let begun = api.bearer(Method::POST, "/auth/passkeys/register/begin", &access, None).await;
     assert_eq!(begun.status, 200, "{}", begun.text);
     let credential = authenticator.register(&begun.body["publicKey"]).await.unwrap();
     let body = json!({ "challenge_id": begun.body["challenge_id"], "credential": credential, "name": "Key" });
-    let finished = api.with_bearer(Method::POST, "/auth/passkeys/register/finish", &access, Some(body)).await;
+    let finished = api.bearer(Method::POST, "/auth/passkeys/register/finish", &access, Some(body)).await;
     assert_eq!(finished.status, 201, "{}", finished.text);
     (authenticator, access)
 }
@@ -72,10 +57,10 @@ async fn a_passkey_signs_its_user_in_without_a_username_and_steps_a_session_up_t
     assert_eq!(claims["amr"][1], "user", "{claims}");
     assert_eq!((replayed.status, &replayed.body["error"]), (401, &json!("invalid_credentials")));
     let body = api.answered(&mut authenticator).await;
-    let stepped_up = api.with_bearer(Method::POST, "/auth/reauthenticate", &access, Some(body)).await;
+    let stepped_up = api.bearer(Method::POST, "/auth/reauthenticate", &access, Some(body)).await;
     assert_eq!(stepped_up.status, 200, "{}", stepped_up.text);
     assert_eq!(jwt_part(stepped_up.body["access_token"].as_str().unwrap(), 1)["aal"], "aal2");
-    let listed = api.with_bearer(Method::GET, "/auth/passkeys", &access, None).await;
+    let listed = api.bearer(Method::GET, "/auth/passkeys", &access, None).await;
     assert_eq!(listed.body["passkeys"][0]["name"], "Key", "{}", listed.text);
 }
 
@@ -94,13 +79,14 @@ async fn twenty_clients_with_one_ceremony_sign_in_once_and_twenty_finishes_of_on
 
     one_success(&sign_ins.iter().map(|r| r.status).collect::<Vec<_>>(), 200, 401);
     let mut other = SoftwareAuthenticator::new(APP_URL, false);
-    let begun = api.with_bearer(Method::POST, "/auth/passkeys/register/begin", &access, None).await;
+    let begun = api.bearer(Method::POST, "/auth/passkeys/register/begin", &access, None).await;
     let credential = other.register(&begun.body["publicKey"]).await.unwrap();
     let body = json!({ "challenge_id": begun.body["challenge_id"], "credential": credential });
-    let finishes = join_all((0..20).map(|_| {
-        api.with_bearer(Method::POST, "/auth/passkeys/register/finish", &access, Some(body.clone()))
-    }))
-    .await;
+    let finishes =
+        join_all((0..20).map(|_| {
+            api.bearer(Method::POST, "/auth/passkeys/register/finish", &access, Some(body.clone()))
+        }))
+        .await;
     one_success(&finishes.iter().map(|r| r.status).collect::<Vec<_>>(), 201, 400);
     let count: i64 =
         sqlx::query_scalar("select count(*) from passkeys").fetch_one(&api.db.pool).await.unwrap();

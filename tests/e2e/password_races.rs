@@ -106,14 +106,7 @@ async fn old_password_logins_across(replacement: Replacement, outdated: bool) {
             }
             Replacement::Change => {
                 let body = json!({ "current_password": PASSWORD, "new_password": NEW_PASSWORD });
-                crate::account::bearer(
-                    &api,
-                    Method::POST,
-                    "/auth/password/change",
-                    &signup.access_token(),
-                    Some(body),
-                )
-                .await
+                api.bearer(Method::POST, "/auth/password/change", &signup.access_token(), Some(body)).await
             }
         };
         done.store(true, Ordering::SeqCst);

@@ -10,7 +10,7 @@ use http::Method;
 use serde_json::{Value, json};
 use shared::mfa::totp::{self, TotpSecret};
 
-use crate::helpers::{TestApi, TestResponse, email, jwt_part};
+use crate::helpers::{TestApi, email, jwt_part};
 use test_support::PASSWORD;
 
 fn now_step() -> u64 {
@@ -29,15 +29,6 @@ fn methods(amr: &[&str]) -> Vec<String> {
 }
 
 impl TestApi {
-    async fn bearer(&self, method: Method, path: &str, access: &str, body: Option<Value>) -> TestResponse {
-        let authorization = format!("Bearer {access}");
-        let mut headers = vec![("authorization", authorization.as_str())];
-        if body.is_some() {
-            headers.push(("content-type", "application/json"));
-        }
-        self.request(method, path, &headers, body.map(|body| body.to_string()).as_deref()).await
-    }
-
     async fn mfa_token(&self, address: &str) -> String {
         let login = self.post_login(address).await;
         assert_eq!(login.body["mfa_required"], true, "{}", login.text);

@@ -242,7 +242,9 @@ async fn assert(
         })?;
     passkey.update_credential(&result);
     Ok(Asserted {
-        ceremony: TokenHash::of(challenge.as_bytes()),
+        // The sealed bytes, not the id's text: the same ciphertext under two key ids (one key
+        // listed twice in the ring) is one ceremony.
+        ceremony: TokenHash::of(&sealed.bytes),
         ceremony_expires_at: ceremony.expires_at,
         user,
         passkey: stored.id,

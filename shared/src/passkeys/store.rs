@@ -226,8 +226,8 @@ pub async fn find_passkey(
     .fetch_optional(connection))
 }
 
-/// A passkey's verified use: the sign-in ceremony it answered (its id's hash, and when it would
-/// expire), the credential as it now is (its counter and backup state updated) and the counter
+/// A passkey's verified use: the sign-in ceremony it answered (the hash of its sealed bytes,
+/// and when it expires), the credential as it now is (its counter and backup state updated) and the counter
 /// the authenticator reported.
 #[derive(Clone, Copy)]
 pub struct Use<'a> {
@@ -239,7 +239,8 @@ pub struct Use<'a> {
 }
 
 /// Records a use of the passkey for a step-up, in one statement: spends the ceremony (once: of
-/// many requests with one, one), then stores the updated credential, only while the passkey
+/// many requests with one, one; only while it is live by the database's clock, which the purge
+/// of spent ceremonies reads), then stores the updated credential, only while the passkey
 /// exists and its counter moves forward past the stored one (or both stay zero, an
 /// authenticator without a counter), so that of two uses reporting one counter, one counts.
 /// Returns whether it did.
@@ -247,7 +248,9 @@ pub async fn use_passkey(db: &mut DbConnection, user: UserId, used: Use<'_>) -> 
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         with spent as (
-            insert into webauthn_used_challenges (challenge_hash, expires_at) values ($5, $6)
+            -- Live by the database's clock too, the one the purge of spent ceremonies reads.
+            insert into webauthn_used_challenges (challenge_hash, expires_at)
+            select $5, $6 where $6 > now()
             on conflict do nothing
             returning 1
         ), used as (
@@ -289,7 +292,8 @@ pub async fn open_session_with_passkey(
             User,
             r#"
         with spent as (
-            insert into webauthn_used_challenges (challenge_hash, expires_at) values ($12, $13)
+            insert into webauthn_used_challenges (challenge_hash, expires_at)
+            select $12, $13 where $13 > now()
             on conflict do nothing
             returning 1
         ), used as (

@@ -284,6 +284,17 @@ impl TestApp {
     }
 }
 
+/// Sends `times` requests at once through `send` (given the app and the request's number), each
+/// on a task of its own, and returns their statuses.
+pub async fn at_once<F, Fut>(app: &TestApp, times: usize, send: F) -> Vec<u16>
+where
+    F: Fn(TestApp, usize) -> Fut,
+    Fut: std::future::Future<Output = u16> + Send + 'static,
+{
+    let tasks = (0..times).map(|n| tokio::spawn(send(app.clone(), n)));
+    futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect()
+}
+
 /// The tests' WebAuthn relying party: their app URL.
 pub fn relying_party() -> shared::passkeys::relying_party::RelyingParty {
     shared::passkeys::relying_party::RelyingParty::new(test_support::APP_URL)

@@ -3,7 +3,7 @@
 //! counter of a cloned authenticator, removal and the owner's undo link, the sealed sign-in
 //! ceremony (stored nowhere, used once), and each ceremony raced 20 ways.
 
-use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, bearer_json, json_request};
+use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, at_once, bearer_json, json_request};
 use serde_json::{Value, json};
 use shared::domain::Aal;
 use shared::passkeys::relying_party::{SIGN_IN_CONTEXT, SignInCeremony, ceremony_id};
@@ -246,16 +246,6 @@ async fn a_cloned_authenticator_whose_counter_went_back_is_refused(pool: PgPool)
     assert_eq!((cloned.status, cloned.error_code()), (401, "invalid_credentials"), "{}", cloned.body);
 }
 
-/// Sends `times` requests at once through `send`, and returns their statuses.
-async fn at_once<F, Fut>(app: &TestApp, times: usize, send: F) -> Vec<u16>
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: std::future::Future<Output = u16> + Send + 'static,
-{
-    let tasks = (0..times).map(|_| tokio::spawn(send(app.clone())));
-    futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect()
-}
-
 #[sqlx::test(migrations = "../migrations")]
 async fn twenty_finishes_of_one_sign_in_ceremony_sign_in_once(pool: PgPool) {
     let app = TestApp::with_mail(pool, |_| {}).await;
@@ -263,7 +253,7 @@ async fn twenty_finishes_of_one_sign_in_ceremony_sign_in_once(pool: PgPool) {
     let (challenge_id, credential) = app.signed_ceremony(&mut user.authenticator).await;
     let sessions_before = app.count("select count(*) from sessions").await;
 
-    let statuses = at_once(&app, 20, |app| {
+    let statuses = at_once(&app, 20, |app, _| {
         let (challenge_id, credential) = (challenge_id.clone(), credential.clone());
         async move { app.login_finish(&challenge_id, &credential).await.status }
     })
@@ -284,7 +274,7 @@ async fn twenty_finishes_of_one_registration_add_one_passkey(pool: PgPool) {
     let challenge_id = begun.body["challenge_id"].as_str().unwrap().to_owned();
     let access = signup.access_token();
 
-    let statuses = at_once(&app, 20, |app| {
+    let statuses = at_once(&app, 20, |app, _| {
         let (access, challenge_id, credential) = (access.clone(), challenge_id.clone(), credential.clone());
         async move { app.register_finish(&access, &challenge_id, &credential).await.status }
     })

@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, bearer_json};
+use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, at_once, bearer_json};
 use serde_json::{Value, json};
 use shared::domain::{Aal, MailKind};
 use shared::mfa::totp::{self, TotpSecret};
@@ -352,16 +352,6 @@ async fn a_reset_with_mfa_on_signs_in_only_through_the_factor_and_voids_waiting_
     let signed_in = app.verify_mfa(reset.body["mfa_token"].as_str().unwrap(), json!({ "code": code })).await;
     assert_eq!(signed_in.status, 200, "{}", signed_in.body);
     assert_eq!(app.claims(&signed_in.access_token()).await.aal, Aal::Aal2);
-}
-
-/// Sends `times` requests at once through `send`, and returns their statuses.
-async fn at_once<F, Fut>(app: &TestApp, times: usize, send: F) -> Vec<u16>
-where
-    F: Fn(TestApp, usize) -> Fut,
-    Fut: std::future::Future<Output = u16> + Send + 'static,
-{
-    let tasks = (0..times).map(|n| tokio::spawn(send(app.clone(), n)));
-    futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect()
 }
 
 fn successes(statuses: &[u16]) -> usize {
