@@ -23,7 +23,7 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::sync::mpsc;
 
 /// The schema's tables once every migration ran, by name.
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 17] = [
     "login_attempts",
     "login_failure_windows",
     "mail_hourly",
@@ -35,6 +35,7 @@ const TABLES: [&str; 16] = [
     "passkeys",
     "recovery_codes",
     "refresh_tokens",
+    "security_events",
     "security_undo_tokens",
     "sessions",
     "users",
@@ -182,11 +183,28 @@ async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app
         "truncate refresh_tokens",
         "select * from _sqlx_migrations",
         "delete from _sqlx_migrations",
+        // Security events are append-only for the API.
+        "update security_events set type = 'tampered'",
+        "delete from security_events",
+        "truncate security_events",
     ] {
         let error = sqlx::raw_sql(statement).execute(&mut connection).await.expect_err(statement);
         let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
         assert_eq!(code.as_deref(), Some(INSUFFICIENT_PRIVILEGE), "{statement}: {error}");
     }
+    // It writes and reads them, and runs their retention through the owner's function only.
+    sqlx::raw_sql(
+        "insert into security_events (id, user_id, type, at) values
+             (gen_random_uuid(), gen_random_uuid(), 'signup', now() - interval '401 days')",
+    )
+    .execute(&mut connection)
+    .await
+    .expect("the API inserts an event");
+    let purged: i64 = sqlx::query_scalar("select purge_security_events(interval '400 days', 100)")
+        .fetch_one(&mut connection)
+        .await
+        .expect("the API runs the retention");
+    assert!(purged >= 1, "the old event is purged");
     connection.close().await.ok();
     let owners: Vec<String> =
         sqlx::query_scalar("select distinct tableowner::text from pg_tables where schemaname = 'public'")

@@ -86,10 +86,13 @@ pub async fn create_user_with_session(
         ), new_session as (
             insert into sessions (id, user_id, user_agent, ip)
             select $4, id, $7, $8::text::inet from new_user
-            returning id
+            returning id, user_id
         ), first_token as (
             insert into refresh_tokens (token_hash, session_id, expires_at)
             select $5, id, now() + make_interval(secs => $6) from new_session
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent)
+            select gen_random_uuid(), user_id, id, 'signup', $8::text::inet, $7 from new_session
         )
         select id as "id!: UserId", email as "email!", created_at as "created_at!",
                email_verified_at
@@ -305,7 +308,10 @@ pub async fn start_session(
         ), new_session as (
             insert into sessions (id, user_id, user_agent, ip)
             select $3, id, $7, $8::text::inet from verified where not exists (select 1 from factor)
-            returning id
+            returning id, user_id
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent)
+            select gen_random_uuid(), user_id, id, 'login_succeeded', $8::text::inet, $7 from new_session
         ), first_token as (
             insert into refresh_tokens (token_hash, session_id, expires_at)
             select $4, id, now() + make_interval(secs => $5) from new_session

@@ -21,6 +21,9 @@ pub const PURGE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Rows per purge statement, and rounds (one statement per table) per scheduled run: no long
 /// locks, bounded work; a backlog is worked off over the following runs.
 pub const PURGE_BATCH: i64 = 1_000;
+
+/// How long a security event is kept.
+pub const SECURITY_EVENT_RETENTION: Duration = Duration::from_secs(400 * 24 * 3600);
 pub const PURGE_MAX_BATCHES: usize = 20;
 
 /// No purge round starts with less than this left before the invocation's deadline, so a run
@@ -105,8 +108,11 @@ pub async fn purge(app: &App, deadline: Instant) -> u64 {
             let attempts = store::purge_login_attempts(&mut db, PURGE_BATCH).await?;
             let mail = store::purge_mail_state(&mut db, PURGE_BATCH).await?;
             let second_factor = store::purge_second_factor_state(&mut db, PURGE_BATCH).await?;
-            deleted += tokens + sessions + attempts + mail + second_factor;
-            if [tokens, sessions, attempts, mail, second_factor].iter().all(|&rows| rows < PURGE_BATCH as u64)
+            let events = store::purge_security_events(&mut db, SECURITY_EVENT_RETENTION, PURGE_BATCH).await?;
+            deleted += tokens + sessions + attempts + mail + second_factor + events;
+            if [tokens, sessions, attempts, mail, second_factor, events]
+                .iter()
+                .all(|&rows| rows < PURGE_BATCH as u64)
             {
                 break;
             }

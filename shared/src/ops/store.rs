@@ -155,6 +155,23 @@ pub async fn purge_second_factor_state(db: &mut DbConnection, batch: i64) -> Res
     Ok(deleted.max(0) as u64)
 }
 
+/// Deletes up to `batch` security events older than `retention`, oldest first, through the
+/// owner's `purge_security_events` (the API's role may not delete an event itself), and returns
+/// how many.
+pub async fn purge_security_events(
+    db: &mut DbConnection,
+    retention: Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"select purge_security_events(make_interval(secs => $1), $2::int4) as "deleted!""#,
+        retention.as_secs_f64(),
+        i32::try_from(batch).unwrap_or(i32::MAX),
+    )
+    .fetch_one(connection))?;
+    Ok(deleted.max(0) as u64)
+}
+
 /// Deletes up to `batch` rows of mail state nobody needs any more, and returns how many: link
 /// tokens past their expiry, per-address and per-source limits whose window ended over an hour
 /// ago (no limit reads them), and global hourly counts older than two hours.

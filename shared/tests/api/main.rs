@@ -20,6 +20,7 @@ mod reuse;
 mod scheduled;
 mod second_factor;
 mod secrets;
+mod security_events;
 mod session_lifetime;
 mod signatures;
 mod socket;

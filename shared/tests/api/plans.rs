@@ -19,7 +19,7 @@ use sqlx::{AssertSqlSafe, Connection as _, Executor as _, PgPool, Row as _};
 
 /// The tables the guard watches.
 /// (`mail_hourly` is not: one row per clock hour, purged down to two, where a scan is the plan.)
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 14] = [
     "users",
     "sessions",
     "refresh_tokens",
@@ -33,6 +33,7 @@ const TABLES: [&str; 13] = [
     "passkeys",
     "webauthn_challenges",
     "webauthn_used_challenges",
+    "security_events",
 ];
 
 /// Users (one session each, three refresh tokens per session in a rotation chain).

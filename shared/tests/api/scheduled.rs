@@ -268,3 +268,22 @@ async fn a_scheduled_check_purges_expired_passkey_registrations_and_spent_sign_i
     assert_eq!(app.count("select count(*) from webauthn_used_challenges").await, 7);
     assert_eq!(app.count("select count(*) from webauthn_challenges").await, 2, "a live registration stays");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_scheduled_check_purges_security_events_past_their_retention(pool: PgPool) {
+    let app = TestApp::new(pool);
+    sqlx::query(
+        "insert into security_events (id, user_id, type, at)
+         select gen_random_uuid(), gen_random_uuid(), 'signup',
+                now() - case when n <= 1500 then interval '401 days' else interval '399 days' end
+         from generate_series(1, 1503) as n",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let response = call(&app.app, health::handle, scheduled_event()).await;
+
+    assert_eq!(response.status, 200);
+    assert_eq!(app.count("select count(*) from security_events").await, 3, "within 400 days, kept");
+}

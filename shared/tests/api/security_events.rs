@@ -1,0 +1,54 @@
+//! Security events (issue 25, first part): written by the statement that makes the change, so a
+//! change and its record are one; append-only for the API's role (tests/e2e/migrate.rs).
+
+use crate::helpers::{PASSWORD, TestApp};
+use sqlx::PgPool;
+
+/// The user's events, oldest first: (type, session, ip, user agent).
+async fn events(
+    app: &TestApp,
+    email: &str,
+) -> Vec<(String, Option<uuid::Uuid>, Option<String>, Option<String>)> {
+    sqlx::query_as(
+        "select e.type, e.session_id, host(e.ip), e.user_agent from security_events as e
+         join users as u on u.id = e.user_id where u.email = $1 order by e.at, e.id",
+    )
+    .bind(email)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_signup_and_a_login_each_write_one_event_of_their_session_and_device(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let signup = app.signed_up("alice@example.com").await;
+    let login = app.post_login("alice@example.com", PASSWORD).await;
+
+    let written = events(&app, "alice@example.com").await;
+
+    let signup_session = app.app.verify_access_token(&signup.access_token()).await.unwrap().sid;
+    let login_session = app.app.verify_access_token(&login.access_token()).await.unwrap().sid;
+    let source = Some(crate::helpers::SOURCE_IP.to_owned());
+    // The test requests send no User-Agent header.
+    let agent = None;
+    assert_eq!(
+        written,
+        [
+            ("signup".to_owned(), Some(signup_session), source.clone(), agent.clone()),
+            ("login_succeeded".to_owned(), Some(login_session), source, agent),
+        ]
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_refused_signup_or_login_writes_no_event(pool: PgPool) {
+    let app = TestApp::new(pool);
+    app.signed_up("bob@example.com").await;
+
+    let again = app.post_signup("bob@example.com", PASSWORD).await;
+    let wrong = app.post_login("bob@example.com", "not the password at all").await;
+
+    assert_eq!((again.status, wrong.status), (409, 401));
+    assert_eq!(events(&app, "bob@example.com").await.len(), 1, "the first signup's only");
+}
