@@ -263,14 +263,17 @@ async fn migration(
     ))
 }
 
-/// The role the API runs as reads and writes the tables, and can neither create nor alter one.
+/// The role the API runs as reads and writes the tables (only inserts and reads the security
+/// events, which are append-only), and can neither create nor alter one.
 async fn application_role_has_dml_only(options: &Options, role: &str) -> anyhow::Result<((), String)> {
     let server: PgConnectOptions = options.database_url.parse().context("--database-url")?;
     let mut db = sqlx::PgConnection::connect_with(&server.database(&options.database))
         .await
         .context("connecting to the rehearsal database")?;
     let (dml, create, owns): (bool, bool, bool) = sqlx::query_as(
-        "select bool_and(has_table_privilege($1, c.oid, 'select, insert, update, delete')),
+        "select bool_and(has_table_privilege($1, c.oid, 'select') and has_table_privilege($1, c.oid, 'insert')
+                         and has_table_privilege($1, c.oid, 'update') = (c.relname <> 'security_events')
+                         and has_table_privilege($1, c.oid, 'delete') = (c.relname <> 'security_events')),
                 has_schema_privilege($1, current_schema(), 'create'),
                 bool_or(pg_get_userbyid(c.relowner) = $1)
          from pg_class c
@@ -282,9 +285,9 @@ async fn application_role_has_dml_only(options: &Options, role: &str) -> anyhow:
     .await
     .context("reading the application role's privileges")?;
     db.close().await?;
-    ensure!(dml, "{role} lacks select, insert, update or delete on a table");
+    ensure!(dml, "{role} lacks select, insert, update or delete on a table, or may change a security event");
     ensure!(!create && !owns, "{role} may create tables in the schema or owns one");
-    Ok(((), format!("{role}: DML on every table, no create, owns nothing")))
+    Ok(((), format!("{role}: DML on every table (security events append-only), no create, owns nothing")))
 }
 
 async fn admin_connection(options: &Options) -> anyhow::Result<sqlx::PgConnection> {
