@@ -14,6 +14,6 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, 
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: RefreshTokenBody = request.json()?;
     let presented = RefreshToken::parse(&body.refresh_token)?;
-    let issued = sessions::refresh(app, presented).await?;
+    let issued = sessions::refresh(app, presented, &request.device()).await?;
     Ok(token_response(200, &issued))
 }

@@ -14,7 +14,7 @@ use tracing::field::Empty;
 
 use crate::app::App;
 use crate::domain::FactorId;
-use crate::domain::{SessionId, User, UserId};
+use crate::domain::{Device, SessionId, User, UserId};
 use crate::error::{ApiError, Context as _, StepUp};
 use crate::tokens::{AccessToken, MfaToken, RefreshToken};
 use store::{Replay, SessionView};
@@ -43,9 +43,10 @@ pub(crate) fn first_token_ttl(app: &App) -> std::time::Duration {
 /// Exchanges a live refresh token for its successor and a new access token: one statement when
 /// the token is live. Otherwise a second statement decides: within the grace window after its
 /// rotation, the same successor is handed out again (two tabs, a lost response); any other
-/// replay of a rotated token is reuse, and revokes the whole session.
+/// replay of a rotated token is reuse, and revokes the whole session (a `refresh_reused`
+/// security event, with the replaying `device`, in the same statement).
 #[tracing::instrument(name = "auth.refresh", skip_all, fields(user = Empty))]
-pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiError> {
+pub async fn refresh(app: &App, presented: RefreshToken, device: &Device) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await.context("loading the signing key")?;
     let mut db = app.connection().await.context("connecting to the database")?;
     let successor = tokens.successor_of(&presented);
@@ -67,6 +68,7 @@ pub async fn refresh(app: &App, presented: RefreshToken) -> Result<Issued, ApiEr
             &successor_hash,
             app.refresh_reuse_grace,
             app.session_max_lifetime,
+            device,
         )
         .await
         .context("looking up a replayed refresh token")?

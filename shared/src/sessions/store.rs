@@ -112,15 +112,18 @@ pub enum Replay {
 }
 
 /// Decides, in one statement, what a token that [`rotate_refresh_token`] did not match means,
-/// and revokes its session when it is reuse. Runs after the rotation attempt, so it sees the
-/// rotation that a concurrent request committed.
+/// and revokes its session when it is reuse, recording a `refresh_reused` security event with
+/// the replaying `device` (once: only the call that revokes the session records it). Runs after
+/// the rotation attempt, so it sees the rotation that a concurrent request committed.
 pub async fn replay_refresh_token(
     db: &mut DbConnection,
     presented: &TokenHash,
     successor: &TokenHash,
     grace: Duration,
     lifetime: Duration,
+    device: &Device,
 ) -> Result<Replay, sqlx::Error> {
+    let ip = device.ip.map(|ip| ip.to_string());
     let row = one_statement!(db, |connection| sqlx::query!(
         r#"
         with presented as (
@@ -149,9 +152,13 @@ pub async fn replay_refresh_token(
         ), revoked_session as (
             update sessions set revoked_at = now()
             where id in (select session_id from reused) and revoked_at is null
+            returning id, user_id
         ), revoked_tokens as (
             update refresh_tokens set revoked_at = now()
             where session_id in (select session_id from reused) and revoked_at is null
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent)
+            select gen_random_uuid(), user_id, id, 'refresh_reused', $5::text::inet, $6 from revoked_session
         )
         select exists (select 1 from reused) as "reused!",
                g.id as "id?: UserId", g.email as "email?", g.created_at as "created_at?",
@@ -164,6 +171,8 @@ pub async fn replay_refresh_token(
         &successor.0[..],
         grace.as_secs_f64(),
         lifetime.as_secs_f64(),
+        ip,
+        device.user_agent.as_deref(),
     )
     .fetch_one(connection))?;
     Ok(match (row.id, row.email, row.created_at, row.session_id, row.aal, row.amr) {

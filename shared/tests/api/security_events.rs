@@ -52,3 +52,28 @@ async fn a_refused_signup_or_login_writes_no_event(pool: PgPool) {
     assert_eq!((again.status, wrong.status), (409, 401));
     assert_eq!(events(&app, "bob@example.com").await.len(), 1, "the first signup's only");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_reused_refresh_token_records_one_event_however_many_replay_it(pool: PgPool) {
+    // No grace window: every replay of a rotated token is reuse.
+    let app = TestApp::with_reuse_grace(pool, std::time::Duration::ZERO);
+    let signup = app.signed_up("carol@example.com").await;
+    let rotated = app.post_refresh(&signup.refresh_token()).await;
+    assert_eq!(rotated.status, 200);
+
+    let statuses = crate::helpers::at_once(&app, 20, |app, _| {
+        let token = signup.refresh_token();
+        async move { app.post_refresh(&token).await.status }
+    })
+    .await;
+
+    assert!(statuses.iter().all(|&status| status == 401), "{statuses:?}");
+    let reused: Vec<_> = events(&app, "carol@example.com")
+        .await
+        .into_iter()
+        .filter(|event| event.0 == "refresh_reused")
+        .collect();
+    let session = app.app.verify_access_token(&signup.access_token()).await.unwrap().sid;
+    assert_eq!(reused.len(), 1, "{reused:?}");
+    assert_eq!(reused[0].1, Some(session), "the revoked session's");
+}
