@@ -23,6 +23,6 @@ struct LogoutBody {
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: LogoutBody = request.json()?;
     let scope = LogoutScope::parse(body.scope.as_deref())?;
-    sessions::logout(app, &body.refresh_token, scope).await?;
+    sessions::logout(app, &body.refresh_token, scope, &request.device()).await?;
     Ok(http::empty(204))
 }

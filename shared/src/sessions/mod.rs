@@ -100,6 +100,15 @@ pub enum LogoutScope {
 }
 
 impl LogoutScope {
+    /// As a `logout` security event's detail names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Global => "global",
+            Self::Others => "others",
+        }
+    }
+
     /// `local` (or absent), `global` or `others`; anything else is a 422 `invalid_scope`.
     pub fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
         match raw {
@@ -116,9 +125,11 @@ impl LogoutScope {
 
 /// Ends sessions. `Local` accepts any token and ignores unknown or revoked ones (logging out
 /// twice is not an error). `Global` and `Others` reach other sessions, so they need a live token
-/// (401 otherwise): a stale stolen token cannot log its owner out everywhere.
+/// (401 otherwise): a stale stolen token cannot log its owner out everywhere. A logout that
+/// ended a session records a `logout` security event (its scope and how many sessions ended),
+/// with the `device`, in the same statement.
 #[tracing::instrument(name = "auth.logout", skip_all, fields(scope = ?scope))]
-pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<(), ApiError> {
+pub async fn logout(app: &App, presented: &str, scope: LogoutScope, device: &Device) -> Result<(), ApiError> {
     let token = RefreshToken::parse(presented);
     let mut db = match (&token, scope) {
         (Err(_), LogoutScope::Local) => return Ok(()),
@@ -128,17 +139,13 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope) -> Result<()
     let hash = token.expect("checked above").hash();
     match scope {
         LogoutScope::Local => {
-            store::revoke_session_of_token(&mut db, &hash).await.context("revoking the session")?
+            store::revoke_session_of_token(&mut db, &hash, device).await.context("revoking the session")?
         }
         LogoutScope::Global | LogoutScope::Others => {
-            let live = store::revoke_sessions_of_owner(
-                &mut db,
-                &hash,
-                scope == LogoutScope::Global,
-                app.session_max_lifetime,
-            )
-            .await
-            .context("revoking the owner's sessions")?;
+            let live =
+                store::revoke_sessions_of_owner(&mut db, &hash, scope, app.session_max_lifetime, device)
+                    .await
+                    .context("revoking the owner's sessions")?;
             if !live {
                 return Err(ApiError::InvalidRefreshToken);
             }
@@ -225,12 +232,20 @@ pub async fn list(app: &App, caller: &Caller) -> Result<Vec<SessionView>, ApiErr
 }
 
 /// Ends one of the caller's sessions; 404 `session_not_found` for an id that is not one of
-/// theirs (unknown, another user's, or already ended), so no one learns of others' sessions.
+/// theirs (unknown, another user's, or already ended), so no one learns of others' sessions. It
+/// records a `session_revoked` security event of the caller's session and `device` (the ended
+/// session in its detail), in the same statement.
 #[tracing::instrument(name = "auth.revoke_session", skip_all, fields(user = %caller.user.id.0))]
-pub async fn revoke_session(app: &App, caller: &Caller, session: SessionId) -> Result<(), ApiError> {
+pub async fn revoke_session(
+    app: &App,
+    caller: &Caller,
+    session: SessionId,
+    device: &Device,
+) -> Result<(), ApiError> {
     let mut db = app.connection().await.context("connecting to the database")?;
-    let revoked =
-        store::revoke_session(&mut db, caller.user.id, session).await.context("revoking the session")?;
+    let revoked = store::revoke_session(&mut db, caller.user.id, session, caller.session, device)
+        .await
+        .context("revoking the session")?;
     if !revoked {
         return Err(ApiError::SessionNotFound);
     }

@@ -189,8 +189,14 @@ pub async fn replay_refresh_token(
 }
 
 /// Revokes the session a refresh token belongs to, and every token of that session, in one
-/// statement. An unknown token changes nothing.
-pub async fn revoke_session_of_token(db: &mut DbConnection, token: &TokenHash) -> Result<(), sqlx::Error> {
+/// statement, recording a `logout` security event (scope `local`) with the `device` when it
+/// ended the session. An unknown token, or one of an ended session, changes nothing.
+pub async fn revoke_session_of_token(
+    db: &mut DbConnection,
+    token: &TokenHash,
+    device: &Device,
+) -> Result<(), sqlx::Error> {
+    let ip = device.ip.map(|ip| ip.to_string());
     one_statement!(db, |connection| sqlx::query!(
         r#"
         with target as (
@@ -198,25 +204,37 @@ pub async fn revoke_session_of_token(db: &mut DbConnection, token: &TokenHash) -
         ), revoked_session as (
             update sessions set revoked_at = now()
             where id in (select session_id from target) and revoked_at is null
+            returning id, user_id
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), user_id, id, 'logout', $2::text::inet, $3,
+                   jsonb_build_object('scope', 'local', 'sessions', 1)
+            from revoked_session
         )
         update refresh_tokens set revoked_at = now()
         where session_id in (select session_id from target) and revoked_at is null
         "#,
         &token.0[..],
+        ip,
+        device.user_agent.as_deref(),
     )
     .execute(connection))?;
     Ok(())
 }
 
-/// Revokes every live session of the user who owns `token` (or every one but the token's own
-/// when `include_own` is false), with their tokens, in one statement. Only a live token may do
-/// this (of a session younger than `lifetime`); returns whether it was one.
+/// Revokes every live session of the user who owns `token` (every one but the token's own for
+/// `Others`), with their tokens, in one statement, recording one `logout` security event (the
+/// scope, how many sessions ended) with the `device`. Only a live token may do this (of a
+/// session younger than `lifetime`); returns whether it was one.
 pub async fn revoke_sessions_of_owner(
     db: &mut DbConnection,
     token: &TokenHash,
-    include_own: bool,
+    scope: super::LogoutScope,
     lifetime: Duration,
+    device: &Device,
 ) -> Result<bool, sqlx::Error> {
+    let include_own = scope == super::LogoutScope::Global;
+    let ip = device.ip.map(|ip| ip.to_string());
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         with owner as (
@@ -234,12 +252,20 @@ pub async fn revoke_sessions_of_owner(
         ), revoked_tokens as (
             update refresh_tokens set revoked_at = now()
             where session_id in (select id from doomed) and revoked_at is null
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), user_id, session_id, 'logout', $5::text::inet, $6,
+                   jsonb_build_object('scope', $4::text, 'sessions', (select count(*) from doomed))
+            from owner
         )
         select exists (select 1 from owner) as "live!"
         "#,
         &token.0[..],
         include_own,
         lifetime.as_secs_f64(),
+        scope.as_str(),
+        ip,
+        device.user_agent.as_deref(),
     )
     .fetch_one(connection))
 }
@@ -392,13 +418,17 @@ pub async fn list_sessions(
     .fetch_all(connection))
 }
 
-/// Revokes one session of `user` with its tokens; returns whether the user had it unrevoked
-/// (another user's session id matches nothing).
+/// Revokes one session of `user` with its tokens, recording a `session_revoked` security event
+/// of the session `by` and its `device`; returns whether the user had it unrevoked (another
+/// user's session id matches nothing).
 pub async fn revoke_session(
     db: &mut DbConnection,
     user: UserId,
     session: SessionId,
+    by: SessionId,
+    device: &Device,
 ) -> Result<bool, sqlx::Error> {
+    let ip = device.ip.map(|ip| ip.to_string());
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         with doomed as (
@@ -408,11 +438,19 @@ pub async fn revoke_session(
         ), revoked_tokens as (
             update refresh_tokens set revoked_at = now()
             where session_id in (select id from doomed) and revoked_at is null
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), $2, $3, 'session_revoked', $4::text::inet, $5,
+                   jsonb_build_object('revoked_session', id)
+            from doomed
         )
         select exists (select 1 from doomed) as "revoked!"
         "#,
         session as SessionId,
         user as UserId,
+        by as SessionId,
+        ip,
+        device.user_agent.as_deref(),
     )
     .fetch_one(connection))
 }

@@ -77,3 +77,67 @@ async fn a_reused_refresh_token_records_one_event_however_many_replay_it(pool: P
     assert_eq!(reused.len(), 1, "{reused:?}");
     assert_eq!(reused[0].1, Some(session), "the revoked session's");
 }
+
+/// The user's events of `kind`, with their details.
+async fn details(app: &TestApp, email: &str, kind: &str) -> Vec<serde_json::Value> {
+    sqlx::query_scalar(
+        "select e.detail from security_events as e join users as u on u.id = e.user_id
+         where u.email = $1 and e.type = $2 order by e.at, e.id",
+    )
+    .bind(email)
+    .bind(kind)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn each_logout_that_ends_sessions_records_its_scope_and_count_once(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let email = "dave@example.com";
+    app.signed_up(email).await;
+    let second = app.post_login(email, PASSWORD).await;
+    let third = app.post_login(email, PASSWORD).await;
+
+    assert_eq!(app.post_logout(&third.refresh_token()).await.status, 204);
+    assert_eq!(app.post_logout(&third.refresh_token()).await.status, 204, "twice is no error");
+    let body = serde_json::json!({ "refresh_token": second.refresh_token(), "scope": "global" });
+    assert_eq!(app.post_json(crate::helpers::Endpoint::Logout, &body).await.status, 204);
+
+    assert_eq!(
+        details(&app, email, "logout").await,
+        [
+            serde_json::json!({ "scope": "local", "sessions": 1 }),
+            serde_json::json!({ "scope": "global", "sessions": 2 })
+        ],
+        "the second local logout ended nothing and recorded nothing"
+    );
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn revoking_one_of_ones_sessions_records_which_by_which(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let email = "erin@example.com";
+    let signup = app.signed_up(email).await;
+    let other = app.post_login(email, PASSWORD).await;
+    let other_session = app.app.verify_access_token(&other.access_token()).await.unwrap().sid;
+    let path = format!("/auth/sessions/{other_session}");
+
+    let request = crate::helpers::bearer_json("DELETE", &path, &signup.access_token(), None);
+    assert_eq!(app.send(crate::helpers::Endpoint::RevokeSession, request).await.status, 204);
+    let again = crate::helpers::bearer_json("DELETE", &path, &signup.access_token(), None);
+    assert_eq!(app.send(crate::helpers::Endpoint::RevokeSession, again).await.status, 404);
+
+    assert_eq!(
+        details(&app, email, "session_revoked").await,
+        [serde_json::json!({ "revoked_session": other_session })]
+    );
+    let by: Vec<Option<uuid::Uuid>> = events(&app, email)
+        .await
+        .into_iter()
+        .filter(|event| event.0 == "session_revoked")
+        .map(|event| event.1)
+        .collect();
+    let own = app.app.verify_access_token(&signup.access_token()).await.unwrap().sid;
+    assert_eq!(by, [Some(own)], "the event is the acting session's");
+}
