@@ -142,10 +142,18 @@ pub async fn logout(app: &App, presented: &str, scope: LogoutScope, device: &Dev
             store::revoke_session_of_token(&mut db, &hash, device).await.context("revoking the session")?
         }
         LogoutScope::Global | LogoutScope::Others => {
-            let live =
-                store::revoke_sessions_of_owner(&mut db, &hash, scope, app.session_max_lifetime, device)
-                    .await
-                    .context("revoking the owner's sessions")?;
+            let include_own = scope == LogoutScope::Global;
+            let lifetime = app.session_max_lifetime;
+            let live = store::revoke_sessions_of_owner(
+                &mut db,
+                &hash,
+                include_own,
+                scope.as_str(),
+                lifetime,
+                device,
+            )
+            .await
+            .context("revoking the owner's sessions")?;
             if !live {
                 return Err(ApiError::InvalidRefreshToken);
             }

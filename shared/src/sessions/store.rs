@@ -222,18 +222,19 @@ pub async fn revoke_session_of_token(
     Ok(())
 }
 
-/// Revokes every live session of the user who owns `token` (every one but the token's own for
-/// `Others`), with their tokens, in one statement, recording one `logout` security event (the
-/// scope, how many sessions ended) with the `device`. Only a live token may do this (of a
-/// session younger than `lifetime`); returns whether it was one.
+/// Revokes every live session of the user who owns `token` (or every one but the token's own
+/// when `include_own` is false), with their tokens, in one statement, recording one `logout`
+/// security event (`scope` as the logout named it, how many sessions ended) with the `device`.
+/// Only a live token may do this (of a session younger than `lifetime`); returns whether it was
+/// one.
 pub async fn revoke_sessions_of_owner(
     db: &mut DbConnection,
     token: &TokenHash,
-    scope: super::LogoutScope,
+    include_own: bool,
+    scope: &str,
     lifetime: Duration,
     device: &Device,
 ) -> Result<bool, sqlx::Error> {
-    let include_own = scope == super::LogoutScope::Global;
     let ip = device.ip.map(|ip| ip.to_string());
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
@@ -263,7 +264,7 @@ pub async fn revoke_sessions_of_owner(
         &token.0[..],
         include_own,
         lifetime.as_secs_f64(),
-        scope.as_str(),
+        scope,
         ip,
         device.user_agent.as_deref(),
     )
