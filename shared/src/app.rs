@@ -194,6 +194,14 @@ impl App {
         self.db.as_ref().is_some_and(Database::is_initialised)
     }
 
+    /// The MFA key ring of a function that seals or opens with it (second-factor secrets,
+    /// passkey sign-in ceremonies); a function without one is misconfigured (500).
+    pub fn mfa_ring(&self) -> Result<&crate::mfa::MfaKeys, ApiError> {
+        self.mfa
+            .as_ref()
+            .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("this function holds no MFA key ring")))
+    }
+
     /// The signing key and the refresh-token key, read from Secrets Manager on first use (and
     /// again once older than `JWT_KEYS_TTL_SECONDS`) when they live there.
     pub async fn tokens(&self) -> Result<Arc<TokenSigner>, ApiError> {

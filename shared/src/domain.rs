@@ -191,6 +191,11 @@ impl Device {
         Self { user_agent, ip }
     }
 
+    /// The address, as text for a statement's `$n::text::inet` (a session's, a security event's).
+    pub fn ip_text(&self) -> Option<String> {
+        self.ip.map(|ip| ip.to_string())
+    }
+
     /// The source address as the throttles count it: an IPv4 address (an IPv4-mapped IPv6 one
     /// as IPv4), or the /64 of an IPv6 address, the block one subscriber or host is given.
     pub fn source(&self) -> Option<String> {

@@ -20,7 +20,6 @@ use crate::domain::FactorId;
 use crate::domain::{Assurance, SecondFactor, SecurityChange, SessionId, UserId};
 use crate::error::{ApiError, Context as _};
 use crate::mail::Letter;
-use crate::mfa::MfaKeys;
 use crate::mfa::recovery::{self, RecoveryCode};
 use crate::mfa::store::{self, Change, CodeAdmission, NewSessionAt, Presenter, StoredFactor, UndoToken};
 use crate::mfa::totp::{self, TotpSecret};
@@ -51,13 +50,6 @@ impl Presented {
     }
 }
 
-/// The MFA key ring of a function that opens second-factor secrets.
-fn ring(app: &App) -> Result<&MfaKeys, ApiError> {
-    app.mfa
-        .as_ref()
-        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("this function holds no MFA key ring")))
-}
-
 /// The current TOTP step.
 fn now_step() -> u64 {
     totp::step_of(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs()))
@@ -65,7 +57,7 @@ fn now_step() -> u64 {
 
 /// The factor's secret, unsealed.
 async fn open_secret(app: &App, user: UserId, factor: &StoredFactor) -> Result<TotpSecret, ApiError> {
-    let bytes = ring(app)?.open(&factor.sealed, &factor.id.seal_context(user)).await?;
+    let bytes = app.mfa_ring()?.open(&factor.sealed, &factor.id.seal_context(user)).await?;
     TotpSecret::from_bytes(&bytes)
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("a sealed TOTP secret of the wrong length")))
 }
@@ -181,7 +173,7 @@ pub async fn enroll(app: &App, caller: &Caller) -> Result<Enrolment, ApiError> {
     }
     let secret = TotpSecret::generate().context("generating the secret")?;
     let factor = FactorId::generate();
-    let sealed = ring(app)?.seal(secret.expose(), &factor.seal_context(caller.user.id)).await?;
+    let sealed = app.mfa_ring()?.seal(secret.expose(), &factor.seal_context(caller.user.id)).await?;
     let mut db = app.connection().await.context("connecting to the database")?;
     store::replace_pending_factor(&mut db, caller.user.id, factor, &sealed)
         .await

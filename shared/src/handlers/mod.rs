@@ -205,14 +205,14 @@ impl<'a> AccessTokenResponse<'a> {
 
 /// `{"challenge_id","publicKey"}`: a passkey ceremony begun, its options as the browser's
 /// `PublicKeyCredential.parseCreationOptionsFromJSON` (or `...RequestOptions...`) reads them.
-fn ceremony_response(challenge_id: &str, options: &serde_json::Value) -> Response {
+fn ceremony_response(begun: &crate::passkeys::Begun) -> Response {
     #[derive(Serialize)]
     struct Ceremony<'a> {
         challenge_id: &'a str,
         #[serde(rename = "publicKey")]
         public_key: &'a serde_json::Value,
     }
-    http::json(200, &Ceremony { challenge_id, public_key: options })
+    http::json(200, &Ceremony { challenge_id: &begun.challenge, public_key: &begun.options })
 }
 
 /// The `{id}` of a route: the front door's path parameter (API Gateway), else the path's last

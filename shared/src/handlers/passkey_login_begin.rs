@@ -13,5 +13,5 @@ pub const NEEDS: Needs = Needs { database: false, keys: Keys::None, mail: false,
 /// five minutes, for `login/finish` or `POST /auth/reauthenticate`. The body is not read.
 pub async fn handle(app: &App, _request: Request) -> Reply {
     let begun = passkeys::begin_sign_in(app).await?;
-    Ok(super::ceremony_response(&begun.challenge, &begun.options))
+    Ok(super::ceremony_response(&begun))
 }

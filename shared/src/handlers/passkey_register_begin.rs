@@ -14,5 +14,5 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false
 pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
     let begun = passkeys::begin_registration(app, &caller).await?;
-    Ok(super::ceremony_response(begun.challenge.expose(), &begun.options))
+    Ok(super::ceremony_response(&begun))
 }

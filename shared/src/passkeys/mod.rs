@@ -43,9 +43,10 @@ fn relying_party(app: &App) -> Result<&RelyingParty, ApiError> {
         .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("this function runs no passkey ceremony")))
 }
 
-/// A ceremony begun: its id and the options the browser passes to `navigator.credentials`.
+/// A ceremony begun: its id (a registration's names its stored state; a sign-in's is the
+/// state, sealed) and the options the browser passes to `navigator.credentials`.
 pub struct Begun {
-    pub challenge: ChallengeId,
+    pub challenge: String,
     pub options: Value,
 }
 
@@ -76,7 +77,7 @@ pub async fn begin_registration(app: &App, caller: &Caller) -> Result<Begun, Api
     {
         return Err(ApiError::InvalidToken);
     }
-    Ok(Begun { challenge, options })
+    Ok(Begun { challenge: challenge.expose().to_owned(), options })
 }
 
 /// A passkey's name: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control characters; none
@@ -149,30 +150,17 @@ pub async fn finish_registration(
     Ok(PasskeyView { id, name, synced: credential.backup_eligible, created_at, last_used_at: None })
 }
 
-/// The MFA key ring, which seals sign-in ceremonies.
-fn ring(app: &App) -> Result<&crate::mfa::MfaKeys, ApiError> {
-    app.mfa
-        .as_ref()
-        .ok_or_else(|| ApiError::Unexpected(anyhow::anyhow!("this function holds no MFA key ring")))
-}
-
-/// A sign-in ceremony begun: its id (the ceremony itself, sealed) and the browser's options.
-pub struct SignInBegun {
-    pub challenge: String,
-    pub options: Value,
-}
-
 /// Begins a sign-in (or a step-up) with a passkey: request options naming no credential (the
 /// authenticator offers the user's own; nothing about any account is said). Anyone may begin
 /// one, so nothing is stored: the ceremony's state and expiry travel sealed (AES-256-GCM under
 /// the MFA key ring) in its `challenge_id`, and its single use is recorded when an answer to it
 /// verified.
 #[tracing::instrument(name = "auth.passkey_login_begin", skip_all)]
-pub async fn begin_sign_in(app: &App) -> Result<SignInBegun, ApiError> {
+pub async fn begin_sign_in(app: &App) -> Result<Begun, ApiError> {
     let (options, state) = relying_party(app)?.sign_in()?;
     let ceremony = SignInCeremony { state, expires_at: OffsetDateTime::now_utc() + CEREMONY_TTL };
-    let sealed = ring(app)?.seal(&ceremony.to_bytes()?, SIGN_IN_CONTEXT).await?;
-    Ok(SignInBegun { challenge: ceremony_id(&sealed)?, options })
+    let sealed = app.mfa_ring()?.seal(&ceremony.to_bytes()?, SIGN_IN_CONTEXT).await?;
+    Ok(Begun { challenge: ceremony_id(&sealed)?, options })
 }
 
 /// A passkey's assertion, verified against its stored credential.
@@ -212,7 +200,7 @@ async fn assert(
 ) -> Result<Asserted, ApiError> {
     let webauthn = relying_party(app)?.webauthn();
     let sealed = sealed_ceremony(challenge).ok_or_else(refused)?;
-    let opened = match ring(app)?.open(&sealed, SIGN_IN_CONTEXT).await {
+    let opened = match app.mfa_ring()?.open(&sealed, SIGN_IN_CONTEXT).await {
         Ok(opened) => opened,
         // The ring cannot be read: the client may retry.
         Err(unavailable @ ApiError::Unavailable(_)) => return Err(unavailable),

@@ -30,7 +30,7 @@ impl NewSession<'_> {
 
     /// The device's address, as text for the statement's `$n::text::inet`.
     pub(crate) fn ip(&self) -> Option<String> {
-        self.device.ip.map(|ip| ip.to_string())
+        self.device.ip_text()
     }
 }
 
@@ -123,7 +123,7 @@ pub async fn replay_refresh_token(
     lifetime: Duration,
     device: &Device,
 ) -> Result<Replay, sqlx::Error> {
-    let ip = device.ip.map(|ip| ip.to_string());
+    let ip = device.ip_text();
     let row = one_statement!(db, |connection| sqlx::query!(
         r#"
         with presented as (
@@ -196,7 +196,7 @@ pub async fn revoke_session_of_token(
     token: &TokenHash,
     device: &Device,
 ) -> Result<(), sqlx::Error> {
-    let ip = device.ip.map(|ip| ip.to_string());
+    let ip = device.ip_text();
     one_statement!(db, |connection| sqlx::query!(
         r#"
         with target as (
@@ -235,7 +235,7 @@ pub async fn revoke_sessions_of_owner(
     lifetime: Duration,
     device: &Device,
 ) -> Result<bool, sqlx::Error> {
-    let ip = device.ip.map(|ip| ip.to_string());
+    let ip = device.ip_text();
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         with owner as (
@@ -429,7 +429,7 @@ pub async fn revoke_session(
     by: SessionId,
     device: &Device,
 ) -> Result<bool, sqlx::Error> {
-    let ip = device.ip.map(|ip| ip.to_string());
+    let ip = device.ip_text();
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         with doomed as (
