@@ -3,7 +3,7 @@
 //! the mail SES accepted, their races, the sending limits, password change, account deletion,
 //! and the session list.
 
-use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, bearer_json, event, json_request};
+use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, address, bearer_json, event, json_request};
 use serde_json::{Value, json};
 use shared::domain::MailKind;
 use shared::mail::{Delivery, MailConfig, Mailer};
@@ -11,11 +11,6 @@ use sqlx::PgPool;
 use test_support::{APP_URL, link_token, read_mail, sent_mail};
 
 const NEW_PASSWORD: &str = "violet tractor umbrella sunrise";
-
-/// A unique address (moto's record of sent mail is shared by every test of the run).
-fn address(tag: &str) -> String {
-    format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
-}
 
 /// The mail `to` has received, once there are `count` (SES accepted them before the handler
 /// answered, so they are there; this only reads them).

@@ -284,6 +284,44 @@ impl TestApp {
     }
 }
 
+/// A unique address (moto's record of sent mail is shared by every test of the run).
+pub fn address(tag: &str) -> String {
+    format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+impl TestApp {
+    /// The claims of a valid access token.
+    pub async fn claims(&self, access: &str) -> shared::tokens::Claims {
+        self.app.verify_access_token(access).await.expect("a valid access token")
+    }
+
+    /// Moves the session's proofs back by `minutes`, as time passing would.
+    pub async fn proofs_ago(&self, access: &str, minutes: i32) {
+        let session = self.claims(access).await.sid;
+        sqlx::query(
+            "update sessions set authenticated_at = authenticated_at - make_interval(mins => $2),
+                                 second_factor_at = second_factor_at - make_interval(mins => $2)
+             where id = $1",
+        )
+        .bind(session)
+        .bind(minutes)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    /// The "this wasn't me" links mailed to `email`, oldest first, with their subjects (the
+    /// signup's verification mail left out).
+    pub async fn undo_links(&self, email: &str) -> Vec<(String, String)> {
+        test_support::sent_mail(email)
+            .await
+            .iter()
+            .map(|mime| (test_support::read_mail(mime).subject, test_support::link_token(mime)))
+            .filter(|(subject, _)| subject != "Verify your email address")
+            .collect()
+    }
+}
+
 /// Sends `times` requests at once through `send` (given the app and the request's number), each
 /// on a task of its own, and returns their statuses.
 pub async fn at_once<F, Fut>(app: &TestApp, times: usize, send: F) -> Vec<u16>

@@ -3,7 +3,7 @@
 //! counter of a cloned authenticator, removal and the owner's undo link, the sealed sign-in
 //! ceremony (stored nowhere, used once), and each ceremony raced 20 ways.
 
-use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, at_once, bearer_json, json_request};
+use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, address, at_once, bearer_json, json_request};
 use serde_json::{Value, json};
 use shared::domain::Aal;
 use shared::passkeys::relying_party::{SIGN_IN_CONTEXT, SignInCeremony, ceremony_id};
@@ -11,10 +11,6 @@ use shared::tokens::Claims;
 use sqlx::PgPool;
 use test_support::APP_URL;
 use test_support::authenticator::SoftwareAuthenticator;
-
-fn address(tag: &str) -> String {
-    format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
-}
 
 /// A user with a passkey: their authenticator, the passkey's id, and the session that added it.
 struct WithPasskey {
@@ -98,10 +94,6 @@ impl TestApp {
         self.passkey_call(Endpoint::Passkeys, "GET", "/auth/passkeys", access, None).await
     }
 
-    async fn claims_of(&self, access: &str) -> Claims {
-        self.app.verify_access_token(access).await.expect("a valid access token")
-    }
-
     /// Signs `email` up (a recent proof) and registers a passkey for them.
     async fn with_passkey(&self, email: &str, counter: bool) -> WithPasskey {
         let signup = self.signed_up(email).await;
@@ -114,17 +106,6 @@ impl TestApp {
             passkey_id: registered.body["id"].as_str().unwrap().to_owned(),
             access: signup.access_token(),
         }
-    }
-
-    /// Moves the session's proofs back by `minutes`, as time passing would.
-    async fn proven_ago(&self, access: &str, minutes: i32) {
-        let session = self.claims_of(access).await.sid;
-        sqlx::query("update sessions set authenticated_at = authenticated_at - make_interval(mins => $2) where id = $1")
-            .bind(session)
-            .bind(minutes)
-            .execute(&self.pool)
-            .await
-            .unwrap();
     }
 }
 
@@ -151,12 +132,12 @@ async fn a_passkey_registered_after_a_step_up_signs_in_without_a_username_at_aal
 
     assert_eq!(signed_in.status, 200, "{}", signed_in.body);
     assert_eq!(signed_in.body["user"]["email"], email.as_str());
-    let claims = app.claims_of(&signed_in.access_token()).await;
+    let claims = app.claims(&signed_in.access_token()).await;
     assert_eq!(claims.aal, Aal::Aal2);
     let methods = amr(&claims);
     assert!(methods == ["hwk", "user"] || methods == ["swk", "user"], "{methods:?}");
     let refreshed = app.post_refresh(&signed_in.refresh_token()).await;
-    assert_eq!(app.claims_of(&refreshed.access_token()).await.aal, Aal::Aal2, "a refresh keeps aal2");
+    assert_eq!(app.claims(&refreshed.access_token()).await.aal, Aal::Aal2, "a refresh keeps aal2");
     let listed = app.list_passkeys(&user.access).await;
     assert_eq!(listed.body["passkeys"].as_array().unwrap().len(), 1, "{}", listed.body);
     assert_eq!(listed.body["passkeys"][0]["id"], user.passkey_id.as_str());
@@ -177,7 +158,7 @@ async fn adding_or_removing_a_passkey_needs_a_recent_proof_and_reauthenticate_ta
     let app = TestApp::with_mail(pool, |_| {}).await;
     let mut user = app.with_passkey(&address("step-up"), false).await;
     let other = app.with_passkey(&address("other"), false).await;
-    app.proven_ago(&user.access, 6).await;
+    app.proofs_ago(&user.access, 6).await;
 
     let begin = app.register_begin(&user.access).await;
     let remove = app.remove_passkey(&user.access, &user.passkey_id).await;
@@ -210,7 +191,7 @@ async fn adding_or_removing_a_passkey_needs_a_recent_proof_and_reauthenticate_ta
         .await;
     assert_eq!(proven.status, 200, "{}", proven.body);
     assert_eq!((replayed.status, replayed.error_code()), (403, "invalid_passkey"), "a ceremony works once");
-    let claims = app.claims_of(proven.body["access_token"].as_str().unwrap()).await;
+    let claims = app.claims(proven.body["access_token"].as_str().unwrap()).await;
     assert_eq!(claims.aal, Aal::Aal2);
     assert!(amr(&claims).contains(&"user") && amr(&claims).contains(&"pwd"), "{:?}", claims.amr);
 
@@ -337,11 +318,7 @@ async fn a_password_change_or_reset_voids_registrations_begun_in_other_sessions(
     assert_eq!(changed.status, 204, "{}", changed.body);
     let left: Vec<uuid::Uuid> =
         sqlx::query_scalar("select session_id from webauthn_challenges").fetch_all(&app.pool).await.unwrap();
-    assert_eq!(
-        left,
-        [app.claims_of(&signup.access_token()).await.sid],
-        "only the changing session's own stays"
-    );
+    assert_eq!(left, [app.claims(&signup.access_token()).await.sid], "only the changing session's own stays");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -349,10 +326,10 @@ async fn an_added_passkey_is_removed_by_the_owners_link_and_a_removed_one_put_ba
     let app = TestApp::with_mail(pool, |_| {}).await;
     let email = address("undo-passkey");
     let mut user = app.with_passkey(&email, false).await;
-    let links = undo_links(&email).await;
+    let links = app.undo_links(&email).await;
     assert_eq!(links.len(), 1, "{links:?}");
 
-    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[0] })).await;
+    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[0].1 })).await;
     assert_eq!(undone.status, 204, "{}", undone.body);
     assert_eq!(app.count("select count(*) from passkeys").await, 0, "the added passkey is gone");
     assert_eq!(app.get_me(&user.access).await.status, 401, "every session ended");
@@ -367,23 +344,13 @@ async fn an_added_passkey_is_removed_by_the_owners_link_and_a_removed_one_put_ba
         .unwrap();
     let removed = app.remove_passkey(&owner.access, &owner.passkey_id).await;
     assert_eq!(removed.status, 204);
-    let links = undo_links(&owner.email).await;
+    let links = app.undo_links(&owner.email).await;
     assert_eq!(links.len(), 2, "added, then removed: {links:?}");
-    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[1] })).await;
+    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[1].1 })).await;
     assert_eq!(undone.status, 204, "{}", undone.body);
     let mut authenticator = owner.authenticator;
     let signed_in = app.passkey_sign_in(&mut authenticator).await;
     assert_eq!(signed_in.status, 200, "the passkey is back: {}", signed_in.body);
-}
-
-/// The "this wasn't me" links mailed to `email`, oldest first.
-async fn undo_links(email: &str) -> Vec<String> {
-    test_support::sent_mail(email)
-        .await
-        .iter()
-        .filter(|mime| test_support::read_mail(mime).subject != "Verify your email address")
-        .map(|mime| test_support::link_token(mime))
-        .collect()
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -433,12 +400,12 @@ async fn the_owners_link_of_a_later_change_also_takes_back_a_passkey_added_befor
     let mut intruder = app.with_passkey(&email, false).await;
     let mut second = SoftwareAuthenticator::new(APP_URL, false);
     assert_eq!(app.register(&intruder.access, &mut second).await.status, 201);
-    let links = undo_links(&email).await;
+    let links = app.undo_links(&email).await;
     assert_eq!(links.len(), 2, "{links:?}");
 
     // The owner opens only the newest mail's link.
-    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[1] })).await;
-    let earlier = app.post_json(Endpoint::UndoChange, &json!({ "token": links[0] })).await;
+    let undone = app.post_json(Endpoint::UndoChange, &json!({ "token": links[1].1 })).await;
+    let earlier = app.post_json(Endpoint::UndoChange, &json!({ "token": links[0].1 })).await;
 
     assert_eq!(undone.status, 204, "{}", undone.body);
     assert_eq!(app.count("select count(*) from passkeys").await, 0, "both passkeys are gone");

@@ -4,7 +4,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, at_once, bearer_json};
+use crate::helpers::{Endpoint, PASSWORD, Response, TestApp, address, at_once, bearer_json};
 use serde_json::{Value, json};
 use shared::domain::{Aal, MailKind};
 use shared::mfa::totp::{self, TotpSecret};
@@ -69,10 +69,6 @@ impl TestApp {
 
     async fn new_recovery_codes(&self, access: &str, proof: Value) -> Response {
         self.bearer(Endpoint::RecoveryCodes, "POST", "/auth/mfa/recovery-codes", access, proof).await
-    }
-
-    async fn claims(&self, access: &str) -> Claims {
-        self.app.verify_access_token(access).await.expect("a valid access token")
     }
 
     /// Signs `email` up and makes a TOTP factor live for them.
@@ -141,21 +137,6 @@ impl TestApp {
             .await;
         assert_eq!(reset.status, 200, "{}", reset.body);
         reset
-    }
-
-    /// Moves the session's proofs back by `minutes`, as time passing would.
-    async fn proofs_ago(&self, access: &str, minutes: i32) {
-        let session = self.claims(access).await.sid;
-        sqlx::query(
-            "update sessions set authenticated_at = authenticated_at - make_interval(mins => $2),
-                                 second_factor_at = second_factor_at - make_interval(mins => $2)
-             where id = $1",
-        )
-        .bind(session)
-        .bind(minutes)
-        .execute(&self.pool)
-        .await
-        .unwrap();
     }
 }
 
@@ -420,23 +401,7 @@ async fn removing_the_factor_voids_sign_ins_waiting_for_it(pool: PgPool) {
     assert_eq!((unknown.status, unknown.error_code()), (404, "factor_not_found"));
 }
 
-/// A unique address (moto's record of sent mail is shared by every test of the run).
-fn address(tag: &str) -> String {
-    format!("{tag}-{}@example.com", uuid::Uuid::new_v4().simple())
-}
-
 impl TestApp {
-    /// The "this wasn't me" links mailed to `email`, oldest first, with their subjects (the
-    /// signup's verification mail left out).
-    async fn undo_links(&self, email: &str) -> Vec<(String, String)> {
-        test_support::sent_mail(email)
-            .await
-            .iter()
-            .map(|mime| (test_support::read_mail(mime).subject, test_support::link_token(mime)))
-            .filter(|(subject, _)| subject != "Verify your email address")
-            .collect()
-    }
-
     async fn undo(&self, token: &str) -> Response {
         self.post_json(Endpoint::UndoChange, &json!({ "token": token })).await
     }

@@ -27,8 +27,8 @@ async fn a_signup_and_a_login_each_write_one_event_of_their_session_and_device(p
 
     let written = events(&app, "alice@example.com").await;
 
-    let signup_session = app.app.verify_access_token(&signup.access_token()).await.unwrap().sid;
-    let login_session = app.app.verify_access_token(&login.access_token()).await.unwrap().sid;
+    let signup_session = app.claims(&signup.access_token()).await.sid;
+    let login_session = app.claims(&login.access_token()).await.sid;
     let source = Some(crate::helpers::SOURCE_IP.to_owned());
     // The test requests send no User-Agent header.
     let agent = None;
@@ -73,7 +73,7 @@ async fn a_reused_refresh_token_records_one_event_however_many_replay_it(pool: P
         .into_iter()
         .filter(|event| event.0 == "refresh_reused")
         .collect();
-    let session = app.app.verify_access_token(&signup.access_token()).await.unwrap().sid;
+    let session = app.claims(&signup.access_token()).await.sid;
     assert_eq!(reused.len(), 1, "{reused:?}");
     assert_eq!(reused[0].1, Some(session), "the revoked session's");
 }
@@ -120,7 +120,7 @@ async fn revoking_one_of_ones_sessions_records_which_by_which(pool: PgPool) {
     let email = "erin@example.com";
     let signup = app.signed_up(email).await;
     let other = app.post_login(email, PASSWORD).await;
-    let other_session = app.app.verify_access_token(&other.access_token()).await.unwrap().sid;
+    let other_session = app.claims(&other.access_token()).await.sid;
     let path = format!("/auth/sessions/{other_session}");
 
     let request = crate::helpers::bearer_json("DELETE", &path, &signup.access_token(), None);
@@ -138,6 +138,6 @@ async fn revoking_one_of_ones_sessions_records_which_by_which(pool: PgPool) {
         .filter(|event| event.0 == "session_revoked")
         .map(|event| event.1)
         .collect();
-    let own = app.app.verify_access_token(&signup.access_token()).await.unwrap().sid;
+    let own = app.claims(&signup.access_token()).await.sid;
     assert_eq!(by, [Some(own)], "the event is the acting session's");
 }
