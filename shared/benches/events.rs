@@ -27,7 +27,7 @@ fn event() -> String {
 /// What `runtime::run` does with an event's text: the JSON value, the clean-up, the conversion.
 fn read(text: &str) -> lambda_http::Request {
     let mut value: Value = serde_json::from_str(text).unwrap();
-    shared::event::sanitize(&mut value);
+    shared::event::sanitize(&mut value, false);
     let request: LambdaRequest = serde_json::from_value(value).unwrap();
     lambda_http::Request::from(request)
 }

@@ -30,6 +30,9 @@ pub struct Needs {
     /// Runs WebAuthn ceremonies for the web app at `APP_URL` (its host is the relying party id,
     /// its origin the one the browser must report).
     pub passkeys: bool,
+    /// Reads the request's query string. For every other function it is dropped before the
+    /// request is read (`event::sanitize`).
+    pub query: bool,
 }
 
 /// Where the MFA key ring comes from (see `mfa::seal`).
@@ -559,12 +562,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const ALL: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: false };
+    const ALL: Needs =
+        Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: false, query: false };
     const VERIFIER: Needs =
-        Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+        Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
     const DATABASE: Needs =
-        Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
-    const MAILER: Needs = Needs { database: true, keys: Keys::None, mail: true, mfa: false, passkeys: false };
+        Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
+    const MAILER: Needs =
+        Needs { database: true, keys: Keys::None, mail: true, mfa: false, passkeys: false, query: false };
     const REFRESH_KEY: &str = "0123456789abcdef0123456789abcdef";
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -654,7 +659,14 @@ mod tests {
             ("JWT_AUDIENCE", "a"),
         ]);
         let config = Config::from_lookup(
-            Needs { database: false, keys: Keys::Sign, mail: false, mfa: false, passkeys: false },
+            Needs {
+                database: false,
+                keys: Keys::Sign,
+                mail: false,
+                mfa: false,
+                passkeys: false,
+                query: false,
+            },
             vars,
         )
         .unwrap();
@@ -663,8 +675,14 @@ mod tests {
 
     #[test]
     fn a_function_that_signs_and_verifies_reads_both_key_sources() {
-        const BOTH: Needs =
-            Needs { database: false, keys: Keys::SignAndVerify, mail: false, mfa: false, passkeys: false };
+        const BOTH: Needs = Needs {
+            database: false,
+            keys: Keys::SignAndVerify,
+            mail: false,
+            mfa: false,
+            passkeys: false,
+            query: false,
+        };
         let signing =
             [("JWT_SIGNING_KEY_SECRET_ARN", "arn:signing"), ("JWT_ISSUER", "i"), ("JWT_AUDIENCE", "a")];
         let mut both = signing.to_vec();
@@ -938,7 +956,7 @@ mod tests {
     #[test]
     fn only_a_function_that_needs_the_mfa_ring_reads_it_and_a_bad_ring_fails_at_init() {
         const SEALER: Needs =
-            Needs { database: true, keys: Keys::None, mail: false, mfa: true, passkeys: false };
+            Needs { database: true, keys: Keys::None, mail: false, mfa: true, passkeys: false, query: false };
         let url = ("DATABASE_URL", "postgres://app@localhost/auth");
         let ring =
             serde_json::json!({"current": "k1", "keys": {"k1": crate::mfa::seal::generate_key().unwrap()}})

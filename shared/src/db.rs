@@ -547,7 +547,14 @@ mod tests {
     fn config(pairs: &[(&str, &str)]) -> DatabaseConfig {
         let lookup = |name: &str| pairs.iter().find(|(key, _)| *key == name).map(|(_, v)| v.to_string());
         Config::from_lookup(
-            Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false },
+            Needs {
+                database: true,
+                keys: Keys::None,
+                mail: false,
+                mfa: false,
+                passkeys: false,
+                query: false,
+            },
             lookup,
         )
         .unwrap()

@@ -146,6 +146,17 @@ impl SecurityChange {
         }
     }
 
+    /// The type of the security event that records it.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Self::FactorAdded => "mfa_enrolled",
+            Self::FactorRemoved => "mfa_removed",
+            Self::RecoveryCodesRenewed => "recovery_codes_regenerated",
+            Self::PasskeyAdded => "passkey_added",
+            Self::PasskeyRemoved => "passkey_removed",
+        }
+    }
+
     /// How long its undo link works.
     pub const UNDO_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 }
@@ -160,6 +171,14 @@ pub enum SecondFactor {
 }
 
 impl SecondFactor {
+    /// As a security event's detail names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::RecoveryCode => "recovery_code",
+        }
+    }
+
     /// The methods (RFC 8176 `amr` values) it adds to a session: a one-time password, and for a
     /// recovery code the marker `"recovery"` (not in RFC 8176's registry) beside it.
     pub fn amr(self) -> &'static [&'static str] {
@@ -176,6 +195,14 @@ impl SecondFactor {
 pub struct Device {
     pub user_agent: Option<String>,
     pub ip: Option<std::net::IpAddr>,
+}
+
+/// Who made a change, as its security event records them: the session and where the request
+/// came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub session: SessionId,
+    pub device: &'a Device,
 }
 
 /// The longest `User-Agent` a session keeps; the rest is cut.

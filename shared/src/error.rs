@@ -84,6 +84,18 @@ pub enum ApiError {
     /// assertion did not verify): a 403, the access token itself is fine.
     #[error("the passkey could not be verified")]
     WrongPasskey,
+    /// A page's `cursor` that this API did not hand out.
+    #[error("the cursor is invalid; start again without one")]
+    InvalidCursor,
+    /// No user has this id (the admin API).
+    #[error("no such user")]
+    UserNotFound,
+    /// An admin route reached without the gateway's IAM authorization.
+    #[error("this route is served only with IAM authorization")]
+    IamRequired,
+    /// The account was disabled by an operator: said only after the right password.
+    #[error("this account is disabled")]
+    AccountDisabled,
     /// No session of the caller's has this id (another user's sessions are unknown alike).
     #[error("no such session")]
     SessionNotFound,
@@ -136,6 +148,7 @@ impl ApiError {
             | Self::InvalidRequest(_)
             | Self::InvalidLinkToken
             | Self::InvalidChallenge
+            | Self::InvalidCursor
             | Self::InvalidPasskeyCredential => 400,
             Self::InvalidCredentials
             | Self::MissingToken
@@ -147,8 +160,10 @@ impl ApiError {
             | Self::OriginRequired
             | Self::StepUpRequired { .. }
             | Self::WrongMfaCode
+            | Self::AccountDisabled
+            | Self::IamRequired
             | Self::WrongPasskey => 403,
-            Self::SessionNotFound | Self::FactorNotFound | Self::PasskeyNotFound => 404,
+            Self::SessionNotFound | Self::FactorNotFound | Self::PasskeyNotFound | Self::UserNotFound => 404,
             Self::EmailTaken
             | Self::MfaAlreadyEnabled
             | Self::PasskeyAlreadyRegistered
@@ -175,6 +190,10 @@ impl ApiError {
             Self::InvalidPassword => "invalid_password",
             Self::OriginRequired => "origin_required",
             Self::SessionNotFound => "session_not_found",
+            Self::InvalidCursor => "invalid_cursor",
+            Self::UserNotFound => "user_not_found",
+            Self::AccountDisabled => "account_disabled",
+            Self::IamRequired => "iam_required",
             Self::StepUpRequired { .. } => "step_up_required",
             Self::InvalidMfaToken => "invalid_mfa_token",
             Self::InvalidMfaCode | Self::WrongMfaCode => "invalid_mfa_code",

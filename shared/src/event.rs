@@ -18,15 +18,24 @@ use http::header::{HeaderName, HeaderValue};
 use http::uri::Authority;
 use serde_json::Value;
 
-/// Makes `event` safe to convert, in place. Anything that is not a front door's event (a
+/// Makes `event` safe to convert, in place. The query string goes unless `keep_query` (a
+/// function that reads one, `Needs::query`): then an HTTP API's raw query string is written
+/// again, every name and value percent-encoded, and a REST API's or a load balancer's parameters
+/// are kept (lambda_http encodes them itself). Anything that is not a front door's event (a
 /// schedule, a direct invocation) is left as it is.
-pub fn sanitize(event: &mut Value) {
+pub fn sanitize(event: &mut Value, keep_query: bool) {
     let Some(object) = event.as_object_mut() else { return };
-    for query in ["queryStringParameters", "multiValueQueryStringParameters"] {
-        object.remove(query);
+    if !keep_query {
+        for query in ["queryStringParameters", "multiValueQueryStringParameters"] {
+            object.remove(query);
+        }
     }
-    if object.contains_key("rawQueryString") {
-        object.insert("rawQueryString".into(), Value::String(String::new()));
+    if let Some(raw) = object.get_mut("rawQueryString") {
+        let encoded = match raw.as_str() {
+            Some(query) if keep_query => reencoded(query),
+            _ => String::new(),
+        };
+        *raw = Value::String(encoded);
     }
     for path in ["rawPath", "path"] {
         if let Some(Value::String(path)) = object.get_mut(path)
@@ -58,6 +67,13 @@ pub fn sanitize(event: &mut Value) {
     }
 }
 
+/// A raw query string as a URI may hold it: its pairs decoded as a browser's form would be, and
+/// written again with every byte outside the unreserved set percent-encoded.
+fn reencoded(query: &str) -> String {
+    let pairs = url::form_urlencoded::parse(query.as_bytes());
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
+}
+
 /// A header lambda_http can carry: a valid name and value, and for `Host` and
 /// `x-forwarded-proto` (which become the URI) a host and a scheme.
 fn usable(name: &str, value: &str) -> bool {
@@ -78,8 +94,13 @@ mod tests {
     use super::*;
 
     /// lambda_http's conversion, as the runtime runs it; `None` if it panicked.
-    fn convert(mut event: Value) -> Option<lambda_http::Request> {
-        sanitize(&mut event);
+    fn convert(event: Value) -> Option<lambda_http::Request> {
+        convert_keeping(event, false)
+    }
+
+    /// [`convert`], for a function that reads the query string or not.
+    fn convert_keeping(mut event: Value, keep_query: bool) -> Option<lambda_http::Request> {
+        sanitize(&mut event, keep_query);
         let text = event.to_string();
         std::panic::catch_unwind(move || lambda_http::request::from_str(&text).ok()).ok().flatten()
     }
@@ -120,6 +141,39 @@ mod tests {
     }
 
     #[test]
+    fn a_function_that_reads_the_query_gets_every_pair_of_a_hostile_one() {
+        let json = json!({"content-type": "application/json"});
+        let cases = [
+            ("a=\"x\"", ("a", "\"x\"")),
+            ("q=a b", ("q", "a b")),
+            ("cursor=%%%", ("cursor", "%%%")),
+            ("x=<script>&limit=5", ("x", "<script>")),
+            ("cursor=a%2Bb%3D", ("cursor", "a+b=")),
+        ];
+        for (query, (name, value)) in cases {
+            let request = convert_keeping(http_api(query, json.clone(), "{}", false), true)
+                .unwrap_or_else(|| panic!("{query}"));
+            assert_eq!(request.query_string_parameters().first(name), Some(value), "{query}");
+        }
+        let rest = json!({
+            "resource": "/auth/me/security-events", "path": "/auth/me/security-events", "httpMethod": "GET",
+            "queryStringParameters": {"a b": "\"x\" <y>"}, "multiValueQueryStringParameters": {"a b": ["\"x\" <y>"]},
+            "headers": {}, "body": null, "isBase64Encoded": false,
+            "requestContext": {"resourcePath": "/auth/me/security-events", "httpMethod": "GET", "stage": "prod",
+                               "identity": {"sourceIp": "192.0.2.1"}},
+        });
+        let request = convert_keeping(rest, true).expect("a REST API's request converts");
+        assert_eq!(request.query_string_parameters().first("a b"), Some("\"x\" <y>"));
+        let alb = json!({
+            "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:eu-west-1:1:targetgroup/a/b"}},
+            "httpMethod": "GET", "path": "/auth/me/security-events", "queryStringParameters": {"a%20b": "%22x%22"},
+            "headers": {}, "body": "", "isBase64Encoded": false,
+        });
+        let request = convert_keeping(alb, true).expect("a load balancer's request converts");
+        assert_eq!(request.query_string_parameters().first("a b"), Some("\"x\""));
+    }
+
+    #[test]
     fn a_body_that_does_not_decode_is_handed_over_as_text() {
         let request =
             convert(http_api("", json!({"content-type": "application/json"}), "%%%", true)).unwrap();
@@ -148,8 +202,10 @@ mod tests {
     #[test]
     fn a_schedule_is_left_as_it_is() {
         let schedule = json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}});
-        let mut sanitized = schedule.clone();
-        sanitize(&mut sanitized);
-        assert_eq!(sanitized, schedule);
+        for keep_query in [false, true] {
+            let mut sanitized = schedule.clone();
+            sanitize(&mut sanitized, keep_query);
+            assert_eq!(sanitized, schedule);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! Each binary under `functions/` hands one module of [`handlers`] to [`runtime::run`].
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod db;
@@ -26,5 +27,6 @@ pub mod passwords;
 pub mod runtime;
 pub mod second_factor;
 pub mod secrets;
+pub mod security_events;
 pub mod sessions;
 pub mod tokens;

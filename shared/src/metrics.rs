@@ -12,6 +12,15 @@ pub const LOGIN_FAILED: &str = "LoginFailed";
 /// A login refused because its email is throttled (a 429).
 pub const LOGIN_THROTTLED: &str = "LoginThrottled";
 
+/// A login with the right password of an account an operator disabled (a 403).
+pub const DISABLED_SIGN_IN: &str = "DisabledSignIn";
+/// A refresh token presented again after its rotation (its session is revoked).
+pub const REFRESH_REUSED: &str = "RefreshReused";
+/// A wrong or reused second-factor code, at a sign-in or a step-up.
+pub const MFA_FAILED: &str = "MfaFailed";
+/// An action of the admin API that changed or sent something.
+pub const ADMIN_ACTION: &str = "AdminAction";
+
 /// A mail SES accepted.
 pub const MAIL_SENT: &str = "MailSent";
 /// A mail SES refused or did not answer (its code is in the log line): the link is stored, the

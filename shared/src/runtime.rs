@@ -114,7 +114,7 @@ async fn serve(
         let mut adapter = lambda_http::Adapter::from(answering);
         async move {
             let LambdaEvent { mut payload, context } = event;
-            crate::event::sanitize(&mut payload);
+            crate::event::sanitize(&mut payload, needs.query);
             let request: LambdaRequest = serde_json::from_value(payload).map_err(|error| Diagnostic {
                 error_type: "InvalidEvent".into(),
                 error_message: format!("the event is not JSON lambda_http reads: {error}"),

@@ -17,12 +17,13 @@ use tracing::field::Empty;
 use crate::app::App;
 use crate::db::DbConnection;
 use crate::domain::FactorId;
-use crate::domain::{Assurance, SecondFactor, SecurityChange, SessionId, UserId};
+use crate::domain::{Assurance, Device, SecondFactor, SecurityChange, SessionId, UserId};
 use crate::error::{ApiError, Context as _};
 use crate::mail::Letter;
 use crate::mfa::recovery::{self, RecoveryCode};
 use crate::mfa::store::{self, Change, CodeAdmission, NewSessionAt, Presenter, StoredFactor, UndoToken};
 use crate::mfa::totp::{self, TotpSecret};
+use crate::security_events;
 use crate::sessions::{Caller, Issued, first_token_ttl};
 use crate::tokens::{AccessToken, MailToken, MfaToken, RefreshToken};
 
@@ -76,6 +77,7 @@ async fn prove(
     app: &App,
     db: &mut DbConnection,
     presenter: Presenter<'_>,
+    device: &Device,
     presented: &Presented,
     expected: Option<FactorId>,
     wrong: fn() -> ApiError,
@@ -96,28 +98,36 @@ async fn prove(
     if expected.is_some_and(|expected| expected != factor.id) {
         return Err(ApiError::FactorNotFound);
     }
-    match presented {
+    let method = match presented {
+        Presented::Code(_) => SecondFactor::Totp,
+        Presented::RecoveryCode(_) => SecondFactor::RecoveryCode,
+    };
+    let accepted = match presented {
         Presented::Code(code) => {
             let secret = open_secret(app, user, &factor).await?;
-            let Some(step) = secret.matching_step(code, now_step(), factor.last_used_step) else {
-                return Err(wrong());
-            };
-            if !store::accept_step(db, factor.id, step, presenter).await.context("accepting the code")? {
-                return Err(wrong());
+            match secret.matching_step(code, now_step(), factor.last_used_step) {
+                Some(step) => store::accept_step(db, factor.id, step, presenter, device)
+                    .await
+                    .context("accepting the code")?,
+                None => false,
             }
-            Ok(Proven { user, method: SecondFactor::Totp })
         }
-        Presented::RecoveryCode(code) => {
-            let Some(hash) = recovery::hash_presented(code) else { return Err(wrong()) };
-            if !store::use_recovery_code(db, user, &hash, presenter)
+        Presented::RecoveryCode(code) => match recovery::hash_presented(code) {
+            Some(hash) => store::use_recovery_code(db, user, &hash, presenter, device)
                 .await
-                .context("spending the recovery code")?
-            {
-                return Err(wrong());
-            }
-            Ok(Proven { user, method: SecondFactor::RecoveryCode })
-        }
+                .context("spending the recovery code")?,
+            None => false,
+        },
+    };
+    if !accepted {
+        app.metrics.count(crate::metrics::MFA_FAILED);
+        let detail = serde_json::json!({ "method": method.as_str(), "purpose": presenter.purpose() });
+        security_events::store::record_refusal(db, user, presenter.session(), "mfa_failed", device, &detail)
+            .await
+            .context("recording the refused code")?;
+        return Err(wrong());
     }
+    Ok(Proven { user, method })
 }
 
 /// The answer to a change the hourly cap refused: retry within the hour.
@@ -137,12 +147,18 @@ async fn within_the_cap(db: &mut DbConnection, user: UserId) -> Result<(), ApiEr
 /// `invalid_mfa_token`), then the code (401 `invalid_mfa_code`; 429 once the user's backoff
 /// holds), then the token consumed and the session opened at aal2, in one statement.
 #[tracing::instrument(name = "auth.mfa_verify", skip_all, fields(user = Empty))]
-pub async fn verify(app: &App, token: MfaToken, presented: Presented) -> Result<Issued, ApiError> {
+pub async fn verify(
+    app: &App,
+    token: MfaToken,
+    presented: Presented,
+    device: &Device,
+) -> Result<Issued, ApiError> {
     let tokens = app.tokens().await.context("loading the signing key")?;
     let mut db = app.connection().await.context("connecting to the database")?;
     let hash = token.hash();
     let proven =
-        prove(app, &mut db, Presenter::Token(&hash), &presented, None, || ApiError::InvalidMfaCode).await?;
+        prove(app, &mut db, Presenter::Token(&hash), device, &presented, None, || ApiError::InvalidMfaCode)
+            .await?;
     let assurance = Assurance::second_factor(proven.method);
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
@@ -224,7 +240,7 @@ pub async fn confirm(
     let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
-    match store::confirm_factor(&mut db, user, factor, step, &hashes, caller.session, undo_token)
+    match store::confirm_factor(&mut db, user, factor, step, &hashes, caller.actor(), undo_token)
         .await
         .context("confirming the factor")?
     {
@@ -260,7 +276,8 @@ async fn prove_signed_in_factor(
     expected: Option<FactorId>,
 ) -> Result<SecondFactor, ApiError> {
     let presenter = Presenter::Session { user: caller.user.id, session: caller.session };
-    let proven = prove(app, db, presenter, presented, expected, || ApiError::WrongMfaCode).await?;
+    let proven =
+        prove(app, db, presenter, &caller.device, presented, expected, || ApiError::WrongMfaCode).await?;
     Ok(proven.method)
 }
 
@@ -283,7 +300,7 @@ pub async fn remove(
     prove_signed_in_factor(app, &mut db, caller, &presented, Some(factor)).await?;
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
-    match store::remove_factor(&mut db, caller.user.id, factor, undo_token)
+    match store::remove_factor(&mut db, caller.user.id, factor, caller.actor(), undo_token)
         .await
         .context("removing the factor")?
     {
@@ -315,7 +332,7 @@ pub async fn regenerate_recovery_codes(
     let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
-    match store::replace_recovery_codes(&mut db, caller.user.id, &hashes, undo_token)
+    match store::replace_recovery_codes(&mut db, caller.user.id, &hashes, caller.actor(), undo_token)
         .await
         .context("replacing the codes")?
     {

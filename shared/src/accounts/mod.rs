@@ -21,6 +21,7 @@ use crate::mail::Letter;
 use crate::mfa::MFA_TOKEN_TTL;
 use crate::passwords::{self, Verified};
 use crate::second_factor::{self, Presented};
+use crate::security_events;
 use crate::sessions::store as sessions_store;
 use crate::sessions::store::NewSession;
 use crate::sessions::{Caller, Issued, SignIn, first_token_ttl};
@@ -86,7 +87,7 @@ pub async fn signup_pending_verification(
     let password_hash = passwords::hash(password).await.context("hashing the password")?;
     let mut db = app.connection().await.context("connecting to the database")?;
     let user_id = UserId::generate();
-    let letter = match store::create_user(&mut db, user_id, &email, &password_hash).await {
+    let letter = match store::create_user(&mut db, user_id, &email, &password_hash, device).await {
         Ok(()) => {
             tracing::Span::current().record("user", tracing::field::display(user_id.0));
             Letter::Link(MailKind::VerifyEmail)
@@ -111,25 +112,38 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     let mut db = app.connection().await.context("connecting to the database")?;
     let source = device.source();
     let attempt = Attempt::Login { source: source.as_deref(), source_limit: app.login_source_limit };
-    let account = match store::admit_login(&mut db, &email, attempt).await.context("admitting the attempt")? {
-        Admission::Admitted { account } => account,
-        Admission::Throttled { retry_after_seconds } => {
-            return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
-        }
-    };
+    let (account, disabled) =
+        match store::admit_login(&mut db, &email, attempt, device).await.context("admitting the attempt")? {
+            Admission::Admitted { account, disabled } => (account, disabled),
+            Admission::Throttled { retry_after_seconds } => {
+                return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
+            }
+        };
     let (user, stored_hash) = account.unzip();
     let verified =
         passwords::verify(password, stored_hash.clone()).await.context("verifying the password")?;
-    let (Some(user), Some(stored_hash), Verified::Yes { rehashed }) = (user, stored_hash, verified) else {
+    // An address without an account is counted (the function's LoginFailed metric), never
+    // stored: a credential-stuffing run does not grow the events.
+    let (Some(user), Some(stored_hash)) = (user, stored_hash) else {
         return Err(ApiError::InvalidCredentials);
     };
     tracing::Span::current().record("user", tracing::field::display(user.id.0));
+    let Verified::Yes { rehashed } = verified else {
+        return Err(refused_login(&mut db, user.id, "wrong_password", device).await);
+    };
+    // Said only to whoever knows the password, as an operator's hold is no secret from the owner.
+    if disabled {
+        return Err(match refused_login(&mut db, user.id, "account_disabled", device).await {
+            ApiError::InvalidCredentials => ApiError::AccountDisabled,
+            failed => failed,
+        });
+    }
     // Not even to whoever knows the password: with signup answering every address alike, the
     // password of an unverified account may be one a prober chose at a signup of their own, and
     // a distinct answer would tell that their signup made the account. A wrong password's answer
     // (the verification mail told the owner what to do). The attempt stays counted.
     if app.require_verified_email && user.email_verified_at.is_none() {
-        return Err(ApiError::InvalidCredentials);
+        return Err(refused_login(&mut db, user.id, "email_not_verified", device).await);
     }
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
@@ -160,6 +174,16 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     }
 }
 
+/// Records an account's refused login (`login_failed`, with its reason) and answers it as a
+/// wrong password: 401 `invalid_credentials`, or the failure to record it.
+async fn refused_login(db: &mut DbConnection, user: UserId, reason: &str, device: &Device) -> ApiError {
+    let detail = serde_json::json!({ "reason": reason });
+    match security_events::store::record_refusal(db, user, None, "login_failed", device, &detail).await {
+        Ok(()) => ApiError::InvalidCredentials,
+        Err(error) => ApiError::from(error).context("recording the refused login"),
+    }
+}
+
 /// Checks the caller's password as login does: the same backoff, kept for the caller's session
 /// (a stolen access token buys no faster guessing, and nobody else's failures lock the owner out
 /// of their own change or deletion), the same argon2 verification. Returns the stored hash the
@@ -172,8 +196,11 @@ async fn confirm_password(
 ) -> Result<String, ApiError> {
     let email = Email::stored(&caller.user.email)?;
     let attempt = Attempt::Confirmation { session: caller.session };
-    let account = match store::admit_login(db, &email, attempt).await.context("admitting the attempt")? {
-        Admission::Admitted { account } => account,
+    let account = match store::admit_login(db, &email, attempt, &caller.device)
+        .await
+        .context("admitting the attempt")?
+    {
+        Admission::Admitted { account, .. } => account,
         Admission::Throttled { retry_after_seconds } => {
             return Err(ApiError::TooManyAttempts { retry_after: retry_after_seconds });
         }
@@ -270,12 +297,14 @@ async fn write_confirmed(
 ) -> Result<(), ApiError> {
     let run = async |db: &mut DbConnection, stored_hash: &str| match write {
         ConfirmedWrite::Change { new_hash } => {
-            store::change_password(db, caller.user.id, stored_hash, new_hash, caller.session)
+            store::change_password(db, caller.user.id, stored_hash, new_hash, caller.session, &caller.device)
                 .await
                 .context("changing the password")
         }
         ConfirmedWrite::Delete => {
-            store::delete_user(db, caller.user.id, stored_hash).await.context("deleting the user")
+            store::delete_user(db, caller.user.id, stored_hash, caller.session, &caller.device)
+                .await
+                .context("deleting the user")
         }
     };
     if run(db, &stored_hash).await? {

@@ -5,7 +5,7 @@
 
 use crate::db::{DbConnection, locked_then, one_statement};
 use crate::domain::FactorId;
-use crate::domain::{Email, SessionId, User, UserId};
+use crate::domain::{Device, Email, SessionId, User, UserId};
 use crate::sessions::store::NewSession;
 use crate::sessions::store::lock_user;
 use crate::tokens::TokenHash;
@@ -13,8 +13,9 @@ use crate::tokens::TokenHash;
 /// What admitting a login attempt decided.
 pub enum Admission {
     /// The attempt was counted as a failure (a success takes it back) and may go on: here are
-    /// the account's user and password hash, if an account has the email.
-    Admitted { account: Option<(User, String)> },
+    /// the account's user and password hash, if an account has the email, and whether an
+    /// operator disabled it.
+    Admitted { account: Option<(User, String)>, disabled: bool },
     /// Throttled: try again in `retry_after_seconds` (>= 1). Nothing was counted against the
     /// email; the attempt may have counted against its own source address and backoff.
     Throttled { retry_after_seconds: u64 },
@@ -117,12 +118,22 @@ pub async fn create_user(
     id: UserId,
     email: &Email,
     password_hash: &str,
+    device: &Device,
 ) -> Result<(), sqlx::Error> {
     one_statement!(db, |connection| sqlx::query!(
-        "insert into users (id, email, password_hash) values ($1, $2, $3)",
+        r#"
+        with new_user as (
+            insert into users (id, email, password_hash) values ($1, $2, $3)
+            returning id
+        )
+        insert into security_events (id, user_id, type, ip, user_agent)
+        select gen_random_uuid(), id, 'signup', $4::text::inet, $5 from new_user
+        "#,
         id as UserId,
         email.as_str(),
         password_hash,
+        device.ip_text(),
+        device.user_agent.as_deref(),
     )
     .execute(connection))?;
     Ok(())
@@ -145,11 +156,14 @@ pub async fn create_user(
 /// Each upsert counts the attempt (as a failure, taken back by [`start_session`] on success)
 /// under the row's lock, and only while its limit holds: of many concurrent attempts, each one
 /// sees the count the previous one left. The account is read in the same statement, only when
-/// admitted.
+/// admitted. A login refused here records `login_throttled` for the address's account (none for
+/// an address without one), at most once a minute per account and source address: a crowd's
+/// refused attempts do not grow the events faster than that.
 pub async fn admit_login(
     db: &mut DbConnection,
     email: &Email,
     attempt: Attempt<'_>,
+    device: &Device,
 ) -> Result<Admission, sqlx::Error> {
     let (source, source_limit) = attempt.source_count();
     let row = one_statement!(db, |connection| sqlx::query!(
@@ -200,10 +214,20 @@ pub async fn admit_login(
             returning w.key
         ), passed as (
             select 1 from admitted where not $6 or exists (select 1 from by_email)
+        ), throttled as (
+            insert into security_events (id, user_id, type, ip, user_agent)
+            select gen_random_uuid(), u.id, 'login_throttled', $9::text::inet, $10
+            from users as u
+            where $6 and u.email = $1 and not exists (select 1 from passed)
+              and not exists (
+                  select 1 from security_events as e
+                  where e.user_id = u.id and e.at > now() - interval '1 minute'
+                    and e.type = 'login_throttled' and e.ip is not distinct from $9::text::inet)
         )
         select exists (select 1 from passed) as "admitted!",
                u.id as "id?: UserId", u.email as "email?", u.created_at as "created_at?",
                u.email_verified_at as "email_verified_at?", u.password_hash as "password_hash?",
+               coalesce(u.disabled_at is not null, false) as "disabled!",
                -- From the statement's snapshot: a concurrent failure committed since may make
                -- the true wait a little longer (the caller answers at least 1 s).
                greatest(
@@ -239,6 +263,8 @@ pub async fn admit_login(
         attempt.email_count(),
         EMAIL_CEILING,
         EMAIL_WINDOW.as_secs_f64(),
+        device.ip_text(),
+        device.user_agent.as_deref(),
     )
     .fetch_one(connection))?;
     if !row.admitted {
@@ -250,7 +276,7 @@ pub async fn admit_login(
         }
         _ => None,
     };
-    Ok(Admission::Admitted { account })
+    Ok(Admission::Admitted { account, disabled: row.disabled })
 }
 
 /// After a successful login: opens a session with its first refresh token, clears the
@@ -278,7 +304,8 @@ pub async fn start_session(
     let row = one_statement!(db, |connection| sqlx::query!(
         r#"
         with verified as (
-            select id from users where id = $1 and password_hash = $9 for no key update
+            select id from users where id = $1 and password_hash = $9 and disabled_at is null
+            for no key update
         ), factors as (
             -- Locked, and so read as committed once the lock is granted: a confirmation that
             -- held the user's row while this waited for it made its factor live, and the login
@@ -310,8 +337,10 @@ pub async fn start_session(
             select $3, id, $7, $8::text::inet from verified where not exists (select 1 from factor)
             returning id, user_id
         ), recorded as (
-            insert into security_events (id, user_id, session_id, type, ip, user_agent)
-            select gen_random_uuid(), user_id, id, 'login_succeeded', $8::text::inet, $7 from new_session
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), user_id, id, 'login_succeeded', $8::text::inet, $7,
+                   jsonb_build_object('method', 'password', 'aal', 'aal1')
+            from new_session
         ), first_token as (
             insert into refresh_tokens (token_hash, session_id, expires_at)
             select $4, id, now() + make_interval(secs => $5) from new_session
@@ -384,6 +413,7 @@ pub async fn change_password(
     current_hash: &str,
     new_hash: &str,
     keep: SessionId,
+    device: &Device,
 ) -> Result<bool, sqlx::Error> {
     locked_then!(
         db,
@@ -417,6 +447,11 @@ pub async fn change_password(
             -- A new password makes earlier guesses moot; after the backoff rows (admit_login's order).
             delete from login_failure_windows
             where scope = 'email' and key in (select email from changed) and (select count(*) from cleared) >= 0
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), id, $4, 'password_changed', $5::text::inet, $6,
+                   jsonb_build_object('sessions_revoked', (select count(*) from doomed))
+            from changed
         )
         select exists (select 1 from changed) as "changed!"
         "#,
@@ -424,6 +459,8 @@ pub async fn change_password(
             current_hash,
             new_hash,
             keep as SessionId,
+            device.ip_text(),
+            device.user_agent.as_deref(),
         )
         .fetch_one(&mut *connection)
     )
@@ -438,19 +475,28 @@ pub async fn delete_user(
     db: &mut DbConnection,
     user: UserId,
     current_hash: &str,
+    session: SessionId,
+    device: &Device,
 ) -> Result<bool, sqlx::Error> {
     one_statement!(db, |connection| sqlx::query_scalar!(
         r#"
         with gone as (
             delete from users where id = $1 and password_hash = $2
-            returning email
+            returning id, email
         ), attempts as (
             delete from login_attempts where email in (select email from gone)
+        ), recorded as (
+            -- Kept after the account: an event has no foreign key to its user.
+            insert into security_events (id, user_id, session_id, type, ip, user_agent)
+            select gen_random_uuid(), id, $3, 'account_deleted', $4::text::inet, $5 from gone
         )
         select exists (select 1 from gone) as "deleted!"
         "#,
         user as UserId,
         current_hash,
+        session as SessionId,
+        device.ip_text(),
+        device.user_agent.as_deref(),
     )
     .fetch_one(connection))
 }

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::http::{self, ApiRequest as _, Reply, Request};
 
 /// Change-password verifies access tokens and reads and writes the database.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
 
 #[derive(Deserialize)]
 struct ChangeBody {

@@ -9,7 +9,7 @@ use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::links;
 
 /// Forgot-password reads and writes the database and sends mail.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: true, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: true, mfa: false, passkeys: false, query: false };
 
 #[derive(Deserialize)]
 struct ForgotBody {

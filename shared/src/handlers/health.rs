@@ -16,7 +16,7 @@ use crate::http::{self, ApiRequest as _, Origin, Reply, Request};
 use crate::ops::maintenance;
 
 /// Health pings the database; it needs no keys.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
 
 /// The deadline [`handle`] assumes when the request carries no invocation context (tests,
 /// tools): the template's Timeout for the health function.

@@ -9,7 +9,7 @@ use ::http::header::CACHE_CONTROL;
 use lambda_http::RequestExt as _;
 
 /// The JWKS needs the public keys and nothing else: no private key, no database.
-pub const NEEDS: Needs = Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
 
 /// The discovery document's path; every other path this function is routed is the JWKS.
 pub const OPENID_CONFIGURATION_PATH: &str = "/.well-known/openid-configuration";

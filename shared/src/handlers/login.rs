@@ -10,7 +10,7 @@ use crate::http::{ApiRequest as _, Reply, Request};
 use crate::metrics;
 
 /// Login reads and writes the database and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: false, query: false };
 
 /// 200 with the token response, or `mfa_required` with an `mfa_token` for a user with a live
 /// second factor; 401 `invalid_credentials` for an unknown email or a wrong
@@ -27,6 +27,7 @@ pub async fn handle(app: &App, request: Request) -> Reply {
     match &result {
         Err(ApiError::InvalidCredentials) => app.metrics.count(metrics::LOGIN_FAILED),
         Err(ApiError::TooManyAttempts { .. }) => app.metrics.count(metrics::LOGIN_THROTTLED),
+        Err(ApiError::AccountDisabled) => app.metrics.count(metrics::DISABLED_SIGN_IN),
         _ => {}
     }
     Ok(sign_in_response(&result?))

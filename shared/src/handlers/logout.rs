@@ -8,7 +8,7 @@ use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::sessions::{self, LogoutScope};
 
 /// Logout writes to the database; it signs and verifies nothing.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
 
 /// `{"refresh_token", "scope"?}`: `local` (default), `global` or `others`.
 #[derive(Deserialize)]

@@ -12,7 +12,7 @@ use crate::passkeys::{self, store::PasskeyView};
 use crate::second_factor;
 
 /// Me verifies tokens (public keys only) and reads the database (to refuse revoked sessions).
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
 
 #[derive(Serialize)]
 struct MeResponse<'a> {

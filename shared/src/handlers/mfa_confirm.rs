@@ -13,7 +13,7 @@ use crate::second_factor;
 
 /// Confirm verifies the caller's access token, opens the pending secret, writes, signs the
 /// session's new access token, and mails the owner.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::SignAndVerify, mail: true, mfa: true, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::SignAndVerify, mail: true, mfa: true, passkeys: false, query: false };
 
 #[derive(Deserialize)]
 struct ConfirmBody {

@@ -9,7 +9,7 @@ use crate::domain::FactorId;
 use crate::second_factor;
 
 /// Enroll verifies access tokens, seals the new secret and writes it.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: true, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: true, passkeys: false, query: false };
 
 #[derive(Serialize)]
 struct EnrolmentResponse<'a> {

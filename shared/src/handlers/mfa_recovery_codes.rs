@@ -9,7 +9,7 @@ use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::second_factor;
 
 /// It verifies access tokens, opens the factor's secret to check a code, writes, and mails the owner.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: true, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: true, passkeys: false, query: false };
 
 #[derive(Serialize)]
 struct CodesResponse<'a> {

@@ -10,7 +10,7 @@ use crate::second_factor;
 
 /// Remove verifies access tokens, opens the factor's secret to check a code, writes, and mails
 /// the owner.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: true, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: true, passkeys: false, query: false };
 
 /// 204, the recovery codes gone with the factor; 403 `step_up_required` (a recent proof of the
 /// second factor: `POST /auth/reauthenticate` with a code first) or `invalid_mfa_code`; 404

@@ -10,7 +10,7 @@ use crate::second_factor::{self, Presented};
 use crate::tokens::MfaToken;
 
 /// Verify reads and writes the database, opens the factor's sealed secret and signs tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: true, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: true, passkeys: false, query: false };
 
 #[derive(Deserialize)]
 struct VerifyBody {
@@ -26,6 +26,6 @@ pub async fn handle(app: &App, request: Request) -> Reply {
     let body: VerifyBody = request.json()?;
     let token = MfaToken::parse(&body.mfa_token)?;
     let presented = Presented::from_fields(body.code, body.recovery_code)?;
-    let issued = second_factor::verify(app, token, presented).await?;
+    let issued = second_factor::verify(app, token, presented, &request.device()).await?;
     Ok(token_response(200, &issued))
 }

@@ -21,7 +21,7 @@ use crate::ops::custom_resource::Request;
 use crate::ops::migration::{self, ApplicationRole};
 
 /// Migrating needs the database only.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
 
 /// The `errorType` of a failed invocation.
 const ERROR_TYPE: &str = "MigrationFailed";

@@ -55,6 +55,13 @@ macro_rules! endpoints {
 
 endpoints! {
     http: {
+        "admin-delete-user" => admin_delete_user,
+        "admin-disable" => admin_disable,
+        "admin-enable" => admin_enable,
+        "admin-revoke-sessions" => admin_revoke_sessions,
+        "admin-send-reset" => admin_send_reset,
+        "admin-user" => admin_user,
+        "admin-users" => admin_users,
         "change-password" => change_password,
         "delete-account" => delete_account,
         "forgot-password" => forgot_password,
@@ -79,6 +86,7 @@ endpoints! {
         "resend-verification" => resend_verification,
         "reset-password" => reset_password,
         "revoke-session" => revoke_session,
+        "security-events" => security_events,
         "sessions" => sessions,
         "signup" => signup,
         "undo-change" => undo_change,
@@ -119,7 +127,7 @@ struct RefreshTokenBody {
 /// one, 401 `invalid_token` for a bad token or an ended session.
 async fn caller(app: &App, request: &Request) -> Result<Caller, ApiError> {
     let token = request.bearer_token().ok_or(ApiError::MissingToken)?;
-    crate::sessions::authenticate(app, token).await
+    crate::sessions::authenticate(app, token, request.device()).await
 }
 
 /// The token response of signup, login, refresh and password reset.
@@ -213,6 +221,32 @@ fn ceremony_response(begun: &crate::passkeys::Begun) -> Response {
         public_key: &'a serde_json::Value,
     }
     http::json(200, &Ceremony { challenge_id: &begun.challenge, public_key: &begun.options })
+}
+
+/// The IAM principal (its ARN) the gateway verified for an admin route, whose `AWS_IAM`
+/// authorization signs every request: 403 `iam_required` for a request that came another way
+/// (a route deployed without it), which this API never serves.
+fn operator_principal(request: &Request) -> Result<String, ApiError> {
+    use lambda_http::request::RequestContext;
+    let principal = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => {
+            context.authorizer.as_ref().and_then(|authorizer| authorizer.iam.as_ref()?.user_arn.clone())
+        }
+        Some(RequestContext::ApiGatewayV1(context)) => context.identity.user_arn.clone(),
+        _ => None,
+    };
+    principal.filter(|arn| !arn.is_empty()).ok_or(ApiError::IamRequired)
+}
+
+/// Runs an admin action on the route's `{id}` as the signing principal: 204, 404
+/// `user_not_found`.
+async fn admin_action(app: &App, request: &Request, action: crate::admin::Action) -> crate::http::Reply {
+    let principal = operator_principal(request)?;
+    let id = path_id(request).map(crate::domain::UserId).ok_or(ApiError::UserNotFound)?;
+    let device = request.device();
+    let by = crate::admin::store::Operator { principal: &principal, device: &device };
+    crate::admin::act(app, id, action, by).await?;
+    Ok(http::empty(204))
 }
 
 /// The `{id}` of a route: the front door's path parameter (API Gateway), else the path's last

@@ -6,7 +6,7 @@ use crate::http::{Reply, Request};
 use crate::passkeys;
 
 /// Login-begin seals the ceremony with the MFA key ring; it stores nothing and holds no token key.
-pub const NEEDS: Needs = Needs { database: false, keys: Keys::None, mail: false, mfa: true, passkeys: true };
+pub const NEEDS: Needs = Needs { database: false, keys: Keys::None, mail: false, mfa: true, passkeys: true, query: false };
 
 /// 200 `{"challenge_id","publicKey"}`: request options for `navigator.credentials.get`, with
 /// no `allowCredentials` (the authenticator offers its own passkeys for this site), good for

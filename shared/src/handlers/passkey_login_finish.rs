@@ -11,7 +11,7 @@ use crate::passkeys;
 
 /// Login-finish opens the sealed ceremony, checks the assertion, writes the session and signs
 /// its tokens.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: true, passkeys: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: true, passkeys: true, query: false };
 
 #[derive(Deserialize)]
 struct FinishBody {

@@ -6,7 +6,7 @@ use crate::http::{Reply, Request};
 use crate::passkeys;
 
 /// Register-begin verifies access tokens, reads the caller's passkeys and stores the ceremony.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: true, query: false };
 
 /// 200 `{"challenge_id","publicKey"}`: creation options for `navigator.credentials.create`
 /// (a discoverable credential, user verification required, the caller's passkeys excluded),

@@ -13,7 +13,7 @@ use crate::tokens::ChallengeId;
 
 /// Register-finish verifies access tokens, checks the authenticator's answer, writes, and mails
 /// the owner.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: false, passkeys: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: false, passkeys: true, query: false };
 
 #[derive(Deserialize)]
 struct FinishBody {

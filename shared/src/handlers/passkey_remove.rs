@@ -8,7 +8,7 @@ use crate::http::{self, Reply, Request};
 use crate::passkeys;
 
 /// Remove verifies access tokens, writes, and mails the owner.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: false, passkeys: false, query: false };
 
 /// 204; 403 `step_up_required` without a recent proof; 404 `passkey_not_found` for an id that
 /// is not one of the caller's; 429 past the hourly cap of changes.

@@ -8,7 +8,7 @@ use crate::http::{self, Reply, Request};
 use crate::passkeys::{self, store::PasskeyView};
 
 /// The list verifies access tokens and reads the database.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
 
 #[derive(Serialize)]
 struct PasskeyList {

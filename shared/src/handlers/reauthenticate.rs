@@ -16,7 +16,7 @@ use crate::second_factor::Presented;
 /// Reauthenticate verifies the caller's access token, checks a password, opens the factor's
 /// secret to check a code or checks a passkey's assertion, writes, and signs the session's new
 /// access token.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::SignAndVerify, mail: false, mfa: true, passkeys: true };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::SignAndVerify, mail: false, mfa: true, passkeys: true, query: false };
 
 #[derive(Deserialize)]
 struct ReauthenticateBody {

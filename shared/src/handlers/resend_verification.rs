@@ -6,7 +6,7 @@ use crate::http::{self, Reply, Request};
 use crate::links;
 
 /// Resend verifies access tokens, reads and writes the database, and sends mail.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: true, mfa: false, passkeys: false, query: false };
 
 /// 202, also when the address is verified already or a sending limit holds the mail back; 401
 /// without a live access token.

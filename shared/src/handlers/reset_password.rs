@@ -10,7 +10,7 @@ use crate::links;
 use crate::tokens::MailToken;
 
 /// Reset writes to the database and signs tokens (it opens a session).
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: false, mfa: false, passkeys: false, query: false };
 
 #[derive(Deserialize)]
 struct ResetBody {

@@ -8,7 +8,7 @@ use crate::http::{self, ApiRequest as _, Reply, Request};
 use crate::sessions;
 
 /// Revoke-session verifies access tokens and writes to the database.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
 
 /// 204; 401 without a live access token; 404 `session_not_found` for an id that is not one of
 /// the caller's live sessions (malformed, unknown, another user's or already ended alike).

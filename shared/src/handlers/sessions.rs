@@ -8,7 +8,7 @@ use crate::http::{self, Reply, Request};
 use crate::sessions;
 
 /// Sessions verifies access tokens and reads the database.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
 
 /// 200 `{"sessions":[{"id","created_at","last_used_at","user_agent","ip","current"}]}`, the most
 /// recently used first; 401 without a live access token.

@@ -8,7 +8,7 @@ use crate::domain::{Email, Password};
 use crate::http::{self, ApiRequest as _, Reply, Request};
 
 /// Signup writes to the database, signs tokens and sends the verification mail.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: true, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::Sign, mail: true, mfa: false, passkeys: false, query: false };
 
 /// 201 with the token response; the verification mail is sent (or its failure logged); 409
 /// `email_taken` when an account has the address. Where `REQUIRE_VERIFIED_EMAIL` holds, 202

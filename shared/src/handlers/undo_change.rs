@@ -9,7 +9,7 @@ use crate::second_factor;
 use crate::tokens::MailToken;
 
 /// Undo writes to the database; it signs nothing (every session ends).
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
 
 #[derive(Deserialize)]
 struct UndoBody {

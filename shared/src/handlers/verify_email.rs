@@ -10,7 +10,7 @@ use crate::links;
 use crate::tokens::MailToken;
 
 /// Verify-email writes to the database; it signs and verifies nothing.
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
 
 /// `{"token"}`: the token of the verification link.
 #[derive(Deserialize)]
@@ -23,6 +23,6 @@ struct LinkTokenBody {
 pub async fn handle(app: &App, request: Request) -> Reply {
     let body: LinkTokenBody = request.json()?;
     let token = MailToken::parse(&body.token)?;
-    let user = links::verify_email(app, token).await?;
+    let user = links::verify_email(app, token, &request.device()).await?;
     Ok(http::json(200, &json!({ "user": user })))
 }

@@ -99,9 +99,9 @@ pub(crate) async fn deliver(app: &App, letter: Letter, email: &str, token: &Mail
 /// Consumes a verification link and marks the address verified; 400 `invalid_token` for a
 /// link that is unknown, expired or used.
 #[tracing::instrument(name = "auth.verify_email", skip_all)]
-pub async fn verify_email(app: &App, token: MailToken) -> Result<User, ApiError> {
+pub async fn verify_email(app: &App, token: MailToken, device: &Device) -> Result<User, ApiError> {
     let mut db = app.connection().await.context("connecting to the database")?;
-    store::verify_email(&mut db, &token.hash())
+    store::verify_email(&mut db, &token.hash(), device)
         .await
         .context("consuming the verification token")?
         .ok_or(ApiError::InvalidLinkToken)
@@ -139,12 +139,17 @@ pub async fn reset_password(
     let tokens = app.tokens().await.context("loading the signing key")?;
     let hash = token.hash();
     // The connection is given back before argon2's work, and taken again after it.
-    let (user_id, email) = {
+    let target = {
         let mut db = app.connection().await.context("connecting to the database")?;
         store::reset_target(&mut db, &hash).await.context("reading the reset token")?
     }
     .ok_or(ApiError::InvalidLinkToken)?;
+    let (user_id, email) = (target.user, target.email);
     tracing::Span::current().record("user", tracing::field::display(user_id.0));
+    // The link stays live: it works once an operator enables the account again.
+    if target.disabled {
+        return Err(ApiError::AccountDisabled);
+    }
     let email = Email::stored(&email)?;
     let password = Password::parse(password, &email)?;
     let password_hash = passwords::hash(password).await.context("hashing the password")?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::accounts::store::{Opening, Started};
 use crate::db::{DbConnection, locked_then, one_statement};
 use crate::domain::FactorId;
-use crate::domain::{MailKind, SessionId, User, UserId};
+use crate::domain::{Device, MailKind, SessionId, User, UserId};
 use crate::sessions::store::lock_user;
 use crate::tokens::TokenHash;
 
@@ -146,7 +146,11 @@ pub async fn request_mail(
 /// returns the user, or `None` for a token that is unknown, expired or used. Of concurrent
 /// uses of one token, the first deletes its row; the others wait for the row lock, find it
 /// gone, and match nothing.
-pub async fn verify_email(db: &mut DbConnection, token: &TokenHash) -> Result<Option<User>, sqlx::Error> {
+pub async fn verify_email(
+    db: &mut DbConnection,
+    token: &TokenHash,
+    device: &Device,
+) -> Result<Option<User>, sqlx::Error> {
     one_statement!(db, |connection| sqlx::query_as!(
         User,
         r#"
@@ -154,15 +158,30 @@ pub async fn verify_email(db: &mut DbConnection, token: &TokenHash) -> Result<Op
             delete from mail_tokens
             where token_hash = $1 and kind = 'verify_email' and expires_at > now()
             returning user_id
+        ), verified as (
+            update users as u set email_verified_at = coalesce(u.email_verified_at, now())
+            from consumed
+            where u.id = consumed.user_id
+            returning u.id, u.email, u.created_at, u.email_verified_at
+        ), recorded as (
+            insert into security_events (id, user_id, type, ip, user_agent)
+            select gen_random_uuid(), id, 'email_verified', $2::text::inet, $3 from verified
         )
-        update users as u set email_verified_at = coalesce(u.email_verified_at, now())
-        from consumed
-        where u.id = consumed.user_id
-        returning u.id as "id: UserId", u.email, u.created_at, u.email_verified_at
+        select id as "id!: UserId", email as "email!", created_at as "created_at!", email_verified_at
+        from verified
         "#,
         &token.0[..],
+        device.ip_text(),
+        device.user_agent.as_deref(),
     )
     .fetch_optional(connection))
+}
+
+/// Whose a live reset link is: the user, their address, and whether an operator disabled them.
+pub struct ResetTarget {
+    pub user: UserId,
+    pub email: String,
+    pub disabled: bool,
 }
 
 /// The user a live reset token belongs to (id and address), without consuming it: the new
@@ -170,10 +189,10 @@ pub async fn verify_email(db: &mut DbConnection, token: &TokenHash) -> Result<Op
 pub async fn reset_target(
     db: &mut DbConnection,
     token: &TokenHash,
-) -> Result<Option<(UserId, String)>, sqlx::Error> {
+) -> Result<Option<ResetTarget>, sqlx::Error> {
     let row = one_statement!(db, |connection| sqlx::query!(
         r#"
-        select u.id as "id: UserId", u.email
+        select u.id as "id: UserId", u.email, u.disabled_at is not null as "disabled!"
         from mail_tokens as m
         join users as u on u.id = m.user_id
         where m.token_hash = $1 and m.kind = 'reset_password' and m.expires_at > now()
@@ -181,7 +200,7 @@ pub async fn reset_target(
         &token.0[..],
     )
     .fetch_optional(connection))?;
-    Ok(row.map(|row| (row.id, row.email)))
+    Ok(row.map(|row| ResetTarget { user: row.id, email: row.email, disabled: row.disabled }))
 }
 
 /// Consumes a live reset token of `user` and, in the same statement (after the user's row lock:
@@ -207,6 +226,7 @@ pub async fn reset_password(
         with consumed as (
             delete from mail_tokens
             where token_hash = $1 and kind = 'reset_password' and expires_at > now() and user_id = $2
+              and exists (select 1 from users where id = $2 and disabled_at is null)
             returning user_id
         ), factor as (
             select id from mfa_factors
@@ -246,6 +266,12 @@ pub async fn reset_password(
             insert into mfa_tokens (token_hash, user_id, user_agent, ip, expires_at)
             select $9, user_id, $7, $8::text::inet, now() + make_interval(secs => $10)
             from consumed where exists (select 1 from factor)
+        ), recorded as (
+            -- The session the reset opened, none when the second factor is due.
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), user_id, (select id from new_session), 'password_reset',
+                   $8::text::inet, $7, jsonb_build_object('sessions_revoked', (select count(*) from revoked_sessions))
+            from consumed
         )
         select id as "id!: UserId", email as "email!", created_at as "created_at!", email_verified_at,
                (select id from factor) as "factor?: FactorId"

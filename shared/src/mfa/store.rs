@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::PgConnection;
 
 use crate::db::{DbConnection, locked_then, one_statement};
-use crate::domain::{Assurance, FactorId, SecurityChange, SessionId, User, UserId};
+use crate::domain::{Actor, Assurance, Device, FactorId, SecurityChange, SessionId, User, UserId};
 use crate::sessions::store::lock_user;
 use crate::tokens::TokenHash;
 
@@ -97,13 +97,17 @@ pub async fn changes_capped(db: &mut DbConnection, user: UserId) -> Result<bool,
 /// lock first ([`lock_user`]: a login or a verification in flight either opened its session
 /// before, and the change sees it, or sees the change), then the change's undo link stored with
 /// the factor, the unused recovery codes and the passkeys as they are now (what the link puts
-/// back), within [`CHANGES_PER_HOUR`], then `apply`, the change's own statement (true when it
-/// changed something). A capped or missing change is rolled back: it leaves no link.
+/// back), within [`CHANGES_PER_HOUR`], with the change's security event (its type from
+/// `change`, made `by` the caller, with `detail`), then `apply`, the change's own statement (true
+/// when it changed something). A capped or missing change is rolled back: it leaves no link and
+/// no event.
 pub(crate) async fn with_undo_link(
     db: &mut DbConnection,
     user: UserId,
     change: SecurityChange,
     undo: UndoToken<'_>,
+    by: Actor<'_>,
+    detail: serde_json::Value,
     apply: impl AsyncFnOnce(&mut PgConnection) -> Result<bool, sqlx::Error>,
 ) -> Result<Change, sqlx::Error> {
     let mut transaction = db.transaction().await?;
@@ -111,25 +115,36 @@ pub(crate) async fn with_undo_link(
         lock_user(&mut transaction, user).await?;
         let stored = sqlx::query_scalar!(
             r#"
-            insert into security_undo_tokens
-                (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
-                 factor_confirmed_at, factor_last_used_step, code_hashes, passkeys, expires_at)
-            select $1, u.id, $3, f.id, f.secret_key_id, f.secret_sealed, f.confirmed_at, f.last_used_step,
-                   array(select r.code_hash from recovery_codes as r where r.user_id = u.id and r.used_at is null),
-                   coalesce((select jsonb_agg(to_jsonb(p)) from passkeys as p where p.user_id = u.id), '[]'),
-                   now() + make_interval(secs => $4)
-            from users as u
-            left join mfa_factors as f on f.user_id = u.id and f.confirmed_at is not null
-            where u.id = $2
-              and (select count(*) from security_undo_tokens
-                   where user_id = $2 and created_at > now() - interval '1 hour') < $5
-            returning 1 as "stored!"
+            with stored as (
+                insert into security_undo_tokens
+                    (token_hash, user_id, change, factor_id, factor_key_id, factor_sealed,
+                     factor_confirmed_at, factor_last_used_step, code_hashes, passkeys, expires_at)
+                select $1, u.id, $3, f.id, f.secret_key_id, f.secret_sealed, f.confirmed_at, f.last_used_step,
+                       array(select r.code_hash from recovery_codes as r where r.user_id = u.id and r.used_at is null),
+                       coalesce((select jsonb_agg(to_jsonb(p)) from passkeys as p where p.user_id = u.id), '[]'),
+                       now() + make_interval(secs => $4)
+                from users as u
+                left join mfa_factors as f on f.user_id = u.id and f.confirmed_at is not null
+                where u.id = $2
+                  and (select count(*) from security_undo_tokens
+                       where user_id = $2 and created_at > now() - interval '1 hour') < $5
+                returning user_id
+            ), recorded as (
+                insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+                select gen_random_uuid(), user_id, $6, $7, $8::text::inet, $9, $10::text::jsonb from stored
+            )
+            select 1 as "stored!" from stored
             "#,
             &undo.token.0[..],
             user as UserId,
             change.as_str(),
             undo.ttl.as_secs_f64(),
             CHANGES_PER_HOUR,
+            by.session as SessionId,
+            change.event_type(),
+            by.device.ip_text(),
+            by.device.user_agent.as_deref(),
+            detail.to_string(),
         )
         .fetch_optional(&mut *transaction)
         .await?;
@@ -158,13 +173,22 @@ pub async fn confirm_factor(
     id: FactorId,
     step: u64,
     code_hashes: &[Vec<u8>],
-    session: SessionId,
+    by: Actor<'_>,
     undo: UndoToken<'_>,
 ) -> Result<Change, sqlx::Error> {
     let step = i64::try_from(step).unwrap_or(i64::MAX);
-    with_undo_link(db, user, SecurityChange::FactorAdded, undo, async |connection: &mut PgConnection| {
-        sqlx::query_scalar!(
-            r#"
+    let session = by.session;
+    let detail = serde_json::json!({ "factor_id": id.0 });
+    with_undo_link(
+        db,
+        user,
+        SecurityChange::FactorAdded,
+        undo,
+        by,
+        detail,
+        async |connection: &mut PgConnection| {
+            sqlx::query_scalar!(
+                r#"
             with live_session as (
                 select id from sessions where id = $5 and user_id = $2 and revoked_at is null
             ), confirmed as (
@@ -198,15 +222,16 @@ pub async fn confirm_factor(
             )
             select exists (select 1 from confirmed) as "done!"
             "#,
-            id as FactorId,
-            user as UserId,
-            step,
-            code_hashes,
-            session as SessionId,
-        )
-        .fetch_one(connection)
-        .await
-    })
+                id as FactorId,
+                user as UserId,
+                step,
+                code_hashes,
+                session as SessionId,
+            )
+            .fetch_one(connection)
+            .await
+        },
+    )
     .await
 }
 
@@ -216,11 +241,20 @@ pub async fn remove_factor(
     db: &mut DbConnection,
     user: UserId,
     id: FactorId,
+    by: Actor<'_>,
     undo: UndoToken<'_>,
 ) -> Result<Change, sqlx::Error> {
-    with_undo_link(db, user, SecurityChange::FactorRemoved, undo, async |connection: &mut PgConnection| {
-        sqlx::query_scalar!(
-            r#"
+    let detail = serde_json::json!({ "factor_id": id.0 });
+    with_undo_link(
+        db,
+        user,
+        SecurityChange::FactorRemoved,
+        undo,
+        by,
+        detail,
+        async |connection: &mut PgConnection| {
+            sqlx::query_scalar!(
+                r#"
             with removed as (
                 delete from mfa_factors where id = $1 and user_id = $2 and confirmed_at is not null
                 returning user_id
@@ -233,12 +267,13 @@ pub async fn remove_factor(
             )
             select exists (select 1 from removed) as "done!"
             "#,
-            id as FactorId,
-            user as UserId,
-        )
-        .fetch_one(connection)
-        .await
-    })
+                id as FactorId,
+                user as UserId,
+            )
+            .fetch_one(connection)
+            .await
+        },
+    )
     .await
 }
 
@@ -248,6 +283,7 @@ pub async fn replace_recovery_codes(
     db: &mut DbConnection,
     user: UserId,
     code_hashes: &[Vec<u8>],
+    by: Actor<'_>,
     undo: UndoToken<'_>,
 ) -> Result<Change, sqlx::Error> {
     with_undo_link(
@@ -255,6 +291,8 @@ pub async fn replace_recovery_codes(
         user,
         SecurityChange::RecoveryCodesRenewed,
         undo,
+        by,
+        serde_json::json!({}),
         async |connection: &mut PgConnection| {
             sqlx::query_scalar!(
                 r#"
@@ -438,6 +476,7 @@ pub async fn accept_step(
     id: FactorId,
     step: u64,
     presenter: Presenter<'_>,
+    device: &Device,
 ) -> Result<bool, sqlx::Error> {
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     one_statement!(db, |connection| {
@@ -450,12 +489,21 @@ pub async fn accept_step(
         ), cleared as (
             delete from login_attempts
             where source = $3 and email in (select email from users where id in (select user_id from accepted))
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), user_id, $4, 'mfa_passed', $5::text::inet, $6,
+                   jsonb_build_object('method', 'totp', 'purpose', $7::text)
+            from accepted
         )
         select exists (select 1 from accepted) as "accepted!"
         "#,
         id as FactorId,
         step,
         presenter.backoff_key(),
+        presenter.session() as Option<SessionId>,
+        device.ip_text(),
+        device.user_agent.as_deref(),
+        presenter.purpose(),
     )
     .fetch_one(connection)
     })
@@ -469,8 +517,10 @@ pub async fn use_recovery_code(
     user: UserId,
     code_hash: &[u8],
     presenter: Presenter<'_>,
+    device: &Device,
 ) -> Result<bool, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
+    one_statement!(db, |connection| {
+        sqlx::query_scalar!(
         r#"
         with used as (
             update recovery_codes set used_at = now()
@@ -479,14 +529,26 @@ pub async fn use_recovery_code(
         ), cleared as (
             delete from login_attempts
             where source = $3 and email in (select email from users where id in (select user_id from used))
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), $1, $4, 'mfa_passed', $5::text::inet, $6,
+                   jsonb_build_object('method', 'recovery_code', 'purpose', $7::text,
+                                      'recovery_codes_left',
+                                      (select count(*) - 1 from recovery_codes where user_id = $1 and used_at is null))
+            where exists (select 1 from used)
         )
         select exists (select 1 from used) as "used!"
         "#,
         user as UserId,
         code_hash,
         presenter.backoff_key(),
+        presenter.session() as Option<SessionId>,
+        device.ip_text(),
+        device.user_agent.as_deref(),
+        presenter.purpose(),
     )
-    .fetch_one(connection))
+    .fetch_one(connection)
+    })
 }
 
 /// Whose code is being checked: a sign-in's, by its `mfa_token`, or a signed-in caller's.
@@ -504,6 +566,22 @@ impl Presenter<'_> {
         match self {
             Self::Token(_) => "mfa".to_owned(),
             Self::Session { session, .. } => format!("mfa:session:{}", session.0),
+        }
+    }
+
+    /// The session a proof is made in: none yet for a sign-in's.
+    pub fn session(&self) -> Option<SessionId> {
+        match self {
+            Self::Token(_) => None,
+            Self::Session { session, .. } => Some(*session),
+        }
+    }
+
+    /// What a proof is for, as its security event says: a sign-in, or a signed-in step-up.
+    pub fn purpose(&self) -> &'static str {
+        match self {
+            Self::Token(_) => "sign_in",
+            Self::Session { .. } => "step_up",
         }
     }
 }
@@ -648,6 +726,12 @@ pub async fn open_session_with_token(
         ), first_token as (
             insert into refresh_tokens (token_hash, session_id, expires_at)
             select $3, id, now() + make_interval(secs => $4) from new_session
+        ), recorded as (
+            -- From the device the sign-in began on, as the session's own.
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), c.user_id, $2, 'login_succeeded', c.ip, c.user_agent,
+                   jsonb_build_object('method', 'password', 'aal', $5::text, 'amr', to_jsonb($6::text[]))
+            from consumed as c
         )
         select u.id as "id!: UserId", u.email as "email!", u.created_at as "created_at!",
                u.email_verified_at

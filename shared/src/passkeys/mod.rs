@@ -126,7 +126,7 @@ pub async fn finish_registration(
         backup_eligible: credential.backup_eligible,
         sign_count: credential.counter,
     };
-    match store::add_passkey(&mut db, user, caller.session, new_passkey, undo_token)
+    match store::add_passkey(&mut db, user, caller.actor(), new_passkey, undo_token)
         .await
         .context("storing the passkey")?
     {
@@ -172,6 +172,8 @@ struct Asserted {
     credential: String,
     counter: u32,
     synced: bool,
+    /// Whether an operator disabled its user (a sign-in is refused after the assertion verified).
+    disabled: bool,
 }
 
 impl Asserted {
@@ -239,6 +241,7 @@ async fn assert(
         credential: to_json(&passkey, "the passkey")?,
         counter: result.counter(),
         synced: result.backup_eligible(),
+        disabled: stored.disabled,
     })
 }
 
@@ -255,6 +258,10 @@ pub async fn finish_sign_in(
     let tokens = app.tokens().await.context("loading the signing key")?;
     let mut db = app.connection().await.context("connecting to the database")?;
     let asserted = assert(app, &mut db, challenge, &credential, || ApiError::InvalidCredentials).await?;
+    // Said only to whoever holds the passkey, as login says it after the right password.
+    if asserted.disabled {
+        return Err(ApiError::AccountDisabled);
+    }
     let assurance = Assurance::passkey(asserted.synced);
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
@@ -322,7 +329,7 @@ pub async fn remove(app: &App, caller: &Caller, id: PasskeyId) -> Result<(), Api
     let mut db = app.connection().await.context("connecting to the database")?;
     let undo = MailToken::generate().context("generating the undo link")?;
     let undo_token = UndoToken { token: &undo.hash(), ttl: SecurityChange::UNDO_LIFETIME };
-    match store::remove_passkey(&mut db, caller.user.id, id, undo_token)
+    match store::remove_passkey(&mut db, caller.user.id, id, caller.actor(), undo_token)
         .await
         .context("removing the passkey")?
     {

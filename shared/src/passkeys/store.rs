@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::db::{DbConnection, locked_then, one_statement};
-use crate::domain::{Assurance, PasskeyId, SecurityChange, SessionId, User, UserId};
+use crate::domain::{Actor, Assurance, PasskeyId, SecurityChange, SessionId, User, UserId};
 use crate::mfa::store::{Change, UndoToken, with_undo_link};
 use crate::sessions::store::{NewSession, lock_user};
 use crate::tokens::TokenHash;
@@ -105,11 +105,13 @@ pub struct NewPasskey<'a> {
 pub async fn add_passkey(
     db: &mut DbConnection,
     user: UserId,
-    session: SessionId,
+    by: Actor<'_>,
     passkey: NewPasskey<'_>,
     undo: UndoToken<'_>,
 ) -> Result<Change, sqlx::Error> {
-    with_undo_link(db, user, SecurityChange::PasskeyAdded, undo, async |connection: &mut PgConnection| {
+    let session = by.session;
+    let detail = serde_json::json!({ "passkey_id": passkey.id.0, "name": passkey.name });
+    with_undo_link(db, user, SecurityChange::PasskeyAdded, undo, by, detail, async |connection: &mut PgConnection| {
         sqlx::query_scalar!(
             r#"
             with added as (
@@ -182,22 +184,32 @@ pub async fn remove_passkey(
     db: &mut DbConnection,
     user: UserId,
     id: PasskeyId,
+    by: Actor<'_>,
     undo: UndoToken<'_>,
 ) -> Result<Change, sqlx::Error> {
-    with_undo_link(db, user, SecurityChange::PasskeyRemoved, undo, async |connection: &mut PgConnection| {
-        sqlx::query_scalar!(
-            r#"
+    let detail = serde_json::json!({ "passkey_id": id.0 });
+    with_undo_link(
+        db,
+        user,
+        SecurityChange::PasskeyRemoved,
+        undo,
+        by,
+        detail,
+        async |connection: &mut PgConnection| {
+            sqlx::query_scalar!(
+                r#"
             with removed as (
                 delete from passkeys where id = $1 and user_id = $2 returning 1
             )
             select exists (select 1 from removed) as "removed!"
             "#,
-            id as PasskeyId,
-            user as UserId,
-        )
-        .fetch_one(connection)
-        .await
-    })
+                id as PasskeyId,
+                user as UserId,
+            )
+            .fetch_one(connection)
+            .await
+        },
+    )
     .await
 }
 
@@ -206,6 +218,8 @@ pub struct StoredPasskey {
     pub id: PasskeyId,
     /// The credential as webauthn-rs serialises it.
     pub credential: String,
+    /// Whether an operator disabled its user.
+    pub disabled: bool,
 }
 
 /// The passkey of `user` with this credential id.
@@ -217,8 +231,10 @@ pub async fn find_passkey(
     one_statement!(db, |connection| sqlx::query_as!(
         StoredPasskey,
         r#"
-        select id as "id: PasskeyId", credential::text as "credential!"
-        from passkeys where user_id = $1 and credential_id = $2
+        select p.id as "id: PasskeyId", p.credential::text as "credential!",
+               u.disabled_at is not null as "disabled!"
+        from passkeys as p join users as u on u.id = p.user_id
+        where p.user_id = $1 and p.credential_id = $2
         "#,
         user as UserId,
         credential_id,
@@ -300,6 +316,7 @@ pub async fn open_session_with_passkey(
             update passkeys set credential = $3::text::jsonb, sign_count = $4, last_used_at = now()
             where id = $1 and user_id = $2 and (sign_count < $4 or ($4 = 0 and sign_count = 0))
               and exists (select 1 from spent)
+              and exists (select 1 from users where id = $2 and disabled_at is null)
             returning user_id
         ), new_session as (
             insert into sessions (id, user_id, user_agent, ip, aal, amr, second_factor_at)
@@ -308,6 +325,11 @@ pub async fn open_session_with_passkey(
         ), first_token as (
             insert into refresh_tokens (token_hash, session_id, expires_at)
             select $10, id, now() + make_interval(secs => $11) from new_session
+        ), recorded as (
+            insert into security_events (id, user_id, session_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), user_id, $5, 'login_succeeded', $7::text::inet, $6,
+                   jsonb_build_object('method', 'passkey', 'passkey_id', $1::uuid, 'aal', $8::text)
+            from used
         )
         select u.id as "id!: UserId", u.email as "email!", u.created_at as "created_at!",
                u.email_verified_at

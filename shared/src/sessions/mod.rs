@@ -14,7 +14,7 @@ use tracing::field::Empty;
 
 use crate::app::App;
 use crate::domain::FactorId;
-use crate::domain::{Device, SessionId, User, UserId};
+use crate::domain::{Actor, Device, SessionId, User, UserId};
 use crate::error::{ApiError, Context as _, StepUp};
 use crate::tokens::{AccessToken, MfaToken, RefreshToken};
 use store::{Replay, SessionView};
@@ -177,9 +177,16 @@ pub struct Caller {
     pub recent_second_factor: bool,
     /// Whether the user has a live second factor.
     pub mfa: bool,
+    /// Where this request came from, for the security events its changes record.
+    pub device: Device,
 }
 
 impl Caller {
+    /// The caller as the security events of their changes name them.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor { session: self.session, device: &self.device }
+    }
+
     /// For a sensitive action (enrolling or removing a factor, new recovery codes, ...): a
     /// proof within the last five minutes, of the second factor when the user has one; otherwise
     /// 403 `step_up_required`, naming what to prove.
@@ -206,7 +213,7 @@ impl Caller {
 /// past its absolute lifetime): a deleted account's or a revoked session's token stops working
 /// here at once, though its signature stays valid until it expires.
 #[tracing::instrument(name = "auth.authenticate", skip_all, fields(user = Empty))]
-pub async fn authenticate(app: &App, access_token: &str) -> Result<Caller, ApiError> {
+pub async fn authenticate(app: &App, access_token: &str, device: Device) -> Result<Caller, ApiError> {
     let claims = app.verify_access_token(access_token).await.context("verifying the access token")?;
     tracing::Span::current().record("user", tracing::field::display(claims.sub));
     let session = SessionId(claims.sid);
@@ -227,6 +234,7 @@ pub async fn authenticate(app: &App, access_token: &str) -> Result<Caller, ApiEr
         recent: found.recent,
         recent_second_factor: found.recent_second_factor,
         mfa: found.mfa,
+        device,
     })
 }
 

@@ -130,6 +130,11 @@ async fn signup_mails_a_verification_link_that_verifies_the_address_once(pool: P
     assert_eq!((again.status, again.error_code()), (400, "invalid_token"), "a link works once");
     let stored: i64 = api.count("select count(*) from mail_tokens").await;
     assert_eq!(stored, 0, "a used token is gone");
+    assert_eq!(
+        api.event_types(&email).await,
+        ["signup", "email_verified"],
+        "the used link verified nothing more"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -267,6 +272,15 @@ async fn a_reset_sets_the_password_signs_in_and_ends_every_other_session(pool: P
     assert_eq!(api.post_refresh(&reset.refresh_token()).await.status, 200);
     assert_eq!(api.post_login(&email, PASSWORD).await.status, 401);
     assert_eq!(api.post_login(&email, NEW_PASSWORD).await.status, 200);
+    let events = api.events_of(api.user_id(&email).await).await;
+    let kinds: Vec<&str> = events.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["signup", "login_succeeded", "password_reset", "login_failed", "login_succeeded"],
+        "the weak and the reused reset wrote nothing"
+    );
+    assert_eq!(events[2].1, json!({ "sessions_revoked": 2 }));
+    assert_eq!(events[3].1, json!({ "reason": "wrong_password" }));
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -516,6 +530,14 @@ async fn changing_the_password_keeps_this_session_ends_the_others_and_voids_a_re
     );
     assert_eq!(api.post_login(&email, PASSWORD).await.status, 401);
     assert_eq!(api.post_login(&email, NEW_PASSWORD).await.status, 200);
+    let changes: Vec<Value> = api
+        .events_of(api.user_id(&email).await)
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "password_changed")
+        .map(|(_, detail)| detail)
+        .collect();
+    assert_eq!(changes, [json!({ "sessions_revoked": 1 })], "the refused and weak changes wrote nothing");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -570,6 +592,7 @@ async fn deleting_the_account_removes_everything_and_ends_every_token_at_once(po
     let other = api.post_login(&email, PASSWORD).await;
     api.post_login(&email, "a wrong password").await;
 
+    let user = api.user_id(&email).await;
     let wrong = api.delete_account(&signup.access_token(), "a wrong password").await;
     let deleted = api.delete_account(&signup.access_token(), PASSWORD).await;
 
@@ -591,6 +614,12 @@ async fn deleting_the_account_removes_everything_and_ends_every_token_at_once(po
     }
     assert_eq!(api.post_login(&email, PASSWORD).await.status, 401);
     assert_eq!(api.post_signup(&email, PASSWORD).await.status, 201, "the address is free again");
+    let kinds: Vec<String> = api.events_of(user).await.into_iter().map(|(kind, _)| kind).collect();
+    assert_eq!(
+        kinds,
+        ["signup", "login_succeeded", "login_failed", "account_deleted"],
+        "the account's record outlives it; the new account's is its own"
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -486,7 +486,7 @@ async fn a_function_that_signs_and_verifies_checks_a_callers_token_and_signs_a_n
     ];
     let lookup = |name: &str| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned());
     let app = |keys| {
-        let needs = Needs { database: false, keys, mail: false, mfa: false, passkeys: false };
+        let needs = Needs { database: false, keys, mail: false, mfa: false, passkeys: false, query: false };
         App::from_config(Config::from_lookup(needs, lookup).unwrap()).unwrap()
     };
     let (both, signer) = (app(Keys::SignAndVerify), app(Keys::Sign));
@@ -499,8 +499,14 @@ async fn a_function_that_signs_and_verifies_checks_a_callers_token_and_signs_a_n
         .collect();
     let derived_lookup =
         |name: &str| derived_vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned());
-    let needs =
-        Needs { database: false, keys: Keys::SignAndVerify, mail: false, mfa: false, passkeys: false };
+    let needs = Needs {
+        database: false,
+        keys: Keys::SignAndVerify,
+        mail: false,
+        mfa: false,
+        passkeys: false,
+        query: false,
+    };
     let derived = App::from_config(Config::from_lookup(needs, derived_lookup).unwrap()).unwrap();
     derived.learn_issuer(&crate::helpers::event("GET", "/auth/me", json!({}), None, false));
 
@@ -520,7 +526,8 @@ async fn a_derived_issuer_is_learnt_from_the_api_of_the_first_request() {
     let public_keys = public_key_set(&[&test_support::signing_key("test-key")]).to_string();
     let vars =
         [("JWT_PUBLIC_KEYS", public_keys.as_str()), ("JWT_AUDIENCE", AUDIENCE), ("AWS_REGION", "eu-west-1")];
-    let needs = Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+    let needs =
+        Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
     let lookup = |name: &str| vars.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned());
     let app = App::from_config(Config::from_lookup(needs, lookup).unwrap()).unwrap();
 

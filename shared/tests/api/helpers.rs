@@ -251,6 +251,30 @@ impl TestApp {
         self.post_json(Endpoint::Logout, &json!({ "refresh_token": refresh_token })).await
     }
 
+    /// The security events of the user `email` has (or had: by their id once known), oldest
+    /// first: (type, detail).
+    pub async fn events_of(&self, user: uuid::Uuid) -> Vec<(String, Value)> {
+        sqlx::query_as("select type, detail from security_events where user_id = $1 order by at, id")
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The id of the user with `email`.
+    pub async fn user_id(&self, email: &str) -> uuid::Uuid {
+        sqlx::query_scalar("select id from users where email = $1")
+            .bind(email)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The types of `email`'s security events, oldest first.
+    pub async fn event_types(&self, email: &str) -> Vec<String> {
+        self.events_of(self.user_id(email).await).await.into_iter().map(|(kind, _)| kind).collect()
+    }
+
     pub async fn get_me(&self, access_token: &str) -> Response {
         self.send(Endpoint::Me, bearer_request(access_token)).await
     }

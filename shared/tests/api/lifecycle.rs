@@ -53,6 +53,7 @@ async fn a_function_that_never_touches_the_database_never_creates_the_pool() {
         mail: false,
         mfa: false,
         passkeys: false,
+        query: false,
     });
 
     let response = call(&app, handlers::jwks::handle, get("/.well-known/jwks.json")).await;
@@ -69,6 +70,7 @@ async fn an_unreachable_database_is_503_json_on_health_and_auth_endpoints() {
         mail: false,
         mfa: false,
         passkeys: false,
+        query: false,
     });
     let started = Instant::now();
 

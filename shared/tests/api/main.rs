@@ -8,6 +8,7 @@
 mod helpers;
 
 mod account;
+mod admin;
 mod atomicity;
 mod endpoints;
 mod layers;

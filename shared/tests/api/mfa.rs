@@ -3,7 +3,7 @@
 
 use crate::helpers::TestApp;
 use shared::accounts::store::{Attempt, Opening, PendingSignIn, Started, start_session};
-use shared::domain::{Assurance, Device, Email, FactorId, MailKind, SessionId, UserId};
+use shared::domain::{Actor, Assurance, Device, Email, FactorId, MailKind, SessionId, UserId};
 use shared::mfa::recovery::{self, RecoveryCode};
 use shared::mfa::seal::{SealingKeys, generate_key};
 use shared::mfa::store::{self, Change, CodeAdmission, NewSessionAt, Presenter, StoredFactor, UndoToken};
@@ -24,6 +24,14 @@ async fn user(app: &TestApp, email: &str) -> UserId {
 
 /// A code presented at sign-in (the statements key the backoff they clear by it).
 const SIGN_IN: Presenter<'static> = Presenter::Token(&TokenHash([0; 32]));
+
+/// The device of the statements these tests run directly.
+static NO_DEVICE: Device = Device { user_agent: None, ip: None };
+
+/// A change made in `session`, from no device.
+fn by(session: SessionId) -> Actor<'static> {
+    Actor { session, device: &NO_DEVICE }
+}
 
 /// A fresh undo link's hash.
 fn hash() -> TokenHash {
@@ -91,7 +99,9 @@ async fn live(
     let session = session_of(app, user).await;
     let mut db = app.app.connection().await.unwrap();
     assert!(
-        store::confirm_factor(&mut db, user, id, step, code_hashes, session, undo(&hash())).await.unwrap()
+        store::confirm_factor(&mut db, user, id, step, code_hashes, by(session), undo(&hash()))
+            .await
+            .unwrap()
             == Change::Done
     );
     id
@@ -129,7 +139,9 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
     let (confirmed, outcomes) = at_once(&app, 10, |app, n| async move {
         let codes: Vec<Vec<u8>> = recovery::generate_set().unwrap().iter().map(RecoveryCode::hash).collect();
         let mut db = app.app.connection().await.unwrap();
-        store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes, session, undo(&hash())).await.unwrap()
+        store::confirm_factor(&mut db, alice, id, 1_000 + n, &codes, by(session), undo(&hash()))
+            .await
+            .unwrap()
             == Change::Done
     })
     .await;
@@ -143,7 +155,7 @@ async fn ten_concurrent_confirmations_make_one_live_factor_with_one_set_of_codes
     // A new enrolment is pending beside the live factor; it cannot go live while one is.
     let (next, _) = enrol(&app, &keys, alice).await;
     let again =
-        store::confirm_factor(&mut db, alice, next, 2_000, &[], session, undo(&hash())).await.unwrap();
+        store::confirm_factor(&mut db, alice, next, 2_000, &[], by(session), undo(&hash())).await.unwrap();
     assert_eq!(again, Change::Missing);
 }
 
@@ -155,15 +167,15 @@ async fn twenty_concurrent_uses_of_one_totp_step_accept_it_once(pool: PgPool) {
 
     let (accepted, outcomes) = at_once(&app, 20, |app, _| async move {
         let mut db = app.app.connection().await.unwrap();
-        store::accept_step(&mut db, id, 101, SIGN_IN).await.unwrap()
+        store::accept_step(&mut db, id, 101, SIGN_IN, &NO_DEVICE).await.unwrap()
     })
     .await;
 
     assert_eq!(accepted, 1, "{outcomes:?}");
     let mut db = app.app.connection().await.unwrap();
-    assert!(!store::accept_step(&mut db, id, 100, SIGN_IN).await.unwrap(), "an earlier step");
-    assert!(!store::accept_step(&mut db, id, 101, SIGN_IN).await.unwrap(), "the same step again");
-    assert!(store::accept_step(&mut db, id, 102, SIGN_IN).await.unwrap(), "the next step");
+    assert!(!store::accept_step(&mut db, id, 100, SIGN_IN, &NO_DEVICE).await.unwrap(), "an earlier step");
+    assert!(!store::accept_step(&mut db, id, 101, SIGN_IN, &NO_DEVICE).await.unwrap(), "the same step again");
+    assert!(store::accept_step(&mut db, id, 102, SIGN_IN, &NO_DEVICE).await.unwrap(), "the next step");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -181,16 +193,19 @@ async fn twenty_concurrent_uses_of_one_recovery_code_spend_it_once(pool: PgPool)
         async move {
             let mut db = app.app.connection().await.unwrap();
             let hash = recovery::hash_presented(&typed).unwrap();
-            store::use_recovery_code(&mut db, alice, &hash, SIGN_IN).await.unwrap()
+            store::use_recovery_code(&mut db, alice, &hash, SIGN_IN, &NO_DEVICE).await.unwrap()
         }
     })
     .await;
 
     assert_eq!(spent, 1, "{outcomes:?}");
     let mut db = app.app.connection().await.unwrap();
-    assert!(!store::use_recovery_code(&mut db, bob, &hashes[4], SIGN_IN).await.unwrap(), "not bob's code");
     assert!(
-        store::use_recovery_code(&mut db, alice, &hashes[4], SIGN_IN).await.unwrap(),
+        !store::use_recovery_code(&mut db, bob, &hashes[4], SIGN_IN, &NO_DEVICE).await.unwrap(),
+        "not bob's code"
+    );
+    assert!(
+        store::use_recovery_code(&mut db, alice, &hashes[4], SIGN_IN, &NO_DEVICE).await.unwrap(),
         "another of alice's"
     );
     let stored: Vec<Vec<u8>> =
@@ -263,9 +278,10 @@ async fn logins_racing_a_confirmation_keep_no_session_without_the_factor(pool: P
             .collect();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let mut db = app.app.connection().await.unwrap();
-        let confirmed = store::confirm_factor(&mut db, alice, id, 1_000 + round, &[], session, undo(&hash()))
-            .await
-            .unwrap();
+        let confirmed =
+            store::confirm_factor(&mut db, alice, id, 1_000 + round, &[], by(session), undo(&hash()))
+                .await
+                .unwrap();
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         futures_util::future::join_all(logins).await;
 

@@ -413,3 +413,22 @@ async fn the_owners_link_of_a_later_change_also_takes_back_a_passkey_added_befor
     assert_eq!(earlier.status, 204, "the earlier link still works: {}", earlier.body);
     assert_eq!(app.count("select count(*) from passkeys").await, 0);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn adding_signing_in_with_and_removing_a_passkey_each_record_one_event(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("events");
+    let mut user = app.with_passkey(&email, true).await;
+    let signed_in = app.passkey_sign_in(&mut user.authenticator).await;
+    let removed = app.remove_passkey(&user.access, &user.passkey_id).await;
+    let again = app.remove_passkey(&user.access, &user.passkey_id).await;
+
+    assert_eq!((signed_in.status, removed.status, again.status), (200, 204, 404));
+    let events = app.events_of(app.user_id(&email).await).await;
+    let kinds: Vec<&str> = events.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["signup", "passkey_added", "login_succeeded", "passkey_removed"]);
+    assert_eq!(events[1].1, json!({ "passkey_id": user.passkey_id, "name": "Laptop" }));
+    assert_eq!(events[2].1["method"], "passkey");
+    assert_eq!(events[2].1["passkey_id"], user.passkey_id.as_str());
+    assert_eq!(events[3].1, json!({ "passkey_id": user.passkey_id }));
+}

@@ -553,3 +553,50 @@ async fn no_verification_racing_a_reset_keeps_a_session(pool: PgPool) {
         password = next;
     }
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn each_proof_and_change_of_the_second_factor_records_one_event(pool: PgPool) {
+    let app = TestApp::new(pool);
+    let enrolled = app.enrolled(EMAIL).await;
+    let token = app.mfa_token(EMAIL).await;
+    let wrong = app.verify_mfa(&token, json!({ "code": "000000" })).await;
+    let right =
+        app.verify_mfa(&token, json!({ "code": enrolled.secret.code_at(enrolled.confirmed_step + 1) })).await;
+    let renewed = app
+        .new_recovery_codes(&right.access_token(), json!({ "recovery_code": enrolled.recovery_codes[0] }))
+        .await;
+    let removed = app
+        .remove_factor(
+            &right.access_token(),
+            &enrolled.factor_id,
+            json!({ "recovery_code": renewed.body["recovery_codes"][0] }),
+        )
+        .await;
+
+    assert_eq!((wrong.status, right.status, renewed.status, removed.status), (401, 200, 200, 204));
+    let events = app.events_of(app.user_id(EMAIL).await).await;
+    let kinds: Vec<&str> = events.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "signup",
+            "mfa_enrolled",
+            "mfa_failed",
+            "mfa_passed",
+            "login_succeeded",
+            "mfa_passed",
+            "recovery_codes_regenerated",
+            "mfa_passed",
+            "mfa_removed"
+        ]
+    );
+    assert_eq!(events[1].1, json!({ "factor_id": enrolled.factor_id }));
+    assert_eq!(events[2].1, json!({ "method": "totp", "purpose": "sign_in" }));
+    assert_eq!(events[3].1, json!({ "method": "totp", "purpose": "sign_in" }));
+    assert_eq!(events[4].1, json!({ "method": "password", "aal": "aal2", "amr": ["pwd", "otp"] }));
+    assert_eq!(
+        events[5].1,
+        json!({ "method": "recovery_code", "purpose": "step_up", "recovery_codes_left": 9 })
+    );
+    assert_eq!(events[8].1, json!({ "factor_id": enrolled.factor_id }));
+}

@@ -35,7 +35,7 @@ fn app_with(vars: &[(&str, &str)], needs: Needs) -> App {
 }
 
 const DATABASE_ONLY: Needs =
-    Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
+    Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
 
 #[sqlx::test(migrations = "../migrations")]
 async fn database_credentials_come_from_an_rds_format_secret(pool: PgPool) {
@@ -107,9 +107,10 @@ async fn a_missing_secret_is_a_503_and_the_error_names_it(pool: PgPool) {
     assert_eq!(response.body["error"], "service_unavailable");
 }
 
-const SIGNER: Needs = Needs { database: false, keys: Keys::Sign, mail: false, mfa: false, passkeys: false };
+const SIGNER: Needs =
+    Needs { database: false, keys: Keys::Sign, mail: false, mfa: false, passkeys: false, query: false };
 const VERIFIER: Needs =
-    Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false };
+    Needs { database: false, keys: Keys::Verify, mail: false, mfa: false, passkeys: false, query: false };
 
 fn key(kid: &str, algorithm: SigningAlgorithm) -> (SigningKey, SecretString) {
     let pem = generate_private_key_pem(algorithm).unwrap();

@@ -18,7 +18,7 @@ use shared::accounts::store::{
     Attempt, Opening, PendingSignIn, Started, create_user_with_session, start_session,
 };
 use shared::db::{Database, DbConnection};
-use shared::domain::{Device, Email, MailKind, Password, SessionId, UserId};
+use shared::domain::{Actor, Device, Email, MailKind, Password, SessionId, UserId};
 use shared::domain::{FactorId, PasskeyId};
 use shared::links::store::{MailRequest, request_mail};
 use shared::mfa::recovery::{self, RecoveryCode};
@@ -189,8 +189,16 @@ impl Fixture {
             let hashes: Vec<Vec<u8>> = codes.iter().map(RecoveryCode::hash).collect();
             let undo_link = MailToken::generate()?;
             let undo = UndoToken { token: &undo_link.hash(), ttl: Duration::from_secs(3600) };
-            let confirmed =
-                confirm_factor(&mut db, user.id, factor, now_step() - 2, &hashes, session, undo).await?;
+            let confirmed = confirm_factor(
+                &mut db,
+                user.id,
+                factor,
+                now_step() - 2,
+                &hashes,
+                sample_actor(session),
+                undo,
+            )
+            .await?;
             anyhow::ensure!(
                 confirmed == Change::Done,
                 "the sample's factor was not confirmed: {confirmed:?}"
@@ -300,7 +308,7 @@ impl Fixture {
             backup_eligible: registered.backup_eligible,
             sign_count: registered.counter,
         };
-        let added = passkeys::add_passkey(db, user, session, passkey, undo).await?;
+        let added = passkeys::add_passkey(db, user, sample_actor(session), passkey, undo).await?;
         anyhow::ensure!(added == Change::Done, "the sample's passkey was not added: {added:?}");
         let mut values = vec![(PASSKEY_ID, id.0.to_string())];
         if event.contains(ASSERTION_CREDENTIAL) {
@@ -374,4 +382,10 @@ pub fn request_of(event: &serde_json::Value) -> Option<SampleRequest> {
         .collect();
     let body = event.get("body").and_then(|body| body.as_str()).unwrap_or_default().to_owned();
     Some(SampleRequest { method: method.to_owned(), path: path.to_owned(), headers, body })
+}
+
+/// The sample's own session, from no device, as the security events of its changes name it.
+fn sample_actor(session: SessionId) -> Actor<'static> {
+    static NO_DEVICE: Device = Device { user_agent: None, ip: None };
+    Actor { session, device: &NO_DEVICE }
 }

@@ -436,9 +436,9 @@ impl Setup {
 
             let mut db = app.connection().await?;
             let started = Instant::now();
-            let admission = store::admit_login(&mut db, &email, attempt).await?;
+            let admission = store::admit_login(&mut db, &email, attempt, &device).await?;
             admit.push(started.elapsed());
-            let store::Admission::Admitted { account: Some((user, stored)) } = admission else {
+            let store::Admission::Admitted { account: Some((user, stored)), .. } = admission else {
                 bail!("the bench's login was not admitted");
             };
             let started = Instant::now();

@@ -1,0 +1,13 @@
+//! `DELETE /admin/users/{id}` (admin API, IAM): delete a user.
+
+use crate::admin::Action;
+use crate::app::App;
+use crate::config::{Keys, Needs};
+
+/// Writes to the database.
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
+
+/// 204, also when repeated; 404 `user_not_found`.
+pub async fn handle(app: &App, request: crate::http::Request) -> crate::http::Reply {
+    super::admin_action(app, &request, Action::Delete).await
+}
