@@ -20,6 +20,7 @@ mod pool;
 pub mod process;
 pub mod report;
 mod sandbox;
+pub mod sigv4;
 pub mod template;
 
 use std::collections::BTreeMap;
