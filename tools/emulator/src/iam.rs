@@ -230,7 +230,7 @@ pub fn authorize(
 
 /// The credential scope must be the signing day, this API's region and `execute-api`.
 fn check_scope(credential: &Credential<'_>, amz_date: &str, region: &str) -> Result<(), Refusal> {
-    let day = &amz_date[..8.min(amz_date.len())];
+    let day = amz_date.get(..8).unwrap_or(amz_date);
     if credential.date != day {
         return Err(Refusal::new(format!(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: \

@@ -4,7 +4,7 @@
 //! requests are signed by the tests' own signer (helpers.rs) and, through `scripts/admin`, by
 //! botocore.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -121,8 +121,9 @@ fn message(body: &str) -> String {
     body["message"].as_str().expect("a message").to_owned()
 }
 
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+/// The repository's root, two folders above this crate's.
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("tools/emulator is two folders down")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +233,7 @@ async fn a_route_without_iam_ignores_the_authorization_header() {
 
 /// Runs `scripts/admin ARGS` against the emulator with the python of `ADMIN_PYTHON` (default: the
 /// repository's `.venv/bin/python`, which has botocore): (exit code, stdout, stderr).
-async fn admin(emulator: &Emulator, credentials: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+async fn admin(emulator: &Emulator, credentials: &Path, args: &[&str]) -> (i32, String, String) {
     let python =
         std::env::var_os("ADMIN_PYTHON").map_or_else(|| repository().join(".venv/bin/python"), PathBuf::from);
     assert!(
