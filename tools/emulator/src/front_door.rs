@@ -10,6 +10,7 @@ use std::str::FromStr;
 use serde_json::{Map, Value, json};
 
 use crate::gateway::{self, GatewayResponse, IncomingRequest, MalformedResponse, RequestContext, RouteMatch};
+use crate::iam::Caller;
 use crate::template::ACCOUNT_ID;
 
 /// The REST API stage the emulator names in its events (SAM's implicit API deploys `Prod`).
@@ -113,7 +114,7 @@ fn function_url_event(
     let request_context = &mut event["requestContext"];
     request_context["domainName"] = json!(domain);
     request_context["domainPrefix"] = json!(url_id);
-    request_context["authorizer"] = json!({ "iam": null });
+    request_context["authorizer"] = json!({ "iam": context.caller.map(Caller::authorizer_iam) });
     event
 }
 
@@ -170,8 +171,13 @@ fn rest_event(request: &IncomingRequest<'_>, route: &RouteMatch, context: &Reque
             "extendedRequestId": context.request_id,
             "httpMethod": request.method,
             "identity": {
+                "accessKey": context.caller.map(|caller| &caller.access_key),
+                "accountId": context.caller.map(|caller| &caller.account_id),
+                "caller": context.caller.map(|caller| &caller.user_id),
                 "sourceIp": request.source_ip,
+                "user": context.caller.map(|caller| &caller.user_id),
                 "userAgent": request.headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()),
+                "userArn": context.caller.map(|caller| &caller.user_arn),
             },
             "path": format!("/{REST_STAGE}{}", request.path),
             "protocol": request.protocol,
@@ -229,7 +235,12 @@ mod tests {
     }
 
     fn route() -> RouteMatch {
-        RouteMatch { function: 0, route_key: "POST /auth/login".into(), path_parameters: BTreeMap::new() }
+        RouteMatch {
+            function: 0,
+            route_key: "POST /auth/login".into(),
+            path_parameters: BTreeMap::new(),
+            iam: false,
+        }
     }
 
     fn context() -> RequestContext<'static> {
@@ -238,6 +249,7 @@ mod tests {
             request_id: "id",
             region: "eu-west-1",
             now: OffsetDateTime::now_utc(),
+            caller: None,
         }
     }
 

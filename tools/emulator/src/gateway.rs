@@ -1,6 +1,6 @@
 //! What an API Gateway HTTP API does around a Lambda integration: route selection, the payload
 //! format 2.0 event, the mapping of the function's answer back to HTTP, and the gateway's own
-//! error answers.
+//! error answers. (`AWS_IAM` authorization, between route selection and the event, is `iam`'s.)
 //!
 //! The error answers are those of a real HTTP API (not of a REST API or `sam local`):
 //! - no route matches (unknown path, or a known path with another method): 404 `Not Found`;
@@ -17,6 +17,7 @@ use http::HeaderMap;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
+use crate::iam::Caller;
 use crate::template::{ACCOUNT_ID, RouteSpec};
 
 /// An HTTP answer the gateway sends.
@@ -74,14 +75,17 @@ struct CompiledRoute {
     /// `None` for `$default`.
     segments: Option<Vec<Segment>>,
     function: usize,
+    iam: bool,
 }
 
-/// A matched route: which function, its route key, and the path variables.
+/// A matched route: which function, its route key, the path variables, and whether the route
+/// needs `AWS_IAM` authorization.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteMatch {
     pub function: usize,
     pub route_key: String,
     pub path_parameters: BTreeMap<String, String>,
+    pub iam: bool,
 }
 
 /// The routes of every function, selected the way HTTP APIs select them: the most specific path
@@ -93,15 +97,18 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Adds a function's route.
-    pub fn add(&mut self, route: &RouteSpec, function: usize) {
+    /// Adds a function's route; `iam`: requests must be signed by an IAM principal.
+    pub fn add(&mut self, route: &RouteSpec, function: usize, iam: bool) {
         let compiled = match route {
-            RouteSpec::Default => CompiledRoute { key: route.key(), method: None, segments: None, function },
+            RouteSpec::Default => {
+                CompiledRoute { key: route.key(), method: None, segments: None, function, iam }
+            }
             RouteSpec::Route { method, path } => CompiledRoute {
                 key: route.key(),
                 method: (method != "ANY").then(|| method.clone()),
                 segments: Some(split(path).map(parse_segment).collect()),
                 function,
+                iam,
             },
         };
         self.routes.push(compiled);
@@ -120,6 +127,7 @@ impl RouteTable {
                     function: route.function,
                     route_key: route.key.clone(),
                     path_parameters: BTreeMap::new(),
+                    iam: route.iam,
                 });
                 continue;
             };
@@ -132,6 +140,7 @@ impl RouteTable {
                     function: route.function,
                     route_key: route.key.clone(),
                     path_parameters: parameters,
+                    iam: route.iam,
                 };
                 best = Some((score, found));
             }
@@ -195,13 +204,14 @@ pub struct IncomingRequest<'a> {
     pub protocol: &'a str,
 }
 
-/// Identifies the API and the request in `requestContext`.
+/// Identifies the API, the request and, on an `AWS_IAM` route, its signer in `requestContext`.
 #[derive(Debug, Clone)]
 pub struct RequestContext<'a> {
     pub api_id: &'a str,
     pub request_id: &'a str,
     pub region: &'a str,
     pub now: OffsetDateTime,
+    pub caller: Option<&'a Caller>,
 }
 
 /// The payload format 2.0 event of a request.
@@ -263,6 +273,9 @@ pub fn build_event(request: &IncomingRequest<'_>, route: &RouteMatch, context: &
             "timeEpoch": i64::try_from(context.now.unix_timestamp_nanos() / 1_000_000).unwrap_or_default(),
         }),
     );
+    if let Some(caller) = context.caller {
+        event["requestContext"]["authorizer"] = json!({ "iam": caller.authorizer_iam() });
+    }
     let (body, is_base64) = event_body(request);
     if let Some(body) = body {
         event.insert("body".into(), json!(body));
@@ -436,11 +449,11 @@ mod tests {
     fn table() -> RouteTable {
         let mut table = RouteTable::default();
         let route = |method: &str, path: &str| RouteSpec::Route { method: method.into(), path: path.into() };
-        table.add(&route("POST", "/auth/signup"), 0);
-        table.add(&route("GET", "/users/{id}"), 1);
-        table.add(&route("GET", "/users/self"), 2);
-        table.add(&route("ANY", "/files/{proxy+}"), 3);
-        table.add(&route("DELETE", "/files/{proxy+}"), 4);
+        table.add(&route("POST", "/auth/signup"), 0, false);
+        table.add(&route("GET", "/users/{id}"), 1, false);
+        table.add(&route("GET", "/users/self"), 2, false);
+        table.add(&route("ANY", "/files/{proxy+}"), 3, false);
+        table.add(&route("DELETE", "/files/{proxy+}"), 4, false);
         table
     }
 
@@ -469,7 +482,7 @@ mod tests {
     #[test]
     fn the_default_route_catches_what_nothing_else_matches() {
         let mut table = table();
-        table.add(&RouteSpec::Default, 9);
+        table.add(&RouteSpec::Default, 9, false);
         assert_eq!(table.find("GET", "/nowhere").unwrap().route_key, "$default");
         assert_eq!(table.find("POST", "/auth/signup").unwrap().function, 0);
     }
@@ -491,12 +504,13 @@ mod tests {
             function: 0,
             route_key: "POST /auth/signup".into(),
             path_parameters: BTreeMap::new(),
+            iam: false,
         };
         let now = OffsetDateTime::from_unix_timestamp(1_764_220_920).unwrap();
         build_event(
             request,
             &route,
-            &RequestContext { api_id: "local", request_id: "req-1", region: "us-east-1", now },
+            &RequestContext { api_id: "local", request_id: "req-1", region: "us-east-1", now, caller: None },
         )
     }
 
@@ -510,6 +524,7 @@ mod tests {
         headers.insert("cookie", HeaderValue::from_static("a=1; b=2"));
         let body = br#"{"email":"a@b.c"}"#;
         let event = event(&request(&headers, body, Some("x=1&x=2&y=%20z")));
+        assert!(event["requestContext"].get("authorizer").is_none(), "no authorizer on an open route");
         assert_eq!(event["version"], "2.0");
         assert_eq!(event["routeKey"], "POST /auth/signup");
         assert_eq!(event["rawQueryString"], "x=1&x=2&y=%20z");
@@ -530,6 +545,43 @@ mod tests {
             lambda_http::request::from_str(&event.to_string()).expect("the functions read the event");
         assert_eq!(parsed.method(), "POST");
         assert_eq!(parsed.uri().path(), "/auth/signup");
+    }
+
+    #[test]
+    fn a_signed_request_s_caller_is_the_iam_authorizer_lambda_http_reads() {
+        let headers = HeaderMap::new();
+        let request = request(&headers, b"", None);
+        let route = RouteMatch {
+            function: 0,
+            route_key: "GET /admin/users".into(),
+            path_parameters: BTreeMap::new(),
+            iam: true,
+        };
+        let caller = crate::iam::IamCredentials::new("AKIAEXAMPLE", "secret").caller();
+        let now = OffsetDateTime::now_utc();
+        let context = RequestContext {
+            api_id: "local",
+            request_id: "id",
+            region: "us-east-1",
+            now,
+            caller: Some(&caller),
+        };
+
+        let event = build_event(&request, &route, &context);
+
+        assert_eq!(event["requestContext"]["authorizer"]["iam"]["accessKey"], "AKIAEXAMPLE");
+        let parsed =
+            lambda_http::request::from_str(&event.to_string()).expect("the functions read the event");
+        let lambda_http::request::RequestContext::ApiGatewayV2(context) =
+            lambda_http::RequestExt::request_context(&parsed)
+        else {
+            panic!("an HTTP API event");
+        };
+        let iam = context.authorizer.and_then(|authorizer| authorizer.iam).expect("authorizer.iam");
+        assert_eq!(iam.user_arn.as_deref(), Some("arn:aws:iam::123456789012:user/local-admin"));
+        assert_eq!(iam.access_key.as_deref(), Some("AKIAEXAMPLE"));
+        assert_eq!(iam.account_id.as_deref(), Some("123456789012"));
+        assert_eq!(iam.user_id, iam.caller_id);
     }
 
     #[test]

@@ -14,12 +14,14 @@
 
 pub mod front_door;
 pub mod gateway;
+pub mod iam;
 pub mod limits;
 mod pages;
 mod pool;
 pub mod process;
 pub mod report;
 mod sandbox;
+pub mod sigv4;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -46,6 +48,7 @@ use tokio::task::{JoinHandle, JoinSet};
 pub use crate::front_door::FrontDoor;
 pub use crate::gateway::GatewayResponse;
 use crate::gateway::{IncomingRequest, RequestContext, RouteTable};
+pub use crate::iam::IamCredentials;
 use crate::limits::Limits;
 use crate::pages::Pages;
 use crate::pool::FunctionPool;
@@ -115,6 +118,9 @@ pub struct EmulatorConfig {
     /// exists. Only paths of at most 8 non-empty segments of ASCII letters, digits, `_` and `-`
     /// map to a file (no dot, so no `..` and no hidden file); `/` does not. `None` serves no page.
     pub static_dir: Option<PathBuf>,
+    /// The access key that may sign requests to the `AWS_IAM` routes (`--iam-credentials`).
+    /// `None` refuses every request to them (403).
+    pub iam_credentials: Option<IamCredentials>,
     pub log: Log,
 }
 
@@ -141,6 +147,7 @@ impl EmulatorConfig {
             front_door: FrontDoor::HttpApi,
             max_concurrency: 1,
             static_dir: None,
+            iam_credentials: None,
             log: Log::Stdout,
         }
     }
@@ -155,6 +162,7 @@ struct Inner {
     front_door: FrontDoor,
     region: String,
     pages: Option<Pages>,
+    iam_credentials: Option<IamCredentials>,
     log: Log,
 }
 
@@ -181,12 +189,14 @@ impl Emulator {
         let mut routes = RouteTable::default();
         let mut pools = Vec::new();
         let mut route_list = Vec::new();
+        let mut iam_routes = Vec::new();
         for mut spec in template.functions {
             config.env_overrides.apply(&mut spec);
             for route in &spec.routes {
-                routes.add(route, pools.len());
+                routes.add(route, pools.len(), spec.requires_iam(route));
                 route_list.push((route.key(), spec.logical_id.clone()));
             }
+            iam_routes.extend(spec.iam_routes.iter().cloned());
             let executable = binaries_dir.join(&spec.binary);
             if !executable.is_file() {
                 config.log.line(
@@ -219,6 +229,11 @@ impl Emulator {
                 config.log.clone(),
             ));
         }
+        if !iam_routes.is_empty() {
+            config
+                .log
+                .line("emulator", iam_summary(&iam_routes, config.iam_credentials.as_ref(), &config.region));
+        }
         let listener = TcpListener::bind((config.host, config.port))
             .await
             .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -232,6 +247,7 @@ impl Emulator {
             front_door: config.front_door,
             region: config.region,
             pages,
+            iam_credentials: config.iam_credentials,
             log: config.log,
         });
         let (stop, stopped) = watch::channel(false);
@@ -369,6 +385,23 @@ fn sandbox_limits(config: &EmulatorConfig) -> Option<Arc<Limits>> {
     }
 }
 
+/// One line on the `AWS_IAM` routes: who may sign requests to them, or that none may.
+fn iam_summary(routes: &[String], credentials: Option<&IamCredentials>, region: &str) -> String {
+    let routes = routes.join(", ");
+    match credentials {
+        Some(credentials) => format!(
+            "AWS_IAM routes ({routes}): requests signed (SigV4, {region}/{}) with access key {} reach \
+             their function as {}",
+            iam::SERVICE,
+            credentials.access_key_id,
+            credentials.user_arn
+        ),
+        None => format!(
+            "AWS_IAM routes ({routes}): no --iam-credentials, so every request to them is refused 403"
+        ),
+    }
+}
+
 /// The pages of `--static-dir`, from an absolute path; warns when the folder does not exist.
 fn static_pages(dir: &Path, log: &Log) -> anyhow::Result<Pages> {
     let dir = std::path::absolute(dir).context("resolving the static pages' directory")?;
@@ -457,8 +490,20 @@ async fn route(
         source_ip: peer.ip().to_string(),
         protocol: &protocol,
     };
+    let now = OffsetDateTime::now_utc();
+    let caller = if route.iam {
+        match iam::authorize(&incoming, inner.iam_credentials.as_ref(), &inner.region, now) {
+            Ok(caller) => Some(caller),
+            Err(refusal) => {
+                inner.log.line("api", format!("{}: refused: {}", route.route_key, refusal.0));
+                return refusal.response();
+            }
+        }
+    } else {
+        None
+    };
     let context =
-        RequestContext { api_id: "local", request_id, region: &inner.region, now: OffsetDateTime::now_utc() };
+        RequestContext { api_id: "local", request_id, region: &inner.region, now, caller: caller.as_ref() };
     let event = inner.front_door.event(&incoming, &route, &context);
     let pool = &inner.pools[route.function];
     let outcome = pool.invoke(Bytes::from(event.to_string()));

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use clap::Parser;
 use local_lambda::report::millis;
 use local_lambda::{
-    Emulator, EmulatorConfig, EnvOverrides, FrontDoor, InvocationReport, InvocationStatus, InvokeOutcome,
-    Log, RouteSpec, Template,
+    Emulator, EmulatorConfig, EnvOverrides, FrontDoor, IamCredentials, InvocationReport, InvocationStatus,
+    InvokeOutcome, Log, RouteSpec, Template,
 };
 
 /// Serves a SAM template's functions locally the way Lambda and an API Gateway HTTP API would.
@@ -48,6 +48,11 @@ enum Command {
         /// the mail links open (make run: dev/app).
         #[arg(long, value_name = "DIR")]
         static_dir: Option<PathBuf>,
+        /// The access key that may sign (SigV4) requests to the AWS_IAM routes: a JSON file
+        /// {"access_key_id": ..., "secret_access_key": ..., "user_arn": ... (optional)}. Without
+        /// it, every request to those routes is refused 403.
+        #[arg(long, value_name = "PATH")]
+        iam_credentials: Option<PathBuf>,
     },
     /// Invokes FUNCTION (logical id or binary name) once with the event in EVENT_FILE ('-' for
     /// stdin) and prints the response payload, like `sam local invoke`.
@@ -117,6 +122,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             front_door,
             max_concurrency,
             static_dir,
+            iam_credentials,
         } => {
             let mut config = common.config(Log::Stdout)?;
             config.host = host;
@@ -129,6 +135,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config.front_door = front_door;
             config.max_concurrency = max_concurrency;
             config.static_dir = static_dir;
+            config.iam_credentials = iam_credentials.as_deref().map(IamCredentials::load).transpose()?;
             serve(config).await
         }
         Command::Invoke { function, event_file, common } => {

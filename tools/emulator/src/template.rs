@@ -1,10 +1,10 @@
 //! The parts of an AWS SAM template the emulator serves: each function's binary, environment,
-//! limits and HttpApi routes, with `!Ref` and `!Sub` resolved against the parameters given
-//! (`--parameter-overrides`, as a deploy gives them), else their defaults. A parameter with
-//! neither resolves to nothing: its variables are left out, for the `--env-vars` overrides to
-//! give.
+//! limits and HttpApi routes (with the routes that need `AWS_IAM` authorization), with `!Ref` and
+//! `!Sub` resolved against the parameters given (`--parameter-overrides`, as a deploy gives
+//! them), else their defaults. A parameter with neither resolves to nothing: its variables are
+//! left out, for the `--env-vars` overrides to give.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,6 +43,9 @@ pub struct FunctionSpec {
     pub environment: BTreeMap<String, String>,
     /// The HttpApi events; other event types are not served.
     pub routes: Vec<RouteSpec>,
+    /// The keys of those routes that their HTTP API authorizes with `AWS_IAM`: the event's
+    /// `Auth.Authorizer`, else the API's `Auth.DefaultAuthorizer` (see [`Self::requires_iam`]).
+    pub iam_routes: BTreeSet<String>,
     /// The expressions of its `Schedule` events (EventBridge invokes it directly with a
     /// scheduled event; the emulator does not, a tool may).
     pub schedules: Vec<String>,
@@ -58,6 +61,14 @@ pub enum RouteSpec {
     Route { method: String, path: String },
     /// The `$default` route, which catches requests no other route matches.
     Default,
+}
+
+impl FunctionSpec {
+    /// Whether a request on `route`, one of this function's, must be signed (AWS Signature
+    /// Version 4) by an IAM principal.
+    pub fn requires_iam(&self, route: &RouteSpec) -> bool {
+        self.iam_routes.contains(&route.key())
+    }
 }
 
 impl RouteSpec {
@@ -103,13 +114,14 @@ impl Template {
         let globals = root.get("Globals").and_then(|g| g.get("Function"));
         let resources =
             root.get("Resources").and_then(Value::as_mapping).context("the template has no Resources")?;
+        let apis = HttpApis::new(&root, resources, &resolver)?;
         let mut functions = Vec::new();
         let mut service_tokens = Vec::new();
         for (id, resource) in resources {
             let Some(id) = id.as_str() else { continue };
             match resource.get("Type").and_then(Value::as_str) {
                 Some("AWS::Serverless::Function") => functions.push(
-                    function_spec(id, resource, globals, &resolver)
+                    function_spec(id, resource, globals, &apis, &resolver)
                         .with_context(|| format!("function {id}"))?,
                 ),
                 Some(kind)
@@ -132,6 +144,7 @@ fn function_spec(
     id: &str,
     resource: &Value,
     globals: Option<&Value>,
+    apis: &HttpApis,
     resolver: &Resolver,
 ) -> anyhow::Result<FunctionSpec> {
     let empty = Value::Null;
@@ -186,8 +199,9 @@ fn function_spec(
     }
 
     let mut routes = Vec::new();
+    let mut iam_routes = BTreeSet::new();
     let mut schedules = Vec::new();
-    for (_, event) in props.get("Events").and_then(Value::as_mapping).into_iter().flatten() {
+    for (name, event) in props.get("Events").and_then(Value::as_mapping).into_iter().flatten() {
         match event.get("Type").and_then(Value::as_str) {
             Some("HttpApi") => {}
             Some("Schedule") => {
@@ -206,7 +220,7 @@ fn function_spec(
         {
             bail!("HttpApi events with PayloadFormatVersion {version} are not supported (only 2.0)");
         }
-        routes.push(match path {
+        let route = match path {
             None => RouteSpec::Default,
             Some(path) if path == "$default" => RouteSpec::Default,
             Some(path) => {
@@ -217,7 +231,12 @@ fn function_spec(
                 let method = if method == "*" { "ANY".to_owned() } else { method };
                 RouteSpec::Route { method, path }
             }
-        });
+        };
+        let name = name.as_str().unwrap_or_default();
+        if apis.requires_iam(event_props, resolver).with_context(|| format!("event {name}"))? {
+            iam_routes.insert(route.key());
+        }
+        routes.push(route);
     }
 
     Ok(FunctionSpec {
@@ -230,9 +249,89 @@ fn function_spec(
         memory_size_mb,
         environment,
         routes,
+        iam_routes,
         schedules,
         custom_resource: false,
     })
+}
+
+/// How each `AWS::Serverless::HttpApi` of the template authorizes its routes, its `Auth` merged
+/// over `Globals.HttpApi.Auth` as SAM merges them. An event without `ApiId` belongs to SAM's
+/// implicit API, which only the globals configure.
+struct HttpApis {
+    explicit: BTreeMap<String, ApiAuth>,
+    implicit: ApiAuth,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ApiAuth {
+    /// `EnableIamAuthorizer: true`: SAM accepts `AWS_IAM` on the API's routes.
+    iam_enabled: bool,
+    /// `DefaultAuthorizer: AWS_IAM`.
+    iam_by_default: bool,
+}
+
+impl HttpApis {
+    fn new(root: &Value, resources: &serde_yaml::Mapping, resolver: &Resolver) -> anyhow::Result<Self> {
+        let globals = root.get("Globals").and_then(|g| g.get("HttpApi")).and_then(|api| api.get("Auth"));
+        let implicit = ApiAuth::parse(globals, None, resolver).context("Globals.HttpApi.Auth")?;
+        let mut explicit = BTreeMap::new();
+        for (id, resource) in resources {
+            let Some(id) = id.as_str() else { continue };
+            if resource.get("Type").and_then(Value::as_str) != Some("AWS::Serverless::HttpApi") {
+                continue;
+            }
+            let own = resource.get("Properties").and_then(|p| p.get("Auth"));
+            let auth = ApiAuth::parse(globals, own, resolver).with_context(|| format!("HttpApi {id}"))?;
+            explicit.insert(id.to_owned(), auth);
+        }
+        Ok(Self { explicit, implicit })
+    }
+
+    /// Whether the HttpApi event with these properties needs `AWS_IAM`: its own
+    /// `Auth.Authorizer` (`AWS_IAM`, `NONE` or another authorizer's name), else its API's
+    /// default.
+    fn requires_iam(&self, event_props: Option<&Value>, resolver: &Resolver) -> anyhow::Result<bool> {
+        let api = match event_props.and_then(|p| p.get("ApiId")) {
+            None => self.implicit,
+            Some(reference) => {
+                let id = referenced_resource(reference).context("ApiId is not a !Ref to an HttpApi")?;
+                *self.explicit.get(&id).with_context(|| {
+                    format!("ApiId {id} is not an AWS::Serverless::HttpApi of the template")
+                })?
+            }
+        };
+        let authorizer = event_props
+            .and_then(|p| p.get("Auth"))
+            .and_then(|a| a.get("Authorizer"))
+            .and_then(|a| resolver.scalar(a));
+        match authorizer.as_deref() {
+            None => Ok(api.iam_by_default),
+            Some("AWS_IAM") if !api.iam_enabled => {
+                bail!(
+                    "Authorizer AWS_IAM needs EnableIamAuthorizer: true on its HttpApi (SAM refuses it otherwise)"
+                )
+            }
+            Some(name) => Ok(name == "AWS_IAM"),
+        }
+    }
+}
+
+impl ApiAuth {
+    /// An API's `Auth`, its own keys over the globals' ones.
+    fn parse(globals: Option<&Value>, own: Option<&Value>, resolver: &Resolver) -> anyhow::Result<Self> {
+        let setting = |name: &str| {
+            own.and_then(|auth| auth.get(name))
+                .or_else(|| globals.and_then(|auth| auth.get(name)))
+                .and_then(|value| resolver.scalar(value))
+        };
+        let iam_enabled = setting("EnableIamAuthorizer").is_some_and(|enabled| enabled == "true");
+        let iam_by_default = setting("DefaultAuthorizer").is_some_and(|name| name == "AWS_IAM");
+        if iam_by_default && !iam_enabled {
+            bail!("DefaultAuthorizer AWS_IAM needs EnableIamAuthorizer: true (SAM refuses it otherwise)");
+        }
+        Ok(Self { iam_enabled, iam_by_default })
+    }
 }
 
 /// The logical id a `ServiceToken` names: `!Ref X`, `!Ref X.Alias`, `!GetAtt X.Arn` or
@@ -611,6 +710,120 @@ Resources:
         let unknown = BTreeMap::from([("Nope".to_owned(), "x".to_owned())]);
         let error = Template::parse_with(TEMPLATE, "eu-west-1", &unknown).unwrap_err();
         assert!(format!("{error:#}").contains("no parameter Nope"), "{error:#}");
+    }
+
+    const IAM_TEMPLATE: &str = r#"
+Resources:
+  AdminApi:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      StageName: $default
+      Auth:
+        EnableIamAuthorizer: true
+        DefaultAuthorizer: AWS_IAM
+  OpenApi:
+    Type: AWS::Serverless::HttpApi
+    Properties:
+      Auth:
+        EnableIamAuthorizer: true
+  AdminFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: target/lambda/admin/bootstrap.zip
+      Events:
+        List:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref AdminApi
+            Path: /admin/users
+            Method: GET
+        Ping:
+          Type: HttpApi
+          Properties:
+            ApiId: {Ref: AdminApi}
+            Path: /admin/ping
+            Method: GET
+            Auth:
+              Authorizer: NONE
+        Everything:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref AdminApi
+  OpenFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: target/lambda/open/bootstrap.zip
+      Events:
+        Open:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref OpenApi
+            Path: /open
+            Method: GET
+        Signed:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref OpenApi
+            Path: /signed
+            Method: POST
+            Auth:
+              Authorizer: AWS_IAM
+        Implicit:
+          Type: HttpApi
+          Properties:
+            Path: /implicit
+            Method: GET
+"#;
+
+    fn iam_routes(template: &Template, id: &str) -> Vec<String> {
+        function(template, id).iam_routes.iter().cloned().collect()
+    }
+
+    #[test]
+    fn routes_need_iam_from_their_apis_default_unless_their_event_says_otherwise() {
+        let template = Template::parse(IAM_TEMPLATE, "us-east-1").unwrap();
+
+        assert_eq!(iam_routes(&template, "AdminFunction"), ["$default", "GET /admin/users"]);
+        assert_eq!(iam_routes(&template, "OpenFunction"), ["POST /signed"]);
+        let admin = function(&template, "AdminFunction");
+        let ping = RouteSpec::Route { method: "GET".into(), path: "/admin/ping".into() };
+        assert!(admin.routes.contains(&ping));
+        assert!(!admin.requires_iam(&ping), "Authorizer: NONE opts out of the default");
+        assert!(admin.requires_iam(&RouteSpec::Default));
+    }
+
+    #[test]
+    fn the_implicit_api_takes_its_authorizer_from_the_globals() {
+        let text = format!(
+            "Globals:\n  HttpApi:\n    Auth:\n      EnableIamAuthorizer: true\n      DefaultAuthorizer: AWS_IAM\n{}",
+            IAM_TEMPLATE
+        );
+        let template = Template::parse(&text, "us-east-1").unwrap();
+
+        assert_eq!(iam_routes(&template, "OpenFunction"), ["GET /implicit", "GET /open", "POST /signed"]);
+    }
+
+    #[test]
+    fn aws_iam_without_enable_iam_authorizer_or_an_unknown_api_id_is_an_error() {
+        let without_enable =
+            IAM_TEMPLATE.replace("        EnableIamAuthorizer: true\n        Default", "        Default");
+        let unknown_api = IAM_TEMPLATE.replace(
+            "ApiId: !Ref OpenApi\n            Path: /open",
+            "ApiId: !Ref NoSuchApi\n            Path: /open",
+        );
+        let route_without_enable = IAM_TEMPLATE.replace(
+            "  OpenApi:\n    Type: AWS::Serverless::HttpApi\n    Properties:\n      Auth:\n        EnableIamAuthorizer: true\n",
+            "  OpenApi:\n    Type: AWS::Serverless::HttpApi\n",
+        );
+        for (text, expected) in [
+            (without_enable, "DefaultAuthorizer AWS_IAM needs EnableIamAuthorizer"),
+            (unknown_api, "ApiId NoSuchApi is not an AWS::Serverless::HttpApi"),
+            (route_without_enable, "Authorizer AWS_IAM needs EnableIamAuthorizer"),
+        ] {
+            assert_ne!(text, IAM_TEMPLATE, "the test edits the template");
+            let error = Template::parse(&text, "us-east-1").unwrap_err();
+            assert!(format!("{error:#}").contains(expected), "{error:#}");
+        }
     }
 
     #[test]

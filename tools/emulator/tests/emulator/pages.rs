@@ -2,9 +2,9 @@
 //! for a GET that matches no route, never outside their folder, never in place of a route. With
 //! the bash runtime of tests/fixtures, whose one route is `GET /{behaviour}`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::helpers::fixtures;
+use crate::helpers::{TempDir, fixtures};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request};
 use http_body_util::{BodyExt as _, Full};
@@ -13,33 +13,6 @@ use hyper_util::rt::TokioExecutor;
 use local_lambda::{Emulator, EmulatorConfig};
 
 const PAGE: &str = "<!doctype html>\n<title>A page</title>\n<p>Hello from the stand-in app.</p>\n";
-
-/// A folder of its own under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("local-lambda-pages-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("a temporary folder");
-        Self(dir)
-    }
-
-    fn write(&self, relative: &str, contents: &str) {
-        let file = self.0.join(relative);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, contents).unwrap();
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A folder holding `pages/` (the static dir) with `app/page.html` and `ok.html`, and beside
 /// `pages/` a `secret.html` that no request may reach.
