@@ -610,18 +610,20 @@ def check_observability(source, output, functions, check):
               and group["Properties"].get("RetentionInDays") == retention, logging)
         check(f"{name} traces as TracingMode says", props.get("TracingConfig") == {"Mode": {"Ref": "TracingMode"}},
               props.get("TracingConfig"))
-    stage = next(r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage")
-    access = stage["Properties"].get("AccessLogSettings", {})
-    destination = access.get("DestinationArn", {}).get("Fn::GetAtt", [""])[0]
-    access_group = resources.get(destination, {})
-    try:
-        fields = json.loads(access.get("Format", ""))
-    except ValueError:
-        fields = {}
-    check("the API writes JSON access logs (request id, route, status, latency) to a log group with LogRetentionDays",
-          access_group.get("Type") == "AWS::Logs::LogGroup"
-          and access_group["Properties"].get("RetentionInDays") == retention
-          and {"requestId", "routeKey", "status", "responseLatency"} <= set(fields), access)
+    stages = {n: r for n, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Stage"}
+    check("each HTTP API has a stage", len(stages) == 2, sorted(stages))
+    for stage_name, stage in sorted(stages.items()):
+        access = stage["Properties"].get("AccessLogSettings", {})
+        destination = access.get("DestinationArn", {}).get("Fn::GetAtt", [""])[0]
+        access_group = resources.get(destination, {})
+        try:
+            fields = json.loads(access.get("Format", ""))
+        except ValueError:
+            fields = {}
+        check(f"{stage_name} writes JSON access logs (request id, route, status, latency) to a log group with LogRetentionDays",
+              access_group.get("Type") == "AWS::Logs::LogGroup"
+              and access_group["Properties"].get("RetentionInDays") == retention
+              and {"requestId", "routeKey", "status", "responseLatency"} <= set(fields), access)
 
     alarms = alarms_of(resources)
     scheduled = {name for name, f in functions.items() if f.scheduled}
@@ -1092,9 +1094,27 @@ def main(path):
     check(f"CORS allows every method a route takes ({', '.join(sorted(methods))}) and OPTIONS",
           set(cors.get("allowMethods", [])) == methods | {"OPTIONS"}, cors.get("allowMethods"))
 
-    apis = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
-    check("one HTTP API", len(apis) == 1, f"{len(apis)} APIs")
-    routes = routes_to(apis[0]["Properties"]["Body"], functions) if apis else {}
+    apis = {n: r for n, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Api"}
+    check("two HTTP APIs: the auth API and the admin API", sorted(apis) == ["AdminApi", "AuthApi"], sorted(apis))
+    routes = {}
+    for api_name, api in sorted(apis.items()):
+        body = api["Properties"]["Body"]
+        api_routes = routes_to(body, functions)
+        routes.update(api_routes)
+        admin = api_name == "AdminApi"
+        check(f"{api_name} serves {'only' if admin else 'no'} /admin/ routes",
+              bool(api_routes) and all(route[1].startswith("/admin/") == admin for route in api_routes),
+              sorted(api_routes))
+        for route_path, methods in body["paths"].items():
+            for method, operation in methods.items():
+                iam = operation.get("security") == [{"AWS_IAM": []}]
+                check(f"{api_name} {method.upper()} {route_path} {'needs' if admin else 'does not need'} AWS_IAM authorization",
+                      iam == admin, operation.get("security"))
+        if admin:
+            check("the admin API has no CORS configuration (no browser calls it)",
+                  "x-amazon-apigateway-cors" not in body and "CorsConfiguration" not in api["Properties"], sorted(body))
+            scheme = body.get("components", {}).get("securitySchemes", {}).get("AWS_IAM", {})
+            check("the admin API's AWS_IAM scheme is SigV4", scheme.get("x-amazon-apigateway-authtype") == "awsSigv4", scheme)
     claimed = [(route, name) for name, f in functions.items() for route in f.routes]
     expected_routes = dict(claimed)
     check("no two functions' HttpApi events claim the same route", len(expected_routes) == len(claimed),
@@ -1123,8 +1143,8 @@ def main(path):
     check("each EventBridge rule targets a function with a Schedule event, and each such function is targeted once",
           bool(scheduled) and sorted(targeted) == sorted(scheduled), {"targets": targeted, "scheduled": sorted(scheduled)})
     outputs = output.get("Outputs", {})
-    missing = sorted(({"ApiUrl"} | {f"{n}Name" for n in functions}) - set(outputs))
-    check("outputs name the API URL and every function (<LogicalId>Name)", not missing, missing)
+    missing = sorted(({"ApiUrl", "AdminApiUrl"} | {f"{n}Name" for n in functions}) - set(outputs))
+    check("outputs name both APIs' URLs and every function (<LogicalId>Name)", not missing, missing)
     wrong = sorted(n for n in functions if f"{n}Name" in outputs and outputs[f"{n}Name"].get("Value") != {"Ref": n})
     check("each <LogicalId>Name output is that function's name (!Ref)", not wrong, wrong)
 

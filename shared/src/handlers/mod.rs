@@ -86,7 +86,7 @@ endpoints! {
         "resend-verification" => resend_verification,
         "reset-password" => reset_password,
         "revoke-session" => revoke_session,
-        "security-events" => security_events,
+        "me-security-events" => me_security_events,
         "sessions" => sessions,
         "signup" => signup,
         "undo-change" => undo_change,

@@ -230,9 +230,9 @@ async fn read_events(app: &TestApp, token: &str, query: &str) -> crate::helpers:
         },
     });
     let mut event = event;
-    shared::event::sanitize(&mut event, shared::handlers::security_events::NEEDS.query);
+    shared::event::sanitize(&mut event, shared::handlers::me_security_events::NEEDS.query);
     let request = lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event");
-    crate::helpers::call(&app.app, shared::handlers::security_events::handle, request).await
+    crate::helpers::call(&app.app, shared::handlers::me_security_events::handle, request).await
 }
 
 /// Every page of the caller's events, `limit` at a time: the events' ids in the order read, and

@@ -77,8 +77,12 @@ pub const REGISTRATION_CREDENTIAL: &str = "REPLACE_WITH_A_REGISTRATION_CREDENTIA
 /// [`REGISTRATION_CREDENTIAL`] is.
 pub const ASSERTION_CREDENTIAL: &str = "REPLACE_WITH_A_PASSKEY_ASSERTION";
 
+/// The account's user id (the admin API's `{id}`).
+pub const USER_ID: &str = "REPLACE_WITH_A_USER_ID";
+
 /// Every placeholder a sample event may hold.
-pub const PLACEHOLDERS: [&str; 17] = [
+pub const PLACEHOLDERS: [&str; 18] = [
+    USER_ID,
     EMAIL,
     NEW_EMAIL,
     ACCESS_TOKEN,
@@ -172,6 +176,7 @@ impl Fixture {
             .context("creating the account")?;
         let access = self.signer.issue(user.id, session, &shared::domain::Assurance::password())?;
         let mut values = vec![
+            (USER_ID, user.id.0.to_string()),
             (EMAIL, email.as_str().to_owned()),
             (ACCESS_TOKEN, access.token),
             (REFRESH_TOKEN, refresh.expose().to_owned()),
@@ -366,8 +371,13 @@ pub struct SampleRequest {
 }
 
 /// The request of an API Gateway event (payload 2.0 or 1.0), `None` for an event no front door
-/// sends (a schedule, a custom resource's, a direct invocation).
+/// sends (a schedule, a custom resource's, a direct invocation) and for one it sends only once it
+/// verified the request's AWS signature (an `AWS_IAM` route's, the signer in
+/// `requestContext.authorizer.iam`): those are invoked as the gateway delivers them.
 pub fn request_of(event: &serde_json::Value) -> Option<SampleRequest> {
+    if event.pointer("/requestContext/authorizer/iam").is_some() {
+        return None;
+    }
     let method = event.pointer("/requestContext/http/method").or_else(|| event.get("httpMethod"));
     let path = event.get("rawPath").or_else(|| event.get("path"));
     let (Some(method), Some(path)) = (method.and_then(|m| m.as_str()), path.and_then(|p| p.as_str())) else {
