@@ -205,7 +205,20 @@ async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app
         .await
         .expect("the API runs the retention");
     assert!(purged >= 1, "the old event is purged");
+    let before: i64 = sqlx::query_scalar("select count(*) from security_events").fetch_one(&mut connection).await.unwrap();
+    let asked: i64 = sqlx::query_scalar("select purge_security_events(interval '0 seconds', 2147483647)")
+        .fetch_one(&mut connection)
+        .await
+        .expect("the API runs the retention");
+    assert_eq!(asked, 0, "no retention shorter than 400 days, whoever asks: {before} events stay");
     connection.close().await.ok();
+    let public: bool = sqlx::query_scalar(
+        "select has_function_privilege('public', 'purge_security_events(interval, integer)', 'execute')",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(!public, "only the API's role may run the owner's purge");
     let owners: Vec<String> =
         sqlx::query_scalar("select distinct tableowner::text from pg_tables where schemaname = 'public'")
             .fetch_all(&db.pool)

@@ -1111,6 +1111,9 @@ def main(path):
                 check(f"{api_name} {method.upper()} {route_path} {'needs' if admin else 'does not need'} AWS_IAM authorization",
                       iam == admin, operation.get("security"))
         if admin:
+            for name in sorted({target for target in api_routes.values() if target}):
+                origin = functions[name].variables.get("ORIGIN_VERIFY_SECRET", "")
+                check(f"{name} (admin API, no CDN in front) requires no origin header", origin == "", origin)
             check("the admin API has no CORS configuration (no browser calls it)",
                   "x-amazon-apigateway-cors" not in body and "CorsConfiguration" not in api["Properties"], sorted(body))
             scheme = body.get("components", {}).get("securitySchemes", {}).get("AWS_IAM", {})

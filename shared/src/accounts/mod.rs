@@ -122,28 +122,35 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     let (user, stored_hash) = account.unzip();
     let verified =
         passwords::verify(password, stored_hash.clone()).await.context("verifying the password")?;
-    // An address without an account is counted (the function's LoginFailed metric), never
-    // stored: a credential-stuffing run does not grow the events.
-    let (Some(user), Some(stored_hash)) = (user, stored_hash) else {
-        return Err(ApiError::InvalidCredentials);
+    // Every refusal runs the same statement, with or without an account (one round trip, one
+    // write): its timing tells nothing of the address. An address without an account is counted
+    // (the function's LoginFailed metric), never stored: credential stuffing does not grow the
+    // events.
+    let refused = async |db: &mut DbConnection, reason: &str| {
+        let detail = serde_json::json!({ "reason": reason });
+        match store::record_refused_login(db, &email, attempt, device, &detail).await {
+            Ok(()) => ApiError::InvalidCredentials,
+            Err(error) => ApiError::from(error).context("recording the refused login"),
+        }
+    };
+    let (Some(user), Some(stored_hash), Verified::Yes { rehashed }) = (user, stored_hash, verified) else {
+        return Err(refused(&mut db, "wrong_password").await);
     };
     tracing::Span::current().record("user", tracing::field::display(user.id.0));
-    let Verified::Yes { rehashed } = verified else {
-        return Err(refused_login(&mut db, user.id, "wrong_password", device).await);
-    };
-    // Said only to whoever knows the password, as an operator's hold is no secret from the owner.
-    if disabled {
-        return Err(match refused_login(&mut db, user.id, "account_disabled", device).await {
-            ApiError::InvalidCredentials => ApiError::AccountDisabled,
-            failed => failed,
-        });
-    }
     // Not even to whoever knows the password: with signup answering every address alike, the
     // password of an unverified account may be one a prober chose at a signup of their own, and
     // a distinct answer would tell that their signup made the account. A wrong password's answer
-    // (the verification mail told the owner what to do). The attempt stays counted.
+    // (the verification mail told the owner what to do). The attempt stays counted. Checked
+    // before the operator's hold, whose answer would tell the same.
     if app.require_verified_email && user.email_verified_at.is_none() {
-        return Err(refused_login(&mut db, user.id, "email_not_verified", device).await);
+        return Err(refused(&mut db, "email_not_verified").await);
+    }
+    // Said only to whoever knows the password, as an operator's hold is no secret from the owner.
+    if disabled {
+        return Err(match refused(&mut db, "account_disabled").await {
+            ApiError::InvalidCredentials => ApiError::AccountDisabled,
+            failed => failed,
+        });
     }
     let session = SessionId::generate();
     let refresh = RefreshToken::generate().context("generating the refresh token")?;
@@ -171,16 +178,6 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
                 tokens.issue(user.id, session, &Assurance::password()).context("signing the access token")?;
             Ok(SignIn::Session(Issued { user, access, refresh }))
         }
-    }
-}
-
-/// Records an account's refused login (`login_failed`, with its reason) and answers it as a
-/// wrong password: 401 `invalid_credentials`, or the failure to record it.
-async fn refused_login(db: &mut DbConnection, user: UserId, reason: &str, device: &Device) -> ApiError {
-    let detail = serde_json::json!({ "reason": reason });
-    match security_events::store::record_refusal(db, user, None, "login_failed", device, &detail).await {
-        Ok(()) => ApiError::InvalidCredentials,
-        Err(error) => ApiError::from(error).context("recording the refused login"),
     }
 }
 

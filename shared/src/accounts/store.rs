@@ -156,9 +156,9 @@ pub async fn create_user(
 /// Each upsert counts the attempt (as a failure, taken back by [`start_session`] on success)
 /// under the row's lock, and only while its limit holds: of many concurrent attempts, each one
 /// sees the count the previous one left. The account is read in the same statement, only when
-/// admitted. A login refused here records `login_throttled` for the address's account (none for
-/// an address without one), at most once a minute per account and source address: a crowd's
-/// refused attempts do not grow the events faster than that.
+/// admitted. A login refused here for the address's sake (its backoff, its ceiling; not its
+/// source's limit) records `login_throttled` for its account (none for an address without one),
+/// at most once a minute per account: a crowd's refused attempts do not grow the events faster.
 pub async fn admit_login(
     db: &mut DbConnection,
     email: &Email,
@@ -215,14 +215,17 @@ pub async fn admit_login(
         ), passed as (
             select 1 from admitted where not $6 or exists (select 1 from by_email)
         ), throttled as (
+            -- Refused for the account's own sake (its backoff or its ceiling), not for the
+            -- source's: at most once a minute per account, whatever the sources.
             insert into security_events (id, user_id, type, ip, user_agent)
             select gen_random_uuid(), u.id, 'login_throttled', $9::text::inet, $10
             from users as u
             where $6 and u.email = $1 and not exists (select 1 from passed)
+              and ($3::text is null or exists (select 1 from by_source))
               and not exists (
                   select 1 from security_events as e
                   where e.user_id = u.id and e.at > now() - interval '1 minute'
-                    and e.type = 'login_throttled' and e.ip is not distinct from $9::text::inet)
+                    and e.type = 'login_throttled')
         )
         select exists (select 1 from passed) as "admitted!",
                u.id as "id?: UserId", u.email as "email?", u.created_at as "created_at?",
@@ -277,6 +280,38 @@ pub async fn admit_login(
         _ => None,
     };
     Ok(Admission::Admitted { account, disabled: row.disabled })
+}
+
+/// Records a refused login of `email` (a wrong password, or the right one of an address that
+/// may not sign in): `login_failed` with `detail`, for the account with the address, in one
+/// statement that also touches the attempt's backoff row (which `admit_login` wrote), so that a
+/// refusal writes alike whether or not an account has the address, and takes as long.
+pub async fn record_refused_login(
+    db: &mut DbConnection,
+    email: &Email,
+    attempt: Attempt<'_>,
+    device: &Device,
+    detail: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query!(
+        r#"
+        with touched as (
+            update login_attempts set last_failed_at = last_failed_at
+            where email = $1 and source = $2
+            returning 1
+        )
+        insert into security_events (id, user_id, type, ip, user_agent, detail)
+        select gen_random_uuid(), id, 'login_failed', $3::text::inet, $4, $5::text::jsonb
+        from users where email = $1 and (select count(*) from touched) >= 0
+        "#,
+        email.as_str(),
+        attempt.backoff_key(),
+        device.ip_text(),
+        device.user_agent.as_deref(),
+        detail.to_string(),
+    )
+    .execute(connection))?;
+    Ok(())
 }
 
 /// After a successful login: opens a session with its first refresh token, clears the

@@ -20,6 +20,9 @@ use crate::security_events::store::EventView;
 use crate::sessions::store::SessionView;
 use store::{AdminUser, Operator};
 
+/// The longest prefix or cursor a search takes: an address's longest.
+const MAX_SEARCH_CHARS: usize = 254;
+
 /// The recent events the user's page shows.
 pub const RECENT_EVENTS: i64 = 20;
 
@@ -33,19 +36,26 @@ pub struct UserPage {
 /// order, `limit` after `cursor` (the previous page's `next_cursor`: its last address,
 /// base64url; anything else 400 `invalid_cursor`).
 pub async fn users(app: &App, prefix: &str, limit: i64, cursor: Option<&str>) -> Result<UserPage, ApiError> {
+    // Text Postgres holds (no NUL), no longer than an address.
+    let storable = |text: &str| !text.contains('\0') && text.chars().count() <= MAX_SEARCH_CHARS;
     let after = cursor
         .map(|cursor| {
             URL_SAFE_NO_PAD
                 .decode(cursor)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
-                .filter(|email| !email.is_empty())
+                .filter(|email| !email.is_empty() && storable(email))
                 .ok_or(ApiError::InvalidCursor)
         })
         .transpose()?;
+    if !storable(prefix) {
+        return Err(ApiError::InvalidRequest(format!(
+            "email_prefix must be at most {MAX_SEARCH_CHARS} characters, without NUL"
+        )));
+    }
     let prefix = prefix.to_lowercase();
     let mut db = app.connection().await.context("connecting to the database")?;
-    let mut users = store::list_users(&mut db, &prefix, after.as_deref(), limit + 1)
+    let mut users = store::list_users(&mut db, &prefix, after.as_deref().unwrap_or_default(), limit + 1)
         .await
         .context("listing the users")?;
     let more = users.len() > limit as usize;
@@ -78,7 +88,7 @@ pub async fn user(app: &App, id: UserId) -> Result<UserDetail, ApiError> {
     let factors = crate::mfa::store::list_factors(&mut db, id).await.context("listing the factors")?;
     let passkeys =
         crate::passkeys::store::list_passkeys(&mut db, id).await.context("listing the passkeys")?;
-    let events = crate::security_events::store::list(&mut db, id, None, RECENT_EVENTS)
+    let events = crate::security_events::store::list(&mut db, id, None, RECENT_EVENTS, false)
         .await
         .context("reading the events")?;
     Ok(UserDetail { user, sessions, factors, passkeys, events })

@@ -22,25 +22,29 @@ pub struct AdminUser {
     pub disabled_at: Option<OffsetDateTime>,
 }
 
-/// Users whose address starts with `prefix` (every user without one), in the addresses' byte
-/// order, `limit` of them after the address `after`: a range on `users_email_bytes_idx`.
+/// Users whose address starts with `prefix` (every user with the empty one), in the addresses'
+/// byte order, `limit` of them after the address `after` (the empty one: from the start): a
+/// range on `users_email_bytes_idx`, bounded on both sides whatever the prefix, in one plan.
 pub async fn list_users(
     db: &mut DbConnection,
     prefix: &str,
-    after: Option<&str>,
+    after: &str,
     limit: i64,
 ) -> Result<Vec<AdminUser>, sqlx::Error> {
+    // Past every address that starts with the prefix: the prefix and the last code point.
+    let beyond = format!("{prefix}{}", char::MAX);
     one_statement!(db, |connection| sqlx::query_as!(
         AdminUser,
         r#"
         select id as "id: UserId", email, created_at, email_verified_at, disabled_at
         from users
-        where email collate "C" >= $1 and starts_with(email, $1)
-          and ($2::text is null or email collate "C" > $2)
+        where email collate "C" >= $1 and email collate "C" < $2 and email collate "C" > $3
+          and starts_with(email, $1)
         order by email collate "C"
-        limit $3
+        limit $4
         "#,
         prefix,
+        beyond,
         after,
         limit,
     )
@@ -116,10 +120,14 @@ pub async fn disable(
     )
 }
 
-/// Enables `user` again, recording `account_enabled` when it was disabled. Whether the user
-/// exists.
+/// Enables `user` again, recording `account_enabled` when it was disabled, after the user's row
+/// lock (a deletion in flight either went first, and there is no user, or waits). Whether the
+/// user exists.
 pub async fn enable(db: &mut DbConnection, user: UserId, by: Operator<'_>) -> Result<bool, sqlx::Error> {
-    one_statement!(db, |connection| sqlx::query_scalar!(
+    locked_then!(
+        db,
+        |connection| lock_user(&mut *connection, user),
+        sqlx::query_scalar!(
         r#"
         with target as (
             select id from users where id = $1
@@ -139,7 +147,8 @@ pub async fn enable(db: &mut DbConnection, user: UserId, by: Operator<'_>) -> Re
         by.device.ip_text(),
         by.device.user_agent.as_deref(),
     )
-    .fetch_one(connection))
+        .fetch_one(&mut *connection)
+    )
 }
 
 /// Ends every session of `user` with its refresh tokens, and voids every sign-in waiting for a

@@ -202,7 +202,8 @@ fn describe(error: MigrateError) -> anyhow::Error {
 /// The statements that give `role` the API's privileges and nothing more, all idempotent:
 /// usage on the current schema; select, insert, update and delete on its tables (but not on the
 /// migrations' history, and only select and insert on `security_events`, which is append-only
-/// for the API: its retention runs through the owner's `purge_security_events`); usage and
+/// for the API: its retention runs through the owner's `purge_security_events`, which only it
+/// may run, and which keeps 400 days whatever it is asked); usage and
 /// select on its sequences; the same by default on what the
 /// owner (the role running this) creates later. `create` on the schema is revoked from
 /// `public` (Postgres before 15 grants it to everyone); as a non-owner, Postgres only warns.
@@ -221,7 +222,8 @@ pub fn grants(role: &str) -> String {
                              grant usage, select on sequences to {role}', current_schema());
          end $grants$;
          revoke all on table _sqlx_migrations from {role};
-         revoke update, delete, truncate on table security_events from {role};"
+         revoke update, delete, truncate on table security_events from {role};
+         grant execute on function purge_security_events(interval, integer) to {role};"
     )
 }
 

@@ -260,6 +260,10 @@ pub async fn finish_sign_in(
     let asserted = assert(app, &mut db, challenge, &credential, || ApiError::InvalidCredentials).await?;
     // Said only to whoever holds the passkey, as login says it after the right password.
     if asserted.disabled {
+        let detail = serde_json::json!({ "reason": "account_disabled", "method": "passkey" });
+        crate::security_events::store::record_refusal(&mut db, asserted.user, None, "login_failed", device, &detail)
+            .await
+            .context("recording the refused sign-in")?;
         return Err(ApiError::AccountDisabled);
     }
     let assurance = Assurance::passkey(asserted.synced);

@@ -54,15 +54,20 @@ pub fn decode_cursor(raw: &str) -> Result<After, ApiError> {
     let id = Uuid::from_slice(id).map_err(|_| ApiError::InvalidCursor)?;
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(i64::from_be_bytes(*micros)) * 1_000)
         .map_err(|_| ApiError::InvalidCursor)?;
+    // No event is older than the epoch, nor later than Postgres' calendar reaches.
+    if !(1970..=9999).contains(&at.year()) {
+        return Err(ApiError::InvalidCursor);
+    }
     Ok(After { at, id })
 }
 
-/// A page of `user`'s events, newest first: `limit` of them after `cursor`.
+/// A page of `user`'s own events, newest first: `limit` of them after `cursor` (an operator's
+/// action without who acted, [`store::list`]).
 pub async fn page(app: &App, user: UserId, limit: i64, cursor: Option<&str>) -> Result<Page, ApiError> {
     let after = cursor.map(decode_cursor).transpose()?;
     let mut db = app.connection().await.context("connecting to the database")?;
     // One more than the page: whether another follows, without a second query.
-    let mut events = store::list(&mut db, user, after, limit + 1).await.context("reading the events")?;
+    let mut events = store::list(&mut db, user, after, limit + 1, true).await.context("reading the events")?;
     let more = events.len() > limit as usize;
     events.truncate(limit as usize);
     let next_cursor =
@@ -81,7 +86,9 @@ mod tests {
             id: Uuid::new_v4(),
         };
         assert_eq!(decode_cursor(&encode_cursor(after)).unwrap(), after);
+        let before_the_epoch: Vec<u8> = [0xffu8, 0xfe, 0xf0, 0, 0, 0, 0, 0].into_iter().chain([0u8; 16]).collect();
         for bad in [
+            &URL_SAFE_NO_PAD.encode(before_the_epoch),
             "",
             "%%%",
             "AAAA",

@@ -57,20 +57,30 @@ pub struct After {
 }
 
 /// `user`'s events, newest first, `limit` of them after `after` (keyset, on the index of
-/// (user, time, id)).
+/// (user, time, id): without a cursor the bound is the end of time, so that one plan serves
+/// every page). For the user's own view (`owner_view`), an operator's action keeps its type and
+/// time but not who acted nor from where (the principal's ARN names the operator's account and
+/// role).
 pub async fn list(
     db: &mut DbConnection,
     user: UserId,
     after: Option<After>,
     limit: i64,
+    owner_view: bool,
 ) -> Result<Vec<EventView>, sqlx::Error> {
     let (at, id) = after.map_or((None, None), |after| (Some(after.at), Some(after.id)));
     one_statement!(db, |connection| sqlx::query_as!(
         EventView,
         r#"
-        select id, type as kind, at, host(ip) as ip, user_agent, session_id, detail
+        select id, type as kind, at,
+               case when $5 and detail ? 'by' then null else host(ip) end as ip,
+               case when $5 and detail ? 'by' then null else user_agent end as user_agent,
+               session_id,
+               case when $5 then detail - 'by' else detail end as "detail!"
         from security_events
-        where user_id = $1 and ($2::timestamptz is null or (at, id) < ($2, $3::uuid))
+        where user_id = $1
+          and (at, id) < (coalesce($2, 'infinity'::timestamptz),
+                          coalesce($3::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid))
         order by at desc, id desc
         limit $4
         "#,
@@ -78,6 +88,7 @@ pub async fn list(
         at,
         id,
         limit,
+        owner_view,
     )
     .fetch_all(connection))
 }

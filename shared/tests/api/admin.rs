@@ -36,6 +36,22 @@ fn admin_request(method: &str, path: &str, query: &str, iam: bool) -> shared::ht
     lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event")
 }
 
+/// The caller's own security events, as `GET /auth/me/security-events` shows them.
+async fn own_events(app: &TestApp, access: &str) -> Vec<Value> {
+    let event = json!({
+        "version": "2.0", "routeKey": "GET /auth/me/security-events", "rawPath": "/auth/me/security-events",
+        "rawQueryString": "limit=100", "headers": { "authorization": format!("Bearer {access}") },
+        "isBase64Encoded": false,
+        "requestContext": { "apiId": "testapi", "stage": "$default", "requestId": "test",
+                            "http": { "method": "GET", "path": "/auth/me/security-events", "protocol": "HTTP/1.1",
+                                      "sourceIp": "192.0.2.1", "userAgent": "tests" } },
+    });
+    let request = lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event");
+    let page = call(&app.app, handlers::me_security_events::handle, request).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body["events"].as_array().unwrap().clone()
+}
+
 impl TestApp {
     async fn admin(&self, method: &str, path: &str, query: &str) -> Response {
         self.admin_as(method, path, query, true).await
@@ -85,6 +101,9 @@ async fn users_are_found_by_address_prefix_a_page_at_a_time(pool: PgPool) {
     let literal = app.admin("GET", "/admin/users", "email_prefix=an_").await;
     let everyone = app.admin("GET", "/admin/users", "").await;
     let bad = app.admin("GET", "/admin/users", "cursor=%%%").await;
+    let nul_prefix = app.admin("GET", "/admin/users", "email_prefix=a%00b").await;
+    let nul_cursor = app.admin("GET", "/admin/users", "cursor=YQBi").await;
+    let long = app.admin("GET", "/admin/users", &format!("email_prefix={}", "a".repeat(255))).await;
 
     assert_eq!(
         found,
@@ -103,6 +122,9 @@ async fn users_are_found_by_address_prefix_a_page_at_a_time(pool: PgPool) {
     assert_eq!(literal, ["an_x@example.com"], "_ and % are the characters they are");
     assert_eq!(everyone.body["users"].as_array().unwrap().len(), 7);
     assert_eq!((bad.status, bad.error_code()), (400, "invalid_cursor"));
+    assert_eq!((nul_prefix.status, nul_prefix.error_code()), (400, "invalid_request"));
+    assert_eq!((nul_cursor.status, nul_cursor.error_code()), (400, "invalid_cursor"), "a\\0b, base64url");
+    assert_eq!((long.status, long.error_code()), (400, "invalid_request"));
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -172,6 +194,10 @@ async fn a_disabled_user_signs_in_nowhere_until_enabled_and_each_change_is_recor
     assert_eq!(app.admin_events(id, "account_enabled").await, [json!({ "by": OPERATOR })]);
     let reasons: Vec<Value> = app.admin_events(id, "login_failed").await;
     assert_eq!(reasons, [json!({ "reason": "account_disabled" }), json!({ "reason": "wrong_password" })]);
+    let own = own_events(&app, &back.access_token()).await;
+    let disabled_seen = own.iter().find(|event| event["type"] == "account_disabled").expect("in the user's view");
+    assert_eq!(disabled_seen["detail"], json!({ "sessions_revoked": 2 }), "not who acted");
+    assert_eq!((&disabled_seen["ip"], &disabled_seen["user_agent"]), (&Value::Null, &Value::Null), "nor from where");
     let (ip, agent): (Option<String>, Option<String>) =
         sqlx::query_as("select host(ip), user_agent from security_events where type = 'account_disabled'")
             .fetch_one(&app.pool)

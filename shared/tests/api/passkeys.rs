@@ -432,3 +432,25 @@ async fn adding_signing_in_with_and_removing_a_passkey_each_record_one_event(poo
     assert_eq!(events[2].1["passkey_id"], user.passkey_id.as_str());
     assert_eq!(events[3].1, json!({ "passkey_id": user.passkey_id }));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_disabled_accounts_passkey_is_told_so_once_it_verified_and_opens_nothing(pool: PgPool) {
+    let app = TestApp::with_mail(pool, |_| {}).await;
+    let email = address("disabled");
+    let mut user = app.with_passkey(&email, true).await;
+    sqlx::query("update users set disabled_at = now() where email = $1").bind(&email).execute(&app.pool).await.unwrap();
+
+    let refused = app.passkey_sign_in(&mut user.authenticator).await;
+
+    assert_eq!((refused.status, refused.error_code()), (403, "account_disabled"));
+    let sessions: i64 = app.count("select count(*) from sessions where revoked_at is null").await;
+    assert_eq!(sessions, 1, "only the signup's");
+    let failed: Vec<Value> = app
+        .events_of(app.user_id(&email).await)
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "login_failed")
+        .map(|(_, detail)| detail)
+        .collect();
+    assert_eq!(failed, [json!({ "reason": "account_disabled", "method": "passkey" })]);
+}

@@ -61,7 +61,7 @@ async fn a_wrong_password_is_recorded_for_an_account_and_an_unknown_address_writ
 }
 
 #[sqlx::test(migrations = "../migrations")]
-async fn a_throttled_account_records_login_throttled_once_a_minute_per_source(pool: PgPool) {
+async fn a_throttled_account_records_login_throttled_once_a_minute(pool: PgPool) {
     let app = TestApp::new(pool);
     app.signed_up("tess@example.com").await;
 
