@@ -10,6 +10,7 @@ mod helpers;
 mod account;
 mod atomicity;
 mod endpoints;
+mod events_out;
 mod layers;
 mod lifecycle;
 mod mfa;
