@@ -20,6 +20,7 @@ mod pool;
 pub mod process;
 pub mod report;
 mod sandbox;
+pub mod schedule;
 pub mod template;
 
 use std::collections::BTreeMap;
