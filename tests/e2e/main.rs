@@ -8,6 +8,7 @@ mod helpers;
 mod account;
 mod browser;
 mod contract;
+mod events_out;
 mod house;
 mod idle_session;
 mod issuer;
