@@ -90,11 +90,27 @@ impl EventsOut {
         }
     }
 
-    /// The statement that turns the outbox trigger on or off (as the table's owner).
+    /// The statement that turns the outbox trigger on or off (as the table's owner), only when it
+    /// is not already so: `alter table` locks out the event writers while it waits and runs, which
+    /// a deploy that changes nothing should not do.
     fn statement(self) -> &'static str {
         match self {
-            Self::On => "alter table security_events enable trigger security_events_outbox",
-            Self::Off => "alter table security_events disable trigger security_events_outbox",
+            Self::On => {
+                "do $events_out$ begin
+                   if exists (select from pg_trigger where tgrelid = 'security_events'::regclass
+                              and tgname = 'security_events_outbox' and tgenabled = 'D') then
+                     alter table security_events enable trigger security_events_outbox;
+                   end if;
+                 end $events_out$"
+            }
+            Self::Off => {
+                "do $events_out$ begin
+                   if exists (select from pg_trigger where tgrelid = 'security_events'::regclass
+                              and tgname = 'security_events_outbox' and tgenabled <> 'D') then
+                     alter table security_events disable trigger security_events_outbox;
+                   end if;
+                 end $events_out$"
+            }
         }
     }
 }
