@@ -1,7 +1,7 @@
 //! Everything the auth functions share: configuration, the lazily created Postgres pool, the
 //! domain types, password hashing, tokens, the use-cases of each aggregate (accounts, sessions,
-//! mail links) with their SQL, the operations (migration, health, maintenance) and the Lambda
-//! wiring.
+//! mail links) with their SQL, the operations (migration, health, maintenance), the security
+//! events' way out to EventBridge and the Lambda wiring.
 //!
 //! Each binary under `functions/` hands one module of [`handlers`] to [`runtime::run`].
 
@@ -13,6 +13,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod event;
+pub mod events_out;
 pub mod handlers;
 pub mod http;
 pub mod issuer;

@@ -29,6 +29,16 @@ pub const MAIL_REJECTED: &str = "MailRejected";
 /// A mail held back by a sending limit (per address, or the global hourly cap).
 pub const MAIL_LIMITED: &str = "MailLimited";
 
+/// Security events EventBridge took in one pass of the events-out drain.
+pub const SECURITY_EVENTS_SENT: &str = "SecurityEventsSent";
+/// Security events whose send failed in one pass (refused, or no answer): queued still, sent
+/// again after a backoff.
+pub const SECURITY_EVENTS_FAILED: &str = "SecurityEventsFailed";
+/// Security events queued in the outbox after a pass.
+pub const SECURITY_EVENTS_QUEUED: &str = "SecurityEventsQueued";
+/// How long the oldest queued security event has waited, after a pass (seconds).
+pub const SECURITY_EVENTS_OLDEST_QUEUED: &str = "SecurityEventsOldestQueuedAge";
+
 /// Where one function's metrics go: its namespace and the `FunctionName` dimension.
 #[derive(Debug, Clone)]
 pub struct Metrics {

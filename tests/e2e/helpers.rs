@@ -226,6 +226,16 @@ impl TestApi {
         env.set_for_all("AWS_LAMBDA_LOG_FORMAT", "Text");
         // The template's DB_SSLMODE (require) is for AWS; the test server is plaintext on loopback.
         env.remove_for_all("DB_SSLMODE");
+        // A function that sends to EventBridge (the security events' drain) reaches the local
+        // one (scripts/with-moto), else a closed loopback port: never AWS.
+        let eventbridge =
+            std::env::var("AWS_ENDPOINT_URL_EVENTBRIDGE").unwrap_or_else(|_| "http://127.0.0.1:9".to_owned());
+        let functions = local_lambda::Template::load(&template(), REGION).expect("template.yaml").functions;
+        for function in functions.iter().filter(|f| f.environment.contains_key("EVENT_BUS_NAME")) {
+            env.set_for(&function.logical_id, "AWS_ENDPOINT_URL_EVENTBRIDGE", eventbridge.clone());
+            env.set_for(&function.logical_id, "AWS_ACCESS_KEY_ID", "moto");
+            env.set_for(&function.logical_id, "AWS_SECRET_ACCESS_KEY", "moto");
+        }
         // FUNCTION_RUST_LOG=debug cargo test ... shows what the functions do when a test fails.
         if let Ok(filter) = std::env::var("FUNCTION_RUST_LOG") {
             config.env_overrides.set_for_all("RUST_LOG", filter);

@@ -9,6 +9,7 @@ mod account;
 mod admin;
 mod browser;
 mod contract;
+mod events_out;
 mod house;
 mod idle_session;
 mod issuer;

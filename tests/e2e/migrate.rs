@@ -23,7 +23,7 @@ use sqlx::{Connection as _, PgConnection};
 use tokio::sync::mpsc;
 
 /// The schema's tables once every migration ran, by name.
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 18] = [
     "login_attempts",
     "login_failure_windows",
     "mail_hourly",
@@ -35,6 +35,7 @@ const TABLES: [&str; 17] = [
     "passkeys",
     "recovery_codes",
     "refresh_tokens",
+    "security_event_outbox",
     "security_events",
     "security_undo_tokens",
     "sessions",
@@ -187,6 +188,9 @@ async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app
         "update security_events set type = 'tampered'",
         "delete from security_events",
         "truncate security_events",
+        // Only the owner's trigger queues an event for EventBridge.
+        "insert into security_event_outbox (event_id) select id from security_events",
+        "truncate security_event_outbox",
     ] {
         let error = sqlx::raw_sql(statement).execute(&mut connection).await.expect_err(statement);
         let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
@@ -200,11 +204,33 @@ async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app
     .execute(&mut connection)
     .await
     .expect("the API inserts an event");
+    // Its insert queued it for EventBridge (the trigger runs as the owner), and the drain, which
+    // runs as the API's role, reads and puts off queued rows.
+    let queued: i64 = sqlx::query_scalar(
+        "select count(*) from security_event_outbox as o join security_events as e on e.id = o.event_id
+         where e.at < now() - interval '400 days'",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .expect("the API reads the outbox");
+    assert_eq!(queued, 1, "the event was queued by the statement that wrote it");
+    sqlx::raw_sql("update security_event_outbox set attempts = attempts + 1")
+        .execute(&mut connection)
+        .await
+        .expect("the API puts a queued event off");
     let purged: i64 = sqlx::query_scalar("select purge_security_events(interval '400 days', 100)")
         .fetch_one(&mut connection)
         .await
         .expect("the API runs the retention");
     assert!(purged >= 1, "the old event is purged");
+    let left: i64 = sqlx::query_scalar(
+        "select count(*) from security_event_outbox as o
+         where not exists (select from security_events as e where e.id = o.event_id)",
+    )
+    .fetch_one(&mut connection)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "a purged event leaves the outbox with it");
     let before: i64 = sqlx::query_scalar("select count(*) from security_events").fetch_one(&mut connection).await.unwrap();
     let asked: i64 = sqlx::query_scalar("select purge_security_events(interval '0 seconds', 2147483647)")
         .fetch_one(&mut connection)

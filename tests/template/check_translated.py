@@ -535,6 +535,40 @@ def check_vpc_options(source, template, check):
           and ses_endpoint.get("SubnetIds") == subnets and ses_https == [("tcp", 443, 443, "sg-0123abcd")],
           (ses_name, ses_endpoint, ses_https))
 
+    # EventBridge's endpoint: the security events' drain runs in the VPC and calls PutEvents.
+    for name, overrides, refused in [
+        ("the EventBridge endpoint without VpcId",
+         {"SubnetIds": subnets, "SecurityGroupIds": groups, "CreateEventBridgeEndpoint": "true"}, True),
+        ("the EventBridge endpoint with VpcId, subnets and security groups",
+         {"SubnetIds": subnets, "SecurityGroupIds": groups, "VpcId": "vpc-0123abcd",
+          "CreateEventBridgeEndpoint": "true"}, False),
+    ]:
+        failed = refused_by_rules(source, dict(base, **overrides))
+        check(f"the Rules {'refuse' if refused else 'accept'} {name}", bool(failed) == refused, failed)
+
+    def is_events(r):
+        return json.dumps(r["Properties"].get("ServiceName")).endswith('.events"}')
+
+    with_events = dict(vpc, CreateEventBridgeEndpoint="true")
+    events_parameters, events_conditions = deployed_values(source, with_events)
+    events_output = transform(copy.deepcopy(template), with_events, OfflinePolicies())["Resources"]
+    made = [evaluate(r["Properties"], events_parameters, events_conditions) for r in events_output.values()
+            if r["Type"] == "AWS::EC2::VPCEndpoint" and events_conditions.get(r.get("Condition"), True) and is_events(r)]
+    check("without CreateEventBridgeEndpoint there is no EventBridge endpoint",
+          not any(conditions.get(r.get("Condition"), True) for r in output["Resources"].values()
+                  if r["Type"] == "AWS::EC2::VPCEndpoint" and is_events(r)))
+    events_endpoint = made[0] if len(made) == 1 else {}
+    events_groups = [g.get("Ref") for g in events_endpoint.get("SecurityGroupIds", []) if isinstance(g, dict)]
+    events_group = evaluate(events_output.get(events_groups[0], {}).get("Properties", {}), events_parameters,
+                            events_conditions) if len(events_groups) == 1 else {}
+    events_https = [(r["IpProtocol"], r["FromPort"], r["ToPort"], r.get("SourceSecurityGroupId"))
+                    for r in events_group.get("SecurityGroupIngress", [])]
+    check("CreateEventBridgeEndpoint makes an interface endpoint for EventBridge (events) with private DNS in the "
+          "subnets, admitting HTTPS from the functions' security group alone",
+          events_endpoint.get("VpcEndpointType") == "Interface" and events_endpoint.get("PrivateDnsEnabled") is True
+          and events_endpoint.get("SubnetIds") == subnets and events_https == [("tcp", 443, 443, "sg-0123abcd")],
+          (events_endpoint, events_https))
+
 
 
 
@@ -781,16 +815,78 @@ def check_secrets_kms_key(source, resources, functions, check):
         exists = conditions.get(policy.get("Condition"), policy.get("Condition") is None)
         check(f"the kms:Decrypt policy {'exists' if expected else 'does not exist'} with SecretsKmsKeyArn={key_arn!r}",
               exists == expected, policy.get("Condition"))
-    readers = {role_of(resources, n) for n, f in functions.items() if f.secrets}
-    roles = {role.get("Ref") for role in policy["Properties"]["Roles"]}
-    check("every function that reads a secret may decrypt with the key, and no other",
-          roles == readers, sorted(map(str, roles ^ readers)))
+    # A function that exists only under a condition has its role listed under the same one.
+    for out in ["true", "false"]:
+        values, conditions = deployed_values(source, dict(PARAMETERS, SecretsKmsKeyArn=KMS_KEY, SecurityEventsOut=out))
+        readers = {role_of(resources, n) for n, f in functions.items()
+                   if f.secrets and conditions.get(f.resource.get("Condition"), True)}
+        roles = {role.get("Ref") for role in evaluate(policy["Properties"]["Roles"], values, conditions)}
+        check(f"every function that reads a secret may decrypt with the key, and no other (SecurityEventsOut={out})",
+              roles == readers, sorted(map(str, roles ^ readers)))
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     expected = [{
         "Effect": "Allow", "Action": "kms:Decrypt", "Resource": {"Ref": "SecretsKmsKeyArn"},
         "Condition": {"StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}},
     }]
     check("kms:Decrypt on that key only, through Secrets Manager in the stack's region", statements == expected, statements)
+
+
+def put_events_statements(resource):
+    """The statements of a role resource that name an EventBridge action (or every action)."""
+    found = []
+    for policy in resource["Properties"].get("Policies", []):
+        for statement in as_list(policy["PolicyDocument"].get("Statement", [])):
+            actions = as_list(statement.get("Action", []))
+            if any(a == "*" or str(a).startswith("events:") for a in actions):
+                found.append(statement)
+    return found
+
+
+def check_security_events_out(source, resources, functions, migration, check):
+    """SecurityEventsOut: by default one scheduled function may put events on EventBusName and on
+    nothing else, every minute, with its alarms; off, it and everything of it is gone, and the
+    migration is told so (EVENTS_OUT) to stop queueing."""
+    declared = source["Parameters"]
+    check("parameter SecurityEventsOut is true or false, true by default",
+          declared.get("SecurityEventsOut", {}).get("Default") == "true"
+          and sorted(declared.get("SecurityEventsOut", {}).get("AllowedValues", [])) == ["false", "true"])
+    check("parameter EventBusName defaults to the default bus", declared.get("EventBusName", {}).get("Default") == "default")
+    pattern = declared.get("EventBusName", {}).get("AllowedPattern", "")
+    check("parameter EventBusName takes a name, never an ARN or a wildcard",
+          bool(pattern) and re.fullmatch(pattern, "auth-events") and not re.fullmatch(pattern, "*")
+          and not re.fullmatch(pattern, "arn:aws:events:eu-west-1:123456789012:event-bus/x"), pattern)
+    senders = {n: put_events_statements(resources[role_of(resources, n)]) for n in functions if role_of(resources, n)}
+    senders = {n: statements for n, statements in senders.items() if statements}
+    check("one function may put events on EventBridge", len(senders) == 1, sorted(senders))
+    if len(senders) != 1:
+        return
+    (name, statements), = senders.items()
+    function = functions[name]
+    bus = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"}
+    check(f"{name} may call events:PutEvents alone, on EventBusName alone",
+          statements == [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus}], statements)
+    check(f"{name} is told EVENT_BUS_NAME from EventBusName",
+          function.variables.get("EVENT_BUS_NAME") == {"Ref": "EventBusName"}, function.variables.get("EVENT_BUS_NAME"))
+    schedules = [e["Properties"].get("Schedule") for e in (function.properties.get("Events") or {}).values()
+                 if e.get("Type") == "Schedule"]
+    check(f"{name} runs every minute, and on nothing else", schedules == ["rate(1 minute)"]
+          and not function.routes, schedules)
+    check(f"{name} is in the VPC (the database)", function.vpc)
+    condition = function.resource.get("Condition")
+    for out in ["true", "false"]:
+        _, conditions = deployed_values(source, dict(PARAMETERS, SecurityEventsOut=out))
+        present = sorted(n for n, r in resources.items() if conditions.get(r.get("Condition"), True)
+                         and name in json.dumps(r) and n != "SecretsKmsDecryptPolicy")
+        expected = out == "true"
+        check(f"with SecurityEventsOut={out} {name}, its role, schedule, log group and alarms "
+              f"{'exist' if expected else 'do not exist'}",
+              condition is not None and conditions.get(condition) == expected
+              and all(conditions.get(resources[n].get("Condition"), True) == expected for n in present)
+              and (len(present) >= 6 if expected else True), present)
+    if migration is not None:
+        check("the migration function is told EVENTS_OUT from SecurityEventsOut (off: it stops the queueing)",
+              functions[migration].variables.get("EVENTS_OUT") == {"Ref": "SecurityEventsOut"},
+              functions[migration].variables.get("EVENTS_OUT"))
 
 
 def ses_statements(resource):
@@ -1138,6 +1234,7 @@ def main(path):
     check_migration(template, resources, functions, migration, check)
     check_secrets_kms_key(source, resources, functions, check)
     check_mail(source, resources, functions, check)
+    check_security_events_out(source, resources, functions, migration, check)
 
     scheduled = {name for name, f in functions.items() if f.scheduled}
     rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::ops::custom_resource::Request;
-use crate::ops::migration::{self, ApplicationRole};
+use crate::ops::migration::{self, ApplicationRole, EventsOut};
 
 /// Migrating needs the database only.
 pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
@@ -29,13 +29,14 @@ const ERROR_TYPE: &str = "MigrationFailed";
 /// Handles one invocation: a custom-resource request or a direct invocation.
 pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
     let role = ApplicationRole::from_env();
+    let events_out = EventsOut::from_env();
     let deadline = UNIX_EPOCH + Duration::from_millis(event.context.deadline);
     if Request::is_one(&event.payload) {
         let request: Request = serde_json::from_value(event.payload)
             .map_err(|error| failure(anyhow::anyhow!("a malformed custom-resource request: {error}")))?;
-        return migration::answer_cloudformation(app, &role, &request, deadline).await.map_err(failure);
+        return migration::answer_cloudformation(app, &role, events_out, &request, deadline).await.map_err(failure);
     }
-    migration::run(app, &role).await.map_err(failure)
+    migration::run(app, &role, events_out).await.map_err(failure)
 }
 
 fn failure(error: anyhow::Error) -> Diagnostic {

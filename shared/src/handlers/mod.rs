@@ -93,6 +93,7 @@ endpoints! {
         "verify-email" => verify_email,
     }
     tasks: {
+        "events-out" => events_out,
         "migrate" => migrate,
     }
 }

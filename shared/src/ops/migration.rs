@@ -60,6 +60,61 @@ impl ApplicationRole {
     }
 }
 
+/// Whether security events go out to EventBridge (`EVENTS_OUT`, the template's `EventsOut`):
+/// on, the outbox trigger queues every new event for the events-out function; off, the
+/// migration disables the trigger, so nothing is queued for a drain that is not deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsOut {
+    On,
+    Off,
+}
+
+impl EventsOut {
+    /// Reads the process environment.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads `EVENTS_OUT`: only `false` turns events out off. Unset (the template always sets
+    /// it, to `true` by default) or anything else keeps them on, with a warning for a value that
+    /// is neither: a typo then queues events, which the backlog alarm tells of, rather than
+    /// silently dropping them or failing the deploy.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        match lookup("EVENTS_OUT").as_deref().map(str::trim) {
+            Some("false") => Self::Off,
+            None | Some("" | "true") => Self::On,
+            Some(other) => {
+                tracing::warn!(value = other, "EVENTS_OUT is neither true nor false: events out stay on");
+                Self::On
+            }
+        }
+    }
+
+    /// The statement that turns the outbox trigger on or off (as the table's owner), only when it
+    /// is not already so: `alter table` locks out the event writers while it waits and runs, which
+    /// a deploy that changes nothing should not do.
+    fn statement(self) -> &'static str {
+        match self {
+            Self::On => {
+                "do $events_out$ begin
+                   if exists (select from pg_trigger where tgrelid = 'security_events'::regclass
+                              and tgname = 'security_events_outbox' and tgenabled = 'D') then
+                     alter table security_events enable trigger security_events_outbox;
+                   end if;
+                 end $events_out$"
+            }
+            Self::Off => {
+                "do $events_out$ begin
+                   if exists (select from pg_trigger where tgrelid = 'security_events'::regclass
+                              and tgname = 'security_events_outbox' and tgenabled <> 'D') then
+                     alter table security_events disable trigger security_events_outbox;
+                   end if;
+                 end $events_out$"
+            }
+        }
+    }
+}
+
 /// The application secret's part migrate reads.
 #[derive(Deserialize)]
 struct ApplicationSecret {
@@ -75,6 +130,7 @@ static SECRETS: OnceCell<Secrets> = OnceCell::const_new();
 pub async fn answer_cloudformation(
     app: &App,
     role: &ApplicationRole,
+    events_out: EventsOut,
     request: &Request,
     deadline: SystemTime,
 ) -> anyhow::Result<Value> {
@@ -100,7 +156,7 @@ pub async fn answer_cloudformation(
         RequestType::Create | RequestType::Update => {
             let budget =
                 deadline.duration_since(SystemTime::now()).unwrap_or_default().saturating_sub(ANSWER_MARGIN);
-            match tokio::time::timeout(budget, run(app, role)).await {
+            match tokio::time::timeout(budget, run(app, role, events_out)).await {
                 Ok(Ok(done)) => (Status::Success, format!("migrated: {done}"), done),
                 Ok(Err(error)) => {
                     tracing::error!(error = ?error, "the migration failed");
@@ -135,9 +191,11 @@ fn is_for_other_code(request: &Request, running: &str) -> bool {
     }
 }
 
-/// Applies every pending migration, then grants the application role its privileges; answers
-/// `{"migrations": N, "application_role": name or null}`. Also `make migrate`'s (db-migrate).
-pub async fn run(app: &App, role: &ApplicationRole) -> anyhow::Result<Value> {
+/// Applies every pending migration, turns the security events' outbox on or off
+/// ([`EventsOut`]), then grants the application role its privileges; answers
+/// `{"migrations": N, "application_role": name or null, "events_out": bool}`. Also
+/// `make migrate`'s (db-migrate).
+pub async fn run(app: &App, role: &ApplicationRole, events_out: EventsOut) -> anyhow::Result<Value> {
     // Read before migrating: a missing or unreadable application secret changes nothing.
     let role_name = match role {
         ApplicationRole::Named(name) => Some(name.clone()),
@@ -158,6 +216,13 @@ pub async fn run(app: &App, role: &ApplicationRole) -> anyhow::Result<Value> {
     migrator().run(pool).await.map_err(describe)?;
     let count = MIGRATOR.iter().count();
     tracing::info!(migrations = count, "migrations applied");
+    let mut connection = app.connection().await.map_err(anyhow::Error::new)?;
+    (&mut *connection)
+        .execute(sqlx::raw_sql(events_out.statement()))
+        .await
+        .with_context(|| format!("turning the security events' outbox {events_out:?}"))?;
+    drop(connection);
+    tracing::info!(?events_out, "security events out");
     if let Some(name) = &role_name {
         let mut connection = app.connection().await.map_err(anyhow::Error::new)?;
         let mut transaction = sqlx::Connection::begin(&mut *connection).await?;
@@ -168,7 +233,9 @@ pub async fn run(app: &App, role: &ApplicationRole) -> anyhow::Result<Value> {
         transaction.commit().await?;
         tracing::info!(role = %name, "privileges granted");
     }
-    Ok(json!({ "migrations": count, "application_role": role_name }))
+    Ok(
+        json!({ "migrations": count, "application_role": role_name, "events_out": events_out == EventsOut::On }),
+    )
 }
 
 /// The embedded migrations, tolerating applied migrations this code does not know: an older
@@ -203,7 +270,8 @@ fn describe(error: MigrateError) -> anyhow::Error {
 /// usage on the current schema; select, insert, update and delete on its tables (but not on the
 /// migrations' history, and only select and insert on `security_events`, which is append-only
 /// for the API: its retention runs through the owner's `purge_security_events`, which only it
-/// may run, and which keeps 400 days whatever it is asked); usage and
+/// may run, and which keeps 400 days whatever it is asked; and no insert into
+/// `security_event_outbox`, which only the owner's trigger fills); usage and
 /// select on its sequences; the same by default on what the
 /// owner (the role running this) creates later. `create` on the schema is revoked from
 /// `public` (Postgres before 15 grants it to everyone); as a non-owner, Postgres only warns.
@@ -223,7 +291,8 @@ pub fn grants(role: &str) -> String {
          end $grants$;
          revoke all on table _sqlx_migrations from {role};
          revoke update, delete, truncate on table security_events from {role};
-         grant execute on function purge_security_events(interval, integer) to {role};"
+         grant execute on function purge_security_events(interval, integer) to {role};
+         revoke insert, truncate on table security_event_outbox from {role};"
     )
 }
 
@@ -263,6 +332,20 @@ mod tests {
             ApplicationRole::from_lookup(vars(&[("DB_APPLICATION_ROLE", " ")])),
             ApplicationRole::None
         );
+    }
+
+    #[test]
+    fn only_events_out_false_turns_the_outbox_off() {
+        let with = |value: Option<&'static str>| {
+            EventsOut::from_lookup(move |name| {
+                (name == "EVENTS_OUT").then_some(value).flatten().map(str::to_owned)
+            })
+        };
+        assert_eq!(with(Some("false")), EventsOut::Off);
+        assert_eq!(with(Some(" false ")), EventsOut::Off);
+        assert_eq!(with(Some("true")), EventsOut::On);
+        assert_eq!(with(None), EventsOut::On);
+        assert_eq!(with(Some("no")), EventsOut::On, "a typo keeps events flowing");
     }
 
     fn update_for(version: Option<&str>) -> Request {

@@ -11,6 +11,7 @@ mod account;
 mod admin;
 mod atomicity;
 mod endpoints;
+mod events_out;
 mod layers;
 mod lifecycle;
 mod mfa;

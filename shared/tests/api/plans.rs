@@ -148,6 +148,7 @@ async fn sequential_scans(pool: &PgPool) -> Vec<String> {
 fn value_of(kind: &str, session_id: &str) -> String {
     match kind {
         "Uuid" => format!("'{session_id}'"),
+        "UuidArray" => format!("array['{session_id}']::uuid[]"),
         "Text" => "'user-4242@example.com'".to_owned(),
         // A token nobody was ever given: what a client guessing tokens sends.
         "Bytea" => format!("'\\x{}'", "5a".repeat(32)),

@@ -1,9 +1,12 @@
 //! What the test suites of `shared/` and `tests/e2e`, the bench and the rehearsal share: the test
-//! signing key, the password every test user has, the local Secrets Manager and SES that
-//! `scripts/with-moto` starts (with the mail the functions sent), login roles on the test
-//! database, and the sample events of `events/` made real ([`samples`]).
+//! signing key, the password every test user has, the local Secrets Manager, SES and EventBridge
+//! that `scripts/with-moto` starts (with the mail the functions sent, and a [`bus`] whose queue
+//! shows the events sent), a TCP proxy that fails on command ([`fault_proxy`]), login roles on
+//! the test database, and the sample events of `events/` made real ([`samples`]).
 
 pub mod authenticator;
+pub mod bus;
+pub mod fault_proxy;
 pub mod samples;
 
 use std::sync::LazyLock;

@@ -20,6 +20,7 @@ mod pages;
 mod pool;
 pub mod process;
 pub mod report;
+pub mod schedule;
 mod sandbox;
 pub mod sigv4;
 pub mod template;

@@ -48,6 +48,11 @@ enum Command {
         /// the mail links open (make run: dev/app).
         #[arg(long, value_name = "DIR")]
         static_dir: Option<PathBuf>,
+        /// Plays the functions' `Schedule` events: each `rate(...)` expression invokes its
+        /// function at that rate with a scheduled event, as EventBridge would (`cron(...)` is
+        /// not played).
+        #[arg(long)]
+        schedules: bool,
         /// The access key that may sign (SigV4) requests to the AWS_IAM routes: a JSON file
         /// {"access_key_id": ..., "secret_access_key": ..., "user_arn": ... (optional)}. Without
         /// it, every request to those routes is refused 403.
@@ -117,6 +122,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             host,
             port,
             max_sandboxes,
+            schedules,
             idle_timeout,
             extensions,
             front_door,
@@ -136,7 +142,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             config.max_concurrency = max_concurrency;
             config.static_dir = static_dir;
             config.iam_credentials = iam_credentials.as_deref().map(IamCredentials::load).transpose()?;
-            serve(config).await
+            serve(config, schedules).await
         }
         Command::Invoke { function, event_file, common } => {
             invoke(common.config(Log::Stderr)?, &function, &event_file).await
@@ -183,9 +189,11 @@ impl Common {
     }
 }
 
-async fn serve(config: EmulatorConfig) -> anyhow::Result<ExitCode> {
+async fn serve(config: EmulatorConfig, schedules: bool) -> anyhow::Result<ExitCode> {
     let static_dir = config.static_dir.clone();
-    let emulator = Emulator::start(config).await?;
+    let template = Template::load_with(&config.template, &config.region, &config.parameters)?;
+    let region = config.region.clone();
+    let emulator = std::sync::Arc::new(Emulator::start(config).await?);
     println!("local-lambda: serving {} routes on {}", emulator.routes().len(), emulator.base_url());
     for (route, function) in emulator.routes() {
         println!("  {route:<34} -> {function}");
@@ -193,14 +201,49 @@ async fn serve(config: EmulatorConfig) -> anyhow::Result<ExitCode> {
     if let Some(dir) = static_dir {
         println!("  {:<34} -> {}/<page>.html, when no route matches", "GET /<page>", dir.display());
     }
+    let mut scheduled = Vec::new();
+    for function in template.functions.iter().filter(|_| schedules) {
+        for expression in &function.schedules {
+            let Some(period) = local_lambda::schedule::rate(expression) else {
+                println!("  {expression:<34} -> {} (not played: only rate(...) is)", function.logical_id);
+                continue;
+            };
+            println!("  {expression:<34} -> {}", function.logical_id);
+            scheduled.push(tokio::spawn(play(
+                emulator.clone(),
+                function.logical_id.clone(),
+                region.clone(),
+                period,
+            )));
+        }
+    }
     println!("Ctrl-C stops every sandbox through the shutdown phase.");
     wait_for_stop_signal().await?;
     println!("local-lambda: shutting down");
+    for task in scheduled {
+        task.abort();
+    }
     let reports = emulator.shutdown_all().await;
     let killed = reports.iter().filter(|r| !r.exited_by_itself()).count();
     println!("local-lambda: {} sandboxes shut down, {} of them had to be killed", reports.len(), killed);
     print_summary(&emulator.invocations());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Invokes `function` every `period` with a scheduled event, as its rule would, and logs what
+/// became of each invocation.
+async fn play(emulator: std::sync::Arc<Emulator>, function: String, region: String, period: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let event =
+            local_lambda::schedule::scheduled_event(&function, &region, time::OffsetDateTime::now_utc());
+        match emulator.invoke(&function, Bytes::from(event.to_string())).await {
+            Ok(InvokeOutcome::Response(_)) => {}
+            outcome => eprintln!("local-lambda: the scheduled invocation of {function} failed: {outcome:?}"),
+        }
+    }
 }
 
 async fn wait_for_stop_signal() -> anyhow::Result<()> {
