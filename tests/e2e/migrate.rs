@@ -231,7 +231,8 @@ async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app
     .await
     .unwrap();
     assert_eq!(left, 0, "a purged event leaves the outbox with it");
-    let before: i64 = sqlx::query_scalar("select count(*) from security_events").fetch_one(&mut connection).await.unwrap();
+    let before: i64 =
+        sqlx::query_scalar("select count(*) from security_events").fetch_one(&mut connection).await.unwrap();
     let asked: i64 = sqlx::query_scalar("select purge_security_events(interval '0 seconds', 2147483647)")
         .fetch_one(&mut connection)
         .await

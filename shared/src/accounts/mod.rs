@@ -21,7 +21,7 @@ use crate::mail::Letter;
 use crate::mfa::MFA_TOKEN_TTL;
 use crate::passwords::{self, Verified};
 use crate::second_factor::{self, Presented};
-use crate::security_events;
+
 use crate::sessions::store as sessions_store;
 use crate::sessions::store::NewSession;
 use crate::sessions::{Caller, Issued, SignIn, first_token_ttl};

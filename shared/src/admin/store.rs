@@ -128,7 +128,7 @@ pub async fn enable(db: &mut DbConnection, user: UserId, by: Operator<'_>) -> Re
         db,
         |connection| lock_user(&mut *connection, user),
         sqlx::query_scalar!(
-        r#"
+            r#"
         with target as (
             select id from users where id = $1
         ), enabled as (
@@ -142,11 +142,11 @@ pub async fn enable(db: &mut DbConnection, user: UserId, by: Operator<'_>) -> Re
         )
         select exists (select 1 from target) as "found!"
         "#,
-        user as UserId,
-        by.principal,
-        by.device.ip_text(),
-        by.device.user_agent.as_deref(),
-    )
+            user as UserId,
+            by.principal,
+            by.device.ip_text(),
+            by.device.user_agent.as_deref(),
+        )
         .fetch_one(&mut *connection)
     )
 }

@@ -15,7 +15,7 @@ use crate::config::{Keys, Needs};
 use crate::events_out::{self, Bus};
 
 /// The drain needs the database; the bus comes from its own variables (`EVENT_BUS_NAME`).
-pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false };
+pub const NEEDS: Needs = Needs { database: true, keys: Keys::None, mail: false, mfa: false, passkeys: false, query: false };
 
 /// The `errorType` of a failed pass.
 const ERROR_TYPE: &str = "EventsOutFailed";

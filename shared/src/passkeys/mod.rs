@@ -261,9 +261,16 @@ pub async fn finish_sign_in(
     // Said only to whoever holds the passkey, as login says it after the right password.
     if asserted.disabled {
         let detail = serde_json::json!({ "reason": "account_disabled", "method": "passkey" });
-        crate::security_events::store::record_refusal(&mut db, asserted.user, None, "login_failed", device, &detail)
-            .await
-            .context("recording the refused sign-in")?;
+        crate::security_events::store::record_refusal(
+            &mut db,
+            asserted.user,
+            None,
+            "login_failed",
+            device,
+            &detail,
+        )
+        .await
+        .context("recording the refused sign-in")?;
         return Err(ApiError::AccountDisabled);
     }
     let assurance = Assurance::passkey(asserted.synced);

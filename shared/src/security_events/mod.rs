@@ -67,7 +67,8 @@ pub async fn page(app: &App, user: UserId, limit: i64, cursor: Option<&str>) -> 
     let after = cursor.map(decode_cursor).transpose()?;
     let mut db = app.connection().await.context("connecting to the database")?;
     // One more than the page: whether another follows, without a second query.
-    let mut events = store::list(&mut db, user, after, limit + 1, true).await.context("reading the events")?;
+    let mut events =
+        store::list(&mut db, user, after, limit + 1, true).await.context("reading the events")?;
     let more = events.len() > limit as usize;
     events.truncate(limit as usize);
     let next_cursor =
@@ -86,7 +87,8 @@ mod tests {
             id: Uuid::new_v4(),
         };
         assert_eq!(decode_cursor(&encode_cursor(after)).unwrap(), after);
-        let before_the_epoch: Vec<u8> = [0xffu8, 0xfe, 0xf0, 0, 0, 0, 0, 0].into_iter().chain([0u8; 16]).collect();
+        let before_the_epoch: Vec<u8> =
+            [0xffu8, 0xfe, 0xf0, 0, 0, 0, 0, 0].into_iter().chain([0u8; 16]).collect();
         for bad in [
             &URL_SAFE_NO_PAD.encode(before_the_epoch),
             "",

@@ -195,9 +195,14 @@ async fn a_disabled_user_signs_in_nowhere_until_enabled_and_each_change_is_recor
     let reasons: Vec<Value> = app.admin_events(id, "login_failed").await;
     assert_eq!(reasons, [json!({ "reason": "account_disabled" }), json!({ "reason": "wrong_password" })]);
     let own = own_events(&app, &back.access_token()).await;
-    let disabled_seen = own.iter().find(|event| event["type"] == "account_disabled").expect("in the user's view");
+    let disabled_seen =
+        own.iter().find(|event| event["type"] == "account_disabled").expect("in the user's view");
     assert_eq!(disabled_seen["detail"], json!({ "sessions_revoked": 2 }), "not who acted");
-    assert_eq!((&disabled_seen["ip"], &disabled_seen["user_agent"]), (&Value::Null, &Value::Null), "nor from where");
+    assert_eq!(
+        (&disabled_seen["ip"], &disabled_seen["user_agent"]),
+        (&Value::Null, &Value::Null),
+        "nor from where"
+    );
     let (ip, agent): (Option<String>, Option<String>) =
         sqlx::query_as("select host(ip), user_agent from security_events where type = 'account_disabled'")
             .fetch_one(&app.pool)

@@ -438,7 +438,11 @@ async fn a_disabled_accounts_passkey_is_told_so_once_it_verified_and_opens_nothi
     let app = TestApp::with_mail(pool, |_| {}).await;
     let email = address("disabled");
     let mut user = app.with_passkey(&email, true).await;
-    sqlx::query("update users set disabled_at = now() where email = $1").bind(&email).execute(&app.pool).await.unwrap();
+    sqlx::query("update users set disabled_at = now() where email = $1")
+        .bind(&email)
+        .execute(&app.pool)
+        .await
+        .unwrap();
 
     let refused = app.passkey_sign_in(&mut user.authenticator).await;
 

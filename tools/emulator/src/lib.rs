@@ -20,8 +20,8 @@ mod pages;
 mod pool;
 pub mod process;
 pub mod report;
-pub mod schedule;
 mod sandbox;
+pub mod schedule;
 pub mod sigv4;
 pub mod template;
 
