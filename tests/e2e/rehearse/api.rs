@@ -276,7 +276,7 @@ impl WatchedMetric {
                 function.to_owned(),
                 WatchedMetric {
                     name: name.to_owned(),
-                    threshold: properties["Threshold"].as_f64().unwrap_or_default(),
+                    threshold: number_or_default(&root, &properties["Threshold"]),
                     comparison: properties["ComparisonOperator"].as_str().unwrap_or_default().to_owned(),
                 },
             ));
@@ -293,6 +293,17 @@ impl WatchedMetric {
             _ => false,
         }
     }
+}
+
+/// A number of the template, or the default of the parameter it `!Ref`s (as a deploy that leaves
+/// the parameter alone gives it); 0 for anything else.
+fn number_or_default(root: &serde_yaml::Value, value: &serde_yaml::Value) -> f64 {
+    let parameter = match value {
+        serde_yaml::Value::Tagged(tagged) if tagged.tag == "!Ref" => tagged.value.as_str(),
+        other => other.get("Ref").and_then(serde_yaml::Value::as_str),
+    };
+    let value = parameter.map_or(value, |name| &root["Parameters"][name]["Default"]);
+    value.as_f64().or_else(|| value.as_str().and_then(|text| text.parse().ok())).unwrap_or_default()
 }
 
 pub fn describe(report: &InvocationReport) -> String {

@@ -286,7 +286,10 @@ async fn application_role_has_dml_only(options: &Options, role: &str) -> anyhow:
     .await
     .context("reading the application role's privileges")?;
     db.close().await?;
-    ensure!(dml, "{role} lacks select, insert, update or delete on a table, may change a security event, or may queue one by hand");
+    ensure!(
+        dml,
+        "{role} lacks select, insert, update or delete on a table, may change a security event, or may queue one by hand"
+    );
     ensure!(!create && !owns, "{role} may create tables in the schema or owns one");
     Ok(((), format!("{role}: DML on every table (security events append-only), no create, owns nothing")))
 }
