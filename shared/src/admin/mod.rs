@@ -109,10 +109,12 @@ pub enum Action {
 pub async fn act(app: &App, id: UserId, action: Action, by: Operator<'_>) -> Result<(), ApiError> {
     let mut db = app.connection().await.context("connecting to the database")?;
     let found = match action {
-        Action::Disable => store::disable(&mut db, id, by).await.context("disabling the user")?.is_some(),
+        Action::Disable => {
+            store::end_sessions(&mut db, id, true, by).await.context("disabling the user")?.is_some()
+        }
         Action::Enable => store::enable(&mut db, id, by).await.context("enabling the user")?,
         Action::RevokeSessions => {
-            store::revoke_sessions(&mut db, id, by).await.context("ending the sessions")?.is_some()
+            store::end_sessions(&mut db, id, false, by).await.context("ending the sessions")?.is_some()
         }
         Action::Delete => store::delete_user(&mut db, id, by).await.context("deleting the user")?,
         Action::SendReset => {

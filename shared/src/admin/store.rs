@@ -72,13 +72,16 @@ pub struct Operator<'a> {
     pub device: &'a Device,
 }
 
-/// Disables `user` (once: a disabled user stays disabled since then) and, every time, ends every
-/// session with its refresh tokens, voids every sign-in waiting for a second factor and every
-/// passkey registration begun. Records `account_disabled` when it disabled. `None` for no such
-/// user; else the sessions it ended.
-pub async fn disable(
+/// Ends every session of `user` with its refresh tokens, voids every sign-in waiting for a
+/// second factor and every passkey registration begun, after the user's row lock (a sign-in in
+/// flight opened its session before, and it ends here, or after, and sees the change); with
+/// `hold`, disables the account too (once: a disabled user stays disabled since then). Records
+/// `account_disabled` when it disabled, `admin_revoke_sessions` (every time) when not holding,
+/// each with the sessions ended. `None` for no such user; else the sessions it ended.
+pub async fn end_sessions(
     db: &mut DbConnection,
     user: UserId,
+    hold: bool,
     by: Operator<'_>,
 ) -> Result<Option<i64>, sqlx::Error> {
     locked_then!(
@@ -89,7 +92,7 @@ pub async fn disable(
         with target as (
             select id from users where id = $1
         ), disabled as (
-            update users set disabled_at = now() where id = $1 and disabled_at is null
+            update users set disabled_at = now() where id = $1 and disabled_at is null and $5
             returning id
         ), doomed as (
             update sessions set revoked_at = now()
@@ -104,9 +107,11 @@ pub async fn disable(
             delete from webauthn_challenges where user_id in (select id from target)
         ), recorded as (
             insert into security_events (id, user_id, type, ip, user_agent, detail)
-            select gen_random_uuid(), id, 'account_disabled', $3::text::inet, $4,
+            select gen_random_uuid(), id, case when $5 then 'account_disabled' else 'admin_revoke_sessions' end,
+                   $3::text::inet, $4,
                    jsonb_build_object('by', $2::text, 'sessions_revoked', (select count(*) from doomed))
-            from disabled
+            from target
+            where not $5 or exists (select 1 from disabled)
         )
         select (select count(*) from doomed) as "ended!"
         from target
@@ -115,6 +120,7 @@ pub async fn disable(
             by.principal,
             by.device.ip_text(),
             by.device.user_agent.as_deref(),
+            hold,
         )
         .fetch_optional(&mut *connection)
     )
@@ -148,49 +154,6 @@ pub async fn enable(db: &mut DbConnection, user: UserId, by: Operator<'_>) -> Re
             by.device.user_agent.as_deref(),
         )
         .fetch_one(&mut *connection)
-    )
-}
-
-/// Ends every session of `user` with its refresh tokens, and voids every sign-in waiting for a
-/// second factor, after the user's row lock (a sign-in in flight opened its session before, and
-/// it ends here, or after, and it stands). Records `admin_revoke_sessions` with the count.
-/// `None` for no such user; else the sessions it ended.
-pub async fn revoke_sessions(
-    db: &mut DbConnection,
-    user: UserId,
-    by: Operator<'_>,
-) -> Result<Option<i64>, sqlx::Error> {
-    locked_then!(
-        db,
-        |connection| lock_user(&mut *connection, user),
-        sqlx::query_scalar!(
-            r#"
-        with target as (
-            select id from users where id = $1
-        ), doomed as (
-            update sessions set revoked_at = now()
-            where user_id in (select id from target) and revoked_at is null
-            returning id
-        ), revoked_tokens as (
-            update refresh_tokens set revoked_at = now()
-            where session_id in (select id from doomed) and revoked_at is null
-        ), second_factor_due as (
-            delete from mfa_tokens where user_id in (select id from target)
-        ), recorded as (
-            insert into security_events (id, user_id, type, ip, user_agent, detail)
-            select gen_random_uuid(), id, 'admin_revoke_sessions', $3::text::inet, $4,
-                   jsonb_build_object('by', $2::text, 'sessions_revoked', (select count(*) from doomed))
-            from target
-        )
-        select (select count(*) from doomed) as "ended!"
-        from target
-        "#,
-            user as UserId,
-            by.principal,
-            by.device.ip_text(),
-            by.device.user_agent.as_deref(),
-        )
-        .fetch_optional(&mut *connection)
     )
 }
 
