@@ -141,6 +141,30 @@ impl Refusal {
     }
 }
 
+/// [`authorize`], for a request this emulator received on `port`: its `Host` (which the
+/// signature covers) must name this server, a loopback address or `localhost` on that port, as
+/// a real API's must name the API's own domain. Another host is refused before the signature is
+/// read.
+pub fn authorize_here(
+    request: &IncomingRequest<'_>,
+    credentials: Option<&IamCredentials>,
+    region: &str,
+    port: u16,
+    now: OffsetDateTime,
+) -> Result<Caller, Refusal> {
+    let host = request.headers.get(http::header::HOST).and_then(|value| value.to_str().ok());
+    let ours = host.and_then(|host| host.parse::<http::uri::Authority>().ok()).is_some_and(|authority| {
+        let name = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let local = name.eq_ignore_ascii_case("localhost")
+            || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());
+        local && authority.port_u16() == Some(port)
+    });
+    if !ours {
+        return Err(Refusal::new(MISSING_SIGNATURE));
+    }
+    authorize(request, credentials, region, now)
+}
+
 /// Checks the signature of a request to an `AWS_IAM` route as API Gateway does, against the
 /// credentials the emulator knows (none: every signed request has an unknown key). `region` is
 /// the API's region, which the credential scope must name.

@@ -164,6 +164,8 @@ struct Inner {
     region: String,
     pages: Option<Pages>,
     iam_credentials: Option<IamCredentials>,
+    /// The port requests reach it on: the only one an `AWS_IAM` request's signed host may name.
+    port: u16,
     log: Log,
 }
 
@@ -247,6 +249,7 @@ impl Emulator {
             integration_timeout: config.integration_timeout,
             front_door: config.front_door,
             region: config.region,
+            port: address.port(),
             pages,
             iam_credentials: config.iam_credentials,
             log: config.log,
@@ -493,7 +496,7 @@ async fn route(
     };
     let now = OffsetDateTime::now_utc();
     let caller = if route.iam {
-        match iam::authorize(&incoming, inner.iam_credentials.as_ref(), &inner.region, now) {
+        match iam::authorize_here(&incoming, inner.iam_credentials.as_ref(), &inner.region, inner.port, now) {
             Ok(caller) => Some(caller),
             Err(refusal) => {
                 inner.log.line("api", format!("{}: refused: {}", route.route_key, refusal.0));

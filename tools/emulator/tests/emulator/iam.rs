@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use local_lambda::iam::{SIGNATURE_MISMATCH, UNKNOWN_ACCESS_KEY};
+use local_lambda::iam::{MISSING_SIGNATURE, SIGNATURE_MISMATCH, UNKNOWN_ACCESS_KEY};
 use local_lambda::{Emulator, EmulatorConfig, IamCredentials, Log};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -48,6 +48,8 @@ struct Call {
     signer: Option<Signer>,
     /// The host the signature is for, when not the emulator's address.
     signed_host: Option<&'static str>,
+    /// The `Host` header sent, when not the emulator's address.
+    sent_host: Option<&'static str>,
     /// The body the signature is for, when not the one sent.
     signed_body: Option<&'static [u8]>,
     signed_at: OffsetDateTime,
@@ -63,6 +65,7 @@ impl Call {
             content_type: None,
             signer: Some(Signer::new(ACCESS_KEY, SECRET)),
             signed_host: None,
+            sent_host: None,
             signed_body: None,
             signed_at: OffsetDateTime::now_utc(),
             authorization: None,
@@ -86,7 +89,8 @@ impl Call {
     }
 
     async fn send(&self, emulator: &Emulator) -> (u16, String) {
-        let host = emulator.local_addr().to_string();
+        let address = emulator.local_addr().to_string();
+        let host = self.sent_host.map_or(address, str::to_owned);
         let mut request = Request::builder()
             .method(self.method)
             .uri(format!("{}{}", emulator.base_url(), self.target))
@@ -171,6 +175,11 @@ async fn unsigned_wrongly_signed_expired_and_tampered_requests_are_refused_403_b
             "signed for another host",
             Call { signed_host: Some("admin.example.com"), ..get() },
             SIGNATURE_MISMATCH,
+        ),
+        (
+            "sent and signed for another host",
+            Call { signed_host: Some("admin.example.com"), sent_host: Some("admin.example.com"), ..get() },
+            MISSING_SIGNATURE,
         ),
         (
             "signed over another body",
