@@ -14,6 +14,8 @@ use crate::helpers::{TestApi, email};
 const ACCESS_KEY: &str = "AKIAE2EADMINTESTKEY0";
 const SECRET: &str = "e2e/admin+secret/0123456789abcdefghijklm";
 const OPERATOR: &str = "arn:aws:iam::123456789012:user/oncall";
+/// The API's region, which a signature's scope names.
+const REGION: &str = "us-east-1";
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -49,6 +51,7 @@ async fn start() -> TestApi {
         let mut credentials = IamCredentials::new(ACCESS_KEY, SECRET);
         credentials.user_arn = OPERATOR.to_owned();
         config.iam_credentials = Some(credentials);
+        config.region = REGION.to_owned();
     })
     .await
 }
@@ -60,7 +63,7 @@ async fn admin(api: &TestApi, credentials: &Path, method: &str, path: &str) -> (
     assert!(python.exists(), "{} is missing: run `make venv`", python.display());
     let output = tokio::process::Command::new(&python)
         .arg(repository().join("scripts/admin"))
-        .args(["--url", &api.emulator.base_url(), "--credentials"])
+        .args(["--url", &api.emulator.base_url(), "--region", REGION, "--credentials"])
         .arg(credentials)
         .args([method, path])
         .output()

@@ -218,6 +218,15 @@ async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app
         .execute(&mut connection)
         .await
         .expect("the API puts a queued event off");
+    // Only put it off: it may not point a queued row at another event, nor backdate one.
+    for statement in [
+        "update security_event_outbox set event_id = event_id",
+        "update security_event_outbox set queued_at = now()",
+    ] {
+        let error = sqlx::raw_sql(statement).execute(&mut connection).await.expect_err(statement);
+        let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some(INSUFFICIENT_PRIVILEGE), "{statement}: {error}");
+    }
     let purged: i64 = sqlx::query_scalar("select purge_security_events(interval '400 days', 100)")
         .fetch_one(&mut connection)
         .await
@@ -239,13 +248,14 @@ async fn assert_the_application_role_has_dml_only(db: &TestDb, owner: &Role, app
         .expect("the API runs the retention");
     assert_eq!(asked, 0, "no retention shorter than 400 days, whoever asks: {before} events stay");
     connection.close().await.ok();
-    let public: bool = sqlx::query_scalar(
-        "select has_function_privilege('public', 'purge_security_events(interval, integer)', 'execute')",
-    )
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
-    assert!(!public, "only the API's role may run the owner's purge");
+    for function in ["purge_security_events(interval, integer)", "queue_security_event()"] {
+        let public: bool = sqlx::query_scalar("select has_function_privilege('public', $1, 'execute')")
+            .bind(function)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert!(!public, "not everyone may run the owner's {function}");
+    }
     let owners: Vec<String> =
         sqlx::query_scalar("select distinct tableowner::text from pg_tables where schemaname = 'public'")
             .fetch_all(&db.pool)

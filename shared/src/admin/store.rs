@@ -76,8 +76,9 @@ pub struct Operator<'a> {
 /// second factor and every passkey registration begun, after the user's row lock (a sign-in in
 /// flight opened its session before, and it ends here, or after, and sees the change); with
 /// `hold`, disables the account too (once: a disabled user stays disabled since then). Records
-/// `account_disabled` when it disabled, `admin_revoke_sessions` (every time) when not holding,
-/// each with the sessions ended. `None` for no such user; else the sessions it ended.
+/// `account_disabled` when it disabled, else `admin_revoke_sessions` (every time when not
+/// holding; when holding an account disabled already, only if it ended sessions), each with the
+/// sessions ended. `None` for no such user; else the sessions it ended.
 pub async fn end_sessions(
     db: &mut DbConnection,
     user: UserId,
@@ -107,11 +108,12 @@ pub async fn end_sessions(
             delete from webauthn_challenges where user_id in (select id from target)
         ), recorded as (
             insert into security_events (id, user_id, type, ip, user_agent, detail)
-            select gen_random_uuid(), id, case when $5 then 'account_disabled' else 'admin_revoke_sessions' end,
+            select gen_random_uuid(), id,
+                   case when exists (select 1 from disabled) then 'account_disabled' else 'admin_revoke_sessions' end,
                    $3::text::inet, $4,
                    jsonb_build_object('by', $2::text, 'sessions_revoked', (select count(*) from doomed))
             from target
-            where not $5 or exists (select 1 from disabled)
+            where not $5 or exists (select 1 from disabled) or exists (select 1 from doomed)
         )
         select (select count(*) from doomed) as "ended!"
         from target

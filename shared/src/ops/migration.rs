@@ -271,7 +271,8 @@ fn describe(error: MigrateError) -> anyhow::Error {
 /// migrations' history, and only select and insert on `security_events`, which is append-only
 /// for the API: its retention runs through the owner's `purge_security_events`, which only it
 /// may run, and which keeps 400 days whatever it is asked; and no insert into
-/// `security_event_outbox`, which only the owner's trigger fills); usage and
+/// `security_event_outbox`, which only the owner's trigger fills, and whose rows it may only put
+/// off or delete); usage and
 /// select on its sequences; the same by default on what the
 /// owner (the role running this) creates later. `create` on the schema is revoked from
 /// `public` (Postgres before 15 grants it to everyone); as a non-owner, Postgres only warns.
@@ -292,7 +293,8 @@ pub fn grants(role: &str) -> String {
          revoke all on table _sqlx_migrations from {role};
          revoke update, delete, truncate on table security_events from {role};
          grant execute on function purge_security_events(interval, integer) to {role};
-         revoke insert, truncate on table security_event_outbox from {role};"
+         revoke insert, update, truncate on table security_event_outbox from {role};
+         grant update (attempts, next_attempt_at, last_error) on table security_event_outbox to {role};"
     )
 }
 

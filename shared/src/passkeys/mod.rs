@@ -261,17 +261,18 @@ pub async fn finish_sign_in(
     // Said only to whoever holds the passkey, as login says it after the right password.
     if asserted.disabled {
         let detail = serde_json::json!({ "reason": "account_disabled", "method": "passkey" });
-        crate::security_events::store::record_refusal(
+        let spent = store::refuse_sign_in(
             &mut db,
             asserted.user,
-            None,
-            "login_failed",
+            &asserted.ceremony,
+            asserted.ceremony_expires_at,
             device,
             &detail,
         )
         .await
         .context("recording the refused sign-in")?;
-        return Err(ApiError::AccountDisabled);
+        // A replayed answer is a spent ceremony's: the same 401 as any.
+        return Err(if spent { ApiError::AccountDisabled } else { ApiError::InvalidCredentials });
     }
     let assurance = Assurance::passkey(asserted.synced);
     let session = SessionId::generate();

@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::db::{DbConnection, locked_then, one_statement};
-use crate::domain::{Actor, Assurance, PasskeyId, SecurityChange, SessionId, User, UserId};
+use crate::domain::{Actor, Assurance, Device, PasskeyId, SecurityChange, SessionId, User, UserId};
 use crate::mfa::store::{Change, UndoToken, with_undo_link};
 use crate::sessions::store::{NewSession, lock_user};
 use crate::tokens::TokenHash;
@@ -351,6 +351,41 @@ pub async fn open_session_with_passkey(
         )
         .fetch_optional(&mut *connection)
     )
+}
+
+/// Refuses a verified passkey sign-in of a disabled account: spends its ceremony (once, while
+/// live, as a sign-in would) and records `login_failed` with `detail`, in one statement. False
+/// when the ceremony was spent already (a replay of the same answer records nothing more).
+pub async fn refuse_sign_in(
+    db: &mut DbConnection,
+    user: UserId,
+    ceremony: &TokenHash,
+    ceremony_expires_at: time::OffsetDateTime,
+    device: &Device,
+    detail: &serde_json::Value,
+) -> Result<bool, sqlx::Error> {
+    one_statement!(db, |connection| sqlx::query_scalar!(
+        r#"
+        with spent as (
+            insert into webauthn_used_challenges (challenge_hash, expires_at)
+            select $2, $3 where $3 > now()
+            on conflict do nothing
+            returning 1
+        ), recorded as (
+            insert into security_events (id, user_id, type, ip, user_agent, detail)
+            select gen_random_uuid(), id, 'login_failed', $4::text::inet, $5, $6::text::jsonb
+            from users where id = $1 and exists (select 1 from spent)
+        )
+        select exists (select 1 from spent) as "spent!"
+        "#,
+        user as UserId,
+        &ceremony.0[..],
+        ceremony_expires_at,
+        device.ip_text(),
+        device.user_agent.as_deref(),
+        detail.to_string(),
+    )
+    .fetch_one(connection))
 }
 
 /// A passkey as its owner sees it (the list, `me`).

@@ -444,9 +444,16 @@ async fn a_disabled_accounts_passkey_is_told_so_once_it_verified_and_opens_nothi
         .await
         .unwrap();
 
-    let refused = app.passkey_sign_in(&mut user.authenticator).await;
+    let (challenge_id, credential) = app.signed_ceremony(&mut user.authenticator).await;
+    let refused = app.login_finish(&challenge_id, &credential).await;
+    let replayed = app.login_finish(&challenge_id, &credential).await;
 
     assert_eq!((refused.status, refused.error_code()), (403, "account_disabled"));
+    assert_eq!(
+        (replayed.status, replayed.error_code()),
+        (401, "invalid_credentials"),
+        "the ceremony was spent"
+    );
     let sessions: i64 = app.count("select count(*) from sessions where revoked_at is null").await;
     assert_eq!(sessions, 1, "only the signup's");
     let failed: Vec<Value> = app

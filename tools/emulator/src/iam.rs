@@ -153,7 +153,9 @@ pub fn authorize_here(
     now: OffsetDateTime,
 ) -> Result<Caller, Refusal> {
     let host = request.headers.get(http::header::HOST).and_then(|value| value.to_str().ok());
-    let ours = host.and_then(|host| host.parse::<http::uri::Authority>().ok()).is_some_and(|authority| {
+    // No userinfo (`name@host`): a gateway's host is a bare name.
+    let bare = host.filter(|host| !host.contains('@'));
+    let ours = bare.and_then(|host| host.parse::<http::uri::Authority>().ok()).is_some_and(|authority| {
         let name = authority.host().trim_start_matches('[').trim_end_matches(']');
         let local = name.eq_ignore_ascii_case("localhost")
             || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified());

@@ -255,6 +255,9 @@ async fn admin(emulator: &Emulator, credentials: &Path, args: &[&str]) -> (i32, 
         .arg(repository().join("scripts/admin"))
         .arg("--url")
         .arg(emulator.base_url())
+        // The emulator's region (EmulatorConfig's default), which the scope must name; the
+        // script's own default is the caller's AWS_REGION.
+        .args(["--region", "us-east-1"])
         .arg("--credentials")
         .arg(credentials)
         .args(args)
