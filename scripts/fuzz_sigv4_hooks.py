@@ -10,7 +10,7 @@ gateway's 403."""
 import json
 import os
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 
 import requests
 import schemathesis
@@ -24,7 +24,14 @@ class SignedForExecuteApi(requests.auth.AuthBase):
         self.credentials = credentials
 
     def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
-        headers = {"Host": urlsplit(prepared.url).netloc}
+        # The query as SigV4 canonicalises it (each name and value decoded, then encoded with
+        # only unreserved characters left), sent as signed: botocore signs a URL's query as it
+        # finds it, where the gateway (and the emulator) canonicalise what they receive.
+        parts = urlsplit(prepared.url)
+        pairs = (pair.partition("=") for pair in parts.query.split("&") if pair)
+        query = "&".join(f"{_encode(name)}={_encode(value)}" for name, _, value in pairs)
+        prepared.url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+        headers = {"Host": parts.netloc}
         for name in ("Content-Type",):
             if name in prepared.headers:
                 headers[name] = prepared.headers[name]
@@ -34,6 +41,10 @@ class SignedForExecuteApi(requests.auth.AuthBase):
         for name in ("Authorization", "X-Amz-Date", "Host"):
             prepared.headers[name] = signed.headers[name]
         return prepared
+
+
+def _encode(text: str) -> str:
+    return quote(unquote_plus(text), safe="-_.~")
 
 
 def _credentials() -> Credentials:

@@ -123,7 +123,7 @@ pub async fn login(app: &App, email: Email, password: Password, device: &Device)
     let verified =
         passwords::verify(password, stored_hash.clone()).await.context("verifying the password")?;
     // Every refusal runs the same statement, with or without an account (one round trip, one
-    // write): its timing tells nothing of the address. An address without an account is counted
+    // committed write), so that its timing tells next to nothing of the address. An address without an account is counted
     // (the function's LoginFailed metric), never stored: credential stuffing does not grow the
     // events.
     let refused = async |db: &mut DbConnection, reason: &str| {

@@ -273,7 +273,8 @@ async fn application_role_has_dml_only(options: &Options, role: &str) -> anyhow:
     let (dml, create, owns): (bool, bool, bool) = sqlx::query_as(
         "select bool_and(has_table_privilege($1, c.oid, 'select')
                          and has_table_privilege($1, c.oid, 'insert') = (c.relname <> 'security_event_outbox')
-                         and has_table_privilege($1, c.oid, 'update') = (c.relname <> 'security_events')
+                         and has_table_privilege($1, c.oid, 'update')
+                             = (c.relname not in ('security_events', 'security_event_outbox'))
                          and has_table_privilege($1, c.oid, 'delete') = (c.relname <> 'security_events')),
                 has_schema_privilege($1, current_schema(), 'create'),
                 bool_or(pg_get_userbyid(c.relowner) = $1)
