@@ -268,7 +268,7 @@ impl MailKind {
 }
 
 /// The longest email address SMTP can carry (RFC 5321's path limit less the brackets).
-const MAX_EMAIL_CHARS: usize = 254;
+pub const MAX_EMAIL_CHARS: usize = 254;
 
 /// A normalised email address: trimmed, lower-cased, one `@` between non-empty parts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
 use crate::app::App;
-use crate::domain::{MailKind, SessionId, UserId};
+use crate::domain::{MAX_EMAIL_CHARS, MailKind, SessionId, UserId};
 use crate::error::{ApiError, Context as _};
 use crate::links;
 use crate::metrics;
@@ -19,9 +19,6 @@ use crate::passkeys::store::PasskeyView;
 use crate::security_events::store::EventView;
 use crate::sessions::store::SessionView;
 use store::{AdminUser, Operator};
-
-/// The longest prefix or cursor a search takes: an address's longest.
-const MAX_SEARCH_CHARS: usize = 254;
 
 /// The recent events the user's page shows.
 pub const RECENT_EVENTS: i64 = 20;
@@ -37,7 +34,8 @@ pub struct UserPage {
 /// base64url; anything else 400 `invalid_cursor`).
 pub async fn users(app: &App, prefix: &str, limit: i64, cursor: Option<&str>) -> Result<UserPage, ApiError> {
     // Text Postgres holds (no NUL), no longer than an address.
-    let storable = |text: &str| !text.contains('\0') && text.chars().count() <= MAX_SEARCH_CHARS;
+    // A prefix or cursor no longer than an address may be.
+    let storable = |text: &str| !text.contains('\0') && text.chars().count() <= MAX_EMAIL_CHARS;
     let after = cursor
         .map(|cursor| {
             URL_SAFE_NO_PAD
@@ -50,7 +48,7 @@ pub async fn users(app: &App, prefix: &str, limit: i64, cursor: Option<&str>) ->
         .transpose()?;
     if !storable(prefix) {
         return Err(ApiError::InvalidRequest(format!(
-            "email_prefix must be at most {MAX_SEARCH_CHARS} characters, without NUL"
+            "email_prefix must be at most {MAX_EMAIL_CHARS} characters, without NUL"
         )));
     }
     let prefix = prefix.to_lowercase();

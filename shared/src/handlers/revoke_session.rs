@@ -4,7 +4,7 @@ use crate::app::App;
 use crate::config::{Keys, Needs};
 use crate::domain::SessionId;
 use crate::error::ApiError;
-use crate::http::{self, ApiRequest as _, Reply, Request};
+use crate::http::{self, Reply, Request};
 use crate::sessions;
 
 /// Revoke-session verifies access tokens and writes to the database.
@@ -15,6 +15,6 @@ pub const NEEDS: Needs = Needs { database: true, keys: Keys::Verify, mail: false
 pub async fn handle(app: &App, request: Request) -> Reply {
     let caller = super::caller(app, &request).await?;
     let session = super::path_id(&request).map(SessionId).ok_or(ApiError::SessionNotFound)?;
-    sessions::revoke_session(app, &caller, session, &request.device()).await?;
+    sessions::revoke_session(app, &caller, session).await?;
     Ok(http::empty(204))
 }

@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::db::{DbConnection, one_statement};
 use crate::domain::{Device, SessionId, UserId};
 
-/// Records a refusal of `user`'s (`login_failed`, `mfa_failed`), in one statement. `None` for the
+/// Records a refusal of `user`'s decided outside the database (`mfa_failed`: a code that did
+/// not match), in one statement. `None` for the
 /// session of a sign-in, which has none yet. A user deleted meanwhile gets no event.
 pub async fn record_refusal(
     db: &mut DbConnection,

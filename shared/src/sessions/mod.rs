@@ -249,17 +249,12 @@ pub async fn list(app: &App, caller: &Caller) -> Result<Vec<SessionView>, ApiErr
 
 /// Ends one of the caller's sessions; 404 `session_not_found` for an id that is not one of
 /// theirs (unknown, another user's, or already ended), so no one learns of others' sessions. It
-/// records a `session_revoked` security event of the caller's session and `device` (the ended
+/// records a `session_revoked` security event of the caller's session and device (the ended
 /// session in its detail), in the same statement.
 #[tracing::instrument(name = "auth.revoke_session", skip_all, fields(user = %caller.user.id.0))]
-pub async fn revoke_session(
-    app: &App,
-    caller: &Caller,
-    session: SessionId,
-    device: &Device,
-) -> Result<(), ApiError> {
+pub async fn revoke_session(app: &App, caller: &Caller, session: SessionId) -> Result<(), ApiError> {
     let mut db = app.connection().await.context("connecting to the database")?;
-    let revoked = store::revoke_session(&mut db, caller.user.id, session, caller.session, device)
+    let revoked = store::revoke_session(&mut db, caller.user.id, session, caller.session, &caller.device)
         .await
         .context("revoking the session")?;
     if !revoked {

@@ -36,22 +36,6 @@ fn admin_request(method: &str, path: &str, query: &str, iam: bool) -> shared::ht
     lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event")
 }
 
-/// The caller's own security events, as `GET /auth/me/security-events` shows them.
-async fn own_events(app: &TestApp, access: &str) -> Vec<Value> {
-    let event = json!({
-        "version": "2.0", "routeKey": "GET /auth/me/security-events", "rawPath": "/auth/me/security-events",
-        "rawQueryString": "limit=100", "headers": { "authorization": format!("Bearer {access}") },
-        "isBase64Encoded": false,
-        "requestContext": { "apiId": "testapi", "stage": "$default", "requestId": "test",
-                            "http": { "method": "GET", "path": "/auth/me/security-events", "protocol": "HTTP/1.1",
-                                      "sourceIp": "192.0.2.1", "userAgent": "tests" } },
-    });
-    let request = lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event");
-    let page = call(&app.app, handlers::me_security_events::handle, request).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    page.body["events"].as_array().unwrap().clone()
-}
-
 impl TestApp {
     async fn admin(&self, method: &str, path: &str, query: &str) -> Response {
         self.admin_as(method, path, query, true).await
@@ -194,7 +178,8 @@ async fn a_disabled_user_signs_in_nowhere_until_enabled_and_each_change_is_recor
     assert_eq!(app.admin_events(id, "account_enabled").await, [json!({ "by": OPERATOR })]);
     let reasons: Vec<Value> = app.admin_events(id, "login_failed").await;
     assert_eq!(reasons, [json!({ "reason": "account_disabled" }), json!({ "reason": "wrong_password" })]);
-    let own = own_events(&app, &back.access_token()).await;
+    let view = app.security_events(&back.access_token(), "limit=100").await;
+    let own = view.body["events"].as_array().unwrap().clone();
     let disabled_seen =
         own.iter().find(|event| event["type"] == "account_disabled").expect("in the user's view");
     assert_eq!(disabled_seen["detail"], json!({ "sessions_revoked": 2 }), "not who acted");

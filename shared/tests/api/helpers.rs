@@ -275,6 +275,24 @@ impl TestApp {
         self.events_of(self.user_id(email).await).await.into_iter().map(|(kind, _)| kind).collect()
     }
 
+    /// `GET /auth/me/security-events?{query}` with `access_token`, as an HTTP API delivers it
+    /// and the function's runtime reads it (its query string kept: `Needs::query`).
+    pub async fn security_events(&self, access_token: &str, query: &str) -> Response {
+        let mut event = json!({
+            "version": "2.0", "routeKey": "GET /auth/me/security-events", "rawPath": "/auth/me/security-events",
+            "rawQueryString": query, "headers": { "authorization": format!("Bearer {access_token}") },
+            "isBase64Encoded": false,
+            "requestContext": {
+                "apiId": "testapi", "stage": "$default", "requestId": "test",
+                "http": {"method": "GET", "path": "/auth/me/security-events", "protocol": "HTTP/1.1",
+                         "sourceIp": SOURCE_IP, "userAgent": "tests"},
+            },
+        });
+        shared::event::sanitize(&mut event, handlers::me_security_events::NEEDS.query);
+        let request = lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event");
+        call(&self.app, handlers::me_security_events::handle, request).await
+    }
+
     pub async fn get_me(&self, access_token: &str) -> Response {
         self.send(Endpoint::Me, bearer_request(access_token)).await
     }

@@ -218,23 +218,6 @@ async fn revoking_one_of_ones_sessions_records_which_by_which(pool: PgPool) {
     assert_eq!(by, [Some(own)], "the event is the acting session's");
 }
 
-/// `GET /auth/me/security-events?{query}` with `token`, as an HTTP API delivers it.
-async fn read_events(app: &TestApp, token: &str, query: &str) -> crate::helpers::Response {
-    let event = json!({
-        "version": "2.0", "routeKey": "GET /auth/me/security-events", "rawPath": "/auth/me/security-events",
-        "rawQueryString": query, "headers": { "authorization": format!("Bearer {token}") }, "isBase64Encoded": false,
-        "requestContext": {
-            "apiId": "testapi", "stage": "$default", "requestId": "test",
-            "http": {"method": "GET", "path": "/auth/me/security-events", "protocol": "HTTP/1.1",
-                     "sourceIp": crate::helpers::SOURCE_IP, "userAgent": "tests"},
-        },
-    });
-    let mut event = event;
-    shared::event::sanitize(&mut event, shared::handlers::me_security_events::NEEDS.query);
-    let request = lambda_http::request::from_str(&event.to_string()).expect("a payload 2.0 event");
-    crate::helpers::call(&app.app, shared::handlers::me_security_events::handle, request).await
-}
-
 /// Every page of the caller's events, `limit` at a time: the events' ids in the order read, and
 /// the pages' sizes.
 async fn every_page(app: &TestApp, token: &str, limit: usize) -> (Vec<String>, Vec<usize>) {
@@ -245,7 +228,7 @@ async fn every_page(app: &TestApp, token: &str, limit: usize) -> (Vec<String>, V
             Some(cursor) => format!("limit={limit}&cursor={cursor}"),
             None => format!("limit={limit}"),
         };
-        let page = read_events(app, token, &query).await;
+        let page = app.security_events(token, &query).await;
         assert_eq!(page.status, 200, "{}", page.body);
         let events = page.body["events"].as_array().unwrap();
         sizes.push(events.len());
@@ -268,7 +251,7 @@ async fn the_user_reads_their_own_events_newest_first_a_page_at_a_time(pool: PgP
     app.signed_up("ida@example.com").await;
     let token = signup.access_token();
 
-    let first = read_events(&app, &token, "").await;
+    let first = app.security_events(&token, "").await;
     let (ids, sizes) = every_page(&app, &token, 3).await;
 
     assert_eq!(first.status, 200, "{}", first.body);
@@ -303,16 +286,16 @@ async fn a_bad_limit_or_cursor_is_a_400_and_no_token_a_401(pool: PgPool) {
     let token = app.signed_up("jan@example.com").await.access_token();
 
     for limit in ["0", "101", "-1", "ten", "1e2"] {
-        let page = read_events(&app, &token, &format!("limit={limit}")).await;
+        let page = app.security_events(&token, &format!("limit={limit}")).await;
         assert_eq!((page.status, page.error_code()), (400, "invalid_request"), "limit={limit}");
     }
     for cursor in ["nonsense", "%%%", "AAAA", "\"x\"%20<y>"] {
-        let page = read_events(&app, &token, &format!("cursor={cursor}")).await;
+        let page = app.security_events(&token, &format!("cursor={cursor}")).await;
         assert_eq!((page.status, page.error_code()), (400, "invalid_cursor"), "cursor={cursor}");
     }
-    let anonymous = read_events(&app, "", "").await;
+    let anonymous = app.security_events("", "").await;
     assert_eq!(anonymous.status, 401);
-    let fine = read_events(&app, &token, "limit=100&unknown=1").await;
+    let fine = app.security_events(&token, "limit=100&unknown=1").await;
     assert_eq!(fine.status, 200, "an unknown parameter is ignored");
 }
 
